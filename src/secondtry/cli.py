@@ -1,0 +1,161 @@
+"""secondtry run | demo | eval | report | validate | ls"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a model's correct second tries into weights, round after round.")
+
+OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. training.steps=100 model.path=/models/x")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
+    from .backends.hf import ModelLoadError
+    from .config import ConfigError
+    from .store import RunDirError
+    from .tasks import TaskDataError
+
+    try:
+        fn()
+    except (ConfigError, TaskDataError, ModelLoadError, RunDirError, FileNotFoundError) as e:
+        _fail(str(e).replace("[", "\\["))
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume", 130)
+
+
+def _config(path: Path, overrides: Optional[List[str]]):
+    from .config import load_config
+
+    return load_config(path, overrides or [])
+
+
+def _resolve_model(cfg, log):
+    """`model.path: toy:NAME` names a model secondtry pretrains here (and caches)."""
+    if not cfg.model.path.startswith("toy:"):
+        return cfg
+    from .toy import toy_model
+
+    path = toy_model(cfg.model.path.removeprefix("toy:"), log=log)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
+
+
+def _run(cfg, allow_change: bool, eval_only: bool = False) -> Path:
+    from .log import RichLog
+    from .loop import run
+    from .report import markdown, print_tables
+    from .store import write_text
+
+    log = RichLog()
+    cfg = _resolve_model(cfg, log)
+    log.info(f"run directory: {cfg.run_path}")
+    run(cfg, log, allow_change=allow_change, eval_only=eval_only)
+    write_text(cfg.run_path / "report" / "summary.md", markdown(cfg.run_path))
+    print_tables(cfg.run_path)
+    log.info(f"records, models and report: {cfg.run_path}")
+    return cfg.run_path
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+        allow_change: bool = typer.Option(False, "--allow-change",
+                                          help="resume with a changed config; stages it touches run again")) -> None:
+    """Run (or resume) the experiment a config describes."""
+    _guard(lambda: _run(_config(config, overrides), allow_change))
+
+
+@app.command(name="eval")
+def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
+    """Evaluate the config's model only (round 0): pass@1, pass@k, pass@N with retries, the gap."""
+    _guard(lambda: _run(_config(config, overrides), allow_change, eval_only=True))
+
+
+@app.command()
+def demo(overrides: Optional[List[str]] = OVERRIDES,
+         allow_change: bool = typer.Option(False, "--allow-change")) -> None:
+    """The retry effect on this CPU: a toy model pretrained here, then the real pipeline."""
+    from importlib.resources import files
+
+    path = Path(str(files("secondtry.toy") / "demo.yaml"))
+    _guard(lambda: _run(_config(path, overrides), allow_change))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/demo")) -> None:
+    """Print the round and gap tables of a run and write report/summary.md."""
+    from .report import markdown, print_tables
+    from .store import write_text
+
+    def go() -> None:
+        text = markdown(run_dir)
+        write_text(run_dir / "report" / "summary.md", text)
+        print_tables(run_dir)
+
+    _guard(go)
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+             data: bool = typer.Option(True, "--data/--no-data", help="also load local task files")) -> None:
+    """Check a config (keys, types, names) and, with --data, that its local task files load."""
+    def go() -> None:
+        from .log import Log
+        from .loop import check_names, load_problems
+
+        cfg = _config(config, overrides)
+        check_names(cfg)
+        if data:
+            local = [t for t in (cfg.train_task, cfg.eval_task) if t.path is None or Path(t.path).exists()]
+            for t in (cfg.train_task, cfg.eval_task):
+                if t.path and t not in local:
+                    print(f"{t.name}: {t.path} is not a local file; not loaded (hub id?)")
+            if len(local) == 2:
+                train, test = load_problems(cfg, Log())
+                print(f"data: {len(train)} training and {len(test)} test problems")
+        print(f"{config}: ok")
+
+    _guard(go)
+
+
+@app.command(name="ls")
+def ls() -> None:
+    """List tasks, verifiers, conditions, backends and stopping policies."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .backends import BACKENDS
+    from .conditions import CONDITIONS
+    from .stopping import STOPPING
+    from .tasks import TASKS
+    from .verifiers import VERIFIERS
+
+    table = Table(title="secondtry extension points", show_lines=False)
+    for col in ("kind", "name", "what it does"):
+        table.add_column(col)
+    for kind, registry in (("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS),
+                           ("backend", BACKENDS), ("stopping", STOPPING)):
+        for name, obj in registry.items():
+            doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
+            table.add_row(kind, name, doc)
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Conditions: the conversations the model answers. build(problem, failed, cfg) -> list[Message].
+
+`failed` holds the completions that already failed on this problem, oldest first (empty
+for a first attempt). What a retry sees is decided here and recorded with every attempt:
+with `conditions.history: all` it sees each earlier attempt and retry turn, with `last`
+only the attempt just before. (Chat templates may drop parts of earlier assistant turns:
+Qwen3's drops their `<think>` content, so a thinking-mode retry never sees that reasoning.)
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .types import Message, Problem
+
+
+def first_attempt(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
+    """The problem alone (after the optional system prompt)."""
+    system = [Message("system", cfg.model.system_prompt)] if cfg.model.system_prompt else []
+    return [*system, Message("user", problem.prompt)]
+
+
+def _with_retries(problem: Problem, failed: list[str], cfg: Config, retry_text: str) -> list[Message]:
+    shown = failed if cfg.conditions.history == "all" else failed[-1:]
+    messages = first_attempt(problem, [], cfg)
+    for completion in shown:
+        messages += [Message("assistant", completion), Message("user", retry_text)]
+    return messages
+
+
+def retry(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
+    """The failed attempt(s), then the bare retry prompt ("Try again carefully.")."""
+    return _with_retries(problem, failed, cfg, cfg.conditions.retry_prompt)
+
+
+def gold_hint(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
+    """STaR-style rationalisation: the retry prompt carries the gold answer (privileged information)."""
+    hint = f"{cfg.conditions.retry_prompt} (Hint: the correct final answer is {problem.answer}.)"
+    return _with_retries(problem, failed, cfg, hint)
+
+
+CONDITIONS = {
+    "first_attempt": first_attempt,
+    "retry": retry,
+    "gold_hint": gold_hint,
+}
+
+# What each condition gives the model beyond the problem, for reports.
+PRIVILEGED = {"first_attempt": "none", "retry": "none (verifier says the attempt failed)",
+              "gold_hint": "gold answer"}

@@ -1,0 +1,264 @@
+"""The experiment config: typed, validated, loaded from YAML with dotted command-line overrides.
+
+Errors name the key, say what was wrong, and how to fix it:
+
+    config error in configs/x.yaml
+      training.lr: expected a number, got 'fast' — e.g. training.lr=2e-5
+
+Names of tasks, verifiers, conditions, backends and stopping policies are checked
+against the extension dicts by `secondtry.loop.check_names` (this module sits above
+them and does not import them).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot run. The message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class ModelConfig(_Strict):
+    path: str = Field(description="HF hub id or local folder of a causal LM (or `toy:NAME` for a bundled toy model)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="passed to apply_chat_template, e.g. {enable_thinking: false}")
+    system_prompt: str | None = None
+
+
+class TaskConfig(_Strict):
+    name: str = Field(description="one of `secondtry ls` tasks")
+    path: str | None = Field(None, description="local JSONL file or `datasets` hub id")
+    split: str = "train"
+    subset: str | None = Field(None, description="hub dataset config name, e.g. `main` for openai/gsm8k")
+    limit: int | None = Field(None, ge=1, description="use at most this many problems")
+    shuffle: bool = Field(False, description="shuffle (with the run seed) before applying limit")
+    instruction: str | None = Field(None, description="text appended to each question; task default if unset")
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="jsonl task: field names for id, question, answer, solution")
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="a row with a missing or empty field stops the run, or is skipped and counted")
+    options: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+
+
+class VerifierConfig(_Strict):
+    name: str = "math"
+    workers: int = Field(2, ge=0, description="worker processes; 0 verifies in this process (no hard timeout)")
+    timeout_s: float = Field(10.0, gt=0, description="hard limit per verdict; an overrun is 'cannot judge'")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackendConfig(_Strict):
+    name: str = "hf"
+    batch_size: int = Field(32, ge=1, description="sequences generated together")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.7, ge=0, description="0 means greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    max_new_tokens: int = Field(512, ge=1)
+
+
+class ConditionsConfig(_Strict):
+    first: str = Field("first_attempt", description="builds the first-attempt conversation")
+    retry: str = Field("retry", description="builds the retry turn after a failed attempt")
+    retry_prompt: str = "Try again carefully."
+    retries: int = Field(1, ge=0, description="retry turns per failed training problem (stops at the first success)")
+    history: Literal["all", "last"] = Field(
+        "all", description="what a retry sees: every earlier attempt, or only the failed one before it")
+
+
+class FilterConfig(_Strict):
+    require: Literal["answer", "steps"] = Field(
+        "answer", description="keep a retry if its final answer is right, or only if every step is right too")
+    dedupe: bool = True
+    max_per_problem: int = Field(1, ge=1)
+    include_first_attempts: bool = Field(False, description="also train on correct first attempts")
+
+
+class TrainingConfig(_Strict):
+    method: Literal["lora", "full"] = "lora"
+    rank: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+    lr: float = Field(2e-5, gt=0)
+    steps: int = Field(500, ge=1, description="optimizer steps per round")
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(2048, ge=8, description="longer examples are truncated")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    schedule: Literal["cosine", "constant", "linear", "constant_with_warmup"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    between_rounds: Literal["continue", "reset"] = Field(
+        "continue", description="continue from this round's merged model, or reset to the base model")
+    gradient_checkpointing: bool = False
+
+
+class EvaluationConfig(_Strict):
+    greedy: bool = Field(True, description="also score one greedy first attempt per problem")
+    samples: int = Field(4, ge=1, description="sampled first attempts per problem (pass@1 mean, pass@k)")
+    retry_n: int = Field(4, ge=1, description="N of pass@N-with-retries: a first attempt plus up to N-1 retries")
+    pass_k: list[int] = Field(default_factory=lambda: [1])
+    metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
+        "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use")
+    sampling: SamplingConfig | None = Field(None, description="defaults to the top-level sampling section")
+    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for 95% CIs")
+
+    @model_validator(mode="after")
+    def _k_within_samples(self) -> "EvaluationConfig":
+        bad = [k for k in self.pass_k if k < 1 or k > self.samples]
+        if bad:
+            raise ValueError(f"pass_k {bad} must lie in 1..evaluation.samples ({self.samples}); "
+                             f"raise evaluation.samples or drop those k")
+        if self.metric == "pass1_greedy" and not self.greedy:
+            raise ValueError("metric pass1_greedy needs evaluation.greedy=true")
+        return self
+
+
+class StoppingConfig(_Strict):
+    policies: list[str] = Field(default_factory=lambda: ["retry_yield", "negative_gain", "max_rounds"])
+    min_retry_yield: float = Field(0.15, ge=0, le=1, description="retry_yield: stop below this success rate")
+    max_rounds: int = Field(3, ge=1)
+
+
+class Config(_Strict):
+    name: str = Field(description="run name; the run directory is run_dir/name")
+    description: str = ""
+    seed: int = 42
+    run_dir: str = "runs"
+    model: ModelConfig
+    train_task: TaskConfig
+    eval_task: TaskConfig
+    verifier: VerifierConfig = VerifierConfig()
+    backend: BackendConfig = BackendConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    conditions: ConditionsConfig = ConditionsConfig()
+    filter: FilterConfig = FilterConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    stopping: StoppingConfig = StoppingConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        return v
+
+    @property
+    def eval_sampling(self) -> SamplingConfig:
+        return self.evaluation.sampling or self.sampling
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) / self.name
+
+
+# ----------------------------------------------------------------------------- loading
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """['training.lr=1e-4', 'model.path=x'] -> nested dict; values are read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. training.lr=1e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} was already set to a value")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys at the parent of `loc` (for 'did you mean')."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_of(Config, loc)
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f" — did you mean {'.'.join(map(str, loc[:-1] + (close[0],)))}?" if close else ""
+        return f"{key}: unknown key{hint} (valid here: {', '.join(valid)})"
+    if kind == "missing":
+        return f"{key}: required, add it to the config or pass {key}=..."
+    got = err.get("input")
+    got_s = repr(got) if not isinstance(got, dict) else "a mapping"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"{key}: {msg} (got {got_s})"
+
+
+def build_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config error in {source}: the top level must be a mapping of keys")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = "\n".join("  " + _describe(err) for err in e.errors())
+        raise ConfigError(f"config error in {source}\n{lines}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"config error in {where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config error in {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"config error in {path}: the top level must be a mapping of keys")
+        data = _merge(data, parse_overrides(overrides))
+    return build_config(data, source=str(path))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

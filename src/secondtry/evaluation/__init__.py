@@ -1,0 +1,1 @@
+"""Metrics from per-problem records, each with its uncertainty (bootstrap over problems)."""

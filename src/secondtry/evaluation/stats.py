@@ -1,0 +1,65 @@
+"""Statistics over problems: bootstrap confidence intervals, paired differences, McNemar.
+
+Every rate in secondtry is a mean of per-problem values, so its uncertainty comes from
+resampling problems (the test set is a sample of the task's distribution).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `values` (one value per problem).
+
+    >>> lo, hi = bootstrap_ci([1, 0] * 50, seed=1)
+    >>> 0.38 < lo < 0.45 < 0.55 < hi < 0.62
+    True
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, 256):  # blocks bound the memory for large test sets
+        stop = min(n_boot, start + 256)
+        means[start:stop] = x[rng.integers(0, x.size, size=(stop - start, x.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return (float(lo), float(hi))
+
+
+def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
+    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json."""
+    x = np.asarray(values, dtype=float)
+    value = float(x.mean()) if x.size else math.nan
+    lo, hi = bootstrap_ci(x, n_boot, seed)
+    return {"value": value, "ci": [lo, hi], "n": int(x.size)}
+
+
+def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000,
+                 seed: int = 0) -> dict[str, object]:
+    """Mean of after − before over the same problems, with a paired bootstrap CI."""
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired figures need the same problems: {a.size} vs {b.size} values")
+    return estimate(b - a, n_boot, seed)
+
+
+def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict[str, float]:
+    """Exact McNemar test on paired binary outcomes: b = right→wrong, c = wrong→right.
+
+    >>> mcnemar([0, 0, 0, 1], [1, 1, 1, 1])["p_value"]
+    0.25
+    """
+    b = sum(1 for x, y in zip(before, after) if x and not y)
+    c = sum(1 for x, y in zip(before, after) if y and not x)
+    n = b + c
+    if n == 0:
+        return {"b": 0, "c": 0, "p_value": 1.0}
+    tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2 ** n
+    return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}

@@ -1,0 +1,64 @@
+"""Attempts -> SFT examples: keep the correct retries, as single-turn (problem -> retry) pairs.
+
+The example's prompt is the first-attempt conversation: the model learns to produce the
+retry without having seen the failure. Every rejected attempt is counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+from .config import Config
+from .types import Attempt, Example, Message, Problem
+
+FirstBuilder = Callable[[Problem, list[str], Config], list[Message]]
+
+
+def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: FirstBuilder,
+           cfg: Config) -> tuple[list[Example], dict[str, Any]]:
+    """The training examples and the counts behind them (kept, rejected by reason, lucky share)."""
+    f = cfg.filter
+    kinds = {"retry"} | ({"first"} if f.include_first_attempts else set())
+    counts: Counter[str] = Counter()
+    examples: list[Example] = []
+    seen: set[tuple[str, str]] = set()
+    per_problem: Counter[str] = Counter()
+    answer_right = lucky = 0
+    for a in attempts:
+        if a.kind not in kinds:
+            continue
+        if a.verdict.correct is None:
+            counts["unjudged"] += 1
+            continue
+        if not a.verdict.correct:
+            counts["wrong"] += 1
+            continue
+        answer_right += 1
+        lucky += a.verdict.lucky
+        if f.require == "steps" and a.verdict.steps is None:
+            raise ValueError(f"filter.require=steps but the {cfg.verifier.name} verifier does not check "
+                             f"steps; use filter.require=answer")
+        if f.require == "steps" and a.verdict.lucky:
+            counts["lucky"] += 1
+            continue
+        if f.dedupe and (a.problem_id, a.completion) in seen:
+            counts["duplicate"] += 1
+            continue
+        if per_problem[a.problem_id] >= f.max_per_problem:
+            counts["over_cap"] += 1
+            continue
+        seen.add((a.problem_id, a.completion))
+        per_problem[a.problem_id] += 1
+        prompt = tuple(first(problems[a.problem_id], [], cfg))
+        examples.append(Example(a.problem_id, prompt, a.completion, source=a.kind, turn=a.turn))
+    stats = {
+        "kept": len(examples),
+        "kept_from": dict(Counter(e.source for e in examples)),
+        "problems": len(per_problem),
+        "rejected": dict(counts),
+        # right answers reached through a wrong step, among right answers (None: steps not checked)
+        "lucky_share": (lucky / answer_right) if answer_right and any(
+            a.verdict.steps is not None for a in attempts) else None,
+    }
+    return examples, stats

@@ -1,0 +1,326 @@
+"""The experiment: evaluate the base model, then rounds of
+first attempts -> retry the failures -> verify -> keep correct retries -> SFT -> evaluate -> stop?
+
+`run()` and `run_round()` read top to bottom; each stage reads and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from . import filtering, training
+from .backends import BACKENDS
+from .backends.hf import load_tokenizer
+from .conditions import CONDITIONS
+from .config import Config, ConfigError, SamplingConfig
+from .evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
+from .log import Log
+from .stopping import STOPPING, StopState, decide
+from .store import RunStore, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
+from .tasks import TASKS
+from .types import (Attempt, Decision, Problem, RoundResult, attempt_from_dict, example_from_dict,
+                    round_result_from_dict, to_dict)
+from .verifiers import VERIFIERS
+from .verifiers.pool import VerifierPool
+
+
+def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False) -> list[RoundResult]:
+    """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage."""
+    check_names(cfg)
+    train_set, test_set = load_problems(cfg, log)
+    load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
+    with RunStore.open(cfg, allow_change) as store, Models(cfg, log) as models, \
+            VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s) as pool:
+        ctx = Context(cfg, store, models, pool, log, train_set, test_set)
+        history = [run_base(ctx)]
+        model = cfg.model.path
+        for k in range(1, 0 if eval_only else cfg.stopping.max_rounds + 1):
+            result = run_round(ctx, k, model, history)
+            history.append(result)
+            if result.trained:
+                model = result.model
+            if result.decision.stop:
+                break
+        write_json(store.root / "summary.json", summarize_run(cfg, history))
+    return history
+
+
+def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> RoundResult:
+    """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
+    cfg, store = ctx.cfg, ctx.store
+    attempts_info = store.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
+                                [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
+    attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
+    filter_info = store.stage(f"round_{k}/sft", {"attempts": store.output_hash(f"round_{k}/attempts"),
+                                                 "filter": cfg.filter.model_dump()},
+                              [store.path(k, "sft.jsonl")], lambda: make_sft(ctx, k, attempts))
+    figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
+                                         "examples": filter_info}}
+    cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], "filter_s": filter_info["wall_s"]}
+    decision = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"],
+                                filter_info["kept"]), cfg.stopping)
+    if decision.stop:
+        return finish_round(ctx, k, model, False, figures, cost, decision, attempts_info)
+
+    start = model if cfg.training.between_rounds == "continue" else cfg.model.path
+    out = store.path(k, "model")
+    train_info = store.stage(f"round_{k}/train", {"sft": store.output_hash(f"round_{k}/sft"),
+                                                  "start": ctx.model_id(start), "training": cfg.training.model_dump(),
+                                                  "seed": cfg.seed}, [out],
+                             lambda: train_model(ctx, k, start, out, filter_info))
+    figures["training"] = train_info
+    cost["train_s"] = train_info["wall_s"]
+
+    evaluation, eval_info = evaluate_stage(ctx, k, str(out))
+    cost["eval_s"] = eval_info["wall_s"]
+    prev = history[-1]
+    figures["eval"] = summarize_eval(evaluation, cfg.evaluation.bootstrap, cfg.seed)
+    figures.update(compare_evals(ctx.eval_records(0), ctx.eval_records(prev.round), evaluation,
+                                 cfg.evaluation.metric, prev.figures.get("delta_from_prev", {}).get("value"),
+                                 cfg.evaluation.bootstrap, cfg.seed))
+    gain = figures["delta_from_prev"]
+    decision = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
+                                gain["value"], tuple(gain["ci"])), cfg.stopping)
+    return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
+
+
+def run_base(ctx: Context) -> RoundResult:
+    """Round 0: the base model's evaluation, the reference every gain is measured from."""
+    evaluation, info = evaluate_stage(ctx, 0, ctx.cfg.model.path)
+    figures = {"eval": summarize_eval(evaluation, ctx.cfg.evaluation.bootstrap, ctx.cfg.seed)}
+    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"]},
+                        Decision(False, "base model evaluated"), None, info)
+
+
+# ----------------------------------------------------------------------------- the stages
+
+def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
+    """First attempts on every training problem, then up to `conditions.retries` retries on failures."""
+    cfg = ctx.cfg
+    attempts, rendered = attempt_chains(ctx, model, ctx.train_set, samples=1, turns=1 + cfg.conditions.retries,
+                                        params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
+                                        first_kind="first", label=f"round {k} attempts")
+    write_jsonl(ctx.store.path(k, "attempts.jsonl"), (to_dict(a) for a in attempts))
+    return {"tokens_generated": sum(a.n_tokens for a in attempts), "retry_sees": rendered}
+
+
+def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
+    examples, stats = filtering.select(attempts, ctx.problems, CONDITIONS[ctx.cfg.conditions.first], ctx.cfg)
+    write_jsonl(ctx.store.path(k, "sft.jsonl"), (to_dict(e) for e in examples))
+    return stats
+
+
+def train_model(ctx: Context, k: int, start: str, out: Path, filter_info: dict[str, Any]) -> dict[str, Any]:
+    ctx.models.close()  # free the sampler's memory for training
+    examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
+    info = training.train(start, examples, ctx.cfg, out, seed=_seed(ctx.cfg.seed, "train", k), log=ctx.log)
+    training.write_model_card(out, k, ctx.cfg, info, filter_info)
+    return info
+
+
+def evaluate_stage(ctx: Context, k: int, model: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-problem evaluation of `model` on the test split (greedy, samples, retry chain)."""
+    store = ctx.store
+    outputs = [store.path(k, "eval.jsonl"), store.path(k, "eval_attempts.jsonl")]
+    info = store.stage(f"round_{k}/eval", ctx.inputs("eval", model, k), outputs, lambda: evaluate(ctx, k, model))
+    return ctx.eval_records(k), info
+
+
+def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
+    cfg, ev = ctx.cfg, ctx.cfg.evaluation
+    seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
+    greedy: list[Attempt] = []
+    if ev.greedy:
+        greedy, _ = attempt_chains(ctx, model, ctx.test_set, samples=1, turns=1,
+                                   params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}),
+                                   seed=seed, first_kind="greedy", label=f"round {k} eval greedy")
+    sampled, _ = attempt_chains(ctx, model, ctx.test_set, samples=ev.samples, turns=ev.retry_n,
+                                params=cfg.eval_sampling, seed=seed, first_kind="sample",
+                                label=f"round {k} eval samples + retries")
+    by_problem: dict[str, list[Attempt]] = {}
+    for a in greedy + sampled:
+        by_problem.setdefault(a.problem_id, []).append(a)
+    records = []
+    for p in ctx.test_set:
+        mine = by_problem[p.id]
+        g = next((a for a in mine if a.kind == "greedy"), None)
+        samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
+        chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
+        records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
+    write_jsonl(ctx.store.path(k, "eval_attempts.jsonl"), (to_dict(a) for a in greedy + sampled))
+    write_jsonl(ctx.store.path(k, "eval.jsonl"), records)
+    return {"tokens_generated": sum(a.n_tokens for a in greedy + sampled)}
+
+
+def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
+                   params: SamplingConfig, seed: int, first_kind: str, label: str) -> tuple[list[Attempt], str]:
+    """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails.
+
+    Returns the attempts and the rendered text of one retry prompt (what a retry sees).
+    """
+    cfg = ctx.cfg
+    sampler = ctx.models.get(model)
+    first, retry = CONDITIONS[cfg.conditions.first], CONDITIONS[cfg.conditions.retry]
+    attempts: list[Attempt] = []
+    live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its failed completions)
+    rendered = ""
+    for turn in range(turns):
+        if not live:
+            break
+        convs = [first(p, [], cfg) if turn == 0 else retry(p, failed, cfg) for p, failed in live]
+        n = samples if turn == 0 else 1
+        if turn == 1:
+            rendered = sampler.render(convs[0])
+        with ctx.log.progress(f"{label}: turn {turn}, generating", len(convs) * n) as bar:
+            outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), progress=bar)
+        items = [(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]
+        with ctx.log.progress(f"{label}: turn {turn}, verifying", len(items)) as bar:
+            verdicts = iter(ctx.pool.map(items, progress=bar))
+        kind = first_kind if turn == 0 else "retry"
+        still = []
+        for (p, failed), conv, cs in zip(live, convs, outs):
+            mine = [Attempt(p.id, kind, turn, s, tuple(conv), c.text, c.n_tokens, c.finish_reason, next(verdicts))
+                    for s, c in enumerate(cs)]
+            attempts += mine
+            if _failed(mine[0]):  # sample 0 carries the chain
+                still.append((p, failed + [mine[0].completion]))
+        live = still
+    return attempts, rendered
+
+
+def _failed(a: Attempt) -> bool:
+    return a.verdict.correct is False  # "cannot judge" is not retried: its retry could not be judged either
+
+
+def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[str, Any], cost: dict[str, Any],
+                 decision: Decision, attempts_info: dict[str, Any] | None,
+                 eval_info: dict[str, Any] | None = None) -> RoundResult:
+    """Add the cost, write round.json, tell the user."""
+    generated = sum((i or {}).get("tokens_generated", 0) for i in (attempts_info, eval_info))
+    cost = {**cost, "tokens_generated": generated,
+            "tokens_trained": figures.get("training", {}).get("tokens_trained", 0), "device": device_name()}
+    if attempts_info:
+        figures["train"]["retry_sees"] = attempts_info.get("retry_sees", "")
+    result = RoundResult(k, model, trained, figures, cost, decision)
+    write_json(ctx.store.path(k, "round.json"), to_dict(result))
+    ctx.log.info(f"round {k}: {decision.reason}" + (f" [{decision.policy}]" if decision.policy else ""))
+    return result
+
+
+def summarize_run(cfg: Config, history: list[RoundResult]) -> dict[str, Any]:
+    """The best round (by the configured metric, not the last), and why the run stopped."""
+    metric = cfg.evaluation.metric
+    evaluated = [r for r in history if "eval" in r.figures]
+    best = max(evaluated, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
+    return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
+            "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,
+            "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy}
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+class Context:
+    """What every stage needs: the config, the run directory, the model in memory, the verifier."""
+
+    def __init__(self, cfg: Config, store: RunStore, models: "Models", pool: VerifierPool, log: Log,
+                 train_set: list[Problem], test_set: list[Problem]) -> None:
+        self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
+        self.train_set, self.test_set = train_set, test_set
+        self.problems = {p.id: p for p in train_set}
+        self._hashes = {"train": _hash_problems(train_set), "test": _hash_problems(test_set)}
+
+    def model_id(self, model: str) -> str:
+        """The base model's path, or the content hash of a model this run trained."""
+        path = Path(model)
+        if path.parent.parent == self.store.root and path.name == "model":
+            return self.store.output_hash(f"{path.parent.name}/train") or model
+        return model
+
+    def inputs(self, stage: str, model: str, k: int) -> dict[str, Any]:
+        cfg = self.cfg
+        common = {"model": self.model_id(model), "verifier": cfg.verifier.model_dump(exclude={"workers"}),
+                  "conditions": cfg.conditions.model_dump(), "backend": cfg.backend.model_dump(),
+                  "seed": cfg.seed, "model_cfg": cfg.model.model_dump(exclude={"path"})}
+        if stage == "attempts":
+            return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k}
+        return {**common, "problems": self._hashes["test"], "evaluation": cfg.evaluation.model_dump(),
+                "sampling": cfg.eval_sampling.model_dump()}
+
+    def eval_records(self, k: int) -> list[dict[str, Any]]:
+        return read_jsonl(self.store.path(k, "eval.jsonl"))
+
+
+class Models:
+    """One sampler in memory at a time, loaded on first use of a model."""
+
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg, self.log, self.path, self.sampler = cfg, log, None, None
+
+    def get(self, path: str):
+        if path != self.path:
+            self.close()
+            self.log.info(f"loading {path}")
+            self.sampler, self.path = BACKENDS[self.cfg.backend.name](path, self.cfg, self.log), path
+        return self.sampler
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+        self.sampler = self.path = None
+
+    def __enter__(self) -> "Models":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def check_names(cfg: Config) -> None:
+    """Every name in the config refers to an entry of its extension dict."""
+    checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
+              ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
+              ("conditions.first", cfg.conditions.first, CONDITIONS),
+              ("conditions.retry", cfg.conditions.retry, CONDITIONS)]
+    checks += [(f"stopping.policies[{i}]", p, STOPPING) for i, p in enumerate(cfg.stopping.policies)]
+    bad = [f"  {key}: unknown name {name!r}; choose one of {', '.join(table)}"
+           for key, name, table in checks if name not in table]
+    if bad:
+        raise ConfigError("config error\n" + "\n".join(bad))
+
+
+def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], list[Problem]]:
+    """Both splits, loaded and checked before anything is written."""
+    out = []
+    for key, task in (("train_task", cfg.train_task), ("eval_task", cfg.eval_task)):
+        problems = TASKS[task.name](task, cfg.seed)
+        skipped = getattr(problems, "skipped", 0)
+        if skipped:
+            log.warn(f"{key}: skipped {skipped} bad rows, e.g. {problems.skip_reasons[0]}")
+        log.info(f"{key}: {len(problems)} problems ({task.name})")
+        out.append(list(problems))
+    return out[0], out[1]
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def _seed(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "little")
+
+
+def _hash_problems(problems: list[Problem]) -> str:
+    return hash_data([to_dict(p) for p in problems])
+
+
+def load_history(root: Path) -> list[RoundResult]:
+    """The round.json records of a run directory, in order."""
+    return [round_result_from_dict(read_json(p / "round.json")) for _, p in iter_rounds(root)
+            if (p / "round.json").exists()]

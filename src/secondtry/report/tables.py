@@ -1,0 +1,111 @@
+"""The reference report's two tables, from round.json files: rounds, and the stochastic gap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..loop import load_history
+from ..store import read_json
+from ..types import RoundResult
+
+
+def _pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
+    if not fig or fig.get("value") is None:
+        return "–"
+    v, (lo, hi) = fig["value"] * 100, (x * 100 for x in fig["ci"])
+    sign = "+" if signed else ""
+    return f"{v:{sign}.1f} [{lo:{sign}.1f}, {hi:{sign}.1f}]"
+
+
+def _label(r: RoundResult) -> str:
+    return "base" if r.round == 0 else f"round {r.round}"
+
+
+def round_rows(history: list[RoundResult], metric: str, best: int | None) -> list[list[str]]:
+    """stage | metric % [CI] | Δ base pp | Δ previous pp | decay | retry yield | examples | decision."""
+    rows = []
+    for r in history:
+        f = r.figures
+        train = f.get("train", {})
+        decay = f.get("decay")
+        rows.append([
+            _label(r) + (" (best)" if r.round == best else ""),
+            _pct(f["eval"][metric]) if "eval" in f else "not trained",
+            _pct(f.get("delta_from_base"), True), _pct(f.get("delta_from_prev"), True),
+            "–" if decay is None else f"{decay:.2f}",
+            _pct(train.get("retry_yield")) if train else "–",
+            str(train.get("examples", {}).get("kept", "–")) if train else "–",
+            r.decision.reason if r.round else "",
+        ])
+    return rows
+
+
+def gap_rows(history: list[RoundResult]) -> list[list[str]]:
+    """model | pass@1 | pass@N (retry) | gap | absorbed share of the base gap."""
+    rows = []
+    for r in history:
+        if "eval" not in r.figures:
+            continue
+        e, share = r.figures["eval"], r.figures.get("absorbed_share")
+        rows.append([_label(r), _pct(e["pass1_sampled"]), _pct(e["pass_n_retry"]), _pct(e["gap"], True),
+                     "–" if share is None else f"{share:.0%}"])
+    return rows
+
+
+ROUND_HEAD = ["stage", "{metric} % [95% CI]", "Δ from base, pp", "Δ from previous, pp", "decay",
+              "retry yield %", "examples", "decision"]
+GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
+
+
+def _context(run: Path) -> tuple[list[RoundResult], dict[str, Any]]:
+    history = load_history(run)
+    summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
+    if not history:
+        raise FileNotFoundError(f"{run}: no round_*/round.json — not a secondtry run directory, or not started")
+    return history, summary
+
+
+def markdown(run: Path, metric: str = "pass1_sampled") -> str:
+    history, summary = _context(run)
+    metric = summary.get("metric", metric)
+
+    def table(head: list[str], rows: list[list[str]]) -> str:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+    n = history[0].figures["eval"][metric]["n"]
+    retry_turns = history[0].figures["eval"]["retry_turns"]
+    parts = [f"# {run.name}", "",
+             f"Accuracy is `{metric}` on {n} test problems; CIs are 95% bootstrap over problems, "
+             f"paired for differences. pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", "",
+             table([h.format(metric=metric) for h in ROUND_HEAD], round_rows(history, metric,
+                                                                              summary.get("best_round"))),
+             "", "Stochastic headroom:", "", table(GAP_HEAD, gap_rows(history))]
+    if summary:
+        parts += ["", f"Best round: {summary['best_round']} ({summary['best_model']}). "
+                      f"Stopped: {summary['stopped']}."]
+    return "\n".join(parts) + "\n"
+
+
+def print_tables(run: Path, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    history, summary = _context(run)
+    metric = summary.get("metric", "pass1_sampled")
+    t = Table(title=f"{run.name}: rounds ({metric}, 95% CI)")
+    for h in ROUND_HEAD:
+        t.add_column(h.format(metric=metric))
+    for row in round_rows(history, metric, summary.get("best_round")):
+        t.add_row(*row)
+    console.print(t)
+    g = Table(title="stochastic headroom")
+    for h in GAP_HEAD:
+        g.add_column(h)
+    for row in gap_rows(history):
+        g.add_row(*row)
+    console.print(g)
+    if summary:
+        console.print(f"best round: {summary['best_round']} — {summary['best_model']}\nstopped: {summary['stopped']}")

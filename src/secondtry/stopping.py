@@ -1,0 +1,65 @@
+"""Stopping policies: policy(state, cfg) -> reason to stop, or None to go on.
+
+A policy is asked at two points of round k: `before_train` (the retries on the current
+model's training failures are in: is the training set worth a round?) and `after_eval`
+(the round's gain is measured: is another round worth it?). The first policy that says
+stop decides, and the decision is recorded with its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import StoppingConfig
+from .types import Decision
+
+
+@dataclass(frozen=True)
+class StopState:
+    round: int
+    phase: str  # "before_train" | "after_eval"
+    retry_yield: float | None = None  # success of the retries on this round's training frontier
+    examples: int | None = None  # training examples the filter kept
+    gain: float | None = None  # this round's change of the metric over the previous round
+    gain_ci: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
+    """Stop when retries rarely succeed: the training set would be too small and biased."""
+    if s.phase == "before_train" and s.retry_yield is not None and s.retry_yield < cfg.min_retry_yield:
+        return (f"retry yield {s.retry_yield:.1%} on the training frontier is below "
+                f"{cfg.min_retry_yield:.0%}: too few, too biased examples for another round")
+    return None
+
+
+def negative_gain(s: StopState, cfg: StoppingConfig) -> str | None:
+    """Stop after a round that lowered the metric; the previous round stays the best."""
+    if s.phase == "after_eval" and s.gain is not None and s.gain < 0:
+        return f"round {s.round} changed the metric by {s.gain * 100:+.1f} pp: the next round would not pay"
+    return None
+
+
+def max_rounds(s: StopState, cfg: StoppingConfig) -> str | None:
+    if s.phase == "after_eval" and s.round >= cfg.max_rounds:
+        return f"reached stopping.max_rounds={cfg.max_rounds}"
+    return None
+
+
+STOPPING = {
+    "retry_yield": retry_yield,
+    "negative_gain": negative_gain,
+    "max_rounds": max_rounds,
+}
+
+
+def decide(state: StopState, cfg: StoppingConfig) -> Decision:
+    inputs = {k: v for k, v in vars(state).items() if v is not None and k != "extra"} | state.extra
+    if state.phase == "before_train" and not state.examples:
+        return Decision(True, "no correct retries to train on", "no_examples", inputs)
+    for name in cfg.policies:
+        reason = STOPPING[name](state, cfg)
+        if reason:
+            return Decision(True, reason, name, inputs)
+    return Decision(False, "continue", None, inputs)

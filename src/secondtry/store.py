@@ -1,0 +1,202 @@
+"""The run directory: the interface between stages.
+
+    runs/<name>/config.yaml, manifest.json, round_k/{attempts,sft,eval,eval_attempts}.jsonl,
+    round_k/model/, round_k/round.json
+
+Every write is atomic (temp file + fsync + rename). `manifest.json` records, per stage, a
+hash of its inputs and of its outputs; `stage()` skips a stage whose inputs hash to the
+recorded value and whose outputs are still intact, so a killed run resumes where it stopped.
+One process at a time: a lock file refuses a second run on the same directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TextIO
+
+from .config import Config, dump_config
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (locked, or run with another config)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[TextIO]:
+    """A file that appears whole at `path` when the block ends, or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    with atomic_open(path) as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def hash_data(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def hash_path(path: Path) -> str:
+    """Content hash of a file, or of a folder's files (names and contents)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class RunStore:
+    """A run directory opened by one process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+        self._lock_fd: int | None = None
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, cfg: Config, allow_change: bool = False) -> "RunStore":
+        store = cls(cfg.run_path)
+        store.root.mkdir(parents=True, exist_ok=True)
+        store._lock()
+        text = dump_config(cfg)
+        saved = store.root / "config.yaml"
+        if saved.exists() and saved.read_text(encoding="utf-8") != text and not allow_change:
+            diff = "".join(difflib.unified_diff(saved.read_text(encoding="utf-8").splitlines(True),
+                                                text.splitlines(True), "config.yaml (as run)", "config (now)"))
+            store.close()
+            raise RunDirError(f"{store.root} was run with another config; resume with the same config, "
+                              f"pass --allow-change to rerun the stages the change touches, or pick a new "
+                              f"name=...\n{diff}")
+        write_text(saved, text)
+        return store
+
+    def _lock(self) -> None:
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(f"{self.root} is in use by another secondtry process; wait for it or "
+                              f"pick another run name") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- paths and records ---------------------------------------------------------------------
+    def path(self, round_: int, name: str) -> Path:
+        return self.root / f"round_{round_}" / name
+
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {"stages": {}}
+
+    def output_hash(self, stage: str) -> str | None:
+        entry = self.manifest()["stages"].get(stage)
+        return entry["outputs_hash"] if entry else None
+
+    # -- stages --------------------------------------------------------------------------------
+    def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path],
+              run: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        """Run `run` unless this stage is done with the same inputs and intact outputs.
+
+        `run` writes `outputs` (atomically) and may return stage info (wall time is added);
+        the info is kept in the manifest and returned, also when the stage is skipped.
+        """
+        inputs_hash = hash_data(inputs)
+        entry = self.manifest()["stages"].get(name)
+        if entry and entry["inputs_hash"] == inputs_hash and all(p.exists() for p in outputs) \
+                and self._outputs_hash(outputs) == entry["outputs_hash"]:
+            return {**entry["info"], "skipped": True}
+        for p in outputs:  # stale outputs of an earlier, different or unfinished run of this stage
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        start = time.perf_counter()
+        info = dict(run() or {})
+        info["wall_s"] = round(time.perf_counter() - start, 3)
+        missing = [str(p) for p in outputs if not p.exists()]
+        if missing:
+            raise RuntimeError(f"stage {name} finished without writing {missing}")
+        manifest = self.manifest()
+        manifest["stages"][name] = {"inputs_hash": inputs_hash, "outputs_hash": self._outputs_hash(outputs),
+                                    "outputs": [str(p.relative_to(self.root)) for p in outputs],
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "info": info}
+        write_json(self.manifest_path, manifest)
+        return info
+
+    @staticmethod
+    def _outputs_hash(outputs: list[Path]) -> str:
+        return hash_data([hash_path(p) for p in outputs])
+
+
+def iter_rounds(root: Path) -> Iterator[tuple[int, Path]]:
+    """(k, round_k folder) in order."""
+    found = []
+    for p in Path(root).glob("round_*"):
+        suffix = p.name.removeprefix("round_")
+        if p.is_dir() and suffix.isdigit():
+            found.append((int(suffix), p))
+    return iter(sorted(found))

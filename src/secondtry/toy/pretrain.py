@@ -1,0 +1,178 @@
+"""Pretrain a small Llama on teacher solutions of the synthetic task, and cache it by recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from ..log import Log
+from ..tasks import synthetic
+from .tokenizer import build_tokenizer
+
+TOY_VERSION = 1  # bump when the training code changes what a recipe produces
+RETRY_PROMPT = "Try again carefully."
+MAX_POSITIONS = 256
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+    "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    size: str
+    steps: int
+    batch: int
+    lr: float
+    seed: int = 0
+    error_rate: float = 0.06
+    retry_share: float = 0.3  # share of two-turn documents (wrong attempt, retry turn, better attempt)
+    world: int = synthetic.WORLD_VERSION
+    toy: int = TOY_VERSION
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+RECIPES: dict[str, Recipe] = {
+    "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3),
+    "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3),
+}
+
+
+def build_model(size: str, tokenizer: PreTrainedTokenizerFast | None = None) -> LlamaForCausalLM:
+    """A freshly initialised LlamaForCausalLM of a named size ("tiny" or "demo")."""
+    if size not in SIZES:
+        raise ValueError(f"unknown toy model size {size!r}; choose one of {', '.join(SIZES)}")
+    tok = tokenizer or build_tokenizer(MAX_POSITIONS)
+    shape = SIZES[size]
+    config = LlamaConfig(
+        vocab_size=len(tok), intermediate_size=4 * shape["hidden_size"], num_key_value_heads=shape["num_attention_heads"],
+        max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, bos_token_id=None, **shape)
+    return LlamaForCausalLM(config)
+
+
+def documents(rng: random.Random, count: int, error_rate: float, retry_share: float) -> list[list[dict[str, str]]]:
+    """Teacher conversations on train-split expressions: single-turn, or a wrong attempt then a retry."""
+    docs = []
+    for _ in range(count):
+        while True:
+            operands, ops = synthetic.random_problem(rng, rng.choice([2, 3, 4]))
+            expr = synthetic.expression(operands, ops)
+            if synthetic.split_of(expr) == "train":  # test expressions stay unseen
+                break
+        msgs = [{"role": "user", "content": expr}]
+        if rng.random() < retry_share:
+            msgs += [{"role": "assistant", "content": synthetic.wrong_teacher_solution(operands, ops, rng, error_rate)},
+                     {"role": "user", "content": RETRY_PROMPT},
+                     {"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate / 2)}]
+        else:
+            msgs.append({"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate)})
+        docs.append(msgs)
+    return docs
+
+
+def _batch(tok: PreTrainedTokenizerFast, docs: list[list[dict[str, str]]]) -> dict[str, torch.Tensor]:
+    """Right-padded ids with labels on assistant tokens only (their <|end|> included)."""
+    encoded = [tok.apply_chat_template(d, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+               for d in docs]
+    width = max(len(e["input_ids"]) for e in encoded)
+    ids = torch.full((len(docs), width), tok.pad_token_id)
+    labels = torch.full((len(docs), width), -100)
+    attention = torch.zeros((len(docs), width), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        attention[i, :n] = 1
+        mask = torch.tensor(e["assistant_masks"], dtype=torch.bool)
+        labels[i, :n] = torch.where(mask, ids[i, :n], -100)
+    return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+
+
+def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
+             error_rate: float = 0.06, retry_share: float = 0.3) -> Path:
+    """Train a fresh model for exactly `steps` AdamW steps on CPU and save it atomically to `out_dir`."""
+    log = log or Log()
+    out_dir = Path(out_dir)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))  # tiny matmuls: more threads only add overhead
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        tok = build_tokenizer(MAX_POSITIONS)
+        model = build_model(size, tok)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+        warmup = max(1, steps // 20)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))  # warmup, cosine to lr/10
+        losses: list[float] = []
+        start = time.perf_counter()
+        with log.progress(f"pretraining toy model ({size})", steps) as bar:
+            for _ in range(steps):
+                loss = model(**_batch(tok, documents(rng, batch, error_rate, retry_share))).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                schedule.step()
+                losses.append(round(loss.item(), 4))
+                bar(1)
+        wall_s = time.perf_counter() - start
+        model.eval()
+        model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                                   max_new_tokens=128)
+        record: dict[str, Any] = {
+            "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
+            "retry_share": retry_share, "world": synthetic.WORLD_VERSION, "toy": TOY_VERSION,
+            "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2), "losses": losses}
+        tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "recipe.json").write_text(json.dumps(record) + "\n")  # written last: marks a complete folder
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info(f"pretrained toy model {size}: {record['params']:,} parameters, {steps} steps in {wall_s:.0f} s, "
+                 f"loss {sum(losses[:10]) / min(10, steps):.3f} -> {sum(losses[-10:]) / min(10, steps):.3f}")
+        return out_dir
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SECONDTRY_CACHE") or Path.home() / ".cache" / "secondtry" / "toy")
+
+
+def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = None) -> Path:
+    """The folder of the named toy model, pretrained on first use and cached by recipe."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown toy model {name!r}; choose one of {', '.join(RECIPES)}")
+    log = log or Log()
+    recipe = RECIPES[name]
+    path = Path(cache_dir or default_cache_dir()).expanduser() / f"{name}-{recipe.key()}"
+    if (path / "recipe.json").is_file():
+        return path
+    log.info(f"toy model {name} not cached; pretraining it into {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return pretrain(recipe.size, path, recipe.steps, recipe.batch, recipe.lr, recipe.seed, log=log,
+                    error_rate=recipe.error_rate, retry_share=recipe.retry_share)

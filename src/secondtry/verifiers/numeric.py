@@ -1,0 +1,95 @@
+r"""Numeric-answer verifier (GSM8K style): read one number, compare it exactly with the gold.
+
+>>> from secondtry.types import Problem
+>>> p = Problem(id="t", prompt="", answer="1,000")
+>>> verify(p, "She earns $1000.00 in total.")
+Verdict(correct=True, extracted='1000.00', reason='match', steps=None)
+>>> verify(p, r"... so \boxed{\$999}")
+Verdict(correct=False, extracted='999', reason='mismatch: 999 vs 1,000', steps=None)
+>>> verify(Problem(id="t", prompt="", answer="18"), "3 * 6 = 18 dollars\n#### $18.")
+Verdict(correct=True, extracted='18', reason='match', steps=None)
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from secondtry.types import Problem, Verdict
+from secondtry.verifiers.math import last_boxed
+
+# a number: optional sign, thousands commas, decimals, or a simple fraction a/b
+_NUM = re.compile(
+    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|(?<![\w.])-?\.\d+"
+)
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
+
+
+def _clean(s: str) -> str:
+    """Drop currency, LaTeX wrappers and unicode minus so the number regex sees plain digits."""
+    s = _FRAC.sub(r"\1/\2", s)
+    s = s.replace("\u2212", "-").replace("\\$", " ").replace("\\%", "%").replace("\\!", "").replace("{,}", ",")
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}", r" \1 ", s)
+    s = re.sub(r"[$€£]", " ", s)
+    return re.sub(r"-\s+(?=\d)", "-", s)  # "- $5" -> "-5" once the $ is gone
+
+
+def _numbers(s: str) -> list[str]:
+    return [m.group(0) for m in _NUM.finditer(_clean(s))]
+
+
+def to_number(s: str) -> Fraction | None:
+    """The value of a number string like "1,000", "-3.50", "7/2"; None if it is not one.
+
+    >>> to_number("1,000"), to_number("18.00"), to_number("7 / 2"), to_number("x")
+    (Fraction(1000, 1), Fraction(18, 1), Fraction(7, 2), None)
+    """
+    s = s.replace(",", "").replace(" ", "")
+    try:
+        if "/" in s:
+            a, b = s.split("/")
+            return Fraction(a) / Fraction(b)
+        return Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def extract_answer(completion: str) -> tuple[str | None, str]:
+    """(number string or None, where it came from). '#### N' and a box are decisive when present."""
+    if "####" in completion:
+        tail = completion.rsplit("####", 1)[1].strip().split("\n", 1)[0]
+        nums = _numbers(tail)
+        return (nums[0] if nums else None), "####"
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        nums = _numbers(boxed)
+        return (nums[0] if nums else None), "box"
+    for m in reversed(list(_ANSWER_IS.finditer(completion))):
+        line = completion[m.end() :].split("\n", 1)[0]
+        line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+        nums = _numbers(line)
+        if nums:
+            return nums[0], "answer is"
+    nums = _numbers(completion)
+    return (nums[-1] if nums else None), "last number"
+
+
+def verify(problem: Problem, completion: str) -> Verdict:
+    """Judge `completion` against the number in `problem.answer`; never raises for bad input."""
+    if not isinstance(completion, str) or not completion.strip():
+        return Verdict(correct=False, reason="empty completion")
+    gold_nums = _numbers(str(problem.answer))
+    gold = to_number(gold_nums[0]) if len(gold_nums) == 1 else None
+    pred, source = extract_answer(completion)
+    if pred is None:
+        reason = "no number found" if source == "last number" else f"no number in the {source} answer"
+        return Verdict(correct=False, reason=reason)
+    if gold is None:
+        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold not a number: {problem.answer!r}")
+    value = to_number(pred)
+    if value is None:  # e.g. "1/0"
+        return Verdict(correct=False, extracted=pred, reason="answer not a number")
+    if value == gold:
+        return Verdict(correct=True, extracted=pred, reason="match")
+    return Verdict(correct=False, extracted=pred, reason=f"mismatch: {pred} vs {problem.answer}")

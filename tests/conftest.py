@@ -1,0 +1,25 @@
+"""Shared fixtures: the repository's data folder and a tiny toy model built here (no hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama pretrained for a few seconds on the synthetic task (cached per test session)."""
+    from secondtry.toy import toy_model
+
+    return toy_model("tiny", cache_dir=tmp_path_factory.mktemp("toy-cache"))

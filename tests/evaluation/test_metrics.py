@@ -1,0 +1,62 @@
+import pytest
+
+from secondtry.evaluation.metrics import compare_evals, eval_record, per_problem, summarize_eval, train_figures
+from secondtry.types import Attempt, Message, Verdict
+
+
+def att(pid, kind, turn, sample, ok, n_tokens=5):
+    return Attempt(pid, kind, turn, sample, (Message("user", pid),), "x", n_tokens, "stop",
+                   Verdict(ok, "1", ""))
+
+
+def rec(pid, greedy, samples, chain):
+    g = att(pid, "greedy", 0, 0, greedy)
+    s = [att(pid, "sample", 0, i, ok) for i, ok in enumerate(samples)]
+    c = [s[0]] + [att(pid, "retry", t, 0, ok) for t, ok in enumerate(chain[1:], start=1)]
+    return eval_record(pid, g, s, c, [1, 2])
+
+
+def test_eval_record_and_summary():
+    records = [rec("a", True, [True, False], [True]),
+               rec("b", False, [False, False], [False, False, True]),
+               rec("c", None, [False, True], [False, False, False])]
+    assert records[1]["chain"] == [False, False, True]
+    assert records[2]["greedy"] is False  # "cannot judge" counts as not solved
+    assert records[0]["pass_at_k"] == {"1": 0.5, "2": 1.0}
+    assert records[1]["tokens"] == 5 * (1 + 2 + 2)
+    s = summarize_eval(records, n_boot=200, seed=0)
+    assert s["pass1_sampled"]["value"] == pytest.approx(2 / 6)
+    assert s["pass1_greedy"]["value"] == pytest.approx(1 / 3)
+    assert s["pass_n_retry"]["value"] == pytest.approx(2 / 3)
+    assert s["gap"]["value"] == pytest.approx(2 / 3 - 2 / 6)
+    assert s["pass_at_2"]["value"] == pytest.approx(2 / 3)
+    assert s["retry_turns"] == 3
+
+
+def test_compare_evals_gains_decay_and_absorbed_share():
+    base = [rec(p, False, [False, False], [False, True]) for p in "abcd"]  # pass@1 0, pass@N 1, gap 1
+    now = [rec(p, True, [True, True], [True]) for p in "ab"] + [rec(p, False, [False, False], [False, True])
+                                                                 for p in "cd"]
+    out = compare_evals(base, base, now, "pass1_sampled", prev_delta=1.0, n_boot=200, seed=0)
+    assert out["delta_from_base"]["value"] == pytest.approx(0.5)
+    assert out["decay"] == pytest.approx(0.5)
+    assert out["absorbed_share"] == pytest.approx(0.5)  # gap 1.0 -> 0.5
+    assert compare_evals(base, base, now, "pass1_sampled", None, 200, 0)["decay"] is None
+    with pytest.raises(ValueError, match="different problem sets"):
+        compare_evals(base, base, now[:3], "pass1_sampled", None, 200, 0)
+
+
+def test_train_figures_retry_yield_on_the_frontier():
+    attempts = [att("a", "first", 0, 0, True), att("b", "first", 0, 0, False), att("c", "first", 0, 0, False),
+                att("d", "first", 0, 0, None),
+                att("b", "retry", 1, 0, True), att("c", "retry", 1, 0, False)]
+    f = train_figures(attempts, n_boot=200, seed=0)
+    assert (f["problems"], f["frontier"], f["unjudged"], f["retried"], f["retry_solved"]) == (4, 2, 1, 2, 1)
+    assert f["retry_yield"]["value"] == 0.5 and f["first_correct"]["value"] == 0.25
+    assert f["tokens_generated"] == 30
+
+
+def test_per_problem_vectors_align_with_records():
+    records = [rec("a", True, [True, False], [True]), rec("b", False, [False, False], [False, True])]
+    v = per_problem(records)
+    assert v["pass_n_retry"] == [1.0, 1.0] and v["pass1_sampled"] == [0.5, 0.0] and v["gap"] == [0.5, 1.0]

@@ -1,0 +1,104 @@
+"""Two whole rounds on CPU with a tiny model built here: records, figures, decisions, resume."""
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from secondtry.config import load_config
+from secondtry.evaluation.metrics import eval_record, summarize_eval, train_figures
+from secondtry.loop import load_history, run
+from secondtry.store import read_json, read_jsonl
+from secondtry.types import attempt_from_dict
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={root}", "stopping.policies=[max_rounds]"])
+    start = time.perf_counter()
+    history = run(cfg)
+    return cfg, history, time.perf_counter() - start
+
+
+def weights(path):
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+def test_two_rounds_ran_and_weights_changed(finished, tiny_model):
+    cfg, history, wall = finished
+    print(f"\ntwo rounds on CPU: {wall:.1f} s")
+    assert [r.round for r in history] == [0, 1, 2] and all(r.trained for r in history[1:])
+    base, r1, r2 = weights(tiny_model), weights(cfg.run_path / "round_1" / "model"), weights(history[2].model)
+    assert any(not torch.equal(base[k], r1[k]) for k in base)
+    assert any(not torch.equal(r1[k], r2[k]) for k in r1)
+
+
+def test_every_stage_left_per_problem_records(finished):
+    cfg, history, _ = finished
+    n_train, n_test = 64, 48
+    for k in (1, 2):
+        attempts = [attempt_from_dict(d) for d in read_jsonl(cfg.run_path / f"round_{k}" / "attempts.jsonl")]
+        firsts = [a for a in attempts if a.kind == "first"]
+        assert len(firsts) == n_train == len({a.problem_id for a in firsts})
+        failed = {a.problem_id for a in firsts if a.verdict.correct is False}
+        assert {a.problem_id for a in attempts if a.kind == "retry"} == failed  # every failure, and only those
+        assert all(a.messages[-1].content == "Try again carefully." for a in attempts if a.kind == "retry")
+        sft = read_jsonl(cfg.run_path / f"round_{k}" / "sft.jsonl")
+        assert all(len(e["messages"]) == 1 for e in sft)  # single turn: problem -> correct retry
+    for k in (0, 1, 2):
+        assert len(read_jsonl(cfg.run_path / f"round_{k}" / "eval.jsonl")) == n_test
+        assert (cfg.run_path / f"round_{k}" / "round.json").exists()
+    assert (cfg.run_path / "config.yaml").exists() and (cfg.run_path / "summary.json").exists()
+    assert (cfg.run_path / "round_1" / "model" / "README.md").exists()
+
+
+def test_round_figures_recompute_from_records(finished):
+    cfg, history, _ = finished
+    ev = cfg.evaluation
+    for r in history:
+        folder = cfg.run_path / f"round_{r.round}"
+        records = read_jsonl(folder / "eval.jsonl")
+        assert summarize_eval(records, ev.bootstrap, cfg.seed) == r.figures["eval"]
+        attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "eval_attempts.jsonl")]
+        for rec in records:  # eval.jsonl itself follows from the transcripts
+            mine = [a for a in attempts if a.problem_id == rec["problem_id"]]
+            greedy = next(a for a in mine if a.kind == "greedy")
+            samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
+            chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
+            assert eval_record(rec["problem_id"], greedy, samples, chain, ev.pass_k) == rec
+        if r.round:
+            attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
+            figures = dict(r.figures["train"])
+            figures.pop("examples"), figures.pop("retry_sees")
+            assert train_figures(attempts, ev.bootstrap, cfg.seed) == figures
+            assert r.figures["train"]["examples"]["kept"] == len(read_jsonl(folder / "sft.jsonl"))
+            assert r.cost["tokens_trained"] > 0 and r.cost["tokens_generated"] > 0 and r.cost["train_s"] > 0
+
+
+def test_decisions_and_reasons_are_recorded(finished):
+    cfg, history, _ = finished
+    r1, r2 = (read_json(cfg.run_path / f"round_{k}" / "round.json") for k in (1, 2))
+    assert r2["decision"]["stop"] and r2["decision"]["reason"]
+    assert r2["decision"]["policy"] == "max_rounds" and "max_rounds=2" in r2["decision"]["reason"]
+    assert not r1["decision"]["stop"] and "gain" in r1["decision"]["inputs"]
+    summary = read_json(cfg.run_path / "summary.json")
+    metric = summary["metric"]
+    best = max(history, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
+    assert summary["best_round"] == best.round and summary["stopped"] == r2["decision"]["reason"]
+    assert "Try again carefully." in r1["figures"]["train"]["retry_sees"]
+
+
+def test_resume_skips_finished_stages(finished):
+    cfg, history, wall = finished
+    manifest = read_json(cfg.run_path / "manifest.json")
+    start = time.perf_counter()
+    again = run(cfg)
+    assert time.perf_counter() - start < wall / 2
+    assert [r.figures for r in again] == [r.figures for r in load_history(cfg.run_path)] \
+        == [r.figures for r in history]
+    assert read_json(cfg.run_path / "manifest.json")["stages"] == manifest["stages"]

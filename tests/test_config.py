@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from secondtry.config import ConfigError, build_config, dump_config, load_config, parse_overrides
+
+BASE = {
+    "name": "t",
+    "model": {"path": "some/model"},
+    "train_task": {"name": "synthetic", "split": "train"},
+    "eval_task": {"name": "synthetic", "split": "test"},
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_follow_the_reference_experiment():
+    cfg = build_config(BASE)
+    assert cfg.conditions.retry_prompt == "Try again carefully."
+    assert (cfg.training.rank, cfg.training.lr, cfg.training.steps, cfg.seed) == (16, 2e-5, 500, 42)
+    assert cfg.stopping.min_retry_yield == 0.15
+    assert cfg.eval_sampling == cfg.sampling
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    import yaml
+
+    p = write(tmp_path, yaml.safe_dump(BASE))
+    cfg = load_config(p, ["training.lr=1e-4", "training.steps=7", "model.chat_template_kwargs.enable_thinking=false",
+                          "stopping.policies=[max_rounds]"])
+    assert cfg.training.lr == 1e-4 and cfg.training.steps == 7
+    assert cfg.model.chat_template_kwargs == {"enable_thinking": False}
+    assert cfg.stopping.policies == ["max_rounds"]
+    assert parse_overrides(["a.b=x y"]) == {"a": {"b": "x y"}}
+
+
+def test_unknown_key_names_the_key_and_suggests(tmp_path):
+    import yaml
+
+    p = write(tmp_path, yaml.safe_dump({**BASE, "training": {"lrr": 1e-4}}))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert str(p) in msg and "training.lrr: unknown key" in msg and "did you mean training.lr" in msg
+
+
+def test_wrong_type_and_missing_key_are_named(tmp_path):
+    import yaml
+
+    data = {k: v for k, v in BASE.items() if k != "eval_task"}
+    p = write(tmp_path, yaml.safe_dump({**data, "training": {"lr": "fast"}}))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "training.lr:" in str(e.value) and "'fast'" in str(e.value)
+    assert "eval_task: required" in str(e.value)
+
+
+def test_cross_field_rule_explains_the_fix():
+    with pytest.raises(ConfigError, match="raise evaluation.samples"):
+        build_config({**BASE, "evaluation": {"samples": 2, "pass_k": [1, 4]}})
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    p = write(tmp_path, "name: x\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:\d"):
+        load_config(p)
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["training.lr"])
+
+
+def test_dump_round_trips():
+    cfg = build_config(BASE)
+    import yaml
+
+    assert build_config(yaml.safe_load(dump_config(cfg))) == cfg
