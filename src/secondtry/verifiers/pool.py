@@ -15,10 +15,12 @@ As always with 'spawn', a script that uses the pool needs an `if __name__ == "__
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import pickle
 import signal
+import threading
 import time
-import multiprocessing as mp
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
@@ -57,8 +59,16 @@ def _judge(fn: VerifyFn, item: Any) -> Verdict:
     return v
 
 
+def _exit_when_orphaned(ppid: int) -> None:
+    while os.getppid() == ppid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # a parent killed while this worker is stuck in an item would otherwise leave it running forever
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     verify = _resolve(name, fn)
     if fn is None:
         _judge(verify, _WARMUP)  # pay lazy imports (sympy, antlr) before the first timed item
@@ -66,7 +76,11 @@ def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None) -> Non
     try:
         while (chunk := conn.recv()) is not None:
             for idx, item in chunk:
-                conn.send((idx, _judge(verify, item)))
+                v = _judge(verify, item)
+                try:
+                    conn.send((idx, v))
+                except (pickle.PicklingError, TypeError, AttributeError):  # pickling fails before any write
+                    conn.send((idx, Verdict(correct=None, reason="cannot judge: verdict does not pickle")))
     except (EOFError, OSError):  # parent gone
         pass
 
@@ -83,7 +97,7 @@ class VerifierPool:
     """Reusable pool: workers start once, in the constructor, and serve every `.map`.
 
     `fn` (a module-level function, so that it pickles) replaces the registry lookup; for tests.
-    `workers=0` judges inline, in this process, with no hard timeout.
+    `workers=0` judges inline, in this process, with no hard timeout. Not thread-safe.
     """
 
     def __init__(self, name: str | None = None, workers: int = 2, timeout_s: float = 10.0, *,

@@ -16,7 +16,11 @@ def _operation(problem: Problem) -> tuple[list[int], list[str]] | None:
     """Operands and ops from the problem's meta, else parsed from its prompt."""
     meta: Any = problem.meta or {}
     if "operands" in meta and "ops" in meta:
-        return [int(x) for x in meta["operands"]], [str(op) for op in meta["ops"]]
+        try:
+            operands, ops = [int(x) for x in meta["operands"]], [str(op) for op in meta["ops"]]
+        except (TypeError, ValueError):
+            return None
+        return (operands, ops) if len(operands) == len(ops) + 1 else None
     first_line = problem.prompt.strip().splitlines()[0] if problem.prompt.strip() else ""
     if not EXPRESSION.fullmatch(first_line):
         return None
