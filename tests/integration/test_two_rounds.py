@@ -102,3 +102,15 @@ def test_resume_skips_finished_stages(finished):
     assert [r.figures for r in again] == [r.figures for r in load_history(cfg.run_path)] \
         == [r.figures for r in history]
     assert read_json(cfg.run_path / "manifest.json")["stages"] == manifest["stages"]
+
+
+def test_report_tables_follow_round_json(finished):
+    from secondtry.report import gap_rows, markdown, round_rows
+
+    cfg, history, _ = finished
+    text = markdown(cfg.run_path)
+    assert "| base" in text and "| round 2" in text and "Stochastic headroom" in text
+    rows = round_rows(history, "pass1_sampled", best=None)
+    v = history[1].figures["eval"]["pass1_sampled"]["value"] * 100
+    assert rows[1][1].startswith(f"{v:.1f} [")
+    assert len(gap_rows(history)) == 3

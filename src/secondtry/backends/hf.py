@@ -141,7 +141,7 @@ class HFSampler:
         generated = self.model.generate(
             input_ids=input_ids, attention_mask=attention, max_new_tokens=params.max_new_tokens,
             do_sample=sample, temperature=params.temperature if sample else None,
-            top_p=params.top_p if sample else None, top_k=(params.top_k or None) if sample else None,
+            top_p=params.top_p if sample else None, top_k=params.top_k if sample else None,  # 0 disables top-k
             eos_token_id=self.eos_ids, pad_token_id=pad,
         )[:, width:].tolist()
         results = []
