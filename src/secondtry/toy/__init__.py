@@ -6,7 +6,7 @@ generation config), pretraining it on first use and caching it by recipe.
 
 from __future__ import annotations
 
-from .pretrain import RECIPES, SIZES, Recipe, build_model, pretrain, toy_model
+from .model import RECIPES, SIZES, Recipe, build_model, pretrain, toy_model
 from .tokenizer import CHAT_TEMPLATE, build_tokenizer
 
 __all__ = ["RECIPES", "SIZES", "Recipe", "build_model", "pretrain", "toy_model", "CHAT_TEMPLATE", "build_tokenizer"]

@@ -8,7 +8,7 @@ from transformers import PreTrainedTokenizerFast
 PAD, UNK, END = "<|pad|>", "<|unk|>", "<|end|>"
 ROLES = ("system", "user", "assistant")
 SPECIAL = [PAD, UNK, END] + [f"<|{r}|>" for r in ROLES]
-CHARS = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
+CHARS = [chr(c) for c in range(32, 127)] + list("\t\n\r\x0b\x0c")  # all of string.printable
 
 # Assistant turns sit in {% generation %} so return_assistant_tokens_mask (and TRL's assistant_only_loss) work.
 CHAT_TEMPLATE = (

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -24,7 +24,8 @@ from .tokenizer import build_tokenizer
 
 TOY_VERSION = 1  # bump when the training code changes what a recipe produces
 RETRY_PROMPT = "Try again carefully."
-MAX_POSITIONS = 256
+MAX_POSITIONS = 512  # room for several retry turns of history
+GROUP = 8  # batches drawn together and grouped by length
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
@@ -40,6 +41,7 @@ class Recipe:
     seed: int = 0
     error_rate: float = 0.06
     retry_share: float = 0.3  # share of two-turn documents (wrong attempt, retry turn, better attempt)
+    weight_decay: float = 0.1
     world: int = synthetic.WORLD_VERSION
     toy: int = TOY_VERSION
 
@@ -48,8 +50,8 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3),
-    "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3),
+    "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3, error_rate=0.08),
+    "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3, error_rate=0.08),  # fewer steps: arithmetic not learnt
 }
 
 
@@ -60,9 +62,10 @@ def build_model(size: str, tokenizer: PreTrainedTokenizerFast | None = None) -> 
     tok = tokenizer or build_tokenizer(MAX_POSITIONS)
     shape = SIZES[size]
     config = LlamaConfig(
-        vocab_size=len(tok), intermediate_size=4 * shape["hidden_size"], num_key_value_heads=shape["num_attention_heads"],
-        max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, bos_token_id=None, **shape)
+        vocab_size=len(tok), intermediate_size=4 * shape["hidden_size"],
+        num_key_value_heads=shape["num_attention_heads"], max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        **shape)
     return LlamaForCausalLM(config)
 
 
@@ -86,30 +89,50 @@ def documents(rng: random.Random, count: int, error_rate: float, retry_share: fl
     return docs
 
 
-def _batch(tok: PreTrainedTokenizerFast, docs: list[list[dict[str, str]]]) -> dict[str, torch.Tensor]:
+def _encode(tok: PreTrainedTokenizerFast, doc: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+    """Token ids, and a mask of the last assistant turn: a forced-wrong first attempt is context, not a target."""
+    out = tok.apply_chat_template(doc, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    mask = list(out["assistant_masks"])
+    start = len(mask)
+    while start > 0 and mask[start - 1]:
+        start -= 1
+    return out["input_ids"], [0] * start + mask[start:]
+
+
+def _collate(pad_id: int, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
     """Right-padded ids with labels on assistant tokens only (their <|end|> included)."""
-    encoded = [tok.apply_chat_template(d, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-               for d in docs]
-    width = max(len(e["input_ids"]) for e in encoded)
-    ids = torch.full((len(docs), width), tok.pad_token_id)
-    labels = torch.full((len(docs), width), -100)
-    attention = torch.zeros((len(docs), width), dtype=torch.long)
-    for i, e in enumerate(encoded):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
+    width = max(len(ids) for ids, _ in encoded)
+    ids = torch.full((len(encoded), width), pad_id)
+    labels = torch.full((len(encoded), width), -100)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, (row, mask) in enumerate(encoded):
+        n = len(row)
+        ids[i, :n] = torch.tensor(row)
         attention[i, :n] = 1
-        mask = torch.tensor(e["assistant_masks"], dtype=torch.bool)
-        labels[i, :n] = torch.where(mask, ids[i, :n], -100)
+        labels[i, :n] = torch.where(torch.tensor(mask, dtype=torch.bool), ids[i, :n], -100)
     return {"input_ids": ids, "attention_mask": attention, "labels": labels}
 
 
+def _batches(tok: PreTrainedTokenizerFast, rng: random.Random, batch: int, error_rate: float,
+             retry_share: float) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches, grouped by length (GROUP batches at a time) so little compute goes to padding."""
+    while True:
+        docs = documents(rng, batch * GROUP, error_rate, retry_share)
+        encoded = sorted((_encode(tok, d) for d in docs), key=lambda e: len(e[0]))
+        group = [encoded[i:i + batch] for i in range(0, len(encoded), batch)]
+        rng.shuffle(group)
+        for b in group:
+            yield _collate(tok.pad_token_id, b)
+
+
 def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
-             error_rate: float = 0.06, retry_share: float = 0.3) -> Path:
+             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1) -> Path:
     """Train a fresh model for exactly `steps` AdamW steps on CPU and save it atomically to `out_dir`."""
     log = log or Log()
     out_dir = Path(out_dir)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))  # tiny matmuls: more threads only add overhead
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(4, cores)))  # tiny matmuls: more threads only add overhead
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(seed)
@@ -117,15 +140,16 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         tok = build_tokenizer(MAX_POSITIONS)
         model = build_model(size, tok)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
         warmup = max(1, steps // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))  # warmup, cosine to lr/10
+        batches = _batches(tok, rng, batch, error_rate, retry_share)
         losses: list[float] = []
         start = time.perf_counter()
         with log.progress(f"pretraining toy model ({size})", steps) as bar:
             for _ in range(steps):
-                loss = model(**_batch(tok, documents(rng, batch, error_rate, retry_share))).loss
+                loss = model(**next(batches)).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -139,8 +163,9 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                                                    max_new_tokens=128)
         record: dict[str, Any] = {
             "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
-            "retry_share": retry_share, "world": synthetic.WORLD_VERSION, "toy": TOY_VERSION,
-            "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2), "losses": losses}
+            "retry_share": retry_share, "weight_decay": weight_decay, "world": synthetic.WORLD_VERSION,
+            "toy": TOY_VERSION, "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2),
+            "losses": losses}
         tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             model.save_pretrained(tmp)
@@ -175,4 +200,4 @@ def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = 
     log.info(f"toy model {name} not cached; pretraining it into {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return pretrain(recipe.size, path, recipe.steps, recipe.batch, recipe.lr, recipe.seed, log=log,
-                    error_rate=recipe.error_rate, retry_share=recipe.retry_share)
+                    error_rate=recipe.error_rate, retry_share=recipe.retry_share, weight_decay=recipe.weight_decay)

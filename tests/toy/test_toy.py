@@ -1,0 +1,97 @@
+import json
+import re
+import string
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import secondtry.toy.model as toy_model_module
+from secondtry.tasks.synthetic import generate
+from secondtry.toy import RECIPES, build_model, build_tokenizer, pretrain, toy_model
+
+SOLUTION = re.compile(r"\d+[+-]\d+=\d+(\|\d+[+-]\d+=\d+)*\|Answer: \d+")
+CHAT = [{"role": "system", "content": "Be exact."}, {"role": "user", "content": "4+5"},
+        {"role": "assistant", "content": "4+5=9|Answer: 9"}, {"role": "user", "content": "Try again carefully."},
+        {"role": "assistant", "content": "4+5=9|Answer: 9"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("toy-cache")
+    return cache, toy_model("tiny", cache_dir=cache)
+
+
+def test_tokenizer_round_trip():
+    tok = build_tokenizer()
+    for text in [string.printable, "4+5=9|9+2=11|Answer: 2", "Try again carefully.", "  two  spaces \n"]:
+        ids = tok.encode(text, add_special_tokens=False)
+        assert len(ids) == len(text) and tok.decode(ids) == text
+    assert tok.decode(tok.encode("a€b", add_special_tokens=False)) == "a<|unk|>b"
+    ids = tok.encode("<|user|>x<|end|>", add_special_tokens=False)
+    assert tok.convert_ids_to_tokens(ids) == ["<|user|>", "x", "<|end|>"]
+
+
+def test_chat_template():
+    tok = build_tokenizer()
+    text = tok.apply_chat_template(CHAT, tokenize=False)
+    assert text == ("<|system|>Be exact.<|end|><|user|>4+5<|end|><|assistant|>4+5=9|Answer: 9<|end|>"
+                    "<|user|>Try again carefully.<|end|><|assistant|>4+5=9|Answer: 9<|end|>")
+    out = tok.apply_chat_template(CHAT, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    assert ids == tok.encode(text, add_special_tokens=False)
+    trained = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert trained == "4+5=9|Answer: 9<|end|>" * 2  # assistant content and its end marker only
+    prompt = tok.apply_chat_template(CHAT[1:2], add_generation_prompt=True, tokenize=False)
+    assert prompt == "<|user|>4+5<|end|><|assistant|>"
+    with pytest.raises(Exception, match="unknown role"):
+        tok.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def test_build_model_sizes():
+    assert 0.9e6 < build_model("demo").num_parameters() < 1.2e6
+    assert build_model("tiny").num_parameters() < 0.2e6
+    with pytest.raises(ValueError, match="tiny, demo"):
+        build_model("huge")
+
+
+def test_pretrain_is_deterministic(tmp_path):
+    a = pretrain("tiny", tmp_path / "a", steps=3, batch=4, lr=1e-3, seed=5)
+    b = pretrain("tiny", tmp_path / "b", steps=3, batch=4, lr=1e-3, seed=5)
+    wa, wb = (AutoModelForCausalLM.from_pretrained(p).state_dict() for p in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left behind
+
+
+def test_tiny_pretraining_learns_and_is_cached(tiny, monkeypatch):
+    cache, path = tiny
+    assert path.parent == cache and path.name == f"tiny-{RECIPES['tiny'].key()}"
+    record = json.loads((path / "recipe.json").read_text())
+    losses = record["losses"]
+    assert len(losses) == RECIPES["tiny"].steps
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+
+    def fail(*args, **kwargs):
+        raise AssertionError("retrained a cached model")
+    monkeypatch.setattr(toy_model_module, "pretrain", fail)
+    assert toy_model("tiny", cache_dir=cache) == path
+    monkeypatch.setenv("SECONDTRY_CACHE", str(cache))
+    assert toy_model("tiny") == path
+
+
+def test_tiny_model_generates_solutions(tiny):
+    _, path = tiny
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert model.generation_config.eos_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|end|>")
+    problems = generate(8, [2, 3, 4], 0, "test")
+    chats = [[{"role": "user", "content": p.prompt}] for p in problems]
+    enc = tok.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                  return_tensors="pt", padding=True)
+    assert tok.padding_side == "left"
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=60, do_sample=False)
+    new = out[:, enc["input_ids"].shape[1]:]
+    texts = tok.batch_decode(new, skip_special_tokens=True)
+    assert sum(bool(SOLUTION.fullmatch(t)) for t in texts) >= 6, texts
+    assert sum(tok.eos_token_id in row.tolist() for row in new) >= 6  # stops at <|end|>
