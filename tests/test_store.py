@@ -26,7 +26,7 @@ def test_stage_runs_once_then_skips_and_reruns_on_change(tmp_path):
 
         assert store.stage("round_1/x", {"a": 1}, [out], lambda: work(1))["n"] == 1
         info = store.stage("round_1/x", {"a": 1}, [out], lambda: work(2))
-        assert calls == [1] and info["skipped"] and "wall_s" in info
+        assert calls == [1] and store.skipped == ["round_1/x"] and "wall_s" in info and info["n"] == 1
         store.stage("round_1/x", {"a": 2}, [out], lambda: work(3))  # inputs changed
         assert calls == [1, 3] and read_jsonl(out) == [{"v": 3}]
         out.write_text('{"v": "tampered"}\n')  # outputs no longer match the manifest

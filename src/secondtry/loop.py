@@ -53,10 +53,10 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
 def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> RoundResult:
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
-    attempts_info = store.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
+    attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
                                 [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
-    filter_info = store.stage(f"round_{k}/sft", {"attempts": store.output_hash(f"round_{k}/attempts"),
+    filter_info = ctx.stage(f"round_{k}/sft", {"attempts": store.output_hash(f"round_{k}/attempts"),
                                                  "filter": cfg.filter.model_dump()},
                               [store.path(k, "sft.jsonl")], lambda: make_sft(ctx, k, attempts))
     figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
@@ -69,7 +69,7 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
     out = store.path(k, "model")
-    train_info = store.stage(f"round_{k}/train", {"sft": store.output_hash(f"round_{k}/sft"),
+    train_info = ctx.stage(f"round_{k}/train", {"sft": store.output_hash(f"round_{k}/sft"),
                                                   "start": ctx.model_id(start), "training": cfg.training.model_dump(),
                                                   "seed": cfg.seed}, [out],
                              lambda: train_model(ctx, k, start, out, filter_info))
@@ -127,7 +127,7 @@ def evaluate_stage(ctx: Context, k: int, model: str) -> tuple[list[dict[str, Any
     """Per-problem evaluation of `model` on the test split (greedy, samples, retry chain)."""
     store = ctx.store
     outputs = [store.path(k, "eval.jsonl"), store.path(k, "eval_attempts.jsonl")]
-    info = store.stage(f"round_{k}/eval", ctx.inputs("eval", model, k), outputs, lambda: evaluate(ctx, k, model))
+    info = ctx.stage(f"round_{k}/eval", ctx.inputs("eval", model, k), outputs, lambda: evaluate(ctx, k, model))
     return ctx.eval_records(k), info
 
 
@@ -250,6 +250,13 @@ class Context:
             return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k}
         return {**common, "problems": self._hashes["test"], "evaluation": cfg.evaluation.model_dump(),
                 "sampling": cfg.eval_sampling.model_dump()}
+
+    def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
+        """`RunStore.stage`, telling the user when a finished stage is skipped on resume."""
+        info = self.store.stage(name, inputs, outputs, run)
+        if self.store.skipped[-1:] == [name]:
+            self.log.info(f"{name}: finished earlier with the same inputs, skipped")
+        return info
 
     def eval_records(self, k: int) -> list[dict[str, Any]]:
         return read_jsonl(self.store.path(k, "eval.jsonl"))

@@ -102,6 +102,7 @@ class RunStore:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         self._lock_fd: int | None = None
+        self.skipped: list[str] = []
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -162,13 +163,15 @@ class RunStore:
         """Run `run` unless this stage is done with the same inputs and intact outputs.
 
         `run` writes `outputs` (atomically) and may return stage info (wall time is added);
-        the info is kept in the manifest and returned, also when the stage is skipped.
+        the info is kept in the manifest and returned, also when the stage is skipped
+        (skipped stages are listed in `self.skipped`).
         """
         inputs_hash = hash_data(inputs)
         entry = self.manifest()["stages"].get(name)
         if entry and entry["inputs_hash"] == inputs_hash and all(p.exists() for p in outputs) \
                 and self._outputs_hash(outputs) == entry["outputs_hash"]:
-            return {**entry["info"], "skipped": True}
+            self.skipped.append(name)
+            return entry["info"]
         for p in outputs:  # stale outputs of an earlier, different or unfinished run of this stage
             if p.is_dir():
                 shutil.rmtree(p)

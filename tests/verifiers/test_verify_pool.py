@@ -55,7 +55,6 @@ def test_order_preserved_and_progress(pool: VerifierPool) -> None:
     assert _correct(out) == [c == p.answer for p, c in items]
     assert [v.extracted for v in out] == [c for _, c in items]
     assert sum(ticks) == 101
-    assert len({v.reason for v in out}) == 2  # both workers took part
 
 
 def test_workers_are_reused(pool: VerifierPool) -> None:

@@ -9,6 +9,7 @@ LoRA adapter in `adapter/`, and a model card.
 from __future__ import annotations
 
 import os
+import warnings
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,6 +66,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
     model.train()
     bf16 = model.dtype == torch.bfloat16
     work = Path(tempfile.mkdtemp(prefix=".train-", dir=out_dir.parent))
+    warnings.filterwarnings("ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning)
     args = SFTConfig(
         output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
@@ -73,7 +75,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         bf16=bf16, use_cpu=device.type == "cpu",
         logging_steps=max(1, t.steps // 20), save_strategy="no", report_to="none", disable_tqdm=True,
         seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
-        **({"gradient_checkpointing": True} if t.gradient_checkpointing else {}),
+        gradient_checkpointing=t.gradient_checkpointing,  # TRL's default is True; ours is the config's
     )
     peft_config = None
     if t.method == "lora":
