@@ -36,9 +36,15 @@ def round_rows(history: list[RoundResult], metric: str, best: int | None) -> lis
             "–" if decay is None else f"{decay:.2f}",
             _pct(train.get("retry_yield")) if train else "–",
             str(train.get("examples", {}).get("kept", "–")) if train else "–",
-            r.decision.reason if r.round else "",
+            _decision(r),
         ])
     return rows
+
+
+def _decision(r: RoundResult) -> str:
+    if r.round == 0:
+        return ""
+    return "stop" if r.decision.stop else "continue"
 
 
 def gap_rows(history: list[RoundResult]) -> list[list[str]]:
@@ -53,8 +59,8 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
     return rows
 
 
-ROUND_HEAD = ["stage", "{metric} % [95% CI]", "Δ from base, pp", "Δ from previous, pp", "decay",
-              "retry yield %", "examples", "decision"]
+ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
+METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
 
 
@@ -82,6 +88,7 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
              table([h.format(metric=metric) for h in ROUND_HEAD], round_rows(history, metric,
                                                                               summary.get("best_round"))),
              "", "Stochastic headroom:", "", table(GAP_HEAD, gap_rows(history))]
+    parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
         parts += ["", f"Best round: {summary['best_round']} ({summary['best_model']}). "
                       f"Stopped: {summary['stopped']}."]
@@ -95,17 +102,21 @@ def print_tables(run: Path, console=None) -> None:
     console = console or Console()
     history, summary = _context(run)
     metric = summary.get("metric", "pass1_sampled")
-    t = Table(title=f"{run.name}: rounds ({metric}, 95% CI)")
+    t = Table(title=f"{run.name}: {METRIC_NAMES.get(metric, metric)} by round, [95% CI] over "
+                    f"{history[0].figures['eval'][metric]['n']} test problems")
     for h in ROUND_HEAD:
-        t.add_column(h.format(metric=metric))
+        t.add_column(h.format(metric="acc"), overflow="fold")
     for row in round_rows(history, metric, summary.get("best_round")):
-        t.add_row(*row)
+        t.add_row(*(cell.replace(" [", "\n[") for cell in row))  # figure over its CI keeps columns narrow
     console.print(t)
     g = Table(title="stochastic headroom")
     for h in GAP_HEAD:
         g.add_column(h)
     for row in gap_rows(history):
-        g.add_row(*row)
+        g.add_row(*(cell.replace(" [", "\n[") for cell in row))
     console.print(g)
+    for r in history[1:]:
+        policy = f" [{r.decision.policy}]" if r.decision.policy else ""
+        console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
     if summary:
-        console.print(f"best round: {summary['best_round']} — {summary['best_model']}\nstopped: {summary['stopped']}")
+        console.print(f"best round: {summary['best_round']} — {summary['best_model']}", highlight=False)

@@ -55,6 +55,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
     Returns the training figures: steps, tokens trained, loss at the start and end.
     """
     from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
@@ -85,6 +86,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(examples, cfg),
                              processing_class=tokenizer, peft_config=peft_config,
                              callbacks=[_progress_callback(bar)])
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar is enough
         result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     trained = trainer.model
