@@ -81,3 +81,14 @@ def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
 def test_report_needs_a_run_directory(tmp_path):
     code, out = invoke("report", tmp_path)
     assert code == 2 and "not a secondtry run directory" in out
+
+
+def test_eval_runs_round_0_only_and_prints_the_tables(tmp_path, tiny_model):
+    code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
+                       f"run_dir={tmp_path}", "name=ev")
+    assert code == 0, out
+    assert (tmp_path / "ev" / "round_0" / "eval.jsonl").exists() and not (tmp_path / "ev" / "round_1").exists()
+    assert "stochastic headroom" in out and (tmp_path / "ev" / "report" / "summary.md").exists()
+    code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
+                       f"run_dir={tmp_path}", "name=ev", "seed=1")
+    assert code == 2 and "was run with another config" in out and "+seed: 1" in out

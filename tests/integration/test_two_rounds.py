@@ -114,3 +114,12 @@ def test_report_tables_follow_round_json(finished):
     v = history[1].figures["eval"]["pass1_sampled"]["value"] * 100
     assert rows[1][1].startswith(f"{v:.1f} [")
     assert len(gap_rows(history)) == 3
+
+
+def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
+                               "training.between_rounds=reset", "train_task.options.count=128", "eval_task.options.count=8"])
+    history = run(cfg)
+    starts = [r.figures["training"]["start_model"] for r in history[1:]]
+    assert starts == [str(tiny_model)] * 2
+    assert history[2].model.endswith("round_2/model")

@@ -67,3 +67,17 @@ def test_skip_mode_counts_bad_rows(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(TaskDataError, match="task data not found: .*nope.jsonl"):
         load("math", tmp_path / "nope.jsonl")
+
+
+def test_a_dataset_folder_loads_through_datasets(tmp_path, data_dir):
+    """The `datasets` path (hub ids) exercised offline on a local parquet folder."""
+    import datasets
+
+    rows = [json.loads(line) for line in (data_dir / "gsm8k" / "test.jsonl").read_text().splitlines()[:20]]
+    folder = tmp_path / "gsm8k_parquet"
+    folder.mkdir()
+    datasets.Dataset.from_list(rows).to_parquet(str(folder / "test-00000.parquet"))
+    probs = load("gsm8k", folder, split="test")  # `datasets` names the split after the file name
+    assert len(probs) == 20 and probs[0].answer == "18"
+    with pytest.raises(TaskDataError, match="could not load split 'nope'"):
+        load("gsm8k", folder, split="nope")

@@ -22,12 +22,15 @@ class Problems(list):
 
 
 def read_rows(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, row): `where` is `file:line` for files, `hub_id[split]#i` for hub rows."""
+    """Yield (where, row): `where` is `file:line` for JSONL files, `id[split]#i` for `datasets` rows
+    (a hub id, or a local dataset folder)."""
     if not cfg.path:
         raise TaskDataError(f"task {cfg.name}: no path given; set {cfg.name} task `path` to a JSONL file or hub id")
     path = Path(cfg.path).expanduser()
-    if path.exists():
+    if path.is_file():
         yield from _read_jsonl(path)
+    elif path.is_dir():  # a dataset folder (parquet, jsonl, csv files): read by `datasets`, like a hub id
+        yield from _read_hub(cfg)
     elif path.suffix in {".jsonl", ".json", ".gz"} or cfg.path.startswith((".", "/", "~")) or cfg.path.count("/") != 1:
         raise TaskDataError(f"task data not found: {cfg.path} (a local file, or a hub id like owner/name)")
     else:
@@ -65,7 +68,7 @@ def _read_hub(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         ds = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split)
     except Exception as e:
-        raise TaskDataError(f"{cfg.path}: could not load split {cfg.split!r} from the hub "
+        raise TaskDataError(f"{cfg.path}: could not load split {cfg.split!r} with `datasets` "
                             f"({type(e).__name__}: {str(e)[:200]}); offline? pass a local JSONL path") from None
     for i, row in enumerate(ds):
         yield f"{cfg.path}[{cfg.split}]#{i}", dict(row)
