@@ -54,11 +54,11 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
     attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
-                                [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
+                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
-    filter_info = ctx.stage(f"round_{k}/sft", {"attempts": store.output_hash(f"round_{k}/attempts"),
-                                                 "filter": cfg.filter.model_dump()},
-                              [store.path(k, "sft.jsonl")], lambda: make_sft(ctx, k, attempts))
+    filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), "filter": cfg.filter.model_dump()}
+    filter_info = ctx.stage(f"round_{k}/sft", filter_inputs, [store.path(k, "sft.jsonl")],
+                            lambda: make_sft(ctx, k, attempts))
     figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
                                          "examples": filter_info}}
     cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], "filter_s": filter_info["wall_s"]}
@@ -69,10 +69,10 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
     out = store.path(k, "model")
-    train_info = ctx.stage(f"round_{k}/train", {"sft": store.output_hash(f"round_{k}/sft"),
-                                                  "start": ctx.model_id(start), "training": cfg.training.model_dump(),
-                                                  "seed": cfg.seed}, [out],
-                             lambda: train_model(ctx, k, start, out, filter_info))
+    train_inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
+                    "training": cfg.training.model_dump(), "seed": cfg.seed}
+    train_info = ctx.stage(f"round_{k}/train", train_inputs, [out],
+                           lambda: train_model(ctx, k, start, out, filter_info))
     figures["training"] = train_info
     cost["train_s"] = train_info["wall_s"]
 
