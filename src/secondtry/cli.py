@@ -1,4 +1,4 @@
-"""secondtry run | demo | eval | report | validate | ls"""
+"""secondtry run | demo | eval | report | compare | validate | ls"""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _resolve_model(cfg, log):
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
 
 
-def _run(cfg, allow_change: bool, eval_only: bool = False) -> Path:
+def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) -> Path:
     from .log import RichLog
     from .loop import run
     from .report import markdown, print_tables
@@ -63,17 +63,42 @@ def _run(cfg, allow_change: bool, eval_only: bool = False) -> Path:
     log.info(f"run directory: {cfg.run_path}")
     run(cfg, log, allow_change=allow_change, eval_only=eval_only)
     write_text(cfg.run_path / "report" / "summary.md", markdown(cfg.run_path))
-    print_tables(cfg.run_path)
+    if tables:
+        print_tables(cfg.run_path)
     log.info(f"records, models and report: {cfg.run_path}")
     return cfg.run_path
 
 
+def _seeded(cfg, seeds: int):
+    """The config once per seed (seed, seed+1, ...), named <name>-seed<N> when there are several."""
+    if seeds == 1:
+        return [cfg]
+    return [cfg.model_copy(update={"seed": cfg.seed + i, "name": f"{cfg.name}-seed{cfg.seed + i}"})
+            for i in range(seeds)]
+
+
+def _compare(runs: list[Path]) -> None:
+    from .report import comparison_markdown, print_comparison
+    from .store import write_text
+
+    print_comparison(runs)
+    out = runs[0].parent / "comparison.md"
+    write_text(out, comparison_markdown(runs))
+    print(f"comparison: {out}")
+
+
 @app.command()
 def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+        seeds: int = typer.Option(1, "--seeds", min=1, help="run seeds seed, seed+1, ... and compare them"),
         allow_change: bool = typer.Option(False, "--allow-change",
                                           help="resume with a changed config; stages it touches run again")) -> None:
     """Run (or resume) the experiment a config describes."""
-    _guard(lambda: _run(_config(config, overrides), allow_change))
+    def go() -> None:
+        runs = [_run(cfg, allow_change, tables=seeds == 1) for cfg in _seeded(_config(config, overrides), seeds)]
+        if len(runs) > 1:
+            _compare(runs)
+
+    _guard(go)
 
 
 @app.command(name="eval")
@@ -85,12 +110,33 @@ def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides:
 
 @app.command()
 def demo(overrides: Optional[List[str]] = OVERRIDES,
+         filter_: str = typer.Option("steps", "--filter", help="keep retries whose every step is right (steps), "
+                                     "whose final answer is right (answer), or run both and compare"),
+         seeds: int = typer.Option(1, "--seeds", min=1, help="run this many seeds and pool them (mean ± CI)"),
          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
     """The retry effect on this CPU: a toy model pretrained here, then the real pipeline."""
     from importlib.resources import files
 
+    if filter_ not in ("steps", "answer", "both"):
+        _fail(f"--filter must be steps, answer or both, not {filter_!r}")
     path = Path(str(files("secondtry.toy") / "demo.yaml"))
-    _guard(lambda: _run(_config(path, overrides), allow_change))
+
+    def go() -> None:
+        runs = []
+        for require in (("steps", "answer") if filter_ == "both" else (filter_,)):
+            preset = [] if require == "steps" else ["filter.require=answer", "name=demo-answer"]
+            for cfg in _seeded(_config(path, preset + (overrides or [])), seeds):
+                runs.append(_run(cfg, allow_change, tables=filter_ != "both" and seeds == 1))
+        if len(runs) > 1:
+            _compare(runs)
+
+    _guard(go)
+
+
+@app.command()
+def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds")) -> None:
+    """One table across runs: each condition's gain from its base model per round, with 95% CIs."""
+    _guard(lambda: _compare(runs))
 
 
 @app.command()

@@ -44,7 +44,7 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
             history.append(result)
             if result.trained:
                 model = result.model
-            if result.decision.stop:
+            if result.decision.stop and (cfg.stopping.enforce or result.decision.policy == "max_rounds"):
                 break
         write_json(store.root / "summary.json", summarize_run(cfg, history))
     return history
@@ -64,8 +64,10 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], "filter_s": filter_info["wall_s"]}
     decision = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"],
                                 filter_info["kept"]), cfg.stopping)
-    if decision.stop:
+    if decision.stop and (cfg.stopping.enforce or not filter_info["kept"]):
         return finish_round(ctx, k, model, False, figures, cost, decision, attempts_info)
+    if decision.stop:
+        figures["ignored_stop"] = to_dict(decision)  # stopping.enforce is false: train anyway, keep the record
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
     out = store.path(k, "model")
@@ -213,13 +215,20 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
 
 
 def summarize_run(cfg: Config, history: list[RoundResult]) -> dict[str, Any]:
-    """The best round (by the configured metric, not the last), and why the run stopped."""
+    """The best round (by the configured metric, not the last), and why the run stopped.
+
+    With `stopping.enforce: false` the run goes on past a stop decision; `policy_stop` then
+    names the round where the policies would have stopped it.
+    """
     metric = cfg.evaluation.metric
     evaluated = [r for r in history if "eval" in r.figures]
     best = max(evaluated, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
+    first_stop = next((r for r in history if r.decision.stop), history[-1])
     return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
             "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,
-            "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy}
+            "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
+            "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
+                            "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce}}
 
 
 # ----------------------------------------------------------------------------- plumbing

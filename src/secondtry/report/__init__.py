@@ -1,5 +1,7 @@
-"""Reports read a run directory only: terminal tables and a Markdown summary (the dashboard builds on these)."""
+"""Reports read run directories only: terminal tables, Markdown summaries, comparisons across runs."""
 
-from .tables import round_rows, gap_rows, markdown, print_tables
+from .compare import compare_rows, comparison_markdown, print_comparison
+from .tables import gap_rows, markdown, print_tables, round_rows
 
-__all__ = ["round_rows", "gap_rows", "markdown", "print_tables"]
+__all__ = ["round_rows", "gap_rows", "markdown", "print_tables", "compare_rows", "comparison_markdown",
+           "print_comparison"]

@@ -10,7 +10,7 @@ from ..store import read_json
 from ..types import RoundResult
 
 
-def _pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
+def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
     if not fig or fig.get("value") is None:
         return "–"
     v, (lo, hi) = fig["value"] * 100, (x * 100 for x in fig["ci"])
@@ -31,20 +31,22 @@ def round_rows(history: list[RoundResult], metric: str, best: int | None) -> lis
         decay = f.get("decay")
         rows.append([
             _label(r) + (" (best)" if r.round == best else ""),
-            _pct(f["eval"][metric]) if "eval" in f else "not trained",
-            _pct(f.get("delta_from_base"), True), _pct(f.get("delta_from_prev"), True),
+            pct(f["eval"][metric]) if "eval" in f else "not trained",
+            pct(f.get("delta_from_base"), True), pct(f.get("delta_from_prev"), True),
             "–" if decay is None else f"{decay:.2f}",
-            _pct(train.get("retry_yield")) if train else "–",
+            pct(train.get("retry_yield")) if train else "–",
             str(train.get("examples", {}).get("kept", "–")) if train else "–",
-            _decision(r),
+            _decision(r, last=r is history[-1]),
         ])
     return rows
 
 
-def _decision(r: RoundResult) -> str:
+def _decision(r: RoundResult, last: bool) -> str:
     if r.round == 0:
         return ""
-    return "stop" if r.decision.stop else "continue"
+    if r.decision.stop:
+        return "stop" if last else "would stop"  # stopping.enforce: false runs on past a stop
+    return "continue"
 
 
 def gap_rows(history: list[RoundResult]) -> list[list[str]]:
@@ -54,7 +56,7 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
         if "eval" not in r.figures:
             continue
         e, share = r.figures["eval"], r.figures.get("absorbed_share")
-        rows.append([_label(r), _pct(e["pass1_sampled"]), _pct(e["pass_n_retry"]), _pct(e["gap"], True),
+        rows.append([_label(r), pct(e["pass1_sampled"]), pct(e["pass_n_retry"]), pct(e["gap"], True),
                      "–" if share is None else f"{share:.0%}"])
     return rows
 

@@ -1,0 +1,70 @@
+"""A reduced demo through the command line: both filter presets, the tables and the records agree."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from secondtry.cli import app
+from secondtry.evaluation.metrics import summarize_eval
+from secondtry.loop import load_history
+from secondtry.report import compare_rows, round_rows
+from secondtry.report.tables import pct
+from secondtry.store import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    small = [f"model.path={tiny_model}", f"run_dir={root}", "train_task.options.count=96",
+             "eval_task.options.count=32", "training.steps=8", "stopping.max_rounds=2", "evaluation.bootstrap=300"]
+    result = CliRunner().invoke(app, ["demo", "--filter", "both", *small])
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+def test_both_presets_ran_with_their_filters(demo_runs):
+    root, output = demo_runs
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {"demo", "demo-answer"}
+    assert "filter:\n  require: steps" in (root / "demo" / "config.yaml").read_text()
+    assert "filter:\n  require: answer" in (root / "demo-answer" / "config.yaml").read_text()
+    assert "conditions compared" in output and (root / "comparison.md").exists()
+    for run in ("demo", "demo-answer"):  # the steps filter never keeps a lucky retry
+        for sft in (root / run).glob("round_*/sft.jsonl"):
+            attempts = {(a["problem_id"], a["completion"]): a for a in read_jsonl(sft.parent / "attempts.jsonl")}
+            kept = [attempts[(e["problem_id"], e["completion"])]["verdict"] for e in read_jsonl(sft)]
+            assert all(v["correct"] for v in kept)
+            if run == "demo":
+                assert all(all(v["steps"]) for v in kept)
+
+
+def test_tables_agree_with_the_records(demo_runs):
+    root, output = demo_runs
+    for run in (root / "demo", root / "demo-answer"):
+        history = load_history(run)
+        for r in history:
+            if "eval" in r.figures:
+                records = read_jsonl(run / f"round_{r.round}" / "eval.jsonl")
+                assert summarize_eval(records, 300, 42)["pass1_sampled"] == r.figures["eval"]["pass1_sampled"]
+        rows = round_rows(history, "pass1_sampled", None)
+        assert rows[0][1] == pct(history[0].figures["eval"]["pass1_sampled"])
+    head, rows = compare_rows([root / "demo", root / "demo-answer"])
+    assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[1] for r in rows] == ["steps", "answer"]
+    base = load_history(root / "demo")[0].figures["eval"]["pass1_sampled"]
+    assert rows[0][3] == pct(base) == rows[1][3]  # same base model, same evaluation
+
+
+def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
+    from secondtry.evaluation.stats import across_seeds
+
+    root, _ = demo_runs
+    seeded = []
+    for i, run in enumerate(("demo", "demo-answer")):  # two runs posing as two seeds of one condition
+        shutil.copytree(root / run, tmp_path / f"x-seed{i}")
+        seeded.append(tmp_path / f"x-seed{i}")
+    head, rows = compare_rows(seeded)
+    assert len(rows) == 1 and rows[0][2] == "2"
+    deltas = [load_history(p)[1].figures.get("delta_from_base") for p in seeded]
+    if all(deltas):
+        assert rows[0][4] == pct(across_seeds([d["value"] for d in deltas]), True)
