@@ -59,9 +59,14 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "training.lrr=1"], "training.lrr: unknown key — did you mean training.lr"),
     (["{cfg}", "training.steps=many"], "training.steps:"),
     (["{cfg}", "verifier.name=maths"], "verifier.name: unknown name 'maths'"),
-    (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "bad.jsonl:2: malformed JSON"),
-    (["{cfg}", "train_task.name=math", "train_task.path={nofield}"], "nofield.jsonl:1: missing field 'problem'"),
+    (["{cfg}", "train_task={{name: math, path: {bad}}}"], "bad.jsonl:2: malformed JSON"),
+    (["{cfg}", "train_task={{name: math, path: {nofield}}}"], "nofield.jsonl:1: missing field 'problem'"),
     (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
+    (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
+    (["{cfg}", "eval_task.split=validation"], "split must be one of"),
+    (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
+    (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),
+    (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "takes no options"),
 ])
 def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": \n')

@@ -35,7 +35,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
     assert cfg.training.lr == 1e-4 and cfg.training.steps == 7
     assert cfg.model.chat_template_kwargs == {"enable_thinking": False}
     assert cfg.stopping.policies == ["max_rounds"]
-    assert parse_overrides(["a.b=x y"]) == {"a": {"b": "x y"}}
+    replaced = load_config(p, ["train_task.options={count: 5}", "train_task.options={}", "name=x y"])
+    assert replaced.train_task.options == {} and replaced.name == "x y"  # a mapping value replaces, not merges
 
 
 def test_unknown_key_names_the_key_and_suggests(tmp_path):

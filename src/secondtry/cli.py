@@ -30,7 +30,7 @@ def _guard(fn: Callable[[], None]) -> None:
 
     try:
         fn()
-    except (ConfigError, TaskDataError, ModelLoadError, RunDirError, FileNotFoundError) as e:
+    except (ConfigError, TaskDataError, ModelLoadError, RunDirError) as e:
         _fail(str(e).replace("[", "\\["))
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume", 130)
@@ -59,6 +59,7 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     from .store import write_text
 
     log = RichLog()
+    _quiet_libraries()
     cfg = _resolve_model(cfg, log)
     log.info(f"run directory: {cfg.run_path}")
     run(cfg, log, allow_change=allow_change, eval_only=eval_only)
@@ -67,6 +68,15 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
         print_tables(cfg.run_path)
     log.info(f"records, models and report: {cfg.run_path}")
     return cfg.run_path
+
+
+def _quiet_libraries() -> None:
+    """Our progress bars replace the libraries' own (weight loading, dataset mapping)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _seeded(cfg, seeds: int):
@@ -155,8 +165,8 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
-             data: bool = typer.Option(True, "--data/--no-data", help="also load local task files")) -> None:
-    """Check a config (keys, types, names) and, with --data, that its local task files load."""
+             data: bool = typer.Option(True, "--data/--no-data", help="also load the task data")) -> None:
+    """Check a config (keys, types, names) and, with --data, that its task data loads."""
     def go() -> None:
         from .log import Log
         from .loop import check_names, load_problems
@@ -164,13 +174,8 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
         cfg = _config(config, overrides)
         check_names(cfg)
         if data:
-            local = [t for t in (cfg.train_task, cfg.eval_task) if t.path is None or Path(t.path).exists()]
-            for t in (cfg.train_task, cfg.eval_task):
-                if t.path and t not in local:
-                    print(f"{t.name}: {t.path} is not a local file; not loaded (hub id?)")
-            if len(local) == 2:
-                train, test = load_problems(cfg, Log())
-                print(f"data: {len(train)} training and {len(test)} test problems")
+            train, test = load_problems(cfg, Log())
+            print(f"data: {len(train)} training and {len(test)} test problems")
         print(f"{config}: ok")
 
     _guard(go)

@@ -44,6 +44,5 @@ CONDITIONS = {
     "gold_hint": gold_hint,
 }
 
-# What each condition gives the model beyond the problem, for reports.
-PRIVILEGED = {"first_attempt": "none", "retry": "none (verifier says the attempt failed)",
-              "gold_hint": "gold answer"}
+PRIVILEGED = {"gold_hint"}  # conditions that show the model the gold answer: never used at test time
+

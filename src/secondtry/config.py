@@ -55,7 +55,6 @@ class VerifierConfig(_Strict):
     name: str = "math"
     workers: int = Field(2, ge=0, description="worker processes; 0 verifies in this process (no hard timeout)")
     timeout_s: float = Field(10.0, gt=0, description="hard limit per verdict; an overrun is 'cannot judge'")
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class BackendConfig(_Strict):
@@ -111,6 +110,7 @@ class EvaluationConfig(_Strict):
     greedy: bool = Field(True, description="also score one greedy first attempt per problem")
     samples: int = Field(4, ge=1, description="sampled first attempts per problem (pass@1 mean, pass@k)")
     retry_n: int = Field(4, ge=1, description="N of pass@N-with-retries: a first attempt plus up to N-1 retries")
+    retry: str = Field("retry", description="the retry condition at test time (never one that shows the gold answer)")
     pass_k: list[int] = Field(default_factory=lambda: [1])
     metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
         "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use")
@@ -172,7 +172,7 @@ class Config(_Strict):
 # ----------------------------------------------------------------------------- loading
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """['training.lr=1e-4', 'model.path=x'] -> nested dict; values are read as YAML scalars."""
+    """['training.lr=1e-4', 'model.path=x'] -> nested dict of overrides; values are read as YAML."""
     out: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -188,17 +188,26 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} was already set to a value")
-        node[parts[-1]] = value
+        node[parts[-1]] = _Literal(value)
     return out
+
+
+class _Literal:
+    """An override's value: it replaces what the YAML has at that key (a mapping too), never merges."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+        if isinstance(v, _Literal):
+            merged[k] = v.value
+        elif isinstance(merged.get(k), dict):
             merged[k] = _merge(merged[k], v)
         else:
-            merged[k] = v
+            merged[k] = _merge({}, v)
     return merged
 
 

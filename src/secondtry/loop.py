@@ -16,7 +16,7 @@ import torch
 from . import filtering, training
 from .backends import BACKENDS
 from .backends.hf import load_tokenizer
-from .conditions import CONDITIONS
+from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
 from .log import Log
@@ -25,7 +25,7 @@ from .store import RunStore, hash_data, iter_rounds, read_json, read_jsonl, writ
 from .tasks import TASKS
 from .types import (Attempt, Decision, Problem, RoundResult, attempt_from_dict, example_from_dict,
                     round_result_from_dict, to_dict)
-from .verifiers import VERIFIERS
+from .verifiers import CHECKS_STEPS, VERIFIERS
 from .verifiers.pool import VerifierPool
 
 
@@ -44,8 +44,8 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
             history.append(result)
             if result.trained:
                 model = result.model
-            if result.decision.stop and (cfg.stopping.enforce or result.decision.policy == "max_rounds"):
-                break
+            if result.decision.stop and (cfg.stopping.enforce or not result.trained):
+                break  # an untrained round leaves nothing new to go on from
         write_json(store.root / "summary.json", summarize_run(cfg, history))
     return history
 
@@ -62,12 +62,11 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
                                          "examples": filter_info}}
     cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], "filter_s": filter_info["wall_s"]}
-    decision = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"],
-                                filter_info["kept"]), cfg.stopping)
-    if decision.stop and (cfg.stopping.enforce or not filter_info["kept"]):
-        return finish_round(ctx, k, model, False, figures, cost, decision, attempts_info)
-    if decision.stop:
-        figures["ignored_stop"] = to_dict(decision)  # stopping.enforce is false: train anyway, keep the record
+    before = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"], filter_info["kept"]),
+                    cfg.stopping)
+    figures["decisions"] = {"before_train": to_dict(before)}
+    if before.stop and (cfg.stopping.enforce or not filter_info["kept"]):
+        return finish_round(ctx, k, model, False, figures, cost, before, attempts_info)
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
     out = store.path(k, "model")
@@ -80,21 +79,24 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 
     evaluation, eval_info = evaluate_stage(ctx, k, str(out))
     cost["eval_s"] = eval_info["wall_s"]
-    prev = history[-1]
-    figures["eval"] = summarize_eval(evaluation, cfg.evaluation.bootstrap, cfg.seed)
-    figures.update(compare_evals(ctx.eval_records(0), ctx.eval_records(prev.round), evaluation,
-                                 cfg.evaluation.metric, prev.figures.get("delta_from_prev", {}).get("value"),
-                                 cfg.evaluation.bootstrap, cfg.seed))
+    ev = cfg.evaluation
+    figures["eval"] = summarize_eval(evaluation, ev.bootstrap, cfg.seed, ev.retry_n)
+    before_prev = ctx.eval_records(history[-2].round) if k >= 2 else None  # every earlier round was evaluated
+    figures.update(compare_evals(ctx.eval_records(0), before_prev, ctx.eval_records(history[-1].round), evaluation,
+                                 ev.metric, ev.bootstrap, cfg.seed))
     gain = figures["delta_from_prev"]
-    decision = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
-                                gain["value"], tuple(gain["ci"])), cfg.stopping)
+    after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
+                             gain["value"], gain["ci"]), cfg.stopping)
+    figures["decisions"]["after_eval"] = to_dict(after)
+    decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
 
 
 def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
+    ev = ctx.cfg.evaluation
     evaluation, info = evaluate_stage(ctx, 0, ctx.cfg.model.path)
-    figures = {"eval": summarize_eval(evaluation, ctx.cfg.evaluation.bootstrap, ctx.cfg.seed)}
+    figures = {"eval": summarize_eval(evaluation, ev.bootstrap, ctx.cfg.seed, ev.retry_n)}
     return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"]},
                         Decision(False, "base model evaluated"), None, info)
 
@@ -105,6 +107,7 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
     """First attempts on every training problem, then up to `conditions.retries` retries on failures."""
     cfg = ctx.cfg
     attempts, rendered = attempt_chains(ctx, model, ctx.train_set, samples=1, turns=1 + cfg.conditions.retries,
+                                        retry=cfg.conditions.retry,
                                         params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
                                         first_kind="first", label=f"round {k} attempts")
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), (to_dict(a) for a in attempts))
@@ -138,10 +141,10 @@ def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
     greedy: list[Attempt] = []
     if ev.greedy:
-        greedy, _ = attempt_chains(ctx, model, ctx.test_set, samples=1, turns=1,
+        greedy, _ = attempt_chains(ctx, model, ctx.test_set, samples=1, turns=1, retry=ev.retry,
                                    params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}),
                                    seed=seed, first_kind="greedy", label=f"round {k} eval greedy")
-    sampled, _ = attempt_chains(ctx, model, ctx.test_set, samples=ev.samples, turns=ev.retry_n,
+    sampled, _ = attempt_chains(ctx, model, ctx.test_set, samples=ev.samples, turns=ev.retry_n, retry=ev.retry,
                                 params=cfg.eval_sampling, seed=seed, first_kind="sample",
                                 label=f"round {k} eval samples + retries")
     by_problem: dict[str, list[Attempt]] = {}
@@ -160,21 +163,22 @@ def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
 
 
 def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
-                   params: SamplingConfig, seed: int, first_kind: str, label: str) -> tuple[list[Attempt], str]:
+                   retry: str, params: SamplingConfig, seed: int, first_kind: str,
+                   label: str) -> tuple[list[Attempt], str]:
     """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails.
 
     Returns the attempts and the rendered text of one retry prompt (what a retry sees).
     """
     cfg = ctx.cfg
     sampler = ctx.models.get(model)
-    first, retry = CONDITIONS[cfg.conditions.first], CONDITIONS[cfg.conditions.retry]
+    first, build_retry = CONDITIONS[cfg.conditions.first], CONDITIONS[retry]
     attempts: list[Attempt] = []
     live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its failed completions)
     rendered = ""
     for turn in range(turns):
         if not live:
             break
-        convs = [first(p, [], cfg) if turn == 0 else retry(p, failed, cfg) for p, failed in live]
+        convs = [first(p, [], cfg) if turn == 0 else build_retry(p, failed, cfg) for p, failed in live]
         n = samples if turn == 0 else 1
         if turn == 1:
             rendered = sampler.render(convs[0])
@@ -225,7 +229,7 @@ def summarize_run(cfg: Config, history: list[RoundResult]) -> dict[str, Any]:
     best = max(evaluated, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
     first_stop = next((r for r in history if r.decision.stop), history[-1])
     return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
-            "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,
+            "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,  # round_k beyond: stale
             "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
             "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
                             "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce}}
@@ -251,14 +255,17 @@ class Context:
         return model
 
     def inputs(self, stage: str, model: str, k: int) -> dict[str, Any]:
+        """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
         cfg = self.cfg
-        common = {"model": self.model_id(model), "verifier": cfg.verifier.model_dump(exclude={"workers"}),
-                  "conditions": cfg.conditions.model_dump(), "backend": cfg.backend.model_dump(),
-                  "seed": cfg.seed, "model_cfg": cfg.model.model_dump(exclude={"path"})}
+        common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
+                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s"}),
+                  "backend": cfg.backend.model_dump(), "seed": cfg.seed,
+                  "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
         if stage == "attempts":
-            return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k}
-        return {**common, "problems": self._hashes["test"], "evaluation": cfg.evaluation.model_dump(),
-                "sampling": cfg.eval_sampling.model_dump()}
+            return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k,
+                    "retry": cfg.conditions.retry, "retries": cfg.conditions.retries}
+        return {**common, "problems": self._hashes["test"], "sampling": cfg.eval_sampling.model_dump(),
+                "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry"})}
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume."""
@@ -301,10 +308,17 @@ def check_names(cfg: Config) -> None:
     checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
               ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
               ("conditions.first", cfg.conditions.first, CONDITIONS),
-              ("conditions.retry", cfg.conditions.retry, CONDITIONS)]
+              ("conditions.retry", cfg.conditions.retry, CONDITIONS),
+              ("evaluation.retry", cfg.evaluation.retry, CONDITIONS)]
     checks += [(f"stopping.policies[{i}]", p, STOPPING) for i, p in enumerate(cfg.stopping.policies)]
     bad = [f"  {key}: unknown name {name!r}; choose one of {', '.join(table)}"
            for key, name, table in checks if name not in table]
+    if cfg.evaluation.retry in PRIVILEGED:
+        bad.append(f"  evaluation.retry: {cfg.evaluation.retry!r} shows the gold answer; test-time retries use "
+                   f"`retry`")
+    if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
+        bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
+                   f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")
     if bad:
         raise ConfigError("config error\n" + "\n".join(bad))
 
@@ -337,6 +351,8 @@ def _hash_problems(problems: list[Problem]) -> str:
 
 
 def load_history(root: Path) -> list[RoundResult]:
-    """The round.json records of a run directory, in order."""
-    return [round_result_from_dict(read_json(p / "round.json")) for _, p in iter_rounds(root)
-            if (p / "round.json").exists()]
+    """The round.json records of a run, in order; rounds beyond the last run's (summary.json) are stale."""
+    summary = Path(root) / "summary.json"
+    last = read_json(summary)["rounds"] if summary.exists() else None
+    return [round_result_from_dict(read_json(p / "round.json")) for k, p in iter_rounds(root)
+            if (p / "round.json").exists() and (last is None or k <= last)]

@@ -8,8 +8,7 @@ stop decides, and the decision is recorded with its inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .config import StoppingConfig
 from .types import Decision
@@ -22,8 +21,7 @@ class StopState:
     retry_yield: float | None = None  # success of the retries on this round's training frontier
     examples: int | None = None  # training examples the filter kept
     gain: float | None = None  # this round's change of the metric over the previous round
-    gain_ci: tuple[float, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    gain_ci: list[float] | None = None
 
 
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
@@ -55,7 +53,7 @@ STOPPING = {
 
 
 def decide(state: StopState, cfg: StoppingConfig) -> Decision:
-    inputs = {k: v for k, v in vars(state).items() if v is not None and k != "extra"} | state.extra
+    inputs = {k: v for k, v in vars(state).items() if v is not None}
     if state.phase == "before_train" and not state.examples:
         return Decision(True, "no correct retries to train on", "no_examples", inputs)
     for name in cfg.policies:

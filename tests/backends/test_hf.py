@@ -43,6 +43,7 @@ def test_n_samples_seeded_and_lengths(tiny_model):
     assert [len(x) for x in a] == [3] * 4 and sum(seen) == 12
     assert [[y.text for y in x] for x in a] == [[y.text for y in x] for x in b]
     assert [[y.text for y in x] for x in a] != [[y.text for y in x] for x in c]
+    assert any(len({y.text for y in x}) > 1 for x in a)  # the n samples of one prompt are not copies
     short = sampler.generate(CONVS[:1], SamplingConfig(temperature=0, max_new_tokens=2))[0][0]
     assert short.finish_reason == "length" and short.n_tokens == 2
     sampler.close()
@@ -51,6 +52,8 @@ def test_n_samples_seeded_and_lengths(tiny_model):
 def test_bad_model_paths_are_explained(tmp_path, tiny_model):
     with pytest.raises(ModelLoadError, match="model not found: .*missing"):
         load_tokenizer(str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match="cannot load a tokenizer from gpt2"):  # a hub id, tried as one
+        load_tokenizer("gpt2")
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tok.chat_template = None
     tok.save_pretrained(tmp_path / "nochat")

@@ -24,26 +24,34 @@ def test_eval_record_and_summary():
     assert records[2]["greedy"] is False  # "cannot judge" counts as not solved
     assert records[0]["pass_at_k"] == {"1": 0.5, "2": 1.0}
     assert records[1]["tokens"] == 5 * (1 + 2 + 2)
-    s = summarize_eval(records, n_boot=200, seed=0)
+    s = summarize_eval(records, n_boot=200, seed=0, retry_n=3)
     assert s["pass1_sampled"]["value"] == pytest.approx(2 / 6)
     assert s["pass1_greedy"]["value"] == pytest.approx(1 / 3)
     assert s["pass_n_retry"]["value"] == pytest.approx(2 / 3)
     assert s["gap"]["value"] == pytest.approx(2 / 3 - 2 / 6)
     assert s["pass_at_2"]["value"] == pytest.approx(2 / 3)
-    assert s["retry_turns"] == 3
+    assert s["retry_n"] == 3
 
 
-def test_compare_evals_gains_decay_and_absorbed_share():
+def test_compare_evals_gains_decay_absorbed_share_and_flips():
     base = [rec(p, False, [False, False], [False, True]) for p in "abcd"]  # pass@1 0, pass@N 1, gap 1
+    mid = [rec(p, True, [True, True], [True]) for p in "abcd"[:1]] + [rec(p, False, [False, False], [False, True])
+                                                                       for p in "bcd"]
     now = [rec(p, True, [True, True], [True]) for p in "ab"] + [rec(p, False, [False, False], [False, True])
                                                                  for p in "cd"]
-    out = compare_evals(base, base, now, "pass1_sampled", prev_delta=1.0, n_boot=200, seed=0)
+    first = compare_evals(base, None, base, mid, "pass1_sampled", n_boot=300, seed=0)
+    assert first["delta_from_base"]["value"] == pytest.approx(0.25) and first["decay"] is None
+    out = compare_evals(base, base, mid, now, "pass1_sampled", n_boot=300, seed=0)
     assert out["delta_from_base"]["value"] == pytest.approx(0.5)
-    assert out["decay"] == pytest.approx(0.5)
-    assert out["absorbed_share"] == pytest.approx(0.5)  # gap 1.0 -> 0.5
-    assert compare_evals(base, base, now, "pass1_sampled", None, 200, 0)["decay"] is None
+    assert out["delta_from_prev"]["value"] == pytest.approx(0.25)
+    assert out["decay"]["value"] == pytest.approx(1.0)  # +25 pp after +25 pp
+    assert out["absorbed_share"]["value"] == pytest.approx(0.5)  # gap 1.0 -> 0.5
+    lo, hi = out["absorbed_share"]["ci"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+    assert out["flips_vs_prev"] == {"outcome": "greedy", "wrong_to_right": 1, "right_to_wrong": 0,
+                                    "mcnemar_p": 1.0}
     with pytest.raises(ValueError, match="different problem sets"):
-        compare_evals(base, base, now[:3], "pass1_sampled", None, 200, 0)
+        compare_evals(base, None, base, now[:3], "pass1_sampled", 200, 0)
 
 
 def test_train_figures_retry_yield_on_the_frontier():

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from secondtry.config import load_config
-from secondtry.evaluation.metrics import eval_record, summarize_eval, train_figures
+from secondtry.evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
 from secondtry.loop import load_history, run
 from secondtry.store import read_json, read_jsonl
 from secondtry.types import attempt_from_dict
@@ -63,7 +63,7 @@ def test_round_figures_recompute_from_records(finished):
     for r in history:
         folder = cfg.run_path / f"round_{r.round}"
         records = read_jsonl(folder / "eval.jsonl")
-        assert summarize_eval(records, ev.bootstrap, cfg.seed) == r.figures["eval"]
+        assert summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n) == r.figures["eval"]
         attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "eval_attempts.jsonl")]
         for rec in records:  # eval.jsonl itself follows from the transcripts
             mine = [a for a in attempts if a.problem_id == rec["problem_id"]]
@@ -72,6 +72,11 @@ def test_round_figures_recompute_from_records(finished):
             chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
             assert eval_record(rec["problem_id"], greedy, samples, chain, ev.pass_k) == rec
         if r.round:
+            evals = [read_jsonl(cfg.run_path / f"round_{j}" / "eval.jsonl") for j in range(r.round + 1)]
+            before_prev = evals[r.round - 2] if r.round >= 2 else None
+            gains = compare_evals(evals[0], before_prev, evals[r.round - 1], evals[r.round], ev.metric,
+                                  ev.bootstrap, cfg.seed)
+            assert gains == {k: r.figures[k] for k in gains}
             attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
             figures = dict(r.figures["train"])
             figures.pop("examples"), figures.pop("retry_sees")
@@ -96,12 +101,10 @@ def test_decisions_and_reasons_are_recorded(finished):
 def test_resume_skips_finished_stages(finished):
     cfg, history, wall = finished
     manifest = read_json(cfg.run_path / "manifest.json")
-    start = time.perf_counter()
     again = run(cfg)
-    assert time.perf_counter() - start < wall / 2
     assert [r.figures for r in again] == [r.figures for r in load_history(cfg.run_path)] \
         == [r.figures for r in history]
-    assert read_json(cfg.run_path / "manifest.json")["stages"] == manifest["stages"]
+    assert read_json(cfg.run_path / "manifest.json")["stages"] == manifest["stages"]  # nothing ran again
 
 
 def test_report_tables_follow_round_json(finished):
@@ -123,3 +126,43 @@ def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
     starts = [r.figures["training"]["start_model"] for r in history[1:]]
     assert starts == [str(tiny_model)] * 2
     assert history[2].model.endswith("round_2/model")
+
+
+def test_a_changed_config_reruns_exactly_the_stages_it_touches(finished, tmp_path):
+    import shutil
+
+    cfg, _, _ = finished
+    copy = tmp_path / cfg.name
+    shutil.copytree(cfg.run_path, copy)
+    before = read_json(copy / "manifest.json")["stages"]
+    changed = load_config(CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
+                                   "evaluation.bootstrap=400", "training.steps=13"])
+    run(changed, allow_change=True)
+    after = read_json(copy / "manifest.json")["stages"]
+    rerun = {name for name in after if after[name]["finished"] != before[name]["finished"]
+             or after[name]["inputs_hash"] != before[name]["inputs_hash"]}
+    # bootstrap touches no stage; training.steps touches training, then everything downstream of its model
+    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/sft", "round_2/train",
+                     "round_2/eval"}
+
+
+def test_stale_rounds_of_an_earlier_longer_run_are_not_reported(finished, tmp_path):
+    import shutil
+
+    cfg, _, _ = finished
+    shutil.copytree(cfg.run_path, tmp_path / cfg.name)
+    shorter = load_config(CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}",
+                                   "stopping.policies=[max_rounds]", "stopping.max_rounds=1"])
+    history = run(shorter, allow_change=True)
+    assert [r.round for r in history] == [0, 1]
+    assert [r.round for r in load_history(tmp_path / cfg.name)] == [0, 1]  # round_2/ is still on disk
+
+
+def test_observed_stopping_goes_on_but_an_untrained_round_ends_the_run(tiny_model, tmp_path):
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.enforce=false",
+                               "train_task.options.count=3", "eval_task.options.count=4"])
+    history = run(cfg)  # three training problems: no correct retry, nothing to train on
+    assert [r.round for r in history] == [0, 1] and not history[1].trained
+    assert history[1].decision.policy == "no_examples"
+    summary = read_json(cfg.run_path / "summary.json")
+    assert summary["policy_stop"]["round"] == 1 and summary["best_round"] == 0

@@ -31,19 +31,31 @@ def test_lora_sft_changes_weights_and_writes_hf_folders(tiny_model, tmp_path):
     assert not list(tmp_path.glob(".train-*"))  # the staging folder is gone
 
 
-def test_loss_is_on_the_assistant_turn_only(tiny_model):
+def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):
     from secondtry.backends.hf import load_tokenizer
-    from secondtry.training.sft import _dataset
-    from trl import SFTConfig, SFTTrainer
+    from secondtry.training.sft import build_trainer
 
     tok = load_tokenizer(str(tiny_model))
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    args = SFTConfig(output_dir="/tmp/unused", completion_only_loss=True, report_to="none", use_cpu=True,
-                     max_steps=1)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(EXAMPLES[:2], cfg(tiny_model)),
-                         processing_class=tok)
+    trainer = build_trainer(model, tok, EXAMPLES[:2], cfg(tiny_model), tmp_path, seed=0, bf16=False)
     row = trainer.train_dataset[1]
     labelled = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
     assert tok.decode(labelled) == EXAMPLES[1].completion + tok.eos_token
     assert tok.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]) \
         == "<|user|>1+1<|end|><|assistant|>"
+
+
+def test_full_fine_tuning_changes_embeddings_too(tiny_model, tmp_path):
+    info = train(str(tiny_model), EXAMPLES, cfg(tiny_model, method="full", steps=3), tmp_path / "m", seed=0)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "m").state_dict()
+    assert info["steps"] == 3 and not (tmp_path / "m" / "adapter").exists()
+    assert not torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
+
+
+def test_a_failed_training_leaves_no_staging_folder(tiny_model, tmp_path):
+    import pytest
+
+    with pytest.raises(Exception):
+        train(str(tiny_model), EXAMPLES, cfg(tiny_model, target_modules=["no_such_module"]), tmp_path / "m", seed=0)
+    assert not list(tmp_path.glob(".train-*")) and not (tmp_path / "m").exists()

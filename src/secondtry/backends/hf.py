@@ -68,8 +68,7 @@ def load_model(path: str, dtype: str, device: torch.device):
 
 def _check_model_path(path: str) -> None:
     p = Path(path).expanduser()
-    looks_local = path.startswith((".", "/", "~")) or p.exists() or path.count("/") != 1
-    if looks_local and not p.is_dir():
+    if (path.startswith((".", "/", "~")) or p.exists()) and not p.is_dir():
         raise ModelLoadError(f"model not found: {path} (a local model folder, or a hub id like Qwen/Qwen3-1.7B)")
 
 

@@ -13,7 +13,7 @@ import math
 from typing import Any, Sequence
 
 from ..types import Attempt
-from .stats import estimate, paired_delta
+from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -48,7 +48,6 @@ def per_problem(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {
         "pass1_sampled": [sum(r["samples"]) / len(r["samples"]) for r in records],
         "pass_n_retry": [float(any(r["chain"])) for r in records],
-        "first_of_chain": [float(r["chain"][0]) for r in records],
     }
     if records and records[0]["greedy"] is not None:
         out["pass1_greedy"] = [float(r["greedy"]) for r in records]
@@ -58,35 +57,52 @@ def per_problem(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
-def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_n: int) -> dict[str, Any]:
     """Every evaluation rate with its 95% CI. gap = pass@N-with-retries − sampled pass@1."""
-    vectors = per_problem(records)
-    summary = {name: estimate(v, n_boot, seed) for name, v in vectors.items() if name != "first_of_chain"}
-    summary["retry_turns"] = max((len(r["chain"]) for r in records), default=0)
+    summary: dict[str, Any] = {name: estimate(v, n_boot, seed) for name, v in per_problem(records).items()}
+    summary["retry_n"] = retry_n
     return summary
 
 
-def _aligned(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
-    if [r["problem_id"] for r in a] != [r["problem_id"] for r in b]:
+def _aligned(*evals: list[dict[str, Any]]) -> None:
+    ids = [[r["problem_id"] for r in e] for e in evals]
+    if any(i != ids[0] for i in ids):
         raise ValueError("evaluations of different problem sets cannot be compared pairwise")
 
 
-def compare_evals(base: list[dict[str, Any]], prev: list[dict[str, Any]], now: list[dict[str, Any]],
-                  metric: str, prev_delta: float | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """Gains over the base and the previous round (paired CIs), decay factor, absorbed gap share."""
-    _aligned(base, now)
-    _aligned(prev, now)
+def _binary(records: list[dict[str, Any]]) -> tuple[str, list[bool]]:
+    """One right/wrong outcome per problem for flip counts: the greedy attempt, else sample 0."""
+    if records and records[0]["greedy"] is not None:
+        return "greedy", [bool(r["greedy"]) for r in records]
+    return "sample 0", [bool(r["samples"][0]) for r in records]
+
+
+def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] | None,
+                  prev: list[dict[str, Any]], now: list[dict[str, Any]], metric: str, n_boot: int,
+                  seed: int) -> dict[str, Any]:
+    """Gains over the base and the previous round (paired CIs), the decay of the gain, the share of
+    the base model's stochastic gap absorbed, and wrong→right / right→wrong flips since the previous
+    round. `before_prev` is the round before the previous one (None for round 1: no decay yet).
+    """
+    _aligned(base, prev, now, *([before_prev] if before_prev else []))
     vb, vp, vn = per_problem(base), per_problem(prev), per_problem(now)
-    from_base = paired_delta(vb[metric], vn[metric], n_boot, seed)
-    from_prev = paired_delta(vp[metric], vn[metric], n_boot, seed)
-    gap_base, gap_now = sum(vb["gap"]) / len(vb["gap"]), sum(vn["gap"]) / len(vn["gap"])
+
+    def decay(m: Any) -> float | None:  # this round's gain as a share of the last one (+4.4 after +10.1 -> 0.44)
+        return None if m[1] == m[0] else (m[2] - m[1]) / (m[1] - m[0])
+
+    def absorbed(m: Any) -> float | None:  # (base gap − gap now) / base gap
+        return None if m[0] <= 0 else (m[0] - m[1]) / m[0]
+
+    outcome, before = _binary(prev)
+    flips = mcnemar(before, _binary(now)[1])
     return {
-        "delta_from_base": from_base,
-        "delta_from_prev": from_prev,
-        # this round's gain as a share of the last one (reference: +4.4 pp after +10.1 pp -> 0.44)
-        "decay": (from_prev["value"] / prev_delta) if prev_delta not in (None, 0) else None,
-        # how much of the base model's stochastic gap the weights have absorbed
-        "absorbed_share": (gap_base - gap_now) / gap_base if gap_base > 0 else None,
+        "delta_from_base": paired_delta(vb[metric], vn[metric], n_boot, seed),
+        "delta_from_prev": paired_delta(vp[metric], vn[metric], n_boot, seed),
+        "decay": None if before_prev is None else
+        bootstrap_statistic([per_problem(before_prev)[metric], vp[metric], vn[metric]], decay, n_boot, seed),
+        "absorbed_share": bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed),
+        "flips_vs_prev": {"outcome": outcome, "wrong_to_right": flips["c"], "right_to_wrong": flips["b"],
+                          "mcnemar_p": flips["p_value"]},
     }
 
 

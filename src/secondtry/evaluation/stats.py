@@ -34,11 +34,41 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
 
 
 def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
-    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json."""
+    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json.
+
+    No values give {"value": None, "ci": [None, None], "n": 0} (JSON has no NaN).
+    """
     x = np.asarray(values, dtype=float)
-    value = float(x.mean()) if x.size else math.nan
+    if x.size == 0:
+        return {"value": None, "ci": [None, None], "n": 0}
     lo, hi = bootstrap_ci(x, n_boot, seed)
-    return {"value": value, "ci": [lo, hi], "n": int(x.size)}
+    return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size)}
+
+
+def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, object]:
+    """A statistic of column means, with a percentile CI from resampling problems (rows) jointly.
+
+    `statistic(means)` gets one mean per column; resamples where it is undefined (None) are
+    dropped. For ratios of paired gains: decay, absorbed share of the gap.
+
+    >>> r = bootstrap_statistic([[1, 0, 1, 1], [0, 0, 1, 1]], lambda m: m[0] - m[1], n_boot=200)
+    >>> r["value"], r["n"]
+    (0.25, 4)
+    """
+    x = np.asarray(columns, dtype=float)
+    value = statistic(x.mean(axis=1))
+    if value is None:
+        return {"value": None, "ci": [None, None], "n": int(x.shape[1])}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        v = statistic(x[:, rng.integers(0, x.shape[1], size=x.shape[1])].mean(axis=1))
+        if v is not None and math.isfinite(v):
+            draws.append(v)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (math.nan, math.nan)
+    return {"value": float(value), "ci": [float(lo), float(hi)], "n": int(x.shape[1])}
 
 
 def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000,

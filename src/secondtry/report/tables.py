@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loop import load_history
-from ..store import read_json
+from ..store import RunDirError, read_json
 from ..types import RoundResult
 
 
@@ -16,6 +16,15 @@ def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
     v, (lo, hi) = fig["value"] * 100, (x * 100 for x in fig["ci"])
     sign = "+" if signed else ""
     return f"{v:{sign}.1f} [{lo:{sign}.1f}, {hi:{sign}.1f}]"
+
+
+def ratio(fig: dict[str, Any] | None, percent: bool = False) -> str:
+    """A ratio with its CI: decay as 0.44 [0.1, 0.9], absorbed share as 49% [30%, 65%]."""
+    if not fig or fig.get("value") is None:
+        return "–"
+    fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}")
+    lo, hi = fig["ci"]
+    return f"{fmt(fig['value'])} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def _label(r: RoundResult) -> str:
@@ -28,12 +37,11 @@ def round_rows(history: list[RoundResult], metric: str, best: int | None) -> lis
     for r in history:
         f = r.figures
         train = f.get("train", {})
-        decay = f.get("decay")
         rows.append([
             _label(r) + (" (best)" if r.round == best else ""),
             pct(f["eval"][metric]) if "eval" in f else "not trained",
             pct(f.get("delta_from_base"), True), pct(f.get("delta_from_prev"), True),
-            "–" if decay is None else f"{decay:.2f}",
+            ratio(f.get("decay")),
             pct(train.get("retry_yield")) if train else "–",
             str(train.get("examples", {}).get("kept", "–")) if train else "–",
             _decision(r, last=r is history[-1]),
@@ -55,9 +63,9 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
     for r in history:
         if "eval" not in r.figures:
             continue
-        e, share = r.figures["eval"], r.figures.get("absorbed_share")
+        e = r.figures["eval"]
         rows.append([_label(r), pct(e["pass1_sampled"]), pct(e["pass_n_retry"]), pct(e["gap"], True),
-                     "–" if share is None else f"{share:.0%}"])
+                     ratio(r.figures.get("absorbed_share"), percent=True)])
     return rows
 
 
@@ -70,7 +78,7 @@ def _context(run: Path) -> tuple[list[RoundResult], dict[str, Any]]:
     history = load_history(run)
     summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
     if not history:
-        raise FileNotFoundError(f"{run}: no round_*/round.json — not a secondtry run directory, or not started")
+        raise RunDirError(f"{run}: no round_*/round.json — not a secondtry run directory, or not started")
     return history, summary
 
 
@@ -83,7 +91,7 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
     n = history[0].figures["eval"][metric]["n"]
-    retry_turns = history[0].figures["eval"]["retry_turns"]
+    retry_turns = history[0].figures["eval"]["retry_n"]
     parts = [f"# {run.name}", "",
              f"Accuracy is `{metric}` on {n} test problems; CIs are 95% bootstrap over problems, "
              f"paired for differences. pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", "",

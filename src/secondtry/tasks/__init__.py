@@ -1,7 +1,6 @@
 """Tasks: load(cfg: TaskConfig, seed) -> list[Problem]. A task owns its data format and its prompt.
 
-`TASKS` is the one registry; `secondtry ls` is generated from it. Each task names the
-verifier that fits it by default in `DEFAULT_VERIFIER`.
+`TASKS` is the one registry; `secondtry ls` is generated from it.
 """
 
 from __future__ import annotations
@@ -16,6 +15,4 @@ TASKS = {
     "synthetic": synthetic.load,
 }
 
-DEFAULT_VERIFIER = {"math": "math", "gsm8k": "numeric", "jsonl": "math", "synthetic": "synthetic"}
-
-__all__ = ["TASKS", "DEFAULT_VERIFIER", "TaskDataError"]
+__all__ = ["TASKS", "TaskDataError"]

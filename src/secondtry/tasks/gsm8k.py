@@ -5,8 +5,7 @@ from __future__ import annotations
 from ..config import TaskConfig
 from ..types import Problem
 from .io import TaskDataError, build_problems, text_field, with_instruction
-
-INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+from .math import INSTRUCTION  # the same boxed-answer instruction
 
 
 def load(cfg: TaskConfig, seed: int) -> list[Problem]:

@@ -31,10 +31,15 @@ def read_rows(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from _read_jsonl(path)
     elif path.is_dir():  # a dataset folder (parquet, jsonl, csv files): read by `datasets`, like a hub id
         yield from _read_hub(cfg)
-    elif path.suffix in {".jsonl", ".json", ".gz"} or cfg.path.startswith((".", "/", "~")) or cfg.path.count("/") != 1:
+    elif looks_local(cfg.path):
         raise TaskDataError(f"task data not found: {cfg.path} (a local file, or a hub id like owner/name)")
     else:
         yield from _read_hub(cfg)
+
+
+def looks_local(path: str) -> bool:
+    """A path that cannot be a hub id: starts like a path or ends like a data file."""
+    return path.startswith((".", "/", "~")) or Path(path).suffix in {".jsonl", ".json", ".gz", ".parquet", ".csv"}
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -94,6 +99,9 @@ def build_problems(cfg: TaskConfig, seed: int, make: Callable[[str, dict[str, An
     """Turn rows into Problems with `make(where, row, index)`; check ids are unique; shuffle/limit."""
     import random
 
+    if cfg.options:
+        raise TaskDataError(f"task {cfg.name}: takes no options (got {', '.join(cfg.options)}); "
+                            f"only the synthetic task has options")
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     skipped: list[str] = []

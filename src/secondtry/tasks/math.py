@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import re
+
 from ..config import TaskConfig
 from ..types import Problem
 from .io import TaskDataError, build_problems, text_field, with_instruction
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _braced(text: str, i: int) -> str | None:
+    """The content of the brace group opening at text[i], or None if it never closes."""
+    depth = 0
+    j = i
+    while j < len(text):
+        c = text[j]
+        if c == "\\":
+            j += 2  # an escaped char (\{ \} \\) never opens or closes the group
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+        j += 1
+    return None
 
 
 def last_boxed(text: str) -> str | None:
-    r"""The content of the last \boxed{...} in `text`, braces balanced.
+    r"""Content of the last complete ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed x``.
 
-    >>> last_boxed(r"so $\boxed{\frac{1}{2}}$ and")
-    '\\frac{1}{2}'
+    >>> last_boxed(r"\boxed{1} and \boxed{\frac{a}{\{b\}}}")
+    '\\frac{a}{\\{b\\}}'
+    >>> last_boxed(r"so $\boxed 7$.")
+    '7'
+    >>> last_boxed(r"\boxed{2} then \boxed{3")  # truncated box: the earlier one counts
+    '2'
     """
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    i, depth = start + len("\\boxed{"), 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
+    for m in reversed(list(_BOX.finditer(text))):
+        i = m.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            inner = _braced(text, i)
+            if inner is not None:
+                return inner.strip()
+        elif i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
+            tok = re.match(r"[^\s$]+", text[i:])
+            if tok:
+                return tok.group(0).rstrip(".,;")
     return None
 
 

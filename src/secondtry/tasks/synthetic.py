@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..config import TaskConfig
 from ..types import Problem
-from .io import with_instruction
+from .io import TaskDataError, with_instruction
 
 WORLD_VERSION = 1  # bump when generation or solution format changes (toy model caches key on it)
 MAX_VALUE = 99
@@ -104,10 +104,10 @@ def wrong_teacher_solution(operands: Sequence[int], ops: Sequence[str], rng: ran
 def generate(count: int, levels: list[int], seed: int, split: str) -> list[Problem]:
     """`count` distinct problems of the split, levels drawn uniformly; deterministic for a seed."""
     if split not in SPLITS:
-        raise ValueError(f"synthetic task: split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise TaskDataError(f"synthetic task: split must be one of {', '.join(SPLITS)}, got {split!r}")
     bad = [lv for lv in levels if not isinstance(lv, int) or not 1 <= lv <= 10]
     if not levels or bad:
-        raise ValueError(f"synthetic task: levels must be integers in 1..10 (operations per problem), got {levels!r}")
+        raise TaskDataError(f"synthetic task: levels must be integers in 1..10 (operations per problem), got {levels!r}")
     rng = random.Random(f"synthetic-{seed}-{split}")
     seen: set[str] = set()
     problems: list[Problem] = []
@@ -117,7 +117,7 @@ def generate(count: int, levels: list[int], seed: int, split: str) -> list[Probl
         while True:  # redraw within the level, so duplicates don't skew the level mix
             tries += 1
             if tries > 200 * count + 10_000:
-                raise ValueError(f"synthetic task: only {len(problems)} distinct {split} problems found for "
+                raise TaskDataError(f"synthetic task: only {len(problems)} distinct {split} problems found for "
                                  f"levels {levels}; lower count or add levels")
             operands, ops = random_problem(rng, level)
             expr = expression(operands, ops)
@@ -133,14 +133,14 @@ def generate(count: int, levels: list[int], seed: int, split: str) -> list[Probl
 def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     """Options: count (500), levels ([2, 3, 4]), seed (the run seed). `split` is train or test."""
     if cfg.path is not None:
-        raise ValueError(f"task {cfg.name}: the synthetic task is generated, not loaded; remove `path` "
+        raise TaskDataError(f"task {cfg.name}: the synthetic task is generated, not loaded; remove `path` "
                          f"(got {cfg.path!r})")
     unknown = sorted(set(cfg.options) - set(OPTIONS))
     if unknown:
-        raise ValueError(f"task {cfg.name}: unknown option {unknown[0]!r}; accepted options: {', '.join(OPTIONS)}")
+        raise TaskDataError(f"task {cfg.name}: unknown option {unknown[0]!r}; accepted options: {', '.join(OPTIONS)}")
     count = cfg.options.get("count", 500)
     if not isinstance(count, int) or count < 1:
-        raise ValueError(f"task {cfg.name}: option count must be a positive integer, got {count!r}")
+        raise TaskDataError(f"task {cfg.name}: option count must be a positive integer, got {count!r}")
     problems = generate(count, list(cfg.options.get("levels", [2, 3, 4])), cfg.options.get("seed", seed), cfg.split)
     if cfg.shuffle:
         random.Random(seed).shuffle(problems)

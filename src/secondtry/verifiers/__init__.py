@@ -15,3 +15,5 @@ VERIFIERS = {
     "numeric": _numeric.verify,
     "synthetic": _synthetic.verify,
 }
+
+CHECKS_STEPS = {"synthetic"}  # verifiers that fill Verdict.steps, so `filter.require: steps` can use them

@@ -19,10 +19,10 @@ import logging
 import re
 import threading
 
+from secondtry.tasks.math import last_boxed
 from secondtry.types import Problem, Verdict
 
 _TIMEOUT_S = 5  # math-verify's own SIGALRM limit, per parse / per comparison
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ANSWER_IS = re.compile(r"\banswer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
 _DELIMS = (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]"))
 _THOUSANDS = re.compile(r"(?<=\d),\\!(?=\d{3}(?!\d))")
@@ -31,50 +31,6 @@ _SPACES = re.compile(r"\\[,!;:> ]|\\left|\\right|\s+")
 
 # math-verify warns once per process that its timeouts are off; off is deliberate off the main thread
 logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-
-def _braced(text: str, i: int) -> str | None:
-    """The content of the brace group opening at text[i], or None if it never closes."""
-    depth = 0
-    j = i
-    while j < len(text):
-        c = text[j]
-        if c == "\\":
-            j += 2  # an escaped char (\{ \} \\) never opens or closes the group
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-        j += 1
-    return None
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last complete ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed x``.
-
-    >>> last_boxed(r"\boxed{1} and \boxed{\frac{a}{\{b\}}}")
-    '\\frac{a}{\\{b\\}}'
-    >>> last_boxed(r"so $\boxed 7$.")
-    '7'
-    >>> last_boxed(r"\boxed{2} then \boxed{3")  # truncated box: the earlier one counts
-    '2'
-    """
-    for m in reversed(list(_BOX.finditer(text))):
-        i = m.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            inner = _braced(text, i)
-            if inner is not None:
-                return inner.strip()
-        elif i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
-            tok = re.match(r"[^\s$]+", text[i:])
-            if tok:
-                return tok.group(0).rstrip(".,;")
-    return None
 
 
 def _answer_is(text: str) -> str | None:

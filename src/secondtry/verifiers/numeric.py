@@ -16,7 +16,7 @@ import re
 from fractions import Fraction
 
 from secondtry.types import Problem, Verdict
-from secondtry.verifiers.math import last_boxed
+from secondtry.tasks.math import last_boxed
 
 # a number: optional sign, thousands commas, decimals, or a simple fraction a/b
 _NUM = re.compile(
