@@ -62,6 +62,7 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "train_task={{name: math, path: {bad}}}"], "bad.jsonl:2: malformed JSON"),
     (["{cfg}", "train_task={{name: math, path: {nofield}}}"], "nofield.jsonl:1: missing field 'problem'"),
     (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
+    (["{cfg}", "model.path=toy:huge"], "model.path: unknown toy model 'huge'"),
     (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
     (["{cfg}", "eval_task.split=validation"], "split must be one of"),
     (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),

@@ -46,9 +46,13 @@ def _resolve_model(cfg, log):
     """`model.path: toy:NAME` names a model secondtry pretrains here (and caches)."""
     if not cfg.model.path.startswith("toy:"):
         return cfg
-    from .toy import toy_model
+    from .config import ConfigError
+    from .toy import RECIPES, toy_model
 
-    path = toy_model(cfg.model.path.removeprefix("toy:"), log=log)
+    name = cfg.model.path.removeprefix("toy:")
+    if name not in RECIPES:
+        raise ConfigError(f"model.path: unknown toy model {name!r}; choose toy:{' or toy:'.join(RECIPES)}")
+    path = toy_model(name, log=log)
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
 
 
