@@ -59,19 +59,25 @@ def _resolve_model(cfg, log):
 def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) -> Path:
     from .log import RichLog
     from .loop import run
-    from .report import markdown, print_tables
-    from .store import write_text
 
     log = RichLog()
     _quiet_libraries()
     cfg = _resolve_model(cfg, log)
     log.info(f"run directory: {cfg.run_path}")
     run(cfg, log, allow_change=allow_change, eval_only=eval_only)
-    write_text(cfg.run_path / "report" / "summary.md", markdown(cfg.run_path))
-    if tables:
-        print_tables(cfg.run_path)
+    _report(cfg.run_path, tables)
     log.info(f"records, models and report: {cfg.run_path}")
     return cfg.run_path
+
+
+def _report(run_dir: Path, tables: bool = True) -> None:
+    """report/summary.md, and the tables in the terminal."""
+    from .report import markdown, print_tables
+    from .store import write_text
+
+    write_text(run_dir / "report" / "summary.md", markdown(run_dir))
+    if tables:
+        print_tables(run_dir)
 
 
 def _quiet_libraries() -> None:
@@ -156,15 +162,7 @@ def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/demo")) -> None:
     """Print the round and gap tables of a run and write report/summary.md."""
-    from .report import markdown, print_tables
-    from .store import write_text
-
-    def go() -> None:
-        text = markdown(run_dir)
-        write_text(run_dir / "report" / "summary.md", text)
-        print_tables(run_dir)
-
-    _guard(go)
+    _guard(lambda: _report(run_dir))
 
 
 @app.command()

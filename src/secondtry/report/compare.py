@@ -16,7 +16,7 @@ import yaml
 from ..evaluation.stats import across_seeds
 from ..loop import load_history
 from ..types import RoundResult
-from .tables import pct
+from .tables import markdown_table, pct, rich_table
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -66,19 +66,11 @@ def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
 
 def print_comparison(runs: list[Path], console=None) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = console or Console()
     head, rows = compare_rows(runs)
-    t = Table(title="conditions compared — Δ of the metric from the base model, [95% CI]")
-    for h in head:
-        t.add_column(h, overflow="fold")
-    for row in rows:
-        t.add_row(*(cell.replace(" [", "\n[") for cell in row))
-    console.print(t)
+    (console or Console()).print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]",
+                                            head, rows))
 
 
 def comparison_markdown(runs: list[Path]) -> str:
-    head, rows = compare_rows(runs)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return markdown_table(*compare_rows(runs)) + "\n"

@@ -74,6 +74,23 @@ METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
 
 
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def rich_table(title: str, head: list[str], rows: list[list[str]]):
+    """A terminal table; each figure sits over its CI, which keeps columns narrow."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for h in head:
+        t.add_column(h, overflow="fold")
+    for row in rows:
+        t.add_row(*(cell.replace(" [", "\n[") for cell in row))
+    return t
+
+
 def _context(run: Path) -> tuple[list[RoundResult], dict[str, Any]]:
     history = load_history(run)
     summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
@@ -86,18 +103,14 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
     history, summary = _context(run)
     metric = summary.get("metric", metric)
 
-    def table(head: list[str], rows: list[list[str]]) -> str:
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
     n = history[0].figures["eval"][metric]["n"]
     retry_turns = history[0].figures["eval"]["retry_n"]
     parts = [f"# {run.name}", "",
              f"Accuracy is `{metric}` on {n} test problems; CIs are 95% bootstrap over problems, "
              f"paired for differences. pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", "",
-             table([h.format(metric=metric) for h in ROUND_HEAD], round_rows(history, metric,
-                                                                              summary.get("best_round"))),
-             "", "Stochastic headroom:", "", table(GAP_HEAD, gap_rows(history))]
+             markdown_table([h.format(metric=metric) for h in ROUND_HEAD],
+                            round_rows(history, metric, summary.get("best_round"))),
+             "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
         parts += ["", f"Best round: {summary['best_round']} ({summary['best_model']}). "
@@ -107,24 +120,15 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
 
 def print_tables(run: Path, console=None) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
     history, summary = _context(run)
     metric = summary.get("metric", "pass1_sampled")
-    t = Table(title=f"{run.name}: {METRIC_NAMES.get(metric, metric)} by round, [95% CI] over "
-                    f"{history[0].figures['eval'][metric]['n']} test problems")
-    for h in ROUND_HEAD:
-        t.add_column(h.format(metric="acc"), overflow="fold")
-    for row in round_rows(history, metric, summary.get("best_round")):
-        t.add_row(*(cell.replace(" [", "\n[") for cell in row))  # figure over its CI keeps columns narrow
-    console.print(t)
-    g = Table(title="stochastic headroom")
-    for h in GAP_HEAD:
-        g.add_column(h)
-    for row in gap_rows(history):
-        g.add_row(*(cell.replace(" [", "\n[") for cell in row))
-    console.print(g)
+    title = (f"{run.name}: {METRIC_NAMES.get(metric, metric)} by round, [95% CI] over "
+             f"{history[0].figures['eval'][metric]['n']} test problems")
+    console.print(rich_table(title, [h.format(metric="acc") for h in ROUND_HEAD],
+                             round_rows(history, metric, summary.get("best_round"))))
+    console.print(rich_table("stochastic headroom", GAP_HEAD, gap_rows(history)))
     for r in history[1:]:
         policy = f" [{r.decision.policy}]" if r.decision.policy else ""
         console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
