@@ -68,6 +68,8 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
     (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),
     (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "takes no options"),
+    (["{cfg}", "verifier.name=math", "verifier.options.extractors=[boxd]"], "unknown extractor 'boxd'"),
+    (["{cfg}", "verifier.options.compare=hendrycks"], "'synthetic' has no option(s) compare; valid: none"),
 ])
 def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": \n')
@@ -98,3 +100,60 @@ def test_eval_runs_round_0_only_and_prints_the_tables(tmp_path, tiny_model):
     code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
                        f"run_dir={tmp_path}", "name=ev", "seed=1")
     assert code == 2 and "was run with another config" in out and "+seed: 1" in out
+
+
+def _verify_file(tmp_path):
+    rows = [{"id": "a", "completion": r"so \\boxed{\\frac{1}{2}}", "answer": "0.5"},
+            {"id": "b", "completion": "The answer is 3.", "answer": "4"},
+            {"completion": r"\\boxed{.5}", "problem": {"id": "c", "prompt": "p", "answer": r"\\frac12"}}]
+    path = tmp_path / "v.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_verify_prints_a_summary_and_writes_verdicts(tmp_path):
+    out_file = tmp_path / "verdicts.jsonl"
+    code, out = invoke("verify", _verify_file(tmp_path), "--workers", "0", "--out", out_file,
+                       "-e", "boxed", "-e", "answer_is", "--each", "--compare", "hendrycks")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "3 rows" in text and "mismatch" in text and "second grader hendrycks" in text
+    verdicts = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [v["id"] for v in verdicts] == ["a", "b", "c"]
+    assert [v["verdict"]["correct"] for v in verdicts] == [True, False, True]
+    assert verdicts[2]["verdict"]["details"]["grader"] == "hendrycks"
+
+
+@pytest.mark.parametrize("row, message", [
+    ('{"completion": "x"}', "v.jsonl:1: no gold answer"),
+    ('{"answer": "1"}', "v.jsonl:1: missing field 'completion'"),
+    ('{"answer": "1", "completion": 3}', "field 'completion' should be text"),
+    ('[1]', "v.jsonl:1: expected a JSON object"),
+    ('{"answer": ', "v.jsonl:1: malformed JSON"),
+])
+def test_verify_bad_rows_are_named(tmp_path, row, message):
+    path = tmp_path / "v.jsonl"
+    path.write_text(row + "\n")
+    code, out = invoke("verify", path, "--workers", "0")
+    assert code == 2 and message in " ".join(out.split()), out
+
+
+def test_verify_bad_options(tmp_path):
+    code, out = invoke("verify", _verify_file(tmp_path), "-o", "extractors=[nope]")
+    assert code == 2 and "unknown extractor 'nope'" in out
+    code, out = invoke("verify", _verify_file(tmp_path), "--verifier", "nope")
+    assert code == 2 and "--verifier: unknown name 'nope'" in out
+
+
+def test_bench_verify_writes_a_record(tmp_path):
+    data = tmp_path / "math.jsonl"
+    data.write_text(json.dumps({"problem": "p", "solution": r"$\\boxed{\\frac{1}{4}}$", "answer": r"\\frac{1}{4}"})
+                    + "\n")
+    code, out = invoke("bench", "verify", "--data", data, "--fuzz", "12", "--fuzz-timeout", "1",
+                       "--out", tmp_path / "results")
+    assert code == 0, out
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-*.json")]
+    figures = record["figures"]
+    assert record["name"] == "verify" and record["command"].startswith("secondtry bench verify")
+    assert (figures["correct"], figures["incorrect"], figures["fuzz_items"]) == (3, 1, 12)
+    assert figures["verdicts_per_s"] > 0 and figures["fuzz_crashes"] == 0

@@ -1,4 +1,4 @@
-"""secondtry run | demo | eval | report | compare | validate | ls"""
+"""secondtry run | demo | eval | report | compare | validate | verify | bench | ls"""
 
 from __future__ import annotations
 
@@ -183,6 +183,125 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
     _guard(go)
 
 
+@app.command()
+def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completion and a gold answer (or problem)"),
+           verifier: str = typer.Option("math", "--verifier", "-v", help="a verifier from `secondtry ls`"),
+           option: Optional[List[str]] = typer.Option(None, "--option", "-o",
+                                                      help="verifier option key=value (YAML value), repeatable"),
+           extractor: Optional[List[str]] = typer.Option(None, "--extractor", "-e",
+                                                         help="answer extractor, repeatable, tried in order"),
+           each: bool = typer.Option(False, "--each", help="also score every --extractor on its own"),
+           compare: Optional[str] = typer.Option(None, "--compare", help="second grader (math): hendrycks, minerva"),
+           task: Optional[str] = typer.Option(None, "--task", help="look problems up by id in this task's data"),
+           data: Optional[str] = typer.Option(None, "--data", help="--task data: a file or hub id"),
+           split: str = typer.Option("test", "--split", help="--task split"),
+           workers: int = typer.Option(2, "--workers", min=0),
+           timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
+           out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
+           show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest")) -> None:
+    """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
+    _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
+                           workers, timeout, out, show))
+
+
+def _verify(file: Path, name: str, option: list[str], extractors: list[str], each: bool, compare: str | None,
+            task: str | None, data: str | None, split: str, workers: int, timeout: float, out: Path | None,
+            show: int) -> None:
+    import time
+
+    from rich.console import Console
+
+    from .config import ConfigError, TaskConfig, parse_overrides
+    from .report.tables import rich_table
+    from .store import write_jsonl
+    from .tasks import TASKS
+    from .types import to_dict
+    from .verifiers import VERIFIERS, check_options
+    from .verifiers.files import VerifyInputError, read_items, summarize
+    from .verifiers.pool import VerifierPool
+
+    if name not in VERIFIERS:
+        raise ConfigError(f"--verifier: unknown name {name!r}; choose one of {', '.join(VERIFIERS)}")
+    options = {k: getattr(v, "value", v) for k, v in parse_overrides(option).items()}
+    if extractors:
+        options["extractors"] = extractors
+    if compare:
+        options["compare"] = compare
+    try:
+        options = check_options(name, options)
+    except ValueError as e:
+        raise ConfigError(str(e).replace("verifier.options", "--option")) from None
+    problems = None
+    if task:
+        if task not in TASKS:
+            raise ConfigError(f"--task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        problems = {p.id: p for p in TASKS[task](TaskConfig(name=task, path=data, split=split), 0)}
+    try:
+        items = read_items(file, problems)
+    except VerifyInputError as e:
+        raise ConfigError(str(e)) from None
+    console = Console()
+    runs = [("all", options)] + ([(x, {**options, "extractors": [x]}) for x in extractors] if each else [])
+    results = {}
+    for label, opts in runs:
+        with VerifierPool(name, workers, timeout, options=opts) as pool:
+            t = time.perf_counter()
+            with console.status(f"verifying {len(items)} rows ({label})"):
+                verdicts = pool.map(items)
+            wall = time.perf_counter() - t
+            results[label] = (verdicts, summarize(verdicts), wall, pool)
+    verdicts, summary, wall, pool = results["all"]
+    n = summary["n"]
+    rows = [[k, str(summary[k]), f"{summary[k] / n:.1%}"] for k in ("correct", "incorrect", "cannot_judge")]
+    if summary["lucky"]:
+        rows.append(["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"])
+    console.print(rich_table(f"{file}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows))
+    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]]))
+    console.print(f"{n / wall:,.0f} verdicts/s with {workers} workers; hard timeouts {pool.timeouts}, "
+                  f"worker crashes {pool.crashes}, max overrun {pool.max_overrun_s:.2f}s", highlight=False)
+    if summary["compared"]:
+        disagree = [(p, v) for (p, _), v in zip(items, verdicts) if v.details and v.details.get("disagree")]
+        console.print(f"second grader {options.get('compare')}: {summary['disagreements']} disagreements "
+                      f"in {summary['compared']} compared rows", highlight=False)
+        for p, v in disagree[:show]:
+            console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
+                          f"{options.get('compare')} {v.details['grader_correct']}", highlight=False, markup=False)
+    if each:
+        erows = [[label, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
+                 for label, (_, s, _, _) in results.items()]
+        console.print(rich_table("each extractor on its own", ["extractors", "correct", "correct rows", "cannot judge"],
+                                 erows))
+    if out:
+        write_jsonl(out, ({"id": p.id, "verdict": to_dict(v)} for (p, _), v in zip(items, verdicts)))
+        console.print(f"verdicts: {out}", highlight=False)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write benchmarks/results/*.json.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command(name="verify")
+def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's test.jsonl"),
+                 workers: int = typer.Option(2, "--workers", min=1),
+                 timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
+                 fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
+                 fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
+                 out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+    """Math verdicts/s on MATH-like inputs through the worker pool, and a fuzz of pathological inputs."""
+    import json
+    import shlex
+
+    from .bench import write_record
+    from .bench.verify import run as run_bench
+
+    if not data.is_file():
+        _fail(f"--data {data}: no such file (a MATH-format JSONL with problem, solution, answer)")
+    workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)
+    command = "secondtry bench verify " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "verify"] else [])
+    print(json.dumps(figures, indent=1))
+    print(f"record: {write_record('verify', command.strip(), workload, figures, out)}")
+
+
 @app.command(name="ls")
 def ls() -> None:
     """List tasks, verifiers, conditions, backends and stopping policies."""
@@ -203,7 +322,24 @@ def ls() -> None:
         for name, obj in registry.items():
             doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
             table.add_row(kind, name, doc)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from .verifiers import options_of
+    from .verifiers.extract import EXTRACTORS
+
+    opts = Table(title="verifier options (verifier.options)")
+    for col in ("verifier", "option", "default"):
+        opts.add_column(col)
+    for name in VERIFIERS:
+        for opt, param in options_of(name).items():
+            opts.add_row(name, opt, repr(param.default))
+    console.print(opts)
+    ex = Table(title="answer extractors (verifier.options.extractors; also regex:PATTERN)")
+    for col in ("extractor", "what it reads"):
+        ex.add_column(col)
+    for name, fn in EXTRACTORS.items():
+        ex.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
+    console.print(ex)
 
 
 def main() -> None:

@@ -55,6 +55,9 @@ class VerifierConfig(_Strict):
     name: str = "math"
     workers: int = Field(2, ge=0, description="worker processes; 0 verifies in this process (no hard timeout)")
     timeout_s: float = Field(10.0, gt=0, description="hard limit per verdict; an overrun is 'cannot judge'")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="the verifier's own options, e.g. {extractors: [boxed], compare: "
+                                                "hendrycks}; `secondtry ls` lists each verifier's options")
 
 
 class BackendConfig(_Strict):

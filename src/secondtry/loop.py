@@ -25,7 +25,7 @@ from .store import RunStore, hash_data, iter_rounds, read_json, read_jsonl, writ
 from .tasks import TASKS
 from .types import (Attempt, Decision, Problem, RoundResult, attempt_from_dict, example_from_dict,
                     round_result_from_dict, to_dict)
-from .verifiers import CHECKS_STEPS, VERIFIERS
+from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
 from .verifiers.pool import VerifierPool
 
 
@@ -35,7 +35,8 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
     train_set, test_set = load_problems(cfg, log)
     load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
     with RunStore.open(cfg, allow_change) as store, Models(cfg, log) as models, \
-            VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s) as pool:
+            VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
+                         options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
         ctx = Context(cfg, store, models, pool, log, train_set, test_set)
         history = [run_base(ctx)]
         model = cfg.model.path
@@ -258,7 +259,7 @@ class Context:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
         cfg = self.cfg
         common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
-                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s"}),
+                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options"}),
                   "backend": cfg.backend.model_dump(), "seed": cfg.seed,
                   "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
         if stage == "attempts":
@@ -316,6 +317,11 @@ def check_names(cfg: Config) -> None:
     if cfg.evaluation.retry in PRIVILEGED:
         bad.append(f"  evaluation.retry: {cfg.evaluation.retry!r} shows the gold answer; test-time retries use "
                    f"`retry`")
+    if cfg.verifier.name in VERIFIERS:
+        try:
+            check_options(cfg.verifier.name, cfg.verifier.options)
+        except ValueError as e:
+            bad.extend(f"  {line}" for line in str(e).splitlines())
     if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
         bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
                    f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")

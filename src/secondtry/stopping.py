@@ -40,6 +40,7 @@ def negative_gain(s: StopState, cfg: StoppingConfig) -> str | None:
 
 
 def max_rounds(s: StopState, cfg: StoppingConfig) -> str | None:
+    """Stop after stopping.max_rounds rounds."""
     if s.phase == "after_eval" and s.round >= cfg.max_rounds:
         return f"reached stopping.max_rounds={cfg.max_rounds}"
     return None

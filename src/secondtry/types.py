@@ -36,6 +36,7 @@ class Verdict:
     extracted: str | None = None  # the answer the verifier read from the completion
     reason: str = ""
     steps: tuple[bool, ...] | None = None  # per-step results, where the task can check steps
+    details: Mapping[str, Any] | None = None  # verifier-specific: extractor used, second grader, exit code, ...
 
     @property
     def lucky(self) -> bool:
@@ -122,6 +123,7 @@ def verdict_from_dict(d: Mapping[str, Any]) -> Verdict:
         extracted=d.get("extracted"),
         reason=d.get("reason", ""),
         steps=None if steps is None else tuple(bool(s) for s in steps),
+        details=d.get("details"),
     )
 
 

@@ -69,10 +69,23 @@ def test_to_number() -> None:
 
 
 def test_extract_order() -> None:
-    assert extract_answer("The answer is 3. \\boxed{4}\n#### 5") == ("5", "####")
-    assert extract_answer("The answer is 3. \\boxed{4} then 9") == ("4", "box")
-    assert extract_answer("The answer is 3. Later 9") == ("3", "answer is")
-    assert extract_answer("Later 9 and 10.") == ("10", "last number")
+    assert extract_answer("The answer is 3. \\boxed{4}\n#### 5") == ("5", "hashes")
+    assert extract_answer("The answer is 3. \\boxed{4} then 9") == ("4", "boxed")
+    assert extract_answer("The answer is 3. Later 9") == ("3", "answer_is")
+    assert extract_answer("Later 9 and 10.") == ("10", "last_number")
+    assert extract_answer("#### none\nLater 9") == (None, "hashes")  # '####' is decisive when present
+    assert extract_answer("The answer is 3. Later 9", ["last_number"]) == ("9", "last_number")
+    assert extract_answer("Later 9", ["hashes", "boxed"]) == (None, "")
+
+
+def test_extractors_option() -> None:
+    p = _p("3")
+    assert verify(p, "The answer is 3. Later 9").correct is True
+    assert verify(p, "The answer is 3. Later 9", extractors=["last_number"]).correct is False
+    v = verify(p, "no marker 3", extractors=["hashes"])
+    assert v.correct is False and v.reason == "no number found"
+    with pytest.raises(ValueError, match="unknown extractor"):
+        verify(p, "3", extractors=["nope"])
 
 
 @pytest.mark.parametrize("completion", ["", "  ", None, 7])

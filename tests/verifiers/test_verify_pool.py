@@ -18,8 +18,9 @@ TIMEOUT = 1.0
 pytestmark = pytest.mark.timeout(120)  # a pool that fails to cut off a hang must fail, not stall
 
 
-def toy(problem: Problem, completion: str) -> Verdict:
+def toy(problem: Problem, completion: str, *, suffix: str = "") -> Verdict:
     """Test-only verifier; module-level so that spawned workers can import it."""
+    completion = completion + suffix if isinstance(completion, str) else completion
     if completion == "hang":
         time.sleep(3600)
     elif completion == "exit":
@@ -74,6 +75,21 @@ def test_hanging_item_cut_off(pool: VerifierPool) -> None:
     assert None not in _correct(pool.map(_items(6)))  # the replacement worker serves
 
 
+def test_timeouts_counted_with_overrun(pool: VerifierPool) -> None:
+    before = pool.timeouts
+    pool.map([(Problem(id="h", prompt="", answer="0"), "hang")] + _items(4))
+    assert pool.timeouts == before + 1
+    assert 0.0 <= pool.max_overrun_s < 1.0  # killed within a second of its limit
+    assert pool.crashes == 0
+
+
+def test_options_reach_the_workers() -> None:
+    items = [(Problem(id="a", prompt="", answer="12"), "1")]
+    with VerifierPool(fn=toy, workers=1, timeout_s=TIMEOUT, options={"suffix": "2"}) as p:
+        assert p.map(items)[0].extracted == "12"
+    assert verify_all("unused", items, workers=0, fn=toy, options={"suffix": "2"})[0].correct is True
+
+
 def test_two_hangs_at_once(pool: VerifierPool) -> None:
     hang = (Problem(id="h", prompt="", answer="0"), "hang")
     items = [hang, hang] + _items(8)
@@ -86,7 +102,9 @@ def test_two_hangs_at_once(pool: VerifierPool) -> None:
 @pytest.mark.parametrize(("bad", "code"), [("exit", 3), ("segv", -11)])
 def test_crashing_item(pool: VerifierPool, bad: str, code: int) -> None:
     items = _items(7) + [(Problem(id="c", prompt="", answer="0"), bad)] + _items(7)
+    crashes = pool.crashes
     out = pool.map(items)
+    assert pool.crashes == crashes + 1
     assert out[7].correct is None and out[7].reason == f"cannot judge: worker died (exit code {code})"
     assert None not in _correct(out[:7] + out[8:])
 

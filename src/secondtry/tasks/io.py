@@ -1,4 +1,4 @@
-"""Reading task rows from a local JSONL file or a `datasets` hub id, with errors that say where."""
+"""Reading task rows from a local JSONL file, a JSON array file or a `datasets` hub id, with errors that say where."""
 
 from __future__ import annotations
 
@@ -22,12 +22,14 @@ class Problems(list):
 
 
 def read_rows(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, row): `where` is `file:line` for JSONL files, `id[split]#i` for `datasets` rows
-    (a hub id, or a local dataset folder)."""
+    """Yield (where, row): `where` is `file:line` for JSONL files, `file[i]` for a `.json` file holding
+    an array of objects, `id[split]#i` for `datasets` rows (a hub id, or a local dataset folder)."""
     if not cfg.path:
         raise TaskDataError(f"task {cfg.name}: no path given; set {cfg.name} task `path` to a JSONL file or hub id")
     path = Path(cfg.path).expanduser()
-    if path.is_file():
+    if path.is_file() and path.suffix == ".json" and _starts_array(path):
+        yield from _read_json_array(path)
+    elif path.is_file():
         yield from _read_jsonl(path)
     elif path.is_dir():  # a dataset folder (parquet, jsonl, csv files): read by `datasets`, like a hub id
         yield from _read_hub(cfg)
@@ -63,6 +65,27 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise TaskDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
             yield where, row
+
+
+def _starts_array(path: Path) -> bool:
+    """A `.json` file whose first non-blank character is `[` (else it is read as JSON Lines)."""
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip()[:1] == b"["
+
+
+def _read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        items = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise TaskDataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the file") from None
+    except json.JSONDecodeError as e:
+        raise TaskDataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(items, list):
+        raise TaskDataError(f"{path}: expected a JSON array of objects, got {type(items).__name__}")
+    for i, row in enumerate(items):
+        if not isinstance(row, dict):
+            raise TaskDataError(f"{path}[{i}]: expected a JSON object, got {type(row).__name__}")
+        yield f"{path}[{i}]", row
 
 
 def _read_hub(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any]]]:

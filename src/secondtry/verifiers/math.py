@@ -3,58 +3,88 @@ r"""Competition-math verifier: read the final answer, compare it with the gold v
 >>> from secondtry.types import Problem
 >>> p = Problem(id="t", prompt="", answer=r"\frac{1}{2}")
 >>> verify(p, r"Halving gives $\boxed{0.5}$.")
-Verdict(correct=True, extracted='0.5', reason='match', steps=None)
+Verdict(correct=True, extracted='0.5', reason='match', steps=None, details={'extractor': 'boxed'})
 >>> verify(p, r"First \boxed{1/2}, then I changed my mind: \boxed{\dfrac{1}{3}}").correct
 False
 >>> verify(p, "The final answer is $1/2$.").extracted
 '1/2'
 >>> verify(p, "I am not sure.")
-Verdict(correct=False, extracted=None, reason='no final answer found', steps=None)
+Verdict(correct=False, extracted=None, reason='no final answer found', steps=None, details=None)
+>>> verify(p, r"\boxed{.5}", compare="hendrycks").details
+{'extractor': 'boxed', 'grader': 'hendrycks', 'grader_correct': True, 'disagree': False}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
 import threading
+from typing import Sequence
 
-from secondtry.tasks.math import last_boxed
+from secondtry.tasks.math import last_boxed  # noqa: F401  (re-exported: callers read boxes from here)
 from secondtry.types import Problem, Verdict
+from secondtry.verifiers.extract import extract
+from secondtry.verifiers.extract import get as get_extractor
+from secondtry.verifiers.graders import GRADERS
 
 _TIMEOUT_S = 5  # math-verify's own SIGALRM limit, per parse / per comparison
-_ANSWER_IS = re.compile(r"\banswer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
-_DELIMS = (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]"))
 _THOUSANDS = re.compile(r"(?<=\d),\\!(?=\d{3}(?!\d))")
-_INT = re.compile(r"-?\d{1,50}")
+_NUMBER = re.compile(r"-?(?:\d{1,50}(?:\.\d{0,50})?|\.\d{1,50})")  # a plain integer or decimal
+_PERCENT = re.compile(r"\s*\\?%\s*$")
+_BASE = re.compile(r"(\d[0-9A-Za-z]*)(?:_\{?(\d+)\}?)?")  # "1011_2", "4A_{16}": digits in a base
+_CHOICES = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\b|[{}\s]|\((?=[A-Z]\))|(?<=[A-Z])\)")  # "\text{(A), C}"
+_CHOICE_SEP = re.compile(r"(?:,|and)+")
+_LAST_VARIABLE = (  # a last letter that math-verify would drop as a unit (t, c, s, m, ...), made a variable
+    (re.compile(r"([-+*/=(,])\s+([A-Za-z])\s*$"), r"\1\2"),  # "1 + t" -> "1 +t"
+    (re.compile(r"(\\[A-Za-z]+(?:\^\{?\w+\}?)?)\s+([A-Za-z])\s*$"), r"\1{\2}"),  # "\sin^2 t" -> "\sin^2 {t}"
+    (re.compile(r"([\d}])([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "4t", "2ab": products; "5 m", "9th" stay units
+)
 _SPACES = re.compile(r"\\[,!;:> ]|\\left|\\right|\s+")
+DEFAULT_EXTRACTORS = ("boxed", "answer_is")
+_MAX_CHARS, _MAX_DEPTH = 1000, 12
+_TOWER = re.compile(r"\^\s*\{[^{}]*(?:\^|\{[^{}]*\^)")  # 2^{2^{...}}, 10^{10^{10}}
+_BIG_POWER = re.compile(r"\^\s*\{?\s*\d{5,}")  # x^{100000} and beyond
+_BIG_FACTORIAL = re.compile(r"(?:\d{5,}|[)}])\s*!|\\binom\s*\{[^{}]*(?:\^|\d{5,})")  # 10000!, (10^{100})!, \binom{10^9}{k}
 
 # math-verify warns once per process that its timeouts are off; off is deliberate off the main thread
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
-def _answer_is(text: str) -> str | None:
-    """X from the last 'final answer is X' / 'The answer is X' / 'Answer: X'."""
-    matches = list(_ANSWER_IS.finditer(text))
-    if not matches:
-        return None
-    rest = text[matches[-1].end() :].replace("**", "").strip()
-    for open_, close in _DELIMS:
-        if rest.startswith(open_):
-            end = rest.find(close, len(open_))
-            if end > 0:
-                return rest[len(open_) : end].strip() or None
-            rest = rest[len(open_) :]
-            break
-    rest = rest.split("\n", 1)[0]
-    rest = re.split(r"\.(?:\s|$)", rest, maxsplit=1)[0]  # sentence end, not a decimal point
-    return rest.strip().rstrip(".,;").strip("$ ") or None
+def _unreasonable(answer: str) -> str | None:
+    """Why an answer is beyond any real one (MATH's longest is 159 characters, nested 3 deep), or None."""
+    if len(answer) > _MAX_CHARS:
+        return f"too long ({len(answer):,} characters)"
+    depth = deepest = 0
+    for c in answer:
+        if c in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "})]":
+            depth -= 1
+    return f"nested too deeply ({deepest} levels)" if deepest > _MAX_DEPTH else None
 
 
-def extract_answer(completion: str) -> str | None:
+def _explosive(answer: str) -> bool:
+    """An exponent tower, a huge exponent or a large factorial: sympy would evaluate it for minutes."""
+    return bool(_TOWER.search(answer) or _BIG_POWER.search(answer) or _BIG_FACTORIAL.search(answer))
+
+
+def _out_of_reach(gold: str, pred: str) -> Verdict | None:
+    """A verdict without parsing for answers no real one resembles; only the string match is tried on them."""
+    if (too := _unreasonable(gold)):
+        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold answer {too}")
+    if (too := _unreasonable(pred)):  # parsing it could take minutes, and no MATH answer comes close
+        return Verdict(correct=False, extracted=pred, reason=f"answer {too}")
+    if _explosive(gold) or _explosive(pred):
+        return Verdict(correct=None, extracted=pred, reason="cannot judge: too large to evaluate")
+    return None
+
+
+def extract_answer(completion: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> str | None:
     """The final answer a completion states: the last box, else an 'answer is X' phrase."""
-    boxed = last_boxed(completion)
-    return boxed if boxed is not None else _answer_is(completion)
+    return extract(completion, extractors)[0]
 
 
 def _same_string(a: str, b: str) -> bool:
@@ -66,31 +96,49 @@ def _short(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def verify(problem: Problem, completion: str) -> Verdict:
-    """Judge `completion` against `problem.answer`; never raises for bad input."""
+def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
+           compare: str | None = None) -> Verdict:
+    """Judge `completion` against `problem.answer`; never raises for bad input.
+
+    `extractors`: named extractors tried in order (see verifiers/extract.py). `compare`: a second
+    grader (a key of graders.GRADERS) run on the same answer; details record whether they disagree.
+    """
+    for name in extractors:
+        get_extractor(name)  # a bad name is a config error, raised before anything is judged
+    if compare is not None and compare not in GRADERS:
+        raise ValueError(f"unknown grader {compare!r} for compare; valid: {', '.join(GRADERS)}")
     if not isinstance(completion, str) or not completion.strip():
         return Verdict(correct=False, reason="empty completion")
-    pred = extract_answer(completion)
+    pred, source = extract(completion, extractors)
     if pred is None:
         return Verdict(correct=False, reason="no final answer found")
+    details: dict = {"extractor": source}
     gold = getattr(problem, "answer", None)
     gold = "" if gold is None else str(gold)
     if not gold.strip():
-        return Verdict(correct=None, extracted=pred, reason="cannot judge: gold answer empty")
+        return Verdict(correct=None, extracted=pred, reason="cannot judge: gold answer empty", details=details)
     if not pred:
-        return Verdict(correct=False, extracted=pred, reason="empty answer")
-    verdict = _integers(gold, pred) or _math_verify(gold, pred)
+        return Verdict(correct=False, extracted=pred, reason="empty answer", details=details)
+    verdict = _out_of_reach(gold, pred) or _integers(gold, pred) or _math_verify(gold, pred)
     if verdict.correct is not True and _same_string(gold, pred):
-        return Verdict(correct=True, extracted=pred, reason="match (string)")
-    return verdict
+        verdict = Verdict(correct=True, extracted=pred, reason="match (string)")
+    if compare is not None:
+        second = GRADERS[compare](gold, pred)
+        details.update(grader=compare, grader_correct=second, disagree=second != verdict.correct)
+    return dataclasses.replace(verdict, details=details)
 
 
 def _integers(gold: str, pred: str) -> Verdict | None:
-    """Fast path for two plain integers (about half of MATH answers): exact, and no parsing."""
+    """Fast path for two plain numbers (over half of MATH answers): exact, and no parsing.
+
+    Exact also for decimals: math-verify rounds to six places, so it equates 1e-7 and 2e-7.
+    """
+    from fractions import Fraction
+
     g, p = gold.strip(), pred.strip()
-    if not (_INT.fullmatch(g) and _INT.fullmatch(p)):
+    if not (_NUMBER.fullmatch(g) and _NUMBER.fullmatch(p)):
         return None
-    if int(g) == int(p):
+    if Fraction(g) == Fraction(p):
         return Verdict(correct=True, extracted=pred, reason="match")
     return Verdict(correct=False, extracted=pred, reason=f"mismatch: {_short(pred)} vs {_short(gold)}")
 
@@ -101,10 +149,32 @@ def _parse(latex: str, timeout_s: int | None) -> list:
 
     latex = latex.strip().rstrip(".,;").strip() or latex  # "-\frac{5}{3}." only parses without the dot
     latex = _THOUSANDS.sub("", latex)  # "5,\!525": math-verify reads that comma as a tuple
+    latex = _PERCENT.sub("", latex) or latex  # a unit, like cm: "25\%" is 25, not 0.25, and 25 is right
+    for pattern, repl in _LAST_VARIABLE:  # else "4t" and "1 + t" read as 4 and 1, and "\sin t" fails
+        latex = pattern.sub(repl, latex)
     return parse(f"${latex}$", parsing_timeout=timeout_s, raise_on_error=True)
 
 
+def _in_base(m: re.Match, default: str = "10") -> bool:
+    """Whether a `_BASE` match is a number in its base ("2x_3" is not: x is no digit)."""
+    try:
+        return int(m[1], int(m[2] or default)) >= 0
+    except ValueError:  # bad digits, or a base outside 2..36
+        return False
+
+
 def _math_verify(gold: str, pred: str) -> Verdict:
+    mismatch = Verdict(correct=False, extracted=pred, reason=f"mismatch: {_short(pred)} vs {_short(gold)}")
+    g_base, p_base = _BASE.fullmatch(gold.strip()), _BASE.fullmatch(pred.strip())
+    if g_base and g_base[2] and p_base and _in_base(g_base) and _in_base(p_base, g_base[2]):
+        # "1011_2" vs "1011" or "1011_{2}": math-verify drops subscripts, so it equates 1011_2 and 1011_3
+        same_base = p_base[2] is None or int(p_base[2]) == int(g_base[2])
+        same_digits = g_base[1].upper().lstrip("0") == p_base[1].upper().lstrip("0")
+        return Verdict(correct=True, extracted=pred, reason="match") if same_base and same_digits else mismatch
+    g_choices, p_choices = (sorted(_CHOICE_SEP.split(_CHOICES.sub("", s).strip())) for s in (gold, pred))
+    if len(g_choices) > 1 and all(len(c) == 1 and c.isupper() for c in g_choices + p_choices):
+        # "\text{A, C}" vs "C, A": math-verify reads letters in text as one ordered string
+        return Verdict(correct=True, extracted=pred, reason="match") if g_choices == p_choices else mismatch
     try:
         from math_verify import verify as mv_verify
         from math_verify.errors import TimeoutException
@@ -121,6 +191,4 @@ def _math_verify(gold: str, pred: str) -> Verdict:
             return Verdict(correct=None, extracted=pred, reason=f"cannot judge: math-verify timed out ({t}s)")
     except Exception as e:  # sympy/antlr errors on odd LaTeX: not the model's fault
         return Verdict(correct=None, extracted=pred, reason=f"cannot judge: {type(e).__name__}: {_short(str(e), 80)}")
-    if ok:
-        return Verdict(correct=True, extracted=pred, reason="match")
-    return Verdict(correct=False, extracted=pred, reason=f"mismatch: {_short(pred)} vs {_short(gold)}")
+    return Verdict(correct=True, extracted=pred, reason="match") if ok else mismatch

@@ -3,27 +3,27 @@ r"""Numeric-answer verifier (GSM8K style): read one number, compare it exactly w
 >>> from secondtry.types import Problem
 >>> p = Problem(id="t", prompt="", answer="1,000")
 >>> verify(p, "She earns $1000.00 in total.")
-Verdict(correct=True, extracted='1000.00', reason='match', steps=None)
+Verdict(correct=True, extracted='1000.00', reason='match', steps=None, details={'extractor': 'last_number'})
 >>> verify(p, r"... so \boxed{\$999}")
-Verdict(correct=False, extracted='999', reason='mismatch: 999 vs 1,000', steps=None)
+Verdict(correct=False, extracted='999', reason='mismatch: 999 vs 1,000', steps=None, details={'extractor': 'boxed'})
 >>> verify(Problem(id="t", prompt="", answer="18"), "3 * 6 = 18 dollars\n#### $18.")
-Verdict(correct=True, extracted='18', reason='match', steps=None)
+Verdict(correct=True, extracted='18', reason='match', steps=None, details={'extractor': 'hashes'})
 """
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Sequence
 
 from secondtry.types import Problem, Verdict
-from secondtry.tasks.math import last_boxed
+from secondtry.verifiers.extract import get as get_extractor
 
 # a number: optional sign, thousands commas, decimals, or a simple fraction a/b
 _NUM = re.compile(
     r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|(?<![\w.])-?\.\d+"
 )
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-_ANSWER_IS = re.compile(r"\banswer\s*(?:is\b\s*:?|:)", re.IGNORECASE)
 
 
 def _clean(s: str) -> str:
@@ -55,41 +55,49 @@ def to_number(s: str) -> Fraction | None:
         return None
 
 
-def extract_answer(completion: str) -> tuple[str | None, str]:
-    """(number string or None, where it came from). '#### N' and a box are decisive when present."""
-    if "####" in completion:
-        tail = completion.rsplit("####", 1)[1].strip().split("\n", 1)[0]
-        nums = _numbers(tail)
-        return (nums[0] if nums else None), "####"
-    boxed = last_boxed(completion)
-    if boxed is not None:
-        nums = _numbers(boxed)
-        return (nums[0] if nums else None), "box"
-    for m in reversed(list(_ANSWER_IS.finditer(completion))):
-        line = completion[m.end() :].split("\n", 1)[0]
-        line = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
-        nums = _numbers(line)
+DEFAULT_EXTRACTORS = ("hashes", "boxed", "answer_is", "last_number")
+_DECISIVE = {"hashes", "boxed"}  # when present, their content is the answer even if it holds no number
+
+
+def extract_answer(completion: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> tuple[str | None, str]:
+    """(number string or None, the extractor it came from). '#### N' and a box are decisive when present."""
+    for name in extractors:
+        if name == "last_number":  # this module's own number reading: currency, "- $5", \frac{a}{b}
+            nums = _numbers(completion)[-1:]
+        else:
+            found = get_extractor(name)(completion)
+            if found is None:
+                continue
+            nums = _numbers(found)
         if nums:
-            return nums[0], "answer is"
-    nums = _numbers(completion)
-    return (nums[-1] if nums else None), "last number"
+            return nums[0], name
+        if name in _DECISIVE:
+            return None, name
+    return None, ""
 
 
-def verify(problem: Problem, completion: str) -> Verdict:
-    """Judge `completion` against the number in `problem.answer`; never raises for bad input."""
+def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> Verdict:
+    """Judge the number a completion states against the number in `problem.answer`; never raises for bad input.
+
+    `extractors`: named extractors tried in order (see verifiers/extract.py).
+    """
+    for name in extractors:
+        get_extractor(name)  # a bad name is a config error, raised before anything is judged
     if not isinstance(completion, str) or not completion.strip():
         return Verdict(correct=False, reason="empty completion")
     gold_nums = _numbers(str(problem.answer))
     gold = to_number(gold_nums[0]) if len(gold_nums) == 1 else None
-    pred, source = extract_answer(completion)
+    pred, source = extract_answer(completion, extractors)
+    details = {"extractor": source or None}
     if pred is None:
-        reason = "no number found" if source == "last number" else f"no number in the {source} answer"
-        return Verdict(correct=False, reason=reason)
+        reason = f"no number in the {source} answer" if source else "no number found"
+        return Verdict(correct=False, reason=reason, details=details)
     if gold is None:
-        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold not a number: {problem.answer!r}")
+        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold not a number: {problem.answer!r}",
+                       details=details)
     value = to_number(pred)
     if value is None:  # e.g. "1/0"
-        return Verdict(correct=False, extracted=pred, reason="answer not a number")
+        return Verdict(correct=False, extracted=pred, reason="answer not a number", details=details)
     if value == gold:
-        return Verdict(correct=True, extracted=pred, reason="match")
-    return Verdict(correct=False, extracted=pred, reason=f"mismatch: {pred} vs {problem.answer}")
+        return Verdict(correct=True, extracted=pred, reason="match", details=details)
+    return Verdict(correct=False, extracted=pred, reason=f"mismatch: {pred} vs {problem.answer}", details=details)

@@ -15,6 +15,7 @@ As always with 'spawn', a script that uses the pool needs an `if __name__ == "__
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import pickle
@@ -24,7 +25,7 @@ import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from secondtry.types import Problem, Verdict
 
@@ -65,11 +66,11 @@ def _exit_when_orphaned(ppid: int) -> None:
     os._exit(1)
 
 
-def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None) -> None:
+def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None, options: Mapping[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # a parent killed while this worker is stuck in an item would otherwise leave it running forever
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    verify = _resolve(name, fn)
+    verify = functools.partial(_resolve(name, fn), **options)
     if fn is None:
         _judge(verify, _WARMUP)  # pay lazy imports (sympy, antlr) before the first timed item
     conn.send("ready")
@@ -97,21 +98,28 @@ class VerifierPool:
     """Reusable pool: workers start once, in the constructor, and serve every `.map`.
 
     `fn` (a module-level function, so that it pickles) replaces the registry lookup; for tests.
+    `options` are the verifier's keyword options (`verifier.options`, checked by `check_options`).
     `workers=0` judges inline, in this process, with no hard timeout. Not thread-safe.
+    After a `.map`, `timeouts`, `crashes` and `max_overrun_s` (how far past `timeout_s` the
+    slowest killed item ran before its verdict) describe what the hard limit had to do.
     """
 
     def __init__(self, name: str | None = None, workers: int = 2, timeout_s: float = 10.0, *,
-                 fn: VerifyFn | None = None, chunk_size: int = 16) -> None:
-        self._fn = _resolve(name, fn)  # a bad name raises KeyError here, in the caller
+                 options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None,
+                 chunk_size: int = 16) -> None:
+        self.options = dict(options or {})
+        self._fn = functools.partial(_resolve(name, fn), **self.options)  # a bad name raises KeyError here
         self.name, self._child_fn = (name, None) if fn is None else (None, fn)
         self.workers, self.timeout_s, self.chunk_size = workers, timeout_s, max(1, chunk_size)
         self._ctx = mp.get_context("spawn")
         self._pool = [self._start() for _ in range(workers)]
         self.restarts = 0  # workers replaced after a timeout or a crash
+        self.timeouts = self.crashes = 0
+        self.max_overrun_s = 0.0
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.name, self._child_fn),
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.name, self._child_fn, self.options),
                                  daemon=True, name="secondtry-verifier")
         proc.start()
         child.close()
@@ -203,12 +211,16 @@ class VerifierPool:
                 if w.conn in ready or w.proc.sentinel in ready:
                     if not drain(w) or not w.proc.is_alive():
                         w.proc.join(1)
+                        self.crashes += bool(w.ready)
                         fail(w, f"worker died (exit code {w.proc.exitcode})")
             now = time.monotonic()
             for w in list(self._pool):
                 if w.inflight or not w.ready:
                     limit = self.timeout_s if w.ready else _STARTUP_S
                     if now - w.since > limit and drain(w) and now - w.since > limit:
+                        if w.ready:
+                            self.timeouts += 1
+                            self.max_overrun_s = max(self.max_overrun_s, time.monotonic() - w.since - limit)
                         fail(w, f"timed out after {limit}s")
 
     def _send(self, w: _Worker, chunk: list[int], items: Sequence[Any],
@@ -266,7 +278,7 @@ class VerifierPool:
 
 def verify_all(name: str | None, items: Iterable[tuple[Problem, str]], workers: int = 2,
                timeout_s: float = 10.0, progress: Progress | None = None, *,
-               fn: VerifyFn | None = None) -> list[Verdict]:
+               options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None) -> list[Verdict]:
     """One-shot `VerifierPool(...).map(items)`; workers start and stop within the call."""
-    with VerifierPool(name, workers, timeout_s, fn=fn) as pool:
+    with VerifierPool(name, workers, timeout_s, options=options, fn=fn) as pool:
         return pool.map(items, progress)

@@ -65,7 +65,7 @@ def verify(problem: Problem, completion: str) -> Verdict:
     >>> v.correct, v.steps, v.lucky
     (True, (False, False, True), True)
     >>> verify(p, "no idea")
-    Verdict(correct=False, extracted=None, reason='no answer', steps=(False, False, False))
+    Verdict(correct=False, extracted=None, reason='no answer', steps=(False, False, False), details=None)
     """
     try:
         if not isinstance(completion, str):

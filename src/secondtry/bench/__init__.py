@@ -1,0 +1,40 @@
+"""Benchmark commands (`secondtry bench ...`): each prints its figures and writes one JSON record.
+
+Records go to `benchmarks/results/<what>-<machine>-<date>.json` (docs/design.md names the figures).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> tuple[str, str]:
+    """(short name for file names, description): the GPU when there is one, else the CPU cores."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            n, name = torch.cuda.device_count(), torch.cuda.get_device_name(0).replace("NVIDIA ", "")
+            return f"{n}x{name.split()[0]}".lower(), f"{n}x {name}, {os.cpu_count()} CPU cores"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    cores = os.cpu_count()
+    return f"cpu-{cores}cores", f"{platform.processor() or platform.machine()}, {cores} cores, no GPU"
+
+
+def write_record(name: str, command: str, workload: dict[str, Any], figures: dict[str, Any],
+                 out_dir: Path = Path("benchmarks/results")) -> Path:
+    """Write the benchmark record and return its path."""
+    short, description = machine()
+    date = datetime.date.today().isoformat()
+    record = {"name": name, "date": date, "machine": description, "command": command,
+              "workload": workload, "figures": figures}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{short}-{date}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

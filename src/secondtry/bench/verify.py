@@ -1,0 +1,133 @@
+r"""`secondtry bench verify`: math verdicts per second on MATH-like inputs, and a fuzz of pathological ones.
+
+Throughput: every problem of a MATH-format file is judged four ways — its reference solution, the
+same with a wrong final box, a "The final answer is X." restatement of the gold, and the gold
+written as a decimal when it is a simple fraction — through a warm `VerifierPool` (its workers'
+start-up is reported apart). Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
+factorials, unbalanced braces, megabyte strings, LaTeX token soup, control characters) through a
+pool with a short hard timeout; a crash is a worker that died, a hang an item that ran more than a
+second past its limit.
+
+>>> items = pathological(40, seed=1)
+>>> len(items), all(isinstance(p.answer, str) for p, _ in items)
+(40, True)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from secondtry.tasks.math import last_boxed
+from secondtry.types import Problem, Verdict
+from secondtry.verifiers.pool import VerifierPool
+
+_SIMPLE_FRAC = re.compile(r"^\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
+
+
+def math_items(rows: list[dict[str, Any]]) -> list[tuple[Problem, str]]:
+    """Four completions per MATH row: right, wrong box, 'answer is' phrase, decimal for a simple fraction."""
+    items = []
+    for i, row in enumerate(rows):
+        solution, gold = row["solution"], row.get("answer") or last_boxed(row["solution"]) or ""
+        problem = Problem(id=str(row.get("unique_id", i)), prompt=row["problem"], answer=gold)
+        box = last_boxed(solution)
+        items.append((problem, solution))
+        if box is not None:
+            at = solution.rfind("{" + box + "}") + 1  # the box itself, not a later mention of its content
+            items.append((problem, solution[:at] + f"{box}+1" + solution[at + len(box):]))
+        items.append((problem, f"Working it out step by step.\nThe final answer is ${gold}$."))
+        m = _SIMPLE_FRAC.match(gold.strip())
+        value = f"{float(Fraction(int(m.group(1)), int(m.group(2)))):.6g}" if m else gold
+        items.append((problem, f"So the result is $\\boxed{{{value}}}$."))
+    return items
+
+
+_SOUP = [r"\frac", "{", "}", "^", "_", r"\sqrt", r"\left(", r"\right)", r"\begin{pmatrix}", r"\end{pmatrix}",
+         "&", r"\\", r"\infty", r"\cup", r"\{", r"\}", "=", ",", "(", ")", "[", "]", "x", "y", "1", "2", "9",
+         r"\pi", r"\cdot", r"\text{", r"\boxed{", "$", ".", "-", "+", "!", r"\sum", r"\int", r"\lim", "e", "i"]
+
+
+def pathological(n: int, seed: int = 0) -> list[tuple[Problem, str]]:
+    """`n` hostile (problem, completion) pairs, cycling through the kinds of input that break parsers."""
+    rng = random.Random(seed)
+
+    def deep() -> str:
+        d = rng.choice([50, 200, 1000, 3000])
+        return rng.choice([r"\frac{" * d + "1" + "}{2}" * d, "(" * d + "1" + ")" * d,
+                           r"\sqrt{" * d + "2" + "}" * d, "{" * d + "x" + "}" * d, "-" * d + "1"])
+
+    def huge() -> str:
+        return rng.choice([r"2^{2^{2^{100}}}", r"10^{10^{10}}", r"9^{9^{9^{9}}}", r"(10^{100})!", r"1000000!",
+                           r"x^{10^{9}} - x^{10^{9}-1}", r"\binom{10^{9}}{10^{5}}", r"\sum_{n=1}^{10^{10}} n",
+                           r"e^{e^{e^{e^{10}}}}", r"10^{-10^{10}}", f"{rng.randint(1, 9)}" * 5000,
+                           r"\prod_{k=1}^{10^{6}} k", r"(2^{1000000})^{1000000}", r"\frac{1}{0}", r"0^0",
+                           r"\tan(\pi/2)", r"\log(0)", r"\sqrt{-1}^{10^{9}}"])
+
+    def unbalanced() -> str:
+        return rng.choice([r"\frac{1}{2", r"}{}{", r"\left( 1, 2 \right]", r"\boxed{\frac{1}{2}", r"\sqrt{",
+                           r"\begin{pmatrix} 1 & 2", r"\end{pmatrix}", "$1$$", r"\text{", r"\frac{}{}",
+                           "{" * rng.randint(1, 50), "}" * rng.randint(1, 50), r"^^^___", r"\\\\\\"])
+
+    def big() -> str:
+        k = rng.choice([10**5, 10**6])
+        return rng.choice(["1" * k, "x+" * (k // 2) + "1", "a" * k, r"\frac{1}{2}" * (k // 11),
+                           "".join(rng.choice("0123456789+-*/^()") for _ in range(k))])
+
+    def soup() -> str:
+        return " ".join(rng.choice(_SOUP) for _ in range(rng.randint(1, 300)))
+
+    def odd() -> str:
+        return rng.choice(["\x00\x01\x02", "\u202e12", "١٢٣", "∞", "½", "\ud800", "NaN", "inf", "-0", "1e309",
+                           "0x1F", "1_000", "\t\n\r", "ℵ_0", "\\" * 1001, "$" * 999, "🙂"])
+
+    kinds = [deep, huge, unbalanced, big, soup, odd]
+    items = []
+    for i in range(n):
+        answer = rng.choice(kinds)() if rng.random() < 0.5 else rng.choice(["2", r"\frac{1}{2}", "x+1", "(1,2)"])
+        inner = rng.choice(kinds)()
+        completion = rng.choice([f"\\boxed{{{inner}}}", f"The answer is ${inner}$.", inner,
+                                 f"Some text. {inner} \\boxed{{{inner}}}"])
+        items.append((Problem(id=f"fuzz-{i}", prompt="", answer=answer), completion))
+    return items
+
+
+def timed_map(pool: VerifierPool, items: list[tuple[Problem, str]]) -> tuple[list[Verdict], float]:
+    start = time.perf_counter()
+    verdicts = pool.map(items)
+    return verdicts, time.perf_counter() - start
+
+
+def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 1000, fuzz_timeout_s: float = 2.0,
+        limit: int | None = None, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(workload, figures) of both measurements."""
+    import json
+
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()][:limit]
+    items = math_items(rows)
+    start = time.perf_counter()
+    with VerifierPool("math", workers, timeout_s) as pool:
+        pool.map(items[:2 * workers])  # start-up: workers import sympy/antlr and judge a first item
+        startup = time.perf_counter() - start
+        verdicts, wall = timed_map(pool, items)
+        overrun, timeouts = pool.max_overrun_s, pool.timeouts
+    counts = {k: sum(v.correct is k for v in verdicts) for k in (True, False, None)}
+    fuzz = pathological(fuzz_n, seed)
+    with VerifierPool("math", workers, fuzz_timeout_s) as pool:
+        fverdicts, fwall = timed_map(pool, fuzz)
+        fuzz_figures = {"fuzz_items": len(fuzz), "fuzz_wall_s": round(fwall, 1), "fuzz_crashes": pool.crashes,
+                        "fuzz_timeouts": pool.timeouts, "fuzz_max_overrun_s": round(pool.max_overrun_s, 3),
+                        "fuzz_non_verdicts": sum(not isinstance(v, Verdict) for v in fverdicts),
+                        "fuzz_cannot_judge": sum(v.correct is None for v in fverdicts)}
+    workload = {"data": str(data), "problems": len(rows), "items": len(items), "workers": workers,
+                "timeout_s": timeout_s, "fuzz_timeout_s": fuzz_timeout_s, "fuzz_seed": seed,
+                "items_per_problem": "reference solution, wrong box, 'final answer is' phrase, decimal form"}
+    figures = {"verdicts_per_s": round(len(items) / wall, 1), "wall_s": round(wall, 2),
+               "startup_s": round(startup, 2), "max_overrun_s": round(max(overrun, pool.max_overrun_s), 3),
+               "timeouts": timeouts, "correct": counts[True], "incorrect": counts[False],
+               "cannot_judge": counts[None], **fuzz_figures}
+    return workload, figures

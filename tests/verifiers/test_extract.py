@@ -1,0 +1,74 @@
+"""Named answer extractors and the verifier options check."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import secondtry.verifiers.extract as ex
+from secondtry.verifiers import VERIFIERS, check_options, options_of
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("boxed", r"a \boxed{1} b \boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+    ("boxed", "no box", None),
+    ("boxed", r"\boxed{}", ""),
+    ("answer_is", "So the answer is $\\frac{3}{4}$.", r"\frac{3}{4}"),
+    ("answer_is", "Answer: 12\nmore text", "12"),
+    ("answer_is", "The final answer is 3.5. Done", "3.5"),
+    ("answer_is", "no marker", None),
+    ("minerva", "Final Answer: The final answer is $x^2$. I hope it is correct.", "x^2"),
+    ("minerva", "The final answer is 3.", None),
+    ("hashes", "work\n#### 1,234\n", "1,234"),
+    ("hashes", "no hashes", None),
+    ("last_number", "3 apples and -2.5 pears, 1,000 in all", "1,000"),
+    ("last_number", "none", None),
+    ("last_math", r"so $x=1$ and \(y=2\)", "y=2"),
+    ("last_math", "no math", None),
+    (r"regex:Result=(\d+)", "Result=1 then Result=22", "22"),
+    (r"regex:\d+", "a 5 b 6", "6"),
+])
+def test_extractors(name: str, text: str, expected: str | None) -> None:
+    assert ex.get(name)(text) == expected
+
+
+def test_first_present_marker_decides() -> None:
+    assert ex.extract(r"\boxed{} The answer is 3", ["boxed", "answer_is"]) == ("", "boxed")
+    assert ex.extract("The answer is 3", ["boxed", "answer_is"]) == ("3", "answer_is")
+
+
+@pytest.mark.parametrize(("name", "match"), [("nope", "unknown extractor"), ("regex:(", "bad regular expression")])
+def test_bad_extractor_names(name: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ex.get(name)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(ex).failed == 0
+
+
+def test_options_of_lists_keyword_options() -> None:
+    assert set(options_of("math")) == {"extractors", "compare"}
+    assert set(options_of("numeric")) == {"extractors"}
+    assert options_of("synthetic") == {}
+
+
+def test_check_options_accepts_and_coerces() -> None:
+    assert check_options("math", {"extractors": ["boxed"], "compare": "minerva"}) == \
+        {"extractors": ["boxed"], "compare": "minerva"}
+    assert check_options("math", {}) == {}
+
+
+@pytest.mark.parametrize(("name", "options", "match"), [
+    ("math", {"extractor": ["boxed"]}, r"no option\(s\) extractor; valid: extractors, compare"),
+    ("math", {"extractors": "boxed"}, r"verifier.options.extractors"),  # a string is not a list of names
+    ("math", {"extractors": ["boxd"]}, "unknown extractor 'boxd'"),
+    ("math", {"compare": "nope"}, "unknown grader 'nope'"),
+    ("numeric", {"extractors": [3]}, r"verifier.options.extractors.0"),
+    ("synthetic", {"anything": 1}, "valid: none"),
+])
+def test_check_options_errors(name: str, options: dict, match: str) -> None:
+    assert name in VERIFIERS
+    with pytest.raises(ValueError, match=match):
+        check_options(name, options)
