@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 from secondtry.types import Problem, Verdict
 
+from . import code as _code
+from . import external as _external
 from . import math as _math
 from . import numeric as _numeric
 from . import synthetic as _synthetic
@@ -22,6 +24,8 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "math": _math.verify,
     "numeric": _numeric.verify,
     "synthetic": _synthetic.verify,
+    "code": _code.verify,
+    "external": _external.verify,
 }
 
 CHECKS_STEPS = {"synthetic"}  # verifiers that fill Verdict.steps, so `filter.require: steps` can use them

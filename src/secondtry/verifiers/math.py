@@ -37,9 +37,9 @@ _BASE = re.compile(r"(\d[0-9A-Za-z]*)(?:_\{?(\d+)\}?)?")  # "1011_2", "4A_{16}":
 _CHOICES = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\b|[{}\s]|\((?=[A-Z]\))|(?<=[A-Z])\)")  # "\text{(A), C}"
 _CHOICE_SEP = re.compile(r"(?:,|and)+")
 _LAST_VARIABLE = (  # a last letter that math-verify would drop as a unit (t, c, s, m, ...), made a variable
-    (re.compile(r"([-+*/=(,])\s+([A-Za-z])\s*$"), r"\1\2"),  # "1 + t" -> "1 +t"
-    (re.compile(r"(\\[A-Za-z]+(?:\^\{?\w+\}?)?)\s+([A-Za-z])\s*$"), r"\1{\2}"),  # "\sin^2 t" -> "\sin^2 {t}"
-    (re.compile(r"([\d}])([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "4t", "2ab": products; "5 m", "9th" stay units
+    (re.compile(r"(\\[A-Za-z]+(?:\^\{?\w+\}?)?)\s+([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "\sin^2 t"
+    (re.compile(r"([^\s\d])\s+([A-Za-z]|ab|bc)\s*$"), r"\1\2"),  # "1 + t", "\pi r h"; "5 m" stays a unit
+    (re.compile(r"([\d}])([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "4t", "2ab": products; "9th" stays ordinal
 )
 _SPACES = re.compile(r"\\[,!;:> ]|\\left|\\right|\s+")
 DEFAULT_EXTRACTORS = ("boxed", "answer_is")
