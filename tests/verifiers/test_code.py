@@ -28,7 +28,7 @@ def _sandbox_missing() -> str | None:
 MISSING = _sandbox_missing()
 needs_sandbox = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 SLOW_OK = 30.0  # canonical solutions get a generous limit: a slow CI machine must not fail them
-WORKERS = 2 * (os.cpu_count() or 2)  # runs are subprocesses, partly waiting: threads keep every core busy
+WORKERS = min(32, 4 * (os.cpu_count() or 2))  # runs are subprocesses that also wait (namespace setup, teardown)
 
 
 def _p(tests: str, **meta) -> Problem:
@@ -100,16 +100,23 @@ def test_reasons(code, reason):
     assert v.extracted.startswith(code.split("\n")[0])
 
 
+@needs_sandbox
 def test_no_code_and_trial_call_do_not_raise():
     assert verify(_p("assert True"), "") == verify(_p("assert True"), "   ") == vcode.Verdict(False, reason="no code found")
     assert verify(_p("assert True"), "```cpp\nint x;\n```").reason == "no code found"
     assert verify(_p("assert True"), None).correct is False  # type: ignore[arg-type]
+    assert verify(_p("  "), "x = 1").reason == "cannot judge: the problem has no tests"
 
 
 @needs_sandbox
-def test_sandbox_that_cannot_start_is_cannot_judge():
-    v = verify(_p("assert True"), "x = 1", python="/nonexistent/python3")
-    assert v.correct is None and v.reason.startswith("cannot judge:") and "sandbox: rlimits" in v.reason
+def test_a_sandbox_that_cannot_run_is_a_config_error_and_a_failed_start_cannot_judge(monkeypatch):
+    with pytest.raises(sandbox.SandboxUnavailable, match=r"nonexistent.*apt-get install bubblewrap.*sandbox: rlimits"):
+        verify(_p("assert True"), "", python="/nonexistent/python3")  # the options check's trial call
+    broken = sandbox.SandboxResult(returncode=None, signal=None, timed_out=False, output_limited=False, stdout_head="",
+                                   stdout_tail="", stderr_tail="", wall_s=0.01, method="bwrap", error="bwrap: boom")
+    monkeypatch.setattr(sandbox, "run", lambda *a, **k: broken)
+    v = verify(_p("assert True"), "x = 1")
+    assert (v.correct, v.reason) == (None, "cannot judge: bwrap: boom")
 
 
 @needs_sandbox
@@ -149,7 +156,8 @@ def test_every_humaneval_canonical_solution_passes_in_both_formats(humaneval):
 def _mutate(body: str) -> str:
     """A wrong variant: swapped booleans, an off-by-one range, `<` for `<=`, or the last return None."""
     if "return True" in body and "return False" in body:
-        return body.replace("return True", "return @").replace("return False", "return True").replace("return @", "return False")
+        swapped = body.replace("return True", "return @").replace("return False", "return True")
+        return swapped.replace("return @", "return False")
     if "range(" in body:
         return re.sub(r"range\(([^()]*(?:\([^()]*\))?[^()]*)\)", r"range(\1 - 1)", body, count=1)
     if " < " in body:

@@ -1,11 +1,11 @@
 r"""A table of hand-written (gold, completion, expected) cases for the math verifier, by topic.
 
-Expectations are what a careful human grader of MATH would accept, with two explicit decisions:
+Expectations are what a careful human grader of MATH would accept, with these decisions made explicit:
 
 * decimals against fractions: accepted when equal within math-verify's float tolerance (six
   decimal places), so 0.5 and 0.333333 pass for 1/2 and 1/3 but 0.333 and 0.33 do not;
-* a percent sign is a unit, dropped from both sides like cm: 25 passes for 25\%, 0.25 does not,
-  and 25\% does not pass for 1/4;
+* a percent gold asks for the number before the sign: 25 and 25\% pass for 25\%, 0.25 does not;
+  a percent answer means a hundredth, as math-verify reads it: 25\% passes for 1/4 (and for 25);
 * a base subscript may be left off ("1011" for 1011_2), but a different base is wrong;
 * only the last complete box counts, even when a completion splits a list over several boxes.
 """
@@ -114,6 +114,8 @@ CASES = [
     _case("tuple-sign", "(1,-2)", B("(1,2)"), False),
     _case("tuple-short", "(1,2,3)", B("(1,2)"), False),
     _case("tuple-triple-swapped", "(1,2,3)", B("(1,3,2)"), False),
+    _case("tuple-bare-list", "(1,2)", B("1, 2"), True),
+    _case("tuple-bare-list-swapped", "(1,2)", B("2, 1"), False),
     # matrices and vectors
     _case("mat-spacing", M(r"1 & 2 \\ 3 & 4"), B(r"\begin{pmatrix}1&2\\3&4\end{pmatrix}"), True),
     _case("mat-bmatrix", M(r"1 & 2 \\ 3 & 4"), B(M(r"1 & 2 \\ 3 & 4", "bmatrix")), True),
@@ -153,7 +155,9 @@ CASES = [
     _case("pct-pred-for-plain", "25", B(r"25\%"), True),
     _case("pct-spaced", r"5\%", B(r"5 \%"), True),
     _case("pct-as-decimal", r"25\%", B("0.25"), False),
-    _case("pct-for-fraction", r"\frac{1}{4}", B(r"25\%"), False),
+    _case("pct-for-fraction", r"\frac{1}{4}", B(r"25\%"), True),
+    _case("pct-of-fraction", r"\frac{1}{2}", B(r"\frac{1}{2}\%"), False),
+    _case("pct-of-decimal", "0.5", B(r"0.5\%"), False),
     # \text{...} answers: words and multiple choice
     _case("text-word", r"\text{Monday}", B(r"\text{Monday}"), True),
     _case("text-word-bare", r"\text{Monday}", B("Monday"), True),
@@ -297,6 +301,21 @@ CASES = [
     _case("poly-sign", "x^2+1", B("x^2-1"), False),
     _case("poly-constant", "x^2+2x+1", B("x^2+2x+2"), False),
     _case("poly-factor-sign", "x^2-1", B("(x-1)^2"), False),
+    # a last single letter that math-verify would drop as a unit (t, s, c, h, ...) is a variable
+    _case("letter-product", "4t", B(r"t \cdot 4"), True),
+    _case("letter-sum", "a + b + c", B("c+b+a"), True),
+    _case("letter-trig", r"\sin^2 t", B(r"1 - \cos^2 t"), True),
+    _case("letter-spaced-product", r"2\pi rh", B(r"2\pi r h"), True),
+    _case("letter-unit-spaced", "5", B("5 m"), True),
+    _case("letter-ordinal", "9", B("9th"), True),
+    _case("letter-product-gold", "4t", B("4"), False),
+    _case("letter-product-pred", "4", B("4t"), False),
+    _case("letter-other-variable", "4t", B("4s"), False),
+    _case("letter-two-letters", "2", B("2ab"), False),
+    _case("letter-trig-pred", "2", B(r"2 \sin t"), False),
+    _case("letter-constant", "3", B("3 + c"), False),
+    _case("letter-missing-factor", r"2\pi r h", B(r"2\pi r"), False),
+    _case("letter-fraction", r"\frac{1}{2}", B(r"\frac{1}{2} t"), False),
     # trigonometric values
     _case("trig-sin", r"\frac{\sqrt{3}}{2}", B(r"\sin\frac{\pi}{3}"), True),
     _case("trig-cos", r"\frac{1}{2}", B(r"\cos\left(\frac{\pi}{3}\right)"), True),

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from . import gsm8k, jsonl, math, synthetic
+from . import code, gsm8k, jsonl, math, synthetic
 from .io import TaskDataError
 
 TASKS = {
     "math": math.load,
     "gsm8k": gsm8k.load,
+    "humaneval": code.load_humaneval,
+    "mbpp": code.load_mbpp,
     "jsonl": jsonl.load,
     "synthetic": synthetic.load,
 }

@@ -53,7 +53,8 @@ def load_mbpp(cfg: TaskConfig, seed: int) -> list[Problem]:
         text = text_field(row, "text" if "text" in row else "prompt", where)  # "prompt" in sanitized-mbpp.json
         tests = row.get("test_list")
         if not isinstance(tests, list) or not tests:
-            raise TaskDataError(f"{where}: field 'test_list' should be a non-empty list of asserts, got {tests!r}"[:300])
+            got = repr(tests)[:100]
+            raise TaskDataError(f"{where}: field 'test_list' should be a non-empty list of asserts, got {got}")
         if not all(isinstance(t, str) and t.strip() for t in tests):
             raise TaskDataError(f"{where}: field 'test_list' holds an empty or non-text test")
         setup = text_field(row, "test_setup_code", where, required=False)

@@ -80,8 +80,6 @@ def _read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise TaskDataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the file") from None
     except json.JSONDecodeError as e:
         raise TaskDataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(items, list):
-        raise TaskDataError(f"{path}: expected a JSON array of objects, got {type(items).__name__}")
     for i, row in enumerate(items):
         if not isinstance(row, dict):
             raise TaskDataError(f"{path}[{i}]: expected a JSON object, got {type(row).__name__}")

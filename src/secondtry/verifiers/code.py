@@ -19,7 +19,7 @@ completion's `if __name__ == "__main__":` demo, which may read stdin, does not r
 'passed'
 >>> verify(p, "```python\ndef add(a, b):\n    return a - b\n```").reason  # doctest: +SKIP
 'failed: AssertionError (line 1 of the tests)'
->>> verify(p, "```cpp\nint add(int a, int b);\n```").reason  # no Python block
+>>> verify(p, "```cpp\nint add(int a, int b);\n```").reason  # doctest: +SKIP
 'no code found'
 >>> extract_code("Here:\n```py\nx = 1\n```\nthen\n```python\nx = 2\n```\n")
 'x = 2\n'
@@ -36,9 +36,11 @@ from secondtry.types import Problem, Verdict
 from secondtry.verifiers import sandbox as _sandbox
 
 MAIN = "main.py"
-# runs main.py with __name__ != "__main__" (no import of runpy: ~3 ms a run)
-RUNNER = ("exec(compile(open('main.py', encoding='utf-8').read(), 'main.py', 'exec'), "
-          "{'__name__': '__solution__', '__file__': 'main.py', '__builtins__': __builtins__})")
+# runs main.py as module `__solution__`, not "__main__" (a registered module, so that multiprocessing
+# can pickle its functions); no import of runpy: ~3 ms a run
+RUNNER = ("import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
+          "m.__file__ = 'main.py'; "
+          "exec(compile(open('main.py', encoding='utf-8').read(), 'main.py', 'exec'), m.__dict__)")
 NPROC = 16  # processes and threads of one run: worst-case memory is NPROC * memory_mb
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _PY_TAGS = {"", "python", "py", "python3", "py3"}
@@ -99,7 +101,9 @@ def build_program(problem: Problem, code: str, nonce: str) -> tuple[str, int, in
 
 
 def _where(line: int, tests_from: int, offset: int) -> str:
-    return f"line {line - tests_from + 1} of the tests" if line >= tests_from else f"line {max(1, line - offset)} of the code"
+    if line >= tests_from:
+        return f"line {line - tests_from + 1} of the tests"
+    return f"line {max(1, line - offset)} of the code"
 
 
 def _failure(stderr: str, tests_from: int, offset: int) -> str:
@@ -122,12 +126,19 @@ def _failure(stderr: str, tests_from: int, offset: int) -> str:
 
 def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_mb: int = 1024,
            sandbox: Literal["auto", "bwrap", "rlimits"] = "auto", python: str | None = None) -> Verdict:
-    """Run the completion's code against the problem's tests, sandboxed; never raises for bad input."""
+    """Run the completion's code against the problem's tests, sandboxed.
+
+    Raises SandboxUnavailable (naming the fix) only when the sandbox cannot run here: a config
+    error, which the options check reports before a run; never for what the completion does.
+    """
+    _sandbox.check(sandbox, python)  # cached: one probe per process
     if not isinstance(completion, str) or not completion.strip():
         return Verdict(correct=False, reason="no code found")
     code = extract_code(completion)
     if code is None:
         return Verdict(correct=False, reason="no code found")
+    if not str(problem.answer or "").strip():  # any code that runs would pass
+        return Verdict(correct=None, extracted=code[:4000], reason="cannot judge: the problem has no tests")
     nonce = secrets.token_hex(16)
     # Code that reads its own source (main.py) can find the nonce and print it: the tests run in
     # the same process, so no check within the program is airtight. The sandbox still contains it.
@@ -136,7 +147,7 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     try:
         r = _sandbox.run({MAIN: program}, [_sandbox.interpreter(python), "-c", RUNNER], timeout_s=timeout_s,
                          memory_mb=memory_mb, nproc=NPROC, sandbox=sandbox, python=python)
-    except (_sandbox.SandboxUnavailable, ValueError, OSError) as e:
+    except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")
     details = {"sandbox": r.method, "exit": r.returncode, "stderr": r.stderr_tail[-600:], "wall_s": round(r.wall_s, 3)}
     if r.signal:

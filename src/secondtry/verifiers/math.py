@@ -36,10 +36,11 @@ _PERCENT = re.compile(r"\s*\\?%\s*$")
 _BASE = re.compile(r"(\d[0-9A-Za-z]*)(?:_\{?(\d+)\}?)?")  # "1011_2", "4A_{16}": digits in a base
 _CHOICES = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\b|[{}\s]|\((?=[A-Z]\))|(?<=[A-Z])\)")  # "\text{(A), C}"
 _CHOICE_SEP = re.compile(r"(?:,|and)+")
-_LAST_VARIABLE = (  # a last letter that math-verify would drop as a unit (t, c, s, m, ...), made a variable
-    (re.compile(r"(\\[A-Za-z]+(?:\^\{?\w+\}?)?)\s+([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "\sin^2 t"
-    (re.compile(r"([^\s\d])\s+([A-Za-z]|ab|bc)\s*$"), r"\1\2"),  # "1 + t", "\pi r h"; "5 m" stays a unit
-    (re.compile(r"([\d}])([A-Za-z]|ab|bc)\s*$"), r"\1{\2}"),  # "4t", "2ab": products; "9th" stays ordinal
+_UNIT_LETTER = r"(?:[cdghlmost]|ab|bc)"  # what math-verify strips from the end as a unit, when it is a variable
+_LAST_VARIABLE = (  # so "4t" and "1 + t" do not read as 4 and 1, and "\sin t" parses
+    (re.compile(rf"(\\[A-Za-z]+(?:\^\{{?\w+\}}?)?)\s+({_UNIT_LETTER})\s*$"), r"\1{\2}"),  # "\sin^2 t"
+    (re.compile(rf"([^\s\d])\s+({_UNIT_LETTER})\s*$"), r"\1\2"),  # "1 + t", "\pi r h"; "5 m" stays a unit
+    (re.compile(rf"([\d}}])({_UNIT_LETTER})\s*$"), r"\1{\2}"),  # "4t", "2ab": products; "9th" stays ordinal
 )
 _SPACES = re.compile(r"\\[,!;:> ]|\\left|\\right|\s+")
 DEFAULT_EXTRACTORS = ("boxed", "answer_is")
@@ -149,32 +150,27 @@ def _parse(latex: str, timeout_s: int | None) -> list:
 
     latex = latex.strip().rstrip(".,;").strip() or latex  # "-\frac{5}{3}." only parses without the dot
     latex = _THOUSANDS.sub("", latex)  # "5,\!525": math-verify reads that comma as a tuple
-    latex = _PERCENT.sub("", latex) or latex  # a unit, like cm: "25\%" is 25, not 0.25, and 25 is right
-    for pattern, repl in _LAST_VARIABLE:  # else "4t" and "1 + t" read as 4 and 1, and "\sin t" fails
+    for pattern, repl in _LAST_VARIABLE:
         latex = pattern.sub(repl, latex)
     return parse(f"${latex}$", parsing_timeout=timeout_s, raise_on_error=True)
 
 
-def _in_base(m: re.Match, default: str = "10") -> bool:
-    """Whether a `_BASE` match is a number in its base ("2x_3" is not: x is no digit)."""
-    try:
-        return int(m[1], int(m[2] or default)) >= 0
-    except ValueError:  # bad digits, or a base outside 2..36
-        return False
-
-
 def _math_verify(gold: str, pred: str) -> Verdict:
+    match = Verdict(correct=True, extracted=pred, reason="match")
     mismatch = Verdict(correct=False, extracted=pred, reason=f"mismatch: {_short(pred)} vs {_short(gold)}")
     g_base, p_base = _BASE.fullmatch(gold.strip()), _BASE.fullmatch(pred.strip())
-    if g_base and g_base[2] and p_base and _in_base(g_base) and _in_base(p_base, g_base[2]):
-        # "1011_2" vs "1011" or "1011_{2}": math-verify drops subscripts, so it equates 1011_2 and 1011_3
-        same_base = p_base[2] is None or int(p_base[2]) == int(g_base[2])
-        same_digits = g_base[1].upper().lstrip("0") == p_base[1].upper().lstrip("0")
-        return Verdict(correct=True, extracted=pred, reason="match") if same_base and same_digits else mismatch
+    if g_base and g_base[2] and p_base:  # "1011_2" vs "1011_{2}" or "1011": subscripts math-verify drops
+        try:
+            base = int(g_base[2])
+            same = int(p_base[2] or base) == base and int(p_base[1], base) == int(g_base[1], base)
+            return match if same else mismatch  # so 1011_3 is not 1011_2
+        except ValueError:  # "2x_3": no number in that base
+            pass
     g_choices, p_choices = (sorted(_CHOICE_SEP.split(_CHOICES.sub("", s).strip())) for s in (gold, pred))
     if len(g_choices) > 1 and all(len(c) == 1 and c.isupper() for c in g_choices + p_choices):
-        # "\text{A, C}" vs "C, A": math-verify reads letters in text as one ordered string
-        return Verdict(correct=True, extracted=pred, reason="match") if g_choices == p_choices else mismatch
+        return match if g_choices == p_choices else mismatch  # math-verify reads "\text{A, C}" as one string
+    if _PERCENT.search(gold):  # a percent gold asks for the number before the sign: 25 or 25\%, not 0.25
+        gold, pred = _PERCENT.sub("", gold) or gold, _PERCENT.sub("", pred) or pred
     try:
         from math_verify import verify as mv_verify
         from math_verify.errors import TimeoutException
@@ -191,4 +187,4 @@ def _math_verify(gold: str, pred: str) -> Verdict:
             return Verdict(correct=None, extracted=pred, reason=f"cannot judge: math-verify timed out ({t}s)")
     except Exception as e:  # sympy/antlr errors on odd LaTeX: not the model's fault
         return Verdict(correct=None, extracted=pred, reason=f"cannot judge: {type(e).__name__}: {_short(str(e), 80)}")
-    return Verdict(correct=True, extracted=pred, reason="match") if ok else mismatch
+    return match if ok else mismatch

@@ -3,25 +3,31 @@
 The program is hostile input. Each layer below holds against something the others do not:
 
 - bubblewrap (`bwrap`), new user, PID, network, IPC, UTS, cgroup and mount namespaces: the
-  program sees only /usr (read-only), its own /proc, a minimal /dev and two small tmpfs
-  (/sandbox, its working directory, and /tmp). Nothing of /etc, /root, /home or the project
-  is visible, there is no network (not even the host's loopback), and it cannot see or
-  signal any process outside. `--die-with-parent` plus the PID namespace mean that when
-  bwrap dies every process inside dies too, double-forked daemons included.
+  program sees only /usr (read-only), its own /proc, a read-only minimal /dev and three tmpfs
+  of `disk_mb` each (/sandbox, its working directory; /tmp; /dev/shm). Nothing of /etc, /root,
+  /home or the project is visible, there is no network (not even the host's loopback or its
+  abstract unix sockets), and it cannot see or signal any process outside. `--die-with-parent`
+  plus the PID namespace mean that when bwrap dies every process inside dies too,
+  double-forked daemons included. `--disable-userns`: no nested namespaces (less kernel
+  attack surface).
 - A fixed unprivileged user (uid 65534, when we run as root): the kernel exempts root from
   RLIMIT_NPROC, and uid 0 outside the namespace would own the mounts and the files it made.
-- rlimits, set by a tiny launcher inside the sandbox just before it execs the program:
-  NPROC (fork and thread bombs; set inside the user namespace, it counts only this
-  sandbox's processes), AS (memory bombs), CPU (busy loops that outrun the wall clock),
-  FSIZE (huge output, disk filling: stdout and stderr are files it caps), NOFILE (fd
-  exhaustion), CORE=0. The tmpfs `disk_mb` caps the total written. The worst-case memory
-  of one run is about `nproc * memory_mb` plus the tmpfs: a total cap would need cgroups.
+- rlimits, set inside the sandbox (by util-linux's prlimit, or a Python launcher where it is
+  missing) just before it execs the program: NPROC (fork and thread bombs; set inside the
+  user namespace, it counts only this sandbox's processes), AS (memory bombs), CPU (busy
+  loops that outrun the wall clock), FSIZE (huge output, disk filling: stdout and stderr are
+  files it caps), NOFILE (fd exhaustion), CORE=0. The tmpfs sizes cap what it can write.
+  The worst-case memory of one run is about `nproc * memory_mb` plus the tmpfs and the
+  kernel's memory for the files it creates (~40k files a second, ~1 KB each): a total cap
+  would need cgroups.
 - The parent's wall clock: the program runs in its own process group, SIGKILLed at
   `timeout_s` (sleeps use no CPU, so RLIMIT_CPU alone does not end them).
 - PR_SET_PDEATHSIG on bwrap: if the caller dies (a verifier pool worker killed on its own
   hard timeout), bwrap gets SIGKILL and takes the sandbox with it.
-- oom_score_adj 1000: if memory runs out anyway, the kernel kills the sandbox first.
-- A private host directory per run (stdout, stderr and the input files), removed afterwards.
+- oom_score_adj 1000: if memory runs out anyway, the kernel kills the sandbox first (the program
+  may lower it back to its caller's level, not below).
+- A private host directory per run (stdout, stderr and the input files), removed afterwards;
+  the folders of a caller killed mid-run are swept by the next process that runs a program.
 
 `sandbox="rlimits"` is an explicit opt-in for machines without working user namespaces:
 process group, rlimits, uid 65534 when root and a private directory, but no namespaces, so
@@ -53,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+PREFIX = "secondtry-sandbox-"  # host folders are PREFIX<pid of the caller>-<random>
 NOBODY = 65534  # the unprivileged uid and gid programs run as when the caller is root
 CAP = 8192  # bytes of stdout head / tail and stderr tail kept in the result
 INSIDE = "/sandbox"  # the program's working directory (and HOME) under bwrap
@@ -100,7 +107,7 @@ class SandboxResult:
 def interpreter(python: str | None = None) -> str:
     """The Python that runs programs: `python`, else /usr/bin/python3, else this one's real path."""
     if python:
-        return python
+        return python if "/" in python else (shutil.which(python) or python)
     if os.access("/usr/bin/python3", os.X_OK):  # readable by uid 65534, unlike a venv under /root
         return "/usr/bin/python3"
     return os.path.realpath(sys.executable)
@@ -121,6 +128,7 @@ _libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child of a fork mu
 _PR_SET_PDEATHSIG = 1
 _probe_lock = threading.Lock()
 _probed: dict[tuple[str, str, tuple[str, ...]], str | None] = {}  # (bwrap, python, binds) -> error or None
+_swept = False
 
 
 def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]]) -> None:
@@ -202,15 +210,35 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, onerror=retry)
 
 
+def _sweep() -> None:
+    """Remove the host folders of callers that were killed mid-run (their `finally` never ran)."""
+    tmp = Path(tempfile.gettempdir())
+    for folder in tmp.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _rmtree(str(folder))
+        except OSError:  # alive, another user's
+            pass
+
+
 def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str] = ()) -> str:
     """The method `sandbox` resolves to here ("bwrap" | "rlimits"); SandboxUnavailable names the fix.
 
     The bwrap probe (one tiny run) is done once per process for each interpreter and binds.
     """
+    global _swept
+    if sandbox not in ("auto", "bwrap", "rlimits"):
+        raise ValueError(f"unknown sandbox {sandbox!r}; use auto, bwrap or rlimits")
+    with _probe_lock:
+        if not _swept:
+            _sweep()
+            _swept = True
     if sandbox == "rlimits":
         return "rlimits"
-    if sandbox not in ("auto", "bwrap"):
-        raise ValueError(f"unknown sandbox {sandbox!r}; use auto, bwrap or rlimits")
     bwrap = shutil.which("bwrap") or ""
     if not bwrap:
         raise SandboxUnavailable(f"bubblewrap (bwrap) not found on PATH; {FIX}")
@@ -253,7 +281,7 @@ def _run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_
          fsize_mb: int, nproc: int, nofile: int, disk_mb: int, method: str, binds: tuple[str, ...],
          env: Mapping[str, str] | None, python: str) -> SandboxResult:
     root, me = os.geteuid() == 0, os.getpid()
-    host = tempfile.mkdtemp(prefix="secondtry-sandbox-")
+    host = tempfile.mkdtemp(prefix=f"{PREFIX}{me}-")  # the pid: a folder of a killed caller is found by _sweep
     status_r, status_w = os.pipe()  # bwrap's --json-status-fd: "exit-code" there means the program ran
     fds: list[int] = [status_w]
     proc: subprocess.Popen | None = None
@@ -262,8 +290,6 @@ def _run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_
     error = None
     try:
         out_path, err_path = Path(host, "stdout"), Path(host, "stderr")
-        out = open(out_path, "wb")  # host-side: the program writes through the fd, never sees the path
-        err = open(err_path, "wb")
         bin_dirs = ["/usr/local/bin", "/usr/bin", "/bin"]
         if os.path.dirname(python) not in bin_dirs:
             bin_dirs.append(os.path.dirname(python))
@@ -282,6 +308,8 @@ def _run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_
             others = _uid_processes(NOBODY if root else os.getuid())
             outside = _limits(memory_mb, cpu_s, fsize_mb, nproc + others, nofile)
             cmd = list(argv)
+        out = open(out_path, "wb")  # host-side: the program writes through the fd, never sees the path
+        err = open(err_path, "wb")
         try:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=fds, close_fds=True,
@@ -332,7 +360,7 @@ def _write_work(work: str, files: Mapping[str, str], root: bool) -> None:
     os.mkdir(work, 0o700)
     for name, text in files.items():
         Path(work, name).parent.mkdir(parents=True, exist_ok=True)
-        Path(work, name).write_text(text)
+        Path(work, name).write_text(text, encoding="utf-8")
     if root:
         for d, _, names in os.walk(work):
             for p in [d, *(os.path.join(d, n) for n in names)]:
@@ -349,12 +377,14 @@ def _bwrap_cmd(host: str, files: Mapping[str, str], fds: list[int], binds: tuple
            "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
            "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
            "--proc", "/proc", "--dev", "/dev",
+           "--size", disk, "--tmpfs", "/dev/shm",  # multiprocessing's semaphores live here
+           "--remount-ro", "/dev",  # bwrap's /dev is a tmpfs without a size limit
            "--size", disk, "--tmpfs", "/tmp", "--size", disk, "--tmpfs", INSIDE]
     for path in [*_python_binds(python), *binds]:
         cmd += ["--ro-bind", path, path]
     for name, text in files.items():
         src = Path(host, f"in-{len(fds)}")
-        src.write_text(text)
+        src.write_text(text, encoding="utf-8")
         fd = os.open(src, os.O_RDONLY)
         fds.append(fd)
         for d in reversed(Path(name).parents[:-1]):
@@ -381,7 +411,9 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
         except subprocess.TimeoutExpired:
             return False
     try:
-        return bool(select.select([fd], [], [], timeout_s)[0])
+        poller = select.poll()  # not select(): that fails for fd numbers above 1023
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout_s * 1000))
     finally:
         os.close(fd)
 
