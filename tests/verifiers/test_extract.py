@@ -72,3 +72,8 @@ def test_check_options_errors(name: str, options: dict, match: str) -> None:
     assert name in VERIFIERS
     with pytest.raises(ValueError, match=match):
         check_options(name, options)
+
+
+def test_escaped_dollar_inside_math_is_not_a_delimiter() -> None:
+    assert ex.answer_is(r"The final answer is $\$18.90$.") == r"\$18.90"
+    assert ex.answer_is(r"The answer is $5$ and $6$.") == "5"

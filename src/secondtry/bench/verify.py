@@ -15,6 +15,7 @@ second past its limit.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -38,11 +39,11 @@ def math_items(rows: list[dict[str, Any]]) -> list[tuple[Problem, str]]:
         box = last_boxed(solution)
         items.append((problem, solution))
         if box is not None:
-            at = solution.rfind("{" + box + "}") + 1  # the box itself, not a later mention of its content
+            at = solution.index("{", solution.rfind("\\boxed")) + 1  # the last box's content
             items.append((problem, solution[:at] + f"{box}+1" + solution[at + len(box):]))
         items.append((problem, f"Working it out step by step.\nThe final answer is ${gold}$."))
         m = _SIMPLE_FRAC.match(gold.strip())
-        value = f"{float(Fraction(int(m.group(1)), int(m.group(2)))):.6g}" if m else gold
+        value = f"{float(Fraction(int(m.group(1)), int(m.group(2)))):.10g}" if m else gold
         items.append((problem, f"So the result is $\\boxed{{{value}}}$."))
     return items
 
@@ -76,7 +77,7 @@ def pathological(n: int, seed: int = 0) -> list[tuple[Problem, str]]:
     def big() -> str:
         k = rng.choice([10**5, 10**6])
         return rng.choice(["1" * k, "x+" * (k // 2) + "1", "a" * k, r"\frac{1}{2}" * (k // 11),
-                           "".join(rng.choice("0123456789+-*/^()") for _ in range(k))])
+                           "".join(rng.choices("0123456789+-*/^()", k=k))])
 
     def soup() -> str:
         return " ".join(rng.choice(_SOUP) for _ in range(rng.randint(1, 300)))
@@ -124,6 +125,7 @@ def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 100
                         "fuzz_non_verdicts": sum(not isinstance(v, Verdict) for v in fverdicts),
                         "fuzz_cannot_judge": sum(v.correct is None for v in fverdicts)}
     workload = {"data": str(data), "problems": len(rows), "items": len(items), "workers": workers,
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other work on the machine
                 "timeout_s": timeout_s, "fuzz_timeout_s": fuzz_timeout_s, "fuzz_seed": seed,
                 "items_per_problem": "reference solution, wrong box, 'final answer is' phrase, decimal form"}
     figures = {"verdicts_per_s": round(len(items) / wall, 1), "wall_s": round(wall, 2),

@@ -48,7 +48,7 @@ def answer_is(text: str) -> str | None:
     rest = text[matches[-1].end() :].replace("**", "").strip()
     for open_, close in _DELIMS:
         if rest.startswith(open_):
-            end = rest.find(close, len(open_))
+            end = _unescaped(rest, close, len(open_))
             if end > 0:
                 return rest[len(open_) : end].strip()
             rest = rest[len(open_) :]
@@ -56,6 +56,14 @@ def answer_is(text: str) -> str | None:
     rest = rest.split("\n", 1)[0]
     rest = re.split(r"\.(?:\s|$)", rest, maxsplit=1)[0]  # sentence end, not a decimal point
     return rest.strip().rstrip(".,;").strip("$ ")
+
+
+def _unescaped(text: str, delim: str, start: int) -> int:
+    r"""Index of the first `delim` at or after `start` not escaped by a backslash (`\$18` is a dollar sign)."""
+    at = text.find(delim, start)
+    while at > 0 and delim == "$" and text[at - 1] == "\\":
+        at = text.find(delim, at + 1)
+    return at
 
 
 def minerva(text: str) -> str | None:
