@@ -302,6 +302,35 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
     print(f"record: {write_record('verify', command.strip(), workload, figures, out)}")
 
 
+@bench_app.command(name="generate")
+def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+                   requests: int = typer.Option(1024, "--requests", min=1),
+                   prompt: int = typer.Option(200, "--prompt", min=1, help="prompt tokens per request"),
+                   new: int = typer.Option(768, "--new", min=1, help="new tokens per request (EOS ignored)"),
+                   resident: int = typer.Option(512, "--resident", min=1, help="sequences decoded together"),
+                   hf: bool = typer.Option(True, "--hf/--no-hf", help="also time transformers generate paths"),
+                   out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+    """Engine vs transformers generate on one GPU: tokens/s, the ratio, and the share of the decode roofline."""
+    import json
+    import shlex
+
+    import torch
+
+    from .bench import write_record
+    from .bench.generate import MODELS
+    from .bench.generate import run as run_bench
+
+    if model not in MODELS:
+        _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
+    if not torch.cuda.is_available() and model != "tiny-qwen3":
+        _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
+    workload, figures = run_bench(model=model, requests=requests, prompt=prompt, new=new, resident=resident, hf=hf,
+                                  report=lambda stage, f: print(f"[{stage}] done", flush=True))
+    command = "secondtry bench generate " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "generate"] else [])
+    print(json.dumps(figures, indent=1))
+    print(f"record: {write_record('generate', command.strip(), workload, figures, out)}")
+
+
 @app.command(name="ls")
 def ls() -> None:
     """List tasks, verifiers, conditions, backends and stopping policies."""
