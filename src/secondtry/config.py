@@ -64,6 +64,44 @@ class BackendConfig(_Strict):
     name: str = "hf"
     batch_size: int = Field(32, ge=1, description="sequences generated together")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    engine: Literal["auto", "off"] = Field(
+        "auto", description="hf on a GPU: the generation engine (docs/engine.md), or off for transformers generate")
+    max_slots: int = Field(512, ge=1, description="hf engine: sequences decoded together at most")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v  # YAML reads `off` as false
+    # the openai backend (docs/openai-backend.md)
+    endpoints: list[str] = Field(default_factory=list,
+                                 description="openai: base URLs of OpenAI-compatible servers, e.g. "
+                                             "[http://127.0.0.1:8000/v1]; requests go to the least busy")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="openai: send messages (the server applies the chat template) or the prompt "
+                            "rendered here with the model's template")
+    server: Literal["vllm", "sglang", "transformers", "openai"] = Field(
+        "vllm", description="openai: what answers, for the parameters the API lacks (top_k; sampling on "
+                            "transformers serve); `openai`: standard parameters only")
+    model_name: str | None = Field(None, description="openai: the model name sent; defaults to the model's path")
+    api_key_env: str | None = Field(None, description="openai: NAME of the environment variable holding the API key")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight per endpoint")
+    request_timeout_s: float = Field(600.0, gt=0, description="openai: one request's limit; an overrun is retried")
+    max_retries: int = Field(5, ge=0, description="openai: retries of a request after a 429, a 5xx, a timeout or "
+                                                  "a lost connection")
+    retry_backoff_s: float = Field(1.0, gt=0, description="openai: the first retry's wait; it doubles per retry "
+                                                          "(with jitter, at most 60 s)")
+    n_in_request: bool = Field(False, description="openai: ask for a conversation's n samples in one request (vLLM, "
+                                                  "SGLang); false: one request per sample, each with its own seed")
+
+    @model_validator(mode="after")
+    def _openai_has_endpoints(self) -> "BackendConfig":
+        if self.name == "openai" and not self.endpoints:
+            raise ValueError("the openai backend needs at least one server: set backend.endpoints, e.g. "
+                             "backend.endpoints=[http://127.0.0.1:8000/v1]")
+        bad = [u for u in self.endpoints if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"backend.endpoints {bad}: each must be a base URL like http://127.0.0.1:8000/v1")
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -139,6 +177,13 @@ class StoppingConfig(_Strict):
                                             "(to see whether stopping was right)")
 
 
+class CheckpointConfig(_Strict):
+    chunk: int = Field(0, ge=0, description="problems per generation + verification chunk (a killed stage "
+                                            "resumes at its first unfinished chunk); 0: 4 x backend.batch_size")
+    train_steps: int = Field(50, ge=1, description="a training checkpoint every this many optimizer steps; a "
+                                                   "killed training resumes from the last one")
+
+
 class Config(_Strict):
     name: str = Field(description="run name; the run directory is run_dir/name")
     description: str = ""
@@ -155,6 +200,7 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     stopping: StoppingConfig = StoppingConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
 
     @field_validator("name")
     @classmethod
@@ -166,6 +212,10 @@ class Config(_Strict):
     @property
     def eval_sampling(self) -> SamplingConfig:
         return self.evaluation.sampling or self.sampling
+
+    @property
+    def chunk_size(self) -> int:
+        return self.checkpoint.chunk or 4 * self.backend.batch_size  # retries of a chunk still fill a batch or so
 
     @property
     def run_path(self) -> Path:
@@ -214,16 +264,21 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config section at `path` (() is the whole config), or None if it is not a section."""
+    model: type[BaseModel] | None = Config
+    for part in path:
+        field = model.model_fields.get(str(part)) if model else None
+        ann = getattr(field, "annotation", None) if field else None
+        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
+    return model
+
+
 def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The valid keys at the parent of `loc` (for 'did you mean')."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None) if field else None
-        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return []
-        model = candidates[0]
-    return list(model.model_fields)
+    parent = _model_at(loc[:-1])
+    return list(parent.model_fields) if parent else []
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -242,7 +297,22 @@ def _describe(err: dict[str, Any]) -> str:
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    return f"{key}: {msg} (got {got_s})"
+    return f"{key}: {msg} (got {got_s}){_example(loc, key, got)}"
+
+
+def _example(loc: tuple[Any, ...], key: str, got: Any) -> str:
+    """The fix for a wrong type or value: ' — e.g. key=default', or the keys a section takes."""
+    section = _model_at(loc)
+    if section is not None:  # a mapping that failed a check has its own fix in the message
+        return "" if isinstance(got, dict) else f" — a mapping with keys {', '.join(section.model_fields)}"
+    parent = _model_at(loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent else None
+    if field is None:
+        return ""
+    default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+    if default is None or isinstance(default, dict) or repr(default) == "PydanticUndefined":
+        return ""
+    return f" — e.g. {key}={yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 
 def build_config(data: dict[str, Any], source: str = "<config>") -> Config:

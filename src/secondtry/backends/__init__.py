@@ -11,7 +11,9 @@ the same outputs on the same machine.
 from __future__ import annotations
 
 from .hf import HFSampler
+from .openai import OpenAISampler
 
 BACKENDS = {
     "hf": HFSampler,
+    "openai": OpenAISampler,
 }

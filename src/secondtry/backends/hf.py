@@ -1,15 +1,22 @@
-"""The `hf` backend: batched sampling with transformers `generate`, on CPU or GPU.
+"""The `hf` backend: on a GPU, the generation engine (backends/engine, docs/engine.md) over the
+model's transformers weights; on a CPU, or with `backend.engine: off`, or for a model the engine
+does not support, transformers `generate` as below.
 
 Conversations are rendered with the tokenizer's chat template, expanded `n` times, sorted
 by length (less padding; longest first so an out-of-memory error shows up at once) and
-generated in batches of `backend.batch_size`, left-padded. Each batch is seeded from
-(seed, batch index), so a run repeats exactly on the same machine. A CUDA out-of-memory
-error halves the batch and goes on.
+generated in batches of `backend.batch_size`, left-padded. A CUDA out-of-memory error halves
+the batch and goes on.
+
+Sampling is seeded per row, not per batch: the noise that picks row r's token at step t is a
+hash of (seed, the conversation's key, its sample index, t, token id) — Gumbel-max, i.e. the
+argmax of scores + Gumbel noise, which is a draw from softmax(scores). A sample therefore does
+not depend on which batch, chunk or neighbours its row had: a resumed chunk, a smaller batch
+after an out-of-memory error or another chunk size draw the same tokens (up to float rounding
+of batched matmuls on a GPU; on CPU runs repeat byte for byte).
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,6 +25,7 @@ import torch
 
 from ..config import Config, SamplingConfig
 from ..log import Log
+from ..memory import free_memory, is_oom
 from ..types import Completion, Message
 
 
@@ -79,8 +87,71 @@ def render(tokenizer, messages: Sequence[Message], chat_template_kwargs: dict, *
         tokenize=False, add_generation_prompt=generation_prompt, **chat_template_kwargs)
 
 
-def _batch_seed(seed: int, batch: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{batch}".encode()).digest()[:4], "little")
+def row_seed(seed: int, key: str, sample: int) -> int:
+    """The 32-bit key of one sampled row: (call seed, conversation key, sample index)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}:{sample}".encode()).digest()[:4], "little")
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    # x * c mod 2**32 for 0 <= x < 2**32, without int64 overflow: c in 16-bit halves
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash ("lowbias32", C. Wellons): the same bits on every device."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def gumbel_noise(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise [rows, k] for token ids `tokens` [rows, k]: a function of (row key, step, token id).
+
+    >>> key = torch.tensor([7])
+    >>> bool(gumbel_noise(key, 3, torch.tensor([[5]])) == gumbel_noise(key, 3, torch.tensor([[9, 5]]))[0, 1])
+    True
+    """
+    state = _mix32(keys.long() ^ _mix32(torch.full_like(keys.long(), step) ^ 0x9E3779B9))
+    bits = _mix32(state[:, None] ^ _mix32(tokens.long() + 0x632BE5AB))
+    u = ((bits >> 9).to(torch.float32) + 0.5) * 2.0 ** -23  # 23 bits: k + 0.5 is exact, so 0 < u < 1
+    return -torch.log(-torch.log(u))
+
+
+class SeededSampling:
+    """A logits processor that samples with per-row seeds (generate runs it with do_sample=False).
+
+    Temperature, top-k and top-p are applied as transformers applies them when sampling; the
+    chosen token is then the argmax of the warped scores plus `gumbel_noise`.
+    """
+
+    def __init__(self, params: SamplingConfig, seeds: list[int], prompt_width: int, device: torch.device) -> None:
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        warpers = [TemperatureLogitsWarper(params.temperature)]
+        if params.top_k:
+            warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        self.warp = LogitsProcessorList(warpers)
+        self.top_k = params.top_k
+        self.seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = self.warp(input_ids, scores)
+        step = input_ids.shape[1] - self.prompt_width  # left padding: the same step for every row
+        if self.top_k and self.top_k < scores.shape[1]:  # noise only where a token can still win
+            values, tokens = scores.topk(self.top_k, dim=-1)
+        else:
+            tokens = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
+            values = scores
+        noisy = torch.full_like(scores, float("-inf"))
+        return noisy.scatter_(1, tokens, values + gumbel_noise(self.seeds, step, tokens))
 
 
 class HFSampler:
@@ -93,55 +164,79 @@ class HFSampler:
         self.tokenizer.padding_side = "left"
         self.model = load_model(model_path, cfg.model.dtype, self.device)
         self.batch_size = cfg.backend.batch_size
+        self.oom_backoffs = 0
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = sorted(set(eos) | {self.tokenizer.eos_token_id} - {None})
+        self.engine = self._engine() if self.device.type == "cuda" and cfg.backend.engine == "auto" else None
+
+    def _engine(self):
+        """The generation engine (docs/engine.md) when it supports this model; else None, and `generate` it is."""
+        from .engine import Engine, unsupported
+        from .engine.scheduler import triton_available
+
+        why = unsupported(self.model) or (None if triton_available() else "Triton is not installed")
+        if why is not None:
+            self.log.warn(f"generation engine off ({why}); using transformers generate")
+            return None
+        return Engine(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots, warn=self.log.warn)
 
     def render(self, messages: Sequence[Message]) -> str:
         return render(self.tokenizer, messages, self.cfg.model.chat_template_kwargs)
 
     def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingConfig, n: int = 1,
-                 seed: int = 0, progress: Callable[[int], None] | None = None) -> list[list[Completion]]:
+                 seed: int = 0, progress: Callable[[int], None] | None = None,
+                 keys: Sequence[str] | None = None) -> list[list[Completion]]:
+        """`n` completions per conversation. Sample j of conversation i is seeded by (seed, keys[i], j);
+        keys default to the positions, pass stable ids (problem ids) to make samples independent of them."""
+        keys = [str(i) for i in range(len(conversations))] if keys is None else [str(k) for k in keys]
         prompts = [self.render(c) for c in conversations]
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if self.engine is not None:  # sample j of a problem is keyed by (seed, its key, j), as below
+            from .engine import generate_completions
+
+            return generate_completions(self.engine, self.tokenizer, ids, params, n=n, seed=seed, progress=progress,
+                                        seeds=[row_seed(seed, k, 0) for k in keys])
         jobs = [(i, j) for i in range(len(ids)) for j in range(n)]
         jobs.sort(key=lambda job: -len(ids[job[0]]))
         out: list[list[Completion | None]] = [[None] * n for _ in ids]
-        start, batch_no = 0, 0
+        start = 0
         while start < len(jobs):
             size = min(self.batch_size, len(jobs) - start)
             chunk = jobs[start:start + size]
             try:
-                completions = self._generate_batch([ids[i] for i, _ in chunk], params, _batch_seed(seed, batch_no))
-            except torch.cuda.OutOfMemoryError:
-                if size == 1:
+                completions = self._generate_batch([ids[i] for i, _ in chunk], params,
+                                                   [row_seed(seed, keys[i], j) for i, j in chunk])
+            except Exception as e:
+                if not is_oom(e) or size == 1:
                     raise
-                self.batch_size = max(1, size // 2)
-                self.log.warn(f"out of GPU memory at batch {size}; going on with batch {self.batch_size}")
-                gc.collect()
-                torch.cuda.empty_cache()
+                completions = None
+            if completions is None:
+                free_memory()  # outside the except block: its traceback pins the failed batch's tensors
+                self.batch_size = max(1, size // 2)  # later calls keep the smaller batch
+                self.oom_backoffs += 1
+                self.log.warn(f"out of GPU memory generating a batch of {size}; going on with batch {self.batch_size}")
                 continue
             for (i, j), completion in zip(chunk, completions):
                 out[i][j] = completion
             start += size
-            batch_no += 1
             if progress:
                 progress(size)
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _generate_batch(self, batch: list[list[int]], params: SamplingConfig, seed: int) -> list[Completion]:
+    def _generate_batch(self, batch: list[list[int]], params: SamplingConfig, seeds: list[int]) -> list[Completion]:
+        from transformers import LogitsProcessorList
+
         width = max(len(x) for x in batch)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=self.device)
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
-        sample = params.temperature > 0
-        torch.manual_seed(seed)
+        sampling = [SeededSampling(params, seeds, width, self.device)] if params.temperature > 0 else []
         generated = self.model.generate(
             input_ids=input_ids, attention_mask=attention, max_new_tokens=params.max_new_tokens,
-            do_sample=sample, temperature=params.temperature if sample else None,
-            top_p=params.top_p if sample else None, top_k=params.top_k if sample else None,  # 0 disables top-k
-            eos_token_id=self.eos_ids, pad_token_id=pad,
+            do_sample=False, temperature=None, top_p=None, top_k=None,  # sampling, if any, is SeededSampling
+            logits_processor=LogitsProcessorList(sampling), eos_token_id=self.eos_ids, pad_token_id=pad,
         )[:, width:].tolist()
         results = []
         for x, new in zip(batch, generated):
@@ -156,7 +251,8 @@ class HFSampler:
         return results
 
     def close(self) -> None:
+        if getattr(self, "engine", None) is not None:
+            self.engine.release()
+            self.engine = None
         del self.model
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_memory()

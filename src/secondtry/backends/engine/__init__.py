@@ -45,9 +45,11 @@ def completion(tokenizer, out: Output, prompt_tokens: int) -> Completion:
 
 def generate_completions(engine: Engine, tokenizer, prompt_ids: Sequence[Sequence[int]], params, n: int = 1,
                          seed: int = 0, progress: Callable[[int], None] | None = None,
-                         stop: Sequence[str] = ()) -> list[list[Completion]]:
-    """What HFSampler.generate returns, from the engine. params: a SamplingConfig (or anything with its fields)."""
+                         stop: Sequence[str] = (), seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+    """What HFSampler.generate returns, from the engine. params: a SamplingConfig (or anything with its fields).
+
+    `seeds`: one per prompt (e.g. from the problem id), so a problem samples the same tokens in any call."""
     outs = engine.generate(prompt_ids, n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                           max_new_tokens=params.max_new_tokens, seed=seed, progress=progress, stop=stop,
+                           max_new_tokens=params.max_new_tokens, seed=seed, seeds=seeds, progress=progress, stop=stop,
                            decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     return [[completion(tokenizer, o, len(ids)) for o in row] for ids, row in zip(prompt_ids, outs)]
