@@ -5,7 +5,7 @@ from pathlib import Path
 
 import secondtry
 
-LAYERS = ["types", "log", "config", "store", "tasks", "verifiers", "conditions", "backends", "filtering",
+LAYERS = ["types", "log", "memory", "config", "store", "tasks", "verifiers", "conditions", "backends", "filtering",
           "training", "evaluation", "stopping", "loop", "report", "toy", "bench", "cli"]
 SRC = Path(secondtry.__file__).parent
 
