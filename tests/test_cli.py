@@ -70,20 +70,81 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "takes no options"),
     (["{cfg}", "verifier.name=math", "verifier.options.extractors=[boxd]"], "unknown extractor 'boxd'"),
     (["{cfg}", "verifier.options.compare=hendrycks"], "'synthetic' has no option(s) compare; valid: none"),
+    (["{cfg}", "train_task={{name: math, path: {latin}}}"], "latin.jsonl:2: not UTF-8 (invalid continuation byte at byte 8); "
+                                                            "re-encode the file"),
+    (["{cfg}", "train_task={{name: math, path: {dup}}}"], "dup.jsonl:2: duplicate id 'a' (first seen at"),
+    (["{cfg}", "train_task={{name: math, path: {dup}}}"], "give each row its own id (set on_bad_row: skip"),
+    (["{cfg}", "train_task={{name: math, path: {empty}}}"], "empty.jsonl:1: field 'problem' is empty (set "
+                                                            "on_bad_row: skip on this task to skip such rows)"),
+    (["{cfg}", "training.batch_size=[8]"], "training.batch_size: Input should be a valid integer (got [8]) — e.g. "
+                                           "training.batch_size=8"),
+    (["{cfg}", "sampling=hot"], "sampling: Input should be a valid dictionary or instance of SamplingConfig "
+                                "(got 'hot') — a mapping with keys temperature, top_p"),
 ])
 def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": \n')
     (tmp_path / "nofield.jsonl").write_text(json.dumps({"question": "x", "answer": "1"}) + "\n")
+    (tmp_path / "latin.jsonl").write_bytes(b'{"problem": "x", "answer": "1"}\n{"id": "\xe9t\xe9"}\n')
+    (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"problem": p, "answer": "1", "unique_id": "a"}) + "\n"
+                                                for p in ("x", "y")))
+    (tmp_path / "empty.jsonl").write_text(json.dumps({"problem": "", "answer": "1"}) + "\n")
     cfg = config_file(tmp_path, **{"model.path": str(tmp_path)})  # a folder, not a model
-    args = [a.format(cfg=cfg, bad=tmp_path / "bad.jsonl", nofield=tmp_path / "nofield.jsonl", tmp=tmp_path)
-            for a in args]
+    files = {name: tmp_path / f"{name}.jsonl" for name in ("bad", "nofield", "latin", "dup", "empty")}
+    args = [a.format(cfg=cfg, tmp=tmp_path, **files) for a in args]
     code, out = invoke("run", *args)
     assert code == 2, out
     assert message in " ".join(out.split()), out
-    runs = tmp_path / "runs"
+    assert_nothing_written(tmp_path / "runs")
+
+
+def assert_nothing_written(runs):
     written = [p for p in runs.rglob("*") if p.is_file() and p.name not in {".lock", "config.yaml"}] \
         if runs.exists() else []
     assert not written
+
+
+@pytest.mark.parametrize("text, message", [
+    ("training:\n  steps: many\n", "training.steps: Input should be a valid integer, unable to parse string as an "
+                                    "integer (got 'many') — e.g. training.steps=500"),
+    ("training:\n  stepz: 5\n", "training.stepz: unknown key — did you mean training.steps?"),
+    ("trainig:\n  steps: 5\n", "trainig: unknown key — did you mean training?"),
+    ("evaluation: 3\n", "evaluation: Input should be a valid dictionary"),
+    ("training: {steps: 5\n", "c.yaml:7: not valid YAML (expected ',' or '}'"),
+])
+def test_a_bad_config_file_names_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: x\nrun_dir: {tmp_path / 'runs'}\nmodel: {{path: m}}\ntrain_task: {{name: synthetic}}\n"
+                    f"eval_task: {{name: synthetic, split: test}}\n" + text)
+    code, out = invoke("run", path)
+    assert code == 2 and message in " ".join(out.split()), out
+    assert str(path) in " ".join(out.split()) or "c.yaml" in out
+    assert_nothing_written(tmp_path / "runs")
+
+
+def test_a_tokenizer_without_a_chat_template_is_refused_before_anything_is_written(tmp_path, tiny_model):
+    import shutil
+
+    model = tmp_path / "plain-lm"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    code, out = invoke("run", config_file(tmp_path), f"model.path={model}")
+    assert code == 2, out
+    assert "has no chat template; use an instruct/chat model or add `chat_template`" in " ".join(out.split())
+    assert_nothing_written(tmp_path / "runs")
+
+
+def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path, tiny_model):
+    from secondtry.config import load_config
+    from secondtry.store import RunStore
+
+    path = config_file(tmp_path, **{"model.path": str(tiny_model)})
+    with RunStore.open(load_config(path)):  # another process holds the run directory (flock is per open file)
+        code, out = invoke("run", path)
+    assert code == 2 and "is in use by another secondtry process; wait for it or pick another run name" \
+        in " ".join(out.split()), out
 
 
 def test_report_needs_a_run_directory(tmp_path):
@@ -157,3 +218,21 @@ def test_bench_verify_writes_a_record(tmp_path):
     assert record["name"] == "verify" and record["command"].startswith("secondtry bench verify")
     assert (figures["correct"], figures["incorrect"], figures["fuzz_items"]) == (3, 1, 12)
     assert figures["verdicts_per_s"] > 0 and figures["fuzz_crashes"] == 0
+
+
+@pytest.mark.slow
+def test_bench_generate_runs_the_tiny_architecture_on_cpu(tmp_path):
+    code, out = invoke("bench", "generate", "--model", "tiny-qwen3", "--requests", "8", "--prompt", "16", "--new", "16",
+                       "--resident", "4", "--no-hf", "--out", tmp_path)
+    assert code == 0, out
+    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("generate-*.json")]
+    assert record["figures"]["engine_tok_s"] > 0 and record["workload"]["requests"] == 8
+
+
+def test_bench_generate_refuses_the_big_architecture_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, out = invoke("bench", "generate")
+    assert code == 2 and "needs a CUDA device" in out

@@ -88,3 +88,61 @@ def test_hash_path_sees_content_and_names(tmp_path):
     (d / "b").write_text("")
     assert hash_path(d) != h1
     assert json.loads(json.dumps(h1)) == h1
+
+
+def test_a_killed_stage_keeps_its_finished_chunks_for_the_next_run(tmp_path):
+    out = tmp_path / "r" / "round_1" / "x.jsonl"
+    made = []
+
+    def work(fail_at=None):
+        partial = store.partial
+        for c in range(3):
+            if partial.chunk(c) is None:
+                if c == fail_at:
+                    raise RuntimeError("killed")
+                made.append(c)
+                partial.write_chunk(c, [{"chunk": c}])
+        write_jsonl(out, [r for c in range(3) for r in partial.chunk(c)])
+
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        with pytest.raises(RuntimeError):
+            store.stage("round_1/x", {"a": 1}, [out], lambda: work(fail_at=2))
+        assert not out.exists() and "round_1/x" not in store.manifest()["stages"]  # chunks are not outputs
+        store.stage("round_1/x", {"a": 1}, [out], work)
+        assert made == [0, 1, 2] and read_jsonl(out) == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+        assert not (out.parent / ".partial").exists()  # gone once the manifest records the stage
+        with pytest.raises(RuntimeError):
+            store.stage("round_1/x", {"a": 2}, [out], lambda: work(fail_at=1))
+        store.stage("round_1/x", {"a": 3}, [out], work)  # other inputs: the chunk of {"a": 2} is not reused
+        assert made == [0, 1, 2, 0, 0, 1, 2]
+
+
+def test_stray_temp_files_of_a_killed_process_are_removed_on_open(tmp_path):
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        stray = store.path(1, ".attempts.jsonl.abc.tmp")
+        stray.parent.mkdir(parents=True)
+        stray.write_text("half")
+        staging = store.path(1, ".train-xyz")
+        staging.mkdir()
+    with RunStore.open(cfg_at(tmp_path)):
+        assert not stray.exists() and not staging.exists()
+
+
+def test_crash_point_kills_the_process_and_the_trace_lists_each_point(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = "from secondtry.store import crash_point\nfor p in ('a', 'b', 'b', 'c'): crash_point(p)\nprint('done')"
+    trace = tmp_path / "trace"
+
+    def run(kill_at):
+        env = {**os.environ, "SECONDTRY_TRACE": str(trace), "SECONDTRY_KILL_AT": kill_at}
+        trace.unlink(missing_ok=True)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+    assert run("b").returncode == -signal.SIGKILL and trace.read_text().split() == ["a", "b"]
+    assert run("b#2").returncode == -signal.SIGKILL and trace.read_text().split() == ["a", "b", "b"]
+    done = run("nowhere")
+    assert done.returncode == 0 and done.stdout.strip() == "done" and trace.read_text().split() == ["a", "b", "b", "c"]

@@ -21,7 +21,7 @@ from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
 from .log import Log
 from .stopping import STOPPING, StopState, decide
-from .store import RunStore, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
+from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
 from .tasks import TASKS
 from .types import (Attempt, Decision, Problem, RoundResult, attempt_from_dict, example_from_dict,
                     round_result_from_dict, to_dict)
@@ -107,16 +107,24 @@ def run_base(ctx: Context) -> RoundResult:
 def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
     """First attempts on every training problem, then up to `conditions.retries` retries on failures."""
     cfg = ctx.cfg
-    attempts, rendered = attempt_chains(ctx, model, ctx.train_set, samples=1, turns=1 + cfg.conditions.retries,
-                                        retry=cfg.conditions.retry,
-                                        params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
-                                        first_kind="first", label=f"round {k} attempts")
-    write_jsonl(ctx.store.path(k, "attempts.jsonl"), (to_dict(a) for a in attempts))
-    return {"tokens_generated": sum(a.n_tokens for a in attempts), "retry_sees": rendered}
+    stage = f"round_{k}/attempts"
+
+    def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
+        return attempt_chains(ctx, model, problems, samples=1, turns=1 + cfg.conditions.retries,
+                              retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
+                              first_kind="first", where=f"{stage}:chunk{c}", progress=bar)
+
+    with ctx.log.progress(f"round {k} attempts", len(ctx.train_set)) as bar:
+        records = in_chunks(ctx, ctx.train_set, chunk, bar)
+    write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
+    first_retry = next((r for r in records if r["kind"] == "retry"), None)
+    rendered = ctx.models.get(model).render(attempt_from_dict(first_retry).messages) if first_retry else ""
+    return {"tokens_generated": sum(r["n_tokens"] for r in records), "retry_sees": rendered}
 
 
 def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
     examples, stats = filtering.select(attempts, ctx.problems, CONDITIONS[ctx.cfg.conditions.first], ctx.cfg)
+    crash_point(f"round_{k}/sft:selected")
     write_jsonl(ctx.store.path(k, "sft.jsonl"), (to_dict(e) for e in examples))
     return stats
 
@@ -124,7 +132,8 @@ def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
 def train_model(ctx: Context, k: int, start: str, out: Path, filter_info: dict[str, Any]) -> dict[str, Any]:
     ctx.models.close()  # free the sampler's memory for training
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
-    info = training.train(start, examples, ctx.cfg, out, seed=_seed(ctx.cfg.seed, "train", k), log=ctx.log)
+    info = training.train(start, examples, ctx.cfg, out, seed=_seed(ctx.cfg.seed, "train", k), log=ctx.log,
+                          checkpoints=ctx.store.partial.folder, where=f"round_{k}/train")
     training.write_model_card(out, k, ctx.cfg, info, filter_info)
     return info
 
@@ -140,16 +149,22 @@ def evaluate_stage(ctx: Context, k: int, model: str) -> tuple[list[dict[str, Any
 def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
-    greedy: list[Attempt] = []
-    if ev.greedy:
-        greedy, _ = attempt_chains(ctx, model, ctx.test_set, samples=1, turns=1, retry=ev.retry,
-                                   params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}),
-                                   seed=seed, first_kind="greedy", label=f"round {k} eval greedy")
-    sampled, _ = attempt_chains(ctx, model, ctx.test_set, samples=ev.samples, turns=ev.retry_n, retry=ev.retry,
-                                params=cfg.eval_sampling, seed=seed, first_kind="sample",
-                                label=f"round {k} eval samples + retries")
+    stage = f"round_{k}/eval"
+
+    def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
+        greedy: list[Attempt] = []
+        if ev.greedy:
+            greedy = attempt_chains(ctx, model, problems, samples=1, turns=1, retry=ev.retry,
+                                    params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}), seed=seed,
+                                    first_kind="greedy", where=f"{stage}:chunk{c}:greedy", progress=bar)
+        return greedy + attempt_chains(ctx, model, problems, samples=ev.samples, turns=ev.retry_n, retry=ev.retry,
+                                       params=cfg.eval_sampling, seed=seed, first_kind="sample",
+                                       where=f"{stage}:chunk{c}:samples", progress=bar)
+
+    with ctx.log.progress(f"round {k} evaluation", len(ctx.test_set) * (ev.samples + ev.greedy)) as bar:
+        transcripts = in_chunks(ctx, ctx.test_set, chunk, bar)
     by_problem: dict[str, list[Attempt]] = {}
-    for a in greedy + sampled:
+    for a in map(attempt_from_dict, transcripts):
         by_problem.setdefault(a.problem_id, []).append(a)
     records = []
     for p in ctx.test_set:
@@ -158,36 +173,63 @@ def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
         samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
         chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
-    write_jsonl(ctx.store.path(k, "eval_attempts.jsonl"), (to_dict(a) for a in greedy + sampled))
+    write_jsonl(ctx.store.path(k, "eval_attempts.jsonl"), transcripts)
     write_jsonl(ctx.store.path(k, "eval.jsonl"), records)
-    return {"tokens_generated": sum(a.n_tokens for a in greedy + sampled)}
+    return {"tokens_generated": sum(r["n_tokens"] for r in transcripts)}
+
+
+_KIND_ORDER = {"greedy": 0, "first": 1, "sample": 1, "retry": 2}
+
+
+def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: Any) -> list[dict[str, Any]]:
+    """`work(chunk, index, progress) -> attempts` over chunks of `checkpoint.chunk` problems, as records.
+
+    Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
+    finished is read back instead of generated again. The records come back in one order whatever
+    the chunking: greedy, first attempts or samples, then retries by turn; problems in task order.
+    """
+    size, partial = ctx.cfg.chunk_size, ctx.store.partial
+    starts = range(0, len(problems), size)
+    done = [c for c in range(len(starts)) if partial.done(c)]
+    if done:
+        ctx.log.info(f"{partial.stage}: {len(done)} of {len(starts)} chunks finished earlier, kept")
+    records: list[dict[str, Any]] = []
+    for c, start in enumerate(starts):
+        chunk = list(problems[start:start + size])
+        mine = partial.chunk(c)
+        if mine is None:
+            mine = [to_dict(a) for a in work(chunk, c, progress)]
+            partial.write_chunk(c, mine)
+        else:
+            progress(sum(r["turn"] == 0 for r in mine))  # the first attempts it holds
+        records += mine
+    order = {p.id: i for i, p in enumerate(problems)}
+    return sorted(records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"]))
 
 
 def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
-                   retry: str, params: SamplingConfig, seed: int, first_kind: str,
-                   label: str) -> tuple[list[Attempt], str]:
+                   retry: str, params: SamplingConfig, seed: int, first_kind: str, where: str,
+                   progress: Any) -> list[Attempt]:
     """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails.
 
-    Returns the attempts and the rendered text of one retry prompt (what a retry sees).
+    Sample j of problem p at turn t is seeded by (seed, t, p.id, j): the same whatever else is in
+    the batch or chunk. `progress(n)` counts first attempts; `where` names the crash points.
     """
     cfg = ctx.cfg
     sampler = ctx.models.get(model)
     first, build_retry = CONDITIONS[cfg.conditions.first], CONDITIONS[retry]
     attempts: list[Attempt] = []
     live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its failed completions)
-    rendered = ""
     for turn in range(turns):
         if not live:
             break
         convs = [first(p, [], cfg) if turn == 0 else build_retry(p, failed, cfg) for p, failed in live]
         n = samples if turn == 0 else 1
-        if turn == 1:
-            rendered = sampler.render(convs[0])
-        with ctx.log.progress(f"{label}: turn {turn}, generating", len(convs) * n) as bar:
-            outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), progress=bar)
-        items = [(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]
-        with ctx.log.progress(f"{label}: turn {turn}, verifying", len(items)) as bar:
-            verdicts = iter(ctx.pool.map(items, progress=bar))
+        outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), keys=[p.id for p, _ in live],
+                                progress=progress if turn == 0 else None)
+        crash_point(f"{where}:turn{turn}:generated")
+        verdicts = iter(ctx.pool.map([(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]))
+        crash_point(f"{where}:turn{turn}:verified")
         kind = first_kind if turn == 0 else "retry"
         still = []
         for (p, failed), conv, cs in zip(live, convs, outs):
@@ -197,7 +239,7 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
             if _failed(mine[0]):  # sample 0 carries the chain
                 still.append((p, failed + [mine[0].completion]))
         live = still
-    return attempts, rendered
+    return attempts
 
 
 def _failed(a: Attempt) -> bool:
@@ -261,6 +303,7 @@ class Context:
         common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
                   "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options"}),
                   "backend": cfg.backend.model_dump(), "seed": cfg.seed,
+                  "chunk": cfg.chunk_size,  # which problems share a batch: float rounding on a GPU
                   "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
         if stage == "attempts":
             return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k,

@@ -6,7 +6,13 @@
 Every write is atomic (temp file + fsync + rename). `manifest.json` records, per stage, a
 hash of its inputs and of its outputs; `stage()` skips a stage whose inputs hash to the
 recorded value and whose outputs are still intact, so a killed run resumes where it stopped.
+A long stage keeps its finished pieces (generation chunks, trainer checkpoints) in
+`round_k/.partial/<stage>/` while it runs (`Partial`), so a killed stage resumes from its last
+piece; the folder is never an output and goes once the manifest records the stage.
 One process at a time: a lock file refuses a second run on the same directory.
+
+`crash_point(name)` marks the places a fault-injection test may kill the process
+(SECONDTRY_KILL_AT=name); SECONDTRY_TRACE=file lists every place reached.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +35,27 @@ from .config import Config, dump_config
 
 class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (locked, or run with another config)."""
+
+
+_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection: SECONDTRY_KILL_AT=NAME (or NAME#N: its N-th visit) SIGKILLs this process here.
+
+    SECONDTRY_TRACE=FILE appends every point reached to FILE (the tests pick kill points from it).
+    """
+    trace = os.environ.get("SECONDTRY_TRACE")
+    if trace:
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(name + "\n")
+    target = os.environ.get("SECONDTRY_KILL_AT")
+    if not target:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    want, _, nth = target.partition("#")
+    if want == name and _hits[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,6 +76,7 @@ def atomic_open(path: Path) -> Iterator[TextIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        crash_point("write:" + "/".join(path.parts[-2:]))  # written, not yet in place: a kill leaves a stray .tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,6 +112,17 @@ def hash_data(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def fsync_tree(path: Path) -> None:
+    """Flush a folder's files and the folder itself to disk (before marking it complete)."""
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(path)
+
+
 def hash_path(path: Path) -> str:
     """Content hash of a file, or of a folder's files (names and contents)."""
     h = hashlib.sha256()
@@ -103,6 +143,7 @@ class RunStore:
         self.manifest_path = self.root / "manifest.json"
         self._lock_fd: int | None = None
         self.skipped: list[str] = []
+        self.partial: Partial | None = None  # the running stage's finished pieces
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -110,6 +151,7 @@ class RunStore:
         store = cls(cfg.run_path)
         store.root.mkdir(parents=True, exist_ok=True)
         store._lock()
+        store._remove_strays()
         text = dump_config(cfg)
         saved = store.root / "config.yaml"
         if saved.exists() and saved.read_text(encoding="utf-8") != text and not allow_change:
@@ -133,6 +175,14 @@ class RunStore:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+
+    def _remove_strays(self) -> None:
+        """Temp files and staging folders a killed process left (we hold the lock: nobody is writing them)."""
+        for p in list(self.root.rglob(".*.tmp")) + list(self.root.glob("round_*/.train-*")):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -164,35 +214,88 @@ class RunStore:
 
         `run` writes `outputs` (atomically) and may return stage info (wall time is added);
         the info is kept in the manifest and returned, also when the stage is skipped
-        (skipped stages are listed in `self.skipped`).
+        (skipped stages are listed in `self.skipped`). While `run` runs, `self.partial` holds
+        the stage's finished pieces from earlier, killed runs with the same inputs.
         """
         inputs_hash = hash_data(inputs)
         entry = self.manifest()["stages"].get(name)
+        partial_dir = self.root / Path(name).parent / ".partial" / Path(name).name
         if entry and entry["inputs_hash"] == inputs_hash and all(p.exists() for p in outputs) \
                 and self._outputs_hash(outputs) == entry["outputs_hash"]:
             self.skipped.append(name)
+            _remove_partial(partial_dir)  # left if the last run died right after recording
             return entry["info"]
         for p in outputs:  # stale outputs of an earlier, different or unfinished run of this stage
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+        self.partial = Partial(partial_dir, name, inputs_hash)
         start = time.perf_counter()
-        info = dict(run() or {})
+        try:
+            info = dict(run() or {})
+        finally:
+            self.partial = None
         info["wall_s"] = round(time.perf_counter() - start, 3)
         missing = [str(p) for p in outputs if not p.exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}")
+        crash_point(f"{name}:outputs-written")
         manifest = self.manifest()
         manifest["stages"][name] = {"inputs_hash": inputs_hash, "outputs_hash": self._outputs_hash(outputs),
                                     "outputs": [str(p.relative_to(self.root)) for p in outputs],
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "info": info}
         write_json(self.manifest_path, manifest)
+        crash_point(f"{name}:recorded")
+        _remove_partial(partial_dir)
         return info
 
     @staticmethod
     def _outputs_hash(outputs: list[Path]) -> str:
         return hash_data([hash_path(p) for p in outputs])
+
+
+def _remove_partial(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # .partial/ itself, once no stage of the round has pieces left
+
+
+class Partial:
+    """A running stage's finished pieces in `round_k/.partial/<stage>/`, kept across kills.
+
+    The folder is bound to the stage's inputs hash: pieces made with other inputs are thrown
+    away when the stage starts. Chunk files appear whole (atomic writes) or not at all; a
+    trainer keeps its checkpoints in `folder`. The folder is made on first use.
+    """
+
+    def __init__(self, folder: Path, stage: str, inputs_hash: str) -> None:
+        self._folder, self.stage, self.inputs_hash = folder, stage, inputs_hash
+        marker = folder / "inputs_hash"
+        if folder.exists() and not (marker.is_file() and marker.read_text(encoding="utf-8") == inputs_hash):
+            shutil.rmtree(folder)  # pieces of a run with other inputs, or of one killed before it wrote the hash
+
+    @property
+    def folder(self) -> Path:
+        if not (self._folder / "inputs_hash").is_file():
+            self._folder.mkdir(parents=True, exist_ok=True)
+            write_text(self._folder / "inputs_hash", self.inputs_hash)
+        return self._folder
+
+    def _chunk_path(self, i: int) -> Path:
+        return self._folder / f"chunk-{i:05d}.jsonl"
+
+    def done(self, i: int) -> bool:
+        return self._chunk_path(i).is_file()
+
+    def chunk(self, i: int) -> list[dict[str, Any]] | None:
+        """The records of chunk `i` if an earlier run finished it, else None."""
+        path = self._chunk_path(i)
+        return read_jsonl(path) if path.is_file() else None
+
+    def write_chunk(self, i: int, records: list[dict[str, Any]]) -> None:
+        write_jsonl(self.folder / self._chunk_path(i).name, records)
+        crash_point(f"{self.stage}:chunk{i}:saved")
 
 
 def iter_rounds(root: Path) -> Iterator[tuple[int, Path]]:

@@ -81,3 +81,12 @@ def test_a_dataset_folder_loads_through_datasets(tmp_path, data_dir):
     assert len(probs) == 20 and probs[0].answer == "18"
     with pytest.raises(TaskDataError, match="could not load split 'nope'"):
         load("gsm8k", folder, split="nope")
+
+
+def test_skip_mode_keeps_the_first_row_of_a_duplicate_id(tmp_path):
+    f = tmp_path / "dup.jsonl"
+    f.write_text("".join(json.dumps({"problem": p, "answer": "1", "unique_id": i}) + "\n"
+                         for p, i in (("x", "a"), ("y", "a"), ("z", "b"))))
+    probs = load("math", f, on_bad_row="skip")
+    assert [(p.id, p.prompt.split("\n")[0]) for p in probs] == [("a", "x"), ("b", "z")] and probs.skipped == 1
+    assert "dup.jsonl:2: duplicate id 'a' (first seen at" in probs.skip_reasons[0]

@@ -129,13 +129,14 @@ def build_problems(cfg: TaskConfig, seed: int, make: Callable[[str, dict[str, An
     for index, (where, row) in enumerate(read_rows(cfg)):
         try:
             problem = make(where, row, index)
+            if problem.id in seen:
+                raise TaskDataError(f"{where}: duplicate id {problem.id!r} (first seen at {seen[problem.id]}); "
+                                    f"give each row its own id")
         except TaskDataError as e:
             if cfg.on_bad_row == "error":
                 raise TaskDataError(f"{e} (set on_bad_row: skip on this task to skip such rows)") from None
-            skipped.append(str(e))
+            skipped.append(str(e))  # a duplicate keeps its first row
             continue
-        if problem.id in seen:
-            raise TaskDataError(f"{where}: duplicate id {problem.id!r} (first seen at {seen[problem.id]})")
         seen[problem.id] = where
         problems.append(problem)
     if not problems:

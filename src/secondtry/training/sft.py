@@ -4,6 +4,13 @@ Examples are conversational prompt-completion pairs, so TRL puts the loss on the
 turn only (`completion_only_loss`), whatever the chat template. The output folder holds
 the merged model in HF format (loadable with `AutoModelForCausalLM.from_pretrained`), the
 LoRA adapter in `adapter/`, and a model card.
+
+With a `checkpoints` folder, the trainer saves its whole state there every
+`checkpoint.train_steps` steps and a new call resumes from the last complete checkpoint: on
+CPU the resumed run ends with the same weights, bit for bit, as one that was never stopped
+(optimizer, scheduler, RNG and data order are restored). A CUDA out-of-memory error halves
+the batch, doubles gradient accumulation and resumes from the last checkpoint
+(`memory.fit_batch`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ import torch
 from ..backends.hf import load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..config import Config
 from ..log import Log
+from ..memory import fit_batch
+from ..store import crash_point, fsync_tree, write_text
 from ..types import Example
+
+COMPLETE = "complete"  # written into a checkpoint folder once every file of it is on disk
 
 
 def _dataset(examples: list[Example], cfg: Config):
@@ -38,19 +49,50 @@ def _dataset(examples: list[Example], cfg: Config):
     return Dataset.from_list(rows)
 
 
-def _progress_callback(bar):
+def _step_callback(bar, where: str):
+    """Progress, crash points, and checkpoints marked complete (older ones removed) once on disk."""
     from transformers import TrainerCallback
 
-    class Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            bar(1)
+    class Steps(TrainerCallback):
+        shown = 0  # steps the bar shows: a resumed or backed-off run does not count its steps twice
 
-    return Progress()
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step > self.shown:
+                bar(state.global_step - self.shown)
+                self.shown = state.global_step
+            crash_point(f"{where}:step{state.global_step}")
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            crash_point(f"{where}:saving{state.global_step}")  # saved, not yet marked: not resumed from
+            fsync_tree(folder)
+            write_text(folder / COMPLETE, f"{state.global_step}\n")
+            for old in Path(args.output_dir).glob("checkpoint-*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    return Steps()
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The latest checkpoint marked complete; incomplete ones (a kill mid-save) are removed."""
+    done = []
+    for p in folder.glob("checkpoint-*"):
+        if (p / COMPLETE).is_file():
+            done.append(p)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
 def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: Path, seed: int,
-                  bf16: bool, callbacks: list | None = None):
-    """The TRL SFTTrainer the rounds use: prompt-completion rows, loss on the completion only."""
+                  bf16: bool, callbacks: list | None = None, batch: int | None = None, accum: int | None = None,
+                  save_steps: int | None = None):
+    """The TRL SFTTrainer the rounds use: prompt-completion rows, loss on the completion only.
+
+    `batch`/`accum` override the config's (after an out-of-memory back-off); `save_steps`
+    turns on checkpoints in `work/trainer`.
+    """
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -58,12 +100,14 @@ def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: 
     t = cfg.training
     warnings.filterwarnings("ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning)
     args = SFTConfig(
-        output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
+        output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=batch or t.batch_size,
+        gradient_accumulation_steps=accum or t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
         warmup_steps=int(round(t.warmup_ratio * t.steps)), weight_decay=t.weight_decay,
         max_length=t.max_length, packing=False, completion_only_loss=True,
         bf16=bf16, use_cpu=model.device.type == "cpu",
-        logging_steps=max(1, t.steps // 20), save_strategy="no", report_to="none", disable_tqdm=True,
+        logging_steps=1,  # every step's loss is kept: the figures are the same after a resume
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+        report_to="none", disable_tqdm=True,
         seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
         gradient_checkpointing=t.gradient_checkpointing,  # TRL's default is True; ours is the config's
     )
@@ -78,29 +122,46 @@ def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: 
 
 
 def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path, seed: int,
-          log: Log = Log()) -> dict[str, Any]:
+          log: Log = Log(), checkpoints: Path | None = None, where: str = "train") -> dict[str, Any]:
     """Fine-tune `start_model` on `examples`; write the merged model to `out_dir` (atomically).
 
-    Returns the training figures: steps, tokens trained, loss at the start and end.
+    `checkpoints`: a folder kept across calls (resume from it); without one, a temporary
+    folder that goes at the end. `where` names the crash points. Returns the training figures:
+    steps, tokens trained, loss at the start and end, out-of-memory back-offs.
     """
     if not examples:
         raise ValueError("no training examples")
     t = cfg.training
     device = resolve_device(cfg.backend.device)
     tokenizer = load_tokenizer(start_model)
-    # full fine-tuning keeps float32 master weights (bf16 updates at small lr would round away)
-    model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, device)
-    model.train()
     bf16 = resolve_dtype(cfg.model.dtype, device) == torch.bfloat16
-    work = Path(tempfile.mkdtemp(prefix=".train-", dir=out_dir.parent))
+    work = checkpoints or Path(tempfile.mkdtemp(prefix=".train-", dir=out_dir.parent))
+    staging = work / "model"
     try:
         with log.progress(f"training ({t.method}, {len(examples)} examples)", total=t.steps) as bar:
-            trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [_progress_callback(bar)])
-            result = trainer.train()
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+            steps = _step_callback(bar, where)
+
+            def attempt(batch: int, accum: int):
+                # full fine-tuning keeps float32 master weights (bf16 updates at small lr would round away)
+                model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, device)
+                model.train()
+                trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [steps], batch, accum,
+                                        save_steps=cfg.checkpoint.train_steps if checkpoints else None)
+                resume = last_checkpoint(work / "trainer")
+                if resume:
+                    log.info(f"{where}: resuming from {resume.name}")
+                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+                return trainer
+
+            trainer, backoffs = fit_batch(attempt, t.batch_size, t.grad_accum, log, where)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]  # one per step, resumed ones too
+        window = max(1, len(losses) // 20)
         trained = trainer.model
-        staging = work / "model"
+        shutil.rmtree(staging, ignore_errors=True)  # a kill mid-save left it
         if t.method == "lora":
+            lora = trained.peft_config["default"]
+            if isinstance(lora.target_modules, set):  # written in hash order otherwise: equal runs, unequal files
+                lora.target_modules = sorted(lora.target_modules)
             trained.save_pretrained(staging / "adapter")
             trained = trained.merge_and_unload()
         trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
@@ -108,23 +169,29 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         info = {
             "method": t.method, "steps": trainer.state.global_step, "examples": len(examples),
             "tokens_trained": int(trainer.state.num_input_tokens_seen or 0),
-            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-            "train_loss": float(result.training_loss), "start_model": start_model,
+            "loss_first": _mean(losses[:window]), "loss_last": _mean(losses[-window:]), "train_loss": _mean(losses),
+            "start_model": start_model,
         }
-        del trainer, trained, model
+        if backoffs:
+            info["oom_backoffs"] = backoffs
+        del trainer, trained
+        crash_point(f"{where}:merged")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     finally:
-        shutil.rmtree(work, ignore_errors=True)  # a failed run leaves no staging folder behind
+        if checkpoints is None:
+            shutil.rmtree(work, ignore_errors=True)  # a failed run leaves no staging folder behind
     return info
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def write_model_card(out_dir: Path, round_: int, cfg: Config, train_info: dict[str, Any],
                      data_info: dict[str, Any]) -> None:
     """A README.md in the model folder: which round, on what data, with which config."""
-    from ..store import write_text
-
     t = cfg.training
     lora = f", LoRA r{t.rank}/alpha {t.alpha} on {t.target_modules}" if t.method == "lora" else ""
     lines = [
