@@ -17,7 +17,6 @@ of batched matmuls on a GPU; on CPU runs repeat byte for byte).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +26,8 @@ from ..config import Config, SamplingConfig
 from ..log import Log
 from ..memory import free_memory, is_oom
 from ..types import Completion, Message
+from .engine.sampling import mix32
+from .engine.sampling import request_key as row_seed  # one keying scheme for both generation paths
 
 
 class ModelLoadError(ValueError):
@@ -87,28 +88,6 @@ def render(tokenizer, messages: Sequence[Message], chat_template_kwargs: dict, *
         tokenize=False, add_generation_prompt=generation_prompt, **chat_template_kwargs)
 
 
-def row_seed(seed: int, key: str, sample: int) -> int:
-    """The 32-bit key of one sampled row: (call seed, conversation key, sample index)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}:{sample}".encode()).digest()[:4], "little")
-
-
-_M32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    # x * c mod 2**32 for 0 <= x < 2**32, without int64 overflow: c in 16-bit halves
-    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash ("lowbias32", C. Wellons): the same bits on every device."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
 def gumbel_noise(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.Tensor:
     """Gumbel(0, 1) noise [rows, k] for token ids `tokens` [rows, k]: a function of (row key, step, token id).
 
@@ -116,8 +95,8 @@ def gumbel_noise(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.T
     >>> bool(gumbel_noise(key, 3, torch.tensor([[5]])) == gumbel_noise(key, 3, torch.tensor([[9, 5]]))[0, 1])
     True
     """
-    state = _mix32(keys.long() ^ _mix32(torch.full_like(keys.long(), step) ^ 0x9E3779B9))
-    bits = _mix32(state[:, None] ^ _mix32(tokens.long() + 0x632BE5AB))
+    state = mix32(keys.long() ^ mix32(torch.full_like(keys.long(), step) ^ 0x9E3779B9))
+    bits = mix32(state[:, None] ^ mix32(tokens.long() + 0x632BE5AB))
     u = ((bits >> 9).to(torch.float32) + 0.5) * 2.0 ** -23  # 23 bits: k + 0.5 is exact, so 0 < u < 1
     return -torch.log(-torch.log(u))
 

@@ -24,8 +24,8 @@ import torch
 _M32 = 0xFFFFFFFF
 
 
-def request_key(seed: int, request: int, sample: int) -> int:
-    """The 32-bit key of one sample of one request."""
+def request_key(seed: int, request: int | str, sample: int) -> int:
+    """The 32-bit key of one sample of one request (a position, or a stable key such as a problem id)."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{request}:{sample}".encode()).digest()[:4], "little")
 
 
