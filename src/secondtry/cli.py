@@ -331,6 +331,53 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
     print(f"record: {write_record('generate', command.strip(), workload, figures, out)}")
 
 
+@bench_app.command(name="train")
+def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+                examples: int = typer.Option(2000, "--examples", min=8),
+                min_len: int = typer.Option(300, "--min-len", min=8, help="shortest example, tokens"),
+                max_len: int = typer.Option(1200, "--max-len", min=8, help="longest example, tokens"),
+                tokens_per_step: int = typer.Option(16384, "--tokens-per-step", min=16),
+                pack: int = typer.Option(4096, "--pack", min=16, help="packed row length"),
+                steps: int = typer.Option(10, "--steps", min=1, help="timed steps per path"),
+                warmup: int = typer.Option(3, "--warmup", min=1, help="untimed steps first"),
+                paths: str = typer.Option("secondtry,trl_packing,trl_packing_no_gc,padded_peft", "--paths",
+                                          help="comma-separated; also secondtry_liger"),
+                profile: bool = typer.Option(False, "--profile", help="also print the project trainer's top kernels"),
+                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+    """LoRA SFT real tokens/s, step time and peak memory: the project's trainer vs TRL packing vs a padded loop."""
+    import json
+    import shlex
+
+    import torch
+
+    from .bench import write_record
+    from .bench.generate import MODELS
+    from .bench.train import profile as profile_kernels
+    from .bench.train import run as run_bench
+
+    known = {"secondtry", "secondtry_liger", "trl_packing", "trl_packing_no_gc", "padded_peft"}
+    chosen = tuple(p.strip() for p in paths.split(",") if p.strip())
+    if model not in MODELS:
+        _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
+    if not set(chosen) <= known or not chosen:
+        _fail(f"--paths: unknown {sorted(set(chosen) - known)}; choose from {', '.join(sorted(known))}")
+    if min_len > max_len:
+        _fail(f"--min-len {min_len} is above --max-len {max_len}")
+    if max_len > pack:
+        _fail(f"--max-len {max_len} does not fit a packed row of --pack {pack} tokens")
+    if not torch.cuda.is_available() and model != "tiny-qwen3":
+        _fail("bench train measures the GPU and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
+    workload, figures = run_bench(model=model, examples=examples, min_len=min_len, max_len=max_len,
+                                  prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2),
+                                  tokens_per_step=tokens_per_step, pack=pack, warmup=warmup, steps=steps, paths=chosen,
+                                  report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
+    command = "secondtry bench train " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "train"] else [])
+    print(json.dumps(figures, indent=1))
+    print(f"record: {write_record('train', command.strip(), workload, figures, out)}")
+    if profile:
+        print(profile_kernels(model, pack=pack, rows_per_step=max(1, tokens_per_step // pack)))
+
+
 @app.command(name="ls")
 def ls() -> None:
     """List tasks, verifiers, conditions, backends and stopping policies."""

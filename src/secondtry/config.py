@@ -136,15 +136,23 @@ class TrainingConfig(_Strict):
     target_modules: str | list[str] = "all-linear"
     lr: float = Field(2e-5, gt=0)
     steps: int = Field(500, ge=1, description="optimizer steps per round")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="examples a step; with packing, packed rows a step")
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(2048, ge=8, description="longer examples are truncated")
+    max_length: int = Field(2048, ge=8, description="longer examples are truncated; with packing, a row's length")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     schedule: Literal["cosine", "constant", "linear", "constant_with_warmup"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     between_rounds: Literal["continue", "reset"] = Field(
         "continue", description="continue from this round's merged model, or reset to the base model")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                                           "memory, about a third more compute")
+    packing: bool = Field(True, description="pack examples end to end into rows of up to max_length tokens "
+                                            "(batch_size rows a step); each example attends only to itself")
+    liger: bool = Field(False, description="Liger kernels (RMSNorm, SwiGLU, RoPE, fused cross-entropy); needs "
+                                           "liger-kernel installed")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="training logs for these trackers, each only where its package is installed")
 
 
 class EvaluationConfig(_Strict):

@@ -39,7 +39,7 @@ def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):
 
     tok = load_tokenizer(str(tiny_model))
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    trainer = build_trainer(model, tok, EXAMPLES[:2], cfg(tiny_model), tmp_path, seed=0, bf16=False)
+    trainer = build_trainer(model, tok, EXAMPLES[:2], cfg(tiny_model, packing=False), tmp_path, seed=0, bf16=False)
     row = trainer.train_dataset[1]
     labelled = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
     assert tok.decode(labelled) == EXAMPLES[1].completion + tok.eos_token

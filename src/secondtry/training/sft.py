@@ -1,9 +1,13 @@
 """SFT on (problem -> correct retry) with TRL `SFTTrainer`, LoRA through PEFT or full fine-tuning.
 
 Examples are conversational prompt-completion pairs, so TRL puts the loss on the assistant
-turn only (`completion_only_loss`), whatever the chat template. The output folder holds
-the merged model in HF format (loadable with `AutoModelForCausalLM.from_pretrained`), the
-LoRA adapter in `adapter/`, and a model card.
+turn only (`completion_only_loss`), whatever the chat template. With `training.packing`
+(the default) TRL packs them best-fit into rows of `max_length` tokens with no padding, and
+the attention runs per example through `attention.VARLEN` (torch's FlashAttention-2 varlen
+kernel on a GPU): no token sees another example. TRL's fused LM head scores only the
+completion tokens, in tiles, without the full vocabulary-sized logits. The output folder
+holds the merged model in HF format (loadable with `AutoModelForCausalLM.from_pretrained`),
+the LoRA adapter in `adapter/`, and a model card.
 
 With a `checkpoints` folder, the trainer saves its whole state there every
 `checkpoint.train_steps` steps and a new call resumes from the last complete checkpoint: on
@@ -30,6 +34,7 @@ from ..log import Log
 from ..memory import fit_batch
 from ..store import crash_point, fsync_tree, write_text
 from ..types import Example
+from .attention import register
 
 COMPLETE = "complete"  # written into a checkpoint folder once every file of it is on disk
 
@@ -85,13 +90,24 @@ def last_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
-def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: Path, seed: int,
+def trackers(wanted: list[str], log: Log = Log()) -> list[str]:
+    """The configured trackers whose package is installed (the others are named and skipped)."""
+    import importlib.util
+
+    have = [name for name in wanted if importlib.util.find_spec(name) is not None]
+    if len(have) < len(wanted):
+        log.info(f"training logs: {', '.join(sorted(set(wanted) - set(have)))} not installed, not reported to")
+    return have
+
+
+def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, work: Path, seed: int,
                   bf16: bool, callbacks: list | None = None, batch: int | None = None, accum: int | None = None,
-                  save_steps: int | None = None):
+                  save_steps: int | None = None, report_to: list[str] | None = None):
     """The TRL SFTTrainer the rounds use: prompt-completion rows, loss on the completion only.
 
-    `batch`/`accum` override the config's (after an out-of-memory back-off); `save_steps`
-    turns on checkpoints in `work/trainer`.
+    `examples`: Examples, or a `datasets.Dataset` already tokenized (`input_ids`,
+    `completion_mask`), as the benchmark gives. `batch`/`accum` override the config's (after
+    an out-of-memory back-off); `save_steps` turns on checkpoints in `work/trainer`.
     """
     from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
@@ -99,15 +115,17 @@ def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: 
 
     t = cfg.training
     warnings.filterwarnings("ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning)
+    if t.packing:
+        model.set_attn_implementation(register())
     args = SFTConfig(
         output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=batch or t.batch_size,
         gradient_accumulation_steps=accum or t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
         warmup_steps=int(round(t.warmup_ratio * t.steps)), weight_decay=t.weight_decay,
-        max_length=t.max_length, packing=False, completion_only_loss=True,
-        bf16=bf16, use_cpu=model.device.type == "cpu",
+        max_length=t.max_length, packing=t.packing, packing_strategy="bfd", completion_only_loss=True,
+        use_liger_kernel=t.liger, bf16=bf16, use_cpu=model.device.type == "cpu",
         logging_steps=1,  # every step's loss is kept: the figures are the same after a resume
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
-        report_to="none", disable_tqdm=True,
+        report_to=report_to or "none", disable_tqdm=True,
         seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
         gradient_checkpointing=t.gradient_checkpointing,  # TRL's default is True; ours is the config's
     )
@@ -115,18 +133,21 @@ def build_trainer(model, tokenizer, examples: list[Example], cfg: Config, work: 
     if t.method == "lora":
         peft_config = LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout,
                                  target_modules=t.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(examples, cfg), processing_class=tokenizer,
+    data = _dataset(examples, cfg) if isinstance(examples, list) else examples
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar is enough
     return trainer
 
 
 def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path, seed: int,
-          log: Log = Log(), checkpoints: Path | None = None, where: str = "train") -> dict[str, Any]:
+          log: Log = Log(), checkpoints: Path | None = None, where: str = "train",
+          logs: Path | None = None) -> dict[str, Any]:
     """Fine-tune `start_model` on `examples`; write the merged model to `out_dir` (atomically).
 
     `checkpoints`: a folder kept across calls (resume from it); without one, a temporary
-    folder that goes at the end. `where` names the crash points. Returns the training figures:
+    folder that goes at the end. `where` names the crash points. `logs`: where TensorBoard
+    writes (with `training.report_to`); none, no tracker. Returns the training figures:
     steps, tokens trained, loss at the start and end, out-of-memory back-offs.
     """
     if not examples:
@@ -137,6 +158,9 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
     bf16 = resolve_dtype(cfg.model.dtype, device) == torch.bfloat16
     work = checkpoints or Path(tempfile.mkdtemp(prefix=".train-", dir=out_dir.parent))
     staging = work / "model"
+    report_to = trackers(t.report_to, log) if logs else []
+    if "tensorboard" in report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)  # transformers' TensorBoard callback reads it
     try:
         with log.progress(f"training ({t.method}, {len(examples)} examples)", total=t.steps) as bar:
             steps = _step_callback(bar, where)
@@ -146,7 +170,8 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
                 model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, device)
                 model.train()
                 trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [steps], batch, accum,
-                                        save_steps=cfg.checkpoint.train_steps if checkpoints else None)
+                                        save_steps=cfg.checkpoint.train_steps if checkpoints else None,
+                                        report_to=report_to)
                 resume = last_checkpoint(work / "trainer")
                 if resume:
                     log.info(f"{where}: resuming from {resume.name}")
@@ -164,13 +189,15 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
                 lora.target_modules = sorted(lora.target_modules)
             trained.save_pretrained(staging / "adapter")
             trained = trained.merge_and_unload()
+        trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
         trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         info = {
             "method": t.method, "steps": trainer.state.global_step, "examples": len(examples),
             "tokens_trained": int(trainer.state.num_input_tokens_seen or 0),
             "loss_first": _mean(losses[:window]), "loss_last": _mean(losses[-window:]), "train_loss": _mean(losses),
-            "start_model": start_model,
+            "start_model": start_model, "packing": t.packing, "between_rounds": t.between_rounds,
+            "reported_to": report_to,
         }
         if backoffs:
             info["oom_backoffs"] = backoffs
@@ -180,6 +207,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     finally:
+        os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
         if checkpoints is None:
             shutil.rmtree(work, ignore_errors=True)  # a failed run leaves no staging folder behind
     return info
