@@ -8,6 +8,8 @@ from typing import Callable, List, Optional
 
 import typer
 
+from .bench.train import DEFAULT_PATHS, PATHS
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a model's correct second tries into weights, round after round.")
 
@@ -340,8 +342,8 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
                 pack: int = typer.Option(4096, "--pack", min=16, help="packed row length"),
                 steps: int = typer.Option(10, "--steps", min=1, help="timed steps per path"),
                 warmup: int = typer.Option(3, "--warmup", min=1, help="untimed steps first"),
-                paths: str = typer.Option("secondtry,trl_packing,trl_packing_no_gc,padded_peft", "--paths",
-                                          help="comma-separated; also secondtry_liger"),
+                paths: str = typer.Option(",".join(DEFAULT_PATHS), "--paths",
+                                          help="comma-separated, of: " + ", ".join(PATHS)),
                 profile: bool = typer.Option(False, "--profile", help="also print the project trainer's top kernels"),
                 out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """LoRA SFT real tokens/s, step time and peak memory: the project's trainer vs TRL packing vs a padded loop."""
@@ -355,7 +357,7 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
     from .bench.train import profile as profile_kernels
     from .bench.train import run as run_bench
 
-    known = {"secondtry", "secondtry_liger", "trl_packing", "trl_packing_no_gc", "padded_peft"}
+    known = set(PATHS)
     chosen = tuple(p.strip() for p in paths.split(",") if p.strip())
     if model not in MODELS:
         _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")

@@ -148,8 +148,8 @@ class TrainingConfig(_Strict):
                                                            "memory, about a third more compute")
     packing: bool = Field(True, description="pack examples end to end into rows of up to max_length tokens "
                                             "(batch_size rows a step); each example attends only to itself")
-    liger: bool = Field(False, description="Liger kernels (RMSNorm, SwiGLU, RoPE, fused cross-entropy); needs "
-                                           "liger-kernel installed")
+    liger: bool | Literal["auto"] = Field(
+        "auto", description="Liger kernels (RMSNorm, SwiGLU, RoPE); auto: on a GPU where liger-kernel is installed")
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"],
         description="training logs for these trackers, each only where its package is installed")

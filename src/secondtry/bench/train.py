@@ -5,16 +5,20 @@ examples for every path: total lengths drawn uniformly from `min_len`–`max_len
 prompt of `prompt_min`–`prompt_max` tokens carries no loss. Every path takes about
 `tokens_per_step` real tokens per optimizer step and LoRA on all linear layers (rank 16):
 
-  secondtry      `training.build_trainer`: TRL SFTTrainer, best-fit packing into rows of
-                 `pack` tokens, per-example varlen attention (`training.attention`), TRL's
-                 fused LM head, no gradient checkpointing (the config's default)
+  secondtry      `training.build_trainer` with the config's defaults: TRL SFTTrainer,
+                 best-fit packing into rows of `pack` tokens, per-example varlen attention
+                 (`training.attention`), TRL's fused LM head, no gradient checkpointing,
+                 Liger kernels where installed
+  secondtry_no_liger / secondtry_liger   the same with Liger off / on
+  secondtry_gc   the same with gradient checkpointing (less memory, more compute)
   trl_packing    TRL's defaults with `packing=True` (rows of `pack` tokens): sdpa attention,
                  gradient checkpointing on (TRL's default)
-  trl_packing_no_gc  the same without gradient checkpointing: what the attention alone changes
+  trl_packing_no_gc  the same without gradient checkpointing
   padded_peft    a hand loop: PEFT model, AdamW, micro-batches of `padded_batch` examples
                  padded to their longest, accumulated to `tokens_per_step`, sdpa attention,
                  transformers' loss on full logits
 
+Each path runs in its own process (Liger patches transformers process-wide) on a fresh model.
 For each: real (non-pad) tokens/s over `steps` timed steps after `warmup` steps, the median
 step time, peak GPU memory (allocated), and the loss of one packed batch against the same
 examples run one by one (`leak`: relative difference; above bf16 noise, tokens saw other
@@ -25,7 +29,6 @@ matrix-product rate.
 
 from __future__ import annotations
 
-import gc
 import random
 import statistics
 import tempfile
@@ -129,7 +132,7 @@ def _lora(rank: int):
 
 
 def run_secondtry(model, rows, tok, work: Path, pack: int, rows_per_step: int, steps: int, rank: int, clock: Clock,
-                  bf16: bool = True, liger: bool = False):
+                  bf16: bool = True, liger: bool | str = "auto", gradient_checkpointing: bool = False):
     from datasets import Dataset
 
     from ..config import build_config
@@ -139,7 +142,8 @@ def run_secondtry(model, rows, tok, work: Path, pack: int, rows_per_step: int, s
                         "eval_task": {"name": "synthetic", "split": "test"},
                         "training": {"steps": steps, "batch_size": rows_per_step, "max_length": pack, "rank": rank,
                                      "alpha": 2 * rank, "dropout": 0.0, "lr": 2e-5, "warmup_ratio": 0.0,
-                                     "packing": True, "liger": liger, "report_to": []}})
+                                     "packing": True, "liger": liger, "report_to": [],
+                                     "gradient_checkpointing": gradient_checkpointing}})
     trainer = build_trainer(model, tok, Dataset.from_list(rows), cfg, work, seed=0, bf16=bf16)
     _trainer_clock(trainer, clock)
     trainer.train()
@@ -231,46 +235,75 @@ def packed_vs_alone(model, rows: list[dict[str, list[int]]], attn: str, n: int =
     return abs(float(packed) - alone) / alone
 
 
-def _measure(name: str, build: Callable[[], Any], body: Callable[[Any, Clock], Any], warmup: int,
-             report: Callable[[str, dict], None]) -> dict[str, Any]:
+def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
+    """Run one path on a fresh random model; its figures (or its error). Runs in its own process
+    when `queue` is given: kernel patchers (Liger) change transformers for the whole process."""
     import torch
 
-    cuda = torch.cuda.is_available()
-    gc.collect()
+    config = MODELS[p["model"]]
+    rows = make_examples(p["examples"], p["min_len"], p["max_len"], p["prompt_min"], p["prompt_max"],
+                         config["vocab_size"])
+    tok, device = tokenizer(), _device()
+    cuda, bf16 = device == "cuda", device == "cuda"
+    rows_per_step, total, rank, pack = max(1, p["tokens_per_step"] // p["pack"]), p["warmup"] + p["steps"], \
+        p["rank"], p["pack"]
     if cuda:
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     clock = Clock()
     try:
-        model = build()
-        result = body(model, clock)
-        figures = clock.figures(warmup, torch.cuda.max_memory_allocated() if cuda else 0)
-        del result, model
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            model = random_model(config, device).train()
+            if name.startswith("secondtry"):
+                run_secondtry(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16,
+                              liger={"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto"),
+                              gradient_checkpointing=name == "secondtry_gc")
+            elif name.startswith("trl_packing"):
+                run_trl(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16, name == "trl_packing")
+            else:
+                run_padded(model, rows, tok, p["tokens_per_step"], p["padded_batch"], total, rank, clock)
+        figures = clock.figures(p["warmup"], torch.cuda.max_memory_allocated() if cuda else 0)
+        if name.startswith("secondtry"):
+            from ..training.sft import use_liger
+
+            figures["liger"] = use_liger({"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto"),
+                                         device)
     except Exception as e:  # one failing path is reported; the others still run
         figures = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
-    report(name, figures)
+    if queue is not None:
+        queue.put(figures)
     return figures
+
+
+def _isolated(name: str, p: dict[str, Any]) -> dict[str, Any]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_path, args=(name, p, queue))
+    child.start()
+    child.join()
+    return queue.get() if not queue.empty() else {"error": f"the process exited with code {child.exitcode}"}
+
+
+PATHS = ("secondtry", "secondtry_no_liger", "secondtry_liger", "secondtry_gc", "trl_packing", "trl_packing_no_gc",
+         "padded_peft")
+DEFAULT_PATHS = ("secondtry", "secondtry_no_liger", "secondtry_gc", "trl_packing", "trl_packing_no_gc", "padded_peft")
 
 
 def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max_len: int = 1200,
         prompt_min: int = 50, prompt_max: int = 250, tokens_per_step: int = 16384, pack: int = 4096,
-        padded_batch: int = 8, rank: int = 16, warmup: int = 3, steps: int = 10, paths: tuple[str, ...] = (
-            "secondtry", "trl_packing", "trl_packing_no_gc", "padded_peft"),
-        report: Callable[[str, dict], None] = lambda name, f: None) -> tuple[dict, dict]:
+        padded_batch: int = 8, rank: int = 16, warmup: int = 3, steps: int = 10, paths: tuple[str, ...] = DEFAULT_PATHS,
+        isolate: bool = True, report: Callable[[str, dict], None] = lambda name, f: None) -> tuple[dict, dict]:
+    """Every path in `paths` (each in its own process with `isolate`), then the ratios and the leak check."""
     import torch
 
+    p = {"model": model, "examples": examples, "min_len": min_len, "max_len": max_len, "prompt_min": prompt_min,
+         "prompt_max": prompt_max, "tokens_per_step": tokens_per_step, "pack": pack, "padded_batch": padded_batch,
+         "rank": rank, "warmup": warmup, "steps": steps}
     config = MODELS[model]
     rows = make_examples(examples, min_len, max_len, prompt_min, prompt_max, config["vocab_size"])
-    tok = tokenizer()
-    rows_per_step = max(1, tokens_per_step // pack)
-    total = warmup + steps
-    workload = {"model": model, "examples": examples, "lengths": [min_len, max_len], "prompt": [prompt_min, prompt_max],
-                "tokens_per_step": tokens_per_step, "pack": pack, "rows_per_step": rows_per_step,
-                "padded_batch": padded_batch, "lora_rank": rank, "warmup_steps": warmup, "timed_steps": steps,
-                "torch": torch.__version__}
+    workload = {**p, "rows_per_step": max(1, tokens_per_step // pack), "torch": torch.__version__}
     for name in ("transformers", "trl", "peft", "liger_kernel"):
         try:
             workload[name] = __import__(name).__version__
@@ -280,33 +313,23 @@ def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max
     flops = flops_per_token(config, rows)
     figures["gflop_per_token"] = round(flops / 1e9, 3)
     figures["compute_limit_tokens_per_s"] = round(figures["matmul_tflops"] * 1e12 / flops)
-    bf16 = _device() == "cuda"
-    build = lambda: random_model(config, _device()).train()  # noqa: E731
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        bodies = {
-            "secondtry": lambda m, c: run_secondtry(m, rows, tok, work, pack, rows_per_step, total, rank, c, bf16),
-            "secondtry_liger": lambda m, c: run_secondtry(m, rows, tok, work, pack, rows_per_step, total, rank, c,
-                                                          bf16, liger=True),
-            "trl_packing": lambda m, c: run_trl(m, rows, tok, work, pack, rows_per_step, total, rank, c, bf16, True),
-            "trl_packing_no_gc": lambda m, c: run_trl(m, rows, tok, work, pack, rows_per_step, total, rank, c, bf16,
-                                                      False),
-            "padded_peft": lambda m, c: run_padded(m, rows, tok, tokens_per_step, padded_batch, total, rank, c),
-        }
-        for name in paths:
-            figures[name] = _measure(name, build, bodies[name], warmup, report)
+    for name in paths:
+        figures[name] = _isolated(name, p) if isolate else _path(name, p)
+        report(name, figures[name])
     limit = figures["compute_limit_tokens_per_s"]
     for name in paths:
         f = figures[name]
         if "tokens_per_s" in f:
             f["mfu"] = round(f["tokens_per_s"] / limit, 3)
-    base = figures.get("secondtry", {})
-    for other in paths:
-        if other != "secondtry" and "tokens_per_s" in base and "tokens_per_s" in figures[other]:
-            figures[f"speedup_vs_{other}"] = round(base["tokens_per_s"] / figures[other]["tokens_per_s"], 2)
-            if figures[other]["peak_mem_gb"]:
-                figures[f"memory_ratio_vs_{other}"] = round(base["peak_mem_gb"] / figures[other]["peak_mem_gb"], 2)
-    m = build().eval()
+    for ours in ("secondtry", "secondtry_gc"):
+        base = figures.get(ours, {})
+        for other in paths:
+            if not other.startswith("secondtry") and "tokens_per_s" in base and "tokens_per_s" in figures[other]:
+                figures[f"{ours}_speedup_vs_{other}"] = round(base["tokens_per_s"] / figures[other]["tokens_per_s"], 2)
+                if figures[other]["peak_mem_gb"]:
+                    figures[f"{ours}_memory_ratio_vs_{other}"] = round(
+                        base["peak_mem_gb"] / figures[other]["peak_mem_gb"], 2)
+    m = random_model(config, _device()).eval()
     figures["leak"] = {"secondtry_varlen": packed_vs_alone(m, rows, "secondtry_varlen"),
                        "sdpa_packed_position_ids": packed_vs_alone(m, rows, "sdpa")}
     del m
