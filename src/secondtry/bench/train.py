@@ -29,6 +29,7 @@ matrix-product rate.
 
 from __future__ import annotations
 
+import importlib.metadata
 import random
 import statistics
 import tempfile
@@ -304,10 +305,10 @@ def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max
     config = MODELS[model]
     rows = make_examples(examples, min_len, max_len, prompt_min, prompt_max, config["vocab_size"])
     workload = {**p, "rows_per_step": max(1, tokens_per_step // pack), "torch": torch.__version__}
-    for name in ("transformers", "trl", "peft", "liger_kernel"):
+    for name in ("transformers", "trl", "peft", "liger-kernel"):
         try:
-            workload[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 - optional packages
+            workload[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # optional packages
             workload[name] = None
     figures: dict[str, Any] = {"matmul_tflops": round(matmul_rate() / 1e12, 1)}
     flops = flops_per_token(config, rows)
