@@ -85,6 +85,8 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     before_prev = ctx.eval_records(history[-2].round) if k >= 2 else None  # every earlier round was evaluated
     figures.update(compare_evals(ctx.eval_records(0), before_prev, ctx.eval_records(history[-1].round), evaluation,
                                  ev.metric, ev.bootstrap, cfg.seed))
+    training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
+        name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
     gain = figures["delta_from_prev"]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
                              gain["value"], gain["ci"]), cfg.stopping)
@@ -133,7 +135,8 @@ def train_model(ctx: Context, k: int, start: str, out: Path, filter_info: dict[s
     ctx.models.close()  # free the sampler's memory for training
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
     info = training.train(start, examples, ctx.cfg, out, seed=_seed(ctx.cfg.seed, "train", k), log=ctx.log,
-                          checkpoints=ctx.store.partial.folder, where=f"round_{k}/train")
+                          checkpoints=ctx.store.partial.folder, where=f"round_{k}/train",
+                          logs=ctx.store.root / "logs" / f"round_{k}")
     training.write_model_card(out, k, ctx.cfg, info, filter_info)
     return info
 

@@ -123,10 +123,14 @@ def fsync_tree(path: Path) -> None:
     _fsync_dir(path)
 
 
+CARD = "README.md"  # a model folder's card: rewritten once the round is evaluated, not part of the model
+
+
 def hash_path(path: Path) -> str:
-    """Content hash of a file, or of a folder's files (names and contents)."""
+    """Content hash of a file, or of a folder's files (names and contents; a top-level README.md,
+    the model card, is left out)."""
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p != path / CARD)
     for f in files:
         h.update(str(f.relative_to(path) if f != path else f.name).encode())
         with open(f, "rb") as fh:

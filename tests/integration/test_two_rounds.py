@@ -119,6 +119,17 @@ def test_report_tables_follow_round_json(finished):
     assert len(gap_rows(history)) == 3
 
 
+def test_continue_starts_each_round_from_the_last_merged_model_and_the_card_says_so(finished):
+    cfg, history, _ = finished
+    starts = [r.figures["training"]["start_model"] for r in history[1:]]
+    assert starts == [cfg.model.path, str(cfg.run_path / "round_1" / "model")]
+    assert history[2].figures["training"]["between_rounds"] == "continue"
+    card = (cfg.run_path / "round_2" / "model" / "README.md").read_text()
+    assert "round 2" in card and "previous round's merged model" in card
+    value = history[2].figures["eval"][cfg.evaluation.metric]["value"]
+    assert f"| {cfg.evaluation.metric} | {value:.4g} |" in card and "delta_from_base" in card
+
+
 def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
                                "training.between_rounds=reset", "train_task.options.count=128", "eval_task.options.count=8"])

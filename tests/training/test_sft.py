@@ -26,7 +26,7 @@ def test_lora_sft_changes_weights_and_writes_hf_folders(tiny_model, tmp_path):
     before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     after = AutoModelForCausalLM.from_pretrained(out).state_dict()
     assert before.keys() == after.keys()
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    changed = [k for k in before if not torch.equal(before[k].to(after[k].dtype), after[k])]  # bf16 on a GPU
     assert any("q_proj" in k for k in changed) and not any("embed" in k for k in changed)  # LoRA on linears
     assert (out / "adapter" / "adapter_config.json").exists() and (out / "tokenizer_config.json").exists()
     assert load_file(out / "adapter" / "adapter_model.safetensors")
@@ -142,3 +142,34 @@ def test_out_of_memory_in_training_halves_the_batch_and_doubles_accumulation(tin
     worst = max((before[k] - after[k]).abs().max().item() for k in before)
     print(f"\nlargest weight difference after the back-off: {worst:.1e}")
     assert worst < 1e-4, worst  # the same examples per step, split in two: equal up to float rounding
+
+
+def test_the_merged_model_is_the_base_plus_the_saved_adapter(tiny_model, tmp_path):
+    """What the next round starts from (between_rounds: continue) is W + (alpha/r) B A, layer by layer."""
+    from safetensors.torch import load_file as load
+
+    out = tmp_path / "model"
+    train(str(tiny_model), EXAMPLES, cfg(tiny_model, dropout=0.0), out, seed=0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).state_dict()
+    adapter = load(out / "adapter" / "adapter_model.safetensors")
+    c = cfg(tiny_model).training
+    layers = {k.split(".lora_A")[0] for k in adapter if ".lora_A" in k}
+    assert layers and all("q_proj" in k or "proj" in k for k in layers)
+    for layer in layers:
+        a, b = adapter[layer + ".lora_A.weight"], adapter[layer + ".lora_B.weight"]
+        name = layer.removeprefix("base_model.model.") + ".weight"
+        torch.testing.assert_close(merged[name], base[name] + (c.alpha / c.rank) * b.float() @ a.float(),
+                                   rtol=1e-5, atol=1e-6)
+    untouched = [k for k in base if not any(k == layer.removeprefix("base_model.model.") + ".weight"
+                                            for layer in layers)]
+    assert all(torch.equal(base[k], merged[k]) for k in untouched)
+
+
+def test_tensorboard_is_reported_to_only_where_installed(tiny_model, tmp_path):
+    import importlib.util
+
+    info = train(str(tiny_model), EXAMPLES, cfg(tiny_model, steps=2), tmp_path / "m", seed=0, logs=tmp_path / "logs")
+    have = importlib.util.find_spec("tensorboard") is not None
+    assert info["reported_to"] == (["tensorboard"] if have else [])
+    assert any((tmp_path / "logs").rglob("events.out.tfevents*")) == have

@@ -265,21 +265,43 @@ def _mean(values: list[float]) -> float | None:
 
 
 def write_model_card(out_dir: Path, round_: int, cfg: Config, train_info: dict[str, Any],
-                     data_info: dict[str, Any]) -> None:
-    """A README.md in the model folder: which round, on what data, with which config."""
+                     data_info: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
+    """A README.md in the model folder: which round, on what data, with which config, and (once
+    the round is evaluated) its evaluation figures with 95% CIs."""
     t = cfg.training
     lora = f", LoRA r{t.rank}/alpha {t.alpha} on {t.target_modules}" if t.method == "lora" else ""
     lines = [
-        f"# {cfg.name} — round {round_}", "",
+        "---", "library_name: " + ("peft" if t.method == "lora" else "transformers"), "tags: [secondtry, sft]", "---",
+        "", f"# {cfg.name} — round {round_}", "",
         f"Fine-tuned with secondtry from `{train_info['start_model']}` ({t.method}{lora}; "
-        f"between rounds: {t.between_rounds}).", "",
-        f"- data: {data_info.get('kept')} examples (problem -> correct retry, filter `{cfg.filter.require}`) "
-        f"from task `{cfg.train_task.name}` {cfg.train_task.path or ''}",
-        f"- steps {train_info['steps']}, lr {t.lr}, batch {t.batch_size} x accumulation {t.grad_accum}, "
-        f"schedule {t.schedule}, seed {cfg.seed}",
-        f"- tokens trained: {train_info['tokens_trained']}; loss {train_info['loss_first']} -> "
-        f"{train_info['loss_last']}",
-        "", "Evaluation figures with 95% CIs: `../round.json` in the run directory.",
-        "", "Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in `adapter/`.",
+        f"between rounds: {t.between_rounds} — "
+        + ("this round started from the previous round's merged model" if t.between_rounds == "continue"
+           else "every round starts from the base model") + ").", "",
+        "## Data", "",
+        f"- {data_info.get('kept')} examples (problem -> correct retry) kept by filter `{cfg.filter.require}` "
+        f"from task `{cfg.train_task.name}` {cfg.train_task.path or ''}".rstrip(),
+        f"- retry condition `{cfg.conditions.retry}`, up to {cfg.conditions.retries} retries per failed problem",
+        "", "## Training", "",
+        f"- steps {train_info['steps']}, lr {t.lr}, batch {t.batch_size} x accumulation {t.grad_accum}"
+        + (f" (packed rows of {t.max_length} tokens)" if t.packing else f", max length {t.max_length}")
+        + f", schedule {t.schedule}, warmup {t.warmup_ratio}, seed {cfg.seed}",
+        f"- tokens trained: {train_info['tokens_trained']}; loss {_fmt(train_info['loss_first'])} -> "
+        f"{_fmt(train_info['loss_last'])}",
     ]
-    write_text(out_dir / "README.md", "\n".join(lines) + "\n")
+    if evaluation:
+        lines += ["", f"## Evaluation (task `{cfg.eval_task.name}`, 95% bootstrap CIs over problems)", "",
+                  "| figure | value | 95% CI | n |", "|---|---|---|---|"]
+        for name, fig in evaluation.items():
+            if isinstance(fig, dict) and "value" in fig and fig.get("value") is not None:
+                lo, hi = fig.get("ci") or [None, None]
+                ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
+                lines.append(f"| {name} | {_fmt(fig['value'])} | {ci} | {fig.get('n', '')} |")
+    lines += ["", "Per-problem records and every figure: `../round.json` and `../eval.jsonl` in the run directory.",
+              "", "Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in `adapter/` "
+              "(`PeftModel.from_pretrained(base, this_folder + '/adapter')`)." if t.method == "lora"
+              else "", ]
+    write_text(out_dir / "README.md", "\n".join(lines).rstrip() + "\n")
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
