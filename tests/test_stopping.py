@@ -19,4 +19,17 @@ def test_stopping_policies_and_decision_record():
     assert worse.stop and worse.policy == "negative_gain" and "-1.6 pp" in worse.reason
     assert decide(StopState(3, "after_eval", 0.3, 9, gain=0.01), s).policy == "max_rounds"
     assert not decide(StopState(2, "after_eval", 0.3, 9, gain=0.01), s).stop
-    assert set(STOPPING) == {"retry_yield", "negative_gain", "max_rounds"}
+    assert set(STOPPING) == {"retry_yield", "negative_gain", "ci_patience", "max_rounds"}
+
+
+def test_ci_patience_waits_for_rounds_without_a_clear_gain():
+    s = cfg(stopping={"policies": ["ci_patience"], "patience": 2, "max_rounds": 9}).stopping
+    clear, unclear, worse = [0.01, 0.09], [-0.02, 0.05], [-0.08, -0.01]
+    assert not decide(StopState(1, "after_eval", gain=0.02, gain_cis=[unclear]), s).stop  # one round: too soon
+    assert not decide(StopState(2, "after_eval", gain=0.02, gain_cis=[unclear, clear]), s).stop
+    stop = decide(StopState(3, "after_eval", gain=-0.04, gain_cis=[clear, unclear, worse]), s)
+    assert stop.stop and stop.policy == "ci_patience" and "-2.0 pp, -8.0 pp" in stop.reason
+    assert stop.inputs["gain_cis"] == [clear, unclear, worse]  # the inputs are recorded with the decision
+    assert not decide(StopState(3, "before_train", retry_yield=0.5, examples=9, gain_cis=[unclear, worse]), s).stop
+    one = cfg(stopping={"policies": ["ci_patience"], "patience": 1}).stopping
+    assert decide(StopState(1, "after_eval", gain=0.0, gain_cis=[[None, None]]), one).stop  # no CI: not a clear gain

@@ -181,6 +181,8 @@ class StoppingConfig(_Strict):
     policies: list[str] = Field(default_factory=lambda: ["retry_yield", "negative_gain", "max_rounds"])
     min_retry_yield: float = Field(0.15, ge=0, le=1, description="retry_yield: stop below this success rate")
     max_rounds: int = Field(3, ge=1)
+    patience: int = Field(1, ge=1, description="ci_patience: stop after this many rounds without a gain whose "
+                                               "95% CI is above zero")
     enforce: bool = Field(True, description="false: record what the policies decide but run every round "
                                             "(to see whether stopping was right)")
 

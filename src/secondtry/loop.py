@@ -19,6 +19,7 @@ from .backends.hf import load_tokenizer
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
+from .evaluation.retry import ledger
 from .log import Log
 from .stopping import STOPPING, StopState, decide
 from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
@@ -47,7 +48,7 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
                 model = result.model
             if result.decision.stop and (cfg.stopping.enforce or not result.trained):
                 break  # an untrained round leaves nothing new to go on from
-        write_json(store.root / "summary.json", summarize_run(cfg, history))
+        write_json(store.root / "summary.json", summarize_run(cfg, history, ctx.ledger(history)))
     return history
 
 
@@ -88,8 +89,9 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
         name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
     gain = figures["delta_from_prev"]
+    earlier = [r.figures["delta_from_prev"]["ci"] for r in history if "delta_from_prev" in r.figures]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
-                             gain["value"], gain["ci"]), cfg.stopping)
+                             gain["value"], gain["ci"], [list(ci) for ci in earlier + [gain["ci"]]]), cfg.stopping)
     figures["decisions"]["after_eval"] = to_dict(after)
     decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
@@ -264,7 +266,7 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
     return result
 
 
-def summarize_run(cfg: Config, history: list[RoundResult]) -> dict[str, Any]:
+def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any] | None = None) -> dict[str, Any]:
     """The best round (by the configured metric, not the last), and why the run stopped.
 
     With `stopping.enforce: false` the run goes on past a stop decision; `policy_stop` then
@@ -278,7 +280,8 @@ def summarize_run(cfg: Config, history: list[RoundResult]) -> dict[str, Any]:
             "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,  # round_k beyond: stale
             "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
             "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
-                            "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce}}
+                            "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce},
+            **({"ledger": {k: v for k, v in ledger.items() if k != "per_problem"}} if ledger else {})}
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -292,6 +295,16 @@ class Context:
         self.train_set, self.test_set = train_set, test_set
         self.problems = {p.id: p for p in train_set}
         self._hashes = {"train": _hash_problems(train_set), "test": _hash_problems(test_set)}
+
+    def ledger(self, history: list[RoundResult]) -> dict[str, Any] | None:
+        """Which problems each evaluated round solves, first solves and forgets; per problem in ledger.json."""
+        evaluated = [r.round for r in history if "eval" in r.figures]
+        if len(evaluated) < 2:
+            return None
+        book = ledger([self.eval_records(k) for k in evaluated], metric="greedy")  # sample mean if no greedy
+        book["rounds"] = evaluated
+        write_json(self.store.root / "ledger.json", book)
+        return book
 
     def model_id(self, model: str) -> str:
         """The base model's path, or the content hash of a model this run trained."""

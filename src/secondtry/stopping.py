@@ -22,6 +22,7 @@ class StopState:
     examples: int | None = None  # training examples the filter kept
     gain: float | None = None  # this round's change of the metric over the previous round
     gain_ci: list[float] | None = None
+    gain_cis: list[list[float]] | None = None  # every trained round's gain CI so far, this one last
 
 
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
@@ -39,6 +40,17 @@ def negative_gain(s: StopState, cfg: StoppingConfig) -> str | None:
     return None
 
 
+def ci_patience(s: StopState, cfg: StoppingConfig) -> str | None:
+    """Stop when none of the last `stopping.patience` rounds gained with a 95% CI above zero."""
+    recent = (s.gain_cis or [])[-cfg.patience:]
+    if s.phase != "after_eval" or len(recent) < cfg.patience:
+        return None
+    if all(ci[0] is None or ci[0] <= 0 for ci in recent):
+        return (f"none of the last {cfg.patience} round(s) gained with a 95% CI above zero "
+                f"(lower bounds {', '.join('n/a' if ci[0] is None else f'{ci[0] * 100:+.1f} pp' for ci in recent)})")
+    return None
+
+
 def max_rounds(s: StopState, cfg: StoppingConfig) -> str | None:
     """Stop after stopping.max_rounds rounds."""
     if s.phase == "after_eval" and s.round >= cfg.max_rounds:
@@ -49,6 +61,7 @@ def max_rounds(s: StopState, cfg: StoppingConfig) -> str | None:
 STOPPING = {
     "retry_yield": retry_yield,
     "negative_gain": negative_gain,
+    "ci_patience": ci_patience,
     "max_rounds": max_rounds,
 }
 

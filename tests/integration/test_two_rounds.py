@@ -130,6 +130,20 @@ def test_continue_starts_each_round_from_the_last_merged_model_and_the_card_says
     assert f"| {cfg.evaluation.metric} | {value:.4g} |" in card and "delta_from_base" in card
 
 
+def test_retry_lift_and_the_ledger_come_from_the_records(finished):
+    from secondtry.evaluation.retry import ledger, retry_lift
+
+    cfg, history, _ = finished
+    evals = [read_jsonl(cfg.run_path / f"round_{k}" / "eval.jsonl") for k in (0, 1, 2)]
+    for k, records in enumerate(evals):
+        assert history[k].figures["eval"]["retry_lift"]["value"] == retry_lift(records, 200)["value"]
+    summary = read_json(cfg.run_path / "summary.json")
+    book = read_json(cfg.run_path / "ledger.json")
+    assert book["rounds"] == [0, 1, 2] and len(book["per_problem"]) == len(evals[0])
+    assert summary["ledger"]["per_round"] == ledger(evals)["per_round"] == book["per_round"]
+    assert summary["ledger"]["ever_solved"] + summary["ledger"]["never_solved"] == len(evals[0])
+
+
 def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
                                "training.between_rounds=reset", "train_task.options.count=128", "eval_task.options.count=8"])

@@ -13,6 +13,7 @@ import math
 from typing import Any, Sequence
 
 from ..types import Attempt
+from .retry import retry_lift
 from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta
 
 
@@ -61,6 +62,7 @@ def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_
     """Every evaluation rate with its 95% CI. gap = pass@N-with-retries − sampled pass@1."""
     summary: dict[str, Any] = {name: estimate(v, n_boot, seed) for name, v in per_problem(records).items()}
     summary["retry_n"] = retry_n
+    summary["retry_lift"] = retry_lift(records, n_boot, seed)  # retry turn vs a fresh sample, same budget
     return summary
 
 
