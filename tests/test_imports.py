@@ -6,7 +6,7 @@ from pathlib import Path
 import secondtry
 
 LAYERS = ["types", "log", "memory", "config", "store", "tasks", "verifiers", "conditions", "backends", "filtering",
-          "training", "evaluation", "stopping", "loop", "report", "toy", "bench", "cli"]
+          "training", "evaluation", "stopping", "presets", "loop", "report", "toy", "bench", "cli"]
 SRC = Path(secondtry.__file__).parent
 
 

@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 import typer
 
 from .bench.train import DEFAULT_PATHS, PATHS
+from .presets import PRESETS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a model's correct second tries into weights, round after round.")
@@ -91,12 +92,27 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _seeded(cfg, seeds: int):
-    """The config once per seed (seed, seed+1, ...), named <name>-seed<N> when there are several."""
-    if seeds == 1:
+def _seed_list(seeds: str, base: int) -> list[int]:
+    """--seeds: a count (3: the config's seed and the next two) or a list (42,43,44)."""
+    try:
+        values = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: give a count (3) or seeds separated by commas (42,43,44)")
+    if len(values) == 1 and "," not in seeds:
+        if values[0] < 1:
+            _fail(f"--seeds {seeds}: the count must be at least 1")
+        return [base + i for i in range(values[0])]
+    if not values or len(set(values)) != len(values):
+        _fail(f"--seeds {seeds!r}: a list of distinct seeds, e.g. 42,43,44")
+    return values
+
+
+def _seeded(cfg, seeds: int | str):
+    """The config once per seed, named <name>-seed<N> when there are several."""
+    values = _seed_list(str(seeds), cfg.seed)
+    if values == [cfg.seed]:
         return [cfg]
-    return [cfg.model_copy(update={"seed": cfg.seed + i, "name": f"{cfg.name}-seed{cfg.seed + i}"})
-            for i in range(seeds)]
+    return [cfg.model_copy(update={"seed": s, "name": f"{cfg.name}-seed{s}"}) for s in values]
 
 
 def _compare(runs: list[Path]) -> None:
@@ -111,12 +127,23 @@ def _compare(runs: list[Path]) -> None:
 
 @app.command()
 def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
-        seeds: int = typer.Option(1, "--seeds", min=1, help="run seeds seed, seed+1, ... and compare them"),
+        seeds: str = typer.Option("1", "--seeds", help="a count (3: seed, seed+1, seed+2) or a list (42,43,44); "
+                                                        "several seeds are compared, pooled"),
+        preset: Optional[List[str]] = typer.Option(None, "--preset", help="a condition of the reference report "
+                                                   "(repeat to run several): " + ", ".join(PRESETS)),
         allow_change: bool = typer.Option(False, "--allow-change",
                                           help="resume with a changed config; stages it touches run again")) -> None:
     """Run (or resume) the experiment a config describes."""
     def go() -> None:
-        runs = [_run(cfg, allow_change, tables=seeds == 1) for cfg in _seeded(_config(config, overrides), seeds)]
+        unknown = [p for p in preset or [] if p not in PRESETS]
+        if unknown:
+            _fail(f"--preset: unknown {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+        configs = []
+        for name in preset or [None]:
+            extra = list(PRESETS[name]["overrides"]) if name else []
+            cfg = _config(config, extra + list(overrides or []))
+            configs += _seeded(cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg, seeds)
+        runs = [_run(cfg, allow_change, tables=len(configs) == 1) for cfg in configs]
         if len(runs) > 1:
             _compare(runs)
 
@@ -134,7 +161,7 @@ def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides:
 def demo(overrides: Optional[List[str]] = OVERRIDES,
          filter_: str = typer.Option("steps", "--filter", help="keep retries whose every step is right (steps), "
                                      "whose final answer is right (answer), or run both and compare"),
-         seeds: int = typer.Option(1, "--seeds", min=1, help="run this many seeds and pool them (mean ± CI)"),
+         seeds: str = typer.Option("1", "--seeds", help="a count or a list (42,43,44); pooled as mean ± CI"),
          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
     """The retry effect on this CPU: a toy model pretrained here, then the real pipeline."""
     from importlib.resources import files
@@ -148,7 +175,7 @@ def demo(overrides: Optional[List[str]] = OVERRIDES,
         for require in (("steps", "answer") if filter_ == "both" else (filter_,)):
             preset = [] if require == "steps" else ["filter.require=answer", "name=demo-answer"]
             for cfg in _seeded(_config(path, preset + (overrides or [])), seeds):
-                runs.append(_run(cfg, allow_change, tables=filter_ != "both" and seeds == 1))
+                runs.append(_run(cfg, allow_change, tables=filter_ != "both" and str(seeds) == "1"))
         if len(runs) > 1:
             _compare(runs)
 

@@ -38,11 +38,25 @@ def gold_hint(problem: Problem, failed: list[str], cfg: Config) -> list[Message]
     return _with_retries(problem, failed, cfg, hint)
 
 
+def resample(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
+    """The resampling baseline: a fresh, independent sample of the problem; the failure is not shown."""
+    return first_attempt(problem, [], cfg)
+
+
 CONDITIONS = {
     "first_attempt": first_attempt,
     "retry": retry,
     "gold_hint": gold_hint,
+    "resample": resample,
 }
+
+HINT_PHRASES = ("hint", "correct final answer is", "the given answer", "answer provided", "as given")
+
+
+def restates_hint(completion: str) -> bool:
+    """A gold-hint retry that leans on the hint (names it, quotes it) rather than solving the problem."""
+    text = completion.lower()
+    return any(phrase in text for phrase in HINT_PHRASES)
 
 PRIVILEGED = {"gold_hint"}  # conditions that show the model the gold answer: never used at test time
 

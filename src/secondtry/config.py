@@ -126,6 +126,8 @@ class FilterConfig(_Strict):
     dedupe: bool = True
     max_per_problem: int = Field(1, ge=1)
     include_first_attempts: bool = Field(False, description="also train on correct first attempts")
+    hint_leaks: Literal["drop", "keep"] = Field(
+        "drop", description="retries made with the gold answer in the prompt that name or quote the hint")
 
 
 class TrainingConfig(_Strict):

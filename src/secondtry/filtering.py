@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Sequence
 
+from .conditions import PRIVILEGED, restates_hint
 from .config import Config
 from .types import Attempt, Example, Message, Problem
 
@@ -25,6 +26,7 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
     seen: set[tuple[str, str]] = set()
     per_problem: Counter[str] = Counter()
     answer_right = lucky = 0
+    privileged = cfg.conditions.retry in PRIVILEGED  # the retry prompt showed the gold answer
     for a in attempts:
         if a.kind not in kinds:
             continue
@@ -42,6 +44,10 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
         if f.require == "steps" and a.verdict.lucky:
             counts["lucky"] += 1
             continue
+        if privileged and a.kind == "retry" and restates_hint(a.completion):
+            counts["hint_leak"] += 1  # trained on only with filter.hint_leaks: keep
+            if f.hint_leaks == "drop":
+                continue
         if f.dedupe and (a.problem_id, a.completion) in seen:
             counts["duplicate"] += 1
             continue
@@ -52,11 +58,15 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
         per_problem[a.problem_id] += 1
         prompt = tuple(first(problems[a.problem_id], [], cfg))
         examples.append(Example(a.problem_id, prompt, a.completion, source=a.kind, turn=a.turn))
+    leaks = counts["hint_leak"] if privileged else None
+    if f.hint_leaks == "keep":
+        counts.pop("hint_leak", None)  # kept, so not a rejection; still reported as hint_leaks
     stats = {
         "kept": len(examples),
         "kept_from": dict(Counter(e.source for e in examples)),
         "problems": len(per_problem),
         "rejected": dict(counts),
+        "hint_leaks": leaks,  # gold-hint retries that name or quote the hint, dropped or kept
         # right answers reached through a wrong step, among right answers (None: steps not checked)
         "lucky_share": (lucky / answer_right) if answer_right and any(
             a.verdict.steps is not None for a in attempts) else None,

@@ -1,0 +1,71 @@
+"""Each preset of the reference report's conditions runs end to end on the CPU demo world (reduced size)."""
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from secondtry.cli import app
+from secondtry.conditions import restates_hint
+from secondtry.presets import PRESETS
+from secondtry.store import read_json, read_jsonl
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
+SMALL = ["train_task.options.count=32", "eval_task.options.count=8", "training.steps=4",
+         "evaluation.samples=2", "checkpoint.chunk=0"]
+
+
+def run_preset(cli, tiny_model, root, name, *extra):
+    args = ["run", str(CONFIG), "--preset", name, f"model.path={tiny_model}", f"run_dir={root}", *SMALL, *extra]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root / f"tiny-cpu-{name}"
+
+
+@pytest.fixture()
+def cli():
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_path, name):
+    run = run_preset(cli, tiny_model, tmp_path, name, "conditions.retries=2")
+    summary = read_json(run / "summary.json")
+    want = {"iterative-retry-2": 2, "iterative-retry-3": 3}.get(name, 1)
+    assert summary["rounds"] == want or summary["stopped_by"] == "no_examples"  # only max_rounds stops a preset
+    assert summary["stopped_by"] in ("max_rounds", "no_examples") and not (run / f"round_{want + 1}").exists()
+    attempts = [a for a in read_jsonl(run / "round_1" / "attempts.jsonl") if a["kind"] == "retry"]
+    assert attempts, "failures were retried"
+    turns = [m["content"] for a in attempts for m in a["messages"]]
+    if name == "resampling":  # a fresh sample: the failed attempt and the retry prompt are not shown
+        assert all(len(a["messages"]) == 1 for a in attempts)
+    elif name == "star-gold":
+        assert any("Hint: the correct final answer is" in t for t in turns)
+    else:
+        assert any(t == "Try again carefully." for t in turns)
+    examples = read_jsonl(run / "round_1" / "sft.jsonl")
+    assert all("Hint" not in m["content"] for e in examples for m in e["messages"])  # never trained on the hint
+    sft_stats = read_json(run / "round_1" / "round.json")["figures"]["train"]["examples"]
+    assert (sft_stats["hint_leaks"] is not None) == (name == "star-gold")
+
+
+def test_the_hint_leak_check():
+    assert restates_hint("Using the hint, the answer is 7.") and restates_hint("The correct final answer is 12")
+    assert not restates_hint("3+4=7|Answer: 7")
+
+
+def test_an_unknown_preset_is_refused_by_name(cli, tmp_path):
+    result = cli.invoke(app, ["run", str(CONFIG), "--preset", "nope", f"run_dir={tmp_path}"])
+    assert result.exit_code != 0 and "nope" in result.output and "star-gold" in result.output
+
+
+def test_seeds_take_a_count_or_a_list():
+    from secondtry.cli import _seed_list
+
+    assert _seed_list("3", 42) == [42, 43, 44] and _seed_list("1", 7) == [7]
+    assert _seed_list("42,43,44", 0) == [42, 43, 44] and _seed_list("5,", 0) == [5]
+    for bad in ("0", "4,4", "a,b", ","):
+        with pytest.raises(typer.Exit):
+            _seed_list(bad, 42)
