@@ -309,6 +309,19 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, w
 app.add_typer(bench_app, name="bench")
 
 
+def _bench_record(name: str, workload: dict, figures: dict, out: Path) -> None:
+    """Print a benchmark's figures and write its record, with the command line that made it."""
+    import json
+    import shlex
+
+    from .bench import write_record
+
+    args = sys.argv[3:] if sys.argv[1:3] == ["bench", name] else []
+    command = f"secondtry bench {name} {shlex.join(args)}".strip()
+    print(json.dumps(figures, indent=1))
+    print(f"record: {write_record(name, command, workload, figures, out)}")
+
+
 @bench_app.command(name="verify")
 def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's test.jsonl"),
                  workers: int = typer.Option(2, "--workers", min=1),
@@ -317,18 +330,12 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
                  fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Math verdicts/s on MATH-like inputs through the worker pool, and a fuzz of pathological inputs."""
-    import json
-    import shlex
-
-    from .bench import write_record
     from .bench.verify import run as run_bench
 
     if not data.is_file():
         _fail(f"--data {data}: no such file (a MATH-format JSONL with problem, solution, answer)")
     workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)
-    command = "secondtry bench verify " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "verify"] else [])
-    print(json.dumps(figures, indent=1))
-    print(f"record: {write_record('verify', command.strip(), workload, figures, out)}")
+    _bench_record("verify", workload, figures, out)
 
 
 @bench_app.command(name="generate")
@@ -340,12 +347,8 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
                    hf: bool = typer.Option(True, "--hf/--no-hf", help="also time transformers generate paths"),
                    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Engine vs transformers generate on one GPU: tokens/s, the ratio, and the share of the decode roofline."""
-    import json
-    import shlex
-
     import torch
 
-    from .bench import write_record
     from .bench.generate import MODELS
     from .bench.generate import run as run_bench
 
@@ -355,9 +358,7 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
         _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
     workload, figures = run_bench(model=model, requests=requests, prompt=prompt, new=new, resident=resident, hf=hf,
                                   report=lambda stage, f: print(f"[{stage}] done", flush=True))
-    command = "secondtry bench generate " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "generate"] else [])
-    print(json.dumps(figures, indent=1))
-    print(f"record: {write_record('generate', command.strip(), workload, figures, out)}")
+    _bench_record("generate", workload, figures, out)
 
 
 @bench_app.command(name="train")
@@ -375,11 +376,9 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
                 out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """LoRA SFT real tokens/s, step time and peak memory: the project's trainer vs TRL packing vs a padded loop."""
     import json
-    import shlex
 
     import torch
 
-    from .bench import write_record
     from .bench.generate import MODELS
     from .bench.train import profile as profile_kernels
     from .bench.train import run as run_bench
@@ -400,9 +399,7 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
                                   prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2),
                                   tokens_per_step=tokens_per_step, pack=pack, warmup=warmup, steps=steps, paths=chosen,
                                   report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
-    command = "secondtry bench train " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["bench", "train"] else [])
-    print(json.dumps(figures, indent=1))
-    print(f"record: {write_record('train', command.strip(), workload, figures, out)}")
+    _bench_record("train", workload, figures, out)
     if profile:
         print(profile_kernels(model, pack=pack, rows_per_step=max(1, tokens_per_step // pack)))
 

@@ -132,19 +132,23 @@ def _lora(rank: int):
     return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+def _trainer_config(**training):
+    """A config for `training.build_trainer` alone: the project's training defaults, no tracker."""
+    from ..config import build_config
+
+    return build_config({"name": "bench", "model": {"path": "random"}, "train_task": {"name": "synthetic"},
+                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "training": {"dropout": 0.0, "warmup_ratio": 0.0, "report_to": [], **training}})
+
+
 def run_secondtry(model, rows, tok, work: Path, pack: int, rows_per_step: int, steps: int, rank: int, clock: Clock,
                   bf16: bool = True, liger: bool | str = "auto", gradient_checkpointing: bool = False):
     from datasets import Dataset
 
-    from ..config import build_config
     from ..training.sft import build_trainer
 
-    cfg = build_config({"name": "bench", "model": {"path": "random"}, "train_task": {"name": "synthetic"},
-                        "eval_task": {"name": "synthetic", "split": "test"},
-                        "training": {"steps": steps, "batch_size": rows_per_step, "max_length": pack, "rank": rank,
-                                     "alpha": 2 * rank, "dropout": 0.0, "lr": 2e-5, "warmup_ratio": 0.0,
-                                     "packing": True, "liger": liger, "report_to": [],
-                                     "gradient_checkpointing": gradient_checkpointing}})
+    cfg = _trainer_config(steps=steps, batch_size=rows_per_step, max_length=pack, rank=rank, alpha=2 * rank,
+                          lr=2e-5, packing=True, liger=liger, gradient_checkpointing=gradient_checkpointing)
     trainer = build_trainer(model, tok, Dataset.from_list(rows), cfg, work, seed=0, bf16=bf16)
     _trainer_clock(trainer, clock)
     trainer.train()
@@ -250,7 +254,8 @@ def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
     rows = make_examples(p["examples"], p["min_len"], p["max_len"], p["prompt_min"], p["prompt_max"],
                          config["vocab_size"])
     tok, device = tokenizer(), _device()
-    cuda, bf16 = device == "cuda", device == "cuda"
+    cuda = bf16 = device == "cuda"
+    liger = {"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto")
     rows_per_step, total, rank, pack = max(1, p["tokens_per_step"] // p["pack"]), p["warmup"] + p["steps"], \
         p["rank"], p["pack"]
     if cuda:
@@ -262,8 +267,7 @@ def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
             model = random_model(config, device).train()
             if name.startswith("secondtry"):
                 run_secondtry(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16,
-                              liger={"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto"),
-                              gradient_checkpointing=name == "secondtry_gc")
+                              liger=liger, gradient_checkpointing=name == "secondtry_gc")
             elif name.startswith("trl_packing"):
                 run_trl(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16, name == "trl_packing")
             else:
@@ -272,8 +276,7 @@ def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
         if name.startswith("secondtry"):
             from ..training.sft import use_liger
 
-            figures["liger"] = use_liger({"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto"),
-                                         device)
+            figures["liger"] = use_liger(liger, device)
     except Exception as e:  # one failing path is reported; the others still run
         figures = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
     if queue is not None:
@@ -345,7 +348,6 @@ def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max
 def profile(model: str = "qwen3-1.7b", steps: int = 3, pack: int = 4096, rows_per_step: int = 4,
             top: int = 25) -> str:
     """The project trainer's top CUDA kernels over `steps` steps (after 2 warm-up steps)."""
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     from transformers import TrainerCallback
@@ -371,13 +373,9 @@ def profile(model: str = "qwen3-1.7b", steps: int = 3, pack: int = 4096, rows_pe
 
     from datasets import Dataset
 
-    from ..config import build_config
     from ..training.sft import build_trainer
 
-    cfg = build_config({"name": "bench", "model": {"path": "random"}, "train_task": {"name": "synthetic"},
-                        "eval_task": {"name": "synthetic", "split": "test"},
-                        "training": {"steps": 2 + steps, "batch_size": rows_per_step, "max_length": pack,
-                                     "dropout": 0.0, "warmup_ratio": 0.0, "report_to": []}})
+    cfg = _trainer_config(steps=2 + steps, batch_size=rows_per_step, max_length=pack)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(random_model(config, "cuda").train(), tokenizer(), Dataset.from_list(rows), cfg,
                                 Path(tmp), seed=0, bf16=True, callbacks=[Prof()])
