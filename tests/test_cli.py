@@ -51,7 +51,7 @@ def test_validate_loads_local_data(tmp_path):
     path = config_file(tmp_path, **{"train_task": {"name": "math", "path": str(data)},
                                     "eval_task": {"name": "math", "path": str(data)}, "verifier.name": "math"})
     code, out = invoke("validate", path)
-    assert code == 0 and "1 training and 1 test problems" in out
+    assert code == 0 and "1 training problems; 1 test" in out
 
 
 @pytest.mark.parametrize("args, message", [

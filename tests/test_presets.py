@@ -29,26 +29,51 @@ def cli():
     return CliRunner()
 
 
+ROUNDS = {"iterative-retry-2": 2, "iterative-retry-3": 3, "star-rationalize": 2, "rest": 2, "rest-em": 2}
+CAPPED = {"star-rationalize", "rest", "rest-em"}  # 3-4 rounds as presets; 2 here, to keep the test short
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_path, name):
-    run = run_preset(cli, tiny_model, tmp_path, name, "conditions.retries=2")
+    extra = ["stopping.max_rounds=2"] if name in CAPPED else []
+    if "conditions.retries=0" not in PRESETS[name]["overrides"]:
+        extra.append("conditions.retries=2")
+    run = run_preset(cli, tiny_model, tmp_path, name, *extra)
     summary = read_json(run / "summary.json")
-    want = {"iterative-retry-2": 2, "iterative-retry-3": 3}.get(name, 1)
+    want = ROUNDS.get(name, 1)
     assert summary["rounds"] == want or summary["stopped_by"] == "no_examples"  # only max_rounds stops a preset
     assert summary["stopped_by"] in ("max_rounds", "no_examples") and not (run / f"round_{want + 1}").exists()
-    attempts = [a for a in read_jsonl(run / "round_1" / "attempts.jsonl") if a["kind"] == "retry"]
-    assert attempts, "failures were retried"
-    turns = [m["content"] for a in attempts for m in a["messages"]]
+    attempts = read_jsonl(run / "round_1" / "attempts.jsonl")
+    retries = [a for a in attempts if a["kind"] == "retry"]
+    turns = [m["content"] for a in retries for m in a["messages"]]
+    examples = read_jsonl(run / "round_1" / "sft.jsonl")
+    figures = read_json(run / "round_1" / "round.json")["figures"]
+    if name in ("rest", "rest-em"):  # K samples a problem, no retry turn, at most M kept a problem
+        assert not retries and {a["sample"] for a in attempts} == {0, 1, 2, 3}
+        per_problem = [e["problem_id"] for e in examples]
+        assert max(per_problem.count(p) for p in per_problem) <= 2
+        assert {e["source"] for e in examples} <= {"first"}
+        assert figures["train"]["retry_yield"]["value"] is None  # no retries, no yield
+    else:
+        assert retries, "failures were retried"
     if name == "resampling":  # a fresh sample: the failed attempt and the retry prompt are not shown
-        assert all(len(a["messages"]) == 1 for a in attempts)
+        assert all(len(a["messages"]) == 1 for a in retries)
     elif name == "star-gold":
         assert any("Hint: the correct final answer is" in t for t in turns)
-    else:
+    elif name == "star-rationalize":  # the problem asked again with the hint, the failure not shown
+        assert all(len(a["messages"]) == 1 and "Hint: the correct final answer is" in a["messages"][0]["content"]
+                   for a in retries)
+    elif name.startswith("iterative") or name == "star-try-again":
         assert any(t == "Try again carefully." for t in turns)
-    examples = read_jsonl(run / "round_1" / "sft.jsonl")
     assert all("Hint" not in m["content"] for e in examples for m in e["messages"])  # never trained on the hint
-    sft_stats = read_json(run / "round_1" / "round.json")["figures"]["train"]["examples"]
-    assert (sft_stats["hint_leaks"] is not None) == (name == "star-gold")
+    assert (figures["train"]["examples"]["hint_leaks"] is not None) == (name in ("star-gold", "star-rationalize"))
+    if name in CAPPED:  # the tiny model finds examples in both rounds
+        second = read_json(run / "round_2" / "round.json")["figures"]["training"]
+        if name == "star-rationalize":  # from the base again, 20% more steps
+            assert second["steps"] == round(4 * 1.2) and second["start_model"] == read_json(run / "round_1" / "round.json")[
+                "figures"]["training"]["start_model"]
+        if name == "rest":  # two improve passes, the first kept as round_2/improve_1
+            assert len(second["improve_passes"]) == 2 and (run / "round_2" / "improve_1").is_dir()
 
 
 def test_the_hint_leak_check():

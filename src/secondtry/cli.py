@@ -205,8 +205,8 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
         cfg = _config(config, overrides)
         check_names(cfg)
         if data:
-            train, test = load_problems(cfg, Log())
-            print(f"data: {len(train)} training and {len(test)} test problems")
+            train, sets = load_problems(cfg, Log())
+            print(f"data: {len(train)} training problems; " + ", ".join(f"{len(v)} {k}" for k, v in sets.items()))
         print(f"{config}: ok")
 
     _guard(go)

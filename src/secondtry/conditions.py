@@ -38,6 +38,13 @@ def gold_hint(problem: Problem, failed: list[str], cfg: Config) -> list[Message]
     return _with_retries(problem, failed, cfg, hint)
 
 
+def rationalize(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
+    """STaR's rationalisation: the problem asked afresh with the gold answer as a hint; the failure is not shown."""
+    messages = first_attempt(problem, [], cfg)
+    hint = f"{problem.prompt}\n\n(Hint: the correct final answer is {problem.answer}.)"
+    return [*messages[:-1], Message("user", hint)]
+
+
 def resample(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
     """The resampling baseline: a fresh, independent sample of the problem; the failure is not shown."""
     return first_attempt(problem, [], cfg)
@@ -47,6 +54,7 @@ CONDITIONS = {
     "first_attempt": first_attempt,
     "retry": retry,
     "gold_hint": gold_hint,
+    "rationalize": rationalize,
     "resample": resample,
 }
 
@@ -58,5 +66,6 @@ def restates_hint(completion: str) -> bool:
     text = completion.lower()
     return any(phrase in text for phrase in HINT_PHRASES)
 
-PRIVILEGED = {"gold_hint"}  # conditions that show the model the gold answer: never used at test time
+# conditions that show the model privileged information (never used at test time), and what they show
+PRIVILEGED = {"gold_hint": "gold answer", "rationalize": "gold answer"}
 

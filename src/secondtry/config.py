@@ -116,6 +116,9 @@ class ConditionsConfig(_Strict):
     retry: str = Field("retry", description="builds the retry turn after a failed attempt")
     retry_prompt: str = "Try again carefully."
     retries: int = Field(1, ge=0, description="retry turns per failed training problem (stops at the first success)")
+    samples: int = Field(1, ge=1, description="first attempts per training problem (ReST-EM's K); sample 0 "
+                                              "starts the retry chain, the others are kept only with "
+                                              "filter.include_first_attempts")
     history: Literal["all", "last"] = Field(
         "all", description="what a retry sees: every earlier attempt, or only the failed one before it")
 
@@ -146,6 +149,10 @@ class TrainingConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     between_rounds: Literal["continue", "reset"] = Field(
         "continue", description="continue from this round's merged model, or reset to the base model")
+    steps_growth: float = Field(1.0, ge=1.0, description="round k trains steps * steps_growth^(k-1) steps "
+                                                         "(STaR grows them by 20%: 1.2)")
+    improve_steps: int = Field(1, ge=1, description="training passes on a round's examples, each continuing "
+                                                    "from the last with a fresh optimizer (ReST's improve steps)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
                                                            "memory, about a third more compute")
     packing: bool = Field(True, description="pack examples end to end into rows of up to max_length tokens "
@@ -162,6 +169,12 @@ class EvaluationConfig(_Strict):
     samples: int = Field(4, ge=1, description="sampled first attempts per problem (pass@1 mean, pass@k)")
     retry_n: int = Field(4, ge=1, description="N of pass@N-with-retries: a first attempt plus up to N-1 retries")
     retry: str = Field("retry", description="the retry condition at test time (never one that shows the gold answer)")
+    retry_all: bool = Field(False, description="give the first retry turn to every problem, right or wrong, and "
+                                               "report wrong->right and right->wrong flips (retrying only the "
+                                               "failures uses the verifier as an oracle)")
+    validation: int = Field(0, ge=0, description="training problems held out (never trained on) and evaluated "
+                                                 "every round; with some, the best round and the gain the "
+                                                 "stopping policies see come from them, not from the test set")
     pass_k: list[int] = Field(default_factory=lambda: [1])
     metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
         "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use")
@@ -204,6 +217,9 @@ class Config(_Strict):
     model: ModelConfig
     train_task: TaskConfig
     eval_task: TaskConfig
+    transfer_task: TaskConfig | None = Field(
+        None, description="a second test set from another distribution, evaluated every round: gains that are "
+                          "only narrowing to the eval task's distribution show up as none here")
     verifier: VerifierConfig = VerifierConfig()
     backend: BackendConfig = BackendConfig()
     sampling: SamplingConfig = SamplingConfig()

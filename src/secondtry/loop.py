@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,12 +34,12 @@ from .verifiers.pool import VerifierPool
 def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False) -> list[RoundResult]:
     """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage."""
     check_names(cfg)
-    train_set, test_set = load_problems(cfg, log)
+    train_set, eval_sets = load_problems(cfg, log)
     load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
     with RunStore.open(cfg, allow_change) as store, Models(cfg, log) as models, \
             VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
                          options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
-        ctx = Context(cfg, store, models, pool, log, train_set, test_set)
+        ctx = Context(cfg, store, models, pool, log, train_set, eval_sets)
         history = [run_base(ctx)]
         model = cfg.model.path
         for k in range(1, 0 if eval_only else cfg.stopping.max_rounds + 1):
@@ -71,27 +72,19 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
         return finish_round(ctx, k, model, False, figures, cost, before, attempts_info)
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
-    out = store.path(k, "model")
-    train_inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
-                    "training": cfg.training.model_dump(), "seed": cfg.seed}
-    train_info = ctx.stage(f"round_{k}/train", train_inputs, [out],
-                           lambda: train_model(ctx, k, start, out, filter_info))
+    out, train_info = train_stage(ctx, k, start, filter_info)
     figures["training"] = train_info
     cost["train_s"] = train_info["wall_s"]
 
-    evaluation, eval_info = evaluate_stage(ctx, k, str(out))
+    eval_figures, eval_info = evaluate_round(ctx, k, str(out), history)
+    figures.update(eval_figures)
     cost["eval_s"] = eval_info["wall_s"]
-    ev = cfg.evaluation
-    figures["eval"] = summarize_eval(evaluation, ev.bootstrap, cfg.seed, ev.retry_n)
-    before_prev = ctx.eval_records(history[-2].round) if k >= 2 else None  # every earlier round was evaluated
-    figures.update(compare_evals(ctx.eval_records(0), before_prev, ctx.eval_records(history[-1].round), evaluation,
-                                 ev.metric, ev.bootstrap, cfg.seed))
     training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
         name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
-    gain = figures["delta_from_prev"]
-    earlier = [r.figures["delta_from_prev"]["ci"] for r in history if "delta_from_prev" in r.figures]
+    on = ctx.select_on  # the gains the policies see: the validation split's when one is held out
+    gains = [g for g in (on_split(f, on).get("delta_from_prev") for f in [*(r.figures for r in history), figures]) if g]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
-                             gain["value"], gain["ci"], [list(ci) for ci in earlier + [gain["ci"]]]), cfg.stopping)
+                             gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on), cfg.stopping)
     figures["decisions"]["after_eval"] = to_dict(after)
     decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
@@ -99,22 +92,26 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 
 def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
-    ev = ctx.cfg.evaluation
-    evaluation, info = evaluate_stage(ctx, 0, ctx.cfg.model.path)
-    figures = {"eval": summarize_eval(evaluation, ev.bootstrap, ctx.cfg.seed, ev.retry_n)}
+    figures, info = evaluate_round(ctx, 0, ctx.cfg.model.path, [])
     return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"]},
                         Decision(False, "base model evaluated"), None, info)
+
+
+def on_split(figures: dict[str, Any], split: str) -> dict[str, Any]:
+    """A round's figures on one evaluation set: the test set's sit at the top, the others under their name."""
+    return figures if split == "test" else figures.get(split, {})
 
 
 # ----------------------------------------------------------------------------- the stages
 
 def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
-    """First attempts on every training problem, then up to `conditions.retries` retries on failures."""
+    """`conditions.samples` first attempts on every training problem, then up to `conditions.retries` retries
+    where sample 0 failed."""
     cfg = ctx.cfg
     stage = f"round_{k}/attempts"
 
     def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
-        return attempt_chains(ctx, model, problems, samples=1, turns=1 + cfg.conditions.retries,
+        return attempt_chains(ctx, model, problems, samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
                               retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
                               first_kind="first", where=f"{stage}:chunk{c}", progress=bar)
 
@@ -133,53 +130,115 @@ def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
     return stats
 
 
-def train_model(ctx: Context, k: int, start: str, out: Path, filter_info: dict[str, Any]) -> dict[str, Any]:
+def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune on the round's examples: `training.improve_steps` passes (ReST's improve steps), each
+    continuing from the last with a fresh optimizer, each a stage of its own; the last writes round_k/model.
+
+    Round k trains `steps * steps_growth^(k-1)` steps a pass (STaR's growing schedule).
+    """
+    cfg, store = ctx.cfg, ctx.store
+    t = cfg.training
+    steps = max(1, round(t.steps * t.steps_growth ** (k - 1)))
+    passes: list[dict[str, Any]] = []
+    for i in range(1, t.improve_steps + 1):
+        last = i == t.improve_steps
+        name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
+            (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
+        inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
+                  "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
+        passes.append(ctx.stage(name, inputs, [out], lambda: train_model(ctx, k, i, start, out, steps, filter_info)))
+        start = str(out)
+    info = {**passes[-1], "wall_s": round(sum(p["wall_s"] for p in passes), 3)}
+    if len(passes) > 1:
+        info["improve_passes"] = [{key: p.get(key) for key in ("steps", "loss_first", "loss_last", "wall_s")}
+                                  for p in passes]
+        info["tokens_trained"] = sum(p.get("tokens_trained", 0) for p in passes)
+    return out, info
+
+
+def train_model(ctx: Context, k: int, i: int, start: str, out: Path, steps: int,
+                filter_info: dict[str, Any]) -> dict[str, Any]:
     ctx.models.close()  # free the sampler's memory for training
+    cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(update={"steps": steps})})
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
-    info = training.train(start, examples, ctx.cfg, out, seed=_seed(ctx.cfg.seed, "train", k), log=ctx.log,
-                          checkpoints=ctx.store.partial.folder, where=f"round_{k}/train",
-                          logs=ctx.store.root / "logs" / f"round_{k}")
-    training.write_model_card(out, k, ctx.cfg, info, filter_info)
+    where = f"round_{k}/train" if out.name == "model" else f"round_{k}/improve_{i}"
+    info = training.train(start, examples, cfg, out, seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
+                          log=ctx.log, checkpoints=ctx.store.partial.folder, where=where,
+                          logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"))
+    training.write_model_card(out, k, cfg, info, filter_info)
     return info
 
 
-def evaluate_stage(ctx: Context, k: int, model: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-problem evaluation of `model` on the test split (greedy, samples, retry chain)."""
-    store = ctx.store
-    outputs = [store.path(k, "eval.jsonl"), store.path(k, "eval_attempts.jsonl")]
-    info = ctx.stage(f"round_{k}/eval", ctx.inputs("eval", model, k), outputs, lambda: evaluate(ctx, k, model))
-    return ctx.eval_records(k), info
+def evaluate_round(ctx: Context, k: int, model: str,
+                   history: list[RoundResult]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`model` on every evaluation set (test; the validation split and the transfer set when configured):
+    rates with CIs and, after round 0, paired gains over the base and the previous round.
+    The test set's figures sit at the top of the result, the others under "validation" / "transfer".
+    """
+    cfg, ev = ctx.cfg, ctx.cfg.evaluation
+    figures: dict[str, Any] = {}
+    info = {"wall_s": 0.0, "tokens_generated": 0}
+    for split in ctx.eval_sets:
+        records, stage_info = evaluate_stage(ctx, k, model, split)
+        info = {key: info[key] + stage_info.get(key, 0) for key in info}
+        mine: dict[str, Any] = {"eval": summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all)}
+        if history:  # every earlier round was evaluated
+            before_prev = ctx.eval_records(history[-2].round, split) if k >= 2 else None
+            mine.update(compare_evals(ctx.eval_records(0, split), before_prev,
+                                      ctx.eval_records(history[-1].round, split), records, ev.metric, ev.bootstrap,
+                                      cfg.seed))
+        if split == "test":
+            figures.update(mine)
+        else:
+            figures[split] = mine
+    return figures, info
 
 
-def evaluate(ctx: Context, k: int, model: str) -> dict[str, Any]:
+def evaluate_stage(ctx: Context, k: int, model: str, split: str = "test") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-problem evaluation of `model` on one evaluation set (greedy, samples, retry chain)."""
+    store, name = ctx.store, eval_name(split)
+    outputs = [store.path(k, f"{name}.jsonl"), store.path(k, f"{name}_attempts.jsonl")]
+    info = ctx.stage(f"round_{k}/{name}", ctx.inputs("eval", model, k, split), outputs,
+                     lambda: evaluate(ctx, k, model, split))
+    return ctx.eval_records(k, split), info
+
+
+def eval_name(split: str) -> str:
+    """The evaluation files' stem: eval.jsonl for the test set, eval_<split>.jsonl for the others."""
+    return "eval" if split == "test" else f"eval_{split}"
+
+
+def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
-    stage = f"round_{k}/eval"
+    stage = f"round_{k}/{eval_name(split)}"
+    problems = ctx.eval_sets[split]
 
-    def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
+    def chunk(chunk_problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
         greedy: list[Attempt] = []
         if ev.greedy:
-            greedy = attempt_chains(ctx, model, problems, samples=1, turns=1, retry=ev.retry,
+            greedy = attempt_chains(ctx, model, chunk_problems, samples=1, turns=1, retry=ev.retry,
                                     params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}), seed=seed,
                                     first_kind="greedy", where=f"{stage}:chunk{c}:greedy", progress=bar)
-        return greedy + attempt_chains(ctx, model, problems, samples=ev.samples, turns=ev.retry_n, retry=ev.retry,
-                                       params=cfg.eval_sampling, seed=seed, first_kind="sample",
-                                       where=f"{stage}:chunk{c}:samples", progress=bar)
+        return greedy + attempt_chains(ctx, model, chunk_problems, samples=ev.samples, turns=ev.retry_n,
+                                       retry=ev.retry, params=cfg.eval_sampling, seed=seed, first_kind="sample",
+                                       where=f"{stage}:chunk{c}:samples", progress=bar, retry_all=ev.retry_all)
 
-    with ctx.log.progress(f"round {k} evaluation", len(ctx.test_set) * (ev.samples + ev.greedy)) as bar:
-        transcripts = in_chunks(ctx, ctx.test_set, chunk, bar)
+    title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
+    with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy)) as bar:
+        transcripts = in_chunks(ctx, problems, chunk, bar)
     by_problem: dict[str, list[Attempt]] = {}
     for a in map(attempt_from_dict, transcripts):
         by_problem.setdefault(a.problem_id, []).append(a)
     records = []
-    for p in ctx.test_set:
+    for p in problems:
         mine = by_problem[p.id]
         g = next((a for a in mine if a.kind == "greedy"), None)
         samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
         chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
-    write_jsonl(ctx.store.path(k, "eval_attempts.jsonl"), transcripts)
-    write_jsonl(ctx.store.path(k, "eval.jsonl"), records)
+    write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), transcripts)
+    write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), records)
     return {"tokens_generated": sum(r["n_tokens"] for r in transcripts)}
 
 
@@ -214,8 +273,9 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
 
 def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
                    retry: str, params: SamplingConfig, seed: int, first_kind: str, where: str,
-                   progress: Any) -> list[Attempt]:
-    """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails.
+                   progress: Any, retry_all: bool = False) -> list[Attempt]:
+    """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails
+    (with `retry_all`, the first retry turn goes to every problem, right or wrong).
 
     Sample j of problem p at turn t is seeded by (seed, t, p.id, j): the same whatever else is in
     the batch or chunk. `progress(n)` counts first attempts; `where` names the crash points.
@@ -224,7 +284,8 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
     sampler = ctx.models.get(model)
     first, build_retry = CONDITIONS[cfg.conditions.first], CONDITIONS[retry]
     attempts: list[Attempt] = []
-    live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its failed completions)
+    live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its attempts so far)
+    solved: set[str] = set()
     for turn in range(turns):
         if not live:
             break
@@ -241,7 +302,9 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
             mine = [Attempt(p.id, kind, turn, s, tuple(conv), c.text, c.n_tokens, c.finish_reason, next(verdicts))
                     for s, c in enumerate(cs)]
             attempts += mine
-            if _failed(mine[0]):  # sample 0 carries the chain
+            if turn == 0 and not _failed(mine[0]):
+                solved.add(p.id)  # with retry_all it still gets one retry turn, and its chain ends there
+            if (_failed(mine[0]) and p.id not in solved) or (retry_all and turn == 0):  # sample 0 carries the chain
                 still.append((p, failed + [mine[0].completion]))
         live = still
     return attempts
@@ -269,15 +332,20 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
 def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any] | None = None) -> dict[str, Any]:
     """The best round (by the configured metric, not the last), and why the run stopped.
 
+    The best round is chosen on the validation split when one is held out (`chosen_on`), so the
+    test figure reported for it (`best_value`) is not the maximum of several looks at the test set.
     With `stopping.enforce: false` the run goes on past a stop decision; `policy_stop` then
     names the round where the policies would have stopped it.
     """
     metric = cfg.evaluation.metric
-    evaluated = [r for r in history if "eval" in r.figures]
-    best = max(evaluated, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
+    on = "validation" if cfg.evaluation.validation else "test"
+    evaluated = [r for r in history if "eval" in on_split(r.figures, on)]
+    best = max(evaluated, key=lambda r: (on_split(r.figures, on)["eval"][metric]["value"], -r.round))
     first_stop = next((r for r in history if r.decision.stop), history[-1])
     return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
-            "best_value": best.figures["eval"][metric], "rounds": len(history) - 1,  # round_k beyond: stale
+            "best_value": best.figures["eval"][metric], "chosen_on": on,
+            **({"best_validation": best.figures[on]["eval"][metric]} if on != "test" else {}),
+            "rounds": len(history) - 1,  # round_k beyond: stale
             "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
             "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
                             "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce},
@@ -290,11 +358,12 @@ class Context:
     """What every stage needs: the config, the run directory, the model in memory, the verifier."""
 
     def __init__(self, cfg: Config, store: RunStore, models: "Models", pool: VerifierPool, log: Log,
-                 train_set: list[Problem], test_set: list[Problem]) -> None:
+                 train_set: list[Problem], eval_sets: dict[str, list[Problem]]) -> None:
         self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
-        self.train_set, self.test_set = train_set, test_set
+        self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
-        self._hashes = {"train": _hash_problems(train_set), "test": _hash_problems(test_set)}
+        self.select_on = "validation" if "validation" in eval_sets else "test"  # best round, stopping gains
+        self._hashes = {"train": _hash_problems(train_set), **{k: _hash_problems(v) for k, v in eval_sets.items()}}
 
     def ledger(self, history: list[RoundResult]) -> dict[str, Any] | None:
         """Which problems each evaluated round solves, first solves and forgets; per problem in ledger.json."""
@@ -313,7 +382,7 @@ class Context:
             return self.store.output_hash(f"{path.parent.name}/train") or model
         return model
 
-    def inputs(self, stage: str, model: str, k: int) -> dict[str, Any]:
+    def inputs(self, stage: str, model: str, k: int, split: str = "test") -> dict[str, Any]:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
         cfg = self.cfg
         common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
@@ -323,9 +392,11 @@ class Context:
                   "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
         if stage == "attempts":
             return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k,
-                    "retry": cfg.conditions.retry, "retries": cfg.conditions.retries}
-        return {**common, "problems": self._hashes["test"], "sampling": cfg.eval_sampling.model_dump(),
-                "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry"})}
+                    "retry": cfg.conditions.retry, "retries": cfg.conditions.retries,
+                    **({"samples": cfg.conditions.samples} if cfg.conditions.samples > 1 else {})}
+        return {**common, "problems": self._hashes[split], "sampling": cfg.eval_sampling.model_dump(),
+                "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry",
+                                                                 *(["retry_all"] if cfg.evaluation.retry_all else [])})}
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume."""
@@ -334,8 +405,8 @@ class Context:
             self.log.info(f"{name}: finished earlier with the same inputs, skipped")
         return info
 
-    def eval_records(self, k: int) -> list[dict[str, Any]]:
-        return read_jsonl(self.store.path(k, "eval.jsonl"))
+    def eval_records(self, k: int, split: str = "test") -> list[dict[str, Any]]:
+        return read_jsonl(self.store.path(k, f"{eval_name(split)}.jsonl"))
 
 
 class Models:
@@ -388,17 +459,34 @@ def check_names(cfg: Config) -> None:
         raise ConfigError("config error\n" + "\n".join(bad))
 
 
-def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], list[Problem]]:
-    """Both splits, loaded and checked before anything is written."""
-    out = []
-    for key, task in (("train_task", cfg.train_task), ("eval_task", cfg.eval_task)):
+def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[Problem]]]:
+    """The training problems and the evaluation sets, loaded and checked before anything is written.
+
+    Evaluation sets: "test" (eval_task); "validation" (`evaluation.validation` training problems,
+    drawn with the run seed and removed from training) and "transfer" (transfer_task) when configured.
+    """
+    loaded = {}
+    tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task)]
+    for key, task in tasks + ([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else []):
         problems = TASKS[task.name](task, cfg.seed)
         skipped = getattr(problems, "skipped", 0)
         if skipped:
             log.warn(f"{key}: skipped {skipped} bad rows, e.g. {problems.skip_reasons[0]}")
         log.info(f"{key}: {len(problems)} problems ({task.name})")
-        out.append(list(problems))
-    return out[0], out[1]
+        loaded[key] = list(problems)
+    train, n_val = loaded["train_task"], cfg.evaluation.validation
+    if n_val >= len(train):
+        raise ConfigError(f"evaluation.validation={n_val} would hold out all {len(train)} training problems; "
+                          f"hold out fewer")
+    held = set(random.Random(_seed(cfg.seed, "validation")).sample(range(len(train)), n_val))
+    sets = {"test": loaded["eval_task"]}
+    if held:
+        sets["validation"] = [p for i, p in enumerate(train) if i in held]
+        train = [p for i, p in enumerate(train) if i not in held]
+        log.info(f"validation: {n_val} training problems held out (never trained on)")
+    if cfg.transfer_task:
+        sets["transfer"] = loaded["transfer_task"]
+    return train, sets
 
 
 def device_name() -> str:

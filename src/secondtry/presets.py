@@ -1,8 +1,9 @@
 """Presets: the conditions of the reference report, as config overrides (`secondtry run CONFIG --preset NAME`).
 
-Each preset sets only what defines its condition (retry condition, retries, rounds, what
-starts each round); the task, model, sampling and training budget stay the config's, so
-presets run on the same problems are comparable. The run is named `<config name>-<preset>`.
+Each preset sets only what defines its condition (retry condition, retries, samples per
+problem, what is kept, rounds, what starts each round, improve passes); the task, model,
+sampling and training budget stay the config's, so presets run on the same problems are
+comparable (`secondtry compare` shows each one's generated tokens: its budget). The run is named `<config name>-<preset>`.
 `secondtry compare` then lays them side by side with the privileged information each used.
 """
 
@@ -29,9 +30,32 @@ PRESETS: dict[str, dict[str, object]] = {
         "overrides": ["conditions.retry=gold_hint", "stopping.max_rounds=1", "stopping.policies=[max_rounds]",
                       "filter.hint_leaks=drop"],
     },
+    "star-rationalize": {
+        "about": "STaR with rationalisation: failures are asked again with the gold answer as a hint (the failure "
+                 "not shown); correct first attempts and rationalisations train a model from the base each round, "
+                 "20% more steps a round; 4 rounds",
+        "overrides": ["conditions.retry=rationalize", "conditions.retries=1", "filter.include_first_attempts=true",
+                      "filter.hint_leaks=drop", "training.between_rounds=reset", "training.steps_growth=1.2",
+                      "stopping.max_rounds=4", "stopping.policies=[max_rounds]"],
+    },
+    "rest": {
+        "about": "ReST grow/improve: grow = 4 samples a problem from the current model; improve = 2 training passes "
+                 "on the same grown set (at most 2 correct samples a problem), each from the last; 3 rounds",
+        "overrides": ["conditions.samples=4", "conditions.retries=0", "filter.include_first_attempts=true",
+                      "filter.max_per_problem=2", "training.improve_steps=2", "training.between_rounds=continue",
+                      "stopping.max_rounds=3", "stopping.policies=[max_rounds]"],
+    },
+    "rest-em": {
+        "about": "ReST-EM: 4 samples a problem whatever their outcome, at most 2 correct kept a problem, the model "
+                 "trained from the base each round; 3 rounds",
+        "overrides": ["conditions.samples=4", "conditions.retries=0", "filter.include_first_attempts=true",
+                      "filter.max_per_problem=2", "training.between_rounds=reset", "stopping.max_rounds=3",
+                      "stopping.policies=[max_rounds]"],
+    },
     "resampling": {
         "about": "resampling: fresh independent samples of each failed problem instead of a retry turn "
-                 "(conditions.retries of them, stopping at the first correct one), one round",
+                 "(conditions.retries of them, stopping at the first correct one: the retry condition's budget "
+                 "at the same conditions.retries), one round",
         "overrides": ["conditions.retry=resample", "stopping.max_rounds=1", "stopping.policies=[max_rounds]"],
     },
 }

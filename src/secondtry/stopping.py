@@ -23,6 +23,7 @@ class StopState:
     gain: float | None = None  # this round's change of the metric over the previous round
     gain_ci: list[float] | None = None
     gain_cis: list[list[float]] | None = None  # every trained round's gain CI so far, this one last
+    gain_on: str | None = None  # the evaluation set the gains are measured on: validation if held out, else test
 
 
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:

@@ -1,7 +1,6 @@
 """A reduced demo through the command line: both filter presets, the tables and the records agree."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,14 +10,15 @@ from secondtry.evaluation.metrics import summarize_eval
 from secondtry.loop import load_history
 from secondtry.report import compare_rows, round_rows
 from secondtry.report.tables import pct
-from secondtry.store import read_jsonl
+from secondtry.store import read_json, read_jsonl
 
 
 @pytest.fixture(scope="module")
 def demo_runs(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     small = [f"model.path={tiny_model}", f"run_dir={root}", "train_task.options.count=96",
-             "eval_task.options.count=32", "training.steps=8", "stopping.max_rounds=2", "evaluation.bootstrap=300"]
+             "eval_task.options.count=32", "training.steps=8", "stopping.max_rounds=2", "evaluation.bootstrap=300",
+             "evaluation.validation=16", "transfer_task.options.count=16"]
     result = CliRunner().invoke(app, ["demo", "--filter", "both", *small])
     assert result.exit_code == 0, result.output
     return root, result.output
@@ -48,13 +48,33 @@ def test_tables_agree_with_the_records(demo_runs):
         for r in history:
             if "eval" in r.figures:
                 records = read_jsonl(run / f"round_{r.round}" / "eval.jsonl")
-                assert summarize_eval(records, 300, 42, 4) == r.figures["eval"]
+                assert summarize_eval(records, 300, 42, 4, retry_all=True) == r.figures["eval"]
         rows = round_rows(history, "pass1_sampled", None)
         assert rows[0][1] == pct(history[0].figures["eval"]["pass1_sampled"])
     head, rows = compare_rows([root / "demo", root / "demo-answer"])
-    assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[1] for r in rows] == ["steps", "answer"]
+    col = {h: i for i, h in enumerate(head)}
+    assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[col["filter"]] for r in rows] == ["steps", "answer"]
+    assert [r[col["privileged information"]] for r in rows] == ["none", "none"]
     base = load_history(root / "demo")[0].figures["eval"]["pass1_sampled"]
-    assert rows[0][3] == pct(base) == rows[1][3]  # same base model, same evaluation
+    assert rows[0][col["base %"]] == pct(base) == rows[1][col["base %"]]  # same base model, same evaluation
+    for row, run in zip(rows, ("demo", "demo-answer")):
+        history = load_history(root / run)
+        assert row[col["rounds trained"]] == str(sum(r.trained for r in history))
+
+
+def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
+    from secondtry.evaluation.metrics import per_problem
+    from secondtry.evaluation.stats import mcnemar, paired_delta
+    from secondtry.report.compare import pairwise_rows
+
+    root, _ = demo_runs
+    head, rows = pairwise_rows([root / "demo", root / "demo-answer"])  # the runs' evaluation.bootstrap: 300
+    assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "1"]
+    best = [read_jsonl(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}" / "eval.jsonl")
+            for run in ("demo", "demo-answer")]
+    delta = paired_delta(per_problem(best[0])["pass1_sampled"], per_problem(best[1])["pass1_sampled"], 300, 42)
+    test = mcnemar(*([r["greedy"] for r in b] for b in best))
+    assert rows[0][3:] == [pct(delta, True), str(test["c"]), str(test["b"]), f"{test['p_value']:.3g}"]
 
 
 def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
@@ -66,10 +86,9 @@ def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
         shutil.copytree(root / run, tmp_path / f"x-seed{i}")
         seeded.append(tmp_path / f"x-seed{i}")
     head, rows = compare_rows(seeded)
-    assert len(rows) == 1 and rows[0][2] == "2"
+    assert len(rows) == 1 and rows[0][head.index("seeds")] == "2"
     best = []
-    for p in seeded:
-        h = [r for r in load_history(p) if "eval" in r.figures]
-        top = max(h, key=lambda r: r.figures["eval"]["pass1_sampled"]["value"])
+    for p in seeded:  # each run's best round, chosen on its validation split
+        top = load_history(p)[read_json(p / "summary.json")["best_round"]]
         best.append(top.figures["delta_from_base"]["value"] if top.round else 0.0)
-    assert rows[0][-1] == pct(across_seeds(best), True)
+    assert rows[0][head.index("best round Δ pp")] == pct(across_seeds(best), True)

@@ -13,7 +13,7 @@ import math
 from typing import Any, Sequence
 
 from ..types import Attempt
-from .retry import retry_lift
+from .retry import flips, retry_lift
 from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta
 
 
@@ -58,11 +58,19 @@ def per_problem(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
-def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_n: int) -> dict[str, Any]:
-    """Every evaluation rate with its 95% CI. gap = pass@N-with-retries − sampled pass@1."""
+def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_n: int,
+                   retry_all: bool = False) -> dict[str, Any]:
+    """Every evaluation rate with its 95% CI. gap = pass@N-with-retries − sampled pass@1.
+
+    With `retry_all` (every problem's sample 0 got a retry turn) also the wrong→right and
+    right→wrong flips of that turn; otherwise "flips" is None (only failures were retried).
+    """
     summary: dict[str, Any] = {name: estimate(v, n_boot, seed) for name, v in per_problem(records).items()}
     summary["retry_n"] = retry_n
     summary["retry_lift"] = retry_lift(records, n_boot, seed)  # retry turn vs a fresh sample, same budget
+    retried = retry_all and retry_n > 1 and all(len(r["chain"]) > 1 for r in records)
+    summary["flips"] = flips([r["chain"][0] for r in records], [r["chain"][1] for r in records], n_boot, seed) \
+        if retried else None
     return summary
 
 
@@ -72,7 +80,7 @@ def _aligned(*evals: list[dict[str, Any]]) -> None:
         raise ValueError("evaluations of different problem sets cannot be compared pairwise")
 
 
-def _binary(records: list[dict[str, Any]]) -> tuple[str, list[bool]]:
+def binary_outcomes(records: list[dict[str, Any]]) -> tuple[str, list[bool]]:
     """One right/wrong outcome per problem for flip counts: the greedy attempt, else sample 0."""
     if records and records[0]["greedy"] is not None:
         return "greedy", [bool(r["greedy"]) for r in records]
@@ -95,8 +103,8 @@ def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] 
     def absorbed(m: Any) -> float | None:  # (base gap − gap now) / base gap
         return None if m[0] <= 0 else (m[0] - m[1]) / m[0]
 
-    outcome, before = _binary(prev)
-    flips = mcnemar(before, _binary(now)[1])
+    outcome, before = binary_outcomes(prev)
+    flips = mcnemar(before, binary_outcomes(now)[1])
     return {
         "delta_from_base": paired_delta(vb[metric], vn[metric], n_boot, seed),
         "delta_from_prev": paired_delta(vp[metric], vn[metric], n_boot, seed),
@@ -110,7 +118,7 @@ def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] 
 
 def train_figures(attempts: list[Attempt], n_boot: int, seed: int) -> dict[str, Any]:
     """First-attempt accuracy on the training problems and the retry yield on their failures."""
-    first = {a.problem_id: a.verdict.correct for a in attempts if a.kind == "first"}
+    first = {a.problem_id: a.verdict.correct for a in attempts if a.kind == "first" and a.sample == 0}
     failed = [pid for pid, ok in first.items() if ok is False]  # "cannot judge" is not retried
     solved_by_retry = {a.problem_id for a in attempts if a.kind == "retry" and a.verdict.correct is True}
     retried = {a.problem_id for a in attempts if a.kind == "retry"}
@@ -122,6 +130,10 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int) -> dict[str, 
         "retried": len(retried),
         "retry_solved": len(solved_by_retry),
         # success of the retry turn(s) on the frontier: the stopping rule watches this
-        "retry_yield": estimate([float(pid in solved_by_retry) for pid in failed], n_boot, seed),
+        "retry_yield": estimate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
+        if retried or not failed else {"value": None, "ci": [None, None], "n": 0},  # no retry turns (retries: 0)
         "tokens_generated": sum(a.n_tokens for a in attempts),
+        # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
+        "first_samples": estimate([float(a.verdict.correct is True) for a in attempts if a.kind == "first"],
+                                  n_boot, seed),
     }

@@ -88,6 +88,15 @@ def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict[str, float]:
     """
     b = sum(1 for x, y in zip(before, after) if x and not y)
     c = sum(1 for x, y in zip(before, after) if y and not x)
+    return mcnemar_counts(b, c)
+
+
+def mcnemar_counts(b: int, c: int) -> dict[str, float]:
+    """Exact two-sided McNemar test from the discordant counts b and c.
+
+    >>> mcnemar_counts(1, 6)["p_value"]
+    0.125
+    """
     n = b + c
     if n == 0:
         return {"b": 0, "c": 0, "p_value": 1.0}

@@ -1,8 +1,16 @@
-"""Several runs side by side: one row per condition, seeds pooled as mean ± 95% CI.
+"""Several runs side by side, as the reference report's comparison table, with CIs.
 
-Runs whose names differ only by a `-seed<N>` suffix are seeds of one condition. With one
-seed, a figure's CI is the paired bootstrap over problems from its round.json; with several,
-it is the t-interval over the seeds' values.
+One row per condition: the privileged information it used, rounds trained, the base
+accuracy, Δ from the base per round and at the best round, and the tokens generated on
+training problems (the budget). Runs whose names differ only by a `-seed<N>` suffix are
+seeds of one condition: with one seed a figure's CI is the paired bootstrap over problems
+from its round.json; with several it is the t-interval over the seeds' values.
+
+A second table tests each condition against the first one named, paired by problem: the
+best rounds' per-problem accuracies (bootstrap CI of the difference) and McNemar's test on
+the right/wrong outcomes (greedy attempt, else sample 0). With several seeds the differences
+of seeds run by both are pooled as mean ± t-interval, and McNemar's discordant counts are
+summed over them (problem × seed pairs taken as independent).
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from typing import Any
 
 import yaml
 
-from ..evaluation.stats import across_seeds
+from ..conditions import PRIVILEGED
+from ..evaluation.metrics import binary_outcomes, per_problem
+from ..evaluation.stats import across_seeds, mcnemar, mcnemar_counts, paired_delta
 from ..loop import load_history
+from ..store import read_json, read_jsonl
 from ..types import RoundResult
 from .tables import markdown_table, pct, rich_table
 
@@ -23,6 +34,42 @@ SEED_SUFFIX = re.compile(r"-seed\d+$")
 
 def condition_of(run: Path) -> str:
     return SEED_SUFFIX.sub("", run.name)
+
+
+class Run:
+    """One run directory: its config, its rounds, and its best round (summary.json's, chosen on the
+    validation split when the run held one out; else the best on the test metric)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        self.history: list[RoundResult] = load_history(path)
+        self.metric = self.cfg["evaluation"]["metric"]
+        summary = path / "summary.json"
+        evaluated = [r for r in self.history if "eval" in r.figures]
+        self.best = next((r for r in evaluated if summary.exists() and r.round == read_json(summary)["best_round"]),
+                         None) or max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
+
+    def at(self, k: int, key: str) -> dict[str, Any] | None:
+        if k >= len(self.history) or "eval" not in self.history[k].figures:
+            return None
+        f = self.history[k].figures
+        return f["eval"][self.metric] if key == "eval" else f.get(key)
+
+    def best_records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / f"round_{self.best.round}" / "eval.jsonl")
+
+    @property
+    def privileged(self) -> str:
+        return PRIVILEGED.get(self.cfg["conditions"]["retry"], "none")
+
+    @property
+    def trained_rounds(self) -> int:
+        return sum(r.trained for r in self.history)
+
+    @property
+    def train_tokens(self) -> int:
+        return sum(r.figures.get("train", {}).get("tokens_generated", 0) for r in self.history)
 
 
 def _pooled(figures: list[dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -34,43 +81,89 @@ def _pooled(figures: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return across_seeds([f["value"] for f in present])
 
 
-def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: condition, filter, seeds, base, Δ from base per round, best round's Δ."""
-    groups: dict[str, list[tuple[Path, list[RoundResult], dict[str, Any]]]] = {}
+def _groups(runs: list[Path]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
     for run in runs:
-        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-        groups.setdefault(condition_of(run), []).append((run, load_history(run), cfg))
-    rounds = max(len(h) for g in groups.values() for _, h, _ in g) - 1
-    head = ["condition", "filter", "seeds", "base %"] + [f"round {k} Δ pp" for k in range(1, rounds + 1)] \
-        + ["best round Δ pp"]
+        groups.setdefault(condition_of(run), []).append(Run(run))
+    return groups
+
+
+def _count(x: float) -> str:
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k" if x >= 1e3 else f"{x:.0f}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: condition, privileged information, filter, seeds, rounds trained, base,
+    Δ from base per round, the best round's Δ, tokens generated on training problems."""
+    groups = _groups(runs)
+    rounds = max(len(r.history) for g in groups.values() for r in g) - 1
+    head = ["condition", "privileged information", "filter", "seeds", "rounds trained", "base %"] \
+        + [f"round {k} Δ pp" for k in range(1, rounds + 1)] + ["best round Δ pp", "train tokens generated"]
     rows = []
     for name, members in groups.items():
-        metric = members[0][2]["evaluation"]["metric"]
-
-        def at(h: list[RoundResult], k: int, key: str) -> dict[str, Any] | None:
-            if k >= len(h) or "eval" not in h[k].figures:
-                return None
-            return h[k].figures["eval"][metric] if key == "eval" else h[k].figures.get(key)
-
-        best = [max((r for r in h if "eval" in r.figures), key=lambda r: r.figures["eval"][metric]["value"])
-                for _, h, _ in members]
+        trained = _mean([m.trained_rounds for m in members])
         rows.append([
-            name, members[0][2]["filter"]["require"], str(len(members)),
-            pct(_pooled([at(h, 0, "eval") for _, h, _ in members])),
-            *(pct(_pooled([at(h, k, "delta_from_base") for _, h, _ in members]), True)
-              for k in range(1, rounds + 1)),
-            pct(_pooled([b.figures.get("delta_from_base", {"value": 0.0, "ci": [0.0, 0.0]}) for b in best]), True),
+            name, members[0].privileged, members[0].cfg["filter"]["require"], str(len(members)),
+            f"{trained:g}" if trained == int(trained) else f"{trained:.1f}",
+            pct(_pooled([m.at(0, "eval") for m in members])),
+            *(pct(_pooled([m.at(k, "delta_from_base") for m in members]), True) for k in range(1, rounds + 1)),
+            pct(_pooled([m.best.figures.get("delta_from_base", {"value": 0.0, "ci": [0.0, 0.0]})
+                         for m in members]), True),
+            _count(_mean([m.train_tokens for m in members])),
         ])
+    return head, rows
+
+
+def pairwise_rows(runs: list[Path], n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
+    """Each condition against the first, paired by problem at each run's best round (see module doc).
+    `n_boot`: bootstrap resamples; by default the runs' evaluation.bootstrap."""
+    groups = _groups(runs)
+    names = list(groups)
+    head = ["condition", "against", "seeds paired", "Δ best round pp", "wrong→right", "right→wrong", "McNemar p"]
+    rows = []
+    ref = {m.cfg["seed"]: m for m in groups[names[0]]}
+    for name in names[1:]:
+        pairs = [(ref[m.cfg["seed"]], m) for m in groups[name] if m.cfg["seed"] in ref]
+        if not pairs:
+            rows.append([name, names[0], "0", "no common seed", "–", "–", "–"])
+            continue
+        deltas, b, c, why = [], 0, 0, ""
+        for a, m in pairs:
+            ra, rm = a.best_records(), m.best_records()
+            if [r["problem_id"] for r in ra] != [r["problem_id"] for r in rm]:
+                why = "different test problems"
+                break
+            deltas.append(paired_delta(per_problem(ra)[a.metric], per_problem(rm)[m.metric],
+                                       n_boot or m.cfg["evaluation"]["bootstrap"], m.cfg["seed"]))
+            test = mcnemar(binary_outcomes(ra)[1], binary_outcomes(rm)[1])
+            b, c = b + test["b"], c + test["c"]
+        if why:
+            rows.append([name, names[0], str(len(pairs)), why, "–", "–", "–"])
+            continue
+        pooled = mcnemar_counts(b, c)  # the discordant pairs summed over seeds
+        rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas), True), str(c), str(b),
+                     f"{pooled['p_value']:.3g}"])
     return head, rows
 
 
 def print_comparison(runs: list[Path], console=None) -> None:
     from rich.console import Console
 
+    console = console or Console()
     head, rows = compare_rows(runs)
-    (console or Console()).print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]",
-                                            head, rows))
+    console.print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]", head, rows))
+    if len(_groups(runs)) > 1:
+        console.print(rich_table("paired by problem, each condition against the first", *pairwise_rows(runs)))
 
 
 def comparison_markdown(runs: list[Path]) -> str:
-    return markdown_table(*compare_rows(runs)) + "\n"
+    parts = [markdown_table(*compare_rows(runs))]
+    if len(_groups(runs)) > 1:
+        parts += ["", "Paired by problem at each run's best round, against the first condition "
+                      "(McNemar on greedy-or-sample-0 outcomes, discordant pairs summed over seeds):", "",
+                  markdown_table(*pairwise_rows(runs))]
+    return "\n".join(parts) + "\n"

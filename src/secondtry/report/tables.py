@@ -69,6 +69,28 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
     return rows
 
 
+def split_rows(history: list[RoundResult], metric: str) -> tuple[list[str], list[list[str]]]:
+    """The other evaluation sets (validation, transfer) by round: metric and Δ from base; empty if none."""
+    splits = [s for s in ("validation", "transfer") if any(s in r.figures for r in history)]
+    head = ["stage"] + [h for s in splits for h in (f"{s} %", f"{s} Δ base pp")]
+    rows = [[_label(r)] + [cell for s in splits for cell in (
+        pct(r.figures.get(s, {}).get("eval", {}).get(metric)), pct(r.figures.get(s, {}).get("delta_from_base"), True))]
+        for r in history if "eval" in r.figures]
+    return (head, rows) if splits else ([], [])
+
+
+def flip_lines(history: list[RoundResult]) -> list[str]:
+    """With evaluation.retry_all: what the retry turn does to right and to wrong first attempts."""
+    lines = []
+    for r in history:
+        f = r.figures.get("eval", {}).get("flips")
+        if f:
+            lines.append(f"{_label(r)}: a retry turn on every test problem turned {f['wrong_to_right']} wrong first "
+                         f"attempts right and {f['right_to_wrong']} right ones wrong (net {pct(f['net'], True)} pp, "
+                         f"McNemar p={f['mcnemar']['p_value']:.3g})")
+    return lines
+
+
 ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
 METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
@@ -111,9 +133,17 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
              markdown_table([h.format(metric=metric) for h in ROUND_HEAD],
                             round_rows(history, metric, summary.get("best_round"))),
              "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
+    head, rows = split_rows(history, metric)
+    if rows:
+        parts += ["", "Other evaluation sets (validation: held-out training problems; transfer: another "
+                      "distribution):", "", markdown_table(head, rows)]
+    flips = flip_lines(history)
+    if flips:
+        parts += ["", "Retry turn given to every problem:", "", *(f"- {line}" for line in flips)]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
-        parts += ["", f"Best round: {summary['best_round']} ({summary['best_model']}). "
+        chosen = " (chosen on the validation split)" if summary.get("chosen_on") == "validation" else ""
+        parts += ["", f"Best round{chosen}: {summary['best_round']} ({summary['best_model']}). "
                       f"Stopped: {summary['stopped']}."]
     return "\n".join(parts) + "\n"
 
@@ -129,8 +159,14 @@ def print_tables(run: Path, console=None) -> None:
     console.print(rich_table(title, [h.format(metric="acc") for h in ROUND_HEAD],
                              round_rows(history, metric, summary.get("best_round"))))
     console.print(rich_table("stochastic headroom", GAP_HEAD, gap_rows(history)))
+    head, rows = split_rows(history, metric)
+    if rows:
+        console.print(rich_table("other evaluation sets", head, rows))
+    for line in flip_lines(history):
+        console.print(line, highlight=False)
     for r in history[1:]:
         policy = f" [{r.decision.policy}]" if r.decision.policy else ""
         console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
     if summary:
-        console.print(f"best round: {summary['best_round']} — {summary['best_model']}", highlight=False)
+        chosen = " (chosen on the validation split)" if summary.get("chosen_on") == "validation" else ""
+        console.print(f"best round{chosen}: {summary['best_round']} — {summary['best_model']}", highlight=False)
