@@ -60,27 +60,36 @@ def _resolve_model(cfg, log):
 
 
 def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) -> Path:
-    from .log import RichLog
+    """Run (or resume) one config. Under torchrun every rank runs this; rank 0 talks and reports."""
+    from . import distributed
+    from .log import Log, RichLog
     from .loop import run
 
-    log = RichLog()
+    distributed.init()
+    log = RichLog() if distributed.is_main() else Log()
     _quiet_libraries()
-    cfg = _resolve_model(cfg, log)
-    log.info(f"run directory: {cfg.run_path}")
+    cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
+    log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
+                                                 if distributed.active() else ""))
     run(cfg, log, allow_change=allow_change, eval_only=eval_only)
-    _report(cfg.run_path, tables)
-    log.info(f"records, models and report: {cfg.run_path}")
+    if distributed.is_main():
+        _report(cfg.run_path, tables)
+        log.info(f"records, models and report: {cfg.run_path}")
+    distributed.barrier()
     return cfg.run_path
 
 
-def _report(run_dir: Path, tables: bool = True) -> None:
-    """report/summary.md, and the tables in the terminal."""
-    from .report import markdown, print_tables
+def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None) -> None:
+    """report/summary.md, the dashboard (report/index.html, report/plots/), and the tables in the terminal."""
+    from .report import build_dashboard, markdown, print_tables
+    from .report.dashboard import SAMPLE
     from .store import write_text
 
     write_text(run_dir / "report" / "summary.md", markdown(run_dir))
+    page = build_dashboard(run_dir, SAMPLE if sample is None else sample, index)
     if tables:
         print_tables(run_dir)
+    print(f"dashboard: {page}")
 
 
 def _quiet_libraries() -> None:
@@ -189,9 +198,37 @@ def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run directory, e.g. runs/demo")) -> None:
-    """Print the round and gap tables of a run and write report/summary.md."""
-    _guard(lambda: _report(run_dir))
+def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/NAME), or a folder of them (runs/)"),
+           serve: bool = typer.Option(False, "--serve", help="then serve the pages on 127.0.0.1 until Ctrl-C"),
+           port: int = typer.Option(8000, "--port", min=0, max=65535, help="--serve's port (0: any free one)"),
+           sample: Optional[int] = typer.Option(None, "--sample", min=0,
+                                                help="transcripts shown per round and set (default 100)")) -> None:
+    """Write each run's dashboard and report/summary.md; print the tables of a single run.
+
+    Each run gets RUN/report/index.html (a self-contained page: open it from disk), plots/*.png and
+    summary.md. A folder of runs, or several runs, also gets an index of them with the conditions
+    compared: FOLDER/index.html (the runs' common parent folder). --serve serves that folder, or the
+    one run's directory, on http://127.0.0.1:PORT.
+    """
+    def go() -> None:
+        from .report.dashboard import build_index, find_runs, has_results
+        from .report.dashboard import serve as serve_pages
+
+        runs, folder = find_runs(paths)
+        index = folder / "index.html" if folder else None
+        for run_dir in runs:
+            if run_dir in paths or has_results(run_dir):  # a folder's runs that have not started are only listed
+                _report(run_dir, tables=len(runs) == 1, sample=sample, index=index)
+        if folder:
+            print(f"index: {build_index(folder, runs)}")
+        if serve:
+            root = folder or runs[0]
+            try:
+                serve_pages(root, index or runs[0] / "report" / "index.html", port)
+            except OSError as e:
+                _fail(f"--port {port}: cannot serve on 127.0.0.1 ({e.strerror or e})")
+
+    _guard(go)
 
 
 @app.command()

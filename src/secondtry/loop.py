@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import filtering, training
+from . import distributed, filtering, training
 from .backends import BACKENDS
 from .backends.hf import load_tokenizer
 from .conditions import CONDITIONS, PRIVILEGED
@@ -249,7 +249,8 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
     """`work(chunk, index, progress) -> attempts` over chunks of `checkpoint.chunk` problems, as records.
 
     Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
-    finished is read back instead of generated again. The records come back in one order whatever
+    finished is read back instead of generated again. With several processes chunk c runs on
+    rank c mod world, and after each wave of chunks every rank gathers the wave's records. The records come back in one order whatever
     the chunking: greedy, first attempts or samples, then retries by turn; problems in task order.
     """
     size, partial = ctx.cfg.chunk_size, ctx.store.partial
@@ -258,15 +259,24 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
     if done:
         ctx.log.info(f"{partial.stage}: {len(done)} of {len(starts)} chunks finished earlier, kept")
     records: list[dict[str, Any]] = []
-    for c, start in enumerate(starts):
-        chunk = list(problems[start:start + size])
-        mine = partial.chunk(c)
-        if mine is None:
-            mine = [to_dict(a) for a in work(chunk, c, progress)]
-            partial.write_chunk(c, mine)
-        else:
-            progress(sum(r["turn"] == 0 for r in mine))  # the first attempts it holds
-        records += mine
+    ranks, me = distributed.world_size(), distributed.rank()
+    for wave in range(0, len(starts), ranks):  # one chunk per rank, then every rank gathers them all
+        c = wave + me
+        mine, fresh = None, False
+        if c < len(starts):
+            mine = partial.chunk(c)
+            if mine is None:
+                mine, fresh = [to_dict(a) for a in work(list(problems[starts[c]:starts[c] + size]), c, progress)], True
+            else:
+                progress(sum(r["turn"] == 0 for r in mine))  # the first attempts it holds
+        for c, theirs, new in distributed.gather((c, mine, fresh)):
+            if theirs is None:
+                continue
+            if new:
+                partial.write_chunk(c, theirs)  # rank 0 writes every rank's chunk
+            if (c - wave) != me:
+                progress(sum(r["turn"] == 0 for r in theirs))
+            records += theirs
     order = {p.id: i for i, p in enumerate(problems)}
     return sorted(records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"]))
 

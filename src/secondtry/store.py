@@ -21,6 +21,7 @@ import contextlib
 import difflib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
+from . import distributed
 from .config import Config, dump_config
 
 
@@ -68,7 +70,13 @@ def _fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[TextIO]:
-    """A file that appears whole at `path` when the block ends, or not at all."""
+    """A file that appears whole at `path` when the block ends, or not at all.
+
+    With several processes (distributed.py) only rank 0 writes; the others' writes go nowhere.
+    """
+    if not distributed.is_main():
+        yield io.StringIO()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -152,21 +160,28 @@ class RunStore:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, cfg: Config, allow_change: bool = False) -> "RunStore":
+        """Lock the run directory, check the config against the one it was run with, write it.
+
+        With several processes rank 0 does this and holds the lock; the others wait for it.
+        """
         store = cls(cfg.run_path)
-        store.root.mkdir(parents=True, exist_ok=True)
-        store._lock()
-        store._remove_strays()
+        distributed.from_main(lambda: store._open(cfg, allow_change))
+        return store
+
+    def _open(self, cfg: Config, allow_change: bool) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        self._remove_strays()
         text = dump_config(cfg)
-        saved = store.root / "config.yaml"
+        saved = self.root / "config.yaml"
         if saved.exists() and saved.read_text(encoding="utf-8") != text and not allow_change:
             diff = "".join(difflib.unified_diff(saved.read_text(encoding="utf-8").splitlines(True),
                                                 text.splitlines(True), "config.yaml (as run)", "config (now)"))
-            store.close()
-            raise RunDirError(f"{store.root} was run with another config; resume with the same config, "
+            self.close()
+            raise RunDirError(f"{self.root} was run with another config; resume with the same config, "
                               f"pass --allow-change to rerun the stages the change touches, or pick a new "
                               f"name=...\n{diff}")
         write_text(saved, text)
-        return store
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -222,11 +237,26 @@ class RunStore:
         the stage's finished pieces from earlier, killed runs with the same inputs.
         """
         inputs_hash = hash_data(inputs)
-        entry = self.manifest()["stages"].get(name)
         partial_dir = self.root / Path(name).parent / ".partial" / Path(name).name
+        done = distributed.from_main(lambda: self._finished(name, inputs_hash, outputs, partial_dir))
+        if done is not None:
+            self.skipped.append(name)
+            return done
+        self.partial = Partial(partial_dir, name, inputs_hash)
+        start = time.perf_counter()
+        try:
+            info = dict(run() or {})  # on every rank: the stages gather their records themselves
+        finally:
+            self.partial = None
+        info["wall_s"] = round(time.perf_counter() - start, 3)
+        return distributed.from_main(lambda: self._record(name, inputs_hash, outputs, partial_dir, info))
+
+    def _finished(self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path) -> dict[str, Any] | None:
+        """The recorded info if the stage is done with these inputs and intact outputs; else clear its
+        stale outputs and return None."""
+        entry = self.manifest()["stages"].get(name)
         if entry and entry["inputs_hash"] == inputs_hash and all(p.exists() for p in outputs) \
                 and self._outputs_hash(outputs) == entry["outputs_hash"]:
-            self.skipped.append(name)
             _remove_partial(partial_dir)  # left if the last run died right after recording
             return entry["info"]
         for p in outputs:  # stale outputs of an earlier, different or unfinished run of this stage
@@ -234,13 +264,11 @@ class RunStore:
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-        self.partial = Partial(partial_dir, name, inputs_hash)
-        start = time.perf_counter()
-        try:
-            info = dict(run() or {})
-        finally:
-            self.partial = None
-        info["wall_s"] = round(time.perf_counter() - start, 3)
+        Partial(partial_dir, name, inputs_hash)  # throws away pieces made with other inputs
+        return None
+
+    def _record(self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path,
+                info: dict[str, Any]) -> dict[str, Any]:
         missing = [str(p) for p in outputs if not p.exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}")
@@ -276,12 +304,13 @@ class Partial:
     def __init__(self, folder: Path, stage: str, inputs_hash: str) -> None:
         self._folder, self.stage, self.inputs_hash = folder, stage, inputs_hash
         marker = folder / "inputs_hash"
-        if folder.exists() and not (marker.is_file() and marker.read_text(encoding="utf-8") == inputs_hash):
+        if distributed.is_main() and folder.exists() and not (
+                marker.is_file() and marker.read_text(encoding="utf-8") == inputs_hash):
             shutil.rmtree(folder)  # pieces of a run with other inputs, or of one killed before it wrote the hash
 
     @property
     def folder(self) -> Path:
-        if not (self._folder / "inputs_hash").is_file():
+        if distributed.is_main() and not (self._folder / "inputs_hash").is_file():
             self._folder.mkdir(parents=True, exist_ok=True)
             write_text(self._folder / "inputs_hash", self.inputs_hash)
         return self._folder

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..backends.hf import load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..config import Config
 from ..log import Log
@@ -70,6 +71,8 @@ def _step_callback(bar, where: str):
             crash_point(f"{where}:step{state.global_step}")
 
         def on_save(self, args, state, control, **kwargs):
+            if not distributed.is_main():  # rank 0 saves the checkpoint and marks it
+                return
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             crash_point(f"{where}:saving{state.global_step}")  # saved, not yet marked: not resumed from
             fsync_tree(folder)
@@ -87,7 +90,7 @@ def last_checkpoint(folder: Path) -> Path | None:
     for p in folder.glob("checkpoint-*"):
         if (p / COMPLETE).is_file():
             done.append(p)
-        else:
+        elif distributed.is_main():
             shutil.rmtree(p, ignore_errors=True)
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
@@ -137,6 +140,33 @@ def contained_patches(model):
                 setattr(cls, name, value)
 
 
+def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, out_dir: Path, where: str) -> None:
+    """The adapter (LoRA), the merged model and the tokenizer, moved into `out_dir` whole."""
+    shutil.rmtree(staging, ignore_errors=True)  # a kill mid-save left it
+    if cfg.training.method == "lora":
+        lora = trained.peft_config["default"]
+        if isinstance(lora.target_modules, set):  # written in hash order otherwise: equal runs, unequal files
+            lora.target_modules = sorted(lora.target_modules)
+        trained.save_pretrained(staging / "adapter")
+        trained = trained.merge_and_unload()
+    trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
+    trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    crash_point(f"{where}:merged")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+
+
+def per_rank_batch(batch: int) -> int:
+    """training.batch_size is the global batch: with several processes each takes its share."""
+    ranks = distributed.world_size()
+    if batch % ranks:
+        raise ValueError(f"training.batch_size={batch} does not split over {ranks} processes; make it a multiple "
+                         f"of {ranks}")
+    return batch // ranks
+
+
 def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, work: Path, seed: int,
                   bf16: bool, callbacks: list | None = None, batch: int | None = None, accum: int | None = None,
                   save_steps: int | None = None, report_to: list[str] | None = None):
@@ -161,6 +191,7 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         max_length=t.max_length, packing=t.packing, packing_strategy="bfd", completion_only_loss=True,
         use_liger_kernel=use_liger(t.liger, model.device.type), bf16=bf16, use_cpu=model.device.type == "cpu",
         logging_steps=1,  # every step's loss is kept: the figures are the same after a resume
+        ddp_find_unused_parameters=False,  # with several processes (distributed.py): every trained weight is used
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         report_to=report_to or "none", disable_tqdm=True,
         seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
@@ -225,34 +256,21 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
                 trainer.train(resume_from_checkpoint=str(resume) if resume else None)
                 return trainer
 
-            trainer, backoffs = fit_batch(attempt, t.batch_size, t.grad_accum, log, where)
+            trainer, backoffs = fit_batch(attempt, per_rank_batch(t.batch_size), t.grad_accum, log, where)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]  # one per step, resumed ones too
         window = max(1, len(losses) // 20)
-        trained = trainer.model
-        shutil.rmtree(staging, ignore_errors=True)  # a kill mid-save left it
-        if t.method == "lora":
-            lora = trained.peft_config["default"]
-            if isinstance(lora.target_modules, set):  # written in hash order otherwise: equal runs, unequal files
-                lora.target_modules = sorted(lora.target_modules)
-            trained.save_pretrained(staging / "adapter")
-            trained = trained.merge_and_unload()
-        trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
-        trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
         info = {
             "method": t.method, "steps": trainer.state.global_step, "examples": len(examples),
             "tokens_trained": int(trainer.state.num_input_tokens_seen or 0),
             "loss_first": _mean(losses[:window]), "loss_last": _mean(losses[-window:]), "train_loss": _mean(losses),
             "start_model": start_model, "packing": t.packing, "between_rounds": t.between_rounds,
-            "reported_to": report_to,
+            "reported_to": report_to, **({"processes": distributed.world_size()} if distributed.active() else {}),
         }
         if backoffs:
             info["oom_backoffs"] = backoffs
-        del trainer, trained
-        crash_point(f"{where}:merged")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        if distributed.is_main():  # every rank holds the same weights; rank 0 writes them
+            _save(trainer.model, tokenizer, cfg, device, staging, out_dir, where)
+        del trainer
     finally:
         os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
         if checkpoints is None:
