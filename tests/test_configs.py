@@ -21,3 +21,12 @@ def test_config_is_valid(path):
     check_names(cfg)
     first = path.read_text().splitlines()[0]
     assert first.startswith("# secondtry "), f"{path} must open with the command that runs it"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_preset_validates_on_every_config(path):
+    from secondtry.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        cfg = load_config(path, list(preset["overrides"]))
+        check_names(cfg)  # every name a preset sets exists; every key it sets is a config key
