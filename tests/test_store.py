@@ -146,3 +146,14 @@ def test_crash_point_kills_the_process_and_the_trace_lists_each_point(tmp_path):
     assert run("b#2").returncode == -signal.SIGKILL and trace.read_text().split() == ["a", "b", "b"]
     done = run("nowhere")
     assert done.returncode == 0 and done.stdout.strip() == "done" and trace.read_text().split() == ["a", "b", "b", "c"]
+
+
+def test_written_files_get_a_plain_files_mode(tmp_path):
+    import os
+
+    from secondtry.store import write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0o600

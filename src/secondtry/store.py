@@ -68,6 +68,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[TextIO]:
     """A file that appears whole at `path` when the block ends, or not at all.
@@ -85,6 +89,7 @@ def atomic_open(path: Path) -> Iterator[TextIO]:
             f.flush()
             os.fsync(f.fileno())
         crash_point("write:" + "/".join(path.parts[-2:]))  # written, not yet in place: a kill leaves a stray .tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result gets a plain file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
