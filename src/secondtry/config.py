@@ -181,6 +181,11 @@ class EvaluationConfig(_Strict):
     sampling: SamplingConfig | None = Field(None, description="defaults to the top-level sampling section")
     bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for 95% CIs")
 
+    @property
+    def select_on(self) -> str:
+        """The evaluation set that picks the best round and whose gains the stopping policies see."""
+        return "validation" if self.validation else "test"
+
     @model_validator(mode="after")
     def _k_within_samples(self) -> "EvaluationConfig":
         bad = [k for k in self.pass_k if k < 1 or k > self.samples]

@@ -81,7 +81,7 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     cost["eval_s"] = eval_info["wall_s"]
     training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
         name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
-    on = ctx.select_on  # the gains the policies see: the validation split's when one is held out
+    on = cfg.evaluation.select_on  # the gains the policies see: the validation split's when one is held out
     gains = [g for g in (on_split(f, on).get("delta_from_prev") for f in [*(r.figures for r in history), figures]) if g]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
                              gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on), cfg.stopping)
@@ -146,7 +146,8 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
             (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
         inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
                   "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
-        passes.append(ctx.stage(name, inputs, [out], lambda: train_model(ctx, k, i, start, out, steps, filter_info)))
+        passes.append(ctx.stage(name, inputs, [out],
+                                lambda: train_model(ctx, k, i, name, start, out, steps, filter_info)))
         start = str(out)
     info = {**passes[-1], "wall_s": round(sum(p["wall_s"] for p in passes), 3)}
     if len(passes) > 1:
@@ -156,12 +157,11 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
     return out, info
 
 
-def train_model(ctx: Context, k: int, i: int, start: str, out: Path, steps: int,
+def train_model(ctx: Context, k: int, i: int, where: str, start: str, out: Path, steps: int,
                 filter_info: dict[str, Any]) -> dict[str, Any]:
     ctx.models.close()  # free the sampler's memory for training
     cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(update={"steps": steps})})
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
-    where = f"round_{k}/train" if out.name == "model" else f"round_{k}/improve_{i}"
     info = training.train(start, examples, cfg, out, seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
                           log=ctx.log, checkpoints=ctx.store.partial.folder, where=where,
                           logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"))
@@ -250,8 +250,9 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
 
     Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
     finished is read back instead of generated again. With several processes chunk c runs on
-    rank c mod world, and after each wave of chunks every rank gathers the wave's records. The records come back in one order whatever
-    the chunking: greedy, first attempts or samples, then retries by turn; problems in task order.
+    rank c mod world, and after each wave of chunks every rank gathers the wave's records. The
+    records come back in one order whatever the chunking: greedy, first attempts or samples, then
+    retries by turn; problems in task order.
     """
     size, partial = ctx.cfg.chunk_size, ctx.store.partial
     starts = range(0, len(problems), size)
@@ -269,12 +270,12 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
                 mine, fresh = [to_dict(a) for a in work(list(problems[starts[c]:starts[c] + size]), c, progress)], True
             else:
                 progress(sum(r["turn"] == 0 for r in mine))  # the first attempts it holds
-        for c, theirs, new in distributed.gather((c, mine, fresh)):
+        for theirs_c, theirs, new in distributed.gather((c, mine, fresh)):
             if theirs is None:
                 continue
             if new:
-                partial.write_chunk(c, theirs)  # rank 0 writes every rank's chunk
-            if (c - wave) != me:
+                partial.write_chunk(theirs_c, theirs)  # rank 0 writes every rank's chunk
+            if theirs_c != c:
                 progress(sum(r["turn"] == 0 for r in theirs))
             records += theirs
     order = {p.id: i for i, p in enumerate(problems)}
@@ -348,7 +349,7 @@ def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any
     names the round where the policies would have stopped it.
     """
     metric = cfg.evaluation.metric
-    on = "validation" if cfg.evaluation.validation else "test"
+    on = cfg.evaluation.select_on
     evaluated = [r for r in history if "eval" in on_split(r.figures, on)]
     best = max(evaluated, key=lambda r: (on_split(r.figures, on)["eval"][metric]["value"], -r.round))
     first_stop = next((r for r in history if r.decision.stop), history[-1])
@@ -372,7 +373,6 @@ class Context:
         self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
         self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
-        self.select_on = "validation" if "validation" in eval_sets else "test"  # best round, stopping gains
         self._hashes = {"train": _hash_problems(train_set), **{k: _hash_problems(v) for k, v in eval_sets.items()}}
 
     def ledger(self, history: list[RoundResult]) -> dict[str, Any] | None:

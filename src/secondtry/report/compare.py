@@ -19,14 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..conditions import PRIVILEGED
 from ..evaluation.metrics import binary_outcomes, per_problem
 from ..evaluation.stats import across_seeds, mcnemar, mcnemar_counts, paired_delta
-from ..loop import load_history
-from ..store import read_json, read_jsonl
-from ..types import RoundResult
+from .runs import RunView, cfg_get, load_run
 from .tables import markdown_table, pct, rich_table
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
@@ -34,42 +29,6 @@ SEED_SUFFIX = re.compile(r"-seed\d+$")
 
 def condition_of(run: Path) -> str:
     return SEED_SUFFIX.sub("", run.name)
-
-
-class Run:
-    """One run directory: its config, its rounds, and its best round (summary.json's, chosen on the
-    validation split when the run held one out; else the best on the test metric)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-        self.history: list[RoundResult] = load_history(path)
-        self.metric = self.cfg["evaluation"]["metric"]
-        summary = path / "summary.json"
-        evaluated = [r for r in self.history if "eval" in r.figures]
-        self.best = next((r for r in evaluated if summary.exists() and r.round == read_json(summary)["best_round"]),
-                         None) or max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
-
-    def at(self, k: int, key: str) -> dict[str, Any] | None:
-        if k >= len(self.history) or "eval" not in self.history[k].figures:
-            return None
-        f = self.history[k].figures
-        return f["eval"][self.metric] if key == "eval" else f.get(key)
-
-    def best_records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / f"round_{self.best.round}" / "eval.jsonl")
-
-    @property
-    def privileged(self) -> str:
-        return PRIVILEGED.get(self.cfg["conditions"]["retry"], "none")
-
-    @property
-    def trained_rounds(self) -> int:
-        return sum(r.trained for r in self.history)
-
-    @property
-    def train_tokens(self) -> int:
-        return sum(r.figures.get("train", {}).get("tokens_generated", 0) for r in self.history)
 
 
 def _pooled(figures: list[dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -81,10 +40,13 @@ def _pooled(figures: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return across_seeds([f["value"] for f in present])
 
 
-def _groups(runs: list[Path]) -> dict[str, list[Run]]:
-    groups: dict[str, list[Run]] = {}
+Groups = dict[str, list[RunView]]  # condition -> its runs (seeds)
+
+
+def _groups(runs: list[Path]) -> Groups:
+    groups: Groups = {}
     for run in runs:
-        groups.setdefault(condition_of(run), []).append(Run(run))
+        groups.setdefault(condition_of(run), []).append(load_run(run))
     return groups
 
 
@@ -99,7 +61,10 @@ def _mean(values: list[float]) -> float:
 def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: condition, privileged information, filter, seeds, rounds trained, base,
     Δ from base per round, the best round's Δ, tokens generated on training problems."""
-    groups = _groups(runs)
+    return _compare_rows(_groups(runs))
+
+
+def _compare_rows(groups: Groups) -> tuple[list[str], list[list[str]]]:
     rounds = max(len(r.history) for g in groups.values() for r in g) - 1
     head = ["condition", "privileged information", "filter", "seeds", "rounds trained", "base %"] \
         + [f"round {k} Δ pp" for k in range(1, rounds + 1)] + ["best round Δ pp", "train tokens generated"]
@@ -107,7 +72,7 @@ def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
     for name, members in groups.items():
         trained = _mean([m.trained_rounds for m in members])
         rows.append([
-            name, members[0].privileged, members[0].cfg["filter"]["require"], str(len(members)),
+            name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
             f"{trained:g}" if trained == int(trained) else f"{trained:.1f}",
             pct(_pooled([m.at(0, "eval") for m in members])),
             *(pct(_pooled([m.at(k, "delta_from_base") for m in members]), True) for k in range(1, rounds + 1)),
@@ -121,7 +86,10 @@ def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
 def pairwise_rows(runs: list[Path], n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
     """Each condition against the first, paired by problem at each run's best round (see module doc).
     `n_boot`: bootstrap resamples; by default the runs' evaluation.bootstrap."""
-    groups = _groups(runs)
+    return _pairwise_rows(_groups(runs), n_boot)
+
+
+def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
     names = list(groups)
     head = ["condition", "against", "seeds paired", "Δ best round pp", "wrong→right", "right→wrong", "McNemar p"]
     rows = []
@@ -154,16 +122,20 @@ def print_comparison(runs: list[Path], console=None) -> None:
     from rich.console import Console
 
     console = console or Console()
-    head, rows = compare_rows(runs)
-    console.print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]", head, rows))
-    if len(_groups(runs)) > 1:
-        console.print(rich_table("paired by problem, each condition against the first", *pairwise_rows(runs)))
+    groups = _groups(runs)
+    console.print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]",
+                             *_compare_rows(groups)))
+    head, rows = _pairwise_rows(groups)
+    if rows:
+        console.print(rich_table("paired by problem, each condition against the first", head, rows))
 
 
 def comparison_markdown(runs: list[Path]) -> str:
-    parts = [markdown_table(*compare_rows(runs))]
-    if len(_groups(runs)) > 1:
+    groups = _groups(runs)
+    parts = [markdown_table(*_compare_rows(groups))]
+    head, rows = _pairwise_rows(groups)
+    if rows:
         parts += ["", "Paired by problem at each run's best round, against the first condition "
                       "(McNemar on greedy-or-sample-0 outcomes, discordant pairs summed over seeds):", "",
-                  markdown_table(*pairwise_rows(runs))]
+                  markdown_table(head, rows)]
     return "\n".join(parts) + "\n"

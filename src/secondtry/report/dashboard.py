@@ -36,13 +36,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
-
 from ..conditions import PRIVILEGED
-from ..loop import eval_name, load_history, on_split
-from ..store import RunDirError, read_json, read_jsonl, write_text
+from ..loop import eval_name, on_split
+from ..store import RunDirError, read_jsonl, write_text
 from ..types import Attempt, RoundResult, attempt_from_dict
 from .compare import compare_rows, pairwise_rows
+from .runs import RunView, cfg_get, has_results, load_run, read_config
 from .tables import GAP_HEAD, METRIC_NAMES, gap_rows, pct, ratio, split_rows
 
 SAMPLE = 100  # transcripts shown per round and set
@@ -59,62 +58,6 @@ CI_NOTE = "CIs are 95% bootstrap intervals over problems, paired by problem for 
 
 
 # ----------------------------------------------------------------------------- the run
-
-@dataclass
-class RunView:
-    """What the pages read from one run directory."""
-
-    path: Path
-    cfg: dict[str, Any]
-    history: list[RoundResult]
-    summary: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def metric(self) -> str:
-        return self.summary.get("metric") or cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
-
-    @property
-    def best(self) -> RoundResult:
-        """summary.json's best round (chosen on the validation split when one was held out); else the best
-        test figure, earliest first."""
-        evaluated = [r for r in self.history if "eval" in r.figures]
-        named = [r for r in evaluated if r.round == self.summary.get("best_round")]
-        return named[0] if named else max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
-
-    @property
-    def n_test(self) -> int:
-        return self.history[0].figures["eval"][self.metric]["n"]
-
-
-def load_run(path: Path) -> RunView:
-    history = load_history(path)
-    if not history:
-        raise RunDirError(f"{path}: no round_*/round.json — not a secondtry run directory, or not started")
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    return RunView(path, _config(path), history, summary)
-
-
-def _config(path: Path) -> dict[str, Any]:
-    file = path / "config.yaml"
-    return (yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {}
-
-
-def has_results(path: Path) -> bool:
-    return (path / "round_0" / "round.json").exists()
-
-
-def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return default if node is None else node
-
 
 def find_runs(paths: Iterable[Path]) -> tuple[list[Path], Path | None]:
     """The run directories named, a folder standing for the runs in it (sub-folders with a config.yaml),
@@ -863,7 +806,7 @@ INDEX_HEAD = ["run", "description", "model", "retry condition", "rounds trained"
 
 def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
     """The run's name cell (a link to its dashboard when it has results) and its other cells."""
-    cfg = _config(run)
+    cfg = read_config(run)
     desc = cfg_get(cfg, "description", "")
     model = Path(str(cfg_get(cfg, "model.path", "?"))).name
     retry = cfg_get(cfg, "conditions.retry", "retry")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..loop import load_history
-from ..store import RunDirError, read_json
 from ..types import RoundResult
+from .runs import load_run
 
 
 def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
@@ -114,11 +113,8 @@ def rich_table(title: str, head: list[str], rows: list[list[str]]):
 
 
 def _context(run: Path) -> tuple[list[RoundResult], dict[str, Any]]:
-    history = load_history(run)
-    summary = read_json(run / "summary.json") if (run / "summary.json").exists() else {}
-    if not history:
-        raise RunDirError(f"{run}: no round_*/round.json — not a secondtry run directory, or not started")
-    return history, summary
+    v = load_run(run)
+    return v.history, v.summary
 
 
 def markdown(run: Path, metric: str = "pass1_sampled") -> str:

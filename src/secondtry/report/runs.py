@@ -1,0 +1,93 @@
+"""One finished (or running) run directory as the reports read it: its config, rounds, summary, best round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..conditions import PRIVILEGED
+from ..loop import load_history
+from ..store import RunDirError, read_json, read_jsonl
+from ..types import RoundResult
+
+
+@dataclass
+class RunView:
+    """What the reports read from one run directory."""
+
+    path: Path
+    cfg: dict[str, Any]
+    history: list[RoundResult]
+    summary: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metric(self) -> str:
+        return self.summary.get("metric") or cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
+
+    @property
+    def best(self) -> RoundResult:
+        """summary.json's best round (chosen on the validation split when one was held out); else the best
+        test figure, earliest first."""
+        evaluated = [r for r in self.history if "eval" in r.figures]
+        named = [r for r in evaluated if r.round == self.summary.get("best_round")]
+        return named[0] if named else max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
+
+    @property
+    def n_test(self) -> int:
+        return self.history[0].figures["eval"][self.metric]["n"]
+
+    def at(self, k: int, key: str) -> dict[str, Any] | None:
+        """Round k's test metric (key "eval") or another of its test figures (e.g. delta_from_base)."""
+        if k >= len(self.history) or "eval" not in self.history[k].figures:
+            return None
+        f = self.history[k].figures
+        return f["eval"][self.metric] if key == "eval" else f.get(key)
+
+    def best_records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / f"round_{self.best.round}" / "eval.jsonl")
+
+    @property
+    def privileged(self) -> str:
+        return PRIVILEGED.get(cfg_get(self.cfg, "conditions.retry", "retry"), "none")
+
+    @property
+    def trained_rounds(self) -> int:
+        return sum(r.trained for r in self.history)
+
+    @property
+    def train_tokens(self) -> int:
+        """Tokens generated on training problems, every round: the condition's budget."""
+        return sum(r.figures.get("train", {}).get("tokens_generated", 0) for r in self.history)
+
+
+def load_run(path: Path) -> RunView:
+    history = load_history(path)
+    if not history:
+        raise RunDirError(f"{path}: no round_*/round.json — not a secondtry run directory, or not started")
+    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    return RunView(path, read_config(path), history, summary)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    file = path / "config.yaml"
+    return (yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {}
+
+
+def has_results(path: Path) -> bool:
+    return (path / "round_0" / "round.json").exists()
+
+
+def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return default if node is None else node
