@@ -59,6 +59,8 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "training.lrr=1"], "training.lrr: unknown key — did you mean training.lr"),
     (["{cfg}", "training.steps=many"], "training.steps:"),
     (["{cfg}", "verifier.name=maths"], "verifier.name: unknown name 'maths'"),
+    (["{cfg}", "transfer_task={{name: gsm8kk, split: test}}"], "transfer_task.name: unknown name 'gsm8kk'"),
+    (["{cfg}", "evaluation.validation=100000"], "evaluation.validation=100000 would hold out all"),
     (["{cfg}", "train_task={{name: math, path: {bad}}}"], "bad.jsonl:2: malformed JSON"),
     (["{cfg}", "train_task={{name: math, path: {nofield}}}"], "nofield.jsonl:1: missing field 'problem'"),
     (["{cfg}", "model.path={tmp}/no-model"], "model not found"),

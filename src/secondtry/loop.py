@@ -447,6 +447,7 @@ class Models:
 def check_names(cfg: Config) -> None:
     """Every name in the config refers to an entry of its extension dict."""
     checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
+              *([("transfer_task.name", cfg.transfer_task.name, TASKS)] if cfg.transfer_task else []),
               ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
               ("conditions.first", cfg.conditions.first, CONDITIONS),
               ("conditions.retry", cfg.conditions.retry, CONDITIONS),
