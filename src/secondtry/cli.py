@@ -346,17 +346,32 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, w
 app.add_typer(bench_app, name="bench")
 
 
-def _bench_record(name: str, workload: dict, figures: dict, out: Path) -> None:
+def _bench_record(name: str, workload: dict, figures: dict, out: Path, command_name: str | None = None) -> None:
     """Print a benchmark's figures and write its record, with the command line that made it."""
     import json
     import shlex
 
     from .bench import write_record
 
-    args = sys.argv[3:] if sys.argv[1:3] == ["bench", name] else []
-    command = f"secondtry bench {name} {shlex.join(args)}".strip()
+    command_name = command_name or name
+    args = sys.argv[3:] if sys.argv[1:3] == ["bench", command_name] else []
+    command = f"secondtry bench {command_name} {shlex.join(args)}".strip()
     print(json.dumps(figures, indent=1))
     print(f"record: {write_record(name, command, workload, figures, out)}")
+
+
+def _bench_scaling(what: str, params: dict, gpus: int, out: Path) -> None:
+    """`bench generate|train --gpus K`: the workload on 1..K GPUs, each a torchrun job; record `<what>-scaling`."""
+    import json
+
+    from .bench.scale import run as run_scaling
+
+    try:
+        workload, figures = run_scaling(what, params, gpus,
+                                        report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
+    except ValueError as e:
+        _fail(str(e))
+    _bench_record(f"{what}-scaling", workload, figures, out, command_name=what)
 
 
 @bench_app.command(name="verify")
@@ -381,9 +396,14 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
                    prompt: int = typer.Option(200, "--prompt", min=1, help="prompt tokens per request"),
                    new: int = typer.Option(768, "--new", min=1, help="new tokens per request (EOS ignored)"),
                    resident: int = typer.Option(512, "--resident", min=1, help="sequences decoded together"),
+                   variant: str = typer.Option("64-1536", "--variant",
+                                               help="the second workload's new tokens, drawn uniformly from LO-HI"),
                    hf: bool = typer.Option(True, "--hf/--no-hf", help="also time transformers generate paths"),
+                   gpus: int = typer.Option(0, "--gpus", min=0,
+                                            help="scaling instead: the engine on 1 and on up to K GPUs (torchrun)"),
                    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
-    """Engine vs transformers generate on one GPU: tokens/s, the ratio, and the share of the decode roofline."""
+    """Engine vs transformers generate on one GPU: tokens/s, the ratio, and the share of the decode roofline.
+    With --gpus K: data-parallel scaling of the engine over 1..K GPUs."""
     import torch
 
     from .bench.generate import MODELS
@@ -393,7 +413,18 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
         _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
     if not torch.cuda.is_available() and model != "tiny-qwen3":
         _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
+    try:
+        lo, hi = (int(x) for x in variant.split("-"))
+        assert 1 <= lo <= hi
+    except (ValueError, AssertionError):
+        _fail(f"--variant {variant!r}: give LO-HI, two token counts with 1 <= LO <= HI, e.g. 64-1536")
+    if gpus:
+        params = dict(model=model, requests=requests, prompt=prompt, new=new, resident=resident, variant=[lo, hi],
+                      seed=0)
+        _bench_scaling("generate", params, gpus, out)
+        return
     workload, figures = run_bench(model=model, requests=requests, prompt=prompt, new=new, resident=resident, hf=hf,
+                                  variant=(lo, hi),
                                   report=lambda stage, f: print(f"[{stage}] done", flush=True))
     _bench_record("generate", workload, figures, out)
 
@@ -410,6 +441,8 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
                 paths: str = typer.Option(",".join(DEFAULT_PATHS), "--paths",
                                           help="comma-separated, of: " + ", ".join(PATHS)),
                 profile: bool = typer.Option(False, "--profile", help="also print the project trainer's top kernels"),
+                gpus: int = typer.Option(0, "--gpus", min=0,
+                                         help="scaling instead: the project's trainer under DDP on 1 and up to K GPUs"),
                 out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """LoRA SFT real tokens/s, step time and peak memory: the project's trainer vs TRL packing vs a padded loop."""
     import json
@@ -432,6 +465,12 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
         _fail(f"--max-len {max_len} does not fit a packed row of --pack {pack} tokens")
     if not torch.cuda.is_available() and model != "tiny-qwen3":
         _fail("bench train measures the GPU and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
+    if gpus:
+        params = dict(model=model, examples=examples, min_len=min_len, max_len=max_len,
+                      prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2), tokens_per_step=tokens_per_step,
+                      pack=pack, padded_batch=8, rank=16, warmup=warmup, steps=steps)
+        _bench_scaling("train", params, gpus, out)
+        return
     workload, figures = run_bench(model=model, examples=examples, min_len=min_len, max_len=max_len,
                                   prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2),
                                   tokens_per_step=tokens_per_step, pack=pack, warmup=warmup, steps=steps, paths=chosen,

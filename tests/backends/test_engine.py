@@ -306,3 +306,19 @@ def test_overlapped_halves_match_one_batch(kernels):
     plain = Engine(model, kernels=True, max_slots=64).generate(PROMPTS, **kwargs)
     both = Engine(model, kernels=True, max_slots=64, overlap=True).generate(PROMPTS, **kwargs)
     assert [[o.tokens for o in r] for r in both] == [[o.tokens for o in r] for r in plain]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the varlen flash kernel runs on a GPU")
+def test_prefill_flash_path_matches_padded_sdpa(monkeypatch):
+    from secondtry.backends.engine import attention as att
+
+    torch.manual_seed(0)
+    lengths, slots = [5, 17, 1, 9], [2, 0, 3, 1]
+    layout = att.PromptLayout(lengths, slots, torch.device("cuda"))
+    kc, vc = (torch.randn(5, 2, 32, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    q = torch.randn(sum(lengths), 8, 64, device="cuda", dtype=torch.bfloat16)
+    assert att._flash_ok(q)
+    got = att.prefill_attention(q, kc, vc, layout, 0.125).float()
+    monkeypatch.setattr(att, "_flash_ok", lambda q: False)
+    ref = att.prefill_attention(q.float(), kc.float(), vc.float(), layout, 0.125)  # padded SDPA, float32
+    torch.testing.assert_close(got, ref, rtol=3e-2, atol=3e-2)

@@ -2,8 +2,12 @@
 
 The cache of one layer is [slots, kv_heads, max_len, head_dim]: a (slot, kv head) pair is one
 contiguous run of memory, so the decode kernel streams it at full width and reads nothing past
-the row's live length. Prompts are attended with SDPA: their keys are written into the cache
-first, then gathered right-padded, so plain causal masking is exact for every real position
+the row's live length. A batch of prompts is attended after its keys are written into the
+cache. On the GPU (bf16/fp16) the keys are read back flat and the prompts go through the
+FlashAttention-2 varlen kernel that ships inside PyTorch: no padding, grouped-query heads as
+they are, and no per-shape set-up (SDPA picked cuDNN on the H200, which builds a plan for every
+new batch shape: seconds over a round of prompts of many lengths). Elsewhere they are gathered
+right-padded and attended with SDPA, so plain causal masking is exact for every real position
 (padding sits after a prompt's last token, where no real query looks).
 
 `decode_attention_torch` is the kernel's reference and the CPU path: the same result, computed
@@ -20,6 +24,10 @@ def prefill_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, layou
                       scale: float) -> torch.Tensor:
     """q [T, H, D] of prompts laid out back to back; their keys are already in kc/vc[layout.slots]."""
     heads, kv_heads = q.shape[1], kc.shape[1]
+    if _flash_ok(q):
+        k, v = kc[layout.token_slot, :, layout.offset], vc[layout.token_slot, :, layout.offset]  # [T, KVH, D]
+        return torch.ops.aten._flash_attention_forward(q, k, v, layout.cu, layout.cu, layout.width, layout.width,
+                                                       0.0, True, False, scale=scale)[0]
     width = layout.width
     if layout.uniform:  # prompts of one length: the flat batch is already [prompts, length, ...]
         qp = q.view(layout.count, width, heads, q.shape[2])
@@ -34,6 +42,11 @@ def prefill_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, layou
     o = F.scaled_dot_product_attention(qp.transpose(1, 2), k, v, is_causal=True, scale=scale)
     o = o.transpose(1, 2)
     return o.reshape(q.shape) if layout.uniform else o[layout.prompt, layout.offset]
+
+
+def _flash_ok(q: torch.Tensor) -> bool:
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256
+            and q.shape[-1] % 8 == 0 and hasattr(torch.ops.aten, "_flash_attention_forward"))
 
 
 def decode_attention_torch(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, rows: torch.Tensor,
@@ -68,3 +81,4 @@ class PromptLayout:
         self.slots = to_device(torch.tensor(slots), device)
         self.token_slot = to_device(torch.tensor(slots)[prompt], device)
         self.last = to_device(torch.tensor(lengths).cumsum(0) - 1, device)  # each prompt's last token in the batch
+        self.cu = to_device(torch.tensor([0] + lengths).cumsum(0).to(torch.int32), device)  # prompt bounds
