@@ -157,6 +157,9 @@ class TrainingConfig(_Strict):
                                                            "memory, about a third more compute")
     packing: bool = Field(True, description="pack examples end to end into rows of up to max_length tokens "
                                             "(batch_size rows a step); each example attends only to itself")
+    fsdp: bool = Field(False, description="with several processes, shard weights, gradients and optimizer state "
+                                          "over them (FSDP2) instead of copying the model to each (DDP): for "
+                                          "models that do not fit one GPU")
     liger: bool | Literal["auto"] = Field(
         "auto", description="Liger kernels (RMSNorm, SwiGLU, RoPE); auto: on a GPU where liger-kernel is installed")
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(

@@ -158,6 +158,40 @@ def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, 
     os.replace(staging, out_dir)
 
 
+def uses_fsdp(cfg: Config) -> bool:
+    """training.fsdp, where there are several GPU processes to shard over. One process trains the model
+    whole; on CPUs accelerate has no FSDP and the processes train under DDP (train() says so)."""
+    return cfg.training.fsdp and distributed.active() and torch.cuda.is_available()
+
+
+def _gathered(trainer, start_model: str, cfg: Config, device: torch.device):
+    """After FSDP training: the whole model, its weights gathered from every rank (a collective: every
+    rank calls it), rebuilt on rank 0 in host memory (it may not fit one GPU); None on the others."""
+    from peft import LoraConfig, get_peft_model
+
+    state = trainer.accelerator.get_state_dict(trainer.model)  # full, on rank 0's host memory
+    if not distributed.is_main():
+        return None
+    t = cfg.training
+    model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, torch.device("cpu"))
+    if t.method == "lora":
+        model = get_peft_model(model, LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout,
+                                                 target_modules=t.target_modules, task_type="CAUSAL_LM"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    if unexpected or set(missing) & set(trained):
+        raise RuntimeError(f"FSDP state did not match the model: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]}")
+    return model
+
+
+def sharded_params(model) -> int:
+    """Parameters held as DTensor shards (FSDP2); 0 for a model that is whole on each rank."""
+    from torch.distributed.tensor import DTensor
+
+    return sum(isinstance(p, DTensor) for p in model.parameters())
+
+
 def per_rank_batch(batch: int) -> int:
     """training.batch_size is the global batch: with several processes each takes its share."""
     ranks = distributed.world_size()
@@ -184,6 +218,12 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     warnings.filterwarnings("ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning)
     if t.packing:
         model.set_attn_implementation(register())
+    sharded = uses_fsdp(cfg)
+    # FSDP2, one shard group per decoder layer (the model's _no_split_modules); its own activation
+    # checkpointing, since the trainer's would gather each layer's weights a second time
+    fsdp = dict(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True,
+                                        "activation_checkpointing": t.gradient_checkpointing,
+                                        "state_dict_type": "FULL_STATE_DICT"}) if sharded else {}
     args = SFTConfig(
         output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=batch or t.batch_size,
         gradient_accumulation_steps=accum or t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
@@ -195,7 +235,8 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         report_to=report_to or "none", disable_tqdm=True,
         seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
-        gradient_checkpointing=t.gradient_checkpointing,  # TRL's default is True; ours is the config's
+        gradient_checkpointing=t.gradient_checkpointing and not sharded,  # TRL's default is True; ours the config's
+        **fsdp,
     )
     peft_config = None
     if t.method == "lora":
@@ -235,6 +276,8 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
     work = checkpoints or Path(tempfile.mkdtemp(prefix=".train-", dir=out_dir.parent))
     staging = work / "model"
     report_to = trackers(t.report_to, log) if logs else []
+    if t.fsdp and distributed.active() and not uses_fsdp(cfg):
+        log.info(f"{where}: training.fsdp needs GPUs (accelerate has no FSDP on CPUs); training under DDP")
     if "tensorboard" in report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)  # transformers' TensorBoard callback reads it
     try:
@@ -244,7 +287,9 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
 
             def attempt(batch: int, accum: int):
                 # full fine-tuning keeps float32 master weights (bf16 updates at small lr would round away)
-                model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, device)
+                # with FSDP each rank loads into host memory and keeps only its shard on the GPU
+                model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype,
+                                   torch.device("cpu") if uses_fsdp(cfg) else device)
                 model.train()
                 stack.enter_context(contained_patches(model))
                 trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [steps], batch, accum,
@@ -268,8 +313,13 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         }
         if backoffs:
             info["oom_backoffs"] = backoffs
-        if distributed.is_main():  # every rank holds the same weights; rank 0 writes them
-            _save(trainer.model, tokenizer, cfg, device, staging, out_dir, where)
+        if uses_fsdp(cfg):  # the weights are sharded: gathered first, by every rank
+            info["fsdp"] = sharded_params(trainer.model)  # how many parameters FSDP sharded (its DTensors)
+            whole = _gathered(trainer, start_model, cfg, device)
+        else:
+            whole = trainer.model  # every rank holds the same weights
+        if distributed.is_main():  # rank 0 writes them
+            _save(whole, tokenizer, cfg, device, staging, out_dir, where)
         del trainer
     finally:
         os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
