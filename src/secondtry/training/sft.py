@@ -219,6 +219,7 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     if t.packing:
         model.set_attn_implementation(register())
     sharded = uses_fsdp(cfg)
+    device_type = "cuda" if sharded else model.device.type  # with FSDP the model waits in host memory
     # FSDP2, one shard group per decoder layer (the model's _no_split_modules); its own activation
     # checkpointing, since the trainer's would gather each layer's weights a second time
     fsdp = dict(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True,
@@ -229,7 +230,7 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         gradient_accumulation_steps=accum or t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
         warmup_steps=int(round(t.warmup_ratio * t.steps)), weight_decay=t.weight_decay,
         max_length=t.max_length, packing=t.packing, packing_strategy="bfd", completion_only_loss=True,
-        use_liger_kernel=use_liger(t.liger, model.device.type), bf16=bf16, use_cpu=model.device.type == "cpu",
+        use_liger_kernel=use_liger(t.liger, device_type), bf16=bf16, use_cpu=device_type == "cpu",
         logging_steps=1,  # every step's loss is kept: the figures are the same after a resume
         ddp_find_unused_parameters=False,  # with several processes (distributed.py): every trained weight is used
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
