@@ -28,6 +28,7 @@ def test_generate_scaling_gathers_every_request_with_the_tokens_one_process_make
     assert two["same_tokens_as_1"] == two["same_tokens_as_1_variant"] == 1.0  # float32 on a CPU: the same tokens
     assert len(two["rank_wall_s"]) == 2
     assert record["figures"]["speedup_gpus_2"] == round(two["tok_s"] / one["tok_s"], 3)
+    assert record["figures"]["gen_speedup_2gpu"] == record["figures"]["speedup_gpus_2"]
 
 
 def test_train_scaling_splits_the_global_batch_or_keeps_it_per_rank(monkeypatch):
@@ -44,6 +45,7 @@ def test_train_scaling_splits_the_global_batch_or_keeps_it_per_rank(monkeypatch)
     assert abs(strong["tokens_per_step"] - one["tokens_per_step"]) <= 0.25 * one["tokens_per_step"]
     assert weak["tokens_per_step"] > 1.5 * one["tokens_per_step"]
     assert figures["speedup_gpus_2_weak"] == round(weak["tokens_per_s"] / one["tokens_per_s"], 3)
+    assert figures["train_speedup_2gpu"] == figures["speedup_gpus_2_weak"]
 
 
 def test_a_failed_job_is_reported_not_raised(monkeypatch):
