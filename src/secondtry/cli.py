@@ -374,6 +374,43 @@ def _bench_scaling(what: str, params: dict, gpus: int, out: Path) -> None:
     _bench_record(f"{what}-scaling", workload, figures, out, command_name=what)
 
 
+@bench_app.command(name="round")
+def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-format JSONL of the training split"),
+                test_data: Path = typer.Option(..., "--test-data", help="MATH-format JSONL of the test split"),
+                config: Path = typer.Option(Path("configs/math500-qwen3-1.7b.yaml"), "--config",
+                                            help="the round to cost (its model is replaced by random weights)"),
+                model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+                train: int = typer.Option(2048, "--train", min=1, help="training problems run (projected to 12,000)"),
+                evaluate: int = typer.Option(500, "--eval", min=1, help="test problems run (projected to 500)"),
+                steps: int = typer.Option(0, "--steps", min=0, help="SFT steps (0: the config's)"),
+                median_new: float = typer.Option(380, "--median-new", min=1, help="median new tokens per request"),
+                sigma: float = typer.Option(0.6, "--sigma", min=0, help="log-normal spread of new tokens"),
+                pass_rate: float = typer.Option(0.38, "--pass-rate", min=0, max=1,
+                                                help="forced share of correct verdicts (the reference base: 0.38)"),
+                work: Path = typer.Option(Path("bench-round"), "--work", help="folder for the model and the run"),
+                sets: list[str] = typer.Option([], "--set", help="config override KEY=VALUE (repeatable)"),
+                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+    """The cost of one reference round on this machine, stage by stage, projected to the full round."""
+    from .bench.generate import MODELS
+    from .bench.round import run as run_bench
+    from .log import RichLog
+
+    for name, path in (("--train-data", train_data), ("--test-data", test_data), ("--config", config)):
+        if not path.is_file():
+            _fail(f"{name} {path}: no such file")
+    if model not in MODELS:
+        _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
+    from .config import ConfigError
+
+    _quiet_libraries()
+    try:
+        workload, figures = run_bench(config, train_data, test_data, work, model, train, evaluate, steps or None,
+                                      median_new, sigma, pass_rate, sets, log=RichLog())
+    except ConfigError as e:
+        _fail(str(e))
+    _bench_record("round", workload, figures, out)
+
+
 @bench_app.command(name="verify")
 def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's test.jsonl"),
                  workers: int = typer.Option(2, "--workers", min=1),

@@ -1,0 +1,248 @@
+"""`secondtry bench round`: what one round of the reference experiment costs, stage by stage, and projected.
+
+Qwen3-1.7B weights cannot be downloaded here, so the reference config (`--config`, by default
+configs/math500-qwen3-1.7b.yaml) runs on the same architecture with random bf16 weights and a
+tokenizer built here: a byte-level BPE trained on the training problems, padded with filler
+tokens to the architecture's 151,936 entries, with a ChatML template. The loop is the real one
+(`loop.run`: base evaluation, then one round of attempts -> retries -> verification -> filter
+-> SFT -> evaluation) on `--train` problems of the training split and `--eval` of the test
+split, with every stage doing its real work. Random weights neither stop nor solve, so two
+seams are set, and only for this command:
+
+  lengths   every request generates exactly its own length, EOS ignored: drawn per prompt from
+            a log-normal (median `--median-new`, sigma `--sigma`), cut at sampling.max_new_tokens
+            (Engine.generate; on a CPU the engine is used too, to check this code)
+  verdicts  the verifier judges every output as in a run (its time is real); the verdict is
+            then set correct with probability `--pass-rate`, keyed by (problem, text), so the
+            share of problems retried (1 - pass rate) is the reference base model's: 62 % fail
+            at 38 % pass@1. Retries pass at the same rate (the reference's ~20 % would keep
+            fewer examples; SFT costs its fixed steps of full packed rows either way)
+
+Projection to the full round (12,000 training problems, MATH-500): attempts and filter scale
+with the problems (`--train` at or above the engine's resident slots keeps it in steady state),
+evaluation with the test problems; SFT runs the config's steps in full (its rows are packed full
+at any scale). Base evaluation happens once per experiment and is given apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+FULL_TRAIN, FULL_EVAL = 12000, 500
+
+
+def _unit(*parts: Any) -> float:
+    """A number in [0, 1) from the parts (stable across processes and runs)."""
+    digest = hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def draw_length(key: Any, median: float, sigma: float, cap: int, floor: int = 16) -> int:
+    """A log-normal length keyed by `key`, within [floor, cap]."""
+    u = min(max(_unit("length", key), 1e-12), 1 - 1e-12)
+    z = math.sqrt(2) * _erfinv(2 * u - 1)
+    return int(min(cap, max(floor, round(median * math.exp(sigma * z)))))
+
+
+def _erfinv(y: float) -> float:
+    """Inverse error function (Winitzki's approximation refined by two Newton steps)."""
+    a = 0.147
+    ln = math.log(1 - y * y)
+    x = math.copysign(math.sqrt(math.sqrt((2 / (math.pi * a) + ln / 2) ** 2 - ln / a) - (2 / (math.pi * a) + ln / 2)), y)
+    for _ in range(2):
+        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x
+
+
+def build_tokenizer(texts: list[str], vocab: int):
+    """Byte-level BPE trained on `texts` (up to 32,000 entries), filler tokens up to `vocab`, a ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=min(vocab, 32000), special_tokens=special, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    state = json.loads(tok.to_str())
+    have = state["model"]["vocab"]
+    for i in range(vocab - len(have)):  # words a random model may emit; no merge produces them
+        have[f"Ġw{i}"] = len(have)
+    tok = Tokenizer.from_str(json.dumps(state))
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"], chat_template=template,
+                                   clean_up_tokenization_spaces=False, model_max_length=32768)
+
+
+def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
+    """The architecture with random weights and the tokenizer above, saved as an HF model folder."""
+    from .generate import random_model
+
+    tok = build_tokenizer(texts, arch["vocab_size"])
+    assert len(tok) == arch["vocab_size"], (len(tok), arch["vocab_size"])
+    model = random_model(arch, device)
+    for c in (model.config, model.generation_config):
+        c.eos_token_id, c.pad_token_id, c.bos_token_id = tok.eos_token_id, tok.pad_token_id, None
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    del model
+    return out
+
+
+@contextlib.contextmanager
+def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]) -> Iterator[None]:
+    """Fixed lengths with EOS ignored, and verdicts forced to `pass_rate` after the real verifier ran."""
+    import dataclasses
+
+    from ..backends.engine import Engine
+    from ..backends.hf import HFSampler
+    from ..verifiers.pool import VerifierPool
+
+    gen, init, verify = Engine.generate, HFSampler.__init__, VerifierPool.map
+
+    def generate(self, prompts, **kwargs):
+        cap = kwargs.get("max_new_tokens", 256)
+        cap = cap if isinstance(cap, int) else max(cap)
+        kwargs["max_new_tokens"] = [draw_length(list(p), median, sigma, cap) for p in prompts]
+        kwargs["ignore_eos"] = True
+        return gen(self, prompts, **kwargs)
+
+    def sampler_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.engine is None:  # on a CPU: the engine's torch path, so lengths are fixed there too
+            self.engine = Engine(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots)
+
+    def judged(self, items, progress=None):
+        items = list(items)
+        start = time.perf_counter()
+        verdicts = verify(self, items, progress)
+        tally["verify_s"] = tally.get("verify_s", 0.0) + time.perf_counter() - start
+        tally["verdicts"] = tally.get("verdicts", 0) + len(items)
+        return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < pass_rate)
+                for (p, text), v in zip(items, verdicts)]
+
+    Engine.generate, HFSampler.__init__, VerifierPool.map = generate, sampler_init, judged
+    try:
+        yield
+    finally:
+        Engine.generate, HFSampler.__init__, VerifierPool.map = gen, init, verify
+
+
+def real_verdicts(cfg, train_path: Path, n: int) -> dict[str, Any]:
+    """Verdicts/s of the config's verifier and workers on `n` real MATH solutions (what a trained model writes)."""
+    from ..config import TaskConfig
+    from ..tasks import TASKS
+    from ..verifiers import check_options
+    from ..verifiers.pool import VerifierPool
+
+    problems = TASKS[cfg.train_task.name](TaskConfig(name=cfg.train_task.name, path=str(train_path), limit=n,
+                                                     on_bad_row="skip"), cfg.seed)
+    items = [(p, p.solution) for p in problems if p.solution]
+    with VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
+                      options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
+        pool.map(items[:8])  # workers started and warm
+        start = time.perf_counter()
+        verdicts = pool.map(items)
+        wall = time.perf_counter() - start
+    return {"real_verdicts": len(items), "real_verdicts_per_s": round(len(items) / wall, 1),
+            "real_verdicts_correct": round(sum(v.correct is True for v in verdicts) / max(1, len(items)), 3)}
+
+
+def _tokens(path: Path) -> int:
+    from ..store import read_jsonl
+
+    return sum(r["n_tokens"] for r in read_jsonl(path)) if path.is_file() else 0
+
+
+def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: str = "qwen3-1.7b",
+        train: int = 2048, evaluate: int = 500, steps: int | None = None, median_new: float = 380,
+        sigma: float = 0.6, pass_rate: float = 0.38, overrides: list[str] | None = None,
+        log=None, report: Callable[[str, dict], None] = lambda stage, f: None) -> tuple[dict, dict]:
+    """(workload, figures): the measured round and its projection to the full reference round."""
+    import torch
+
+    from ..config import load_config
+    from ..loop import run as run_loop
+    from ..store import read_json, read_jsonl
+    from .generate import MODELS
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    arch = dict(MODELS[arch_name])
+    if arch_name == "tiny-qwen3":
+        arch["vocab_size"] = 1024  # room for the byte alphabet and a few merges: a check of this code on a CPU
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    texts = [json.loads(line)["problem"] for line in train_path.read_text().splitlines()[:4000] if line.strip()]
+    model_dir = build_model(arch, texts, work / "model", device)
+    figures: dict[str, Any] = {"build_model_s": round(time.perf_counter() - start, 1)}
+    report("model", figures)
+    sets = [f"model.path={model_dir}", f"train_task.path={train_path}", f"eval_task.path={test_path}",
+            f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
+            f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
+            "training.report_to=[]"]
+    if steps is not None:
+        sets.append(f"training.steps={steps}")
+    cfg = load_config(config, sets + list(overrides or []))
+    tally: dict[str, float] = {}
+    start = time.perf_counter()
+    with seams(median_new, sigma, pass_rate, tally):
+        run_loop(cfg, **({"log": log} if log is not None else {}))
+    figures["loop_s"] = round(time.perf_counter() - start, 1)
+    root = cfg.run_path
+    base, one = read_json(root / "round_0" / "round.json"), read_json(root / "round_1" / "round.json")
+    cost = one["cost"]
+    attempts = list(read_jsonl(root / "round_1" / "attempts.jsonl"))
+    problems = len({a["problem_id"] for a in attempts})
+    eval_problems = len(list(read_jsonl(root / "round_1" / "eval.jsonl")))
+    tokens = {"attempts": sum(a["n_tokens"] for a in attempts), "eval": _tokens(root / "round_1" / "eval_attempts.jsonl")}
+    info = one["figures"].get("training", {})
+    stages = {"attempts_s": cost["attempts_s"], "filter_s": cost["filter_s"], "train_s": cost.get("train_s"),
+              "eval_s": cost.get("eval_s"), "base_eval_s": base["cost"]["eval_s"]}
+    figures.update({k: round(v, 3) for k, v in stages.items() if v is not None})
+    figures.update({
+        "train_problems": problems, "eval_problems": eval_problems,
+        "first_attempts": sum(a["kind"] == "first" for a in attempts),
+        "retries": sum(a["kind"] == "retry" for a in attempts),
+        "kept": one["figures"]["train"]["examples"].get("kept"),
+        "attempts_tokens": tokens["attempts"], "attempts_tok_s": round(tokens["attempts"] / cost["attempts_s"]),
+        "eval_tokens": tokens["eval"], "eval_tok_s": round(tokens["eval"] / cost["eval_s"]) if cost.get("eval_s") else None,
+        "mean_new_tokens": round(tokens["attempts"] / max(1, len(attempts)), 1),
+        "verdicts": int(tally.get("verdicts", 0)), "verify_s": round(tally.get("verify_s", 0.0), 1),
+        "sft_steps": info.get("steps"), "sft_tokens": info.get("tokens_trained"),
+        "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
+    })
+    figures.update(real_verdicts(cfg, train_path, min(2000, 4 * train)))
+    scale_train, scale_eval = FULL_TRAIN / problems, FULL_EVAL / eval_problems
+    # random text has no answer to parse, so its verdicts cost nothing: a round's verdicts are charged apart,
+    # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers
+    eval_outputs = len(list(read_jsonl(root / "round_1" / "eval_attempts.jsonl")))
+    full_verdicts = len(attempts) * scale_train + eval_outputs * scale_eval
+    figures["projected_verdicts"] = round(full_verdicts)
+    projected = {"attempts_s": cost["attempts_s"] * scale_train, "filter_s": cost["filter_s"] * scale_train,
+                 "train_s": cost.get("train_s") or 0.0, "eval_s": (cost.get("eval_s") or 0.0) * scale_eval,
+                 "verify_s": full_verdicts / figures["real_verdicts_per_s"]}
+    figures["projected"] = {k: round(v, 1) for k, v in projected.items()}
+    figures["projected_round_min"] = round(sum(projected.values()) / 60, 2)
+    figures["projected_base_eval_min"] = round(base["cost"]["eval_s"] * scale_eval / 60, 2)
+    figures["measured_round_min"] = round(sum(v for k, v in stages.items() if k != "base_eval_s" and v) / 60, 2)
+    workload = {"config": str(config), "architecture": arch_name, "weights": "random bf16" if device == "cuda"
+                else "random float32", "train_problems": problems, "eval_problems": eval_problems,
+                "full_train_problems": FULL_TRAIN, "full_eval_problems": FULL_EVAL,
+                "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
+                              f"({cfg.sampling.max_new_tokens}), EOS ignored",
+                "pass_rate_forced": pass_rate, "sft_steps": cfg.training.steps,
+                "sft_rows_per_step": cfg.training.batch_size, "sft_row_tokens": cfg.training.max_length,
+                "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "torch": torch.__version__}
+    report("done", figures)
+    return workload, figures

@@ -1,0 +1,80 @@
+"""`secondtry bench round` on a CPU with a tiny architecture: the reference loop runs with fixed output lengths
+and forced verdict rates, every stage is timed, and the projection is the arithmetic it says it is."""
+
+import json
+import math
+
+import pytest
+
+from secondtry.bench.round import draw_length, run
+from secondtry.config import ConfigError
+from secondtry.store import read_jsonl
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+SMALL = ["model.dtype=float32", "backend.device=cpu", "backend.batch_size=8", "sampling.max_new_tokens=32",
+         "training.batch_size=2", "training.max_length=256", "evaluation.samples=2", "evaluation.retry_n=2",
+         "evaluation.pass_k=[1,2]", "verifier.workers=1", "checkpoint.chunk=16"]
+
+
+def _math(path, n):
+    rows = [{"problem": f"What is {i} + {i + 3}? Give the sum.", "solution": f"{i} + {i + 3} = \\boxed{{{2 * i + 3}}}",
+             "answer": str(2 * i + 3), "unique_id": f"p{i}"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_lengths_are_log_normal_within_bounds():
+    draws = [draw_length(i, 380, 0.6, 1024) for i in range(4000)]
+    assert min(draws) >= 16 and max(draws) == 1024  # the cap is reached: ~5 % above it
+    assert draw_length("x", 380, 0.6, 1024) == draw_length("x", 380, 0.6, 1024)
+    median = sorted(draws)[2000]
+    assert abs(median - 380) < 25
+    logs = [math.log(d) for d in draws if 16 < d < 1024]
+    assert 0.45 < (sum((x - sum(logs) / len(logs)) ** 2 for x in logs) / len(logs)) ** 0.5 < 0.65
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("round")
+    train, test = _math(tmp / "train.jsonl", 60), _math(tmp / "test.jsonl", 10)
+    workload, figures = run(ROOT / "configs" / "math500-qwen3-1.7b.yaml", train, test, tmp / "work", "tiny-qwen3",
+                            train=24, evaluate=8, steps=4, median_new=20, sigma=0.5, pass_rate=0.4, overrides=SMALL)
+    return tmp / "work" / "runs" / "math500-qwen3-1.7b", workload, figures
+
+
+def test_the_loop_ran_every_stage_with_fixed_lengths(measured):
+    root, workload, figures = measured
+    attempts = list(read_jsonl(root / "round_1" / "attempts.jsonl"))
+    assert figures["first_attempts"] == 24 == workload["train_problems"]
+    assert 0 < figures["retries"] < 24 and figures["kept"] > 0 and figures["sft_steps"] == 4
+    for a in attempts:  # EOS ignored: each output has exactly its drawn length
+        assert a["finish_reason"] == "length" and 16 <= a["n_tokens"] <= 32
+    assert len({a["n_tokens"] for a in attempts}) > 3
+    for stage in ("attempts_s", "filter_s", "train_s", "eval_s", "base_eval_s"):
+        assert figures[stage] >= 0
+    assert figures["verdicts"] >= len(attempts) and figures["real_verdicts_correct"] == 1.0
+
+
+def test_forced_verdicts_set_the_share_retried(measured):
+    root, _, figures = measured
+    first = [a for a in read_jsonl(root / "round_1" / "attempts.jsonl") if a["kind"] == "first"]
+    failed = sum(a["verdict"]["correct"] is False for a in first)
+    assert figures["retries"] == failed  # a retry for each failed first attempt (one retry turn)
+    assert 0.2 < failed / len(first) < 0.95
+
+
+def test_projection_scales_attempts_and_eval_not_training(measured):
+    _, workload, figures = measured
+    p = figures["projected"]
+    assert p["attempts_s"] == pytest.approx(figures["attempts_s"] * 12000 / 24, rel=0.01, abs=0.5)
+    assert p["eval_s"] == pytest.approx(figures["eval_s"] * 500 / 8, rel=0.01, abs=0.5)
+    assert p["train_s"] == pytest.approx(figures["train_s"], abs=0.1)
+    assert figures["projected_round_min"] == pytest.approx(sum(p.values()) / 60, abs=0.02)
+    assert workload["full_train_problems"] == 12000 and workload["pass_rate_forced"] == 0.4
+
+
+def test_a_bad_override_is_named(tmp_path):
+    train = _math(tmp_path / "t.jsonl", 10)
+    with pytest.raises(ConfigError, match="training.nonsense"):
+        run(ROOT / "configs" / "math500-qwen3-1.7b.yaml", train, train, tmp_path / "w", "tiny-qwen3", train=4,
+            evaluate=2, overrides=SMALL + ["training.nonsense=1"])
