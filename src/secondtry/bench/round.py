@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
