@@ -68,9 +68,10 @@ def test_projection_scales_attempts_and_eval_not_training(measured):
     p = figures["projected"]
     assert p["attempts_s"] == pytest.approx(figures["attempts_s"] * 12000 / 24, rel=0.01, abs=0.5)
     assert p["eval_s"] == pytest.approx(figures["eval_s"] * 500 / 8, rel=0.01, abs=0.5)
-    assert p["train_s"] == pytest.approx(figures["train_s"], abs=0.1)
+    assert p["train_s"] == pytest.approx(figures["train_s"] * 500 / 4, rel=0.01, abs=0.5)  # the config's 500 steps
     assert figures["projected_round_min"] == pytest.approx(sum(p.values()) / 60, abs=0.02)
     assert workload["full_train_problems"] == 12000 and workload["pass_rate_forced"] == 0.4
+    assert workload["sft_steps"] == 4 and workload["sft_steps_projected"] == 500
 
 
 def test_a_bad_override_is_named(tmp_path):

@@ -20,8 +20,9 @@ seams are set, and only for this command:
 
 Projection to the full round (12,000 training problems, MATH-500): attempts and filter scale
 with the problems (`--train` at or above the engine's resident slots keeps it in steady state),
-evaluation with the test problems; SFT runs the config's steps in full (its rows are packed full
-at any scale). Base evaluation happens once per experiment and is given apart.
+evaluation with the test problems, SFT with its steps (`--steps` below the config's: the measured
+time, model loading and merging included, times the config's steps over those run; its rows are
+packed full at any scale). Base evaluation happens once per experiment and is given apart.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
             f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
             f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
             "training.report_to=[]"]
+    full_steps = load_config(config, list(overrides or [])).training.steps
     if steps is not None:
         sets.append(f"training.steps={steps}")
     cfg = load_config(config, sets + list(overrides or []))
@@ -229,7 +231,8 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     full_verdicts = len(attempts) * scale_train + eval_outputs * scale_eval
     figures["projected_verdicts"] = round(full_verdicts)
     projected = {"attempts_s": cost["attempts_s"] * scale_train, "filter_s": cost["filter_s"] * scale_train,
-                 "train_s": cost.get("train_s") or 0.0, "eval_s": (cost.get("eval_s") or 0.0) * scale_eval,
+                 "train_s": (cost.get("train_s") or 0.0) * full_steps / cfg.training.steps,
+                 "eval_s": (cost.get("eval_s") or 0.0) * scale_eval,
                  "verify_s": full_verdicts / figures["real_verdicts_per_s"]}
     figures["projected"] = {k: round(v, 1) for k, v in projected.items()}
     figures["projected_round_min"] = round(sum(projected.values()) / 60, 2)
@@ -240,7 +243,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
                 "full_train_problems": FULL_TRAIN, "full_eval_problems": FULL_EVAL,
                 "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
                               f"({cfg.sampling.max_new_tokens}), EOS ignored",
-                "pass_rate_forced": pass_rate, "sft_steps": cfg.training.steps,
+                "pass_rate_forced": pass_rate, "sft_steps": cfg.training.steps, "sft_steps_projected": full_steps,
                 "sft_rows_per_step": cfg.training.batch_size, "sft_row_tokens": cfg.training.max_length,
                 "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "torch": torch.__version__}
     report("done", figures)

@@ -239,6 +239,10 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         gradient_checkpointing=t.gradient_checkpointing and not sharded,  # TRL's default is True; ours the config's
         **fsdp,
     )
+    if not distributed.active() and args.n_gpu > 1:
+        # one process on a machine of several GPUs: train on this one (the Trainer would wrap the model in
+        # nn.DataParallel, which TRL refuses); several GPUs train together under torchrun (DDP / FSDP)
+        args._n_gpu = 1
     peft_config = None
     if t.method == "lora":
         peft_config = LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout,
