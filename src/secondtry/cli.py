@@ -1,4 +1,4 @@
-"""secondtry run | demo | eval | report | compare | validate | verify | bench | ls"""
+"""secondtry run | demo | eval | report | compare | validate | verify | import-gguf | bench | ls"""
 
 from __future__ import annotations
 
@@ -340,6 +340,25 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     if out:
         write_jsonl(out, ({"id": p.id, "verdict": to_dict(v)} for (p, _), v in zip(items, verdicts)))
         console.print(f"verdicts: {out}", highlight=False)
+
+
+@app.command(name="import-gguf")
+def import_gguf(source: Path = typer.Argument(..., help="a .gguf file, or a wheel/zip or folder holding one"),
+                out: Path = typer.Argument(..., help="the model folder to write (new or empty)"),
+                file: str = typer.Option(None, "--file", help="which .gguf, when the source holds several"),
+                dtype: str = typer.Option("bfloat16", "--dtype", help="bfloat16 | float16 | float32")) -> None:
+    """Convert a GGUF model (llama.cpp's format) into a transformers model folder to use as model.path."""
+    from rich.console import Console
+
+    from .importer import GGUFImportError
+    from .importer import import_gguf as convert
+
+    _quiet_libraries()
+    console = Console()
+    try:
+        convert(source, out, file, dtype, log=lambda msg: console.print(msg, highlight=False))
+    except GGUFImportError as e:
+        _fail(str(e))
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write benchmarks/results/*.json.")
