@@ -55,7 +55,10 @@ def _resolve_model(cfg, log):
     name = cfg.model.path.removeprefix("toy:")
     if name not in RECIPES:
         raise ConfigError(f"model.path: unknown toy model {name!r}; choose toy:{' or toy:'.join(RECIPES)}")
-    path = toy_model(name, log=log)
+    try:
+        path = toy_model(name, log=log)
+    except ValueError as e:  # e.g. a GPU-sized toy model asked for on a CPU
+        raise ConfigError(f"model.path: {e}") from None
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
 
 

@@ -95,3 +95,15 @@ def test_tiny_model_generates_solutions(tiny):
     texts = tok.batch_decode(new, skip_special_tokens=True)
     assert sum(bool(SOLUTION.fullmatch(t)) for t in texts) >= 6, texts
     assert sum(tok.eos_token_id in row.tolist() for row in new) >= 6  # stops at <|end|>
+
+
+def test_the_gpu_size_has_tens_of_millions_of_parameters_and_needs_a_gpu(tmp_path):
+    import pytest
+    import torch
+
+    n = sum(p.numel() for p in build_model("gpu").parameters())
+    assert 10e6 < n < 100e6
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="pretrained on a GPU"):
+            pretrain("gpu", tmp_path / "m", steps=1, batch=2, lr=1e-3, seed=0)
+        assert not (tmp_path / "m").exists()

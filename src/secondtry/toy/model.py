@@ -29,7 +29,9 @@ GROUP = 8  # batches drawn together and grouped by length
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
+    "gpu": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8},  # 25M parameters
 }
+GPU_SIZES = {"gpu"}  # pretrained on a CUDA device (bf16 autocast); refused on a CPU
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3, error_rate=0.08),
     "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3, error_rate=0.08),  # fewer steps: arithmetic not learnt
+    # tens of millions of parameters, for runs on a GPU: more data and steps, a smaller step size
+    "gpu": Recipe(size="gpu", steps=4000, batch=128, lr=6e-4, error_rate=0.08),
 }
 
 
@@ -127,18 +131,24 @@ def _batches(tok: PreTrainedTokenizerFast, rng: random.Random, batch: int, error
 
 def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
              error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1) -> Path:
-    """Train a fresh model for exactly `steps` AdamW steps on CPU and save it atomically to `out_dir`."""
+    """Train a fresh model for exactly `steps` AdamW steps and save it atomically to `out_dir`: on the CPU
+    (deterministic), or for the GPU sizes on a CUDA device under bf16 autocast (float32 weights)."""
     log = log or Log()
     out_dir = Path(out_dir)
+    cuda = size in GPU_SIZES
+    if cuda and not torch.cuda.is_available():
+        raise ValueError(f"toy model size {size!r} is pretrained on a GPU (about a minute on an H200) and no CUDA "
+                         f"device is here; on a CPU use toy:demo")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, min(4, cores)))  # tiny matmuls: more threads only add overhead
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(not cuda)
+    device = torch.device("cuda" if cuda else "cpu")
     try:
         torch.manual_seed(seed)
         rng = random.Random(seed)
         tok = build_tokenizer(MAX_POSITIONS)
-        model = build_model(size, tok)
+        model = build_model(size, tok).to(device)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
         warmup = max(1, steps // 20)
@@ -149,7 +159,9 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         start = time.perf_counter()
         with log.progress(f"pretraining toy model ({size})", steps) as bar:
             for _ in range(steps):
-                loss = model(**next(batches)).loss
+                batch_ = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    loss = model(**batch_).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -158,7 +170,7 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                 losses.append(round(loss.item(), 4))
                 bar(1)
         wall_s = time.perf_counter() - start
-        model.eval()
+        model.to("cpu").eval()
         model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                                    max_new_tokens=128)
         record: dict[str, Any] = {
