@@ -322,3 +322,21 @@ def test_prefill_flash_path_matches_padded_sdpa(monkeypatch):
     monkeypatch.setattr(att, "_flash_ok", lambda q: False)
     ref = att.prefill_attention(q.float(), kc.float(), vc.float(), layout, 0.125)  # padded SDPA, float32
     torch.testing.assert_close(got, ref, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(20, 1.0), (20, 0.8), (5, 0.5), (50, 0.95)])
+def test_top_k_sampling_on_the_best_entries_picks_what_the_full_vocabulary_path_picks(top_k, top_p):
+    torch.manual_seed(0)
+    logits = torch.randn(64, 5000) * 3
+    if top_p == 1.0:  # ties at the k-th entry are kept, as transformers keeps them (bf16 logits do tie)
+        logits = logits.bfloat16()
+        logits[:8, :30] = 40.0  # rows whose 30 best entries all tie
+    # (with top-p, which of two tied entries at its cut goes is the sort's choice, in transformers too)
+    keys, steps = torch.arange(64) * 7919 + 3, torch.arange(64) % 11
+    for temperature in (1.0, 0.7):
+        got = sampling.sample(logits, keys, steps, temperature, top_k, top_p)
+        scores = sampling.top_k_filter(logits.float() / temperature, top_k)
+        if top_p < 1.0:
+            scores = sampling.top_p_filter(scores, top_p)
+        want = torch.argmax(scores + sampling.gumbel_noise(keys, steps, scores.shape[-1]), dim=-1)
+        assert got.tolist() == want.tolist()

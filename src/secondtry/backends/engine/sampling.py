@@ -52,9 +52,13 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def gumbel_noise(keys: torch.Tensor, steps: torch.Tensor, vocab: int) -> torch.Tensor:
     """[N, vocab] float32 Gumbel noise for rows keyed by (keys, steps)."""
+    return gumbel_noise_at(keys, steps, torch.arange(vocab, device=keys.device, dtype=torch.int64)[None, :])
+
+
+def gumbel_noise_at(keys: torch.Tensor, steps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The same noise for the vocabulary entries `tokens` [N, k] (or [1, k]) only."""
     state = mix32(keys.long() ^ mix32(steps.long() ^ 0x9E3779B9))
-    j = torch.arange(vocab, device=keys.device, dtype=torch.int64)
-    bits = mix32(state[:, None] ^ mix32(j + 0x632BE5AB)[None, :])
+    bits = mix32(state[:, None] ^ mix32(tokens.long() + 0x632BE5AB))
     u = ((bits >> 9).to(torch.float32) + 0.5) * 2.0**-23  # 23 bits: (k + 0.5) is exact, so u < 1
     return -torch.log(-torch.log(u))
 
@@ -80,12 +84,30 @@ def sample(logits: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, temper
         if kernels is not None:  # reads the logits once, in their own dtype
             return kernels.gumbel_argmax(logits, keys, steps, 1.0 / temperature)
         scores = logits.float() / temperature
+    elif 0 < top_k and top_k + TIES < logits.shape[-1]:  # only the k best can win: the rest on those alone
+        return _sample_top_k(logits.float() / temperature, keys, steps, top_k, top_p)
     else:
         scores = logits.float() / temperature
-        if top_k > 0:
-            scores = top_k_filter(scores, top_k)
         if top_p < 1.0:
             scores = top_p_filter(scores, top_p)
         if kernels is not None:
             return kernels.gumbel_argmax(scores, keys, steps, 1.0)
     return torch.argmax(scores + gumbel_noise(keys, steps, scores.shape[-1]), dim=-1)
+
+
+TIES = 16  # entries beyond the k-th that _sample_top_k looks at, for ties with it (bf16 logits do tie)
+
+
+def _sample_top_k(scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, k: int, p: float) -> torch.Tensor:
+    """top_k_filter, then top_p_filter, then Gumbel-max, computed on the k + TIES best entries of each row
+    instead of the whole vocabulary (no sort of it, no full-width noise): the same tokens, as
+    tests/backends/test_engine.py checks, unless more than TIES entries tie with a row's k-th."""
+    values, tokens = torch.topk(scores, k + TIES)  # descending
+    values = values.masked_fill(values < values[..., k - 1:k], float("-inf"))  # TopKLogitsWarper keeps ties
+    if p < 1.0:
+        ascending = values.flip(-1)
+        drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - p)  # TopPLogitsWarper's rule
+        drop[..., -1:] = False
+        values = values.masked_fill(drop.flip(-1), float("-inf"))
+    best = torch.argmax(values + gumbel_noise_at(keys, steps, tokens), dim=-1)
+    return tokens.gather(1, best[:, None])[:, 0]
