@@ -6,9 +6,11 @@ first attempts -> retry the failures -> verify -> keep correct retries -> SFT ->
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,7 +66,8 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
                             lambda: make_sft(ctx, k, attempts))
     figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
                                          "examples": filter_info}}
-    cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], "filter_s": filter_info["wall_s"]}
+    cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], **_parts("attempts", attempts_info),
+                            "filter_s": filter_info["wall_s"]}
     before = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"], filter_info["kept"]),
                     cfg.stopping)
     figures["decisions"] = {"before_train": to_dict(before)}
@@ -78,7 +81,7 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 
     eval_figures, eval_info = evaluate_round(ctx, k, str(out), history)
     figures.update(eval_figures)
-    cost["eval_s"] = eval_info["wall_s"]
+    cost.update({"eval_s": eval_info["wall_s"], **_parts("eval", eval_info)})
     training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
         name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
     on = cfg.evaluation.select_on  # the gains the policies see: the validation split's when one is held out
@@ -93,8 +96,14 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
     figures, info = evaluate_round(ctx, 0, ctx.cfg.model.path, [])
-    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"]},
+    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"], **_parts("eval", info)},
                         Decision(False, "base model evaluated"), None, info)
+
+
+def _parts(stage: str, info: dict[str, Any]) -> dict[str, float]:
+    """Where a generation stage's wall time went (when it ran in this process): loading models, generating,
+    verifying; the rest is the records' bookkeeping and writing."""
+    return {f"{stage}_{part}": round(info[part], 3) for part in ("load_s", "generate_s", "verify_s") if info.get(part)}
 
 
 def on_split(figures: dict[str, Any], split: str) -> dict[str, Any]:
@@ -115,12 +124,14 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
                               retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
                               first_kind="first", where=f"{stage}:chunk{c}", progress=bar)
 
+    ctx.take_clock()
     with ctx.log.progress(f"round {k} attempts", len(ctx.train_set)) as bar:
         records = in_chunks(ctx, ctx.train_set, chunk, bar)
+    clock = ctx.take_clock()
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
     first_retry = next((r for r in records if r["kind"] == "retry"), None)
     rendered = ctx.models.get(model).render(attempt_from_dict(first_retry).messages) if first_retry else ""
-    return {"tokens_generated": sum(r["n_tokens"] for r in records), "retry_sees": rendered}
+    return {"tokens_generated": sum(r["n_tokens"] for r in records), "retry_sees": rendered, **clock}
 
 
 def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
@@ -177,7 +188,7 @@ def evaluate_round(ctx: Context, k: int, model: str,
     """
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     figures: dict[str, Any] = {}
-    info = {"wall_s": 0.0, "tokens_generated": 0}
+    info = {"wall_s": 0.0, "tokens_generated": 0, "load_s": 0.0, "generate_s": 0.0, "verify_s": 0.0}
     for split in ctx.eval_sets:
         records, stage_info = evaluate_stage(ctx, k, model, split)
         info = {key: info[key] + stage_info.get(key, 0) for key in info}
@@ -225,8 +236,10 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
                                        where=f"{stage}:chunk{c}:samples", progress=bar, retry_all=ev.retry_all)
 
     title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
+    ctx.take_clock()
     with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy)) as bar:
         transcripts = in_chunks(ctx, problems, chunk, bar)
+    clock = ctx.take_clock()
     by_problem: dict[str, list[Attempt]] = {}
     for a in map(attempt_from_dict, transcripts):
         by_problem.setdefault(a.problem_id, []).append(a)
@@ -239,7 +252,7 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), transcripts)
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), records)
-    return {"tokens_generated": sum(r["n_tokens"] for r in transcripts)}
+    return {"tokens_generated": sum(r["n_tokens"] for r in transcripts), **clock}
 
 
 _KIND_ORDER = {"greedy": 0, "first": 1, "sample": 1, "retry": 2}
@@ -292,7 +305,8 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
     the batch or chunk. `progress(n)` counts first attempts; `where` names the crash points.
     """
     cfg = ctx.cfg
-    sampler = ctx.models.get(model)
+    with ctx.timed("load_s"):
+        sampler = ctx.models.get(model)
     first, build_retry = CONDITIONS[cfg.conditions.first], CONDITIONS[retry]
     attempts: list[Attempt] = []
     live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its attempts so far)
@@ -302,10 +316,12 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
             break
         convs = [first(p, [], cfg) if turn == 0 else build_retry(p, failed, cfg) for p, failed in live]
         n = samples if turn == 0 else 1
-        outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), keys=[p.id for p, _ in live],
-                                progress=progress if turn == 0 else None)
+        with ctx.timed("generate_s"):
+            outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), keys=[p.id for p, _ in live],
+                                    progress=progress if turn == 0 else None)
         crash_point(f"{where}:turn{turn}:generated")
-        verdicts = iter(ctx.pool.map([(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]))
+        with ctx.timed("verify_s"):
+            verdicts = iter(ctx.pool.map([(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]))
         crash_point(f"{where}:turn{turn}:verified")
         kind = first_kind if turn == 0 else "retry"
         still = []
@@ -373,7 +389,21 @@ class Context:
         self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
         self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
+        self.clock: dict[str, float] = {}  # seconds a stage spent loading models, generating and verifying
         self._hashes = {"train": _hash_problems(train_set), **{k: _hash_problems(v) for k, v in eval_sets.items()}}
+
+    @contextlib.contextmanager
+    def timed(self, part: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.clock[part] = self.clock.get(part, 0.0) + time.perf_counter() - start
+
+    def take_clock(self) -> dict[str, float]:
+        """The stage's load/generate/verify seconds so far (this process's), and a fresh clock."""
+        parts, self.clock = {k: round(v, 3) for k, v in self.clock.items()}, {}
+        return parts
 
     def ledger(self, history: list[RoundResult]) -> dict[str, Any] | None:
         """Which problems each evaluated round solves, first solves and forgets; per problem in ledger.json."""

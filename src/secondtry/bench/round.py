@@ -211,6 +211,10 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     stages = {"attempts_s": cost["attempts_s"], "filter_s": cost["filter_s"], "train_s": cost.get("train_s"),
               "eval_s": cost.get("eval_s"), "base_eval_s": base["cost"]["eval_s"]}
     figures.update({k: round(v, 3) for k, v in stages.items() if v is not None})
+    for stage in ("attempts", "eval"):  # where the stage's time went: loading, generating, verifying, the rest
+        for part in ("load_s", "generate_s", "verify_s"):
+            if f"{stage}_{part}" in cost:
+                figures[f"{stage}_{part}"] = cost[f"{stage}_{part}"]
     figures.update({
         "train_problems": problems, "eval_problems": eval_problems,
         "first_attempts": sum(a["kind"] == "first" for a in attempts),
@@ -218,6 +222,9 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
         "kept": one["figures"]["train"]["examples"].get("kept"),
         "attempts_tokens": tokens["attempts"], "attempts_tok_s": round(tokens["attempts"] / cost["attempts_s"]),
         "eval_tokens": tokens["eval"], "eval_tok_s": round(tokens["eval"] / cost["eval_s"]) if cost.get("eval_s") else None,
+        "attempts_generate_tok_s": round(tokens["attempts"] / cost["attempts_generate_s"])
+        if cost.get("attempts_generate_s") else None,
+        "eval_generate_tok_s": round(tokens["eval"] / cost["eval_generate_s"]) if cost.get("eval_generate_s") else None,
         "mean_new_tokens": round(tokens["attempts"] / max(1, len(attempts)), 1),
         "verdicts": int(tally.get("verdicts", 0)), "verify_s": round(tally.get("verify_s", 0.0), 1),
         "sft_steps": info.get("steps"), "sft_tokens": info.get("tokens_trained"),
