@@ -53,6 +53,10 @@ def test_the_loop_ran_every_stage_with_fixed_lengths(measured):
     for stage in ("attempts_s", "filter_s", "train_s", "eval_s", "base_eval_s"):
         assert figures[stage] >= 0
     assert figures["verdicts"] >= len(attempts) and figures["real_verdicts_correct"] == 1.0
+    # where the generation stages' time went: generating and verifying are inside the stage's wall time
+    for stage in ("attempts", "eval"):
+        parts = figures[f"{stage}_generate_s"] + figures.get(f"{stage}_verify_s", 0) + figures.get(f"{stage}_load_s", 0)
+        assert 0 < figures[f"{stage}_generate_s"] and parts <= figures[f"{stage}_s"] + 1e-3
 
 
 def test_forced_verdicts_set_the_share_retried(measured):
