@@ -27,7 +27,9 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 SMALL = ["train_task.options.count=32", "eval_task.options.count=16", "training.steps=8", "stopping.max_rounds=1",
          "checkpoint.chunk=8"]  # one round: base eval, attempts, filter, train, eval, report
 KINDS = ("generation", "verification", "filtering", "training", "evaluation", "report")
-TIMES = {"wall_s", "finished", "attempts_s", "filter_s", "train_s", "eval_s"}
+PARTS = {"load_s", "generate_s", "verify_s"}  # where a generation stage's time went (loop._parts)
+TIMES = {"wall_s", "finished", "attempts_s", "filter_s", "train_s", "eval_s", *PARTS,
+         *(f"{stage}_{part}" for stage in ("attempts", "eval") for part in PARTS)}
 
 
 def cli_run(model: Path, root: Path, extra: list[str], **env: str) -> subprocess.CompletedProcess:
