@@ -80,6 +80,28 @@ def tensor_types(path: Path) -> dict[str, int]:
     return dict(Counter(t.tensor_type.name for t in GGUFReader(str(path)).tensors))
 
 
+def special_ids(path: Path) -> dict[str, int]:
+    """The file's own bos/eos/padding token ids (tokenizer.ggml.*_token_id), where it sets them."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    out = {}
+    for name, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("pad", "padding_token_id")):
+        field = fields.get(f"tokenizer.ggml.{key}")
+        if field is not None:
+            out[name] = int(field.parts[field.data[0]][0])
+    return out
+
+
+def _use_special_ids(tokenizer, model, ids: dict[str, int]) -> None:
+    """Make the tokenizer and the model's configs say what the file says (transformers versions differ here)."""
+    for name, i in ids.items():
+        if 0 <= i < len(tokenizer):
+            setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(i))
+            for c in (model.config, model.generation_config):
+                setattr(c, f"{name}_token_id", i)
+
+
 def _dense(path: Path, dtype):
     """The model with every weight unpacked, as a plain transformers model (no quantizer attached: savable)."""
     from transformers import AutoModelForCausalLM
@@ -130,6 +152,7 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
             model = _dense(path, getattr(torch, dtype))
+            _use_special_ids(tokenizer, model, special_ids(path))
         except (ValueError, NotImplementedError, KeyError) as e:
             raise GGUFImportError(f"{path.name}: transformers cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
         record = {"source": str(source), "gguf_file": path.name, "sha256": _sha256(path), "tensor_types": types,
