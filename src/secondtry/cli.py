@@ -368,7 +368,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, w
 app.add_typer(bench_app, name="bench")
 
 
-def _bench_record(name: str, workload: dict, figures: dict, out: Path, command_name: str | None = None) -> None:
+def _bench_record(name: str, workload: dict, figures: dict, out: Path, command_name: str | None = None,
+                  gpus: int | None = 1) -> None:
     """Print a benchmark's figures and write its record, with the command line that made it."""
     import json
     import shlex
@@ -379,7 +380,7 @@ def _bench_record(name: str, workload: dict, figures: dict, out: Path, command_n
     args = sys.argv[3:] if sys.argv[1:3] == ["bench", command_name] else []
     command = f"secondtry bench {command_name} {shlex.join(args)}".strip()
     print(json.dumps(figures, indent=1))
-    print(f"record: {write_record(name, command, workload, figures, out)}")
+    print(f"record: {write_record(name, command, workload, figures, out, gpus)}")
 
 
 def _bench_scaling(what: str, params: dict, gpus: int, out: Path) -> None:
@@ -393,7 +394,7 @@ def _bench_scaling(what: str, params: dict, gpus: int, out: Path) -> None:
                                         report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
     except ValueError as e:
         _fail(str(e))
-    _bench_record(f"{what}-scaling", workload, figures, out, command_name=what)
+    _bench_record(f"{what}-scaling", workload, figures, out, command_name=what, gpus=gpus)
 
 
 @bench_app.command(name="round")

@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
-def machine() -> tuple[str, str]:
-    """(short name for file names, description): the GPU when there is one, else the CPU cores."""
+def machine(gpus: int | None = None) -> tuple[str, str]:
+    """(short name for file names, description): the GPUs the benchmark used (`gpus`; default all the host
+    has) when there is one, else the CPU cores."""
     try:
         import torch
 
         if torch.cuda.is_available():
-            n, name = torch.cuda.device_count(), torch.cuda.get_device_name(0).replace("NVIDIA ", "")
-            return f"{n}x{name.split()[0]}".lower(), f"{n}x {name}, {os.cpu_count()} CPU cores"
+            host, name = torch.cuda.device_count(), torch.cuda.get_device_name(0).replace("NVIDIA ", "")
+            n = min(gpus or host, host)
+            where = "" if n == host else f" (of {host} on the host)"
+            return f"{n}x{name.split()[0]}".lower(), f"{n}x {name}{where}, {os.cpu_count()} CPU cores"
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     cores = os.cpu_count()
@@ -28,9 +31,9 @@ def machine() -> tuple[str, str]:
 
 
 def write_record(name: str, command: str, workload: dict[str, Any], figures: dict[str, Any],
-                 out_dir: Path = Path("benchmarks/results")) -> Path:
-    """Write the benchmark record and return its path."""
-    short, description = machine()
+                 out_dir: Path = Path("benchmarks/results"), gpus: int | None = None) -> Path:
+    """Write the benchmark record and return its path. `gpus`: how many the benchmark used (default: all)."""
+    short, description = machine(gpus)
     date = datetime.date.today().isoformat()
     record = {"name": name, "date": date, "machine": description, "command": command,
               "workload": workload, "figures": figures}

@@ -410,4 +410,4 @@ if __name__ == "__main__":  # python -m secondtry.bench.generate [OUT_DIR]: the 
         (out / "partial.json").write_text(json.dumps(figures, indent=1))
 
     workload, figures = run(report=show, profile_to=out / "profile.txt")
-    print(write_record("generate", "python3 -m secondtry.bench.generate " + str(out), workload, figures, out))
+    print(write_record("generate", "python3 -m secondtry.bench.generate " + str(out), workload, figures, out, gpus=1))
