@@ -424,12 +424,13 @@ def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-
     if model not in MODELS:
         _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
     from .config import ConfigError
+    from .tasks.io import TaskDataError
 
     _quiet_libraries()
     try:
         workload, figures = run_bench(config, train_data, test_data, work, model, train, evaluate, steps or None,
                                       median_new, sigma, pass_rate, sets, log=RichLog())
-    except ConfigError as e:
+    except (ConfigError, TaskDataError) as e:
         _fail(str(e))
     _bench_record("round", workload, figures, out)
 

@@ -73,24 +73,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def tensor_types(path: Path) -> dict[str, int]:
-    """How many tensors of each GGUF type (F32, Q4_1, ...) the file holds."""
+def read_header(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """From one read of the file: how many tensors of each GGUF type (F32, Q4_1, ...) it holds, and its own
+    bos/eos/padding token ids (tokenizer.ggml.*_token_id) where it sets them."""
     from gguf import GGUFReader
 
-    return dict(Counter(t.tensor_type.name for t in GGUFReader(str(path)).tensors))
-
-
-def special_ids(path: Path) -> dict[str, int]:
-    """The file's own bos/eos/padding token ids (tokenizer.ggml.*_token_id), where it sets them."""
-    from gguf import GGUFReader
-
-    fields = GGUFReader(str(path)).fields
-    out = {}
+    reader = GGUFReader(str(path))
+    types = dict(Counter(t.tensor_type.name for t in reader.tensors))
+    ids = {}
     for name, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("pad", "padding_token_id")):
-        field = fields.get(f"tokenizer.ggml.{key}")
+        field = reader.fields.get(f"tokenizer.ggml.{key}")
         if field is not None:
-            out[name] = int(field.parts[field.data[0]][0])
-    return out
+            ids[name] = int(field.parts[field.data[0]][0])
+    return types, ids
 
 
 def _use_special_ids(tokenizer, model, ids: dict[str, int]) -> None:
@@ -135,7 +130,7 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
     import importlib.util
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if importlib.util.find_spec("gguf") is None:
         raise GGUFImportError("reading GGUF needs the gguf package: pip install 'secondtry[gguf]' (or pip install gguf)")
@@ -148,11 +143,11 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
         if not _is_gguf(path):
             raise GGUFImportError(f"{path}: not a GGUF file (no GGUF magic number)")
         log(f"reading {path.name} ({path.stat().st_size / 1e6:.0f} MB)")
-        types = tensor_types(path)
+        types, ids = read_header(path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
             model = _dense(path, getattr(torch, dtype))
-            _use_special_ids(tokenizer, model, special_ids(path))
+            _use_special_ids(tokenizer, model, ids)
         except (ValueError, NotImplementedError, KeyError) as e:
             raise GGUFImportError(f"{path.name}: transformers cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
         record = {"source": str(source), "gguf_file": path.name, "sha256": _sha256(path), "tensor_types": types,

@@ -65,6 +65,14 @@ def random_model(config: dict, device: str = "cuda", dtype=None):
     return model.eval()
 
 
+def random_workload(vocab: int, requests: int, prompt: int, variant: tuple[int, int],
+                    seed: int) -> tuple[list[list[int]], list[int]]:
+    """Random prompt ids (`prompt` tokens each) and the variant workload's lengths, drawn uniformly from `variant`."""
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(vocab) for _ in range(prompt)] for _ in range(requests)]
+    return prompts, [rng.randint(*variant) for _ in range(requests)]
+
+
 def copy_bandwidth(gib: float = 4.0, reps: int = 20) -> float:
     """Bytes read + written per second by a device-to-device copy (median of `reps`)."""
     import torch
@@ -300,11 +308,8 @@ def run(model: str = "qwen3-1.7b", requests: int = 1024, prompt: int = 200, new:
 
     from secondtry.backends.engine import Engine
 
-    rng = random.Random(seed)
     config = MODELS[model]
-    vocab = config["vocab_size"]
-    prompts = [[rng.randrange(vocab) for _ in range(prompt)] for _ in range(requests)]
-    lengths = [rng.randint(*variant) for _ in range(requests)]
+    prompts, lengths = random_workload(config["vocab_size"], requests, prompt, variant, seed)
     workload = {"model": model, "weights": "random bf16", "requests": requests, "prompt_tokens": prompt,
                 "new_tokens": new, "resident": resident, "variant_new_tokens": list(variant), "eos": "ignored",
                 "temperature": TEMPERATURE, "hf_batch": hf_batch, "hf_plain_new_tokens": hf_plain_new,

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -47,18 +48,7 @@ def _unit(*parts: Any) -> float:
 def draw_length(key: Any, median: float, sigma: float, cap: int, floor: int = 16) -> int:
     """A log-normal length keyed by `key`, within [floor, cap]."""
     u = min(max(_unit("length", key), 1e-12), 1 - 1e-12)
-    z = math.sqrt(2) * _erfinv(2 * u - 1)
-    return int(min(cap, max(floor, round(median * math.exp(sigma * z)))))
-
-
-def _erfinv(y: float) -> float:
-    """Inverse error function (Winitzki's approximation refined by two Newton steps)."""
-    a = 0.147
-    ln = math.log(1 - y * y)
-    x = math.copysign(math.sqrt(math.sqrt((2 / (math.pi * a) + ln / 2) ** 2 - ln / a) - (2 / (math.pi * a) + ln / 2)), y)
-    for _ in range(2):
-        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
-    return x
+    return int(min(cap, max(floor, round(median * math.exp(sigma * statistics.NormalDist().inv_cdf(u))))))
 
 
 def build_tokenizer(texts: list[str], vocab: int):
@@ -123,11 +113,9 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
         if self.engine is None:  # on a CPU: the engine's torch path, so lengths are fixed there too
             self.engine = Engine(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots)
 
-    def judged(self, items, progress=None):
+    def judged(self, items, progress=None):  # the loop times verification itself (cost.*_verify_s)
         items = list(items)
-        start = time.perf_counter()
         verdicts = verify(self, items, progress)
-        tally["verify_s"] = tally.get("verify_s", 0.0) + time.perf_counter() - start
         tally["verdicts"] = tally.get("verdicts", 0) + len(items)
         return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < pass_rate)
                 for (p, text), v in zip(items, verdicts)]
@@ -139,15 +127,20 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
         Engine.generate, HFSampler.__init__, VerifierPool.map = gen, init, verify
 
 
-def real_verdicts(cfg, train_path: Path, n: int) -> dict[str, Any]:
-    """Verdicts/s of the config's verifier and workers on `n` real MATH solutions (what a trained model writes)."""
-    from ..config import TaskConfig
+def training_problems(cfg, n: int) -> list:
+    """The first `n` problems of the config's training task, through its loader (bad rows are named and skipped)."""
     from ..tasks import TASKS
+
+    task = cfg.train_task.model_copy(update={"limit": n, "shuffle": False, "on_bad_row": "skip"})
+    return TASKS[task.name](task, cfg.seed)
+
+
+def real_verdicts(cfg, problems: list) -> dict[str, Any]:
+    """Verdicts/s of the config's verifier and workers on the problems' real solutions (what a trained model
+    writes)."""
     from ..verifiers import check_options
     from ..verifiers.pool import VerifierPool
 
-    problems = TASKS[cfg.train_task.name](TaskConfig(name=cfg.train_task.name, path=str(train_path), limit=n,
-                                                     on_bad_row="skip"), cfg.seed)
     items = [(p, p.solution) for p in problems if p.solution]
     with VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
                       options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
@@ -181,20 +174,21 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     arch = dict(MODELS[arch_name])
     if arch_name == "tiny-qwen3":
         arch["vocab_size"] = 1024  # room for the byte alphabet and a few merges: a check of this code on a CPU
-    work.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    texts = [json.loads(line)["problem"] for line in train_path.read_text().splitlines()[:4000] if line.strip()]
-    model_dir = build_model(arch, texts, work / "model", device)
-    figures: dict[str, Any] = {"build_model_s": round(time.perf_counter() - start, 1)}
-    report("model", figures)
+    model_dir = work / "model"
     sets = [f"model.path={model_dir}", f"train_task.path={train_path}", f"eval_task.path={test_path}",
             f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
             f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
             "training.report_to=[]"]
-    full_steps = load_config(config, list(overrides or [])).training.steps
-    if steps is not None:
-        sets.append(f"training.steps={steps}")
     cfg = load_config(config, sets + list(overrides or []))
+    full_steps = cfg.training.steps
+    if steps is not None:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"steps": steps})})
+    sample = training_problems(cfg, 4000)  # the tokenizer's text; their solutions give the verdict rate
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    build_model(arch, [p.prompt for p in sample], model_dir, device)
+    figures: dict[str, Any] = {"build_model_s": round(time.perf_counter() - start, 1)}
+    report("model", figures)
     tally: dict[str, float] = {}
     start = time.perf_counter()
     with seams(median_new, sigma, pass_rate, tally):
@@ -226,11 +220,11 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
         if cost.get("attempts_generate_s") else None,
         "eval_generate_tok_s": round(tokens["eval"] / cost["eval_generate_s"]) if cost.get("eval_generate_s") else None,
         "mean_new_tokens": round(tokens["attempts"] / max(1, len(attempts)), 1),
-        "verdicts": int(tally.get("verdicts", 0)), "verify_s": round(tally.get("verify_s", 0.0), 1),
+        "verdicts": int(tally.get("verdicts", 0)),
         "sft_steps": info.get("steps"), "sft_tokens": info.get("tokens_trained"),
         "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
     })
-    figures.update(real_verdicts(cfg, train_path, min(2000, 4 * train)))
+    figures.update(real_verdicts(cfg, sample[:min(2000, 4 * train)]))
     scale_train, scale_eval = FULL_TRAIN / problems, FULL_EVAL / eval_problems
     # random text has no answer to parse, so its verdicts cost nothing: a round's verdicts are charged apart,
     # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers

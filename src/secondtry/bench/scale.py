@@ -115,19 +115,15 @@ def _same_tokens(one: Path, other: Path) -> dict[str, float]:
 
 
 def _generate(p: dict[str, Any]) -> dict[str, Any]:
-    import random
-
     import torch
 
     from .. import distributed
     from ..backends.engine import Engine
-    from .generate import MODELS, TEMPERATURE, _device, _sync, random_model, tune_attention
+    from .generate import MODELS, TEMPERATURE, _device, _sync, random_model, random_workload, tune_attention
 
     world, me = distributed.world_size(), distributed.rank()
-    rng = random.Random(p["seed"])
     config = MODELS[p["model"]]
-    prompts = [[rng.randrange(config["vocab_size"]) for _ in range(p["prompt"])] for _ in range(p["requests"])]
-    lengths = [rng.randint(*p["variant"]) for _ in range(p["requests"])]
+    prompts, lengths = random_workload(config["vocab_size"], p["requests"], p["prompt"], p["variant"], p["seed"])
     mine = list(range(me, p["requests"], world))
     engine = Engine(random_model(config, _device()), max_slots=p["resident"])
     out: dict[str, Any] = {"processes": world, "requests_per_rank": len(mine)}

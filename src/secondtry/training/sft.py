@@ -158,16 +158,25 @@ def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, 
     os.replace(staging, out_dir)
 
 
+def lora_config(cfg: Config):
+    """The PEFT LoRA config of `training`."""
+    from peft import LoraConfig
+
+    t = cfg.training
+    return LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout, target_modules=t.target_modules,
+                      task_type="CAUSAL_LM")
+
+
 def uses_fsdp(cfg: Config) -> bool:
     """training.fsdp, where there are several GPU processes to shard over. One process trains the model
     whole; on CPUs accelerate has no FSDP and the processes train under DDP (train() says so)."""
     return cfg.training.fsdp and distributed.active() and torch.cuda.is_available()
 
 
-def _gathered(trainer, start_model: str, cfg: Config, device: torch.device):
+def _gathered(trainer, start_model: str, cfg: Config):
     """After FSDP training: the whole model, its weights gathered from every rank (a collective: every
     rank calls it), rebuilt on rank 0 in host memory (it may not fit one GPU); None on the others."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     state = trainer.accelerator.get_state_dict(trainer.model)  # full, on rank 0's host memory
     if not distributed.is_main():
@@ -175,8 +184,7 @@ def _gathered(trainer, start_model: str, cfg: Config, device: torch.device):
     t = cfg.training
     model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype, torch.device("cpu"))
     if t.method == "lora":
-        model = get_peft_model(model, LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout,
-                                                 target_modules=t.target_modules, task_type="CAUSAL_LM"))
+        model = get_peft_model(model, lora_config(cfg))
     missing, unexpected = model.load_state_dict(state, strict=False)
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     if unexpected or set(missing) & set(trained):
@@ -210,7 +218,6 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     `completion_mask`), as the benchmark gives. `batch`/`accum` override the config's (after
     an out-of-memory back-off); `save_steps` turns on checkpoints in `work/trainer`.
     """
-    from peft import LoraConfig
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -243,10 +250,7 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         # one process on a machine of several GPUs: train on this one (the Trainer would wrap the model in
         # nn.DataParallel, which TRL refuses); several GPUs train together under torchrun (DDP / FSDP)
         args._n_gpu = 1
-    peft_config = None
-    if t.method == "lora":
-        peft_config = LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout,
-                                 target_modules=t.target_modules, task_type="CAUSAL_LM")
+    peft_config = lora_config(cfg) if t.method == "lora" else None
     data = _dataset(examples, cfg) if isinstance(examples, list) else examples
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks or [])
@@ -320,7 +324,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
             info["oom_backoffs"] = backoffs
         if uses_fsdp(cfg):  # the weights are sharded: gathered first, by every rank
             info["fsdp"] = sharded_params(trainer.model)  # how many parameters FSDP sharded (its DTensors)
-            whole = _gathered(trainer, start_model, cfg, device)
+            whole = _gathered(trainer, start_model, cfg)
         else:
             whole = trainer.model  # every rank holds the same weights
         if distributed.is_main():  # rank 0 writes them
