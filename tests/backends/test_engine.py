@@ -340,3 +340,13 @@ def test_top_k_sampling_on_the_best_entries_picks_what_the_full_vocabulary_path_
             scores = sampling.top_p_filter(scores, top_p)
         want = torch.argmax(scores + sampling.gumbel_noise(keys, steps, scores.shape[-1]), dim=-1)
         assert got.tolist() == want.tolist()
+
+
+def test_top_k_close_to_the_vocabulary_size_still_filters():
+    torch.manual_seed(1)
+    logits = torch.randn(32, 40) * 3
+    keys, steps = torch.arange(32) * 31 + 1, torch.zeros(32, dtype=torch.long)
+    got = sampling.sample(logits, keys, steps, 1.0, top_k=30)  # 30 + TIES > 40: the whole-vocabulary path
+    scores = sampling.top_k_filter(logits.float(), 30)
+    want = torch.argmax(scores + sampling.gumbel_noise(keys, steps, 40), dim=-1)
+    assert got.tolist() == want.tolist()

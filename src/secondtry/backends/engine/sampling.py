@@ -88,6 +88,8 @@ def sample(logits: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, temper
         return _sample_top_k(logits.float() / temperature, keys, steps, top_k, top_p)
     else:
         scores = logits.float() / temperature
+        if top_k > 0:  # k close to the vocabulary size
+            scores = top_k_filter(scores, top_k)
         if top_p < 1.0:
             scores = top_p_filter(scores, top_p)
         if kernels is not None:
