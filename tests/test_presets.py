@@ -94,3 +94,13 @@ def test_seeds_take_a_count_or_a_list():
     for bad in ("0", "4,4", "a,b", ","):
         with pytest.raises(typer.Exit):
             _seed_list(bad, 42)
+
+
+def test_a_one_seed_list_is_named_as_its_set():
+    """`--seeds 42,` in one process and `--seeds 43,` in another pool with `--seeds 42,43` run in one."""
+    from secondtry.cli import _config, _seeded
+
+    cfg = _config(CONFIG, [])
+    assert [c.name for c in _seeded(cfg, "1")] == [cfg.name]
+    assert [(c.name, c.seed) for c in _seeded(cfg, f"{cfg.seed},")] == [(f"{cfg.name}-seed{cfg.seed}", cfg.seed)]
+    assert [c.name for c in _seeded(cfg, "2")] == [f"{cfg.name}-seed{cfg.seed}", f"{cfg.name}-seed{cfg.seed + 1}"]

@@ -120,9 +120,10 @@ def _seed_list(seeds: str, base: int) -> list[int]:
 
 
 def _seeded(cfg, seeds: int | str):
-    """The config once per seed, named <name>-seed<N> when there are several."""
+    """The config once per seed, named <name>-seed<N> when there are several or a list names them (`--seeds 43,`
+    runs one seed of a set, e.g. in its own process, under the name the set pools by)."""
     values = _seed_list(str(seeds), cfg.seed)
-    if values == [cfg.seed]:
+    if values == [cfg.seed] and "," not in str(seeds):
         return [cfg]
     return [cfg.model_copy(update={"seed": s, "name": f"{cfg.name}-seed{s}"}) for s in values]
 
