@@ -77,6 +77,23 @@ def test_greedy_matches_generate(family):
     assert {o.finish_reason for pair in outs for o in pair} == {"stop", "length"}
 
 
+def test_eos_stops_sequences_in_every_call_of_one_engine():
+    """A later call with the same settings replays the decode graphs the first call captured, which read the
+    tensor of EOS ids: it must be the same tensor, so later calls stop where a fresh engine stops. (Seen on the
+    GPU: calls after the first ran to max_new_tokens once the first call's EOS tensor had been freed and its
+    memory reused.)"""
+    model = tiny("llama").to(DEV)
+    eos = hf_greedy(model, PROMPTS[0], 8)[4]
+    refs = [hf_greedy(model, p, 12, eos) for p in PROMPTS]
+    assert any(r[-1] == eos and len(r) < 12 for r in refs)
+    engine = Engine(model, eos_ids=[eos], max_slots=4, sync_every=4)  # on a GPU: kernels and CUDA graphs
+    engine.generate([list(range(40, 70)), [50, 51, 52]], max_new_tokens=12)  # longer: one cache for all calls
+    stops_at = engine.eos
+    for _ in range(2):
+        assert [o[0].tokens for o in engine.generate(PROMPTS, max_new_tokens=12)] == refs
+    assert engine.eos is stops_at
+
+
 def test_stop_strings_cut_at_the_first_match():
     model = tiny("qwen3")
     ref = hf_greedy(model, PROMPTS[0], 16)

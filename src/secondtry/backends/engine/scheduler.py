@@ -86,6 +86,7 @@ class Engine:
         self.cache = None
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_params = None
+        self.eos, self._eos_key = None, None  # the EOS ids a decode step stops at (_configure)
         self.steps = 0  # decode steps run (a measure of work, for benchmarks)
         self.stats: dict[str, float] = {}  # device seconds in prefill and decode during the last generate call
         self._events: list = []
@@ -163,7 +164,9 @@ class Engine:
 
     def _configure(self, temperature: float, top_k: int, top_p: float, ignore_eos: bool) -> None:
         self.params = (float(temperature), int(top_k), float(top_p))
-        self.eos = torch.tensor([] if ignore_eos else self.eos_ids, dtype=torch.int64, device=self.device)
+        eos = () if ignore_eos else tuple(self.eos_ids)
+        if eos != self._eos_key:  # captured graphs read this tensor's memory: it is replaced only with them
+            self.eos, self._eos_key = torch.tensor(eos, dtype=torch.int64, device=self.device), eos
         self.ignore_eos = ignore_eos
 
     def release(self) -> None:
@@ -354,7 +357,7 @@ class Engine:
         return splits
 
     def _graph(self, bucket: int):
-        key = (self.params, tuple(self.eos.tolist()), self.overlap)
+        key = (self.params, self._eos_key, self.overlap)
         if self._graph_params != key:
             self._graphs.clear()
             self._pool = torch.cuda.graph_pool_handle()  # the old graphs' pool went with them
