@@ -63,6 +63,18 @@ def test_pretrain_is_deterministic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left behind
 
 
+def test_pretraining_with_loader_workers_is_deterministic_and_keyed_apart(tmp_path):
+    from secondtry.toy.model import Recipe
+
+    kwargs = dict(steps=3, batch=4, lr=1e-3, seed=5, loaders=2)
+    a = json.loads((pretrain("tiny", tmp_path / "a", **kwargs) / "recipe.json").read_text())
+    b = json.loads((pretrain("tiny", tmp_path / "b", **kwargs) / "recipe.json").read_text())
+    one = json.loads((pretrain("tiny", tmp_path / "c", **{**kwargs, "loaders": 0}) / "recipe.json").read_text())
+    assert a["losses"] == b["losses"] != one["losses"] and a["loaders"] == 2
+    recipe = Recipe(size="tiny", steps=3, batch=4, lr=1e-3)
+    assert recipe.key() != Recipe(size="tiny", steps=3, batch=4, lr=1e-3, loaders=2).key()
+
+
 def test_tiny_pretraining_learns_and_is_cached(tiny, monkeypatch):
     cache, path = tiny
     assert path.parent == cache and path.name == f"tiny-{RECIPES['tiny'].key()}"

@@ -44,18 +44,23 @@ class Recipe:
     error_rate: float = 0.06
     retry_share: float = 0.3  # share of two-turn documents (wrong attempt, retry turn, better attempt)
     weight_decay: float = 0.1
+    loaders: int = 0  # worker processes that make the batches (0: the training process, one stream)
     world: int = synthetic.WORLD_VERSION
     toy: int = TOY_VERSION
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        fields = dataclasses.asdict(self)
+        if not self.loaders:  # recipes from before `loaders` keep their keys (and caches)
+            del fields["loaders"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3, error_rate=0.08),
     "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3, error_rate=0.08),  # fewer steps: arithmetic not learnt
     # tens of millions of parameters, for runs on a GPU: more data and steps, a smaller step size
-    "gpu": Recipe(size="gpu", steps=4000, batch=128, lr=6e-4, error_rate=0.08),
+    # (making a batch of 128 documents takes about 25 ms of Python, longer than the model's step: 3 workers)
+    "gpu": Recipe(size="gpu", steps=4000, batch=128, lr=6e-4, error_rate=0.08, loaders=3),
 }
 
 
@@ -129,10 +134,24 @@ def _batches(tok: PreTrainedTokenizerFast, rng: random.Random, batch: int, error
             yield _collate(tok.pad_token_id, b)
 
 
+class _Stream(torch.utils.data.IterableDataset):
+    """`_batches` in a data-loader worker: worker w draws from its own generator, seeded (seed, w); the loader
+    takes one batch from each worker in turn, so a fixed number of workers gives a fixed sequence."""
+
+    def __init__(self, seed: int, batch: int, error_rate: float, retry_share: float) -> None:
+        self.seed, self.batch, self.error_rate, self.retry_share = seed, batch, error_rate, retry_share
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(f"{self.seed}/{info.id if info else 0}")
+        return _batches(build_tokenizer(MAX_POSITIONS), rng, self.batch, self.error_rate, self.retry_share)
+
+
 def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
-             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1) -> Path:
+             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1, loaders: int = 0) -> Path:
     """Train a fresh model for exactly `steps` AdamW steps and save it atomically to `out_dir`: on the CPU
-    (deterministic), or for the GPU sizes on a CUDA device under bf16 autocast (float32 weights)."""
+    (deterministic), or for the GPU sizes on a CUDA device under bf16 autocast (float32 weights). With
+    `loaders`, that many worker processes make the batches while the model trains."""
     log = log or Log()
     out_dir = Path(out_dir)
     cuda = size in GPU_SIZES
@@ -154,7 +173,9 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         warmup = max(1, steps // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))  # warmup, cosine to lr/10
-        batches = _batches(tok, rng, batch, error_rate, retry_share)
+        batches = (_batches(tok, rng, batch, error_rate, retry_share) if not loaders else
+                   iter(torch.utils.data.DataLoader(_Stream(seed, batch, error_rate, retry_share), batch_size=None,
+                                                    num_workers=loaders, prefetch_factor=8, pin_memory=cuda)))
         losses: list[float] = []
         start = time.perf_counter()
         with log.progress(f"pretraining toy model ({size})", steps) as bar:
@@ -175,7 +196,7 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                                                    max_new_tokens=128)
         record: dict[str, Any] = {
             "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
-            "retry_share": retry_share, "weight_decay": weight_decay, "world": synthetic.WORLD_VERSION,
+            "retry_share": retry_share, "weight_decay": weight_decay, "loaders": loaders, "world": synthetic.WORLD_VERSION,
             "toy": TOY_VERSION, "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2),
             "losses": losses}
         tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -212,4 +233,5 @@ def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = 
     log.info(f"toy model {name} not cached; pretraining it into {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return pretrain(recipe.size, path, recipe.steps, recipe.batch, recipe.lr, recipe.seed, log=log,
-                    error_rate=recipe.error_rate, retry_share=recipe.retry_share, weight_decay=recipe.weight_decay)
+                    error_rate=recipe.error_rate, retry_share=recipe.retry_share, weight_decay=recipe.weight_decay,
+                    loaders=recipe.loaders)
