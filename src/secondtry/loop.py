@@ -352,8 +352,26 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
         figures["train"]["retry_sees"] = attempts_info.get("retry_sees", "")
     result = RoundResult(k, model, trained, figures, cost, decision)
     write_json(ctx.store.path(k, "round.json"), to_dict(result))
+    warn_if_cut(ctx, k, figures)
     ctx.log.info(f"round {k}: {decision.reason}" + (f" [{decision.policy}]" if decision.policy else ""))
     return result
+
+
+CUT_WARNING = 0.25  # share of generations cut at the length limit above which a round warns
+
+
+def warn_if_cut(ctx: Context, k: int, figures: dict[str, Any]) -> None:
+    """A cut generation has no final answer and is judged wrong: many of them mean the length limit is too
+    low for this model, or the model does not end its turns (its EOS)."""
+    train, evals = ctx.cfg.sampling.max_new_tokens, ctx.cfg.eval_sampling.max_new_tokens
+    sets = {"training attempts": (figures.get("train"), train), "test evaluation": (figures.get("eval"), evals),
+            **{f"{split} evaluation": (figures[split].get("eval"), evals) for split in ("validation", "transfer")
+               if split in figures}}
+    cut = [f"{f['cut_at_length']:.0%} of the {name} (at {limit} new tokens)" for name, (f, limit) in sets.items()
+           if f and f.get("cut_at_length", 0) > CUT_WARNING]
+    if cut:
+        ctx.log.warn(f"round {k}: {', '.join(cut)} ran to the length limit and were judged without an ending: raise "
+                     "max_new_tokens, or check that the model ends its turns (its EOS token)")
 
 
 def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -65,6 +65,8 @@ def test_round_figures_recompute_from_records(finished):
         records = read_jsonl(folder / "eval.jsonl")
         assert summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n) == r.figures["eval"]
         attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "eval_attempts.jsonl")]
+        cut = sum(a.finish_reason == "length" for a in attempts) / len(attempts)
+        assert r.figures["eval"]["cut_at_length"] == pytest.approx(cut)
         for rec in records:  # eval.jsonl itself follows from the transcripts
             mine = [a for a in attempts if a.problem_id == rec["problem_id"]]
             greedy = next(a for a in mine if a.kind == "greedy")
@@ -191,3 +193,24 @@ def test_observed_stopping_goes_on_but_an_untrained_round_ends_the_run(tiny_mode
     assert history[1].decision.policy == "no_examples"
     summary = read_json(cfg.run_path / "summary.json")
     assert summary["policy_stop"]["round"] == 1 and summary["best_round"] == 0
+
+
+def test_a_round_whose_generations_run_to_the_length_limit_warns(finished):
+    from types import SimpleNamespace
+
+    from secondtry.loop import warn_if_cut
+
+    cfg, history, _ = finished
+    warnings = []
+    ctx = SimpleNamespace(cfg=cfg, log=SimpleNamespace(warn=warnings.append))
+    figures = {"train": {"cut_at_length": 0.6}, "eval": {"cut_at_length": 0.1},
+               "transfer": {"eval": {"cut_at_length": 0.3}}}
+    warn_if_cut(ctx, 2, figures)
+    limit = cfg.sampling.max_new_tokens
+    assert warnings == [f"round 2: 60% of the training attempts (at {limit} new tokens), 30% of the transfer "
+                        "evaluation (at {limit} new tokens) ran to the length limit and were judged without an "
+                        "ending: raise max_new_tokens, or check that the model ends its turns (its EOS token)"
+                        .replace("{limit}", str(cfg.eval_sampling.max_new_tokens))]
+    warnings.clear()
+    warn_if_cut(ctx, 1, {"train": {"cut_at_length": 0.2}, "eval": {"cut_at_length": 0.25}})
+    assert warnings == []

@@ -41,6 +41,7 @@ def eval_record(problem_id: str, greedy: Attempt | None, samples: list[Attempt],
         "chain": [a.verdict.correct is True for a in chain],
         "pass_at_k": {str(k): pass_at_k(len(right), sum(right), k) for k in pass_k},
         "tokens": sum(a.n_tokens for a in ([greedy] if greedy else []) + samples + chain[1:]),
+        "cut": sum(a.finish_reason == "length" for a in ([greedy] if greedy else []) + samples + chain[1:]),
     }
 
 
@@ -67,6 +68,8 @@ def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_
     """
     summary: dict[str, Any] = {name: estimate(v, n_boot, seed) for name, v in per_problem(records).items()}
     summary["retry_n"] = retry_n
+    generated = sum((r["greedy"] is not None) + len(r["samples"]) + len(r["chain"]) - 1 for r in records)
+    summary["cut_at_length"] = sum(r.get("cut", 0) for r in records) / max(1, generated)
     summary["retry_lift"] = retry_lift(records, n_boot, seed)  # retry turn vs a fresh sample, same budget
     retried = retry_all and retry_n > 1 and all(len(r["chain"]) > 1 for r in records)
     summary["flips"] = flips([r["chain"][0] for r in records], [r["chain"][1] for r in records], n_boot, seed) \
@@ -133,6 +136,7 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int) -> dict[str, 
         "retry_yield": estimate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
         if retried or not failed else {"value": None, "ci": [None, None], "n": 0},  # no retry turns (retries: 0)
         "tokens_generated": sum(a.n_tokens for a in attempts),
+        "cut_at_length": sum(a.finish_reason == "length" for a in attempts) / max(1, len(attempts)),
         # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
         "first_samples": estimate([float(a.verdict.correct is True) for a in attempts if a.kind == "first"],
                                   n_boot, seed),
