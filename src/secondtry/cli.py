@@ -82,6 +82,19 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     return cfg.run_path
 
 
+def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
+    """`secondtry run --jobs K`: each config in its own process (parallel.py); why each failed one failed."""
+    from . import distributed
+    from .log import RichLog
+    from .parallel import Job, run_jobs
+
+    if distributed.world_size() > 1:
+        _fail("--jobs starts its own processes; under torchrun run without it")
+    log = RichLog()
+    _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
+    return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log)
+
+
 def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None) -> None:
     """report/summary.md, the dashboard (report/index.html, report/plots/), and the tables in the terminal."""
     from .report import build_dashboard, markdown, print_tables
@@ -145,20 +158,35 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: O
         preset: Optional[List[str]] = typer.Option(None, "--preset", help="a condition of the reference report "
                                                    "(repeat to run several): " + ", ".join(PRESETS)),
         allow_change: bool = typer.Option(False, "--allow-change",
-                                          help="resume with a changed config; stages it touches run again")) -> None:
+                                          help="resume with a changed config; stages it touches run again"),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs (presets x seeds) at once, each its own "
+                                 "process logging to <run_dir>/<name>.log: small models leave a GPU mostly idle")) -> None:
     """Run (or resume) the experiment a config describes."""
     def go() -> None:
         unknown = [p for p in preset or [] if p not in PRESETS]
         if unknown:
             _fail(f"--preset: unknown {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
-        configs = []
+        configs, argv = [], []  # argv: this command narrowed to one config, for --jobs
         for name in preset or [None]:
             extra = list(PRESETS[name]["overrides"]) if name else []
             cfg = _config(config, extra + list(overrides or []))
-            configs += _seeded(cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg, seeds)
-        runs = [_run(cfg, allow_change, tables=len(configs) == 1) for cfg in configs]
+            named = cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg
+            for c in _seeded(named, seeds):
+                configs.append(c)
+                argv.append(["run", str(config), *(["--preset", name] if name else []),
+                             *(["--seeds", f"{c.seed},"] if c.name != named.name else []), *(overrides or []),
+                             *(["--allow-change"] if allow_change else [])])
+        failed: dict[str, str] = {}
+        if jobs > 1 and len(configs) > 1:
+            failed = _run_jobs(configs, argv, jobs)
+            runs = [c.run_path for c in configs if c.name not in failed]
+        else:
+            runs = [_run(cfg, allow_change, tables=len(configs) == 1) for cfg in configs]
         if len(runs) > 1:
             _compare(runs)
+        if failed:
+            _fail(f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
+                  + "\n  ".join(f"{name}: {why}" for name, why in failed.items()), 1)
 
     _guard(go)
 

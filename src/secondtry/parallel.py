@@ -1,0 +1,73 @@
+"""Several runs at once on one machine, each its own `secondtry run` process (`secondtry run --jobs K`).
+
+A small model leaves a GPU mostly idle (a step is a few kernel launches; tokenising, verifying and
+the trainer's bookkeeping run on the CPU), so the seeds and presets of one command can share it:
+each runs as the same command restricted to its preset and seed, writes its output to
+`<run_dir>/<name>.log`, and resumes like any run when the command is given again. A failed run
+does not stop the others; its name, exit code and last lines are reported at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .log import Log
+
+
+@dataclass
+class Job:
+    name: str
+    args: list[str]  # `secondtry` arguments, e.g. ["run", "cfg.yaml", "--preset", "resampling", "--seeds", "43,"]
+    log: Path
+
+
+def threads_per_job(jobs: int) -> int:
+    """CPU threads each process may use, so that K processes do not oversubscribe the cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
+def run_jobs(jobs: list[Job], at_once: int, log: Log, poll_s: float = 0.5) -> dict[str, str]:
+    """Run every job, at most `at_once` at a time; return why each failed job failed (empty: all finished)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_NUM_THREADS", str(threads_per_job(at_once)))
+    waiting: list[Job] = list(jobs)
+    running: list[tuple[Job, subprocess.Popen]] = []
+    failed: dict[str, str] = {}
+    try:
+        with log.progress(f"runs ({at_once} at a time)", len(jobs)) as bar:
+            while waiting or running:
+                while waiting and len(running) < at_once:
+                    job = waiting.pop(0)
+                    job.log.parent.mkdir(parents=True, exist_ok=True)
+                    with open(job.log, "ab") as out:
+                        proc = subprocess.Popen([sys.executable, "-m", "secondtry.cli", *job.args], stdout=out,
+                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                    running.append((job, proc))
+                    log.info(f"started {job.name} (log: {job.log})")
+                time.sleep(poll_s)
+                for job, proc in [(j, p) for j, p in running if p.poll() is not None]:
+                    running.remove((job, proc))
+                    bar(1)
+                    if proc.returncode == 0:
+                        log.info(f"finished {job.name}")
+                    else:
+                        failed[job.name] = f"exit {proc.returncode}: {_tail(job.log)}"
+                        log.warn(f"{job.name} failed (exit {proc.returncode}); its log: {job.log}")
+    except KeyboardInterrupt:
+        for _, proc in running:  # each stops as an interrupted run does: the next command resumes it
+            proc.terminate()
+        for _, proc in running:
+            proc.wait()
+        raise
+    return failed
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    text = path.read_text(errors="replace").replace("\r", "\n")
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])

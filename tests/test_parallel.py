@@ -1,0 +1,35 @@
+"""`secondtry run --jobs K`: the presets and seeds of one command as separate processes, then compared."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from secondtry.cli import app
+from secondtry.log import Log
+from secondtry.parallel import Job, run_jobs
+from secondtry.store import read_json
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
+SMALL = ["train_task.options.count=16", "eval_task.options.count=4", "training.steps=2", "evaluation.samples=2",
+         "checkpoint.chunk=0"]
+
+
+def test_presets_and_seeds_run_as_processes_and_match_the_names_of_one_process(tiny_model, tmp_path):
+    args = ["run", str(CONFIG), "--preset", "resampling", "--seeds", "2", "--jobs", "2", f"model.path={tiny_model}",
+            f"run_dir={tmp_path}", *SMALL]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = ["tiny-cpu-resampling-seed42", "tiny-cpu-resampling-seed43"]  # what `--seeds 2` names in one process
+    for name, seed in zip(names, (42, 43)):
+        assert read_json(tmp_path / name / "summary.json")["rounds"] == 1
+        assert f"\nseed: {seed}\n" in (tmp_path / name / "config.yaml").read_text()
+        assert "records, models and report" in (tmp_path / f"{name}.log").read_text()
+    assert (tmp_path / "comparison.md").is_file() and "started tiny-cpu-resampling-seed43" in result.output
+
+
+def test_a_failed_job_is_named_with_its_exit_code_and_the_others_finish(tmp_path):
+    jobs = [Job("bad", ["run", str(tmp_path / "missing.yaml")], tmp_path / "bad.log"),
+            Job("fine", ["ls"], tmp_path / "fine.log")]
+    failed = run_jobs(jobs, 2, Log(), poll_s=0.1)
+    assert list(failed) == ["bad"] and failed["bad"].startswith("exit 2: ") and "missing.yaml" in failed["bad"]
+    assert "synthetic" in (tmp_path / "fine.log").read_text()  # `secondtry ls` ran to the end
