@@ -156,7 +156,7 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
     out_dir = Path(out_dir)
     cuda = size in GPU_SIZES
     if cuda and not torch.cuda.is_available():
-        raise ValueError(f"toy model size {size!r} is pretrained on a GPU (about a minute on an H200) and no CUDA "
+        raise ValueError(f"toy model size {size!r} is pretrained on a GPU (a few minutes on an H200) and no CUDA "
                          f"device is here; on a CPU use toy:demo")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
