@@ -1,5 +1,6 @@
 """`secondtry run --jobs K`: the presets and seeds of one command as separate processes, then compared."""
 
+import os
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -33,3 +34,18 @@ def test_a_failed_job_is_named_with_its_exit_code_and_the_others_finish(tmp_path
     failed = run_jobs(jobs, 2, Log(), poll_s=0.1)
     assert list(failed) == ["bad"] and failed["bad"].startswith("exit 2: ") and "missing.yaml" in failed["bad"]
     assert "synthetic" in (tmp_path / "fine.log").read_text()  # `secondtry ls` ran to the end
+
+
+def test_jobs_are_spread_over_several_gpus_the_least_busy_first(tmp_path):
+    import sys
+
+    show = [sys.executable, "-c", "import os, sys, time; time.sleep(float(sys.argv[1])); "
+            "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ['OMP_NUM_THREADS'])"]
+    jobs = [Job(f"j{i}", [s], tmp_path / f"j{i}.log") for i, s in enumerate(["3.0", "0.1", "0.1", "0.1"])]
+    assert run_jobs(jobs, 2, Log(), gpus=["3", "5"], poll_s=0.05, command=show) == {}
+    gpu = {j.name: j.log.read_text().split()[0] for j in jobs}
+    assert gpu["j0"] == "3" and gpu["j1"] == "5"  # two at once on two GPUs
+    assert gpu["j2"] == gpu["j3"] == "5"  # j0 still holds GPU 3 while the short ones come and go
+    single = [Job("one", ["0"], tmp_path / "one.log")]
+    assert run_jobs(single, 2, Log(), gpus=["0"], poll_s=0.05, command=show) == {}
+    assert single[0].log.read_text().split()[0] == os.environ.get("CUDA_VISIBLE_DEVICES", "None")  # left as it was

@@ -86,13 +86,14 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
     """`secondtry run --jobs K`: each config in its own process (parallel.py); why each failed one failed."""
     from . import distributed
     from .log import RichLog
-    from .parallel import Job, run_jobs
+    from .parallel import Job, run_jobs, visible_gpus
 
     if distributed.world_size() > 1:
         _fail("--jobs starts its own processes; under torchrun run without it")
     log = RichLog()
     _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
-    return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log)
+    return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log,
+                    visible_gpus())
 
 
 def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None) -> None:
