@@ -48,3 +48,15 @@ def test_mcnemar_against_a_hand_computed_table():
     assert (r["b"], r["c"]) == (2, 8)
     assert r["p_value"] == pytest.approx(2 * (1 + 10 + 45) / 1024)
     assert mcnemar([1, 0], [1, 0])["p_value"] == 1.0
+
+
+def test_seed_intervals_are_t_intervals_cut_to_the_quantity_s_range():
+    import doctest
+
+    from secondtry.evaluation import stats
+
+    free = stats.across_seeds([0.0, 0.02, 0.1])
+    rate = stats.across_seeds([0.0, 0.02, 0.1], bounds=(0.0, 1.0))
+    assert free["ci"][0] < 0 and rate["ci"] == [0.0, free["ci"][1]] and rate["value"] == free["value"]
+    assert stats.across_seeds([-0.9, 0.9], bounds=(-1.0, 1.0))["ci"] == [-1.0, 1.0]
+    assert doctest.testmod(stats).failed == 0

@@ -110,11 +110,14 @@ _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042]
 
 
-def across_seeds(values: Sequence[float]) -> dict[str, object]:
-    """Mean over seeds with a 95% t-interval (seeds are few; the bootstrap needs many).
+def across_seeds(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, object]:
+    """Mean over seeds with a 95% t-interval (seeds are few; the bootstrap needs many), cut to `bounds`
+    where the quantity has them (a rate lies in [0, 1], a difference of rates in [-1, 1]).
 
     >>> r = across_seeds([0.1, 0.2, 0.3]); round(r["value"], 3), [round(x, 3) for x in r["ci"]]
     (0.2, [-0.048, 0.448])
+    >>> [round(x, 3) for x in across_seeds([0.1, 0.2, 0.3], bounds=(0.0, 1.0))["ci"]]
+    [0.0, 0.448]
     """
     x = np.asarray(values, dtype=float)
     mean = float(x.mean()) if x.size else math.nan
@@ -122,4 +125,5 @@ def across_seeds(values: Sequence[float]) -> dict[str, object]:
         return {"value": mean, "ci": [math.nan, math.nan], "n": int(x.size)}
     t = _T975[x.size - 2] if x.size - 1 <= len(_T975) else 1.96
     half = t * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return {"value": mean, "ci": [mean - half, mean + half], "n": int(x.size)}
+    lo, hi = bounds or (-math.inf, math.inf)
+    return {"value": mean, "ci": [max(lo, mean - half), min(hi, mean + half)], "n": int(x.size)}

@@ -31,13 +31,14 @@ def condition_of(run: Path) -> str:
     return SEED_SUFFIX.sub("", run.name)
 
 
-def _pooled(figures: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+def _pooled(figures: list[dict[str, Any] | None], delta: bool = False) -> dict[str, Any] | None:
+    """One figure over seeds: a rate (or, with `delta`, a difference of rates), its interval cut to the range."""
     present = [f for f in figures if f]
     if not present:
         return None
     if len(present) == 1:
         return present[0]
-    return across_seeds([f["value"] for f in present])
+    return across_seeds([f["value"] for f in present], bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
 
 
 Groups = dict[str, list[RunView]]  # condition -> its runs (seeds)
@@ -75,9 +76,9 @@ def _compare_rows(groups: Groups) -> tuple[list[str], list[list[str]]]:
             name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
             f"{trained:g}" if trained == int(trained) else f"{trained:.1f}",
             pct(_pooled([m.at(0, "eval") for m in members])),
-            *(pct(_pooled([m.at(k, "delta_from_base") for m in members]), True) for k in range(1, rounds + 1)),
+            *(pct(_pooled([m.at(k, "delta_from_base") for m in members], True), True) for k in range(1, rounds + 1)),
             pct(_pooled([m.best.figures.get("delta_from_base", {"value": 0.0, "ci": [0.0, 0.0]})
-                         for m in members]), True),
+                         for m in members], True), True),
             _count(_mean([m.train_tokens for m in members])),
         ])
     return head, rows
@@ -113,7 +114,7 @@ def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str]
             rows.append([name, names[0], str(len(pairs)), why, "–", "–", "–"])
             continue
         pooled = mcnemar_counts(b, c)  # the discordant pairs summed over seeds
-        rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas), True), str(c), str(b),
+        rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas, True), True), str(c), str(b),
                      f"{pooled['p_value']:.3g}"])
     return head, rows
 
