@@ -91,6 +91,7 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
     if distributed.world_size() > 1:
         _fail("--jobs starts its own processes; under torchrun run without it")
     log = RichLog()
+    _quiet_libraries()
     _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
     return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log,
                     visible_gpus())
