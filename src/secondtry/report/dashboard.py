@@ -42,7 +42,7 @@ from ..store import RunDirError, read_jsonl, write_text
 from ..types import Attempt, RoundResult, attempt_from_dict
 from .compare import compare_rows, pairwise_rows
 from .runs import RunView, cfg_get, has_results, load_run, read_config
-from .tables import GAP_HEAD, METRIC_NAMES, gap_rows, pct, ratio, split_rows
+from .tables import GAP_HEAD, METRIC_NAMES, cut_lines, gap_rows, pct, ratio, split_rows
 
 SAMPLE = 100  # transcripts shown per round and set
 TEXT_CAP = 2400  # characters of a completion shown: its start and its end
@@ -354,6 +354,10 @@ def headroom_section(v: RunView) -> str:
                     "each retry seeing the failed attempts) is right. The gap between them is the stochastic "
                     "headroom a round can absorb into the weights; gap absorbed = (base gap − this gap) / base gap. "
                     + CI_NOTE)
+    cut = cut_lines(v.history)
+    if cut:
+        body += caption("Generations cut at the length limit (no ending, so judged wrong; a large share means too "
+                        "low a max_new_tokens, or a model that does not end its turns): " + "; ".join(cut) + ".")
     return section("headroom", "Stochastic headroom", body)
 
 

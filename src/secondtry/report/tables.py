@@ -90,6 +90,20 @@ def flip_lines(history: list[RoundResult]) -> list[str]:
     return lines
 
 
+def cut_lines(history: list[RoundResult], floor: float = 0.05) -> list[str]:
+    """Per round, the share of each set's generations cut at max_new_tokens (no ending: judged wrong); empty
+    when no set of any round reached `floor`."""
+    def shares(r: RoundResult) -> list[tuple[str, float]]:
+        sets = [("training attempts", r.figures.get("train")), ("test", r.figures.get("eval")),
+                *((split, r.figures.get(split, {}).get("eval")) for split in ("validation", "transfer"))]
+        return [(name, f["cut_at_length"]) for name, f in sets if f and "cut_at_length" in f]
+
+    rows = [(r, shares(r)) for r in history]
+    if not any(share >= floor for _, s in rows for _, share in s):
+        return []
+    return [f"{_label(r)}: " + ", ".join(f"{name} {share:.0%}" for name, share in s) for r, s in rows if s]
+
+
 ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
 METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
@@ -136,6 +150,10 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
     flips = flip_lines(history)
     if flips:
         parts += ["", "Retry turn given to every problem:", "", *(f"- {line}" for line in flips)]
+    cut = cut_lines(history)
+    if cut:
+        parts += ["", "Generations cut at the length limit (no ending, so judged wrong):", "",
+                  *(f"- {line}" for line in cut)]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
         chosen = " (chosen on the validation split)" if summary.get("chosen_on") == "validation" else ""
