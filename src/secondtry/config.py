@@ -141,6 +141,8 @@ class TrainingConfig(_Strict):
     target_modules: str | list[str] = "all-linear"
     lr: float = Field(2e-5, gt=0)
     steps: int = Field(500, ge=1, description="optimizer steps per round")
+    max_epochs: float | None = Field(None, gt=0, description="at most this many passes over the round's training "
+                                     "rows: fewer steps when a round has few examples (none: always `steps`)")
     batch_size: int = Field(8, ge=1, description="examples a step; with packing, packed rows a step")
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(2048, ge=8, description="longer examples are truncated; with packing, a row's length")

@@ -1,10 +1,12 @@
+import contextlib
+
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from secondtry.config import build_config
-from secondtry.log import Log
+from secondtry.log import Bar, Log
 from secondtry.training import train
 from secondtry.types import Example, Message
 
@@ -31,6 +33,26 @@ def test_lora_sft_changes_weights_and_writes_hf_folders(tiny_model, tmp_path):
     assert (out / "adapter" / "adapter_config.json").exists() and (out / "tokenizer_config.json").exists()
     assert load_file(out / "adapter" / "adapter_model.safetensors")
     assert not list(tmp_path.glob(".train-*"))  # the staging folder is gone
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_max_epochs_caps_the_steps_of_a_round_with_few_examples(tiny_model, tmp_path, packing):
+    sizes = []
+
+    class Sizes(Log):  # the progress bar's total, then what training resizes it to
+        @contextlib.contextmanager
+        def progress(self, label, total):
+            sizes.append(total)
+            yield Bar(resize=sizes.append)
+
+    config = cfg(tiny_model, steps=50, max_epochs=2, packing=packing, max_length=64)
+    info = train(str(tiny_model), EXAMPLES, config, tmp_path / "m", seed=0, log=Sizes())
+    rows = info["rows"]  # 8 examples; packed into rows of up to 64 tokens, fewer
+    assert (rows == 8) != packing and info["steps"] == -(-2 * rows // 4) < 50
+    assert info["epochs"] == pytest.approx(2.0, abs=0.5) and sizes == [50, info["steps"]]
+    uncapped = train(str(tiny_model), EXAMPLES, cfg(tiny_model, steps=3, max_epochs=2, packing=False), tmp_path / "n",
+                     seed=0)
+    assert uncapped["steps"] == 3  # 8 rows, 4 a step: the cap (4 steps) is above the steps
 
 
 def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):

@@ -20,6 +20,7 @@ the batch, doubles gradient accumulation and resumes from the last checkpoint
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import sys
@@ -63,6 +64,9 @@ def _step_callback(bar, where: str):
 
     class Steps(TrainerCallback):
         shown = 0  # steps the bar shows: a resumed or backed-off run does not count its steps twice
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            bar.resize(state.max_steps)  # training.max_epochs may have cut the steps
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step > self.shown:
@@ -255,6 +259,11 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks or [])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar is enough
+    if t.max_epochs:  # a round with few examples trains fewer steps: at most max_epochs passes over its rows
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * distributed.world_size()
+        cap = max(1, math.ceil(t.max_epochs * len(trainer.train_dataset) / per_step))
+        if cap < args.max_steps:
+            args.max_steps, args.warmup_steps = cap, int(round(t.warmup_ratio * cap))
     if bf16:
         # PEFT keeps LoRA weights in float32 and casts each layer's input to float32 before them;
         # under bf16 autocast the product runs in bf16 anyway, so those casts only copied
@@ -315,6 +324,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         window = max(1, len(losses) // 20)
         info = {
             "method": t.method, "steps": trainer.state.global_step, "examples": len(examples),
+            "rows": len(trainer.train_dataset), "epochs": round(trainer.state.epoch or 0.0, 2),
             "tokens_trained": int(trainer.state.num_input_tokens_seen or 0),
             "loss_first": _mean(losses[:window]), "loss_last": _mean(losses[-window:]), "train_loss": _mean(losses),
             "start_model": start_model, "packing": t.packing, "between_rounds": t.between_rounds,
