@@ -161,8 +161,9 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: O
                                                    "(repeat to run several): " + ", ".join(PRESETS)),
         allow_change: bool = typer.Option(False, "--allow-change",
                                           help="resume with a changed config; stages it touches run again"),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs (presets x seeds) at once, each its own "
-                                 "process logging to <run_dir>/<name>.log: small models leave a GPU mostly idle")) -> None:
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                                 help="runs (presets x seeds) at once, each its own process logging to "
+                                      "<run_dir>/<name>.log: small models leave a GPU mostly idle")) -> None:
     """Run (or resume) the experiment a config describes."""
     def go() -> None:
         unknown = [p for p in preset or [] if p not in PRESETS]

@@ -196,7 +196,8 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                                                    max_new_tokens=128)
         record: dict[str, Any] = {
             "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
-            "retry_share": retry_share, "weight_decay": weight_decay, "loaders": loaders, "world": synthetic.WORLD_VERSION,
+            "retry_share": retry_share, "weight_decay": weight_decay, "loaders": loaders,
+            "world": synthetic.WORLD_VERSION,
             "toy": TOY_VERSION, "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2),
             "losses": losses}
         tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
