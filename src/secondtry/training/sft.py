@@ -261,7 +261,7 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar is enough
     if t.max_epochs:  # a round with few examples trains fewer steps: at most max_epochs passes over its rows
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * distributed.world_size()
-        cap = max(1, math.ceil(t.max_epochs * len(trainer.train_dataset) / per_step))
+        cap = max(1, math.ceil(t.max_epochs * math.ceil(len(trainer.train_dataset) / per_step)))  # a pass: its steps
         if cap < args.max_steps:
             args.max_steps, args.warmup_steps = cap, int(round(t.warmup_ratio * cap))
     if bf16:
