@@ -152,12 +152,6 @@ def real_verdicts(cfg, problems: list) -> dict[str, Any]:
             "real_verdicts_correct": round(sum(v.correct is True for v in verdicts) / max(1, len(items)), 3)}
 
 
-def _tokens(path: Path) -> int:
-    from ..store import read_jsonl
-
-    return sum(r["n_tokens"] for r in read_jsonl(path)) if path.is_file() else 0
-
-
 def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: str = "qwen3-1.7b",
         train: int = 2048, evaluate: int = 500, steps: int | None = None, median_new: float = 380,
         sigma: float = 0.6, pass_rate: float = 0.38, overrides: list[str] | None = None,
@@ -200,7 +194,8 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     attempts = list(read_jsonl(root / "round_1" / "attempts.jsonl"))
     problems = len({a["problem_id"] for a in attempts})
     eval_problems = len(list(read_jsonl(root / "round_1" / "eval.jsonl")))
-    tokens = {"attempts": sum(a["n_tokens"] for a in attempts), "eval": _tokens(root / "round_1" / "eval_attempts.jsonl")}
+    eval_outputs = list(read_jsonl(root / "round_1" / "eval_attempts.jsonl"))
+    tokens = {"attempts": sum(a["n_tokens"] for a in attempts), "eval": sum(r["n_tokens"] for r in eval_outputs)}
     info = one["figures"].get("training", {})
     stages = {"attempts_s": cost["attempts_s"], "filter_s": cost["filter_s"], "train_s": cost.get("train_s"),
               "eval_s": cost.get("eval_s"), "base_eval_s": base["cost"]["eval_s"]}
@@ -228,8 +223,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     scale_train, scale_eval = FULL_TRAIN / problems, FULL_EVAL / eval_problems
     # random text has no answer to parse, so its verdicts cost nothing: a round's verdicts are charged apart,
     # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers
-    eval_outputs = len(list(read_jsonl(root / "round_1" / "eval_attempts.jsonl")))
-    full_verdicts = len(attempts) * scale_train + eval_outputs * scale_eval
+    full_verdicts = len(attempts) * scale_train + len(eval_outputs) * scale_eval
     figures["projected_verdicts"] = round(full_verdicts)
     projected = {"attempts_s": cost["attempts_s"] * scale_train, "filter_s": cost["filter_s"] * scale_train,
                  "train_s": (cost.get("train_s") or 0.0) * full_steps / cfg.training.steps,

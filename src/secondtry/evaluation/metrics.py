@@ -34,14 +34,15 @@ def eval_record(problem_id: str, greedy: Attempt | None, samples: list[Attempt],
                 pass_k: Sequence[int]) -> dict[str, Any]:
     """One problem's evaluation outcome (one line of eval.jsonl)."""
     right = [a.verdict.correct is True for a in samples]
+    generated = ([greedy] if greedy else []) + samples + chain[1:]  # chain[0] is sample 0
     return {
         "problem_id": problem_id,
         "greedy": None if greedy is None else greedy.verdict.correct is True,
         "samples": right,
         "chain": [a.verdict.correct is True for a in chain],
         "pass_at_k": {str(k): pass_at_k(len(right), sum(right), k) for k in pass_k},
-        "tokens": sum(a.n_tokens for a in ([greedy] if greedy else []) + samples + chain[1:]),
-        "cut": sum(a.finish_reason == "length" for a in ([greedy] if greedy else []) + samples + chain[1:]),
+        "tokens": sum(a.n_tokens for a in generated),
+        "cut": sum(a.finish_reason == "length" for a in generated),
     }
 
 
