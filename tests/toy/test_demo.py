@@ -64,7 +64,7 @@ def test_tables_agree_with_the_records(demo_runs):
 
 def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
     from secondtry.evaluation.metrics import per_problem
-    from secondtry.evaluation.stats import mcnemar, paired_delta
+    from secondtry.evaluation.stats import mcnemar_counts, paired_delta
     from secondtry.report.compare import pairwise_rows
 
     root, _ = demo_runs
@@ -72,9 +72,12 @@ def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
     assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "1"]
     best = [read_jsonl(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}" / "eval.jsonl")
             for run in ("demo", "demo-answer")]
-    delta = paired_delta(per_problem(best[0])["pass1_sampled"], per_problem(best[1])["pass1_sampled"], 300, 42)
-    test = mcnemar(*([r["greedy"] for r in b] for b in best))
-    assert rows[0][3:] == [pct(delta, True), str(test["c"]), str(test["b"]), f"{test['p_value']:.3g}"]
+    a, b = (per_problem(records)["pass1_sampled"] for records in best)  # the metric the Δ is of, not greedy
+    delta = paired_delta(a, b, 300, 42)
+    higher, lower = sum(y > x for x, y in zip(a, b)), sum(x > y for x, y in zip(a, b))
+    assert higher + lower > 0
+    test = mcnemar_counts(lower, higher)
+    assert rows[0][3:] == [pct(delta, True), str(higher), str(lower), f"{test['p_value']:.3g}"]
 
 
 def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):

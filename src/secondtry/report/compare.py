@@ -7,10 +7,13 @@ seeds of one condition: with one seed a figure's CI is the paired bootstrap over
 from its round.json; with several it is the t-interval over the seeds' values.
 
 A second table tests each condition against the first one named, paired by problem: the
-best rounds' per-problem accuracies (bootstrap CI of the difference) and McNemar's test on
-the right/wrong outcomes (greedy attempt, else sample 0). With several seeds the differences
-of seeds run by both are pooled as mean ± t-interval, and McNemar's discordant counts are
-summed over them (problem × seed pairs taken as independent).
+best rounds' per-problem values of the metric (bootstrap CI of the difference) and an exact
+sign test on them: the problems where the condition's value is higher against those where it
+is lower (McNemar's test when the metric is right/wrong per problem, as greedy pass@1 is; for
+sampled pass@1 a problem's value is its share of right samples). The test follows the metric
+the differences are of: a greedy outcome at its ceiling says nothing about sampled pass@1. With
+several seeds the differences of seeds run by both are pooled as mean ± t-interval, and the
+problems that rose and fell are summed over them (problem × seed pairs taken as independent).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.metrics import binary_outcomes, per_problem
-from ..evaluation.stats import across_seeds, mcnemar, mcnemar_counts, paired_delta
+from ..evaluation.metrics import per_problem
+from ..evaluation.stats import across_seeds, mcnemar_counts, paired_delta
 from .runs import RunView, cfg_get, load_run
 from .tables import markdown_table, pct, rich_table
 
@@ -92,7 +95,8 @@ def pairwise_rows(runs: list[Path], n_boot: int | None = None) -> tuple[list[str
 
 def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
     names = list(groups)
-    head = ["condition", "against", "seeds paired", "Δ best round pp", "wrong→right", "right→wrong", "McNemar p"]
+    head = ["condition", "against", "seeds paired", "Δ best round pp", "problems higher", "problems lower",
+            "sign test p"]
     rows = []
     ref = {m.cfg["seed"]: m for m in groups[names[0]]}
     for name in names[1:]:
@@ -106,14 +110,14 @@ def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str]
             if [r["problem_id"] for r in ra] != [r["problem_id"] for r in rm]:
                 why = "different test problems"
                 break
-            deltas.append(paired_delta(per_problem(ra)[a.metric], per_problem(rm)[m.metric],
-                                       n_boot or m.cfg["evaluation"]["bootstrap"], m.cfg["seed"]))
-            test = mcnemar(binary_outcomes(ra)[1], binary_outcomes(rm)[1])
-            b, c = b + test["b"], c + test["c"]
+            va, vm = per_problem(ra)[a.metric], per_problem(rm)[m.metric]
+            deltas.append(paired_delta(va, vm, n_boot or m.cfg["evaluation"]["bootstrap"], m.cfg["seed"]))
+            b += sum(x > y for x, y in zip(va, vm))  # lower under this condition
+            c += sum(y > x for x, y in zip(va, vm))
         if why:
             rows.append([name, names[0], str(len(pairs)), why, "–", "–", "–"])
             continue
-        pooled = mcnemar_counts(b, c)  # the discordant pairs summed over seeds
+        pooled = mcnemar_counts(b, c)  # the exact sign test: McNemar's, on the problems that changed
         rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas, True), True), str(c), str(b),
                      f"{pooled['p_value']:.3g}"])
     return head, rows
@@ -137,6 +141,6 @@ def comparison_markdown(runs: list[Path]) -> str:
     head, rows = _pairwise_rows(groups)
     if rows:
         parts += ["", "Paired by problem at each run's best round, against the first condition "
-                      "(McNemar on greedy-or-sample-0 outcomes, discordant pairs summed over seeds):", "",
+                      "(exact sign test on each problem's value of the metric, problems summed over seeds):", "",
                   markdown_table(head, rows)]
     return "\n".join(parts) + "\n"
