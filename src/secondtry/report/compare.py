@@ -25,7 +25,7 @@ from typing import Any
 from ..evaluation.metrics import per_problem
 from ..evaluation.stats import across_seeds, mcnemar_counts, paired_delta
 from .runs import RunView, cfg_get, load_run
-from .tables import markdown_table, pct, rich_table
+from .tables import markdown_table, p_text, pct, rich_table
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -119,7 +119,7 @@ def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str]
             continue
         pooled = mcnemar_counts(b, c)  # the exact sign test: McNemar's, on the problems that changed
         rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas, True), True), str(c), str(b),
-                     f"{pooled['p_value']:.3g}"])
+                     p_text(pooled['p_value'])])
     return head, rows
 
 

@@ -42,7 +42,7 @@ from ..store import RunDirError, read_jsonl, write_text
 from ..types import Attempt, RoundResult, attempt_from_dict
 from .compare import compare_rows, pairwise_rows
 from .runs import RunView, cfg_get, has_results, load_run, read_config
-from .tables import GAP_HEAD, METRIC_NAMES, cut_lines, gap_rows, pct, ratio, split_rows
+from .tables import GAP_HEAD, METRIC_NAMES, cut_lines, gap_rows, p_text, pct, ratio, split_rows
 
 SAMPLE = 100  # transcripts shown per round and set
 TEXT_CAP = 2400  # characters of a completion shown: its start and its end
@@ -384,11 +384,11 @@ def retry_section(v: RunView) -> str:
             lift_rows.append([label(r), "–", "–", "–", str(lift.get("n", 0)), lift.get("reason") or "–"])
         else:
             lift_rows.append([label(r), pct(lift, True), pct(lift["retry"]), pct(lift["fresh"]), str(lift["n"]),
-                              f"McNemar p={lift['mcnemar']['p_value']:.3g}"])
+                              f"McNemar p={p_text(lift['mcnemar']['p_value'])}"])
         f = e.get("flips")
         if f:
             flip_rows.append([label(r), str(f["wrong_to_right"]), str(f["right_to_wrong"]), str(f["right_to_right"]),
-                              str(f["wrong_to_wrong"]), pct(f["net"], True), f"{f['mcnemar']['p_value']:.3g}"])
+                              str(f["wrong_to_wrong"]), pct(f["net"], True), p_text(f["mcnemar"]["p_value"])])
     body = "<h3>Retry lift</h3>" + table(
         ["round", "lift pp", "retry turn solved %", "fresh sample solved %", "frontier problems", "test"], lift_rows,
         ident="retry-lift")

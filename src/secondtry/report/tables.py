@@ -9,6 +9,16 @@ from ..types import RoundResult
 from .runs import load_run
 
 
+def p_text(p: float) -> str:
+    """A p-value to 3 significant figures; below what a float holds (an exact test on thousands of
+    problems can give 1e-400, which reads back as 0) it is shown as a bound.
+
+    >>> p_text(0.0), p_text(2.64e-265), p_text(0.5)
+    ('<1e-300', '2.64e-265', '0.5')
+    """
+    return "<1e-300" if p < 1e-300 else f"{p:.3g}"
+
+
 def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
     if not fig or fig.get("value") is None:
         return "–"
@@ -86,7 +96,7 @@ def flip_lines(history: list[RoundResult]) -> list[str]:
         if f:
             lines.append(f"{_label(r)}: a retry turn on every test problem turned {f['wrong_to_right']} wrong first "
                          f"attempts right and {f['right_to_wrong']} right ones wrong (net {pct(f['net'], True)} pp, "
-                         f"McNemar p={f['mcnemar']['p_value']:.3g})")
+                         f"McNemar p={p_text(f['mcnemar']['p_value'])})")
     return lines
 
 
