@@ -83,3 +83,13 @@ def test_a_bad_override_is_named(tmp_path):
     with pytest.raises(ConfigError, match="training.nonsense"):
         run(ROOT / "configs" / "math500-qwen3-1.7b.yaml", train, train, tmp_path / "w", "tiny-qwen3", train=4,
             evaluate=2, overrides=SMALL + ["training.nonsense=1"])
+
+
+def test_fixed_lengths_silence_the_cut_warning_only_inside_the_benchmark():
+    from secondtry import loop
+    from secondtry.bench.round import seams
+
+    real = loop.warn_if_cut
+    with seams(20, 0.5, 0.4, {}):  # every request ends at its drawn length: all "cut", by design
+        assert loop.warn_if_cut is not real and loop.warn_if_cut(None, 1, {}) is None
+    assert loop.warn_if_cut is real

@@ -95,6 +95,7 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
     """Fixed lengths with EOS ignored, and verdicts forced to `pass_rate` after the real verifier ran."""
     import dataclasses
 
+    from .. import loop
     from ..backends.engine import Engine
     from ..backends.hf import HFSampler
     from ..verifiers.pool import VerifierPool
@@ -120,11 +121,14 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
         return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < pass_rate)
                 for (p, text), v in zip(items, verdicts)]
 
-    Engine.generate, HFSampler.__init__, VerifierPool.map = generate, sampler_init, judged
+    # every request ends at its own drawn length, so every generation counts as cut: no warning about it
+    warn = loop.warn_if_cut
+    Engine.generate, HFSampler.__init__, VerifierPool.map, loop.warn_if_cut = generate, sampler_init, judged, \
+        lambda *args: None
     try:
         yield
     finally:
-        Engine.generate, HFSampler.__init__, VerifierPool.map = gen, init, verify
+        Engine.generate, HFSampler.__init__, VerifierPool.map, loop.warn_if_cut = gen, init, verify, warn
 
 
 def training_problems(cfg, n: int) -> list:
