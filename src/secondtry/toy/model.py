@@ -29,7 +29,7 @@ GROUP = 8  # batches drawn together and grouped by length
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
-    "gpu": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8},  # 25M parameters
+    "gpu": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8},  # 34M parameters (33,617,408)
 }
 GPU_SIZES = {"gpu"}  # pretrained on a CUDA device (bf16 autocast); refused on a CPU
 
