@@ -21,7 +21,7 @@ from .backends import BACKENDS
 from .backends.hf import load_tokenizer
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
-from .evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
+from .evaluation.metrics import compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
 from .stopping import STOPPING, StopState, decide
@@ -363,12 +363,12 @@ CUT_WARNING = 0.25  # share of generations cut at the length limit above which a
 def warn_if_cut(ctx: Context, k: int, figures: dict[str, Any]) -> None:
     """A cut generation has no final answer and is judged wrong: many of them mean the length limit is too
     low for this model, or the model does not end its turns (its EOS)."""
-    train, evals = ctx.cfg.sampling.max_new_tokens, ctx.cfg.eval_sampling.max_new_tokens
-    sets = {"training attempts": (figures.get("train"), train), "test evaluation": (figures.get("eval"), evals),
-            **{f"{split} evaluation": (figures[split].get("eval"), evals) for split in ("validation", "transfer")
-               if split in figures}}
-    cut = [f"{f['cut_at_length']:.0%} of the {name} (at {limit} new tokens)" for name, (f, limit) in sets.items()
-           if f and f.get("cut_at_length", 0) > CUT_WARNING]
+    def described(name: str) -> str:  # the set, and the length limit its generations ran under
+        if name == "training attempts":
+            return f"{name} (at {ctx.cfg.sampling.max_new_tokens} new tokens)"
+        return f"{name} evaluation (at {ctx.cfg.eval_sampling.max_new_tokens} new tokens)"
+
+    cut = [f"{share:.0%} of the {described(name)}" for name, share in cut_shares(figures) if share > CUT_WARNING]
     if cut:
         ctx.log.warn(f"round {k}: {', '.join(cut)} ran to the length limit and were judged without an ending: raise "
                      "max_new_tokens, or check that the model ends its turns (its EOS token)")

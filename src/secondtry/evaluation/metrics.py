@@ -91,6 +91,14 @@ def binary_outcomes(records: list[dict[str, Any]]) -> tuple[str, list[bool]]:
     return "sample 0", [bool(r["samples"][0]) for r in records]
 
 
+def cut_shares(figures: dict[str, Any]) -> list[tuple[str, float]]:
+    """A round's share of generations cut at max_new_tokens, per set that records it: "training attempts",
+    "test", "validation", "transfer"."""
+    sets = [("training attempts", figures.get("train")), ("test", figures.get("eval")),
+            *((split, figures.get(split, {}).get("eval")) for split in ("validation", "transfer"))]
+    return [(name, f["cut_at_length"]) for name, f in sets if f and "cut_at_length" in f]
+
+
 def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] | None,
                   prev: list[dict[str, Any]], now: list[dict[str, Any]], metric: str, n_boot: int,
                   seed: int) -> dict[str, Any]:

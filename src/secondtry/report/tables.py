@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.metrics import cut_shares
 from ..types import RoundResult
 from .runs import load_run
 
@@ -103,12 +104,7 @@ def flip_lines(history: list[RoundResult]) -> list[str]:
 def cut_lines(history: list[RoundResult], floor: float = 0.05) -> list[str]:
     """Per round, the share of each set's generations cut at max_new_tokens (no ending: judged wrong); empty
     when no set of any round reached `floor`."""
-    def shares(r: RoundResult) -> list[tuple[str, float]]:
-        sets = [("training attempts", r.figures.get("train")), ("test", r.figures.get("eval")),
-                *((split, r.figures.get(split, {}).get("eval")) for split in ("validation", "transfer"))]
-        return [(name, f["cut_at_length"]) for name, f in sets if f and "cut_at_length" in f]
-
-    rows = [(r, shares(r)) for r in history]
+    rows = [(r, cut_shares(r.figures)) for r in history]
     if not any(share >= floor for _, s in rows for _, share in s):
         return []
     return [f"{_label(r)}: " + ", ".join(f"{name} {share:.0%}" for name, share in s) for r, s in rows if s]
