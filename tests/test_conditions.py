@@ -3,7 +3,8 @@ from secondtry.config import build_config
 from secondtry.types import Message, Problem
 
 BASE = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"}}
+        "eval_task": {"name": "synthetic", "split": "test"},
+        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
 P = Problem("p1", "2+3", "5")
 
 

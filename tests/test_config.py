@@ -9,6 +9,7 @@ BASE = {
     "model": {"path": "some/model"},
     "train_task": {"name": "synthetic", "split": "train"},
     "eval_task": {"name": "synthetic", "split": "test"},
+    "evaluation": {"validation": 50},  # several rounds (the default 3) choose on a held-out split
 }
 
 
@@ -62,7 +63,7 @@ def test_wrong_type_and_missing_key_are_named(tmp_path):
 
 def test_cross_field_rule_explains_the_fix():
     with pytest.raises(ConfigError, match="raise evaluation.samples"):
-        build_config({**BASE, "evaluation": {"samples": 2, "pass_k": [1, 4]}})
+        build_config({**BASE, "evaluation": {"validation": 50, "samples": 2, "pass_k": [1, 4]}})
 
 
 def test_bad_yaml_names_the_line(tmp_path):
@@ -83,3 +84,31 @@ def test_dump_round_trips():
     import yaml
 
     assert build_config(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+def test_a_run_of_several_rounds_must_say_where_it_chooses():
+    bare = {k: v for k, v in BASE.items() if k != "evaluation"}
+    with pytest.raises(ConfigError, match="evaluation.select_on") as e:
+        build_config(bare)  # three rounds by default, no validation split, nothing said
+    assert "evaluation.validation=500" in str(e.value) and "select_on=test" in str(e.value)
+    assert build_config({**bare, "evaluation": {"select_on": "test"}}).selection == "test"
+    assert build_config({**bare, "stopping": {"max_rounds": 1}}).selection == "last"  # one round: no choice
+    assert build_config(BASE).selection == "validation" and build_config(BASE).gains_on == "validation"
+    last = {**bare, "evaluation": {"select_on": "last"}}
+    with pytest.raises(ConfigError, match="negative_gain"):
+        build_config(last)  # the default policies read gains, which `last` would take from the test set
+    assert build_config({**last, "stopping": {"policies": ["max_rounds"]}}).gains_on == "test"
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        build_config({**bare, "evaluation": {"select_on": "validation"}})
+    with pytest.raises(ConfigError, match="not both"):
+        build_config({**bare, "evaluation": {"validation": 5, "validation_task": {"name": "mbpp", "split": "validation"}}})
+
+
+def test_the_toy_world_is_set_for_toy_models_only():
+    toy = {**BASE, "model": {"path": "toy:tiny", "toy": {"retry_error_scale": 0.5}}}
+    assert build_config(toy).model.toy.retry_error_scale == 0.5
+    assert build_config({**BASE, "model": {"path": "toy:tiny"}}).model.toy is None  # neutral by default
+    with pytest.raises(ConfigError, match="not a toy model"):
+        build_config({**BASE, "model": {"path": "some/model", "toy": {"retry_error_scale": 0.5}}})
+    with pytest.raises(ConfigError, match="retry_error_scale"):
+        build_config({**BASE, "model": {"path": "toy:tiny", "toy": {"retry_error_scale": 0}}})

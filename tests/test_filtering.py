@@ -6,7 +6,8 @@ from secondtry.filtering import select
 from secondtry.types import Attempt, Message, Problem, Verdict
 
 BASE = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"}}
+        "eval_task": {"name": "synthetic", "split": "test"},
+        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
 P = Problem("p1", "2+3", "5")
 
 

@@ -2,7 +2,8 @@ from secondtry.config import build_config
 from secondtry.stopping import STOPPING, StopState, decide
 
 BASE = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"}}
+        "eval_task": {"name": "synthetic", "split": "test"},
+        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
 
 
 def cfg(**extra):

@@ -7,7 +7,8 @@ from secondtry.config import build_config
 from secondtry.store import RunDirError, RunStore, hash_path, read_jsonl, write_jsonl
 
 BASE = {"name": "r", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"}}
+        "eval_task": {"name": "synthetic", "split": "test"},
+        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
 
 
 def cfg_at(tmp_path, **extra):

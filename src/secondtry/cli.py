@@ -56,7 +56,7 @@ def _resolve_model(cfg, log):
     if name not in RECIPES:
         raise ConfigError(f"model.path: unknown toy model {name!r}; choose toy:{' or toy:'.join(RECIPES)}")
     try:
-        path = toy_model(name, log=log)
+        path = toy_model(name, log=log, retry_error_scale=cfg.model.toy.retry_error_scale if cfg.model.toy else 1.0)
     except ValueError as e:  # e.g. a GPU-sized toy model asked for on a CPU
         raise ConfigError(f"model.path: {e}") from None
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
@@ -143,14 +143,38 @@ def _seeded(cfg, seeds: int | str):
     return [cfg.model_copy(update={"seed": s, "name": f"{cfg.name}-seed{s}"}) for s in values]
 
 
-def _compare(runs: list[Path]) -> None:
+def _compare(runs: list[Path], point=None) -> None:
     from .report import comparison_markdown, print_comparison
+    from .report.compare import Point
     from .store import write_text
 
-    print_comparison(runs)
-    out = runs[0].parent / "comparison.md"
-    write_text(out, comparison_markdown(runs))
+    point = point or Point()
+    print_comparison(runs, point=point)
+    out = runs[0].parent / ("comparison.md" if point.kind == "reported" else f"comparison-{point.kind}.md")
+    write_text(out, comparison_markdown(runs, point))
     print(f"comparison: {out}")
+
+
+def _point(at_budget: str | None, at_round: int | None):
+    """compare's --at-budget / --round as the point each run is read at."""
+    from .report.compare import Point
+
+    if at_budget is not None and at_round is not None:
+        _fail("--at-budget and --round each choose the round compared: give one")
+    if at_round is not None:
+        return Point("round", at_round)
+    if at_budget is None:
+        return Point()
+    if at_budget == "min":
+        return Point("budget")
+    scale = {"k": 1_000, "m": 1_000_000}.get(at_budget[-1:].lower(), 1)
+    try:
+        tokens = float(at_budget[:-1] if scale > 1 else at_budget) * scale
+    except ValueError:
+        tokens = -1
+    if tokens < 0:
+        _fail(f"--at-budget {at_budget!r}: give generated training tokens (200000, 200k, 1.5M) or min")
+    return Point("budget", int(tokens))
 
 
 @app.command()
@@ -206,20 +230,41 @@ def demo(overrides: Optional[List[str]] = OVERRIDES,
          filter_: str = typer.Option("steps", "--filter", help="keep retries whose every step is right (steps), "
                                      "whose final answer is right (answer), or run both and compare"),
          seeds: str = typer.Option("1", "--seeds", help="a count or a list (42,43,44); pooled as mean ± CI"),
+         preset: Optional[List[str]] = typer.Option(None, "--preset", help="also run these conditions (repeat), "
+                                                    "e.g. --preset resampling --preset resampling-16"),
+         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at once, each its own process"),
          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
-    """The retry effect on this CPU: a toy model pretrained here, then the real pipeline."""
+    """The retry effect on this CPU: a toy model pretrained here, then the real pipeline (iterative retry, 3
+    rounds), in a neutral world where a retry is no better than a first attempt unless training makes it so."""
     from importlib.resources import files
 
     if filter_ not in ("steps", "answer", "both"):
         _fail(f"--filter must be steps, answer or both, not {filter_!r}")
+    unknown = [p for p in preset or [] if p not in PRESETS]
+    if unknown:
+        _fail(f"--preset: unknown {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     path = Path(str(files("secondtry.toy") / "demo.yaml"))
 
     def go() -> None:
-        runs = []
+        configs, argv = [], []
         for require in (("steps", "answer") if filter_ == "both" else (filter_,)):
-            preset = [] if require == "steps" else ["filter.require=answer", "name=demo-answer"]
-            for cfg in _seeded(_config(path, preset + (overrides or [])), seeds):
-                runs.append(_run(cfg, allow_change, tables=filter_ != "both" and str(seeds) == "1"))
+            by_filter = [] if require == "steps" else ["filter.require=answer", "name=demo-answer"]
+            for name in [None, *(preset or [])]:
+                extra = list(PRESETS[name]["overrides"]) if name else []
+                cfg = _config(path, by_filter + extra + list(overrides or []))
+                named = cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg
+                for c in _seeded(named, seeds):
+                    configs.append(c)
+                    argv.append(["run", str(path), *[f"{o}" for o in by_filter + extra + list(overrides or [])],
+                                 f"name={c.name}", f"seed={c.seed}", *(["--allow-change"] if allow_change else [])])
+        if jobs > 1 and len(configs) > 1:
+            failed = _run_jobs(configs, argv, jobs)
+            runs = [c.run_path for c in configs if c.name not in failed]
+            if failed:
+                _fail(f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
+                      + "\n  ".join(f"{n}: {why}" for n, why in failed.items()), 1)
+        else:
+            runs = [_run(cfg, allow_change, tables=len(configs) == 1) for cfg in configs]
         if len(runs) > 1:
             _compare(runs)
 
@@ -227,9 +272,16 @@ def demo(overrides: Optional[List[str]] = OVERRIDES,
 
 
 @app.command()
-def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds")) -> None:
-    """One table across runs: each condition's gain from its base model per round, with 95% CIs."""
-    _guard(lambda: _compare(runs))
+def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds"),
+            at_budget: Optional[str] = typer.Option(
+                None, "--at-budget", help="compare each run at its last round within this many generated training "
+                                          "tokens (200k, 1.5M), or `min`: the smallest total among the runs"),
+            at_round: Optional[int] = typer.Option(None, "--round", min=0,
+                                                   help="compare each run at this round (or its last, if it stopped "
+                                                        "before)")) -> None:
+    """Conditions side by side: gains from the base (sampled and greedy), what each spent, and each condition
+    against the first, tested across seeds. By default each run is read at its reported round."""
+    _guard(lambda: _compare(runs, _point(at_budget, at_round)))
 
 
 @app.command()

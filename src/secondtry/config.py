@@ -24,16 +24,35 @@ class ConfigError(ValueError):
     """A config that cannot run. The message names the key and the fix."""
 
 
+GAIN_POLICIES = {"negative_gain", "ci_patience"}  # stopping policies that read a round's measured gain
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+class ToyConfig(_Strict):
+    retry_error_scale: float = Field(
+        1.0, gt=0, le=4, description="the toy teacher's error rate on a retry turn, as a multiple of its first "
+                                     "attempts' (1: retries no better than first attempts, a neutral world; below 1 "
+                                     "plants an advantage for retrying, which every report then states)")
+
+
 class ModelConfig(_Strict):
     path: str = Field(description="HF hub id or local folder of a causal LM (or `toy:NAME` for a bundled toy model)")
+    toy: ToyConfig | None = Field(None, description="`toy:NAME` models only: the world the toy model is pretrained "
+                                                    "in (a different world is a different cached model)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="passed to apply_chat_template, e.g. {enable_thinking: false}")
     system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _toy_only(self) -> "ModelConfig":
+        if self.toy is not None and not self.path.startswith("toy:"):
+            raise ValueError(f"model.toy sets how a toy model is pretrained; model.path {self.path!r} is not a "
+                             f"toy model (toy:NAME): remove model.toy")
+        return self
 
 
 class TaskConfig(_Strict):
@@ -58,6 +77,10 @@ class VerifierConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="the verifier's own options, e.g. {extractors: [boxed], compare: "
                                                 "hendrycks}; `secondtry ls` lists each verifier's options")
+    judge_cut_text: bool = Field(
+        False, description="judge generations cut at max_new_tokens on their text, as if they had ended; by "
+                           "default a cut generation is incorrect ('cut at length') without being read. Cut "
+                           "generations are never kept for training either way")
 
 
 class BackendConfig(_Strict):
@@ -116,6 +139,8 @@ class ConditionsConfig(_Strict):
     retry: str = Field("retry", description="builds the retry turn after a failed attempt")
     retry_prompt: str = "Try again carefully."
     retries: int = Field(1, ge=0, description="retry turns per failed training problem (stops at the first success)")
+    retry_samples: int = Field(1, ge=1, description="samples drawn at each retry turn of a training problem "
+                                                    "(resampling-16: 16 fresh samples of each failed problem)")
     samples: int = Field(1, ge=1, description="first attempts per training problem (ReST-EM's K); sample 0 "
                                               "starts the retry chain, the others are kept only with "
                                               "filter.include_first_attempts")
@@ -180,16 +205,19 @@ class EvaluationConfig(_Strict):
     validation: int = Field(0, ge=0, description="training problems held out (never trained on) and evaluated "
                                                  "every round; with some, the best round and the gain the "
                                                  "stopping policies see come from them, not from the test set")
+    validation_task: TaskConfig | None = Field(
+        None, description="a validation split of its own (e.g. MBPP's `validation`), instead of holding "
+                          "`validation` training problems out")
+    select_on: Literal["validation", "test", "last"] | None = Field(
+        None, description="what picks the reported round and feeds the stopping gains: the validation split "
+                          "(the default when one is held out); `last`: no choice, the last trained round (the "
+                          "default for one-round runs); `test`: the test set, every figure so chosen then marked "
+                          "optimistic. A run of several rounds must hold out a validation split or say `test`")
     pass_k: list[int] = Field(default_factory=lambda: [1])
     metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
         "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use")
     sampling: SamplingConfig | None = Field(None, description="defaults to the top-level sampling section")
     bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for 95% CIs")
-
-    @property
-    def select_on(self) -> str:
-        """The evaluation set that picks the best round and whose gains the stopping policies see."""
-        return "validation" if self.validation else "test"
 
     @model_validator(mode="after")
     def _k_within_samples(self) -> "EvaluationConfig":
@@ -199,6 +227,12 @@ class EvaluationConfig(_Strict):
                              f"raise evaluation.samples or drop those k")
         if self.metric == "pass1_greedy" and not self.greedy:
             raise ValueError("metric pass1_greedy needs evaluation.greedy=true")
+        if self.validation and self.validation_task:
+            raise ValueError("hold out evaluation.validation training problems or name an evaluation.validation_task, "
+                             "not both")
+        if self.select_on == "validation" and not (self.validation or self.validation_task):
+            raise ValueError("select_on: validation needs a validation split: set evaluation.validation=N (training "
+                             "problems held out) or evaluation.validation_task")
         return self
 
 
@@ -246,6 +280,35 @@ class Config(_Strict):
         if not v or "/" in v or v.startswith("."):
             raise ValueError("must be a plain folder name (no '/', not starting with '.')")
         return v
+
+    @model_validator(mode="after")
+    def _selection_is_declared(self) -> "Config":
+        ev, rounds = self.evaluation, self.stopping.max_rounds
+        if ev.select_on is None and rounds > 1 and not (ev.validation or ev.validation_task):
+            raise ValueError(
+                f"evaluation.select_on: a run of up to {rounds} rounds picks its best round and decides when to stop "
+                f"on an evaluation set, and the test set must not be it: hold out a validation split "
+                f"(evaluation.validation=500, or evaluation.validation_task for a task with its own split), or say "
+                f"evaluation.select_on=last (report the last round; only max_rounds may stop the run) or "
+                f"evaluation.select_on=test (every figure so chosen is marked optimistic)")
+        looking = sorted(set(self.stopping.policies) & GAIN_POLICIES)
+        if ev.select_on == "last" and rounds > 1 and looking:
+            raise ValueError(f"stopping.policies: {', '.join(looking)} decide on a round's gain, which "
+                             f"evaluation.select_on=last takes from the test set; hold out a validation split, "
+                             f"drop those policies, or say evaluation.select_on=test")
+        return self
+
+    @property
+    def selection(self) -> str:
+        """The evaluation set that picks the reported round and whose gains the stopping policies see:
+        validation, test, or last (no choice: the last trained round; gains from the test set)."""
+        ev = self.evaluation
+        return ev.select_on or ("validation" if ev.validation or ev.validation_task else "last")
+
+    @property
+    def gains_on(self) -> str:
+        """The evaluation set whose gains the stopping policies see."""
+        return "validation" if self.selection == "validation" else "test"
 
     @property
     def eval_sampling(self) -> SamplingConfig:
@@ -323,6 +386,8 @@ def _describe(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
     kind = err["type"]
+    if not loc:  # a check across sections: its message names the keys
+        return err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
         valid = _fields_of(Config, loc)
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)

@@ -1,7 +1,8 @@
 """Attempts -> SFT examples: keep the correct retries, as single-turn (problem -> retry) pairs.
 
 The example's prompt is the first-attempt conversation: the model learns to produce the
-retry without having seen the failure. Every rejected attempt is counted by reason.
+retry without having seen the failure. Every rejected attempt is counted by reason. A generation
+cut at max_new_tokens is never kept, whatever its verdict: it has no ending to learn.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
     privileged = cfg.conditions.retry in PRIVILEGED  # the retry prompt showed the gold answer
     for a in attempts:
         if a.kind not in kinds:
+            continue
+        if a.finish_reason == "length":
+            counts["cut"] += 1
             continue
         if a.verdict.correct is None:
             counts["unjudged"] += 1

@@ -7,6 +7,7 @@ first attempts -> retry the failures -> verify -> keep correct retries -> SFT ->
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import random
@@ -27,8 +28,8 @@ from .log import Log
 from .stopping import STOPPING, StopState, decide
 from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
 from .tasks import TASKS
-from .types import (Attempt, Decision, Problem, RoundResult, attempt_from_dict, example_from_dict,
-                    round_result_from_dict, to_dict)
+from .types import (Attempt, Completion, Decision, Problem, RoundResult, Verdict, attempt_from_dict,
+                    example_from_dict, round_result_from_dict, to_dict)
 from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
 from .verifiers.pool import VerifierPool
 
@@ -84,7 +85,7 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     cost.update({"eval_s": eval_info["wall_s"], **_parts("eval", eval_info)})
     training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
         name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
-    on = cfg.evaluation.select_on  # the gains the policies see: the validation split's when one is held out
+    on = cfg.gains_on  # the gains the policies see: the validation split's when one is held out
     gains = [g for g in (on_split(f, on).get("delta_from_prev") for f in [*(r.figures for r in history), figures]) if g]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
                              gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on), cfg.stopping)
@@ -122,7 +123,8 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
     def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
         return attempt_chains(ctx, model, problems, samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
                               retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
-                              first_kind="first", where=f"{stage}:chunk{c}", progress=bar)
+                              first_kind="first", where=f"{stage}:chunk{c}", progress=bar,
+                              retry_samples=cfg.conditions.retry_samples)
 
     ctx.take_clock()
     with ctx.log.progress(f"round {k} attempts", len(ctx.train_set)) as bar:
@@ -297,9 +299,10 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
 
 def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
                    retry: str, params: SamplingConfig, seed: int, first_kind: str, where: str,
-                   progress: Any, retry_all: bool = False) -> list[Attempt]:
+                   progress: Any, retry_all: bool = False, retry_samples: int = 1) -> list[Attempt]:
     """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails
-    (with `retry_all`, the first retry turn goes to every problem, right or wrong).
+    (with `retry_all`, the first retry turn goes to every problem, right or wrong). A retry turn draws
+    `retry_samples` samples; the chain goes on from sample 0 while none of them is right.
 
     Sample j of problem p at turn t is seeded by (seed, t, p.id, j): the same whatever else is in
     the batch or chunk. `progress(n)` counts first attempts; `where` names the crash points.
@@ -315,13 +318,13 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
         if not live:
             break
         convs = [first(p, [], cfg) if turn == 0 else build_retry(p, failed, cfg) for p, failed in live]
-        n = samples if turn == 0 else 1
+        n = samples if turn == 0 else retry_samples
         with ctx.timed("generate_s"):
             outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), keys=[p.id for p, _ in live],
                                     progress=progress if turn == 0 else None)
         crash_point(f"{where}:turn{turn}:generated")
         with ctx.timed("verify_s"):
-            verdicts = iter(ctx.pool.map([(p, c.text) for (p, _), cs in zip(live, outs) for c in cs]))
+            verdicts = iter(judge(ctx, [(p, c) for (p, _), cs in zip(live, outs) for c in cs]))
         crash_point(f"{where}:turn{turn}:verified")
         kind = first_kind if turn == 0 else "retry"
         still = []
@@ -331,10 +334,33 @@ def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, sam
             attempts += mine
             if turn == 0 and not _failed(mine[0]):
                 solved.add(p.id)  # with retry_all it still gets one retry turn, and its chain ends there
+            elif turn > 0 and any(a.verdict.correct is True for a in mine):
+                solved.add(p.id)  # one right sample of a retry turn ends the chain
             if (_failed(mine[0]) and p.id not in solved) or (retry_all and turn == 0):  # sample 0 carries the chain
                 still.append((p, failed + [mine[0].completion]))
         live = still
     return attempts
+
+
+CUT = "cut at length"  # the reason of a generation that ran to max_new_tokens: it has no ending to judge
+
+
+def judge(ctx: Context, items: list[tuple[Problem, Completion]]) -> list[Verdict]:
+    """Verdicts in item order. A generation cut at max_new_tokens is incorrect ("cut at length") without being
+    read, unless `verifier.judge_cut_text`; either way its verdict records the finish reason."""
+    cut = [c.finish_reason == "length" for _, c in items]
+    read = [(p, c.text) for (p, c), x in zip(items, cut) if ctx.cfg.verifier.judge_cut_text or not x]
+    verdicts = iter(ctx.pool.map(read))
+    out = []
+    for (p, c), x in zip(items, cut):
+        if not x:
+            out.append(next(verdicts))
+        elif ctx.cfg.verifier.judge_cut_text:
+            v = next(verdicts)
+            out.append(dataclasses.replace(v, details={**(v.details or {}), "finish_reason": "length"}))
+        else:
+            out.append(Verdict(False, None, CUT, details={"finish_reason": "length"}))
+    return out
 
 
 def _failed(a: Attempt) -> bool:
@@ -375,21 +401,27 @@ def warn_if_cut(ctx: Context, k: int, figures: dict[str, Any]) -> None:
 
 
 def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The best round (by the configured metric, not the last), and why the run stopped.
+    """The reported round and why the run stopped.
 
-    The best round is chosen on the validation split when one is held out (`chosen_on`), so the
-    test figure reported for it (`best_value`) is not the maximum of several looks at the test set.
-    With `stopping.enforce: false` the run goes on past a stop decision; `policy_stop` then
+    The reported round (`best_round`) is chosen as `evaluation.select_on` says (`chosen_on`): the best round on
+    the held-out validation split, so the test figure reported for it (`best_value`) is not the maximum of
+    several looks at the test set; `last`: the last evaluated round, no choice made; `test`: the best round on
+    the test set itself, which overstates it whenever there was more than one round to choose from
+    (`optimistic`). With `stopping.enforce: false` the run goes on past a stop decision; `policy_stop` then
     names the round where the policies would have stopped it.
     """
-    metric = cfg.evaluation.metric
-    on = cfg.evaluation.select_on
-    evaluated = [r for r in history if "eval" in on_split(r.figures, on)]
-    best = max(evaluated, key=lambda r: (on_split(r.figures, on)["eval"][metric]["value"], -r.round))
+    metric, on = cfg.evaluation.metric, cfg.selection
+    evaluated = [r for r in history if "eval" in r.figures]
+    if on == "last":
+        best = evaluated[-1]
+    else:
+        best = max((r for r in evaluated if "eval" in on_split(r.figures, on)),
+                   key=lambda r: (on_split(r.figures, on)["eval"][metric]["value"], -r.round))
     first_stop = next((r for r in history if r.decision.stop), history[-1])
     return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
             "best_value": best.figures["eval"][metric], "chosen_on": on,
-            **({"best_validation": best.figures[on]["eval"][metric]} if on != "test" else {}),
+            "optimistic": on == "test" and len(evaluated) > 1,
+            **({"best_validation": best.figures[on]["eval"][metric]} if on == "validation" else {}),
             "rounds": len(history) - 1,  # round_k beyond: stale
             "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
             "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
@@ -444,14 +476,15 @@ class Context:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
         cfg = self.cfg
         common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
-                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options"}),
+                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options", "judge_cut_text"}),
                   "backend": cfg.backend.model_dump(), "seed": cfg.seed,
                   "chunk": cfg.chunk_size,  # which problems share a batch: float rounding on a GPU
                   "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
         if stage == "attempts":
             return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k,
                     "retry": cfg.conditions.retry, "retries": cfg.conditions.retries,
-                    **({"samples": cfg.conditions.samples} if cfg.conditions.samples > 1 else {})}
+                    **({"samples": cfg.conditions.samples} if cfg.conditions.samples > 1 else {}),
+                    **({"retry_samples": cfg.conditions.retry_samples} if cfg.conditions.retry_samples > 1 else {})}
         return {**common, "problems": self._hashes[split], "sampling": cfg.eval_sampling.model_dump(),
                 "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry",
                                                                  *(["retry_all"] if cfg.evaluation.retry_all else [])})}
@@ -496,6 +529,8 @@ def check_names(cfg: Config) -> None:
     """Every name in the config refers to an entry of its extension dict."""
     checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
               *([("transfer_task.name", cfg.transfer_task.name, TASKS)] if cfg.transfer_task else []),
+              *([("evaluation.validation_task.name", cfg.evaluation.validation_task.name, TASKS)]
+                if cfg.evaluation.validation_task else []),
               ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
               ("conditions.first", cfg.conditions.first, CONDITIONS),
               ("conditions.retry", cfg.conditions.retry, CONDITIONS),
@@ -522,10 +557,12 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
     """The training problems and the evaluation sets, loaded and checked before anything is written.
 
     Evaluation sets: "test" (eval_task); "validation" (`evaluation.validation` training problems,
-    drawn with the run seed and removed from training) and "transfer" (transfer_task) when configured.
+    drawn with the run seed and removed from training, or `evaluation.validation_task`) and "transfer"
+    (transfer_task) when configured.
     """
     loaded = {}
     tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task)]
+    tasks += [("evaluation.validation_task", cfg.evaluation.validation_task)] if cfg.evaluation.validation_task else []
     for key, task in tasks + ([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else []):
         problems = TASKS[task.name](task, cfg.seed)
         skipped = getattr(problems, "skipped", 0)
@@ -543,6 +580,12 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
         sets["validation"] = [p for i, p in enumerate(train) if i in held]
         train = [p for i, p in enumerate(train) if i not in held]
         log.info(f"validation: {n_val} training problems held out (never trained on)")
+    if cfg.evaluation.validation_task:
+        sets["validation"] = loaded["evaluation.validation_task"]
+        overlap = {p.id for p in sets["validation"]} & {p.id for p in train}
+        if overlap:
+            raise ConfigError(f"evaluation.validation_task shares {len(overlap)} problem ids with train_task (e.g. "
+                              f"{sorted(overlap)[0]!r}): a validation split must be held out of training")
     if cfg.transfer_task:
         sets["transfer"] = loaded["transfer_task"]
     return train, sets

@@ -58,4 +58,11 @@ PRESETS: dict[str, dict[str, object]] = {
                  "at the same conditions.retries), one round",
         "overrides": ["conditions.retry=resample", "stopping.max_rounds=1", "stopping.policies=[max_rounds]"],
     },
+    "resampling-16": {
+        "about": "resampling at 16 samples (the reference report's Double-Sample N=16): 16 fresh samples of each "
+                 "failed problem instead of a retry turn, every correct one kept (at most 16 a problem, duplicates "
+                 "dropped); one round",
+        "overrides": ["conditions.retry=resample", "conditions.retries=1", "conditions.retry_samples=16",
+                      "filter.max_per_problem=16", "stopping.max_rounds=1", "stopping.policies=[max_rounds]"],
+    },
 }

@@ -264,7 +264,12 @@ def test_dashboard_in_chromium(runs, browser, tmp_path):
 def test_index_and_short_runs_in_chromium(runs, browser):
     root, _ = runs
     page, problems = open_page(browser, root / "index.html")
-    assert page.locator("#comparison tbody tr").count() == 3 and page.locator("#pairwise tbody tr").count() == 2
+    assert page.locator("#comparison-conditions tbody tr").count() == 3
+    # each of the two other conditions against the first, on sampled and on greedy pass@1; one seed each, so the
+    # across-seeds rows say why there is no test, and the within-seed rows give the problem-level one
+    pairwise = page.locator("#comparison-pairwise tbody tr")
+    assert pairwise.count() == 4 and all("one seed: no test" in pairwise.nth(i).inner_text() for i in range(4))
+    assert page.locator("#comparison-within tbody tr").count() == 2
     page.click("#runs a >> text=early")
     assert page.url.endswith("/early/report/index.html")
     assert " ".join(page.locator('#rounds tr[data-round="1"] td[data-col="metric"]').inner_text().split()) \

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from ..types import Attempt
 from .retry import flips, retry_lift
-from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta
+from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta, rate
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -62,12 +62,14 @@ def per_problem(records: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 def summarize_eval(records: list[dict[str, Any]], n_boot: int, seed: int, retry_n: int,
                    retry_all: bool = False) -> dict[str, Any]:
-    """Every evaluation rate with its 95% CI. gap = pass@N-with-retries − sampled pass@1.
+    """Every evaluation rate with its 95% CI (`stats.rate`: Wilson or bootstrap, named in "method"); the gap
+    (pass@N-with-retries − sampled pass@1, a difference) with a bootstrap CI.
 
     With `retry_all` (every problem's sample 0 got a retry turn) also the wrong→right and
     right→wrong flips of that turn; otherwise "flips" is None (only failures were retried).
     """
-    summary: dict[str, Any] = {name: estimate(v, n_boot, seed) for name, v in per_problem(records).items()}
+    summary: dict[str, Any] = {name: (estimate if name == "gap" else rate)(v, n_boot, seed)
+                               for name, v in per_problem(records).items()}
     summary["retry_n"] = retry_n
     generated = sum((r["greedy"] is not None) + len(r["samples"]) + len(r["chain"]) - 1 for r in records)
     summary["cut_at_length"] = sum(r.get("cut", 0) for r in records) / max(1, generated)
@@ -99,30 +101,47 @@ def cut_shares(figures: dict[str, Any]) -> list[tuple[str, float]]:
     return [(name, f["cut_at_length"]) for name, f in sets if f and "cut_at_length" in f]
 
 
+GAIN_METRICS = ("pass1_sampled", "pass1_greedy")  # the gains reported side by side wherever one is headlined
+
+
 def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] | None,
                   prev: list[dict[str, Any]], now: list[dict[str, Any]], metric: str, n_boot: int,
                   seed: int) -> dict[str, Any]:
     """Gains over the base and the previous round (paired CIs), the decay of the gain, the share of
     the base model's stochastic gap absorbed, and wrong→right / right→wrong flips since the previous
     round. `before_prev` is the round before the previous one (None for round 1: no decay yet).
+
+    "delta_from_base" and "delta_from_prev" are of `metric`; "gains" holds both for sampled and greedy
+    pass@1 (where greedy attempts were made), so a sampled gain is never shown without the greedy one.
     """
     _aligned(base, prev, now, *([before_prev] if before_prev else []))
     vb, vp, vn = per_problem(base), per_problem(prev), per_problem(now)
 
     def decay(m: Any) -> float | None:  # this round's gain as a share of the last one (+4.4 after +10.1 -> 0.44)
-        return None if m[1] == m[0] else (m[2] - m[1]) / (m[1] - m[0])
+        return None if m[1] - m[0] <= 0 else (m[2] - m[1]) / (m[1] - m[0])
 
     def absorbed(m: Any) -> float | None:  # (base gap − gap now) / base gap
         return None if m[0] <= 0 else (m[0] - m[1]) / m[0]
 
+    decay_figure = None
+    if before_prev is not None:
+        vbp = per_problem(before_prev)[metric]
+        last_gain = (sum(vp[metric]) - sum(vbp)) / max(1, len(vbp))
+        decay_figure = bootstrap_statistic(
+            [vbp, vp[metric], vn[metric]], decay, n_boot, seed,
+            undefined=f"the previous round's gain was {last_gain * 100:+.1f} pp: a decay factor (how much of a "
+                      "gain the next round repeats) needs a gain before it")
     outcome, before = binary_outcomes(prev)
     flips = mcnemar(before, binary_outcomes(now)[1])
     return {
         "delta_from_base": paired_delta(vb[metric], vn[metric], n_boot, seed),
         "delta_from_prev": paired_delta(vp[metric], vn[metric], n_boot, seed),
-        "decay": None if before_prev is None else
-        bootstrap_statistic([per_problem(before_prev)[metric], vp[metric], vn[metric]], decay, n_boot, seed),
-        "absorbed_share": bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed),
+        "gains": {m: {"from_base": paired_delta(vb[m], vn[m], n_boot, seed),
+                      "from_prev": paired_delta(vp[m], vn[m], n_boot, seed)}
+                  for m in GAIN_METRICS if m in vn and m in vb},
+        "decay": decay_figure,
+        "absorbed_share": bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed,
+                                              undefined="the base model had no stochastic gap to absorb"),
         "flips_vs_prev": {"outcome": outcome, "wrong_to_right": flips["c"], "right_to_wrong": flips["b"],
                           "mcnemar_p": flips["p_value"]},
     }
@@ -136,17 +155,18 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int) -> dict[str, 
     retried = {a.problem_id for a in attempts if a.kind == "retry"}
     return {
         "problems": len(first),
-        "first_correct": estimate([float(v is True) for v in first.values()], n_boot, seed),
+        "first_correct": rate([float(v is True) for v in first.values()], n_boot, seed),
         "unjudged": sum(v is None for v in first.values()),
         "frontier": len(failed),  # first attempts judged wrong
         "retried": len(retried),
         "retry_solved": len(solved_by_retry),
         # success of the retry turn(s) on the frontier: the stopping rule watches this
-        "retry_yield": estimate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
+        "retry_yield": rate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
         if retried or not failed else {"value": None, "ci": [None, None], "n": 0},  # no retry turns (retries: 0)
         "tokens_generated": sum(a.n_tokens for a in attempts),
         "cut_at_length": sum(a.finish_reason == "length" for a in attempts) / max(1, len(attempts)),
+        "cut": sum(a.finish_reason == "length" for a in attempts),  # judged wrong, never trained on
         # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
-        "first_samples": estimate([float(a.verdict.correct is True) for a in attempts if a.kind == "first"],
-                                  n_boot, seed),
+        "first_samples": rate([float(a.verdict.correct is True) for a in attempts if a.kind == "first"],
+                              n_boot, seed),
     }

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .stats import estimate, mcnemar
+from .stats import estimate, mcnemar, rate
 
 METRICS = ("greedy", "pass1_sampled", "any_sample")
 
@@ -29,7 +29,7 @@ def retry_lift(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0)
     independent second sample (samples[1]): both spend one more attempt on the problem.
 
     Returns {"value": mean of retry − fresh over the frontier, "ci": its paired bootstrap CI,
-    "n": frontier size, "retry": estimate of retry success, "fresh": estimate of fresh success,
+    "n": frontier size, "retry": rate of retry success, "fresh": rate of fresh success,
     "mcnemar": mcnemar(fresh, retry) (c = problems only the retry solved), "reason": None}.
     A positive value means the retry turn does better than a fresh sample.
 
@@ -59,7 +59,7 @@ def retry_lift(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0)
     retry = [len(r["chain"]) > 1 and bool(r["chain"][1]) for r in frontier]
     fresh = [bool(r["samples"][1]) for r in frontier]
     lift = estimate(np.subtract(retry, fresh, dtype=float), n_boot, seed)
-    return {**lift, "retry": estimate(retry, n_boot, seed), "fresh": estimate(fresh, n_boot, seed),
+    return {**lift, "retry": rate(retry, n_boot, seed), "fresh": rate(fresh, n_boot, seed),
             "mcnemar": mcnemar(fresh, retry), "reason": None}
 
 

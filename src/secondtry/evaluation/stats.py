@@ -1,15 +1,23 @@
-"""Statistics over problems: bootstrap confidence intervals, paired differences, McNemar.
+"""Statistics: intervals over problems within a run, and tests over seeds across runs.
 
-Every rate in secondtry is a mean of per-problem values, so its uncertainty comes from
-resampling problems (the test set is a sample of the task's distribution).
+Within one run every rate is a mean of per-problem values, so its uncertainty comes from the
+problems (the test set is a sample of the task's distribution): Wilson score intervals for rates
+of right/wrong outcomes (and for any rate near 0 or 100 %, where a percentile bootstrap collapses
+to zero width), percentile bootstrap intervals otherwise, paired over problems for differences.
+
+Across runs the unit is the seed: a training run is one draw, and the problems of three runs are
+not three times the evidence of one. A condition-vs-condition comparison is a paired t-test on the
+per-seed differences (`seed_test`), with a hierarchical bootstrap that resamples seeds, then
+problems within each seed (`hierarchical_bootstrap`), beside it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+from scipy import stats as sps
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
@@ -34,7 +42,8 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
 
 
 def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
-    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json.
+    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json; the CI is a
+    percentile bootstrap over the values (for differences and other quantities that are not rates).
 
     No values give {"value": None, "ci": [None, None], "n": 0} (JSON has no NaN).
     """
@@ -45,21 +54,71 @@ def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict
     return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size)}
 
 
-def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic, n_boot: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> dict[str, object]:
+def wilson_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a rate: sensible at 0 and 100 %, where the percentile bootstrap has zero width.
+
+    >>> [round(x, 4) for x in wilson_ci(0, 50)]
+    [0.0, 0.0713]
+    >>> [round(x, 4) for x in wilson_ci(50, 50)]
+    [0.9287, 1.0]
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = float(sps.norm.ppf(1 - (1 - level) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+NEAR_EDGE = 5  # a rate with fewer than this many successes or failures (in problems) is near 0 or 100 %
+
+
+def rate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
+    """A rate over problems (each value in [0, 1]) with its 95% CI, and the method that gave it.
+
+    Right/wrong outcomes get the Wilson score interval. Per-problem shares (sampled pass@1: the share of
+    a problem's samples that were right) get a percentile bootstrap, except near 0 or 100 % (fewer than
+    NEAR_EDGE problems' worth of successes or failures), where they get the Wilson interval over problems:
+    conservative there, since a value in [0, 1] with mean p varies no more than a right/wrong one.
+
+    >>> r = rate([1] * 20); r["value"], [round(x, 3) for x in r["ci"]], r["method"]
+    (1.0, [0.839, 1.0], 'wilson')
+    >>> rate([0.5, 0.25, 1.0, 0.75] * 10, n_boot=200)["method"]
+    'bootstrap'
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return {"value": None, "ci": [None, None], "n": 0, "method": None}
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"a rate needs values in [0, 1], got {x.min()}..{x.max()}")
+    total = float(x.sum())
+    binary = bool(np.all((x == 0) | (x == 1)))
+    if binary or min(total, x.size - total) < NEAR_EDGE:
+        lo, hi = wilson_ci(total, int(x.size))
+        return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size), "method": "wilson"}
+    lo, hi = bootstrap_ci(x, n_boot, seed)
+    return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size), "method": "bootstrap"}
+
+
+def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float | None],
+                        n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                        undefined: str = "") -> dict[str, object]:
     """A statistic of column means, with a percentile CI from resampling problems (rows) jointly.
 
-    `statistic(means)` gets one mean per column; resamples where it is undefined (None) are
-    dropped. For ratios of paired gains: decay, absorbed share of the gap.
+    `statistic(means)` gets one mean per column and returns None where it is undefined. For ratios of
+    paired gains: decay, absorbed share of the gap. Undefined on the data itself: value None and
+    `undefined` as the reason. Resamples where it is undefined are left out of the CI and counted
+    ("undefined_draws" of "draws"), so a reader sees how much of the interval rests on them.
 
     >>> r = bootstrap_statistic([[1, 0, 1, 1], [0, 0, 1, 1]], lambda m: m[0] - m[1], n_boot=200)
-    >>> r["value"], r["n"]
-    (0.25, 4)
+    >>> r["value"], r["n"], r["undefined_draws"]
+    (0.25, 4, 0)
     """
     x = np.asarray(columns, dtype=float)
     value = statistic(x.mean(axis=1))
     if value is None:
-        return {"value": None, "ci": [None, None], "n": int(x.shape[1])}
+        return {"value": None, "ci": [None, None], "n": int(x.shape[1]), "reason": undefined or "undefined"}
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
@@ -68,7 +127,8 @@ def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic, n_boot: i
             draws.append(v)
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (math.nan, math.nan)
-    return {"value": float(value), "ci": [float(lo), float(hi)], "n": int(x.shape[1])}
+    return {"value": float(value), "ci": [float(lo), float(hi)], "n": int(x.shape[1]), "draws": n_boot,
+            "undefined_draws": n_boot - len(draws)}
 
 
 def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000,
@@ -104,10 +164,13 @@ def mcnemar_counts(b: int, c: int) -> dict[str, float]:
     return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}
 
 
-# two-sided 95% Student t quantiles, t(0.975, df) for df = 1..30
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided Student t quantile for `df` degrees of freedom (exact, every df).
+
+    >>> round(t_quantile(2), 3), round(t_quantile(40), 3)
+    (4.303, 2.021)
+    """
+    return float(sps.t.ppf(1 - (1 - level) / 2, df))
 
 
 def across_seeds(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, object]:
@@ -123,7 +186,77 @@ def across_seeds(values: Sequence[float], bounds: tuple[float, float] | None = N
     mean = float(x.mean()) if x.size else math.nan
     if x.size < 2:
         return {"value": mean, "ci": [math.nan, math.nan], "n": int(x.size)}
-    t = _T975[x.size - 2] if x.size - 1 <= len(_T975) else 1.96
-    half = t * float(x.std(ddof=1)) / math.sqrt(x.size)
+    half = t_quantile(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
     lo, hi = bounds or (-math.inf, math.inf)
     return {"value": mean, "ci": [max(lo, mean - half), min(hi, mean + half)], "n": int(x.size)}
+
+
+def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0, 1.0)) -> dict[str, object]:
+    """Two conditions compared at the level of seeds: a paired t-test on the per-seed differences.
+
+    Each value is one seed's difference (condition − reference, the mean over that seed's problems).
+    Returns the mean, its t-interval (cut to `bounds`), the two-sided p-value, df = seeds − 1, and a
+    "reason" where no test is possible: one seed (a single training run cannot tell a condition from
+    its seed), or seeds that all differ by exactly the same amount (no spread to test against).
+
+    The example of a pooled test gone wrong: per-seed differences of +12, −12 and +13 pp are not
+    evidence of a difference (p = 0.65), although the problems that rose and fell, summed over the
+    seeds, give p = 0.005.
+
+    >>> r = seed_test([0.12, -0.12, 0.13]); round(r["p_value"], 2), r["df"]
+    (0.65, 2)
+    """
+    x = np.asarray(differences, dtype=float)
+    out = {**across_seeds(x, bounds), "p_value": None, "df": max(0, int(x.size) - 1), "reason": None}
+    if x.size < 2:
+        out["reason"] = "one seed: a single training run cannot separate the condition from its seed"
+        return out
+    if float(np.ptp(x)) == 0.0:
+        out["reason"] = "every seed differs by the same amount: no spread to test against"
+        return out
+    out["p_value"] = float(sps.ttest_1samp(x, 0.0).pvalue)
+    return out
+
+
+def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
+                           seed: int = 0, level: float = 0.95) -> dict[str, object]:
+    """The mean difference across seeds, with a CI from resampling seeds, then problems within each.
+
+    `pairs[s]` = (reference values, condition values) of seed s, per problem, paired. A draw picks as
+    many seeds as there are, with replacement, then each picked seed's problems with replacement, and
+    averages the per-seed mean differences. Both levels of noise are in the interval: which training
+    runs happened, and which problems were drawn. With three seeds the seed level has only ten distinct
+    resamples, so read it beside the t-interval, which is the test.
+
+    >>> r = hierarchical_bootstrap([([0, 0, 1, 1], [1, 1, 1, 1]), ([0, 1, 1, 1], [1, 1, 1, 1])], n_boot=200)
+    >>> r["value"], r["n"]
+    (0.375, 2)
+    """
+    diffs = []
+    for before, after in pairs:
+        a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+        if a.shape != b.shape or a.size == 0:
+            raise ValueError(f"a seed's paired values need the same, non-empty problems: {a.size} vs {b.size}")
+        diffs.append(b - a)
+    if not diffs:
+        return {"value": None, "ci": [None, None], "n": 0}
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        picked = rng.integers(0, len(diffs), size=len(diffs))
+        draws[i] = np.mean([diffs[s][rng.integers(0, diffs[s].size, size=diffs[s].size)].mean() for s in picked])
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(draws, [tail, 1 - tail])
+    return {"value": float(np.mean([d.mean() for d in diffs])), "ci": [float(lo), float(hi)], "n": len(diffs)}
+
+
+def sign_test(before: Sequence[float], after: Sequence[float]) -> dict[str, float]:
+    """Exact two-sided sign test on paired per-problem values: the problems where `after` is higher (c)
+    against those where it is lower (b); ties say nothing. McNemar's exact test when values are right/wrong.
+
+    >>> r = sign_test([0, 0, 0, 0, 1, 0.5], [1, 1, 1, 1, 1, 0.25]); r["c"], r["b"], r["p_value"]
+    (4, 1, 0.375)
+    """
+    b = sum(1 for x, y in zip(before, after) if x > y)
+    c = sum(1 for x, y in zip(before, after) if y > x)
+    return mcnemar_counts(b, c)

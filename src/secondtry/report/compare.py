@@ -1,31 +1,39 @@
-"""Several runs side by side, as the reference report's comparison table, with CIs.
+"""Several conditions side by side, as the reference report's comparison table, with seed-level statistics.
 
-One row per condition: the privileged information it used, rounds trained, the base
-accuracy, Δ from the base per round and at the best round, and the tokens generated on
-training problems (the budget). Runs whose names differ only by a `-seed<N>` suffix are
-seeds of one condition: with one seed a figure's CI is the paired bootstrap over problems
-from its round.json; with several it is the t-interval over the seeds' values.
+Runs whose names differ only by a `-seed<N>` suffix are seeds of one condition. Each run is read at
+one round, the same rule for every run (`Point`): its reported round (summary.json's, chosen on the
+validation split, or the last round, or on the test set — then marked optimistic), a named round,
+or the last round within a budget of generated tokens (so conditions are compared at equal cost).
 
-A second table tests each condition against the first one named, paired by problem: the
-best rounds' per-problem values of the metric (bootstrap CI of the difference) and an exact
-sign test on them: the problems where the condition's value is higher against those where it
-is lower (McNemar's test when the metric is right/wrong per problem, as greedy pass@1 is; for
-sampled pass@1 a problem's value is its share of right samples). The test follows the metric
-the differences are of: a greedy outcome at its ceiling says nothing about sampled pass@1. With
-several seeds the differences of seeds run by both are pooled as mean ± t-interval, and the
-problems that rose and fell are summed over them (problem × seed pairs taken as independent).
+The unit of replication is the seed: a training run is one draw of the data order, the samples and
+the initial adapter, and the problems of three runs are not three times the evidence of one. So:
+
+- a condition's gain (and anything else pooled over its seeds) is the mean over seeds with a
+  t-interval; with one seed it is that run's paired bootstrap CI over problems;
+- a condition against the first one named is tested on the per-seed differences (each the mean
+  over that seed's problems): a paired t-test, with a hierarchical bootstrap (seeds, then problems)
+  beside it. With one seed there is no such test, and the tables say so;
+- problem-level paired tests (an exact sign test on each problem's value of the metric) are shown
+  per seed and labelled within-seed: they say whether two runs differ beyond evaluation noise, not
+  whether one condition beats another.
+
+Nothing pools problem × seed pairs as independent. Greedy and sampled pass@1 are shown side by side:
+a sampled gain whose greedy gain is nil is the model sharpening its sampling on what greedy decoding
+already picks (`tables.sharpening`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.metrics import per_problem
-from ..evaluation.stats import across_seeds, mcnemar_counts, paired_delta
+from ..evaluation.metrics import GAIN_METRICS, per_problem
+from ..evaluation.stats import across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test
+from ..types import RoundResult
 from .runs import RunView, cfg_get, load_run
-from .tables import markdown_table, p_text, pct, rich_table
+from .tables import METRIC_NAMES, count, markdown_table, p_text, pct, rich_table, sharpening
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -34,14 +42,21 @@ def condition_of(run: Path) -> str:
     return SEED_SUFFIX.sub("", run.name)
 
 
-def _pooled(figures: list[dict[str, Any] | None], delta: bool = False) -> dict[str, Any] | None:
-    """One figure over seeds: a rate (or, with `delta`, a difference of rates), its interval cut to the range."""
-    present = [f for f in figures if f]
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
-    return across_seeds([f["value"] for f in present], bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
+@dataclass(frozen=True)
+class Point:
+    """Where each run is read: "reported" (its reported round), "round" (round `value`, or its last evaluated
+    round if it stopped before), "budget" (its last evaluated round whose training attempts, summed from round
+    1, generated at most `value` tokens; `value` None: the smallest total among the runs compared)."""
+
+    kind: str = "reported"
+    value: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "round":
+            return f"at round {self.value}"
+        if self.kind == "budget":
+            return f"at a budget of {count(self.value or 0)} generated training tokens"
+        return "at each run's reported round"
 
 
 Groups = dict[str, list[RunView]]  # condition -> its runs (seeds)
@@ -54,93 +69,303 @@ def _groups(runs: list[Path]) -> Groups:
     return groups
 
 
-def _count(x: float) -> str:
-    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k" if x >= 1e3 else f"{x:.0f}"
+def spent(v: RunView, k: int) -> dict[str, int]:
+    """What run `v` spent on rounds 1..k: training tokens generated, SFT steps, examples kept, tokens trained."""
+    out = {"tokens_generated": 0, "sft_steps": 0, "examples": 0, "tokens_trained": 0}
+    for r in v.history[1:k + 1]:
+        train, training = r.figures.get("train") or {}, r.figures.get("training") or {}
+        passes = training.get("improve_passes") or ([training] if training else [])
+        out["tokens_generated"] += train.get("tokens_generated", 0)
+        out["examples"] += (train.get("examples") or {}).get("kept", 0) if r.trained else 0
+        out["sft_steps"] += sum(p.get("steps") or 0 for p in passes)
+        out["tokens_trained"] += training.get("tokens_trained", 0)
+    return out
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+def _evaluated(v: RunView) -> list[RoundResult]:
+    return [r for r in v.history if "eval" in r.figures]
 
 
-def compare_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: condition, privileged information, filter, seeds, rounds trained, base,
-    Δ from base per round, the best round's Δ, tokens generated on training problems."""
-    return _compare_rows(_groups(runs))
+def resolve(groups: Groups, point: Point) -> Point:
+    """A budget point without a value gets the smallest total budget among the runs."""
+    if point.kind == "budget" and point.value is None:
+        totals = [spent(v, _evaluated(v)[-1].round)["tokens_generated"] for g in groups.values() for v in g]
+        return Point("budget", min(totals))
+    return point
 
 
-def _compare_rows(groups: Groups) -> tuple[list[str], list[list[str]]]:
-    rounds = max(len(r.history) for g in groups.values() for r in g) - 1
-    head = ["condition", "privileged information", "filter", "seeds", "rounds trained", "base %"] \
-        + [f"round {k} Δ pp" for k in range(1, rounds + 1)] + ["best round Δ pp", "train tokens generated"]
+def round_at(v: RunView, point: Point) -> RoundResult:
+    """The round of run `v` that `point` names."""
+    evaluated = _evaluated(v)
+    if point.kind == "round":
+        return [r for r in evaluated if r.round <= (point.value or 0)][-1]
+    if point.kind == "budget":
+        return [r for r in evaluated if spent(v, r.round)["tokens_generated"] <= (point.value or 0)][-1]
+    return v.best
+
+
+def chosen_on_test(v: RunView, point: Point) -> bool:
+    """Whether the round read for `v` was picked by looking at the test set among several."""
+    return point.kind == "reported" and bool(v.summary.get("optimistic"))
+
+
+def _at_label(members: list[RunView], point: Point) -> str:
+    rounds = sorted({round_at(m, point).round for m in members})
+    where = "round " + ", ".join(map(str, rounds)) if rounds != [0] else "base"
+    if point.kind != "reported":
+        return where
+    on = {m.summary.get("chosen_on", "test") for m in members}
+    if any(chosen_on_test(m, point) for m in members):
+        return f"{where}: best on the test set (optimistic)"
+    return f"{where}: " + ("best on validation" if on == {"validation"} else "last" if on == {"last"} else
+                           "/".join(sorted(on)))
+
+
+def _delta(v: RunView, r: RoundResult, metric: str) -> dict[str, Any] | None:
+    """Round r's paired change of `metric` from the base (None for the base itself: no change)."""
+    if r.round == 0:
+        return {"value": 0.0, "ci": [0.0, 0.0], "n": v.n_test}
+    gains = r.figures.get("gains") or {}
+    if metric in gains:
+        return gains[metric]["from_base"]
+    return r.figures.get("delta_from_base") if metric == v.metric else None
+
+
+def pooled(figures: list[dict[str, Any] | None], delta: bool = False) -> dict[str, Any] | None:
+    """One figure over seeds: with one seed the run's own (CI over problems), with several the mean with a
+    t-interval over seeds, cut to the quantity's range; None if a seed lacks it."""
+    if not figures or any(f is None or f.get("value") is None for f in figures):
+        return None
+    if len(figures) == 1:
+        return figures[0]
+    return across_seeds([f["value"] for f in figures], bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
+
+
+def _metrics(groups: Groups) -> list[str]:
+    """The pass@1 metrics every run has, the headline metric first."""
+    runs = [m for g in groups.values() for m in g]
+    present = [m for m in GAIN_METRICS if all(m in r.history[0].figures["eval"] for r in runs)]
+    head = runs[0].metric
+    return [head] + [m for m in present if m != head]
+
+
+def _short(metric: str) -> str:
+    return {"pass1_sampled": "sampled", "pass1_greedy": "greedy"}.get(metric, metric)
+
+
+# ----------------------------------------------------------------------------- the tables
+
+def compare_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:
+    """condition, privileged information, filter, seeds, the round read, base, Δ from base of each pass@1 metric
+    (the headline first), and the reading of the gain."""
+    return _compare_rows(_groups(runs), point)
+
+
+def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[str]]]:
+    point = resolve(groups, point)
+    metrics = _metrics(groups)
+    head = ["condition", "privileged information", "filter", "seeds", "compared at", "base %"] + \
+        [f"Δ {_short(m)} pp" for m in metrics] + ["reading"]
     rows = []
     for name, members in groups.items():
-        trained = _mean([m.trained_rounds for m in members])
+        deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
         rows.append([
             name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
-            f"{trained:g}" if trained == int(trained) else f"{trained:.1f}",
-            pct(_pooled([m.at(0, "eval") for m in members])),
-            *(pct(_pooled([m.at(k, "delta_from_base") for m in members], True), True) for k in range(1, rounds + 1)),
-            pct(_pooled([m.best.figures.get("delta_from_base", {"value": 0.0, "ci": [0.0, 0.0]})
-                         for m in members], True), True),
-            _count(_mean([m.train_tokens for m in members])),
-        ])
+            _at_label(members, point), pct(pooled([v.history[0].figures["eval"][v.metric] for v in members])),
+            *(pct(deltas[m], True) for m in metrics),
+            "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
     return head, rows
 
 
-def pairwise_rows(runs: list[Path], n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
-    """Each condition against the first, paired by problem at each run's best round (see module doc).
-    `n_boot`: bootstrap resamples; by default the runs' evaluation.bootstrap."""
-    return _pairwise_rows(_groups(runs), n_boot)
+def by_round_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
+    """Δ of the headline metric from the base at every round, pooled over seeds (a condition's rounds as run)."""
+    groups = _groups(runs)
+    rounds = max(len(v.history) for g in groups.values() for v in g) - 1
+    head = ["condition"] + [f"round {k} Δ pp" for k in range(1, rounds + 1)]
+    rows = [[name] + [pct(pooled([v.at(k, "delta_from_base") for v in members], True), True)
+                      for k in range(1, rounds + 1)] for name, members in groups.items()]
+    return head, rows
 
 
-def _pairwise_rows(groups: Groups, n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
+def budget_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:
+    """What each condition spent up to the round it is compared at (mean over seeds)."""
+    groups = _groups(runs)
+    point = resolve(groups, point)
+    head = ["condition", "rounds trained", "tokens generated", "SFT steps", "examples", "tokens trained"]
+    rows = []
+    for name, members in groups.items():
+        at = [round_at(v, point) for v in members]
+        spends = [spent(v, r.round) for v, r in zip(members, at)]
+        trained = [sum(x.trained for x in v.history[1:r.round + 1]) for v, r in zip(members, at)]
+
+        def mean(key: str) -> float:
+            return sum(s[key] for s in spends) / len(spends)
+
+        rows.append([name, _number(sum(trained) / len(trained)), count(mean("tokens_generated")),
+                     _number(mean("sft_steps")), _number(mean("examples")), count(mean("tokens_trained"))])
+    return head, rows
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if x == int(x) else f"{x:.1f}"
+
+
+def _pairs(groups: Groups, name: str, ref: str) -> list[tuple[RunView, RunView]]:
+    by_seed = {v.cfg.get("seed"): v for v in groups[ref]}
+    return [(by_seed[v.cfg.get("seed")], v) for v in groups[name] if v.cfg.get("seed") in by_seed]
+
+
+def _values(v: RunView, r: RoundResult, metric: str) -> tuple[list[str], list[float]]:
+    records = v.records(r.round)
+    return [x["problem_id"] for x in records], per_problem(records)[metric]
+
+
+def pairwise_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
+                                                                                                list[list[str]]]:
+    """Each condition against the first, at the level of seeds: per metric, the mean of the per-seed differences
+    with its t-interval and paired t-test, and the seeds-then-problems bootstrap CI."""
+    return _pairwise_rows(_groups(runs), point, n_boot)
+
+
+def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
+    point = resolve(groups, point)
     names = list(groups)
-    head = ["condition", "against", "seeds paired", "Δ best round pp", "problems higher", "problems lower",
+    head = ["condition", "against", "metric", "seeds", "Δ pp [95% t-CI]", "paired t p", "bootstrap CI",
+            "note"]
+    rows = []
+    for name in names[1:]:
+        pairs = _pairs(groups, name, names[0])
+        for metric in _metrics(groups):
+            if not pairs:
+                rows.append([name, names[0], _short(metric), "0", "–", "–", "–", "no seed run by both"])
+                continue
+            diffs, values, why = [], [], ""
+            for a, b in pairs:
+                ida, va = _values(a, round_at(a, point), metric)
+                idb, vb = _values(b, round_at(b, point), metric)
+                if ida != idb:
+                    why = "different test problems: cannot pair"
+                    break
+                diffs.append(sum(vb) / len(vb) - sum(va) / len(va))
+                values.append((va, vb))
+            if why:
+                rows.append([name, names[0], _short(metric), str(len(pairs)), "–", "–", "–", why])
+                continue
+            test = seed_test(diffs)
+            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg["evaluation"]["bootstrap"],
+                                          seed=pairs[0][1].cfg.get("seed", 0)) if len(pairs) > 1 else None
+            note = SHORT_REASONS.get(test["reason"], test["reason"]) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
+            one = len(pairs) == 1
+            rows.append([name, names[0], _short(metric), str(len(pairs)),
+                         "–" if one else pct(test, True), "–" if test["p_value"] is None else
+                         f"{p_text(test['p_value'])} (df {test['df']})", pct(boot, True) if boot else "–",
+                         note or "–"])
+    return head, rows
+
+
+SHORT_REASONS = {None: "", "one seed: a single training run cannot separate the condition from its seed":
+                 "one seed: no test", "every seed differs by the same amount: no spread to test against":
+                 "same Δ every seed"}
+
+
+def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
+                                                                                                   list[list[str]]]:
+    """Each condition against the first within each seed, problem by problem, on the headline metric: the paired
+    difference with its bootstrap CI over problems and an exact sign test (evaluation noise only)."""
+    groups = _groups(runs)
+    point = resolve(groups, point)
+    names = list(groups)
+    metric = _metrics(groups)[0]
+    head = ["condition", "against", "seed", "Δ pp [CI over problems]", "problems higher", "problems lower",
             "sign test p"]
     rows = []
-    ref = {m.cfg["seed"]: m for m in groups[names[0]]}
     for name in names[1:]:
-        pairs = [(ref[m.cfg["seed"]], m) for m in groups[name] if m.cfg["seed"] in ref]
-        if not pairs:
-            rows.append([name, names[0], "0", "no common seed", "–", "–", "–"])
-            continue
-        deltas, b, c, why = [], 0, 0, ""
-        for a, m in pairs:
-            ra, rm = a.best_records(), m.best_records()
-            if [r["problem_id"] for r in ra] != [r["problem_id"] for r in rm]:
-                why = "different test problems"
-                break
-            va, vm = per_problem(ra)[a.metric], per_problem(rm)[m.metric]
-            deltas.append(paired_delta(va, vm, n_boot or m.cfg["evaluation"]["bootstrap"], m.cfg["seed"]))
-            b += sum(x > y for x, y in zip(va, vm))  # lower under this condition
-            c += sum(y > x for x, y in zip(va, vm))
-        if why:
-            rows.append([name, names[0], str(len(pairs)), why, "–", "–", "–"])
-            continue
-        pooled = mcnemar_counts(b, c)  # the exact sign test: McNemar's, on the problems that changed
-        rows.append([name, names[0], str(len(pairs)), pct(_pooled(deltas, True), True), str(c), str(b),
-                     p_text(pooled['p_value'])])
+        for a, b in _pairs(groups, name, names[0]):
+            ida, va = _values(a, round_at(a, point), metric)
+            idb, vb = _values(b, round_at(b, point), metric)
+            if ida != idb:
+                rows.append([name, names[0], str(b.cfg.get("seed")), "different test problems", "–", "–", "–"])
+                continue
+            d = paired_delta(va, vb, n_boot or b.cfg["evaluation"]["bootstrap"], b.cfg.get("seed", 0))
+            s = sign_test(va, vb)
+            rows.append([name, names[0], str(b.cfg.get("seed")), pct(d, True), str(s["c"]), str(s["b"]),
+                         p_text(s["p_value"])])
     return head, rows
 
 
-def print_comparison(runs: list[Path], console=None) -> None:
+# ----------------------------------------------------------------------------- output
+
+TITLES = {
+    "conditions": "conditions compared — Δ from each run's base model, {point}; [95% CI: t over seeds, or over "
+                  "problems for one seed]",
+    "rounds": "Δ of the headline metric from the base, every round as run",
+    "budget": "what each condition spent up to the round compared (mean over seeds)",
+    "pairwise": "each condition against the first, across seeds (the seed is the unit: paired t-test on the "
+                "per-seed differences; bootstrap CI over seeds, then problems)",
+    "within": "within each seed, problem by problem (evaluation noise only: not a test of the condition)",
+}
+
+
+def _tables(groups: Groups, runs: list[Path], point: Point) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
+    point = resolve(groups, point)
+    tables = [("conditions", _compare_rows(groups, point)), ("rounds", by_round_rows(runs)),
+              ("budget", budget_rows(runs, point))]
+    if len(groups) > 1:
+        tables += [("pairwise", _pairwise_rows(groups, point)), ("within", within_seed_rows(runs, point))]
+    return [(k, TITLES[k].format(point=point.describe()), t) for k, t in tables if t[1]]
+
+
+def comparison_tables(runs: list[Path], point: Point = Point()) -> list[tuple[str, str, tuple[list[str],
+                                                                                             list[list[str]]]]]:
+    """(key, title, (header, rows)) of every comparison table: conditions, rounds, budget, and with several
+    conditions pairwise (across seeds) and within (each seed)."""
+    return _tables(_groups(runs), runs, point)
+
+
+def notes(runs: list[Path], point: Point = Point()) -> list[str]:
+    """What the tables can and cannot say, from the runs themselves."""
+    return _notes(_groups(runs), point)
+
+
+def _notes(groups: Groups, point: Point) -> list[str]:
+    point = resolve(groups, point)
+    seeds = {len(g) for g in groups.values()}
+    metric = _metrics(groups)[0]
+    out = [f"Headline metric: {METRIC_NAMES.get(metric, metric)}; each run is read {point.describe()}."]
+    if seeds == {1}:
+        out.append("One seed per condition: every interval is over test problems within one training run; a "
+                   "difference between conditions may be the seed's, and no test across seeds is possible.")
+    elif 2 in seeds:
+        out.append("Two seeds for some condition: its t-interval has 1 degree of freedom (t = 12.7), so only a "
+                   "large and consistent difference can show.")
+    if any(r[-1] == "one seed: no test" for r in _pairwise_rows(groups, point)[1]):
+        out.append("'one seed: no test': a single training run per condition cannot separate the condition from "
+                   "its seed; the within-seed rows compare the two runs, not the conditions.")
+    if any(r[-1] == "sharpening" for r in _compare_rows(groups, point)[1]):
+        out.append("Sharpening: a sampled gain whose CI excludes 0 beside a greedy gain whose CI includes it; the "
+                   "round mostly made sampling pick what greedy decoding already picked.")
+    if any(chosen_on_test(v, point) for g in groups.values() for v in g):
+        out.append("Rounds marked 'best on the test set (optimistic)' were picked by looking at the test set "
+                   "among several: their gains are biased upward. Hold out a validation split "
+                   "(evaluation.validation) to choose without looking.")
+    return out
+
+
+def print_comparison(runs: list[Path], console=None, point: Point = Point()) -> None:
     from rich.console import Console
 
     console = console or Console()
     groups = _groups(runs)
-    console.print(rich_table("conditions compared — Δ of the metric from the base model, [95% CI]",
-                             *_compare_rows(groups)))
-    head, rows = _pairwise_rows(groups)
-    if rows:
-        console.print(rich_table("paired by problem, each condition against the first", head, rows))
+    for _, title, (head, rows) in _tables(groups, runs, point):
+        console.print(rich_table(title, head, rows))
+    for line in _notes(groups, point):
+        console.print(line, highlight=False)
 
 
-def comparison_markdown(runs: list[Path]) -> str:
+def comparison_markdown(runs: list[Path], point: Point = Point()) -> str:
     groups = _groups(runs)
-    parts = [markdown_table(*_compare_rows(groups))]
-    head, rows = _pairwise_rows(groups)
-    if rows:
-        parts += ["", "Paired by problem at each run's best round, against the first condition "
-                      "(exact sign test on each problem's value of the metric, problems summed over seeds):", "",
-                  markdown_table(head, rows)]
+    parts = []
+    for _, title, (head, rows) in _tables(groups, runs, point):
+        parts += [f"{title[0].upper()}{title[1:]}:", "", markdown_table(head, rows), ""]
+    parts += [f"- {line}" for line in _notes(groups, point)]
     return "\n".join(parts) + "\n"

@@ -40,9 +40,10 @@ from ..conditions import PRIVILEGED
 from ..loop import eval_name, on_split
 from ..store import RunDirError, read_jsonl, write_text
 from ..types import Attempt, RoundResult, attempt_from_dict
-from .compare import compare_rows, pairwise_rows
+from .compare import Point, comparison_tables, notes
 from .runs import RunView, cfg_get, has_results, load_run, read_config
-from .tables import GAP_HEAD, METRIC_NAMES, cut_lines, gap_rows, p_text, pct, ratio, split_rows
+from .tables import (CHOSEN, CI_TEXT, GAP_HEAD, METRIC_NAMES, SHARPENING, count, cut_lines, gain, gap_rows,
+                     other_metric, p_text, pct, ratio, sharpening, split_rows, undefined_lines, world_line)
 
 SAMPLE = 100  # transcripts shown per round and set
 TEXT_CAP = 2400  # characters of a completion shown: its start and its end
@@ -54,7 +55,7 @@ OUTCOMES = {
     "right-wrong": "right → wrong on retry",
     "unjudged": "cannot judge",
 }
-CI_NOTE = "CIs are 95% bootstrap intervals over problems, paired by problem for differences."
+CI_NOTE = CI_TEXT
 
 
 # ----------------------------------------------------------------------------- the run
@@ -171,12 +172,6 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
-def count(n: float | None) -> str:
-    if n is None:
-        return "–"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
-
-
 # ----------------------------------------------------------------------------- headline and config
 
 def headline(v: RunView, compute: Compute) -> str:
@@ -189,22 +184,28 @@ def headline(v: RunView, compute: Compute) -> str:
         cards = [_best_card(v), _gains_card(v), _regressions_card(v)]
     cards.append(_stop_card(v))
     cards.append(card("Compute", duration(compute.wall_s), compute.headline(v)))
-    return f'<section id="headline-section"><div class="cards">{"".join(cards)}</div>' + \
+    world = world_line(v.cfg)
+    warning = f'<p class="planted" id="planted-world">{esc(world)}</p>' if world else ""
+    return f'<section id="headline-section">{warning}<div class="cards">{"".join(cards)}</div>' + \
         caption(f"Accuracy is {metric_name} on {v.n_test} test problems; gains are in percentage points (pp). "
                 + CI_NOTE) + "</section>"
 
 
 def _best_card(v: RunView) -> str:
-    m, best, on = v.metric, v.best, v.summary.get("chosen_on", "test")
+    m, best = v.metric, v.best
+    how = CHOSEN["test"] if v.optimistic else CHOSEN.get(v.chosen_on, v.chosen_on)
     base = pct(v.history[0].figures["eval"][m])
     if not best.round:
-        return card("Best gain over the base", "none", [f"no round beat the base model on the {on} set",
-                                                         f"base: {base} %"])
-    gain = best.figures.get("delta_from_base")
-    lines = [f"{label(best)}: {pct(best.figures['eval'][m])} %, base {base} %"]
-    if on == "validation":
-        lines.append("the best round was chosen on the held-out validation split, not on the test set")
-    return card("Best gain over the base", pct(gain, True), lines, _signed_class(gain), unit="pp")
+        return card("Reported gain over the base", "none", [f"reported: the base model ({how})", f"base: {base} %"])
+    main = best.figures.get("delta_from_base")
+    lines = [f"{label(best)}: {pct(best.figures['eval'][m])} %, base {base} %", f"reported: {how}"]
+    other = other_metric(v.history, m)
+    if other:
+        lines.append(f"{METRIC_NAMES.get(other, other)}: {pct(gain(best, other), True)} pp")
+    if sharpening(gain(best, "pass1_sampled"), gain(best, "pass1_greedy")):
+        lines.append(f"the gain {SHARPENING}")
+    cls = "optimistic " + _signed_class(main) if v.optimistic else _signed_class(main)
+    return card("Reported gain over the base", pct(main, True), lines, cls, unit="pp")
 
 
 def _gains_card(v: RunView) -> str:
@@ -254,7 +255,8 @@ def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
     validation, retry = g("evaluation.validation", 0), g("conditions.retry", "retry")
     growth, passes = g("training.steps_growth", 1.0), g("training.improve_steps", 1)
     condition = [f"first attempt: {g('conditions.first', 'first_attempt')}, {g('conditions.samples', 1)} a problem",
-                 f"retry: {retry}, up to {g('conditions.retries', 1)} turn(s)",
+                 f"retry: {retry}, up to {g('conditions.retries', 1)} turn(s)"
+                 + (f" of {g('conditions.retry_samples', 1)} samples" if g('conditions.retry_samples', 1) > 1 else ""),
                  f"retry prompt “{g('conditions.retry_prompt')}”",
                  f"a retry sees {g('conditions.history', 'all')} earlier attempts",
                  f"privileged information: {PRIVILEGED.get(retry, 'none')}"]
@@ -266,20 +268,30 @@ def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
                 f"lr {g('training.lr')}", f"batch {g('training.batch_size')} × {g('training.grad_accum', 1)}",
                 f"between rounds: {g('training.between_rounds', 'continue')}"] + \
         ([f"{passes} improve passes"] if passes > 1 else [])
+    select = g("evaluation.select_on", None) or ("validation" if validation or g("evaluation.validation_task", None)
+                                                  else "last")
     evaluation = [f"metric {g('evaluation.metric', 'pass1_sampled')}", f"greedy {g('evaluation.greedy', True)}",
+                  f"reported round: {CHOSEN.get(select, select)}",
                   f"{g('evaluation.samples')} samples", f"pass@N with N = {g('evaluation.retry_n')}",
                   f"retry turn to every problem: {g('evaluation.retry_all', False)}",
                   f"{g('evaluation.bootstrap')} bootstrap resamples"]
     stopping = [f"policies {', '.join(g('stopping.policies', []))}",
                 f"min retry yield {g('stopping.min_retry_yield')}", f"max {g('stopping.max_rounds')} rounds",
                 f"patience {g('stopping.patience')}", f"enforced {g('stopping.enforce', True)}"]
+    scale = g("model.toy.retry_error_scale", 1.0)
+    world = (f" · toy world: retries written at {scale:g}× the first attempt's error rate"
+             + (" (neutral)" if scale == 1.0 else " (planted)")) if g("model.toy", None) else ""
+    cut = "judged on their text" if g("verifier.judge_cut_text", False) else "incorrect ('cut at length')"
     return [
-        ["model", f"{g('model.path')} (dtype {g('model.dtype', 'auto')})"],
+        ["model", f"{g('model.path')} (dtype {g('model.dtype', 'auto')}){world}"],
         ["training problems", _task(g("train_task", None))
          + (f" · {validation} held out for validation" if validation else "")],
         ["test problems", _task(g("eval_task", None))],
+        *([["validation problems", _task(g("evaluation.validation_task"))]]
+          if g("evaluation.validation_task", None) else []),
         *([["transfer problems", _task(g("transfer_task"))]] if g("transfer_task", None) else []),
-        ["verifier", f"{g('verifier.name')}" + (f" {g('verifier.options')}" if g("verifier.options", None) else "")],
+        ["verifier", f"{g('verifier.name')}" + (f" {g('verifier.options')}" if g("verifier.options", None) else "")
+         + f" · generations cut at the length limit: {cut}"],
         ["condition", " · ".join(condition)],
         ["filter", " · ".join(filtering)],
         ["training", " · ".join(training)],
@@ -304,18 +316,27 @@ def config_section(v: RunView) -> str:
 
 # ----------------------------------------------------------------------------- the tables
 
-ROUND_COLUMNS = {"stage": "round", "metric": "{metric} %", "delta_base": "Δ base pp", "delta_prev": "Δ previous pp",
+ROUND_COLUMNS = {"stage": "round", "metric": "{metric} %", "delta_base": "Δ base pp",
+                 "delta_base_other": "Δ base {other} pp", "delta_prev": "Δ previous pp",
                  "decay": "decay", "retry_yield": "retry yield %", "examples": "training examples",
                  "decision": "decision", "reason": "why"}
 
 
-def round_cells(r: RoundResult, metric: str, best: int, last: bool) -> list[str]:
+def round_columns(v: RunView) -> dict[str, str]:
+    """The round table's columns; the other pass@1's gain only where the rounds measured it."""
+    other = other_metric(v.history, v.metric)
+    return {k: h.format(metric=METRIC_NAMES.get(v.metric, v.metric), other=METRIC_NAMES.get(other or "", ""))
+            for k, h in ROUND_COLUMNS.items() if other or k != "delta_base_other"}
+
+
+def round_cells(r: RoundResult, metric: str, best: int, last: bool, other: str | None = None) -> list[str]:
     f, train = r.figures, r.figures.get("train") or {}
     decision = "" if r.round == 0 else ("stop" if last else "would stop") if r.decision.stop else "continue"
     return [
-        label(r) + (" (best)" if r.round == best else ""),
+        label(r) + (" (reported)" if r.round == best else ""),
         pct(f["eval"][metric]) if "eval" in f else "not trained",
-        pct(f.get("delta_from_base"), True), pct(f.get("delta_from_prev"), True),
+        pct(f.get("delta_from_base"), True), *([pct(gain(r, other), True)] if other else []),
+        pct(f.get("delta_from_prev"), True),
         ratio(f.get("decay")),
         pct(train.get("retry_yield")),
         str(train["examples"]["kept"]) if "examples" in train else "–",
@@ -326,16 +347,20 @@ def round_cells(r: RoundResult, metric: str, best: int, last: bool) -> list[str]
 
 def rounds_section(v: RunView) -> str:
     best = v.best.round
-    rows = [round_cells(r, v.metric, best, r is v.history[-1]) for r in v.history]
-    head = [h.format(metric=METRIC_NAMES.get(v.metric, v.metric)) for h in ROUND_COLUMNS.values()]
-    body = table(head, rows, ident="rounds", keys=list(ROUND_COLUMNS), row_ids=[str(r.round) for r in v.history],
+    other = other_metric(v.history, v.metric)
+    rows = [round_cells(r, v.metric, best, r is v.history[-1], other) for r in v.history]
+    columns = round_columns(v)
+    body = table(list(columns.values()), rows, ident="rounds", keys=list(columns),
+                 row_ids=[str(r.round) for r in v.history],
                  row_classes=["best" if r.round == best else "" for r in v.history])
     body += caption("Δ base: the change from the base model; Δ previous: from the round before, both paired over the "
                     "same test problems. Decay: this round's gain divided by the previous round's. Retry yield: the "
                     "share of the training problems whose first attempt failed (the frontier) that a retry solved; "
                     "the verifier told the model it was wrong, so it is an oracle-assisted rate. Training examples: "
                     "the correct retries kept by the filter. A round that stops before training is not trained and "
-                    "not evaluated. " + CI_NOTE)
+                    "not evaluated. The reported round is " + (CHOSEN["test"] if v.optimistic else
+                                                               CHOSEN.get(v.chosen_on, v.chosen_on)) + ". "
+                    + "".join(f"{line}. " for line in undefined_lines(v.history)) + CI_NOTE)
     flips = [[label(r), f["outcome"], str(f["wrong_to_right"]), str(f["right_to_wrong"]), f"{f['mcnemar_p']:.3g}"]
              for r in v.history if (f := r.figures.get("flips_vs_prev"))]
     if flips:
@@ -844,16 +869,14 @@ def index_html(folder: Path, runs: list[Path]) -> str:
 
 
 def _comparison(runs: list[Path]) -> str:
-    body = table(*compare_rows(runs), ident="comparison")
-    body += caption("One row per condition; runs named <name>-seed<N> are seeds of one condition, pooled as the mean "
-                    "with a t-interval over seeds. Δ: change of each condition's metric from its base model. Train "
-                    "tokens generated: the budget spent on training attempts.")
-    head, rows = pairwise_rows(runs)
-    if rows:
-        body += "<h3>Paired against the first condition</h3>" + table(head, rows, ident="pairwise")
-        body += caption("Each condition against the first, paired by test problem at each run's best round: the "
-                        "difference with its bootstrap CI, and McNemar's test on the right/wrong outcomes (greedy "
-                        "attempt, else sample 0). Conditions run on different test problems cannot be paired.")
+    body = ""
+    for key, title, (head, rows) in comparison_tables(runs, Point()):
+        body += f"<h3>{esc(title[0].upper() + title[1:])}</h3>" + table(head, rows, ident=f"comparison-{key}")
+    body += "".join(caption(line) for line in notes(runs, Point()))
+    body += caption("Runs named <name>-seed<N> are seeds of one condition. A condition's figure over several seeds "
+                    "is the mean with a t-interval over seeds; with one seed, the run's CI over test problems. A "
+                    "condition against the first is tested on the per-seed differences (paired t-test), never on "
+                    "problems pooled over seeds; problem-level tests are shown within each seed.")
     return body
 
 

@@ -33,8 +33,8 @@ class RunView:
 
     @property
     def best(self) -> RoundResult:
-        """summary.json's best round (chosen on the validation split when one was held out); else the best
-        test figure, earliest first."""
+        """summary.json's reported round (`chosen_on`: the best on the validation split, the last round, or the best
+        on the test set); for a run without a summary yet, the best test figure, earliest first."""
         evaluated = [r for r in self.history if "eval" in r.figures]
         named = [r for r in evaluated if r.round == self.summary.get("best_round")]
         return named[0] if named else max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
@@ -50,8 +50,18 @@ class RunView:
         f = self.history[k].figures
         return f["eval"][self.metric] if key == "eval" else f.get(key)
 
-    def best_records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / f"round_{self.best.round}" / "eval.jsonl")
+    def records(self, k: int) -> list[dict[str, Any]]:
+        """Round k's per-problem test records (eval.jsonl)."""
+        return read_jsonl(self.path / f"round_{k}" / "eval.jsonl")
+
+    @property
+    def chosen_on(self) -> str:
+        return self.summary.get("chosen_on", "test")
+
+    @property
+    def optimistic(self) -> bool:
+        """The reported round was picked on the test set among several rounds: its figures are biased upward."""
+        return bool(self.summary.get("optimistic"))
 
     @property
     def privileged(self) -> str:

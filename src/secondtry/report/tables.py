@@ -20,6 +20,13 @@ def p_text(p: float) -> str:
     return "<1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
+def count(n: float | None) -> str:
+    """A count of tokens or the like: 532.4k, 1.25M."""
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
+
+
 def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
     if not fig or fig.get("value") is None:
         return "–"
@@ -29,12 +36,85 @@ def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
 
 
 def ratio(fig: dict[str, Any] | None, percent: bool = False) -> str:
-    """A ratio with its CI: decay as 0.44 [0.1, 0.9], absorbed share as 49% [30%, 65%]."""
+    """A ratio with its CI: decay as 0.44 [0.1, 0.9], absorbed share as 49% [30%, 65%]; bootstrap draws where the
+    ratio was undefined (left out of the CI) are counted after it. Undefined: "–" (`undefined_lines` says why)."""
     if not fig or fig.get("value") is None:
         return "–"
     fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}")
     lo, hi = fig["ci"]
-    return f"{fmt(fig['value'])} [{fmt(lo)}, {fmt(hi)}]"
+    out = f"{fmt(fig['value'])} [{fmt(lo)}, {fmt(hi)}]"
+    if fig.get("undefined_draws"):
+        out += f" ({fig['undefined_draws']} of {fig['draws']} draws undefined)"
+    return out
+
+
+def undefined_lines(history: list[RoundResult]) -> list[str]:
+    """Why a round's decay or absorbed share is "–"."""
+    return [f"{_label(r)}: {name} –, {fig['reason']}" for r in history
+            for name, fig in (("decay", r.figures.get("decay")), ("gap absorbed", r.figures.get("absorbed_share")))
+            if fig and fig.get("value") is None and fig.get("reason")]
+
+
+OTHER = {"pass1_sampled": "pass1_greedy", "pass1_greedy": "pass1_sampled"}
+
+
+def other_metric(history: list[RoundResult], metric: str) -> str | None:
+    """The pass@1 metric shown beside the headline one (greedy beside sampled), where the rounds measured it."""
+    other = OTHER.get(metric)
+    return other if any(other in (r.figures.get("gains") or {}) for r in history) else None
+
+
+def gain(r: RoundResult, metric: str, key: str = "from_base") -> dict[str, Any] | None:
+    """Round r's change of `metric` from the base ("from_base") or the previous round ("from_prev")."""
+    return ((r.figures.get("gains") or {}).get(metric) or {}).get(key)
+
+
+def excludes_zero(fig: dict[str, Any] | None) -> bool:
+    return bool(fig) and fig.get("value") is not None and None not in fig["ci"] and (fig["ci"][0] > 0
+                                                                                      or fig["ci"][1] < 0)
+
+
+def sharpening(sampled: dict[str, Any] | None, greedy: dict[str, Any] | None) -> bool:
+    """A sampled gain whose CI excludes 0 beside a greedy gain whose CI does not: sampling got better at what
+    greedy decoding already picks, not the model at the task."""
+    return excludes_zero(sampled) and greedy is not None and not excludes_zero(greedy)
+
+
+SHARPENING = ("reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI includes 0), so the "
+              "round mostly made sampling pick what greedy decoding already picked")
+CHOSEN = {"validation": "the best round on the held-out validation split",
+          "last": "the last round (no choice made)",
+          "test": "the best round on the test set itself: chosen on the test set (optimistic)"}
+
+
+def reported_lines(history: list[RoundResult], summary: dict[str, Any]) -> list[str]:
+    """The reported round, how it was chosen, its gains from the base on sampled and greedy pass@1, and the
+    reading of them."""
+    if not summary or "best_round" not in summary:
+        return []
+    best = next((r for r in history if r.round == summary["best_round"]), None)
+    on = summary.get("chosen_on", "test")
+    how = CHOSEN["test"] if summary.get("optimistic") else CHOSEN.get(on, on)
+    if best is None or best.round == 0:
+        return [f"Reported: the base model ({how}); no round is reported as a gain."]
+    gains = [f"{METRIC_NAMES.get(m, m)} {pct(gain(best, m), True)} pp" for m in ("pass1_sampled", "pass1_greedy")
+             if gain(best, m)]
+    lines = [f"Reported: {_label(best)}, {how}. Test gains from the base: " + (", ".join(gains) or
+                                                                                pct(best.figures.get("delta_from_base"),
+                                                                                    True) + " pp") + "."]
+    if sharpening(gain(best, "pass1_sampled"), gain(best, "pass1_greedy")):
+        lines.append(f"The gain {SHARPENING}.")
+    return lines
+
+
+def world_line(cfg: dict[str, Any]) -> str:
+    """The toy world's planted advantage for retrying, when the config sets one (empty for a neutral world)."""
+    scale = ((cfg.get("model") or {}).get("toy") or {}).get("retry_error_scale", 1.0)
+    if scale == 1.0:
+        return ""
+    return (f"Planted world: the toy model was pretrained on retries written at {scale:g}× the first attempt's "
+            f"error rate (model.toy.retry_error_scale), so a retry beats a first attempt by construction, not by "
+            f"finding.")
 
 
 def _label(r: RoundResult) -> str:
@@ -42,15 +122,18 @@ def _label(r: RoundResult) -> str:
 
 
 def round_rows(history: list[RoundResult], metric: str, best: int | None) -> list[list[str]]:
-    """stage | metric % [CI] | Δ base pp | Δ previous pp | decay | retry yield | examples | decision."""
+    """stage | metric % [CI] | Δ base pp | (Δ base of the other pass@1) | Δ previous pp | decay | retry yield |
+    examples | decision."""
+    other = other_metric(history, metric)
     rows = []
     for r in history:
         f = r.figures
         train = f.get("train", {})
         rows.append([
-            _label(r) + (" (best)" if r.round == best else ""),
+            _label(r) + (" (reported)" if r.round == best else ""),
             pct(f["eval"][metric]) if "eval" in f else "not trained",
-            pct(f.get("delta_from_base"), True), pct(f.get("delta_from_prev"), True),
+            pct(f.get("delta_from_base"), True), *([pct(gain(r, other), True)] if other else []),
+            pct(f.get("delta_from_prev"), True),
             ratio(f.get("decay")),
             pct(train.get("retry_yield")) if train else "–",
             str(train.get("examples", {}).get("kept", "–")) if train else "–",
@@ -112,6 +195,13 @@ def cut_lines(history: list[RoundResult], floor: float = 0.05) -> list[str]:
 
 ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
 METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
+
+
+def round_head(history: list[RoundResult], metric: str, name: str) -> list[str]:
+    """The round table's header: `name` for the metric column, and the other pass@1's Δ base where measured."""
+    other = other_metric(history, metric)
+    head = [h.format(metric=name) for h in ROUND_HEAD]
+    return head[:3] + ([f"Δ base {'greedy' if other == 'pass1_greedy' else 'sampled'} pp"] if other else []) + head[3:]
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
 
 
@@ -132,23 +222,23 @@ def rich_table(title: str, head: list[str], rows: list[list[str]]):
     return t
 
 
-def _context(run: Path) -> tuple[list[RoundResult], dict[str, Any]]:
-    v = load_run(run)
-    return v.history, v.summary
-
-
 def markdown(run: Path, metric: str = "pass1_sampled") -> str:
-    history, summary = _context(run)
+    v = load_run(run)
+    history, summary = v.history, v.summary
     metric = summary.get("metric", metric)
 
     n = history[0].figures["eval"][metric]["n"]
     retry_turns = history[0].figures["eval"]["retry_n"]
     parts = [f"# {run.name}", "",
-             f"Accuracy is `{metric}` on {n} test problems; CIs are 95% bootstrap over problems, "
-             f"paired for differences. pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", "",
-             markdown_table([h.format(metric=metric) for h in ROUND_HEAD],
-                            round_rows(history, metric, summary.get("best_round"))),
-             "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
+             f"Accuracy is `{metric}` on {n} test problems. " + CI_TEXT +
+             f" pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", ""]
+    world = world_line(v.cfg)
+    parts += [world, ""] if world else []
+    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, summary.get("best_round"))),
+              "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
+    undefined = undefined_lines(history)
+    if undefined:
+        parts += ["", *(f"- {line}" for line in undefined)]
     head, rows = split_rows(history, metric)
     if rows:
         parts += ["", "Other evaluation sets (validation: held-out training problems; transfer: another "
@@ -162,23 +252,32 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
                   *(f"- {line}" for line in cut)]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
-        chosen = " (chosen on the validation split)" if summary.get("chosen_on") == "validation" else ""
-        parts += ["", f"Best round{chosen}: {summary['best_round']} ({summary['best_model']}). "
-                      f"Stopped: {summary['stopped']}."]
+        parts += ["", *reported_lines(history, summary), f"Model: {summary['best_model']}. "
+                                                          f"Stopped: {summary['stopped']}."]
     return "\n".join(parts) + "\n"
+
+
+CI_TEXT = ("CIs are 95%: Wilson score intervals for rates of right/wrong outcomes (and for any rate near 0 or "
+           "100%), bootstrap over problems otherwise, paired by problem for differences.")
 
 
 def print_tables(run: Path, console=None) -> None:
     from rich.console import Console
 
     console = console or Console()
-    history, summary = _context(run)
+    v = load_run(run)
+    history, summary = v.history, v.summary
     metric = summary.get("metric", "pass1_sampled")
     title = (f"{run.name}: {METRIC_NAMES.get(metric, metric)} by round, [95% CI] over "
              f"{history[0].figures['eval'][metric]['n']} test problems")
-    console.print(rich_table(title, [h.format(metric="acc") for h in ROUND_HEAD],
+    world = world_line(v.cfg)
+    if world:
+        console.print(world, highlight=False)
+    console.print(rich_table(title, round_head(history, metric, "acc"),
                              round_rows(history, metric, summary.get("best_round"))))
     console.print(rich_table("stochastic headroom", GAP_HEAD, gap_rows(history)))
+    for line in undefined_lines(history):
+        console.print(line, highlight=False)
     head, rows = split_rows(history, metric)
     if rows:
         console.print(rich_table("other evaluation sets", head, rows))
@@ -187,6 +286,5 @@ def print_tables(run: Path, console=None) -> None:
     for r in history[1:]:
         policy = f" [{r.decision.policy}]" if r.decision.policy else ""
         console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
-    if summary:
-        chosen = " (chosen on the validation split)" if summary.get("chosen_on") == "validation" else ""
-        console.print(f"best round{chosen}: {summary['best_round']} — {summary['best_model']}", highlight=False)
+    for line in reported_lines(history, summary):
+        console.print(line, highlight=False)

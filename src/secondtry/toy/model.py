@@ -22,7 +22,7 @@ from ..log import Log
 from ..tasks import synthetic
 from .tokenizer import build_tokenizer
 
-TOY_VERSION = 1  # bump when the training code changes what a recipe produces
+TOY_VERSION = 2  # bump when the training code changes what a recipe produces (2: neutral retry turns)
 RETRY_PROMPT = "Try again carefully."
 MAX_POSITIONS = 512  # room for several retry turns of history
 GROUP = 8  # batches drawn together and grouped by length
@@ -42,7 +42,10 @@ class Recipe:
     lr: float
     seed: int = 0
     error_rate: float = 0.06
-    retry_share: float = 0.3  # share of two-turn documents (wrong attempt, retry turn, better attempt)
+    retry_share: float = 0.3  # share of two-turn documents (a wrong attempt, the retry turn, a second attempt)
+    # the second attempt's error rate as a multiple of a first attempt's: 1 is a neutral world, where retrying
+    # is no better than sampling again; below 1 plants an advantage for retrying (stated in every report)
+    retry_error_scale: float = 1.0
     weight_decay: float = 0.1
     loaders: int = 0  # worker processes that make the batches (0: the training process, one stream)
     world: int = synthetic.WORLD_VERSION
@@ -78,8 +81,10 @@ def build_model(size: str, tokenizer: PreTrainedTokenizerFast | None = None) -> 
     return LlamaForCausalLM(config)
 
 
-def documents(rng: random.Random, count: int, error_rate: float, retry_share: float) -> list[list[dict[str, str]]]:
-    """Teacher conversations on train-split expressions: single-turn, or a wrong attempt then a retry."""
+def documents(rng: random.Random, count: int, error_rate: float, retry_share: float,
+              retry_error_scale: float = 1.0) -> list[list[dict[str, str]]]:
+    """Teacher conversations on train-split expressions: single-turn, or a wrong attempt then a retry whose
+    steps are wrong at `retry_error_scale` times the first attempts' rate (1: no better than a fresh attempt)."""
     docs = []
     for _ in range(count):
         while True:
@@ -91,7 +96,8 @@ def documents(rng: random.Random, count: int, error_rate: float, retry_share: fl
         if rng.random() < retry_share:
             msgs += [{"role": "assistant", "content": synthetic.wrong_teacher_solution(operands, ops, rng, error_rate)},
                      {"role": "user", "content": RETRY_PROMPT},
-                     {"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate / 2)}]
+                     {"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng,
+                                                                                  error_rate * retry_error_scale)}]
         else:
             msgs.append({"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate)})
         docs.append(msgs)
@@ -123,10 +129,10 @@ def _collate(pad_id: int, encoded: list[tuple[list[int], list[int]]]) -> dict[st
 
 
 def _batches(tok: PreTrainedTokenizerFast, rng: random.Random, batch: int, error_rate: float,
-             retry_share: float) -> Iterator[dict[str, torch.Tensor]]:
+             retry_share: float, retry_error_scale: float = 1.0) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches, grouped by length (GROUP batches at a time) so little compute goes to padding."""
     while True:
-        docs = documents(rng, batch * GROUP, error_rate, retry_share)
+        docs = documents(rng, batch * GROUP, error_rate, retry_share, retry_error_scale)
         encoded = sorted((_encode(tok, d) for d in docs), key=lambda e: len(e[0]))
         group = [encoded[i:i + batch] for i in range(0, len(encoded), batch)]
         rng.shuffle(group)
@@ -138,17 +144,21 @@ class _Stream(torch.utils.data.IterableDataset):
     """`_batches` in a data-loader worker: worker w draws from its own generator, seeded (seed, w); the loader
     takes one batch from each worker in turn, so a fixed number of workers gives a fixed sequence."""
 
-    def __init__(self, seed: int, batch: int, error_rate: float, retry_share: float) -> None:
+    def __init__(self, seed: int, batch: int, error_rate: float, retry_share: float,
+                 retry_error_scale: float = 1.0) -> None:
         self.seed, self.batch, self.error_rate, self.retry_share = seed, batch, error_rate, retry_share
+        self.retry_error_scale = retry_error_scale
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}/{info.id if info else 0}")
-        return _batches(build_tokenizer(MAX_POSITIONS), rng, self.batch, self.error_rate, self.retry_share)
+        return _batches(build_tokenizer(MAX_POSITIONS), rng, self.batch, self.error_rate, self.retry_share,
+                        self.retry_error_scale)
 
 
 def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
-             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1, loaders: int = 0) -> Path:
+             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1, loaders: int = 0,
+             retry_error_scale: float = 1.0) -> Path:
     """Train a fresh model for exactly `steps` AdamW steps and save it atomically to `out_dir`: on the CPU
     (deterministic), or for the GPU sizes on a CUDA device under bf16 autocast (float32 weights). With
     `loaders`, that many worker processes make the batches while the model trains."""
@@ -173,9 +183,10 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         warmup = max(1, steps // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))  # warmup, cosine to lr/10
-        batches = (_batches(tok, rng, batch, error_rate, retry_share) if not loaders else
-                   iter(torch.utils.data.DataLoader(_Stream(seed, batch, error_rate, retry_share), batch_size=None,
-                                                    num_workers=loaders, prefetch_factor=8, pin_memory=cuda)))
+        batches = (_batches(tok, rng, batch, error_rate, retry_share, retry_error_scale) if not loaders else
+                   iter(torch.utils.data.DataLoader(_Stream(seed, batch, error_rate, retry_share, retry_error_scale),
+                                                    batch_size=None, num_workers=loaders, prefetch_factor=8,
+                                                    pin_memory=cuda)))
         losses: list[float] = []
         start = time.perf_counter()
         with log.progress(f"pretraining toy model ({size})", steps) as bar:
@@ -196,7 +207,8 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                                                    max_new_tokens=128)
         record: dict[str, Any] = {
             "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
-            "retry_share": retry_share, "weight_decay": weight_decay, "loaders": loaders,
+            "retry_share": retry_share, "retry_error_scale": retry_error_scale, "weight_decay": weight_decay,
+            "loaders": loaders,
             "world": synthetic.WORLD_VERSION,
             "toy": TOY_VERSION, "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2),
             "losses": losses}
@@ -222,12 +234,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SECONDTRY_CACHE") or Path.home() / ".cache" / "secondtry" / "toy")
 
 
-def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = None) -> Path:
-    """The folder of the named toy model, pretrained on first use and cached by recipe."""
+def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = None,
+              retry_error_scale: float = 1.0) -> Path:
+    """The folder of the named toy model, pretrained on first use and cached by recipe (the named recipe, in
+    the world `retry_error_scale` makes: see Recipe)."""
     if name not in RECIPES:
         raise ValueError(f"unknown toy model {name!r}; choose one of {', '.join(RECIPES)}")
     log = log or Log()
-    recipe = RECIPES[name]
+    recipe = dataclasses.replace(RECIPES[name], retry_error_scale=retry_error_scale)
     path = Path(cache_dir or default_cache_dir()).expanduser() / f"{name}-{recipe.key()}"
     if (path / "recipe.json").is_file():
         return path
@@ -235,4 +249,4 @@ def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     return pretrain(recipe.size, path, recipe.steps, recipe.batch, recipe.lr, recipe.seed, log=log,
                     error_rate=recipe.error_rate, retry_share=recipe.retry_share, weight_decay=recipe.weight_decay,
-                    loaders=recipe.loaders)
+                    loaders=recipe.loaders, retry_error_scale=recipe.retry_error_scale)
