@@ -1,7 +1,7 @@
 """Write the effect record of a folder of finished runs: every run and round's figures (JSON) and the comparison
 tables (Markdown), from the runs' own records.
 
-    python benchmarks/effect_record.py runs/ --name synthetic-gpu --machine "1x H100" \
+    python benchmarks/effect_record.py runs/ --name synthetic-gpu --machine "1x H100" --tag 1xh100 \
         --command "secondtry run configs/synthetic-gpu.yaml --seeds 3 --preset ... --jobs 12"
 
 writes benchmarks/results/effect-<name>-<machine>-<date>.json and .md. Rates are [value %, [lo, hi]] with their
@@ -69,7 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, help="a folder of run directories")
     ap.add_argument("--name", required=True, help="what the runs measure, e.g. synthetic-gpu")
-    ap.add_argument("--machine", required=True, help="where they ran, e.g. '1x H100'")
+    ap.add_argument("--machine", required=True, help="where they ran, e.g. '1x H100 80GB HBM3, 16 CPU cores'")
+    ap.add_argument("--tag", help="the machine in the file name, e.g. 1xh100 (default: from --machine)")
     ap.add_argument("--command", required=True, help="the command that made the runs")
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -78,7 +79,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"{args.runs}: no finished runs (no */summary.json)")
     code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    slug = re.sub(r"[^a-z0-9]+", "", args.machine.lower())
+    slug = args.tag or re.sub(r"[^a-z0-9]+", "", args.machine.split(",")[0].lower())
     stem = args.out / f"effect-{args.name}-{slug}-{args.date}"
     record = {"name": "effect", "date": args.date, "machine": args.machine, "command": args.command, "code": code,
               "fields": "rates as [value %, [lo, hi]] (methods: Wilson or bootstrap over problems); delta_* = paired "

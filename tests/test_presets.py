@@ -58,6 +58,14 @@ def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_pat
         assert retries, "failures were retried"
     if name == "resampling":  # a fresh sample: the failed attempt and the retry prompt are not shown
         assert all(len(a["messages"]) == 1 for a in retries)
+    elif name == "resampling-16":  # 16 fresh samples of each failed problem at once, every correct one kept
+        assert all(len(a["messages"]) == 1 for a in retries)
+        failed = {a["problem_id"] for a in attempts if a["kind"] == "first" and a["verdict"]["correct"] is False}
+        first_turn = [a for a in retries if a["turn"] == 1]
+        assert {a["problem_id"] for a in first_turn} == failed
+        assert all(sorted(a["sample"] for a in first_turn if a["problem_id"] == p) == list(range(16)) for p in failed)
+        right = {a["problem_id"] for a in retries if a["verdict"]["correct"] and a["finish_reason"] == "stop"}
+        assert {e["problem_id"] for e in examples} == right
     elif name == "star-gold":
         assert any("Hint: the correct final answer is" in t for t in turns)
     elif name == "star-rationalize":  # the problem asked again with the hint, the failure not shown

@@ -27,3 +27,35 @@ def test_p_values_below_a_float_s_range_read_as_a_bound_not_zero():
     assert tiny == 0.0 and tables.p_text(tiny) == "<1e-300"
     assert tables.p_text(mcnemar_counts(31, 1048)["p_value"]) != "<1e-300"
     assert doctest.testmod(tables).failed == 0
+
+
+def test_a_sampled_gain_without_a_greedy_gain_reads_as_sharpening():
+    from secondtry.report.tables import sharpening
+
+    def fig(lo, hi):
+        return {"value": (lo + hi) / 2, "ci": [lo, hi]}
+
+    assert sharpening(fig(0.2, 0.3), fig(-0.01, 0.01))  # greedy CI includes 0
+    assert sharpening(fig(0.2, 0.3), fig(-0.02, -0.001))  # greedy fell
+    assert not sharpening(fig(0.2, 0.3), fig(0.01, 0.05))  # greedy rose too: a real gain
+    assert not sharpening(fig(-0.1, 0.3), fig(-0.01, 0.01))  # no sampled gain shown
+    assert not sharpening(fig(-0.3, -0.2), fig(-0.01, 0.01))  # a sampled loss
+    assert not sharpening(fig(0.2, 0.3), None)  # no greedy attempts: nothing to say
+
+
+def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
+    from secondtry.evaluation.metrics import compare_evals
+    from secondtry.report.tables import ratio, undefined_lines
+
+    def recs(rights):
+        return [{"problem_id": str(i), "greedy": bool(r), "samples": [bool(r), bool(r)], "chain": [bool(r)],
+                 "pass_at_k": {"1": float(r)}} for i, r in enumerate(rights)]
+
+    base, r1, r2 = recs([1, 1, 0, 0, 0, 0]), recs([1, 0, 0, 0, 0, 0]), recs([1, 1, 1, 0, 0, 0])
+    out = compare_evals(base, base, r1, r2, "pass1_sampled", 200, 0)  # round 1 lost, round 2 gained
+    assert out["decay"]["value"] is None and "-16.7 pp" in out["decay"]["reason"]
+    assert ratio(out["decay"]) == "–"
+    line = undefined_lines([_round(2, decay=out["decay"])])
+    assert line == [f"round 2: decay –, {out['decay']['reason']}"]
+    fine = compare_evals(base, recs([0, 0, 0, 0, 0, 0]), base, r2, "pass1_sampled", 200, 0)
+    assert abs(fine["decay"]["value"] - 0.5) < 1e-9 and "undefined_draws" in fine["decay"]

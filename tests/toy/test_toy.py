@@ -119,3 +119,33 @@ def test_the_gpu_size_has_tens_of_millions_of_parameters_and_needs_a_gpu(tmp_pat
         with pytest.raises(ValueError, match="pretrained on a GPU"):
             pretrain("gpu", tmp_path / "m", steps=1, batch=2, lr=1e-3, seed=0)
         assert not (tmp_path / "m").exists()
+
+
+def _error_rates(docs) -> tuple[float, float]:
+    """Share of wrong final answers among single-turn attempts and among second attempts after a retry turn."""
+    from secondtry.tasks.synthetic import solve
+
+    def wrong(expr: str, text: str) -> bool:
+        import re
+
+        tokens = re.findall(r"\d+|[+-]", expr)
+        return text.rsplit("Answer: ", 1)[1] != solve([int(t) for t in tokens[::2]], tokens[1::2]).rsplit(
+            "Answer: ", 1)[1]
+
+    first = [wrong(d[0]["content"], d[1]["content"]) for d in docs if len(d) == 2]
+    second = [wrong(d[0]["content"], d[3]["content"]) for d in docs if len(d) == 4]
+    return sum(first) / len(first), sum(second) / len(second)
+
+
+def test_the_toy_world_is_neutral_unless_a_retry_advantage_is_planted_by_name():
+    """By default the teacher's second attempts err as often as its first ones: a world that does not plant
+    the effect the demo then shows. retry_error_scale plants it, and makes another cached model."""
+    import random
+
+    from secondtry.toy.model import Recipe, documents
+
+    first, second = _error_rates(documents(random.Random(0), 6000, 0.08, 0.5))
+    assert abs(first - second) < 0.03, (first, second)
+    planted_first, planted_second = _error_rates(documents(random.Random(0), 6000, 0.08, 0.5, retry_error_scale=0.5))
+    assert planted_second < 0.65 * planted_first
+    assert Recipe("tiny", 1, 1, 1.0).key() != Recipe("tiny", 1, 1, 1.0, retry_error_scale=0.5).key()

@@ -46,7 +46,8 @@ def condition_of(run: Path) -> str:
 class Point:
     """Where each run is read: "reported" (its reported round), "round" (round `value`, or its last evaluated
     round if it stopped before), "budget" (its last evaluated round whose training attempts, summed from round
-    1, generated at most `value` tokens; `value` None: the smallest total among the runs compared)."""
+    1, generated at most `value` tokens, give or take BUDGET_SLACK; `value` None: the smallest of the
+    conditions' totals, each the mean over its seeds)."""
 
     kind: str = "reported"
     value: int | None = None
@@ -55,11 +56,12 @@ class Point:
         if self.kind == "round":
             return f"at round {self.value}"
         if self.kind == "budget":
-            return f"at a budget of {count(self.value or 0)} generated training tokens"
+            return f"at a budget of {count(self.value or 0)} generated training tokens (+{BUDGET_SLACK:.0%})"
         return "at each run's reported round"
 
 
 Groups = dict[str, list[RunView]]  # condition -> its runs (seeds)
+BUDGET_SLACK = 0.1  # rounds of equal design spend slightly different tokens: a budget holds 10% more
 
 
 def _groups(runs: list[Path]) -> Groups:
@@ -89,8 +91,9 @@ def _evaluated(v: RunView) -> list[RoundResult]:
 def resolve(groups: Groups, point: Point) -> Point:
     """A budget point without a value gets the smallest total budget among the runs."""
     if point.kind == "budget" and point.value is None:
-        totals = [spent(v, _evaluated(v)[-1].round)["tokens_generated"] for g in groups.values() for v in g]
-        return Point("budget", min(totals))
+        totals = [sum(spent(v, _evaluated(v)[-1].round)["tokens_generated"] for v in g) / len(g)
+                  for g in groups.values()]
+        return Point("budget", round(min(totals)))
     return point
 
 
@@ -100,7 +103,8 @@ def round_at(v: RunView, point: Point) -> RoundResult:
     if point.kind == "round":
         return [r for r in evaluated if r.round <= (point.value or 0)][-1]
     if point.kind == "budget":
-        return [r for r in evaluated if spent(v, r.round)["tokens_generated"] <= (point.value or 0)][-1]
+        limit = (point.value or 0) * (1 + BUDGET_SLACK)
+        return [r for r in evaluated if spent(v, r.round)["tokens_generated"] <= limit][-1]
     return v.best
 
 
@@ -342,7 +346,7 @@ def _notes(groups: Groups, point: Point) -> list[str]:
         out.append("'one seed: no test': a single training run per condition cannot separate the condition from "
                    "its seed; the within-seed rows compare the two runs, not the conditions.")
     if any(r[-1] == "sharpening" for r in _compare_rows(groups, point)[1]):
-        out.append("Sharpening: a sampled gain whose CI excludes 0 beside a greedy gain whose CI includes it; the "
+        out.append("Sharpening: a sampled gain whose CI lies above 0 beside a greedy gain whose CI does not; the "
                    "round mostly made sampling pick what greedy decoding already picked.")
     if any(chosen_on_test(v, point) for g in groups.values() for v in g):
         out.append("Rounds marked 'best on the test set (optimistic)' were picked by looking at the test set "

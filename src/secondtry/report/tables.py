@@ -75,13 +75,15 @@ def excludes_zero(fig: dict[str, Any] | None) -> bool:
 
 
 def sharpening(sampled: dict[str, Any] | None, greedy: dict[str, Any] | None) -> bool:
-    """A sampled gain whose CI excludes 0 beside a greedy gain whose CI does not: sampling got better at what
-    greedy decoding already picks, not the model at the task."""
-    return excludes_zero(sampled) and greedy is not None and not excludes_zero(greedy)
+    """A sampled gain whose CI lies above 0 beside a greedy gain that does not (its CI includes 0, or lies below
+    it): sampling got better at what greedy decoding already picks, not the model at the task."""
+    if not excludes_zero(sampled) or sampled["ci"][0] <= 0 or greedy is None or greedy.get("value") is None:
+        return False
+    return greedy["ci"][0] is None or greedy["ci"][0] <= 0
 
 
-SHARPENING = ("reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI includes 0), so the "
-              "round mostly made sampling pick what greedy decoding already picked")
+SHARPENING = ("reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI does not lie above 0), "
+              "so the round mostly made sampling pick what greedy decoding already picked")
 CHOSEN = {"validation": "the best round on the held-out validation split",
           "last": "the last round (no choice made)",
           "test": "the best round on the test set itself: chosen on the test set (optimistic)"}
