@@ -137,3 +137,22 @@ def test_undefined_bootstrap_draws_are_counted_and_an_undefined_ratio_says_why()
     assert r["undefined_draws"] > 0 and r["draws"] == 400  # resamples without the one nonzero denominator
     none = bootstrap_statistic([[1, 0], [0, 0]], ratio, n_boot=50, undefined="no denominator")
     assert none["value"] is None and none["reason"] == "no denominator"
+
+
+def test_paired_differences_at_the_ceiling_keep_a_width():
+    """Both rounds at 100 %: every paired difference is 0 and a bootstrap says [0, 0]; the score interval keeps
+    the uncertainty 1000 problems leave."""
+    from secondtry.evaluation.stats import paired_delta
+
+    d = paired_delta([1.0] * 1000, [1.0] * 1000, n_boot=200)
+    assert d["method"] == "newcombe" and d["value"] == 0.0 and d["ci"][0] < -0.003 and d["ci"][1] > 0.003
+    rng = np.random.default_rng(5)  # coverage of a small paired difference of right/wrong outcomes
+    hits = 0
+    for _ in range(300):
+        before = rng.random(200) < 0.5
+        after = np.where(rng.random(200) < 0.9, before, rng.random(200) < 0.6)
+        lo, hi = paired_delta(before.astype(float), after.astype(float))["ci"]
+        hits += lo <= 0.1 * (0.6 - 0.5) <= hi
+    assert 0.9 <= hits / 300 <= 0.995
+    middle = paired_delta([0.25, 0.5, 0.75] * 30, [0.5, 0.75, 1.0] * 30, n_boot=200)
+    assert middle["method"] == "bootstrap"

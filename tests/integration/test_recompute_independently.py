@@ -75,6 +75,25 @@ def a_rate(values, n_boot: int, seed: int) -> dict:
     return {"value": float(x.mean()), "ci": boot_mean_ci(x, n_boot, seed), "n": x.size, "method": "bootstrap"}
 
 
+def edge(x: np.ndarray) -> bool:
+    return bool(x.min() >= 0 and x.max() <= 1) and min(float(x.sum()), x.size - float(x.sum())) < 5
+
+
+def a_paired(before, after, n_boot: int, seed: int) -> dict:
+    """after − before over the same problems: Newcombe's method 10 where both are right/wrong or either is near
+    an edge, else the bootstrap of the differences."""
+    a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    binary = all(np.all((x == 0) | (x == 1)) for x in (a, b))
+    if not (binary or edge(a) or edge(b)):
+        return {"value": float((b - a).mean()), "ci": boot_mean_ci(b - a, n_boot, seed), "method": "bootstrap"}
+    p1, p2 = b.mean(), a.mean()
+    (l1, u1), (l2, u2) = wilson(b.sum(), b.size), wilson(a.sum(), a.size)
+    phi = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+    lo = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    hi = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return {"value": float((b - a).mean()), "ci": [max(-1.0, lo), min(1.0, hi)], "method": "newcombe"}
+
+
 def a_mean(values, n_boot: int, seed: int) -> dict:
     x = np.asarray(values, dtype=float)
     if x.size == 0:
@@ -144,7 +163,7 @@ def eval_figures(records: list[dict], attempts: list[dict], cfg: dict) -> dict:
         fresh = [float(r["samples"][1]) for r in frontier]
         b = sum(1 for f, r in zip(fresh, retry) if f and not r)
         c = sum(1 for f, r in zip(fresh, retry) if r and not f)
-        out["retry_lift"] = {**a_mean(np.subtract(retry, fresh), n_boot, seed), "retry": a_rate(retry, n_boot, seed),
+        out["retry_lift"] = {**a_paired(fresh, retry, n_boot, seed), "retry": a_rate(retry, n_boot, seed),
                              "fresh": a_rate(fresh, n_boot, seed), "mcnemar": {"b": b, "c": c,
                                                                                "p_value": mcnemar_p(b, c)}}
     if ev["retry_all"]:
@@ -153,7 +172,7 @@ def eval_figures(records: list[dict], attempts: list[dict], cfg: dict) -> dict:
         w2r = sum(not a and b for a, b in zip(first, second))
         r2w = sum(a and not b for a, b in zip(first, second))
         out["flips"] = {"wrong_to_right": w2r, "right_to_wrong": r2w, "n": len(records),
-                        "net": a_mean(np.subtract(second, first, dtype=float), n_boot, seed),
+                        "net": a_paired(np.asarray(first, float), np.asarray(second, float), n_boot, seed),
                         "wrong_to_right_rate": w2r / first.count(False) if False in first else None,
                         "right_to_wrong_rate": r2w / first.count(True) if True in first else None,
                         "mcnemar": {"b": r2w, "c": w2r, "p_value": mcnemar_p(r2w, w2r)}}
@@ -163,10 +182,10 @@ def eval_figures(records: list[dict], attempts: list[dict], cfg: dict) -> dict:
 def gains(base, before_prev, prev, now, cfg: dict) -> dict:
     n_boot, seed, metric = cfg["evaluation"]["bootstrap"], cfg["seed"], cfg["evaluation"]["metric"]
     vb, vp, vn = vectors(base), vectors(prev), vectors(now)
-    out = {"delta_from_base": a_mean(np.subtract(vn[metric], vb[metric]), n_boot, seed),
-           "delta_from_prev": a_mean(np.subtract(vn[metric], vp[metric]), n_boot, seed),
-           "gains": {m: {"from_base": a_mean(np.subtract(vn[m], vb[m]), n_boot, seed),
-                         "from_prev": a_mean(np.subtract(vn[m], vp[m]), n_boot, seed)}
+    out = {"delta_from_base": a_paired(vb[metric], vn[metric], n_boot, seed),
+           "delta_from_prev": a_paired(vp[metric], vn[metric], n_boot, seed),
+           "gains": {m: {"from_base": a_paired(vb[m], vn[m], n_boot, seed),
+                         "from_prev": a_paired(vp[m], vn[m], n_boot, seed)}
                      for m in ("pass1_sampled", "pass1_greedy") if m in vn}}
     out["absorbed_share"] = ratio_boot([vb["gap"], vn["gap"]], lambda m: None if m[0] <= 0 else
                                        (m[0] - m[1]) / m[0], n_boot, seed)
@@ -333,7 +352,8 @@ def test_compare_tables_recompute_from_the_records(root):
         if metric == "pass1_sampled":  # within each seed, problem by problem, on the headline metric
             for s, (a, b) in zip((42, 43), pairs):
                 w = within[(conds[1], str(s))]
-                assert w[3] == pct(float(np.mean(b - a)), boot_mean_ci(b - a, 300, s), signed=True)
+                within_ci = a_paired(a, b, 300, s)["ci"]
+                assert w[3] == pct(float(np.mean(b - a)), within_ci, signed=True)
                 higher, lower = int(np.sum(b > a)), int(np.sum(a > b))
                 assert (w[4], w[5]) == (str(higher), str(lower))
                 assert w[6] == f"{mcnemar_p(lower, higher):.3g}"

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .stats import estimate, mcnemar, rate
+from .stats import mcnemar, paired_delta, rate
 
 METRICS = ("greedy", "pass1_sampled", "any_sample")
 
@@ -28,7 +28,7 @@ def retry_lift(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0)
     `retry` is the first retry turn (chain[1]; a missing turn counts as wrong) and `fresh` is an
     independent second sample (samples[1]): both spend one more attempt on the problem.
 
-    Returns {"value": mean of retry − fresh over the frontier, "ci": its paired bootstrap CI,
+    Returns {"value": mean of retry − fresh over the frontier, "ci": its paired CI (stats.paired_delta),
     "n": frontier size, "retry": rate of retry success, "fresh": rate of fresh success,
     "mcnemar": mcnemar(fresh, retry) (c = problems only the retry solved), "reason": None}.
     A positive value means the retry turn does better than a fresh sample.
@@ -58,7 +58,7 @@ def retry_lift(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0)
                           "no fresh sample to compare with")
     retry = [len(r["chain"]) > 1 and bool(r["chain"][1]) for r in frontier]
     fresh = [bool(r["samples"][1]) for r in frontier]
-    lift = estimate(np.subtract(retry, fresh, dtype=float), n_boot, seed)
+    lift = paired_delta(np.asarray(fresh, dtype=float), np.asarray(retry, dtype=float), n_boot, seed)
     return {**lift, "retry": rate(retry, n_boot, seed), "fresh": rate(fresh, n_boot, seed),
             "mcnemar": mcnemar(fresh, retry), "reason": None}
 
@@ -68,7 +68,7 @@ def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, se
 
     `first[i]` and `retried[i]` are the first attempt and the retry turn on problem i. Returns
     the four transition counts, n, "net" (estimate of retried − first per problem: the accuracy
-    change, with a paired CI), "wrong_to_right_rate" (share of first-wrong problems the retry
+    change, with a paired CI: stats.paired_delta), "wrong_to_right_rate" (share of first-wrong problems the retry
     fixes; None when none were wrong), "right_to_wrong_rate" (share of first-right problems the
     retry breaks; None when none were right) and "mcnemar" (b = right→wrong, c = wrong→right).
 
@@ -86,7 +86,7 @@ def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, se
     return {
         "wrong_to_right": w2r, "right_to_wrong": r2w, "right_to_right": r2r, "wrong_to_wrong": w2w,
         "n": len(pairs),
-        "net": estimate(np.subtract(b, a, dtype=float), n_boot, seed),
+        "net": paired_delta(np.asarray(a, dtype=float), np.asarray(b, dtype=float), n_boot, seed),
         "wrong_to_right_rate": w2r / n_wrong if n_wrong else None,
         "right_to_wrong_rate": r2w / n_right if n_right else None,
         "mcnemar": mcnemar(a, b),

@@ -9,7 +9,7 @@ The unit of replication is the seed: a training run is one draw of the data orde
 the initial adapter, and the problems of three runs are not three times the evidence of one. So:
 
 - a condition's gain (and anything else pooled over its seeds) is the mean over seeds with a
-  t-interval; with one seed it is that run's paired bootstrap CI over problems;
+  t-interval; with one seed it is that run's paired CI over problems;
 - a condition against the first one named is tested on the per-seed differences (each the mean
   over that seed's problems): a paired t-test, with a hierarchical bootstrap (seeds, then problems)
   beside it. With one seed there is no such test, and the tables say so;
@@ -275,7 +275,7 @@ SHORT_REASONS = {None: "", "one seed: a single training run cannot separate the 
 def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
                                                                                                    list[list[str]]]:
     """Each condition against the first within each seed, problem by problem, on the headline metric: the paired
-    difference with its bootstrap CI over problems and an exact sign test (evaluation noise only)."""
+    difference with its CI over problems and an exact sign test (evaluation noise only)."""
     groups = _groups(runs)
     point = resolve(groups, point)
     names = list(groups)
