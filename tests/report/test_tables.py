@@ -59,3 +59,21 @@ def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
     assert line == [f"round 2: decay –, {out['decay']['reason']}"]
     fine = compare_evals(base, recs([0, 0, 0, 0, 0, 0]), base, r2, "pass1_sampled", 200, 0)
     assert abs(fine["decay"]["value"] - 0.5) < 1e-9 and "undefined_draws" in fine["decay"]
+
+
+def test_a_planted_toy_world_is_stated_and_a_neutral_one_is_not(tmp_path):
+    import json
+
+    from secondtry.report.tables import toy_world, world_line
+
+    assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 0.5}}}).startswith("Planted world")
+    assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 1.0}}}) == ""
+    assert toy_world({"model": {"path": "Qwen/Qwen3-1.7B"}}) is None  # not a toy model: nothing to say
+    folder = tmp_path / "demo-abc"  # a resolved toy model: its recipe.json is the truth
+    folder.mkdir()
+    (folder / "recipe.json").write_text(json.dumps({"toy": 2, "retry_error_scale": 0.5}))
+    assert "0.5×" in world_line({"model": {"path": str(folder)}})
+    (folder / "recipe.json").write_text(json.dumps({"toy": 1}))  # the first toy version halved retry errors
+    assert toy_world({"model": {"path": str(folder)}}) == 0.5
+    (folder / "recipe.json").write_text(json.dumps({"toy": 2, "retry_error_scale": 1.0}))
+    assert world_line({"model": {"path": str(folder)}}) == "" and toy_world({"model": {"path": str(folder)}}) == 1.0

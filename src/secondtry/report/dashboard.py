@@ -43,7 +43,8 @@ from ..types import Attempt, RoundResult, attempt_from_dict
 from .compare import Point, comparison_tables, notes
 from .runs import RunView, cfg_get, has_results, load_run, read_config
 from .tables import (CHOSEN, CI_TEXT, GAP_HEAD, METRIC_NAMES, SHARPENING, count, cut_lines, gain, gap_rows,
-                     other_metric, p_text, pct, ratio, sharpening, split_rows, undefined_lines, world_line)
+                     other_metric, p_text, pct, ratio, sharpening, split_rows, toy_world, undefined_lines,
+                     world_line)
 
 SAMPLE = 100  # transcripts shown per round and set
 TEXT_CAP = 2400  # characters of a completion shown: its start and its end
@@ -209,8 +210,10 @@ def _best_card(v: RunView) -> str:
 
 
 def _gains_card(v: RunView) -> str:
-    lines = [f"{label(r)}: " + (f"{pct(r.figures.get('delta_from_prev'), True)} pp" if r.trained else
-                                "not trained") for r in v.history[1:]]
+    other = other_metric(v.history, v.metric)
+    lines = [f"{label(r)}: " + (f"{pct(r.figures.get('delta_from_prev'), True)} pp" + (
+        f" (greedy {pct(gain(r, other, 'from_prev'), True)})" if other == "pass1_greedy" else "") if r.trained else
+        "not trained") for r in v.history[1:]]
     trained = sum(r.trained for r in v.history)
     return card("Gain of each round", f"{trained} trained", lines + ["each over the round before it"])
 
@@ -278,9 +281,9 @@ def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
     stopping = [f"policies {', '.join(g('stopping.policies', []))}",
                 f"min retry yield {g('stopping.min_retry_yield')}", f"max {g('stopping.max_rounds')} rounds",
                 f"patience {g('stopping.patience')}", f"enforced {g('stopping.enforce', True)}"]
-    scale = g("model.toy.retry_error_scale", 1.0)
-    world = (f" · toy world: retries written at {scale:g}× the first attempt's error rate"
-             + (" (neutral)" if scale == 1.0 else " (planted)")) if g("model.toy", None) else ""
+    scale = toy_world(cfg)
+    world = "" if scale is None else (f" · toy world: retries written at {scale:g}× the first attempt's error rate"
+                                      + (" (neutral)" if scale == 1.0 else " (planted)"))
     cut = "judged on their text" if g("verifier.judge_cut_text", False) else "incorrect ('cut at length')"
     return [
         ["model", f"{g('model.path')} (dtype {g('model.dtype', 'auto')}){world}"],
@@ -829,8 +832,8 @@ def build_dashboard(run: Path, sample: int = SAMPLE, index: Path | None = None) 
     return out / "index.html"
 
 
-INDEX_HEAD = ["run", "description", "model", "retry condition", "rounds trained", "base %", "best round",
-              "best Δ base pp", "stopped", "wall time"]
+INDEX_HEAD = ["run", "description", "model", "retry condition", "rounds trained", "base %", "reported round",
+              "Δ base pp", "Δ base greedy pp", "stopped", "wall time"]
 
 
 def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
@@ -841,13 +844,15 @@ def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
     retry = cfg_get(cfg, "conditions.retry", "retry")
     condition = retry + (f" (privileged: {PRIVILEGED[retry]})" if retry in PRIVILEGED else "")
     if not has_results(run):
-        return esc(run.name), [desc, model, condition, "–", "–", "–", "–", "not started", "–"]
+        return esc(run.name), [desc, model, condition, "–", "–", "–", "–", "–", "not started", "–"]
     v = load_run(run)
     link = Path(os.path.relpath(run / "report" / "index.html", folder)).as_posix()
     best = v.best
+    chosen = " (chosen on the test set: optimistic)" if v.optimistic else f" ({v.chosen_on})"
     return f'<a href="{esc(link)}">{esc(v.name)}</a>', [
         desc, model, condition, str(sum(r.trained for r in v.history)), pct(v.history[0].figures["eval"][v.metric]),
-        label(best), pct(best.figures.get("delta_from_base"), True) if best.round else "none",
+        label(best) + chosen, pct(best.figures.get("delta_from_base"), True) if best.round else "none",
+        pct(gain(best, "pass1_greedy"), True) if best.round else "none",
         v.summary.get("stopped", "unfinished"), duration(Compute.of(v).wall_s)]
 
 
@@ -859,8 +864,9 @@ def index_html(folder: Path, runs: list[Path]) -> str:
     th = "".join(f"<th>{esc(h)}</th>" for h in INDEX_HEAD)
     body = section("runs", "Runs", f'<div class="scroll"><table id="runs"><thead><tr>{th}</tr></thead><tbody>'
                                    f'{"".join(rows)}</tbody></table></div>' +
-                   caption("Each run's best round (chosen on its validation split when it held one out) and its gain "
-                           "from its own base model on its test set. " + CI_NOTE))
+                   caption("Each run's reported round (the best on its validation split when it held one out; the "
+                           "last round; or the best on the test set, marked optimistic) and its gains from its own "
+                           "base model on its test set, sampled and greedy. " + CI_NOTE))
     done = [r for r in runs if has_results(r)]
     if len(done) > 1:
         body += section("compare", "Conditions compared", _comparison(done))

@@ -109,10 +109,25 @@ def reported_lines(history: list[RoundResult], summary: dict[str, Any]) -> list[
     return lines
 
 
+def toy_world(cfg: dict[str, Any]) -> float | None:
+    """The retry_error_scale of the world a toy model was pretrained in (its recipe.json beside the weights,
+    else the config's model.toy); None for a model that is not a toy one."""
+    model = cfg.get("model") or {}
+    recipe = Path(str(model.get("path", ""))) / "recipe.json"
+    if recipe.is_file():
+        import json
+
+        made = json.loads(recipe.read_text())
+        return float(made.get("retry_error_scale", 0.5 if made.get("toy", 1) < 2 else 1.0))  # version 1 halved it
+    toy = model.get("toy")
+    return float(toy.get("retry_error_scale", 1.0)) if isinstance(toy, dict) else None
+
+
 def world_line(cfg: dict[str, Any]) -> str:
-    """The toy world's planted advantage for retrying, when the config sets one (empty for a neutral world)."""
-    scale = ((cfg.get("model") or {}).get("toy") or {}).get("retry_error_scale", 1.0)
-    if scale == 1.0:
+    """The toy world's planted advantage for retrying, when the model was pretrained in one (empty for a
+    neutral world or a model that is not a toy one)."""
+    scale = toy_world(cfg)
+    if scale is None or scale == 1.0:
         return ""
     return (f"Planted world: the toy model was pretrained on retries written at {scale:g}× the first attempt's "
             f"error rate (model.toy.retry_error_scale), so a retry beats a first attempt by construction, not by "
