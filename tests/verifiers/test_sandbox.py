@@ -345,9 +345,7 @@ def test_auto_without_bwrap_names_the_fix(monkeypatch):
 def test_a_bwrap_that_fails_to_start_is_an_error_not_a_verdict():
     with pytest.raises(sandbox.SandboxUnavailable, match="bwrap does not work here"):
         _run("print(1)", binds=("/nonexistent/toolchain",))
-    r = sandbox._run({}, [sandbox.interpreter(), "-c", "pass"], timeout_s=5, memory_mb=256, cpu_s=5, fsize_mb=1,
-                     nproc=8, nofile=32, disk_mb=1, method="bwrap", binds=("/nonexistent/toolchain",), env=None,
-                     python=sandbox.interpreter())
+    r = sandbox._probe_run("bwrap", ("/nonexistent/toolchain",), sandbox.interpreter())
     assert r.returncode is None and r.error.startswith("bwrap failed to start the sandbox") and "nonexistent" in r.error
 
 
