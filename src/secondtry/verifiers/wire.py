@@ -194,7 +194,8 @@ def serve_candidate(rfd: int, wfd: int, path: str = "main.py") -> None:
 
     An exception while loading propagates: its traceback on stderr is the verdict's reason.
     """
-    module = type(sys)("__solution__")
+    is_a, can_call, module_type = isinstance, callable, type(sys)  # before the program can patch builtins
+    module = module_type("__solution__")
     module.__file__ = path
     sys.modules["__solution__"] = module  # multiprocessing can pickle its functions
     with open(path, encoding="utf-8") as f:
@@ -205,10 +206,10 @@ def serve_candidate(rfd: int, wfd: int, path: str = "main.py") -> None:
     for name, value in list(ns.items()):
         if name.startswith("__"):
             continue
-        if isinstance(value, type(sys)):
+        if is_a(value, module_type):
             names[name] = "module:" + str(getattr(value, "__name__", ""))[:200]
-        elif callable(value):
-            own_class = isinstance(value, type) and getattr(value, "__module__", None) == "__solution__"
+        elif can_call(value):
+            own_class = is_a(value, type) and getattr(value, "__module__", None) == "__solution__"
             names[name] = "class" if own_class else "function"
     send(wfd, ["hello", names])
     while True:
