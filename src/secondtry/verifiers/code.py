@@ -220,6 +220,8 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
         details["signal"] = _signame(cand.signal)
     if cand.oom_killed:
         details["oom_killed"] = True
+    if cand.memory_peak_mb is not None:
+        details["memory_peak_mb"] = cand.memory_peak_mb
     if cand.warning:
         details["warning"] = cand.warning
     report = _report(report_text, nonce)

@@ -113,6 +113,7 @@ class SandboxResult:
     cut: bool = False  # still running when its group ended (the wall clock, or the end of the program it waited for)
     memory_cap: str = "rlimits"  # what capped its memory: "cgroup v2", "cgroup v1", or rlimits alone
     oom_killed: bool = False  # the kernel killed a process of the group because the cap was reached
+    memory_peak_mb: float | None = None  # the group's peak memory (cgroup), all its programs together
 
 
 def interpreter(python: str | None = None) -> str:
@@ -395,9 +396,11 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
                 os.close(s.status_r)
         _rmtree(host)
     if group is not None:
-        oom = group.oom_kills() > 0
+        oom, peak = group.oom_kills() > 0, group.peak_bytes()
         group.remove()
-        results = [replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom) for r in results]
+        mb = round(peak / (1 << 20), 1) if peak is not None else None
+        results = [replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom, memory_peak_mb=mb)
+                   for r in results]
     elif method == "bwrap":
         why = _cgroup.detect().reason or "the group could not be created"
         results = [replace(r, warning=_join(r.warning, NO_CGROUP_WARNING + why)) for r in results]
