@@ -9,7 +9,7 @@ that beat the earlier one-process design, where code, tests and nonce shared one
 
 >>> from secondtry.types import Problem
 >>> p = Problem(id="11", prompt="", answer="assert add(1, 2) == 3", solution="def add(a, b):\n    return a + b")
->>> print(build("eq_object", p).splitlines()[-2:])
+>>> print(build("eq_object", p).splitlines()[-4:-2])
 ['def add(*args, **kwargs):', '    return _Any()']
 """
 

@@ -20,9 +20,9 @@ later) and imports only built-in modules (importing `re`, which `json` and `trac
 it; the receiving side rebuilds every value with exact-type checks (`rebuild`), so what marshal can
 express beyond plain data (code objects, cycles) is refused, never used.
 
->>> frame = encode_frame(["r", {1: (b"x", {2.5, None})}])
+>>> frame = encode_frame(["r", {1: (b"x", [2.5, None], {3})}])
 >>> decode(frame[4:])
-['r', {1: (b'x', {None, 2.5})}]
+['r', {1: (b'x', [2.5, None], {3})}]
 >>> class Yes(int):
 ...     def __eq__(self, other):
 ...         return True
