@@ -1,15 +1,26 @@
-"""Run untrusted (model-written) programs: `run(files, argv, ...) -> SandboxResult`.
+"""Run untrusted (model-written) programs: `run(files, argv, ...) -> SandboxResult`, or several at once,
+each in its own sandbox, under one memory cap and one wall clock: `run_group(programs, ...)`.
 
 The program is hostile input. Each layer below holds against something the others do not:
 
 - bubblewrap (`bwrap`), new user, PID, network, IPC, UTS, cgroup and mount namespaces: the
-  program sees only /usr (read-only), its own /proc, a read-only minimal /dev and three tmpfs
-  of `disk_mb` each (/sandbox, its working directory; /tmp; /dev/shm). Nothing of /etc, /root,
+  program sees only /usr (read-only), its own /proc, a read-only minimal /dev, a read-only root
+  and three tmpfs of `disk_mb` each (/sandbox, its working directory; /tmp; /dev/shm), the only
+  places it can write, none shared with another sandbox. Nothing of /etc, /root,
   /home or the project is visible, there is no network (not even the host's loopback or its
   abstract unix sockets), and it cannot see or signal any process outside. `--die-with-parent`
   plus the PID namespace mean that when bwrap dies every process inside dies too,
   double-forked daemons included. `--disable-userns`: no nested namespaces (less kernel
   attack surface).
+- a seccomp filter (seccomp.py, installed by `bwrap --seccomp`): no SysV IPC or POSIX message
+  queues, no extended attributes, no ptrace, no io_uring, no file locks, leases or inotify
+  watches (the files under /usr are the same inodes in every sandbox: a lock on one would be a
+  channel between two programs).
+- a memory cgroup per `run_group` (cgroup.py: v2's `memory.max`, or v1's memory controller),
+  capping everything its programs hold together at `memory_mb`: their processes, their tmpfs
+  files and the kernel's memory for them; the kernel OOM-kills inside the group when it is
+  full. Where the host allows no such group, the run falls back to the rlimits below with a
+  warning in the result (`warning`, `memory_cap`) and once on stderr.
 - A fixed unprivileged user (uid 65534, when we run as root): the kernel exempts root from
   RLIMIT_NPROC, and uid 0 outside the namespace would own the mounts and the files it made.
 - rlimits, set inside the sandbox (by util-linux's prlimit, or a Python launcher where it is
@@ -17,9 +28,8 @@ The program is hostile input. Each layer below holds against something the other
   user namespace, it counts only this sandbox's processes), AS (memory bombs), CPU (busy
   loops that outrun the wall clock), FSIZE (huge output, disk filling: stdout and stderr are
   files it caps), NOFILE (fd exhaustion), CORE=0. The tmpfs sizes cap what it can write.
-  The worst-case memory of one run is about `nproc * memory_mb` plus the tmpfs and the
-  kernel's memory for the files it creates (~40k files a second, ~1 KB each): a total cap
-  would need cgroups.
+  Without a memory cgroup, the worst-case memory of one run is about `nproc * memory_mb` plus
+  the tmpfs and the kernel's memory for the files it creates (~40k files a second, ~1 KB each).
 - The parent's wall clock: the program runs in its own process group, SIGKILLed at
   `timeout_s` (sleeps use no CPU, so RLIMIT_CPU alone does not end them).
 - PR_SET_PDEATHSIG on bwrap: if the caller dies (a verifier pool worker killed on its own
@@ -33,8 +43,9 @@ The program is hostile input. Each layer below holds against something the other
 process group, rlimits, uid 65534 when root and a private directory, but no namespaces, so
 the program can read world-readable files, use the network, signal other uid-65534
 processes, and a daemon that calls setsid() escapes the group kill. Results say so
-(`method`, `warning`). Not defended by any mode: kernel exploits (there is no seccomp
-filter), and CPU contention with other work on the machine.
+(`method`, `warning`); it has no seccomp filter (the memory cgroup applies). Not defended by any mode:
+kernel exploits through the system calls the filter allows, and CPU contention (or page-cache
+timing) with other work on the machine.
 
 >>> r = run({"main.py": "print(6 * 7)"}, [interpreter(), "main.py"], timeout_s=5, memory_mb=256)  # doctest: +SKIP
 >>> r.returncode, r.stdout_tail, r.method  # doctest: +SKIP
@@ -357,7 +368,7 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
          until: int | None = None, grace_s: float = 0.0) -> list[SandboxResult]:
     root, me = os.geteuid() == 0, os.getpid()
     host = tempfile.mkdtemp(prefix=f"{PREFIX}{me}-")  # the pid: a folder of a killed caller is found by _sweep
-    group = _cgroup.create(memory_mb * 1024 * 1024) if method == "bwrap" else None
+    group = _cgroup.create(memory_mb * 1024 * 1024)
     limits = _limits(memory_mb, cpu_s, fsize_mb, nproc, nofile)
     started: list[_Started] = []
     start = time.monotonic()
@@ -401,7 +412,7 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
         mb = round(peak / (1 << 20), 1) if peak is not None else None
         results = [replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom, memory_peak_mb=mb)
                    for r in results]
-    elif method == "bwrap":
+    else:
         why = _cgroup.detect().reason or "the group could not be created"
         results = [replace(r, warning=_join(r.warning, NO_CGROUP_WARNING + why)) for r in results]
         _warn_once(NO_CGROUP_WARNING + why)
@@ -436,8 +447,9 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
             outside: Mapping[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox only
         else:
             _write_work(work, program.files, root)
-            if root:
-                os.chmod(folder, 0o711)  # nobody may pass through to work/, not list or read the rest
+            if root:  # nobody may pass through to work/, not list or read the rest
+                os.chmod(os.path.dirname(folder), 0o711)
+                os.chmod(folder, 0o711)
             # outside a user namespace RLIMIT_NPROC counts every process of the uid
             others = _uid_processes(NOBODY if root else os.getuid())
             outside = {**limits, "nproc": (limits["nproc"][0] + others, limits["nproc"][1] + others)}
