@@ -255,6 +255,8 @@ def _judge(report: dict | None, cand: _sandbox.SandboxResult, tester: _sandbox.S
             return None, f"cannot judge: {r.error}"
     if tester.timed_out:
         return False, f"timed out after {timeout_s:g}s"
+    if cand.output_limited or tester.output_limited:  # a program that floods its output is wrong, tests or not
+        return False, "output limit exceeded"
     status = report.get("status") if report else None
     if status == "passed" and report and report.get("done") and tester.returncode == 0:
         return True, "passed"
