@@ -296,9 +296,10 @@ HACKS: dict[str, Hack] = {
 }
 
 # hacks that beat the one-process design on at least one problem of each dataset they apply to
-OLD = {"eq_object", "eq_int_subclass", "nonce_in_code_constants", "nonce_in_program_file",
-       "atexit_prints_nonce", "excepthook_prints_nonce", "thread_prints_nonce", "settrace_skips_tests",
-       "eval_caller_assert", "lookup_table_from_tests"}
+OLD = {"eq_object", "eq_int_subclass", "eq_str_subclass", "eq_list_subclass", "nonce_in_code_constants",
+       "nonce_in_program_file", "atexit_prints_nonce", "excepthook_prints_nonce", "thread_prints_nonce",
+       "settrace_skips_tests", "eval_caller_assert", "lookup_table_from_tests", "patch_builtins",
+       "redefine_prompt_helpers", "trailing_decorator"}
 
 
 def functions(problem: Problem) -> list[str]:
