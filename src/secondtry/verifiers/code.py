@@ -44,6 +44,7 @@ import os
 import re
 import secrets
 import signal as _signal
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -176,6 +177,25 @@ def task_functions(solution: str, tests: str) -> tuple[str, ...]:
     return tuple(sorted(name for name in defined if re.search(rf"\b{re.escape(name)}\b", tests)))
 
 
+@functools.lru_cache(maxsize=4096)
+def stdlib_only(tests: str) -> bool:
+    """Whether the tests import only the standard library: then their process starts without `site`
+    (~4 ms less a verdict), else with it, so that installed packages are found."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError):
+        return False
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    if stdlib is None:  # Python 3.9
+        return False
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(name.split(".")[0] not in stdlib for name in names):
+            return False
+    return True
+
+
 def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_mb: int = 1024,
            sandbox: Literal["auto", "bwrap", "rlimits"] = "auto", python: str | None = None) -> Verdict:
     """Run the completion's code and the problem's tests in two sandboxes; the tests call the code.
@@ -202,8 +222,9 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     programs = [
         _sandbox.Program({MAIN: solution}, [py, "-c", CANDIDATE, str(calls_r), str(answers_w)],
                          pass_fds=(calls_r, answers_w)),
-        _sandbox.Program({JOB: repr(job)}, [py, "-I", "-S", "-c", TESTS, str(answers_r), str(calls_w),
-                                                  str(report_w)], pass_fds=(answers_r, calls_w, report_w)),
+        _sandbox.Program({JOB: repr(job)}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), "-c", TESTS,
+                                            str(answers_r), str(calls_w), str(report_w)],
+                         pass_fds=(answers_r, calls_w, report_w)),
     ]
     try:
         cand, tester = _sandbox.run_group(programs, timeout_s=timeout_s, memory_mb=memory_mb, nproc=NPROC,

@@ -265,6 +265,7 @@ def run_tests(job_path: str, rfd: int, wfd: int, report_fd: int) -> None:
     except BaseException as e:  # noqa: BLE001 - the harness itself failed: never a pass
         if report["status"] == "passed":
             report.update(status="error", error=type(e).__name__, message=str(e)[:300])
+    report = {k: v[:500] if type(v) is str else v for k, v in report.items()}  # a pipe's buffer holds it whole
     os.write(report_fd, (repr(report) + "\n").encode())
 
 
@@ -292,7 +293,7 @@ def _run_tests(job: dict, rfd: int, wfd: int, report: dict) -> None:
             continue  # the program cannot replace what the tests get from the task or from Python
         if kind.startswith("module:"):
             module = kind[len("module:"):]
-            if module == name and module in getattr(sys, "stdlib_module_names", ()):
+            if module == name and name in job["tests"] and module in getattr(sys, "stdlib_module_names", ()):
                 g[name] = __import__(module)  # the tests' own copy of the standard module
         elif kind == "class" and name != entry:
             g[name] = _unservable(name, report)
