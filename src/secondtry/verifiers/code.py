@@ -44,7 +44,10 @@ import os
 import re
 import secrets
 import signal as _signal
+import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -55,8 +58,47 @@ from secondtry.verifiers import wire as _wire
 MAIN = "main.py"
 JOB = "job.repr"  # the tests' side: test source, prompt, entry point, nonce (a dict's repr)
 _WIRE = Path(_wire.__file__).read_text(encoding="utf-8")
-CANDIDATE = _WIRE + "\nserve_candidate(int(sys.argv[1]), int(sys.argv[2]), 'main.py')\n"
-TESTS = _WIRE + "\nrun_tests('job.repr', int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))\n"
+WIRE_MODULE = "_secondtry_wire"  # wire.py inside the sandboxes, from a read-only folder with its bytecode
+CANDIDATE = "serve_candidate(int(sys.argv[1]), int(sys.argv[2]), 'main.py')"
+TESTS = "run_tests('job.repr', int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
+_wire_lock = threading.Lock()
+_wire_dirs: dict[str, str | None] = {}
+
+
+def _wire_dir(python: str) -> str | None:
+    """A folder (made once per process and interpreter, world-readable, bound read-only into both
+    sandboxes) holding wire.py and its bytecode compiled by `python`: compiling it in each sandbox
+    would cost ~5 ms a process. None if it cannot be made (then the source goes on the command line)."""
+    with _wire_lock:
+        if python not in _wire_dirs:
+            _wire_dirs[python] = None
+            try:
+                folder = tempfile.mkdtemp(prefix=f"{_sandbox.PREFIX}{os.getpid()}-wire-")  # swept like the others
+                os.chmod(folder, 0o755)
+                source = Path(folder, WIRE_MODULE + ".py")
+                source.write_text(_WIRE, encoding="utf-8")
+                source.chmod(0o644)
+                compiled = subprocess.run(
+                    [python, "-I", "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True, "
+                     "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)", str(source)],
+                    capture_output=True, timeout=60)
+                if compiled.returncode == 0:
+                    for d, _, names in os.walk(folder):
+                        os.chmod(d, 0o755)
+                        for name in names:
+                            os.chmod(os.path.join(d, name), 0o644)
+                    _wire_dirs[python] = folder
+            except (OSError, subprocess.SubprocessError):
+                pass
+        return _wire_dirs[python]
+
+
+def _runner(python: str, call: str) -> tuple[list[str], tuple[str, ...]]:
+    """(the `-c` program that runs `call` from wire.py, the folder to bind for it)."""
+    folder = _wire_dir(python)
+    if folder is None:
+        return ["-c", _WIRE + "\n" + call + "\n"], ()
+    return ["-c", f"import sys; sys.path.insert(0, {folder!r}); from {WIRE_MODULE} import *; {call}"], (folder,)
 # the one-process baseline: runs main.py as module `__solution__`, not "__main__" (a registered module, so that multiprocessing
 # can pickle its functions); no import of runpy: ~3 ms a run
 RUNNER = ("import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
@@ -216,19 +258,21 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     job = {"nonce": nonce, "tests": tests, "prompt": meta.get("code_prompt") or "",
            "entry": meta.get("entry_point") or "", "declared": list(task_functions(problem.solution or "", tests))}
     py = _sandbox.interpreter(python)
+    candidate, binds = _runner(py, CANDIDATE)
+    tester, _ = _runner(py, TESTS)
     calls_r, calls_w = os.pipe()  # tests -> program: calls
     answers_r, answers_w = os.pipe()  # program -> tests: return values and exceptions
     report_r, report_w = os.pipe()  # tests -> here: the outcome, with the nonce
     programs = [
-        _sandbox.Program({MAIN: solution}, [py, "-c", CANDIDATE, str(calls_r), str(answers_w)],
+        _sandbox.Program({MAIN: solution}, [py, *candidate, str(calls_r), str(answers_w)],
                          pass_fds=(calls_r, answers_w)),
-        _sandbox.Program({JOB: repr(job)}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), "-c", TESTS,
+        _sandbox.Program({JOB: repr(job)}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), *tester,
                                             str(answers_r), str(calls_w), str(report_w)],
                          pass_fds=(answers_r, calls_w, report_w)),
     ]
     try:
         cand, tester = _sandbox.run_group(programs, timeout_s=timeout_s, memory_mb=memory_mb, nproc=NPROC,
-                                          sandbox=sandbox, python=python, until=1, grace_s=GRACE_S)
+                                          sandbox=sandbox, python=python, binds=binds, until=1, grace_s=GRACE_S)
         report_text = _sandbox._read_all(report_r)
     except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")
