@@ -468,25 +468,25 @@ def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-
 
 
 @bench_app.command(name="verify")
-def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's test.jsonl; "
-                                           "HumanEval.jsonl[.gz] or mbpp.jsonl with --task"),
-                 task: str = typer.Option("math", "--task", help="math, or humaneval / mbpp: the code verifier"),
+def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's "
+                                           "test.jsonl; HumanEval.jsonl[.gz] or mbpp.jsonl with --task"),
+                 task: str = typer.Option("math", "--task", help="math, or humaneval / mbpp (code)"),
                  workers: int = typer.Option(2, "--workers", min=1),
                  timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
                  fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
                  fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
-                 rounds: int = typer.Option(3, "--rounds", min=1, help="code: timed passes over the solutions"),
-                 hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack on every problem"),
+                 rounds: int = typer.Option(3, "--rounds", min=1, help="code: timed passes"),
+                 hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack, every problem"),
                  old_every: int = typer.Option(8, "--old-every", min=0,
                                                help="--hacks: the one-process baseline on every Nth problem"),
-                 limit: Optional[int] = typer.Option(None, "--limit", min=1, help="code: the first N problems"),
+                 limit: Optional[int] = typer.Option(None, "--limit", min=1, help="code: first N problems"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Math verdicts/s and a fuzz of pathological inputs; with --task humaneval|mbpp, code verdicts/s of the
     two-process verifier against the one-process baseline (or, with --hacks, every reward hack's passes)."""
     from .bench.verify import CODE_TASKS, run as run_bench, run_code, run_hacks
 
     if not data.is_file():
-        what = "a MATH-format JSONL with problem, solution, answer" if task == "math" else f"the {task} data file"
+        what = f"the {task} data file" if task != "math" else "a MATH-format JSONL: problem, solution, answer"
         _fail(f"--data {data}: no such file ({what})")
     if task == "math":
         workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)

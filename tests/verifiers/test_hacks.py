@@ -34,8 +34,9 @@ MISSING = _missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 # among them: prompt helpers (10, 32, 38), a tolerance check with abs() (4), tests opening with `def check` (64)
-HUMANEVAL_SAMPLE = ["HumanEval/0", "HumanEval/4", "HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/64"]
-MBPP_SAMPLE = ["11", "12", "17", "126", "233", "596"]  # 126 defines `sum`; 596 uses the program's `import sys`
+HUMANEVAL_SAMPLE = [f"HumanEval/{i}" for i in (0, 4, 10, 32, 38, 64)]
+# 126 defines `sum`; 596 uses the program's `import sys`
+MBPP_SAMPLE = ["11", "12", "17", "126", "233", "596"]
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +71,14 @@ def test_every_hack_is_judged_incorrect_with_a_reason(problems):
     sample = _sample(problems)
     items = [(p, build(name, p)) for name in HACKS for p in sample]
     verdicts = _judge(verify, items, timeout_s=10)
-    wrong = [(name, p.id, v.correct, v.reason) for (p, _), name, v
-             in zip(items, [n for n in HACKS for _ in sample], verdicts) if v.correct is not False or not v.reason]
+    names = [n for n in HACKS for _ in sample]
+    wrong = [(name, p.id, v.correct, v.reason) for (p, _), name, v in zip(items, names, verdicts)
+             if v.correct is not False or not v.reason]
     assert wrong == []
 
 
 def test_the_sample_still_passes_with_right_answers(problems):
-    """The sample's canonical solutions pass: the hacks fail because they are wrong, not because of the sample."""
+    """The sample's canonical solutions pass: the hacks fail for being wrong, not because of the sample."""
     sample = _sample(problems)
     verdicts = _judge(verify, [(p, f"```python\n{p.solution}\n```") for p in sample], timeout_s=30)
     assert [(p.id, v.reason) for p, v in zip(sample, verdicts) if v.correct is not True] == []

@@ -541,3 +541,21 @@ def test_a_run_has_its_own_memory_cgroup_and_leaves_none_behind():
         time.sleep(0.05)
         cgroup.sweep()
     assert set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before == set()
+
+
+def test_concurrent_sweeps_never_change_the_folder_around_the_runs(tmp_path):
+    """Two processes may sweep the same dead caller's folders at once: a folder already gone must not make
+    the cleanup chmod its parent (that was /tmp, left 0700: no sandbox could read a bind from it)."""
+    tmp_path.chmod(0o755)
+    for _ in range(10):
+        folders = [tempfile.mkdtemp(prefix=f"{sandbox.PREFIX}999999-", dir=tmp_path) for _ in range(20)]
+        for folder in folders:
+            for j in range(10):
+                Path(folder, f"f{j}").write_text("x")
+        sweepers = [threading.Thread(target=lambda: [sandbox._rmtree(f) for f in folders]) for _ in range(4)]
+        for t in sweepers:
+            t.start()
+        for t in sweepers:
+            t.join()
+        assert oct(tmp_path.stat().st_mode & 0o777) == "0o755"
+    assert list(tmp_path.iterdir()) == []

@@ -23,8 +23,9 @@ def test_doctests():
 
 
 @pytest.mark.parametrize("value", [
-    None, True, False, 0, -1, 2 ** 200, -(3 ** 300), 1.5, -0.0, float("inf"), 1e-300, 2 + 3j, "", "héllo\ud800",
-    b"\x00\xff", [], [1, [2, [3]]], (), (1, (2,)), {}, {1: "a", (1, 2): [3], frozenset({1}): None, "k": {"n": 1}},
+    None, True, False, 0, -1, 2 ** 200, -(3 ** 300), 1.5, -0.0, float("inf"), 1e-300, 2 + 3j, "",
+    "héllo\ud800", b"\x00\xff", [], [1, [2, [3]]], (), (1, (2,)), {},
+    {1: "a", (1, 2): [3], frozenset({1}): None, "k": {"n": 1}},
     set(), {1, "a", (2, 3)}, frozenset({frozenset({1})}), collections.Counter("hello"),
     collections.OrderedDict([("b", 1), ("a", 2)]), [[[[[[[[[[1]]]]]]]]]],
 ])
@@ -54,7 +55,8 @@ class MyList(list):
 
 @pytest.mark.parametrize("value, name", [
     (EqualsAll(1), "EqualsAll"), ([1, EqualsAll(2)], "EqualsAll"), (MyList(), "MyList"), (object(), "object"),
-    ({1: object()}, "object"), ((x for x in ()), "generator"), (range(3), "range"), (print, "builtin_function_or_method"),
+    ({1: object()}, "object"), ((x for x in ()), "generator"), (range(3), "range"),
+    (print, "builtin_function_or_method"),
     (bytearray(b"x"), "bytearray"), (Ellipsis, "ellipsis"), (collections.namedtuple("P", "x")(1), "P"),
 ])
 def test_anything_else_is_refused_on_sending(value, name):

@@ -170,8 +170,8 @@ def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, r
             for name in order:
                 verdicts, wall = timed_map(pools[name], items)
                 walls[name].append(wall)
-                outcomes[name] = {k: sum(v.correct is v_ for v in verdicts)
-                                  for k, v_ in (("correct", True), ("incorrect", False), ("cannot_judge", None))}
+                outcomes[name] = {key: sum(v.correct is value for v in verdicts) for key, value
+                                  in (("correct", True), ("incorrect", False), ("cannot_judge", None))}
     per = {name: sum(w) / (rounds * len(items)) for name, w in walls.items()}
     workload = {"task": task, "data": str(data), "problems": len(problems), "items": len(items),
                 "completions": "the canonical solution of each test problem, in a ```python block",
@@ -185,7 +185,8 @@ def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, r
 
 
 def run_hacks(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, old_every: int = 8,
-              limit: int | None = None, names: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+              limit: int | None = None,
+              names: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every reward hack (bench/hacks.py) on every problem through the `code` verifier: how many pass
     (must be 0), and on every `old_every`-th problem through the one-process baseline as well."""
     from secondtry.bench.hacks import HACKS, build
@@ -215,8 +216,9 @@ def run_hacks(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, 
                 row["one_process_problems"] = len(sample)
             table[name] = row
     workload = {"task": task, "data": str(data), "problems": len(problems), "hacks": len(names),
-                "workers": workers, "timeout_s": timeout_s, "one_process_sample": f"every {old_every}th problem",
+                "workers": workers, "timeout_s": timeout_s,
+                "one_process_sample": f"every {old_every}th problem",
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
-    figures = {"total_passes": sum(r["passes"] for r in table.values()), "wall_s": round(time.perf_counter() - start),
-               "table": table}
+    figures = {"total_passes": sum(r["passes"] for r in table.values()),
+               "wall_s": round(time.perf_counter() - start), "table": table}
     return workload, figures

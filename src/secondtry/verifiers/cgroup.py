@@ -139,7 +139,7 @@ def _try_v2(folder: Path) -> str | None:
     control = folder / "cgroup.subtree_control"
     try:
         if "memory" not in control.read_text().split():
-            control.write_text("+memory")  # refused while the group itself holds processes (and is not the root)
+            control.write_text("+memory")  # refused while the group holds processes (and is not the root)
     except OSError as e:
         return (f"cannot enable memory in {control} ({e.strerror}: a group with processes of its own cannot "
                 f"have children with controllers); set {ENV} to a delegated group")

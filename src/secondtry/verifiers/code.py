@@ -61,6 +61,8 @@ _WIRE = Path(_wire.__file__).read_text(encoding="utf-8")
 WIRE_MODULE = "_secondtry_wire"  # wire.py inside the sandboxes, from a read-only folder with its bytecode
 CANDIDATE = "serve_candidate(int(sys.argv[1]), int(sys.argv[2]), 'main.py')"
 TESTS = "run_tests('job.repr', int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
+COMPILE = ("import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True, "
+           "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")
 _wire_lock = threading.Lock()
 _wire_dirs: dict[str, str | None] = {}
 
@@ -73,15 +75,14 @@ def _wire_dir(python: str) -> str | None:
         if python not in _wire_dirs:
             _wire_dirs[python] = None
             try:
-                folder = tempfile.mkdtemp(prefix=f"{_sandbox.PREFIX}{os.getpid()}-wire-")  # swept like the others
+                # named like the run folders, so that the sweep removes those of dead processes
+                folder = tempfile.mkdtemp(prefix=f"{_sandbox.PREFIX}{os.getpid()}-wire-")
                 os.chmod(folder, 0o755)
                 source = Path(folder, WIRE_MODULE + ".py")
                 source.write_text(_WIRE, encoding="utf-8")
                 source.chmod(0o644)
                 compiled = subprocess.run(
-                    [python, "-I", "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True, "
-                     "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)", str(source)],
-                    capture_output=True, timeout=60)
+                    [python, "-I", "-S", "-c", COMPILE, str(source)], capture_output=True, timeout=60)
                 if compiled.returncode == 0:
                     for d, _, names in os.walk(folder):
                         os.chmod(d, 0o755)
@@ -98,14 +99,15 @@ def _runner(python: str, call: str) -> tuple[list[str], tuple[str, ...]]:
     folder = _wire_dir(python)
     if folder is None:
         return ["-c", _WIRE + "\n" + call + "\n"], ()
-    return ["-c", f"import sys; sys.path.insert(0, {folder!r}); from {WIRE_MODULE} import *; {call}"], (folder,)
-# the one-process baseline: runs main.py as module `__solution__`, not "__main__" (a registered module, so that multiprocessing
-# can pickle its functions); no import of runpy: ~3 ms a run
+    program = f"import sys; sys.path.insert(0, {folder!r}); from {WIRE_MODULE} import *; {call}"
+    return ["-c", program], (folder,)
+# the one-process baseline: runs main.py as module `__solution__`, not "__main__" (a registered module, so
+# that multiprocessing can pickle its functions); no import of runpy: ~3 ms a run
 RUNNER = ("import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
           "m.__file__ = 'main.py'; "
           "exec(compile(open('main.py', encoding='utf-8').read(), 'main.py', 'exec'), m.__dict__)")
 GRACE_S = 0.25  # how long the program may take to end by itself once the tests are done (then it is killed)
-NPROC = 16  # processes and threads of one sandbox (without a memory cgroup, worst-case memory is NPROC * memory_mb)
+NPROC = 16  # processes and threads of one sandbox (without a memory cgroup, worst case: NPROC * memory_mb)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _PY_TAGS = {"", "python", "py", "python3", "py3"}
 _FRAME = re.compile(r'File "(?:/sandbox/)?main\.py", line (\d+)')
@@ -256,7 +258,8 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     tests = str(problem.answer).rstrip() + "\n"
     nonce = secrets.token_hex(16)
     job = {"nonce": nonce, "tests": tests, "prompt": meta.get("code_prompt") or "",
-           "entry": meta.get("entry_point") or "", "declared": list(task_functions(problem.solution or "", tests))}
+           "entry": meta.get("entry_point") or "",
+           "declared": list(task_functions(problem.solution or "", tests))}
     py = _sandbox.interpreter(python)
     candidate, binds = _runner(py, CANDIDATE)
     tester, _ = _runner(py, TESTS)
@@ -272,7 +275,8 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     ]
     try:
         cand, tester = _sandbox.run_group(programs, timeout_s=timeout_s, memory_mb=memory_mb, nproc=NPROC,
-                                          sandbox=sandbox, python=python, binds=binds, until=1, grace_s=GRACE_S)
+                                          sandbox=sandbox, python=python, binds=binds, until=1,
+                                          grace_s=GRACE_S)
         report_text = _sandbox._read_all(report_r)
     except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")
@@ -313,14 +317,14 @@ def _report(text: str, nonce: str) -> dict | None:
     return report
 
 
-def _judge(report: dict | None, cand: _sandbox.SandboxResult, tester: _sandbox.SandboxResult, timeout_s: float,
-           offset: int) -> tuple[bool | None, str]:
+def _judge(report: dict | None, cand: _sandbox.SandboxResult, tester: _sandbox.SandboxResult,
+           timeout_s: float, offset: int) -> tuple[bool | None, str]:
     for r in (cand, tester):
         if r.error:
             return None, f"cannot judge: {r.error}"
     if tester.timed_out:
         return False, f"timed out after {timeout_s:g}s"
-    if cand.output_limited or tester.output_limited:  # a program that floods its output is wrong, tests or not
+    if cand.output_limited or tester.output_limited:  # flooding its output is wrong, whatever the tests say
         return False, "output limit exceeded"
     status = report.get("status") if report else None
     if status == "passed" and report and report.get("done") and tester.returncode == 0:
@@ -330,7 +334,8 @@ def _judge(report: dict | None, cand: _sandbox.SandboxResult, tester: _sandbox.S
     if status == "not_plain" and report:
         return False, f"incorrect: return value not plain data ({str(report.get('what'))[:100]})"
     if status == "cannot_serve" and report:
-        return None, f"cannot judge: {str(report.get('what'))[:160]}, which cannot cross between the two processes"
+        what = str(report.get("what"))[:160]
+        return None, f"cannot judge: {what}, which cannot cross between the two processes"
     if status == "exited":
         return False, _ended(cand, offset)
     if cand.oom_killed or tester.oom_killed:
@@ -380,7 +385,8 @@ def _ended(cand: _sandbox.SandboxResult, offset: int) -> str:
 
 
 def verify_one_process(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_mb: int = 1024,
-                       sandbox: Literal["auto", "bwrap", "rlimits"] = "auto", python: str | None = None) -> Verdict:
+                       sandbox: Literal["auto", "bwrap", "rlimits"] = "auto",
+                       python: str | None = None) -> Verdict:
     """The earlier design, kept as the baseline of `secondtry bench verify`: code, tests and nonce in one
     program, correct if it prints the nonce. Not a verifier: code that reads its own source, or returns
     an object equal to everything, passes (see `verify`)."""

@@ -81,9 +81,10 @@ CAP = 8192  # bytes of stdout head / tail and stderr tail kept in the result
 INSIDE = "/sandbox"  # the program's working directory (and HOME) under bwrap
 FIX = ("install bubblewrap (`apt-get install bubblewrap`), or set the verifier option "
        "`sandbox: rlimits` to accept weaker isolation (no namespaces)")
-NO_CGROUP_WARNING = ("no memory cgroup, so the cap is per process (RLIMIT_AS): a run's processes, files and kernel "
-                     "memory together may exceed it: ")
-NO_SECCOMP_WARNING = f"no seccomp filter on this architecture ({platform.machine()}): SysV IPC, xattrs, ptrace, io_uring allowed"
+NO_CGROUP_WARNING = ("no memory cgroup, so the cap is per process (RLIMIT_AS): a run's processes, files and "
+                     "kernel memory together may exceed it: ")
+NO_SECCOMP_WARNING = (f"no seccomp filter on this architecture ({platform.machine()}): SysV IPC, xattrs, "
+                      "ptrace, io_uring allowed")
 RLIMITS_WARNING = ("weaker isolation (sandbox: rlimits): no namespaces, so the program could read "
                    "world-readable files, use the network and leave setsid() daemons behind")
 
@@ -121,7 +122,7 @@ class SandboxResult:
     warning: str | None = None  # set for the weaker "rlimits" mode
     stdout_bytes: int = 0
     stderr_bytes: int = 0
-    cut: bool = False  # still running when its group ended (the wall clock, or the end of the program it waited for)
+    cut: bool = False  # still running when its group ended (the wall clock, or the end of the one awaited)
     memory_cap: str = "rlimits"  # what capped its memory: "cgroup v2", "cgroup v1", or rlimits alone
     oom_killed: bool = False  # the kernel killed a process of the group because the cap was reached
     memory_peak_mb: float | None = None  # the group's peak memory (cgroup), all its programs together
@@ -155,7 +156,8 @@ _swept = False
 _warned = False
 
 
-def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]], cgroup_procs: str | None) -> None:
+def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]],
+             cgroup_procs: str | None) -> None:
     """In the child, before exec: in the run's memory cgroup, first in the kernel's OOM line, unprivileged,
     dies with the caller."""
     try:
@@ -244,9 +246,15 @@ def _read(path: Path) -> tuple[str, str, int]:
 
 
 def _rmtree(path: str) -> None:
-    def retry(func, p, _exc):  # a program may have made its own folders unwritable
+    top = os.path.abspath(path)
+
+    def retry(func, p, exc):  # a program may have made its own folders unwritable
+        if isinstance(exc[1], FileNotFoundError):  # removed meanwhile (another process's sweep)
+            return
         try:
-            os.chmod(os.path.dirname(p), 0o700)
+            parent = os.path.dirname(os.path.abspath(p))
+            if parent == top or parent.startswith(top + os.sep):  # never a folder outside the tree (/tmp)
+                os.chmod(parent, 0o700)
             os.chmod(p, 0o700)
             func(p)
         except OSError:
@@ -368,8 +376,9 @@ def run_group(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_
 
 
 def _probe_run(method: str, binds: tuple[str, ...], python: str) -> SandboxResult:
-    return _run([Program({}, [python, "-I", "-S", "-c", "print('ok')"])], timeout_s=30, memory_mb=512, cpu_s=30,
-                fsize_mb=1, nproc=8, nofile=32, disk_mb=1, method=method, binds=binds, python=python)[0]
+    return _run([Program({}, [python, "-I", "-S", "-c", "print('ok')"])], timeout_s=30, memory_mb=512,
+                cpu_s=30, fsize_mb=1, nproc=8, nofile=32, disk_mb=1, method=method, binds=binds,
+                python=python)[0]
 
 
 @dataclass
@@ -394,7 +403,8 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
         try:
             for i, program in enumerate(programs):
                 started.append(_start(program, os.path.join(host, f"p{i}"), method=method, binds=binds,
-                                      python=python, limits=limits, disk_mb=disk_mb, root=root, me=me, group=group))
+                                      python=python, limits=limits, disk_mb=disk_mb, root=root, me=me,
+                                      group=group))
         finally:  # handed over: a pipe's end must live only in the program it was given to
             for program in programs:
                 for fd in program.pass_fds:
@@ -408,7 +418,8 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
         if until is not None and not timed_out and grace_s > 0:  # a natural end is cheaper than a kill
             grace = min(deadline, time.monotonic() + grace_s)
             for s in started:
-                if s.proc is not None and s.proc.poll() is None and not _wait(s.proc, max(0.0, grace - time.monotonic())):
+                left = max(0.0, grace - time.monotonic())
+                if s.proc is not None and s.proc.poll() is None and not _wait(s.proc, left):
                     break
         cut = [s.proc is not None and s.proc.poll() is None for s in started]  # still running: ended by us
         for s in started:
@@ -457,11 +468,12 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
             bin_dirs.append(os.path.dirname(python))
         work = INSIDE if method == "bwrap" else os.path.join(folder, "work")
         clean = {"PATH": ":".join(bin_dirs), "HOME": work, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                 "PYTHONHASHSEED": "0", "TMPDIR": "/tmp" if method == "bwrap" else work, **(program.env or {})}
+                 "PYTHONHASHSEED": "0", "TMPDIR": "/tmp" if method == "bwrap" else work,
+                 **(program.env or {})}
         if method == "bwrap":
             cmd = [*_bwrap_cmd(folder, program.files, fds, binds, python, clean, disk_mb),
                    "--json-status-fd", str(status_w), *_limit_prefix(limits, python), *program.argv]
-            outside: Mapping[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox only
+            outside: Mapping[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox
         else:
             _write_work(work, program.files, root)
             if root:  # nobody may pass through to work/, not list or read the rest
@@ -477,8 +489,8 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
         chain = _outside_chain(root, procs) if method == "bwrap" else None
         try:
             s.proc = subprocess.Popen(
-                [*chain, *cmd] if chain is not None else cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                pass_fds=(*fds, *program.pass_fds),
+                [*chain, *cmd] if chain is not None else cmd, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, pass_fds=(*fds, *program.pass_fds),
                 close_fds=True, start_new_session=True,  # its own process group, killed as one on timeout
                 env=clean if method == "rlimits" else {}, cwd=work if method == "rlimits" else folder,
                 preexec_fn=None if chain is not None else (lambda: _preexec(root, me, outside, procs)))
@@ -493,7 +505,8 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
     return s
 
 
-def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float, fsize_mb: int) -> SandboxResult:
+def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float,
+            fsize_mb: int) -> SandboxResult:
     out_path, err_path = Path(s.folder, "stdout"), Path(s.folder, "stderr")
     status = _read_all(s.status_r)
     error = s.error

@@ -51,7 +51,7 @@ class NotPlain(Exception):
 
 
 def _special_types() -> dict:
-    """collections' dict types -> their names; empty while collections is not loaded (then no value is one)."""
+    """collections' dict types -> their names; empty while collections is not loaded (no value is one)."""
     m = sys.modules.get("collections")
     return {getattr(m, name): name for name in _SPECIAL} if m is not None else {}
 
@@ -253,7 +253,8 @@ class _Stop(BaseException):
 
 
 def run_tests(job_path: str, rfd: int, wfd: int, report_fd: int) -> None:
-    """Run the job's tests against the program across the pipe; write the report (a dict's repr) to `report_fd`.
+    """Run the job's tests against the program across the pipe; write the report (a dict's repr) to
+    `report_fd`.
 
     The job file holds a dict's repr, written by the verifier (no json here: importing it costs ~10 ms).
     """
@@ -265,7 +266,7 @@ def run_tests(job_path: str, rfd: int, wfd: int, report_fd: int) -> None:
     except BaseException as e:  # noqa: BLE001 - the harness itself failed: never a pass
         if report["status"] == "passed":
             report.update(status="error", error=type(e).__name__, message=str(e)[:300])
-    report = {k: v[:500] if type(v) is str else v for k, v in report.items()}  # a pipe's buffer holds it whole
+    report = {k: v[:500] if type(v) is str else v for k, v in report.items()}  # fits a pipe's buffer
     os.write(report_fd, (repr(report) + "\n").encode())
 
 
@@ -280,7 +281,7 @@ def _run_tests(job: dict, rfd: int, wfd: int, report: dict) -> None:
     entry = job.get("entry") or ""
     declared = set(job.get("declared") or ())  # the task's own functions, which may shadow builtins
     g = {"__name__": "__tests__", "__builtins__": builtins}
-    if job.get("prompt"):  # the task's own helpers (HumanEval's poly, encode_cyclic): trusted, never the program's
+    if job.get("prompt"):  # the task's own helpers (HumanEval's poly): trusted, never the program's
         try:
             exec(compile(job["prompt"], "prompt.py", "exec"), g)
         except Exception:  # noqa: BLE001 - a prompt that is not a whole program
@@ -310,7 +311,8 @@ def _run_tests(job: dict, rfd: int, wfd: int, report: dict) -> None:
         lines = _lines(e.__traceback__, "tests.py")
         origin = getattr(e, "_secondtry_origin", None)
         report.update(status="failed", error=origin[0] if origin else type(e).__name__,
-                      message=(origin[1] if origin else _text(e))[:300], test_line=lines[-1] if lines else None,
+                      message=(origin[1] if origin else _text(e))[:300],
+                      test_line=lines[-1] if lines else None,
                       code_line=origin[2] if origin else None, from_program=origin is not None)
         return
     if report["status"] == "passed":
