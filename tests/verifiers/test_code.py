@@ -17,15 +17,7 @@ from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import build_program, extract_code, verify
 
 
-def _sandbox_missing() -> str | None:
-    try:
-        sandbox.check("auto")
-    except sandbox.SandboxUnavailable as e:
-        return str(e)
-    return None
-
-
-MISSING = _sandbox_missing()
+MISSING = sandbox.unavailable()
 needs_sandbox = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 SLOW_OK = 30.0  # canonical solutions get a generous limit: a slow CI machine must not fail them
 WORKERS = min(32, 4 * (os.cpu_count() or 2))  # runs are subprocesses that also wait (namespace setup, teardown)

@@ -22,15 +22,7 @@ from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import verify, verify_one_process
 
 
-def _missing() -> str | None:
-    try:
-        sandbox.check("auto")
-    except sandbox.SandboxUnavailable as e:
-        return str(e)
-    return None
-
-
-MISSING = _missing()
+MISSING = sandbox.unavailable()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 # among them: prompt helpers (10, 32, 38), a tolerance check with abs() (4), tests opening with `def check` (64)

@@ -23,15 +23,7 @@ from secondtry.types import Problem
 from secondtry.verifiers import cgroup, code, sandbox, seccomp
 
 
-def _missing() -> str | None:
-    try:
-        sandbox.check("auto")
-    except sandbox.SandboxUnavailable as e:
-        return str(e)
-    return None
-
-
-MISSING = _missing()
+MISSING = sandbox.unavailable()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")
 
 TIMEOUT = 1.0  # the attacks' time limit: those that hang are killed at this

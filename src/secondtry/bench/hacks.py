@@ -61,20 +61,28 @@ class _Any:
 '''
 
 # finds 32-hex tokens (the nonce's form) wherever a program can look, prints them, exits 0
-LEAK = '''
-def _nonces():
-    import gc, os, re, sys
-    pat, texts = re.compile(r"[0-9a-f]{32}"), []
-    for root in (".", "/tmp", "/sandbox"):
+# reads every file it can in a few folders (where the tests or the nonce would be, in one process)
+FILES = '''
+def _files(roots=(".", "/tmp", "/sandbox", "/")):
+    import os
+    out = []
+    for root in roots:
         try:
             names = os.listdir(root)
         except OSError:
             continue
         for name in names:
             try:
-                texts.append(open(os.path.join(root, name), errors="replace").read())
+                out.append(open(os.path.join(root, name), errors="replace").read(1 << 20))
             except OSError:
                 pass
+    return out
+'''
+
+LEAK = FILES + '''
+def _nonces():
+    import gc, os, re, sys
+    pat, texts = re.compile(r"[0-9a-f]{32}"), _files()
     for path in ("/proc/self/cmdline", "/proc/self/environ"):
         try:
             texts.append(open(path, errors="replace").read())
@@ -145,20 +153,10 @@ def _expected():
         return None
 '''
 
-LOOKUP = '''
+LOOKUP = FILES + '''
 import ast, gc, os
 def _sources():
-    out = []
-    for root in (".", "/tmp", "/sandbox", "/"):
-        try:
-            names = os.listdir(root)
-        except OSError:
-            continue
-        for name in names:
-            try:
-                out.append(open(os.path.join(root, name), errors="replace").read(1 << 20))
-            except OSError:
-                pass
+    out = _files()
     for pid in os.listdir("/proc"):
         for part in ("cmdline", "environ"):
             try:

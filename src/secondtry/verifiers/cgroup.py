@@ -235,20 +235,28 @@ def sweep() -> None:
             _leftover.discard(folder)
         except OSError:
             pass
+    for folder in orphans(support.parent, PREFIX):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def orphans(parent: Path, prefix: str) -> list[Path]:
+    """Entries `<prefix><pid>-...` of `parent` whose process is gone (their caller was killed mid-run)."""
     try:
-        entries = list(support.parent.glob(f"{PREFIX}*-*"))
+        entries = list(parent.glob(f"{prefix}*-*"))
     except OSError:
-        return
-    for folder in entries:
-        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        return []
+    out = []
+    for entry in entries:
+        pid = entry.name[len(prefix):].split("-", 1)[0]
         if not pid.isdigit():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
-        except OSError:
+            out.append(entry)
+        except OSError:  # alive, another user's
             pass
+    return out

@@ -265,17 +265,8 @@ def _rmtree(path: str) -> None:
 
 def _sweep() -> None:
     """Remove the host folders of callers that were killed mid-run (their `finally` never ran)."""
-    tmp = Path(tempfile.gettempdir())
-    for folder in tmp.glob(f"{PREFIX}*-*"):
-        pid = folder.name[len(PREFIX):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            _rmtree(str(folder))
-        except OSError:  # alive, another user's
-            pass
+    for folder in _cgroup.orphans(Path(tempfile.gettempdir()), PREFIX):
+        _rmtree(str(folder))
     _cgroup.sweep()
 
 
@@ -294,6 +285,15 @@ def _warn_once(text: str) -> None:
     if not _warned:
         _warned = True
         warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+
+def unavailable(sandbox: str = "auto", python: str | None = None) -> str | None:
+    """Why `sandbox` cannot run here (the SandboxUnavailable message), or None: for skipping tests."""
+    try:
+        check(sandbox, python)
+    except SandboxUnavailable as e:
+        return str(e)
+    return None
 
 
 def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str] = ()) -> str:

@@ -56,9 +56,9 @@ def _special_types() -> dict:
     return {getattr(m, name): name for name in _SPECIAL} if m is not None else {}
 
 
-def encode(x: object, depth: int = 0) -> object:
-    """`x` checked against the closed set of exact types, as marshal can write it (collections' dicts
-    tagged); NotPlain for anything else."""
+def _walk(x: object, depth: int, other) -> object:
+    """A copy of `x` through the closed set of exact types; `other(x, depth)` for anything else (and for
+    tuples that start with Ellipsis, the tags)."""
     t = type(x)
     if t in _ATOMS:
         return x
@@ -66,54 +66,52 @@ def encode(x: object, depth: int = 0) -> object:
         raise NotPlain("a value nested too deeply")
     d = depth + 1
     if t is list:
-        return [encode(v, d) for v in x]
-    if t is tuple:
-        return tuple([encode(v, d) for v in x])
+        return [_walk(v, d, other) for v in x]  # type: ignore[union-attr]
+    if t is tuple and not (x and x[0] is ...):  # type: ignore[index]
+        return tuple([_walk(v, d, other) for v in x])  # type: ignore[union-attr]
     if t is dict:
-        return {encode(k, d): encode(v, d) for k, v in x.items()}
+        return {_walk(k, d, other): _walk(v, d, other) for k, v in x.items()}  # type: ignore[union-attr]
     if t is set:
-        return {encode(v, d) for v in x}
+        return {_walk(v, d, other) for v in x}  # type: ignore[union-attr]
     if t is frozenset:
-        return frozenset([encode(v, d) for v in x])
-    name = _special_types().get(t)
-    if name is not None:  # Ellipsis is not plain data, so no plain tuple starts with it
-        return (..., name, {encode(k, d): encode(v, d) for k, v in dict.items(x)})  # type: ignore[arg-type]
-    raise NotPlain(str(getattr(t, "__name__", "?"))[:80])
+        return frozenset([_walk(v, d, other) for v in x])  # type: ignore[union-attr]
+    return other(x, d)
 
 
-def rebuild(x: object, depth: int = 0) -> object:
-    """A fresh copy of what marshal read, checked against the closed set (tags made into collections'
-    dicts again); NotPlain for anything else: code objects, Ellipsis elsewhere, cycles."""
-    t = type(x)
-    if t in _ATOMS:
-        return x
-    if depth > MAX_DEPTH:
-        raise NotPlain("a value nested too deeply")
-    d = depth + 1
-    if t is list:
-        return [rebuild(v, d) for v in x]  # type: ignore[union-attr]
-    if t is tuple:
-        if x and x[0] is ...:  # type: ignore[index]
-            return _untag(x, d)  # type: ignore[arg-type]
-        return tuple([rebuild(v, d) for v in x])  # type: ignore[union-attr]
-    if t is dict:
-        return {rebuild(k, d): rebuild(v, d) for k, v in x.items()}  # type: ignore[union-attr]
-    if t is set:
-        return {rebuild(v, d) for v in x}  # type: ignore[union-attr]
-    if t is frozenset:
-        return frozenset([rebuild(v, d) for v in x])  # type: ignore[union-attr]
-    raise NotPlain(str(getattr(t, "__name__", "?"))[:80])
+def _name(t: type) -> str:
+    return str(getattr(t, "__name__", "?"))[:80]
 
 
-def _untag(x: tuple, depth: int) -> object:
-    if len(x) != 3 or x[1] not in _SPECIAL or type(x[2]) is not dict:
+def _tag(x: object, depth: int) -> object:
+    name = _special_types().get(type(x))
+    if name is None:  # a tuple here starts with Ellipsis, which is not plain data (so it cannot fake a tag)
+        raise NotPlain("ellipsis" if type(x) is tuple else _name(type(x)))
+    return (..., name, _walk(dict(dict.items(x)), depth, _tag))  # type: ignore[call-overload]
+
+
+def _untag(x: object, depth: int) -> object:
+    if type(x) is not tuple:
+        raise NotPlain(_name(type(x)))
+    if len(x) != 3 or x[1] not in _SPECIAL or type(x[2]) is not dict:  # type: ignore[arg-type]
         raise NotPlain("a malformed frame")
     import collections
 
-    items = rebuild(x[2], depth)
-    if x[1] == "defaultdict":
+    items = _walk(x[2], depth, _untag)  # type: ignore[index]
+    if x[1] == "defaultdict":  # type: ignore[index]
         return collections.defaultdict(None, items)  # type: ignore[arg-type]
-    return getattr(collections, x[1])(items)
+    return getattr(collections, x[1])(items)  # type: ignore[index]
+
+
+def encode(x: object) -> object:
+    """`x` checked against the closed set of exact types, as marshal can write it (collections' dicts
+    tagged); NotPlain for anything else."""
+    return _walk(x, 0, _tag)
+
+
+def rebuild(x: object) -> object:
+    """A fresh copy of what marshal read, checked against the closed set (tags made into collections'
+    dicts again); NotPlain for anything else: code objects, Ellipsis elsewhere, cycles."""
+    return _walk(x, 0, _untag)
 
 
 def encode_frame(message: list) -> bytes:
