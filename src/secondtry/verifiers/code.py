@@ -46,7 +46,6 @@ import secrets
 import signal as _signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Literal
@@ -58,49 +57,37 @@ from secondtry.verifiers import wire as _wire
 MAIN = "main.py"
 JOB = "job.repr"  # the tests' side: test source, prompt, entry point, nonce (a dict's repr)
 _WIRE = Path(_wire.__file__).read_text(encoding="utf-8")
-WIRE_MODULE = "_secondtry_wire"  # wire.py inside the sandboxes, from a read-only folder with its bytecode
+WIRE = ".secondtry_wire"  # wire.py's code object (marshal), copied into both sandboxes
 CANDIDATE = "serve_candidate(int(sys.argv[1]), int(sys.argv[2]), 'main.py')"
 TESTS = "run_tests('job.repr', int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
-COMPILE = ("import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True, "
-           "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")
+COMPILE = ("import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), 'wire.py', "
+           "'exec')))")
 _wire_lock = threading.Lock()
-_wire_dirs: dict[str, str | None] = {}
+_wire_code: dict[str, bytes | None] = {}
 
 
-def _wire_dir(python: str) -> str | None:
-    """A folder (made once per process and interpreter, world-readable, bound read-only into both
-    sandboxes) holding wire.py and its bytecode compiled by `python`: compiling it in each sandbox
-    would cost ~5 ms a process. None if it cannot be made (then the source goes on the command line)."""
+def _compiled_wire(python: str) -> bytes | None:
+    """wire.py compiled by `python` (once per process and interpreter): compiling its source in each
+    sandbox would cost ~5 ms a process. None if that interpreter cannot (then the source is sent)."""
     with _wire_lock:
-        if python not in _wire_dirs:
-            _wire_dirs[python] = None
+        if python not in _wire_code:
             try:
-                # named like the run folders, so that the sweep removes those of dead processes
-                folder = tempfile.mkdtemp(prefix=f"{_sandbox.PREFIX}{os.getpid()}-wire-")
-                os.chmod(folder, 0o755)
-                source = Path(folder, WIRE_MODULE + ".py")
-                source.write_text(_WIRE, encoding="utf-8")
-                source.chmod(0o644)
-                compiled = subprocess.run(
-                    [python, "-I", "-S", "-c", COMPILE, str(source)], capture_output=True, timeout=60)
-                if compiled.returncode == 0:
-                    for d, _, names in os.walk(folder):
-                        os.chmod(d, 0o755)
-                        for name in names:
-                            os.chmod(os.path.join(d, name), 0o644)
-                    _wire_dirs[python] = folder
+                done = subprocess.run([python, "-I", "-S", "-c", COMPILE], input=_WIRE.encode(),
+                                      capture_output=True, timeout=60)
+                _wire_code[python] = done.stdout if done.returncode == 0 and done.stdout else None
             except (OSError, subprocess.SubprocessError):
-                pass
-        return _wire_dirs[python]
+                _wire_code[python] = None
+        return _wire_code[python]
 
 
-def _runner(python: str, call: str) -> tuple[list[str], tuple[str, ...]]:
-    """(the `-c` program that runs `call` from wire.py, the folder to bind for it)."""
-    folder = _wire_dir(python)
-    if folder is None:
-        return ["-c", _WIRE + "\n" + call + "\n"], ()
-    program = f"import sys; sys.path.insert(0, {folder!r}); from {WIRE_MODULE} import *; {call}"
-    return ["-c", program], (folder,)
+def _runner(python: str, call: str) -> tuple[list[str], dict[str, str | bytes]]:
+    """(the `-c` program that runs `call` from wire.py, the files it needs in the sandbox)."""
+    code = _compiled_wire(python)
+    if code is None:
+        return ["-c", _WIRE + "\n" + call + "\n"], {}
+    return ["-c", f"import marshal; exec(marshal.loads(open({WIRE!r}, 'rb').read())); {call}"], {WIRE: code}
+
+
 # the one-process baseline: runs main.py as module `__solution__`, not "__main__" (a registered module, so
 # that multiprocessing can pickle its functions); no import of runpy: ~3 ms a run
 RUNNER = ("import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
@@ -261,22 +248,21 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
            "entry": meta.get("entry_point") or "",
            "declared": list(task_functions(problem.solution or "", tests))}
     py = _sandbox.interpreter(python)
-    candidate, binds = _runner(py, CANDIDATE)
+    candidate, wire_files = _runner(py, CANDIDATE)
     tester, _ = _runner(py, TESTS)
     calls_r, calls_w = os.pipe()  # tests -> program: calls
     answers_r, answers_w = os.pipe()  # program -> tests: return values and exceptions
     report_r, report_w = os.pipe()  # tests -> here: the outcome, with the nonce
     programs = [
-        _sandbox.Program({MAIN: solution}, [py, *candidate, str(calls_r), str(answers_w)],
+        _sandbox.Program({MAIN: solution, **wire_files}, [py, *candidate, str(calls_r), str(answers_w)],
                          pass_fds=(calls_r, answers_w)),
-        _sandbox.Program({JOB: repr(job)}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), *tester,
+        _sandbox.Program({JOB: repr(job), **wire_files}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), *tester,
                                             str(answers_r), str(calls_w), str(report_w)],
                          pass_fds=(answers_r, calls_w, report_w)),
     ]
     try:
         cand, tester = _sandbox.run_group(programs, timeout_s=timeout_s, memory_mb=memory_mb, nproc=NPROC,
-                                          sandbox=sandbox, python=python, binds=binds, until=1,
-                                          grace_s=GRACE_S)
+                                          sandbox=sandbox, python=python, until=1, grace_s=GRACE_S)
         report_text = _sandbox._read_all(report_r)
     except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")

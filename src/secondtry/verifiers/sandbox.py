@@ -212,7 +212,7 @@ def _limit_prefix(limits: Mapping[str, tuple[int, int]], python: str) -> list[st
     return [python, "-I", "-S", "-c", LAUNCHER, *specs, "--"]
 
 
-def _check_names(files: Mapping[str, str]) -> None:
+def _check_names(files: Mapping[str, str | bytes]) -> None:
     for name in files:
         parts = Path(name).parts
         if not name or Path(name).is_absolute() or ".." in parts:
@@ -328,16 +328,16 @@ def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str]
 
 @dataclass(frozen=True)
 class Program:
-    """One program of a `run_group`: its input files, its command, and host fds it inherits (at the same
-    numbers: pipes to the other programs of the group)."""
+    """One program of a `run_group`: its input files (text or bytes), its command, and host fds it inherits
+    (at the same numbers: pipes to the other programs of the group)."""
 
-    files: Mapping[str, str]
+    files: Mapping[str, str | bytes]
     argv: list[str]
     pass_fds: tuple[int, ...] = ()
     env: Mapping[str, str] | None = None
 
 
-def run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_mb: int,
+def run(files: Mapping[str, str | bytes], argv: list[str], *, timeout_s: float, memory_mb: int,
         cpu_s: int | None = None, fsize_mb: int = 16, nproc: int = 32, nofile: int = 64,
         disk_mb: int = 64, sandbox: str = "auto", binds: Iterable[str] = (),
         env: Mapping[str, str] | None = None, python: str | None = None) -> SandboxResult:
@@ -529,19 +529,22 @@ def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float,
         stdout_bytes=n_out, stderr_bytes=n_err, cut=cut, memory_cap="rlimits")
 
 
-def _write_work(work: str, files: Mapping[str, str], root: bool) -> None:
+def _write_work(work: str, files: Mapping[str, str | bytes], root: bool) -> None:
     """The working folder of an rlimits run; nobody's when we are root (the program runs as nobody)."""
     os.mkdir(work, 0o700)
     for name, text in files.items():
         Path(work, name).parent.mkdir(parents=True, exist_ok=True)
-        Path(work, name).write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            Path(work, name).write_bytes(text)
+        else:
+            Path(work, name).write_text(text, encoding="utf-8")
     if root:
         for d, _, names in os.walk(work):
             for p in [d, *(os.path.join(d, n) for n in names)]:
                 os.chown(p, NOBODY, NOBODY)
 
 
-def _bwrap_cmd(host: str, files: Mapping[str, str], fds: list[int], binds: tuple[str, ...], python: str,
+def _bwrap_cmd(host: str, files: Mapping[str, str | bytes], fds: list[int], binds: tuple[str, ...], python: str,
                env: Mapping[str, str], disk_mb: int) -> list[str]:
     disk = str(disk_mb * 1024 * 1024)
     cmd = [shutil.which("bwrap") or "bwrap",
@@ -558,7 +561,10 @@ def _bwrap_cmd(host: str, files: Mapping[str, str], fds: list[int], binds: tuple
         cmd += ["--ro-bind", path, path]
     for name, text in files.items():
         src = Path(host, f"in-{len(fds)}")
-        src.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            src.write_bytes(text)
+        else:
+            src.write_text(text, encoding="utf-8")
         fd = os.open(src, os.O_RDONLY)
         fds.append(fd)
         for d in reversed(Path(name).parents[:-1]):
