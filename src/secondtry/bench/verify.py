@@ -175,6 +175,9 @@ def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, r
     per = {name: sum(w) / (rounds * len(items)) for name, w in walls.items()}
     workload = {"task": task, "data": str(data), "problems": len(problems), "items": len(items),
                 "completions": "the canonical solution of each test problem, in a ```python block",
+                "baseline": "one_process: code, tests and nonce in one program (verify_one_process), in the "
+                            "same sandbox as the two-process verifier; cost_ratio: two-process time per "
+                            "verdict / one-process time per verdict",
                 "workers": workers, "rounds": rounds, "timeout_s": timeout_s, **protections(),
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
     figures = {f"{name}_verdicts_per_s": round(1 / per[name], 1) for name in per}
