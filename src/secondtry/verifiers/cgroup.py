@@ -7,10 +7,10 @@ OOM-kills inside the group when it is full, never outside it.
 
 `detect()` finds, once per process, where this process may make such groups:
 
-- cgroup v2 (`memory.max`), preferred: the group this process is in, when its
-  `cgroup.subtree_control` has (or can be given) the memory controller, or the folder named by the
-  environment variable SECONDTRY_CGROUP (a delegated group, e.g. from
-  `systemd-run --scope -p Delegate=yes`);
+- cgroup v2 (`memory.max`), preferred: the folder named by the environment variable
+  SECONDTRY_CGROUP (a delegated group, e.g. from `systemd-run --scope -p Delegate=yes`), else the
+  group this process is in, when its `cgroup.subtree_control` has (or can be given) the memory
+  controller, else beside it, when its parent's children have the memory controller;
 - cgroup v1's memory controller (`memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`), on hosts
   that still mount it (hybrid hierarchies), where this process may create groups in its own;
 - neither: `detect()` says why, and the sandbox falls back to rlimits alone with a warning.
@@ -128,8 +128,9 @@ def _own_groups() -> dict[str, str]:
     return out
 
 
-def _try_v2(folder: Path) -> str | None:
-    """None if memory groups can be made under `folder`, else why not."""
+def _try_v2(folder: Path, enable: bool = True) -> str | None:
+    """None if memory groups can be made under `folder` (giving its children the memory controller if
+    `enable`), else why not."""
     try:
         controllers = (folder / "cgroup.controllers").read_text().split()
     except OSError as e:
@@ -139,6 +140,8 @@ def _try_v2(folder: Path) -> str | None:
     control = folder / "cgroup.subtree_control"
     try:
         if "memory" not in control.read_text().split():
+            if not enable:
+                return f"the memory controller is not enabled for the children of {folder}"
             control.write_text("+memory")  # refused while the group holds processes (and is not the root)
     except OSError as e:
         return (f"cannot enable memory in {control} ({e.strerror}: a group with processes of its own cannot "
@@ -181,6 +184,9 @@ def _detect() -> Support:
             if why is None:
                 return Support(2, folder)
             reasons.append(f"cgroup v2: {why}")
+            # beside this process's group (a systemd service's slice usually gives its children memory)
+            if folder != Path(point) and _try_v2(folder.parent, enable=False) is None:
+                return Support(2, folder.parent)
     for point, kind, options in mounts:
         if kind == "cgroup" and "memory" in options and "memory" in mine:
             folder = Path(point + mine["memory"].rstrip("/"))
