@@ -40,7 +40,8 @@ def host(tmp_path, monkeypatch):
 def test_v2_in_this_process_group(tmp_path, host):
     _group(tmp_path / "v2" / "app", "cpu memory pids", "cpu")
     assert host([("v2", "cgroup2", set())], {"": "/app"}) == cgroup.Support(2, tmp_path / "v2" / "app")
-    assert "memory" in (tmp_path / "v2" / "app" / "cgroup.subtree_control").read_text()  # enabled for children
+    # enabled for its children
+    assert "memory" in (tmp_path / "v2" / "app" / "cgroup.subtree_control").read_text()
 
 
 def test_v2_beside_a_group_that_holds_processes(tmp_path, host):
