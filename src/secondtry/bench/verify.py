@@ -158,6 +158,7 @@ def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, r
 
     problems = code_problems(task, data)[:limit]
     items = [(p, f"```python\n{p.solution}\n```") for p in problems]
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine shares its cores
     walls: dict[str, list[float]] = {"two_process": [], "one_process": []}
     outcomes: dict[str, dict[str, int]] = {}
     with VerifierPool("code", workers, timeout_s) as new, VerifierPool(fn=verify_one_process, workers=workers,
@@ -179,6 +180,7 @@ def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, r
                             "same sandbox as the two-process verifier; cost_ratio: two-process time per "
                             "verdict / one-process time per verdict",
                 "workers": workers, "rounds": rounds, "timeout_s": timeout_s, **protections(),
+                "load_average_1min_at_start": load_at_start,
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
     figures = {f"{name}_verdicts_per_s": round(1 / per[name], 1) for name in per}
     figures |= {f"{name}_wall_s": [round(w, 2) for w in walls[name]] for name in walls}
