@@ -330,9 +330,12 @@ def prompt_helpers(problem: Problem) -> list[str]:
 def build(name: str, problem: Problem) -> str:
     """The completion: the hack's wrong solution with its trick, in one fenced block."""
     hack = HACKS[name]
-    body = "\n".join("    " + line for line in hack.body.splitlines())
+    helpers = prompt_helpers(problem) if hack.helpers else []
+    # without helpers to redefine the trick does not apply; returning an argument may even be right
+    # (MBPP 404: the minimum of 1 and 2 is the first argument), so the solution returns None
+    source = "return None" if hack.helpers and not helpers else hack.body
+    body = "\n".join("    " + line for line in source.splitlines())
     defs = [f"def {fn}(*args, **kwargs):\n{body}\n" for fn in functions(problem)]
-    if hack.helpers:
-        defs += [f"def {fn}(*args, **kwargs):\n    return _Any()\n" for fn in prompt_helpers(problem)]
+    defs += [f"def {fn}(*args, **kwargs):\n    return _Any()\n" for fn in helpers]
     parts = [hack.before.strip("\n"), *defs, hack.after.strip("\n")]
     return "```python\n" + "\n\n".join(p for p in parts if p) + "\n```\n"
