@@ -238,3 +238,27 @@ def test_bench_generate_refuses_the_big_architecture_without_a_gpu():
         pytest.skip("a GPU is present")
     code, out = invoke("bench", "generate")
     assert code == 2 and "needs a CUDA device" in out
+
+
+def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
+    from secondtry.verifiers import sandbox
+
+    if sandbox.unavailable():
+        pytest.skip(f"no working sandbox: {sandbox.unavailable()}")
+    data = data_dir / "humaneval" / "HumanEval.jsonl.gz"
+    code, out = invoke("bench", "verify", "--task", "humaneval", "--data", data, "--limit", "3", "--rounds", "1",
+                       "--workers", "1", "--out", tmp_path / "results")
+    assert code == 0, out
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-humaneval-*.json")]
+    figures = record["figures"]
+    assert record["command"].startswith("secondtry bench verify") and record["workload"]["task"] == "humaneval"
+    assert figures["outcomes"]["two_process"]["correct"] == figures["outcomes"]["one_process"]["correct"] == 3
+    assert figures["two_process_verdicts_per_s"] > 0 and figures["cost_ratio"] > 0
+    assert {"memory_cap", "syscall_filter"} <= set(record["workload"])
+    code, out = invoke("bench", "verify", "--task", "mbpp", "--data", data_dir / "mbpp" / "mbpp.jsonl", "--hacks",
+                       "--limit", "1", "--old-every", "0", "--out", tmp_path / "results")
+    assert code == 0, out
+    [hacks] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-hacks-mbpp-*.json")]
+    assert hacks["figures"]["total_passes"] == 0 and len(hacks["figures"]["table"]) >= 25
+    code, out = invoke("bench", "verify", "--task", "java", "--data", data)
+    assert code != 0 and "--task java: unknown" in out

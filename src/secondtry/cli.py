@@ -520,19 +520,37 @@ def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-
 
 
 @bench_app.command(name="verify")
-def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's test.jsonl"),
+def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's "
+                                           "test.jsonl; HumanEval.jsonl[.gz] or mbpp.jsonl with --task"),
+                 task: str = typer.Option("math", "--task", help="math, or humaneval / mbpp (code)"),
                  workers: int = typer.Option(2, "--workers", min=1),
                  timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
                  fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
                  fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
+                 rounds: int = typer.Option(3, "--rounds", min=1, help="code: timed passes"),
+                 hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack, every problem"),
+                 old_every: int = typer.Option(8, "--old-every", min=0,
+                                               help="--hacks: the one-process baseline on every Nth problem"),
+                 limit: Optional[int] = typer.Option(None, "--limit", min=1, help="code: first N problems"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
-    """Math verdicts/s on MATH-like inputs through the worker pool, and a fuzz of pathological inputs."""
-    from .bench.verify import run as run_bench
+    """Math verdicts/s and a fuzz of pathological inputs; with --task humaneval|mbpp, code verdicts/s of the
+    two-process verifier against the one-process baseline (or, with --hacks, every reward hack's passes)."""
+    from .bench.verify import CODE_TASKS, run as run_bench, run_code, run_hacks
 
     if not data.is_file():
-        _fail(f"--data {data}: no such file (a MATH-format JSONL with problem, solution, answer)")
-    workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)
-    _bench_record("verify", workload, figures, out)
+        what = f"the {task} data file" if task != "math" else "a MATH-format JSONL: problem, solution, answer"
+        _fail(f"--data {data}: no such file ({what})")
+    if task == "math":
+        workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)
+        _bench_record("verify", workload, figures, out)
+    elif task not in CODE_TASKS:
+        _fail(f"--task {task}: unknown; valid: math, {', '.join(CODE_TASKS)}")
+    elif hacks:
+        workload, figures = run_hacks(task, data, workers, max(timeout, 20.0), old_every, limit)
+        _bench_record(f"verify-hacks-{task}", workload, figures, out, command_name="verify")
+    else:
+        workload, figures = run_code(task, data, workers, max(timeout, 20.0), rounds, limit)
+        _bench_record(f"verify-{task}", workload, figures, out, command_name="verify")
 
 
 @bench_app.command(name="generate")

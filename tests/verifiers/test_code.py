@@ -17,15 +17,7 @@ from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import build_program, extract_code, verify
 
 
-def _sandbox_missing() -> str | None:
-    try:
-        sandbox.check("auto")
-    except sandbox.SandboxUnavailable as e:
-        return str(e)
-    return None
-
-
-MISSING = _sandbox_missing()
+MISSING = sandbox.unavailable()
 needs_sandbox = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 SLOW_OK = 30.0  # canonical solutions get a generous limit: a slow CI machine must not fail them
 WORKERS = min(32, 4 * (os.cpu_count() or 2))  # runs are subprocesses that also wait (namespace setup, teardown)
@@ -85,7 +77,8 @@ def test_humaneval_program_keeps_prompt_helpers_and_accepts_both_formats():
     ("def add(a, b):\n    return a + b\nimport os\nos._exit(0)", "exited before the tests finished"),
     ("def add(a, b):\n    return a + b\nquit()", "exited before the tests finished"),
     ("def add(a, b):\n    return a + b\nraise SystemExit(3)", "exited with code 3 before the tests finished"),
-    ("import atexit, os\natexit.register(os._exit, 0)\ndef add(a, b):\n    return 0", "exited before the tests finished"),
+    ("import atexit, os\natexit.register(os._exit, 0)\ndef add(a, b):\n    return 0",
+     "failed: AssertionError (line 1 of the tests)"),  # the program's exit status does not matter
     ("import time\ntime.sleep(30)", "timed out after 1s"),
     ("x = bytearray(4 << 30)", "memory limit"),
     ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", "output limit exceeded"),
@@ -114,7 +107,7 @@ def test_a_sandbox_that_cannot_run_is_a_config_error_and_a_failed_start_cannot_j
         verify(_p("assert True"), "", python="/nonexistent/python3")  # the options check's trial call
     broken = sandbox.SandboxResult(returncode=None, signal=None, timed_out=False, output_limited=False, stdout_head="",
                                    stdout_tail="", stderr_tail="", wall_s=0.01, method="bwrap", error="bwrap: boom")
-    monkeypatch.setattr(sandbox, "run", lambda *a, **k: broken)
+    monkeypatch.setattr(sandbox, "run_group", lambda programs, **k: [broken] * len(programs))
     v = verify(_p("assert True"), "x = 1")
     assert (v.correct, v.reason) == (None, "cannot judge: bwrap: boom")
 
@@ -188,6 +181,9 @@ def test_wrong_humaneval_variants_fail(humaneval):
 
 # canonical MBPP solutions that fail their own tests: none in these files (kept to name any that appear)
 MBPP_KNOWN_FAILING: dict[str, str] = {}
+# tests the two-process design cannot serve: 367's test setup builds a tree of the program's own class Node
+MBPP_CANNOT_SERVE = {"367": "cannot judge: the tests construct Node, a class the program defines, which cannot cross "
+                            "between the two processes"}
 
 
 @needs_sandbox
@@ -196,8 +192,10 @@ def test_every_mbpp_test_split_solution_passes(data_dir):
     assert len(problems) == 500
     items = [(p, f"```python\n{p.solution}\n```") for p in problems]
     verdicts = _all(items, timeout_s=SLOW_OK)
-    failed = {p.id: v.reason for (p, _), v in zip(items, verdicts) if v.correct is not True}
+    failed = {p.id: v.reason for (p, _), v in zip(items, verdicts) if v.correct is False}
     assert set(failed) == set(MBPP_KNOWN_FAILING), failed
+    unjudged = {p.id: v.reason for (p, _), v in zip(items, verdicts) if v.correct is None}
+    assert unjudged == MBPP_CANNOT_SERVE
 
 
 @needs_sandbox

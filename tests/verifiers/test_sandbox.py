@@ -5,6 +5,7 @@ disturb a normal program judged at the same time or right after."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import socket
 import string
@@ -19,18 +20,10 @@ from pathlib import Path
 import pytest
 
 from secondtry.types import Problem
-from secondtry.verifiers import code, sandbox
+from secondtry.verifiers import cgroup, code, sandbox, seccomp
 
 
-def _missing() -> str | None:
-    try:
-        sandbox.check("auto")
-    except sandbox.SandboxUnavailable as e:
-        return str(e)
-    return None
-
-
-MISSING = _missing()
+MISSING = sandbox.unavailable()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")
 
 TIMEOUT = 1.0  # the attacks' time limit: those that hang are killed at this
@@ -232,12 +225,47 @@ ATTACKS = {
     "mount_over_usr": "import ctypes\nescaped = ctypes.CDLL(None).mount(b'none', b'/usr', b'tmpfs', 0, None) == 0",
     "avoid_the_oom_killer": "with open('/proc/self/oom_score_adj', 'w') as f:\n    f.write('-1000')\n"
                             "escaped = open('/proc/self/oom_score_adj').read().strip() == '-1000'",
+    # memory no rlimit counts, and what concurrent sandboxes share (a seccomp filter, a read-only root, a cgroup)
+    "write_to_the_root": "block = b'x' * (1 << 20)\nwith open('/big', 'wb') as f:\n    for _ in range(300):\n"
+                         "        f.write(block)\nescaped = True",
+    "sysv_shared_memory": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                          "ids = [libc.shmget(0, 256 << 20, 0o1000 | 0o600) for _ in range(8)]  # IPC_PRIVATE, CREAT\n"
+                          "escaped = all(i >= 0 for i in ids)",
+    "tmpfs_extended_attributes": "import os\nopen('f', 'w').close()\nfor i in range(10000):\n"
+                                 "    os.setxattr('f', f'user.k{i}', b'v' * 4000)\nescaped = True",
+    "ptrace_the_sandbox_init": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                               "escaped = libc.ptrace(16, 1, 0, 0) == 0  # PTRACE_ATTACH to pid 1",
+    "io_uring": "import ctypes, platform\nlibc = ctypes.CDLL(None, use_errno=True)\nparams = ctypes.create_string_buffer(120)\n"
+                "escaped = libc.syscall(425, 8, params) >= 0  # io_uring_setup (425 on x86_64 and aarch64)",
+    "flock_a_shared_file": "import fcntl\nf = open('/usr/bin/env', 'rb')\nfcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                           "escaped = True",
+    "record_lock_a_shared_file": "import fcntl, struct\nf = open('/usr/bin/env', 'rb')\n"
+                                 "fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, 0, 0, 0))\n"
+                                 "escaped = True",
+    "inotify_watch_on_usr": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nfd = libc.inotify_init1(0)\n"
+                            "escaped = fd >= 0 and libc.inotify_add_watch(fd, b'/usr/bin', 0xfff) >= 0",
+    "posix_message_queue": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                           "escaped = libc.mq_open(b'/q', 0o100 | 2, 0o600, None) >= 0",
+    "memfds_without_mapping": "import os\nfds = []\nfor _ in range(50):  # each under RLIMIT_FSIZE, none mapped\n"
+                              "    fds.append(os.memfd_create('m'))\n    os.write(fds[-1], b'x' * (15 << 20))\n"
+                              "escaped = True",
     # ending early
     "exit_zero_before_tests": "import sys\nescaped = True\nsys.exit(0)",
     "os_exit_zero_before_tests": "import os\nescaped = True\nos._exit(0)",
     "atexit_forces_exit_zero": "import atexit, os\natexit.register(os._exit, 0)\nescaped = False",
 }
-OPTIONS = {"fork_then_allocate": {"memory_mb": 128}}  # 12 forks of 1 GB each: keep the host's memory out of it
+# 12 forks of 1 GB each, 750 MB in memfds: keep the host's memory out of it
+OPTIONS = {"fork_then_allocate": {"memory_mb": 128}, "memfds_without_mapping": {"memory_mb": 256}}
+NEEDS_CGROUP = {"memfds_without_mapping"}  # RLIMIT_AS does not count a memfd's pages: only a memory cgroup does
+# the tests run in another process and see the program's functions only: the attack's outcome is a call away
+REPORT = "\n\ndef escaped_():\n    return globals().get('escaped') is True\n"
+
+
+def test_an_attack_that_worked_would_be_judged_correct():
+    """The harness sees an escape: a program whose attack 'worked' passes (so a contained one could fail)."""
+    v = code.verify(Problem(id="control", prompt="", answer="assert escaped_()"),
+                    f"```python\nescaped = True{REPORT}```", timeout_s=10)
+    assert (v.correct, v.reason) == (True, "passed")
 
 
 def test_there_are_enough_attacks():
@@ -246,10 +274,12 @@ def test_there_are_enough_attacks():
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_is_contained(name, host, tmp_path, monkeypatch):
+    if name in NEEDS_CGROUP and not cgroup.detect().usable:
+        pytest.skip(f"needs a memory cgroup, which this host does not allow: {cgroup.detect().reason}")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's private host folder goes here
     mark = "st" + uuid.uuid4().hex[:10]
-    attack = string.Template(ATTACKS[name]).substitute(host.values(mark))
-    problem = Problem(id=name, prompt="", answer="assert escaped")
+    attack = string.Template(ATTACKS[name]).substitute(host.values(mark)) + REPORT
+    problem = Problem(id=name, prompt="", answer="assert escaped_()")
     neighbour: list = []
     beside = threading.Thread(target=lambda: neighbour.append(code.verify(NORMAL, NORMAL_CODE, timeout_s=20)))
     beside.start()
@@ -345,9 +375,7 @@ def test_auto_without_bwrap_names_the_fix(monkeypatch):
 def test_a_bwrap_that_fails_to_start_is_an_error_not_a_verdict():
     with pytest.raises(sandbox.SandboxUnavailable, match="bwrap does not work here"):
         _run("print(1)", binds=("/nonexistent/toolchain",))
-    r = sandbox._run({}, [sandbox.interpreter(), "-c", "pass"], timeout_s=5, memory_mb=256, cpu_s=5, fsize_mb=1,
-                     nproc=8, nofile=32, disk_mb=1, method="bwrap", binds=("/nonexistent/toolchain",), env=None,
-                     python=sandbox.interpreter())
+    r = sandbox._probe_run("bwrap", ("/nonexistent/toolchain",), sandbox.interpreter())
     assert r.returncode is None and r.error.startswith("bwrap failed to start the sandbox") and "nonexistent" in r.error
 
 
@@ -414,3 +442,112 @@ def test_rlimits_mode_limits_and_says_it_is_weaker():
     bomb = _run("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n"
                 "            os._exit(0)\n        n += 1\nexcept OSError:\n    print(n)", sandbox="rlimits", nproc=9)
     assert 0 < int(bomb.stdout_tail) < 9
+
+
+# --- what the seccomp filter, the read-only root and the memory cgroup stop ----------------------------
+
+FILTERED = ["sysv_shared_memory", "tmpfs_extended_attributes", "ptrace_the_sandbox_init", "io_uring",
+            "flock_a_shared_file", "record_lock_a_shared_file", "inotify_watch_on_usr", "posix_message_queue"]
+
+
+@pytest.mark.skipif(seccomp.program() is None, reason=f"no seccomp filter for {platform.machine()}")
+@pytest.mark.parametrize("name", FILTERED)
+def test_without_the_filter_these_attacks_would_work(name, host, monkeypatch):
+    """The filter is what stops them: with it off, each attack succeeds (so its test above can fail)."""
+    monkeypatch.setattr(sandbox._seccomp, "program", lambda arch=None: None)
+    attack = string.Template(ATTACKS[name]).substitute(host.values("x")) + REPORT
+    v = code.verify(Problem(id=name, prompt="", answer="assert escaped_()"), f"```python\n{attack}```", timeout_s=10)
+    assert (v.correct, v.reason) == (True, "passed"), v
+    assert "no seccomp filter" in v.details["warning"]
+
+
+def test_the_root_is_read_only_and_the_writable_folders_are_capped():
+    r = _run("import os\nfor d in ('/', '/usr', '/dev', '/sandbox', '/tmp', '/dev/shm'):\n"
+             "    try:\n        open(os.path.join(d, 'probe'), 'w').close()\n        print(d, 'writable')\n"
+             "    except OSError as e:\n        print(d, e.strerror)\n"
+             "for d in ('/sandbox', '/tmp', '/dev/shm'):\n    s = os.statvfs(d)\n    print(d, s.f_blocks * s.f_frsize)",
+             disk_mb=8)
+    lines = r.stdout_tail.splitlines()
+    assert lines[:6] == ["/ Read-only file system", "/usr Read-only file system", "/dev Read-only file system",
+                         "/sandbox writable", "/tmp writable", "/dev/shm writable"], lines
+    assert lines[6:] == [f"{d} {8 << 20}" for d in ("/sandbox", "/tmp", "/dev/shm")]
+
+
+WRITER = """
+import fcntl, os, time
+for path in ('/sandbox/mark', '/tmp/mark', '/dev/shm/mark'):
+    open(path, 'w').write('$TOKEN')
+try:
+    fcntl.flock(open('/usr/bin/env', 'rb'), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print('locked', flush=True)
+except OSError as e:
+    print('lock refused:', e.strerror, flush=True)
+time.sleep(3)
+"""
+READER = """
+import fcntl, os, time
+time.sleep(1)
+seen = [p for p in ('/sandbox/mark', '/tmp/mark', '/dev/shm/mark') if os.path.exists(p)]
+try:
+    fcntl.flock(open('/usr/bin/env', 'rb'), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    busy = False
+except BlockingIOError:
+    busy = True
+except OSError:
+    busy = None
+print(seen, busy)
+"""
+
+
+def test_concurrent_sandboxes_share_nothing_they_can_write_or_lock():
+    token = uuid.uuid4().hex
+    writer, reader = sandbox.run_group(
+        [sandbox.Program({"main.py": WRITER.replace("$TOKEN", token)}, [sandbox.interpreter(), "main.py"]),
+         sandbox.Program({"main.py": READER}, [sandbox.interpreter(), "main.py"])],
+        timeout_s=10, memory_mb=256, until=1)
+    assert writer.stdout_tail.strip() == "lock refused: Operation not permitted"
+    assert reader.stdout_tail.strip() == "[] None"  # none of the writer's files; the lock call itself refused
+    assert writer.cut and not reader.cut  # the group ended with the reader, the writer was still sleeping
+
+
+def test_without_a_memory_cgroup_the_run_says_so(monkeypatch):
+    monkeypatch.setattr(cgroup, "_support", cgroup.Support(None, None, "not allowed here (test)"))
+    monkeypatch.setattr(sandbox, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="no memory cgroup.*not allowed here"):
+        r = _run("print(1)")
+    assert r.memory_cap == "rlimits" and "no memory cgroup" in r.warning and r.returncode == 0
+    assert "rlimits only: not allowed here" in sandbox.protections()["memory_cap"]
+
+
+@pytest.mark.skipif(not cgroup.detect().usable, reason=f"no memory cgroup here: {cgroup.detect().reason}")
+def test_a_run_has_its_own_memory_cgroup_and_leaves_none_behind():
+    before = set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*"))
+    r = _run("import os\nprint(open('/proc/self/cgroup').read())\nx = bytearray(100 << 20)", memory_mb=300)
+    assert r.memory_cap.startswith("cgroup v") and not r.oom_killed and r.returncode == 0
+    assert cgroup.PREFIX in r.stdout_tail or r.stdout_tail.strip().endswith(":/")  # a cgroup namespace hides the path
+    files = _run("import os\nfor i in range(100000):\n    open(f'f{i}', 'w').write('x' * 4000)", memory_mb=128,
+                 disk_mb=1024)
+    assert files.oom_killed, files  # the tmpfs pages count against the cap: the kernel killed it
+    deadline = time.monotonic() + 3
+    while set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        cgroup.sweep()
+    assert set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before == set()
+
+
+def test_concurrent_sweeps_never_change_the_folder_around_the_runs(tmp_path):
+    """Two processes may sweep the same dead caller's folders at once: a folder already gone must not make
+    the cleanup chmod its parent (that was /tmp, left 0700: no sandbox could read a bind from it)."""
+    tmp_path.chmod(0o755)
+    for _ in range(10):
+        folders = [tempfile.mkdtemp(prefix=f"{sandbox.PREFIX}999999-", dir=tmp_path) for _ in range(20)]
+        for folder in folders:
+            for j in range(10):
+                Path(folder, f"f{j}").write_text("x")
+        sweepers = [threading.Thread(target=lambda: [sandbox._rmtree(f) for f in folders]) for _ in range(4)]
+        for t in sweepers:
+            t.start()
+        for t in sweepers:
+            t.join()
+        assert oct(tmp_path.stat().st_mode & 0o777) == "0o755"
+    assert list(tmp_path.iterdir()) == []

@@ -133,3 +133,97 @@ def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 100
                "timeouts": timeouts, "correct": counts[True], "incorrect": counts[False],
                "cannot_judge": counts[None], **fuzz_figures}
     return workload, figures
+
+
+# --- code: the two-process verifier against the one-process baseline, and the reward hacks -------------
+
+CODE_TASKS = ("humaneval", "mbpp")
+
+
+def code_problems(task: str, data: Path) -> list[Problem]:
+    """The test split of HumanEval or MBPP from `data` (HumanEval.jsonl[.gz], mbpp.jsonl)."""
+    from secondtry.config import TaskConfig
+    from secondtry.tasks.code import load_humaneval, load_mbpp
+
+    load = {"humaneval": load_humaneval, "mbpp": load_mbpp}[task]
+    return load(TaskConfig(name=task, path=str(data), split="test"), 0)
+
+
+def run_code(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, rounds: int = 3,
+             limit: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verdicts/s on the canonical solutions: the two-process `code` verifier and the one-process
+    baseline (`verify_one_process`), each through a warm pool, alternating in `rounds` passes."""
+    from secondtry.verifiers.code import verify_one_process
+    from secondtry.verifiers.sandbox import protections
+
+    problems = code_problems(task, data)[:limit]
+    items = [(p, f"```python\n{p.solution}\n```") for p in problems]
+    load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine shares its cores
+    walls: dict[str, list[float]] = {"two_process": [], "one_process": []}
+    outcomes: dict[str, dict[str, int]] = {}
+    with VerifierPool("code", workers, timeout_s) as new, VerifierPool(fn=verify_one_process, workers=workers,
+                                                                       timeout_s=timeout_s) as old:
+        pools = {"two_process": new, "one_process": old}
+        for pool in pools.values():  # start-up: the workers' first sandbox (the bwrap probe)
+            pool.map(items[:2 * workers])
+        for r in range(rounds):
+            order = list(pools) if r % 2 == 0 else list(pools)[::-1]  # neither always runs first
+            for name in order:
+                verdicts, wall = timed_map(pools[name], items)
+                walls[name].append(wall)
+                outcomes[name] = {key: sum(v.correct is value for v in verdicts) for key, value
+                                  in (("correct", True), ("incorrect", False), ("cannot_judge", None))}
+    per = {name: sum(w) / (rounds * len(items)) for name, w in walls.items()}
+    workload = {"task": task, "data": str(data), "problems": len(problems), "items": len(items),
+                "completions": "the canonical solution of each test problem, in a ```python block",
+                "baseline": "one_process: code, tests and nonce in one program (verify_one_process), in the "
+                            "same sandbox as the two-process verifier; cost_ratio: two-process time per "
+                            "verdict / one-process time per verdict",
+                "workers": workers, "rounds": rounds, "timeout_s": timeout_s, **protections(),
+                "load_average_1min_at_start": load_at_start,
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
+    figures = {f"{name}_verdicts_per_s": round(1 / per[name], 1) for name in per}
+    figures |= {f"{name}_wall_s": [round(w, 2) for w in walls[name]] for name in walls}
+    figures["cost_ratio"] = round(per["two_process"] / per["one_process"], 2)  # per verdict, new / old
+    figures["outcomes"] = outcomes
+    return workload, figures
+
+
+def run_hacks(task: str, data: Path, workers: int = 2, timeout_s: float = 30.0, old_every: int = 8,
+              limit: int | None = None,
+              names: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every reward hack (bench/hacks.py) on every problem through the `code` verifier: how many pass
+    (must be 0), and on every `old_every`-th problem through the one-process baseline as well."""
+    from secondtry.bench.hacks import HACKS, build
+    from secondtry.verifiers.code import verify_one_process
+
+    problems = code_problems(task, data)[:limit]
+    names = names or list(HACKS)
+    sample = problems[::old_every] if old_every else []
+    table: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    with VerifierPool("code", workers, timeout_s) as new, VerifierPool(fn=verify_one_process, workers=workers,
+                                                                       timeout_s=timeout_s) as old:
+        for name in names:
+            verdicts = new.map([(p, build(name, p)) for p in problems])
+            passed = [p.id for p, v in zip(problems, verdicts) if v.correct is True]
+            unjudged = [p.id for p, v in zip(problems, verdicts) if v.correct is None]
+            reasons: dict[str, int] = {}
+            for v in verdicts:
+                key = re.sub(r"\(line \d+ of the (tests|code)\)", "(line N of the \\1)", v.reason)[:80]
+                reasons[key] = reasons.get(key, 0) + 1
+            row = {"passes": len(passed), "problems": len(problems), "passed_ids": passed[:20],
+                   "cannot_judge": len(unjudged), "top_reasons": dict(sorted(reasons.items(),
+                                                                          key=lambda kv: -kv[1])[:3])}
+            if sample:
+                old_verdicts = old.map([(p, build(name, p)) for p in sample])
+                row["one_process_passes"] = sum(v.correct is True for v in old_verdicts)
+                row["one_process_problems"] = len(sample)
+            table[name] = row
+    workload = {"task": task, "data": str(data), "problems": len(problems), "hacks": len(names),
+                "workers": workers, "timeout_s": timeout_s,
+                "one_process_sample": f"every {old_every}th problem",
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
+    figures = {"total_passes": sum(r["passes"] for r in table.values()),
+               "wall_s": round(time.perf_counter() - start), "table": table}
+    return workload, figures

@@ -1,15 +1,26 @@
-"""Run untrusted (model-written) programs: `run(files, argv, ...) -> SandboxResult`.
+"""Run untrusted (model-written) programs: `run(files, argv, ...) -> SandboxResult`, or several at once,
+each in its own sandbox, under one memory cap and one wall clock: `run_group(programs, ...)`.
 
 The program is hostile input. Each layer below holds against something the others do not:
 
 - bubblewrap (`bwrap`), new user, PID, network, IPC, UTS, cgroup and mount namespaces: the
-  program sees only /usr (read-only), its own /proc, a read-only minimal /dev and three tmpfs
-  of `disk_mb` each (/sandbox, its working directory; /tmp; /dev/shm). Nothing of /etc, /root,
+  program sees only /usr (read-only), its own /proc, a read-only minimal /dev, a read-only root
+  and three tmpfs of `disk_mb` each (/sandbox, its working directory; /tmp; /dev/shm), the only
+  places it can write, none shared with another sandbox. Nothing of /etc, /root,
   /home or the project is visible, there is no network (not even the host's loopback or its
   abstract unix sockets), and it cannot see or signal any process outside. `--die-with-parent`
   plus the PID namespace mean that when bwrap dies every process inside dies too,
   double-forked daemons included. `--disable-userns`: no nested namespaces (less kernel
   attack surface).
+- a seccomp filter (seccomp.py, installed by `bwrap --seccomp`): no SysV IPC or POSIX message
+  queues, no extended attributes, no ptrace, no io_uring, no file locks, leases or inotify
+  watches (the files under /usr are the same inodes in every sandbox: a lock on one would be a
+  channel between two programs).
+- a memory cgroup per `run_group` (cgroup.py: v2's `memory.max`, or v1's memory controller),
+  capping everything its programs hold together at `memory_mb`: their processes, their tmpfs
+  files and the kernel's memory for them; the kernel OOM-kills inside the group when it is
+  full. Where the host allows no such group, the run falls back to the rlimits below with a
+  warning in the result (`warning`, `memory_cap`) and once on stderr.
 - A fixed unprivileged user (uid 65534, when we run as root): the kernel exempts root from
   RLIMIT_NPROC, and uid 0 outside the namespace would own the mounts and the files it made.
 - rlimits, set inside the sandbox (by util-linux's prlimit, or a Python launcher where it is
@@ -17,9 +28,8 @@ The program is hostile input. Each layer below holds against something the other
   user namespace, it counts only this sandbox's processes), AS (memory bombs), CPU (busy
   loops that outrun the wall clock), FSIZE (huge output, disk filling: stdout and stderr are
   files it caps), NOFILE (fd exhaustion), CORE=0. The tmpfs sizes cap what it can write.
-  The worst-case memory of one run is about `nproc * memory_mb` plus the tmpfs and the
-  kernel's memory for the files it creates (~40k files a second, ~1 KB each): a total cap
-  would need cgroups.
+  Without a memory cgroup, the worst-case memory of one run is about `nproc * memory_mb` plus
+  the tmpfs and the kernel's memory for the files it creates (~40k files a second, ~1 KB each).
 - The parent's wall clock: the program runs in its own process group, SIGKILLed at
   `timeout_s` (sleeps use no CPU, so RLIMIT_CPU alone does not end them).
 - PR_SET_PDEATHSIG on bwrap: if the caller dies (a verifier pool worker killed on its own
@@ -33,8 +43,9 @@ The program is hostile input. Each layer below holds against something the other
 process group, rlimits, uid 65534 when root and a private directory, but no namespaces, so
 the program can read world-readable files, use the network, signal other uid-65534
 processes, and a daemon that calls setsid() escapes the group kill. Results say so
-(`method`, `warning`). Not defended by any mode: kernel exploits (there is no seccomp
-filter), and CPU contention with other work on the machine.
+(`method`, `warning`); it has no seccomp filter (the memory cgroup applies). Not defended by any mode:
+kernel exploits through the system calls the filter allows, and CPU contention (or page-cache
+timing) with other work on the machine.
 
 >>> r = run({"main.py": "print(6 * 7)"}, [interpreter(), "main.py"], timeout_s=5, memory_mb=256)  # doctest: +SKIP
 >>> r.returncode, r.stdout_tail, r.method  # doctest: +SKIP
@@ -46,6 +57,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import platform
 import resource
 import select
 import shutil
@@ -55,9 +67,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from . import cgroup as _cgroup
+from . import seccomp as _seccomp
 
 PREFIX = "secondtry-sandbox-"  # host folders are PREFIX<pid of the caller>-<random>
 NOBODY = 65534  # the unprivileged uid and gid programs run as when the caller is root
@@ -65,6 +81,10 @@ CAP = 8192  # bytes of stdout head / tail and stderr tail kept in the result
 INSIDE = "/sandbox"  # the program's working directory (and HOME) under bwrap
 FIX = ("install bubblewrap (`apt-get install bubblewrap`), or set the verifier option "
        "`sandbox: rlimits` to accept weaker isolation (no namespaces)")
+NO_CGROUP_WARNING = ("no memory cgroup, so the cap is per process (RLIMIT_AS): a run's processes, files and "
+                     "kernel memory together may exceed it: ")
+NO_SECCOMP_WARNING = (f"no seccomp filter on this architecture ({platform.machine()}): SysV IPC, xattrs, "
+                      "ptrace, io_uring allowed")
 RLIMITS_WARNING = ("weaker isolation (sandbox: rlimits): no namespaces, so the program could read "
                    "world-readable files, use the network and leave setsid() daemons behind")
 
@@ -102,6 +122,10 @@ class SandboxResult:
     warning: str | None = None  # set for the weaker "rlimits" mode
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    cut: bool = False  # still running when its group ended (the wall clock, or the end of the one awaited)
+    memory_cap: str = "rlimits"  # what capped its memory: "cgroup v2", "cgroup v1", or rlimits alone
+    oom_killed: bool = False  # the kernel killed a process of the group because the cap was reached
+    memory_peak_mb: float | None = None  # the group's peak memory (cgroup), all its programs together
 
 
 def interpreter(python: str | None = None) -> str:
@@ -129,15 +153,21 @@ _PR_SET_PDEATHSIG = 1
 _probe_lock = threading.Lock()
 _probed: dict[tuple[str, str, tuple[str, ...]], str | None] = {}  # (bwrap, python, binds) -> error or None
 _swept = False
+_warned = False
 
 
-def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]]) -> None:
-    """In the child, before exec: first in the kernel's OOM line, unprivileged, dies with the caller."""
+def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]],
+             cgroup_procs: str | None) -> None:
+    """In the child, before exec: in the run's memory cgroup, first in the kernel's OOM line, unprivileged,
+    dies with the caller."""
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
     except OSError:
         pass
+    if cgroup_procs is not None:  # before the sandbox forks anything: every process it makes is counted
+        with open(cgroup_procs, "w") as f:  # a failure here fails the start: never run uncapped silently
+            f.write(str(os.getpid()))
     if drop:
         os.setgroups([])
         os.setgid(NOBODY)
@@ -148,6 +178,23 @@ def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]]) -> 
         os._exit(1)
     for name, value in limits.items():  # last: RLIMIT_AS may be below this forked copy's size
         resource.setrlimit(getattr(resource, "RLIMIT_" + name.upper()), value)
+
+
+SH, CHOOM, SETPRIV = "/bin/sh", "/usr/bin/choom", "/usr/bin/setpriv"
+_JOIN = 'echo $$ > "$0" || exit 125; exec "$@"'  # join the memory cgroup ($0: its cgroup.procs), then exec
+
+
+def _outside_chain(root: bool, cgroup_procs: str | None) -> list[str] | None:
+    """What `_preexec` does, as commands that exec one another (sh, util-linux's choom and setpriv): a
+    preexec_fn makes Python fork instead of vfork and run code in the child, ~10 ms a start. None where
+    one of them is missing (then `_preexec` does it)."""
+    if not all(os.access(tool, os.X_OK) for tool in (SH, CHOOM, SETPRIV)):
+        return None
+    chain = [SH, "-c", _JOIN, cgroup_procs] if cgroup_procs is not None else []
+    chain += [CHOOM, "-n", "1000", "--", SETPRIV]
+    if root:
+        chain += ["--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+    return chain + ["--pdeathsig", "KILL", "--"]  # set after the change of user, which would clear it
 
 
 def _limits(memory_mb: int, cpu_s: int, fsize_mb: int, nproc: int, nofile: int) -> dict[str, tuple[int, int]]:
@@ -165,7 +212,7 @@ def _limit_prefix(limits: Mapping[str, tuple[int, int]], python: str) -> list[st
     return [python, "-I", "-S", "-c", LAUNCHER, *specs, "--"]
 
 
-def _check_names(files: Mapping[str, str]) -> None:
+def _check_names(files: Mapping[str, str | bytes]) -> None:
     for name in files:
         parts = Path(name).parts
         if not name or Path(name).is_absolute() or ".." in parts:
@@ -199,9 +246,15 @@ def _read(path: Path) -> tuple[str, str, int]:
 
 
 def _rmtree(path: str) -> None:
-    def retry(func, p, _exc):  # a program may have made its own folders unwritable
+    top = os.path.abspath(path)
+
+    def retry(func, p, exc):  # a program may have made its own folders unwritable
+        if isinstance(exc[1], FileNotFoundError):  # removed meanwhile (another process's sweep)
+            return
         try:
-            os.chmod(os.path.dirname(p), 0o700)
+            parent = os.path.dirname(os.path.abspath(p))
+            if parent == top or parent.startswith(top + os.sep):  # never a folder outside the tree (/tmp)
+                os.chmod(parent, 0o700)
             os.chmod(p, 0o700)
             func(p)
         except OSError:
@@ -212,17 +265,35 @@ def _rmtree(path: str) -> None:
 
 def _sweep() -> None:
     """Remove the host folders of callers that were killed mid-run (their `finally` never ran)."""
-    tmp = Path(tempfile.gettempdir())
-    for folder in tmp.glob(f"{PREFIX}*-*"):
-        pid = folder.name[len(PREFIX):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            _rmtree(str(folder))
-        except OSError:  # alive, another user's
-            pass
+    for folder in _cgroup.orphans(Path(tempfile.gettempdir()), PREFIX):
+        _rmtree(str(folder))
+    _cgroup.sweep()
+
+
+def protections() -> dict[str, str]:
+    """What bounds a bwrap sandbox on this host: its memory cap and its system-call filter, each with the
+    fallback and why where the host does not allow the stronger one."""
+    support = _cgroup.detect()
+    memory = (f"cgroup v{support.version} ({support.parent})" if support.usable
+              else f"rlimits only: {support.reason}")
+    filt = "seccomp (bwrap --seccomp)" if _seccomp.program() is not None else NO_SECCOMP_WARNING
+    return {"memory_cap": memory, "syscall_filter": filt}
+
+
+def _warn_once(text: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+
+def unavailable(sandbox: str = "auto", python: str | None = None) -> str | None:
+    """Why `sandbox` cannot run here (the SandboxUnavailable message), or None: for skipping tests."""
+    try:
+        check(sandbox, python)
+    except SandboxUnavailable as e:
+        return str(e)
+    return None
 
 
 def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str] = ()) -> str:
@@ -246,9 +317,7 @@ def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str]
     key = (bwrap, py, tuple(binds))
     with _probe_lock:
         if key not in _probed:
-            r = _run({}, [py, "-I", "-S", "-c", "print('ok')"], timeout_s=30, memory_mb=512, cpu_s=30,
-                     fsize_mb=1, nproc=8, nofile=32, disk_mb=1, method="bwrap", binds=tuple(binds),
-                     env=None, python=py)
+            r = _probe_run("bwrap", tuple(binds), py)
             ok = r.returncode == 0 and r.stdout_head.strip() == "ok"
             _probed[key] = None if ok else (r.error or f"exit {r.returncode}: {r.stderr_tail.strip()[-300:]}")
         err = _probed[key]
@@ -257,7 +326,18 @@ def check(sandbox: str = "auto", python: str | None = None, binds: Iterable[str]
     return "bwrap"
 
 
-def run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_mb: int,
+@dataclass(frozen=True)
+class Program:
+    """One program of a `run_group`: its input files (text or bytes), its command, and host fds it inherits
+    (at the same numbers: pipes to the other programs of the group)."""
+
+    files: Mapping[str, str | bytes]
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    env: Mapping[str, str] | None = None
+
+
+def run(files: Mapping[str, str | bytes], argv: list[str], *, timeout_s: float, memory_mb: int,
         cpu_s: int | None = None, fsize_mb: int = 16, nproc: int = 32, nofile: int = 64,
         disk_mb: int = 64, sandbox: str = "auto", binds: Iterable[str] = (),
         env: Mapping[str, str] | None = None, python: str | None = None) -> SandboxResult:
@@ -269,78 +349,172 @@ def run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_m
     by default). Raises only for the caller's mistakes (bad names, an unusable sandbox);
     whatever the program does ends up in the result.
     """
-    _check_names(files)
+    return run_group([Program(files, argv, env=env)], timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s,
+                     fsize_mb=fsize_mb, nproc=nproc, nofile=nofile, disk_mb=disk_mb, sandbox=sandbox,
+                     binds=binds, python=python)[0]
+
+
+def run_group(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: int | None = None,
+              fsize_mb: int = 16, nproc: int = 32, nofile: int = 64, disk_mb: int = 64, sandbox: str = "auto",
+              binds: Iterable[str] = (), python: str | None = None, until: int | None = None,
+              grace_s: float = 0.0) -> list[SandboxResult]:
+    """Run several programs at once, each in its own sandbox, under one memory cap of `memory_mb` for all
+    of them together (a memory cgroup where the host allows one) and one wall clock.
+
+    The programs see nothing of each other but the fds passed to them (`Program.pass_fds`, handed
+    over: closed in the caller once the programs have started). `until`: the index of the program
+    whose end ends the group: the others may take `grace_s` more to end by themselves, then they are
+    killed. By default all must end.
+    """
+    for program in programs:
+        _check_names(program.files)
     method = check(sandbox, python, binds)
     cpu = cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1
-    return _run(files, argv, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu, fsize_mb=fsize_mb,
+    return _run(programs, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu, fsize_mb=fsize_mb,
                 nproc=nproc, nofile=nofile, disk_mb=disk_mb, method=method, binds=tuple(binds),
-                env=env, python=interpreter(python))
+                python=interpreter(python), until=until, grace_s=grace_s)
 
 
-def _run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_mb: int, cpu_s: int,
-         fsize_mb: int, nproc: int, nofile: int, disk_mb: int, method: str, binds: tuple[str, ...],
-         env: Mapping[str, str] | None, python: str) -> SandboxResult:
+def _probe_run(method: str, binds: tuple[str, ...], python: str) -> SandboxResult:
+    return _run([Program({}, [python, "-I", "-S", "-c", "print('ok')"])], timeout_s=30, memory_mb=512,
+                cpu_s=30, fsize_mb=1, nproc=8, nofile=32, disk_mb=1, method=method, binds=binds,
+                python=python)[0]
+
+
+@dataclass
+class _Started:
+    folder: str
+    proc: subprocess.Popen | None = None
+    status_r: int = -1
+    error: str | None = None
+
+
+def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: int, fsize_mb: int,
+         nproc: int, nofile: int, disk_mb: int, method: str, binds: tuple[str, ...], python: str,
+         until: int | None = None, grace_s: float = 0.0) -> list[SandboxResult]:
     root, me = os.geteuid() == 0, os.getpid()
     host = tempfile.mkdtemp(prefix=f"{PREFIX}{me}-")  # the pid: a folder of a killed caller is found by _sweep
-    status_r, status_w = os.pipe()  # bwrap's --json-status-fd: "exit-code" there means the program ran
-    fds: list[int] = [status_w]
-    proc: subprocess.Popen | None = None
+    group = _cgroup.create(memory_mb * 1024 * 1024)
+    limits = _limits(memory_mb, cpu_s, fsize_mb, nproc, nofile)
+    started: list[_Started] = []
     start = time.monotonic()
     timed_out = False
-    error = None
     try:
-        out_path, err_path = Path(host, "stdout"), Path(host, "stderr")
+        try:
+            for i, program in enumerate(programs):
+                started.append(_start(program, os.path.join(host, f"p{i}"), method=method, binds=binds,
+                                      python=python, limits=limits, disk_mb=disk_mb, root=root, me=me,
+                                      group=group))
+        finally:  # handed over: a pipe's end must live only in the program it was given to
+            for program in programs:
+                for fd in program.pass_fds:
+                    os.close(fd)
+        deadline = start + timeout_s
+        waits = [started[until]] if until is not None else started
+        for s in waits:
+            if s.proc is not None and not _wait(s.proc, max(0.0, deadline - time.monotonic())):
+                timed_out = True
+                break
+        if until is not None and not timed_out and grace_s > 0:  # a natural end is cheaper than a kill
+            grace = min(deadline, time.monotonic() + grace_s)
+            for s in started:
+                left = max(0.0, grace - time.monotonic())
+                if s.proc is not None and s.proc.poll() is None and not _wait(s.proc, left):
+                    break
+        cut = [s.proc is not None and s.proc.poll() is None for s in started]  # still running: ended by us
+        for s in started:
+            if s.proc is not None:
+                _kill_group(s.proc)
+        wall = time.monotonic() - start
+        results = [_result(s, method, timed_out, c, wall, fsize_mb) for s, c in zip(started, cut)]
+    finally:
+        for s in started:
+            if s.proc is not None and s.proc.returncode is None:  # interrupted while waiting
+                _kill_group(s.proc)
+            if s.status_r >= 0:
+                os.close(s.status_r)
+        _rmtree(host)
+    if group is not None:
+        oom, peak = group.oom_kills() > 0, group.peak_bytes()
+        group.remove()
+        mb = round(peak / (1 << 20), 1) if peak is not None else None
+        results = [replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom, memory_peak_mb=mb)
+                   for r in results]
+    else:
+        why = _cgroup.detect().reason or "the group could not be created"
+        results = [replace(r, warning=_join(r.warning, NO_CGROUP_WARNING + why)) for r in results]
+        _warn_once(NO_CGROUP_WARNING + why)
+    if method == "bwrap" and _seccomp.program() is None:
+        results = [replace(r, warning=_join(r.warning, NO_SECCOMP_WARNING)) for r in results]
+        _warn_once(NO_SECCOMP_WARNING)
+    return results
+
+
+def _join(a: str | None, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...], python: str,
+           limits: Mapping[str, tuple[int, int]], disk_mb: int, root: bool, me: int,
+           group: _cgroup.Group | None) -> _Started:
+    os.mkdir(folder, 0o700)
+    status_r, status_w = os.pipe()  # bwrap's --json-status-fd: "exit-code" there means the program ran
+    s = _Started(folder, status_r=status_r)
+    fds: list[int] = [status_w]
+    try:
+        out_path, err_path = Path(folder, "stdout"), Path(folder, "stderr")
         bin_dirs = ["/usr/local/bin", "/usr/bin", "/bin"]
         if os.path.dirname(python) not in bin_dirs:
             bin_dirs.append(os.path.dirname(python))
-        work = INSIDE if method == "bwrap" else os.path.join(host, "work")
+        work = INSIDE if method == "bwrap" else os.path.join(folder, "work")
         clean = {"PATH": ":".join(bin_dirs), "HOME": work, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                 "PYTHONHASHSEED": "0", "TMPDIR": "/tmp" if method == "bwrap" else work, **(env or {})}
+                 "PYTHONHASHSEED": "0", "TMPDIR": "/tmp" if method == "bwrap" else work,
+                 **(program.env or {})}
         if method == "bwrap":
-            cmd = [*_bwrap_cmd(host, files, fds, binds, python, clean, disk_mb), "--json-status-fd", str(status_w),
-                   *_limit_prefix(_limits(memory_mb, cpu_s, fsize_mb, nproc, nofile), python), *argv]
-            outside: dict[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox only
+            cmd = [*_bwrap_cmd(folder, program.files, fds, binds, python, clean, disk_mb),
+                   "--json-status-fd", str(status_w), *_limit_prefix(limits, python), *program.argv]
+            outside: Mapping[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox
         else:
-            _write_work(work, files, root)
-            if root:
-                os.chmod(host, 0o711)  # nobody may pass through to work/, not list or read the rest
+            _write_work(work, program.files, root)
+            if root:  # nobody may pass through to work/, not list or read the rest
+                os.chmod(os.path.dirname(folder), 0o711)
+                os.chmod(folder, 0o711)
             # outside a user namespace RLIMIT_NPROC counts every process of the uid
             others = _uid_processes(NOBODY if root else os.getuid())
-            outside = _limits(memory_mb, cpu_s, fsize_mb, nproc + others, nofile)
-            cmd = list(argv)
+            outside = {**limits, "nproc": (limits["nproc"][0] + others, limits["nproc"][1] + others)}
+            cmd = list(program.argv)
         out = open(out_path, "wb")  # host-side: the program writes through the fd, never sees the path
         err = open(err_path, "wb")
+        procs = group.procs if group is not None else None
+        chain = _outside_chain(root, procs) if method == "bwrap" else None
         try:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=fds, close_fds=True,
-                start_new_session=True,  # its own process group, killed as one on timeout
-                env=clean if method == "rlimits" else {}, cwd=work if method == "rlimits" else host,
-                preexec_fn=lambda: _preexec(root, me, outside))
+            s.proc = subprocess.Popen(
+                [*chain, *cmd] if chain is not None else cmd, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, pass_fds=(*fds, *program.pass_fds),
+                close_fds=True, start_new_session=True,  # its own process group, killed as one on timeout
+                env=clean if method == "rlimits" else {}, cwd=work if method == "rlimits" else folder,
+                preexec_fn=None if chain is not None else (lambda: _preexec(root, me, outside, procs)))
         except (OSError, subprocess.SubprocessError) as e:
-            error = f"could not start the program ({method}): {type(e).__name__}: {e}"
+            s.error = f"could not start the program ({method}): {type(e).__name__}: {e}"
         finally:
             out.close()
             err.close()
-            for fd in fds:
-                os.close(fd)
-            fds.clear()
-        if proc is not None:
-            timed_out = not _wait(proc, timeout_s)
-            _kill_group(proc)
-        wall = time.monotonic() - start
-        status = _read_all(status_r)
-        if error is None and method == "bwrap" and not timed_out and '"exit-code"' not in status:
-            error = "bwrap failed to start the sandbox: " + _read(err_path)[1].strip()[-500:]
-        head, tail, n_out = _read(out_path)
-        _, err_tail, n_err = _read(err_path)
     finally:
         for fd in fds:
             os.close(fd)
-        if proc is not None and proc.returncode is None:  # interrupted while waiting
-            _kill_group(proc)
-        os.close(status_r)
-        _rmtree(host)
-    rc = proc.returncode if proc is not None else None
+    return s
+
+
+def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float,
+            fsize_mb: int) -> SandboxResult:
+    out_path, err_path = Path(s.folder, "stdout"), Path(s.folder, "stderr")
+    status = _read_all(s.status_r)
+    error = s.error
+    if error is None and method == "bwrap" and not cut and '"exit-code"' not in status:
+        error = "bwrap failed to start the sandbox: " + _read(err_path)[1].strip()[-500:]
+    head, tail, n_out = _read(out_path)
+    _, err_tail, n_err = _read(err_path)
+    rc = s.proc.returncode if s.proc is not None else None
     sig = None
     if rc is not None and rc < 0:
         sig = -rc
@@ -352,22 +526,25 @@ def _run(files: Mapping[str, str], argv: list[str], *, timeout_s: float, memory_
         returncode=None if error else rc, signal=None if error else sig, timed_out=timed_out,
         output_limited=limited, stdout_head=head, stdout_tail=tail, stderr_tail=err_tail, wall_s=wall,
         method=method, error=error, warning=RLIMITS_WARNING if method == "rlimits" else None,
-        stdout_bytes=n_out, stderr_bytes=n_err)
+        stdout_bytes=n_out, stderr_bytes=n_err, cut=cut, memory_cap="rlimits")
 
 
-def _write_work(work: str, files: Mapping[str, str], root: bool) -> None:
+def _write_work(work: str, files: Mapping[str, str | bytes], root: bool) -> None:
     """The working folder of an rlimits run; nobody's when we are root (the program runs as nobody)."""
     os.mkdir(work, 0o700)
     for name, text in files.items():
         Path(work, name).parent.mkdir(parents=True, exist_ok=True)
-        Path(work, name).write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            Path(work, name).write_bytes(text)
+        else:
+            Path(work, name).write_text(text, encoding="utf-8")
     if root:
         for d, _, names in os.walk(work):
             for p in [d, *(os.path.join(d, n) for n in names)]:
                 os.chown(p, NOBODY, NOBODY)
 
 
-def _bwrap_cmd(host: str, files: Mapping[str, str], fds: list[int], binds: tuple[str, ...], python: str,
+def _bwrap_cmd(host: str, files: Mapping[str, str | bytes], fds: list[int], binds: tuple[str, ...], python: str,
                env: Mapping[str, str], disk_mb: int) -> list[str]:
     disk = str(disk_mb * 1024 * 1024)
     cmd = [shutil.which("bwrap") or "bwrap",
@@ -384,12 +561,23 @@ def _bwrap_cmd(host: str, files: Mapping[str, str], fds: list[int], binds: tuple
         cmd += ["--ro-bind", path, path]
     for name, text in files.items():
         src = Path(host, f"in-{len(fds)}")
-        src.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            src.write_bytes(text)
+        else:
+            src.write_text(text, encoding="utf-8")
         fd = os.open(src, os.O_RDONLY)
         fds.append(fd)
         for d in reversed(Path(name).parents[:-1]):
             cmd += ["--dir", f"{INSIDE}/{d}"]
         cmd += ["--file", str(fd), f"{INSIDE}/{name}"]  # a writable copy inside the tmpfs
+    cmd += ["--remount-ro", "/"]  # bwrap's root is a tmpfs without a size limit: nothing may be written there
+    bpf = _seccomp.program()
+    if bpf is not None:
+        r, w = os.pipe()  # bwrap reads the filter to its end; ~500 bytes fit the pipe's buffer
+        os.write(w, bpf)
+        os.close(w)
+        fds.append(r)
+        cmd += ["--seccomp", str(r)]
     cmd += ["--chdir", INSIDE, "--clearenv"]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
