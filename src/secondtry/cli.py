@@ -300,9 +300,9 @@ def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completio
            timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
            out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
            show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
-           label: Optional[str] = typer.Option(None, "--label",
-                                               help="row field holding the source's own verdict (true/false): "
-                                                    "report agreement with it")) -> None:
+           label: Optional[str] = typer.Option(
+               None, "--label", help="row field with the source's own verdict (true/false): report agreement")
+           ) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
     _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
                            workers, timeout, out, show, label))
@@ -488,9 +488,9 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
                  timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
                  fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
                  fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
-                 workload: str = typer.Option("short", "--workload",
-                                              help="short: the solutions as written; long: 1,000-3,000 characters "
-                                                   "of working before each answer"),
+                 workload: str = typer.Option(
+                     "short", "--workload",
+                     help="short: the solutions as written; long: 1,000-3,000 characters of working first"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Math verdicts/s on MATH-like inputs through the worker pool, and a fuzz of pathological inputs."""
     from .bench.verify import run as run_bench
@@ -500,7 +500,8 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
     if workload not in ("short", "long"):
         _fail(f"--workload {workload!r}: choose short or long")
     record, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout, workload_name=workload)
-    _bench_record("verify" if workload == "short" else "verify-long", record, figures, out, command_name="verify")
+    name = "verify" if workload == "short" else "verify-long"
+    _bench_record(name, record, figures, out, command_name="verify")
 
 
 @bench_app.command(name="generate")

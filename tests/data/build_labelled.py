@@ -53,8 +53,8 @@ def skythought(git_dir: Path) -> list[dict]:
     for model in SKY_MODELS:
         for r in _show(git_dir, SKY_COMMIT, f"{SKY_DIR}/{model}/{SKY_FILE}"):
             rows.append({"id": f"math500-{r['idx']}-{model.split('/')[1]}", "source": "math500-skythought",
-                         "model": model, "prompt": r["question"], "answer": r["answer"], "completion": r["code"][0],
-                         "label": bool(r["score"][0])})
+                         "model": model, "prompt": r["question"], "answer": r["answer"],
+                         "completion": r["code"][0], "label": bool(r["score"][0])})
     return rows
 
 
@@ -81,7 +81,8 @@ def main() -> None:
         with gzip.open(args.out / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
             for r in picked:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        print(f"{name}: {len(picked)} of {len(rows)} rows, {sum(r['label'] for r in picked)} labelled correct")
+        n_right = sum(r["label"] for r in picked)
+        print(f"{name}: {len(picked)} of {len(rows)} rows, {n_right} labelled correct")
 
 
 if __name__ == "__main__":

@@ -71,8 +71,9 @@ def test_chain_order_and_names() -> None:
 
 
 @pytest.mark.parametrize(("text", "number"), [
-    ("zero", "0"), ("five", "5"), ("Nineteen", "19"), ("twenty", "20"), ("forty-two", "42"), ("ninety nine", "99"),
-    ("a half", "1/2"), ("one half", "1/2"), ("two thirds", "2/3"), ("three quarters", "3/4"), ("a quarter", "1/4"),
+    ("zero", "0"), ("five", "5"), ("Nineteen", "19"), ("twenty", "20"), ("forty-two", "42"),
+    ("ninety nine", "99"), ("a half", "1/2"), ("one half", "1/2"), ("two thirds", "2/3"),
+    ("three quarters", "3/4"), ("a quarter", "1/4"),
     ("negative four", "-4"), ("five apples", "5"), ("seven square units", "7"), ("$six$.", "6"),
     ("five or six", None), ("someone", None), ("5", None), ("the answer", None), ("", None),
     ("one of the two numbers we found above", None),

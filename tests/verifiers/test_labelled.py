@@ -1,4 +1,4 @@
-"""The default math verifier against public model completions and their graders' labels (tests/data/SOURCES.md).
+"""The default math verifier against public model completions and their graders' labels (tests/data).
 
 The completions live outside the repository (third-party data): the test reads them from the folder
 `SECONDTRY_LABELLED` names, `tests/data/labelled/`, or `shared/data/verify-labelled/` beside the
@@ -41,7 +41,7 @@ def _adjudications() -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-needs_data = pytest.mark.skipif(_folder() is None, reason="no labelled completions (see tests/data/SOURCES.md)")
+needs_data = pytest.mark.skipif(_folder() is None, reason="no labelled completions (tests/data/SOURCES.md)")
 
 
 def test_adjudications_are_well_formed() -> None:
@@ -78,5 +78,6 @@ def test_agreement_with_graders(source: str) -> None:
 def test_the_set_is_what_sources_md_says() -> None:
     rows = {s: _rows(s) for s in SOURCES}
     assert sum(map(len, rows.values())) >= 1000
-    assert {s: sum(r["label"] for r in rs) for s, rs in rows.items()} == {"gsm8k-gpt3": 235, "math500-skythought": 352}
+    labelled_right = {s: sum(r["label"] for r in rs) for s, rs in rows.items()}
+    assert labelled_right == {"gsm8k-gpt3": 235, "math500-skythought": 352}
     assert sum("\\boxed" not in r["completion"] for r in rows["math500-skythought"]) == 82

@@ -101,7 +101,8 @@ def test_last_boxed(text: str, box: str | None) -> None:
 
 def test_last_number_is_read_by_default_but_not_by_strict_extractors() -> None:
     text = "I computed 12 somewhere but never said what the answer was"
-    assert verify(_p("12"), text).correct is True and verify(_p("12"), text).details == {"extractor": "last_math"}
+    v = verify(_p("12"), text)
+    assert v.correct is True and v.details == {"extractor": "last_math"}
     strict = verify(_p("12"), text, extractors=["boxed", "answer_is"])
     assert strict == Verdict(correct=False, extracted=None, reason="no final answer found")
 

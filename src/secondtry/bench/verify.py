@@ -5,7 +5,8 @@ same with a wrong final box, a "The final answer is X." restatement of the gold,
 written as a decimal when it is a simple fraction — through a warm `VerifierPool` (its workers'
 start-up is reported apart). The `long` workload puts 1,000 to 3,000 characters of working before
 each of the four (other problems' solutions with their boxes unwrapped), as a chain of thought
-would: the extractors then read whole long texts, and two of the four have no box to find. Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
+would: the extractors then read whole long texts, and two of the four have no box to find.
+Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
 factorials, unbalanced braces, megabyte strings, LaTeX token soup, control characters) through a
 pool with a short hard timeout; a crash is a worker that died, a hang an item that ran more than a
 second past its limit.
@@ -13,8 +14,8 @@ second past its limit.
 >>> items = pathological(40, seed=1)
 >>> len(items), all(isinstance(p.answer, str) for p, _ in items)
 (40, True)
->>> rows = [{"problem": f"p{i}", "solution": f"We add. $1+{i}={i + 1}$, so $\\boxed{{{i + 1}}}$.", "answer": str(i + 1)}
-...         for i in range(30)]
+>>> rows = [{"problem": f"p{i}", "solution": f"We add. $1+{i}={i + 1}$, so $\\boxed{{{i + 1}}}$.",
+...          "answer": str(i + 1)} for i in range(30)]
 >>> long = math_items(rows, long=True)
 >>> len(long), min(len(c) for _, c in long) >= 1000, max(len(c) for _, c in long) <= 3000 + 200
 (120, True, True)
@@ -136,8 +137,9 @@ def timed_map(pool: VerifierPool, items: list[tuple[Problem, str]]) -> tuple[lis
 
 
 def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 1000, fuzz_timeout_s: float = 2.0,
-        limit: int | None = None, seed: int = 0, workload_name: str = "short") -> tuple[dict[str, Any], dict[str, Any]]:
-    """(workload, figures) of both measurements; `workload_name`: short (the completions as written) or long."""
+        limit: int | None = None, seed: int = 0,
+        workload_name: str = "short") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(workload, figures) of both measurements; `workload_name`: short (solutions as written) or long."""
     import json
 
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()][:limit]
@@ -159,8 +161,9 @@ def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 100
                         "fuzz_non_verdicts": sum(not isinstance(v, Verdict) for v in fverdicts),
                         "fuzz_cannot_judge": sum(v.correct is None for v in fverdicts)}
     workload = {"data": str(data), "workload": workload_name, "problems": len(rows), "items": len(items),
-                "workers": workers, "completion_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2],
-                                                          "max": lengths[-1]},
+                "workers": workers,
+                "completion_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2],
+                                     "max": lengths[-1]},
                 "load_average_1min_at_start": load_start,  # other work on the machine
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "timeout_s": timeout_s, "fuzz_timeout_s": fuzz_timeout_s, "fuzz_seed": seed,

@@ -45,22 +45,24 @@ _INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|
 _OPENING = re.compile(r"(?<!\\)\$|\\[(\[]")
 _BARE_NUMBER = re.compile(r"(?<![\w.^_{\[\\])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])")
 # a heading that introduces the answer: "# Answer", "**Final Answer**", "Final Answer:", "Answer: 12"
-_HEADER = re.compile(r"^[ \t>#*_]*(?:the\s+)?(?:final\s+)?answer\b[ \t*_]*(?::[ \t*_]*(?P<rest>.*?))?[ \t*_.]*$",
-                     re.IGNORECASE | re.MULTILINE)
+_HEADER = re.compile(
+    r"^[ \t>#*_]*(?:the\s+)?(?:final\s+)?answer\b[ \t*_]*(?::[ \t*_]*(?P<rest>.*?))?[ \t*_.]*$",
+    re.IGNORECASE | re.MULTILINE)
 _LAST_LINE_A = re.compile(r"^\s*A:\s*(\S.*?)\s*$")  # GSM8K's "A: 18" as the completion's last line
-_WHOLE_TEXT_TAIL = 4000  # math-verify reads only the end of a long text: the answer is there, and it bounds the cost
-_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
-_FRACTIONS = {"half": "1/2", "halves": "1/2", "third": "1/3", "thirds": "1/3", "quarter": "1/4", "quarters": "1/4",
-              "fourth": "1/4", "fourths": "1/4"}
+_WHOLE_TEXT_TAIL = 4000  # math-verify reads a long text's end: the answer is there, and it bounds the cost
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_FRACTIONS = {"half": "1/2", "halves": "1/2", "third": "1/3", "thirds": "1/3", "quarter": "1/4",
+              "quarters": "1/4", "fourth": "1/4", "fourths": "1/4"}
 _WORD_NUMBER = re.compile(
     r"(?P<sign>(?:negative|minus)\s+)?(?:(?P<a>an?)\s+(?P<frac1>half|third|quarter|fourth)"
     rf"|(?P<tens>{'|'.join(_TENS)})(?:[\s-]+(?P<unit1>{'|'.join(list(_UNITS)[1:10])}))?"
     rf"|(?P<unit>{'|'.join(sorted(_UNITS, key=len, reverse=True))}))\b"
     r"(?:\s+(?P<frac2>halves|half|thirds|third|quarters|quarter|fourths|fourth)\b)?",
     re.IGNORECASE)
-_NOT_A_UNIT = {"or", "and", "to", "of", "plus", "minus", "times", *_UNITS, *_TENS}  # "five or six": no one answer
+_NOT_A_UNIT = {"or", "and", "to", "of", "plus", "minus", "times", *_UNITS, *_TENS}  # "five or six": no answer
 
 
 def boxed(text: str) -> str | None:
@@ -77,7 +79,7 @@ def answer_is(text: str) -> str | None:
 
 
 def _unescaped(text: str, delim: str, start: int) -> int:
-    r"""Index of the first `delim` at or after `start` not escaped by a backslash (`\$18` is a dollar sign)."""
+    r"""Index of the first `delim` at or after `start` not escaped by a backslash (`\$18` is a dollar)."""
     at = text.find(delim, start)
     while at > 0 and delim == "$" and text[at - 1] == "\\":
         at = text.find(delim, at + 1)
@@ -85,7 +87,7 @@ def _unescaped(text: str, delim: str, start: int) -> int:
 
 
 def spelled_number(text: str) -> str | None:
-    """The number a short answer spells out ("five", "twenty-one", "a half", "two thirds"), as digits, or None.
+    """The number a short answer spells out ("five", "twenty-one", "a half", "two thirds") in digits, or None.
 
     Zero to nineteen, the tens and their compounds, halves, thirds and quarters; up to two words may
     follow ("five apples", "seven square units"). Anything longer is a sentence, not a spelled answer.
@@ -185,7 +187,8 @@ def math_verify(text: str) -> str | None:
     from math_verify.errors import TimeoutException
 
     tail = text[-_WHOLE_TEXT_TAIL:]
-    timeout_s = 5 if threading.current_thread() is threading.main_thread() else None  # SIGALRM: main thread only
+    main = threading.current_thread() is threading.main_thread()
+    timeout_s = 5 if main else None  # math-verify's timeouts use SIGALRM: the main thread only
     try:
         found = parse(tail, parsing_timeout=timeout_s)  # type: ignore[arg-type]
     except (Exception, TimeoutException):  # odd text is no answer, not a crash

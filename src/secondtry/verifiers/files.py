@@ -65,7 +65,8 @@ def read_labels(path: Path, field: str) -> list[bool]:
         value = row.get(field)
         if not isinstance(value, bool):
             got = "missing" if field not in row else f"{type(value).__name__} {value!r}"
-            raise VerifyInputError(f"{path}:{lineno}: --label field {field!r} should be true or false, got {got}")
+            raise VerifyInputError(f"{path}:{lineno}: --label field {field!r} should be true or false, "
+                                   f"got {got}")
         labels.append(value)
     return labels
 
@@ -73,7 +74,8 @@ def read_labels(path: Path, field: str) -> list[bool]:
 def agreement(verdicts: Sequence[Verdict], labels: Sequence[bool]) -> dict[str, Any]:
     """How often verdicts match labels (cannot judge never does), split by label, and the rows that differ."""
     agree = [v.correct is lab for v, lab in zip(verdicts, labels, strict=True)]
-    by_label = {lab: (sum(a for a, b in zip(agree, labels) if b is lab), labels.count(lab)) for lab in (True, False)}
+    by_label = {lab: (sum(a for a, b in zip(agree, labels) if b is lab), labels.count(lab))
+                for lab in (True, False)}
     return {"n": len(agree), "agree": sum(agree), "rate": sum(agree) / len(agree) if agree else None,
             "by_label": by_label, "disagree": [i for i, a in enumerate(agree) if not a]}
 

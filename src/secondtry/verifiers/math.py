@@ -95,12 +95,15 @@ def _out_of_reach(gold: str, pred: str) -> Verdict | None:
 
 
 def extract_answer(completion: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> str | None:
-    """The final answer a completion states, by the first extractor of `extractors` whose marker is present."""
+    """The final answer a completion states, by the first of `extractors` whose marker is present."""
     return extract(completion, extractors)[0]
 
 
 def parts(answer: str) -> int:
-    r"""How many answers a gold lists: top-level commas of ``2, 3``, ``(1,2)`` or ``\{1,2,3\}`` (not ``10,000``)."""
+    r"""How many answers a gold lists: the top-level commas of ``2, 3``, ``(1,2)``, ``\{1,2,3\}``.
+
+    A thousands separator (``10,000``, ``10,\!000``) is not a comma between answers.
+    """
     s = _THOUSANDS.sub("", _SPACES.sub("", answer))
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
     for open_, close in _OUTER:
@@ -182,7 +185,7 @@ def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEF
 
 
 def _rational(s: str) -> tuple[Fraction, bool] | None:
-    r"""(value, written as a decimal?) of a plain number, ``\frac{a}{b}`` or ``a/b`` with integer a, b; else None."""
+    r"""(value, written as a decimal?) of a number, ``\frac{a}{b}`` or ``a/b`` (integer a, b), or None."""
     s = s.strip()
     if _NUMBER.fullmatch(s):
         return Fraction(s), "." in s
@@ -225,7 +228,7 @@ def _parse(latex: str, timeout_s: int | None) -> list:
 
 
 def _same_sides(gold: object, pred: object, timeout_s: int | None) -> bool | None:
-    """For two equations: do their sides match (lhs with lhs and rhs with rhs, or crossed)? None if not both."""
+    """For two equations: do their sides match (lhs with lhs and rhs with rhs, or crossed)? None if not."""
     from math_verify import verify as mv_verify
     from sympy import Eq
 
@@ -235,7 +238,8 @@ def _same_sides(gold: object, pred: object, timeout_s: int | None) -> bool | Non
     def eq(a: object, b: object) -> bool:
         return bool(mv_verify(a, b, timeout_seconds=timeout_s, raise_on_error=True))
 
-    return (eq(gold.lhs, pred.lhs) and eq(gold.rhs, pred.rhs)) or (eq(gold.lhs, pred.rhs) and eq(gold.rhs, pred.lhs))
+    return ((eq(gold.lhs, pred.lhs) and eq(gold.rhs, pred.rhs))
+            or (eq(gold.lhs, pred.rhs) and eq(gold.rhs, pred.lhs)))
 
 
 def _math_verify(gold: str, pred: str, equations: Equations = "same_sides") -> Verdict:

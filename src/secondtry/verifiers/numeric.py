@@ -71,7 +71,8 @@ def extract_answer(completion: str, extractors: Sequence[str] = DEFAULT_EXTRACTO
             found = get_extractor(name)(completion)
             if found is None:
                 continue
-            nums = _numbers(found) or [n for n in [spelled_number(_clean(found))] if n]  # "the answer is five"
+            spelled = spelled_number(_clean(found))  # "the answer is five"
+            nums = _numbers(found) or ([spelled] if spelled else [])
         if nums:
             return nums[0], name
         if name in _DECISIVE:
