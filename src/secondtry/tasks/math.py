@@ -31,26 +31,28 @@ def _braced(text: str, i: int) -> str | None:
     return None
 
 
+def _box_at(text: str, m: re.Match) -> str | None:
+    """The content of the box whose command `m` matched, or None if it never closes."""
+    i = m.end()
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        inner = _braced(text, i)
+        return None if inner is None else inner.strip()
+    if i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
+        tok = re.match(r"[^\s$]+", text[i:])
+        if tok:
+            return tok.group(0).rstrip(".,;")
+    return None
+
+
 def boxes(text: str) -> list[str]:
     r"""The contents of every complete ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed x``, in order.
 
     >>> boxes(r"x = \boxed{2} or x = \boxed{3}, not \boxed{4")
     ['2', '3']
     """
-    found = []
-    for m in _BOX.finditer(text):
-        i = m.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            inner = _braced(text, i)
-            if inner is not None:
-                found.append(inner.strip())
-        elif i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
-            tok = re.match(r"[^\s$]+", text[i:])
-            if tok:
-                found.append(tok.group(0).rstrip(".,;"))
-    return found
+    return [box for m in _BOX.finditer(text) if (box := _box_at(text, m)) is not None]
 
 
 def last_boxed(text: str) -> str | None:
@@ -65,8 +67,10 @@ def last_boxed(text: str) -> str | None:
     """
     if "box" not in text:  # most completions of a long chain of thought: skip the scan
         return None
-    found = boxes(text)
-    return found[-1] if found else None
+    for m in reversed(list(_BOX.finditer(text))):  # from the end: the first complete one is the answer
+        if (box := _box_at(text, m)) is not None:
+            return box
+    return None
 
 
 def load(cfg: TaskConfig, seed: int) -> list[Problem]:

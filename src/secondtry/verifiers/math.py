@@ -167,10 +167,11 @@ def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEF
     gold = "" if gold is None else str(gold)
     if not gold.strip():
         return Verdict(correct=None, extracted=pred, reason="cannot judge: gold answer empty", details=details)
-    if source == "boxed" and (several := _several_boxes(gold, pred, completion)):
+    if source == "boxed" and max(len(gold), len(pred)) <= _MAX_CHARS and \
+            (several := _several_boxes(gold, pred, completion)):
         pred = ", ".join(several)
         details["boxes"] = len(several)
-    if pred and not any(c.isdigit() for c in pred) and (spelled := spelled_number(pred)):
+    if 0 < len(pred) < 80 and not any(c.isdigit() for c in pred) and (spelled := spelled_number(pred)):
         pred = spelled
     if not pred:
         return Verdict(correct=False, extracted=pred, reason="empty answer", details=details)
