@@ -238,3 +238,11 @@ def test_every_math_train_reference_solution_verifies() -> None:
             bad.append(r["unique_id"])
     # MATH's own solutions for these two put nothing in the box
     assert bad == ["train/number_theory/7115.json", "train/number_theory/7117.json"]
+
+
+@pytest.mark.parametrize(("gold", "n"), [
+    ("2, 3", 2), (r"\left( 1, 2 \right)", 2), (r"\{1,2,3\}", 3), ("(1,2),(3,4)", 2), ("10,000", 1),
+    (r"10,\!000", 1), ("[2,5)", 1), (r"\frac{1}{2}", 1), (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", 1),
+])
+def test_parts_counts_the_answers_a_gold_lists(gold: str, n: int) -> None:
+    assert vmath.parts(gold) == n

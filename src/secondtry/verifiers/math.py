@@ -54,7 +54,7 @@ _LAST_VARIABLE = (  # so "4t" and "1 + t" do not read as 4 and 1, and "\sin t" p
 _SPACES = re.compile(r"\\[,!;:> ]|\\left|\\right|\s+")
 DEFAULT_EXTRACTORS = CHAIN
 Equations = Literal["same_sides", "equivalent"]
-_OUTER = (("\\{", "\\}"), ("(", ")"), ("[", "]"), ("\\left(", "\\right)"), ("\\left\\{", "\\right\\}"))
+_OUTER = (("\\{", "\\}"), ("(", ")"), ("[", "]"))  # around a set or tuple, once \left and \right are gone
 _MAX_CHARS, _MAX_DEPTH = 1000, 12
 _TOWER = re.compile(r"\^\s*\{[^{}]*(?:\^|\{[^{}]*\^)")  # 2^{2^{...}}, 10^{10^{10}}
 _BIG_POWER = re.compile(r"\^\s*\{?\s*\d{5,}")  # x^{100000} and beyond
@@ -106,19 +106,26 @@ def parts(answer: str) -> int:
     """
     s = _THOUSANDS.sub("", _SPACES.sub("", answer))
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
-    for open_, close in _OUTER:
-        if s.startswith(open_) and s.endswith(close):
-            s = s[len(open_) : -len(close)]
-            break
-    depth, count = 0, 1
-    for c in s:
+    count, closes_at = _top_level(s)
+    for open_, close in _OUTER:  # one pair around it all: count inside
+        if count == 1 and s.startswith(open_) and s.endswith(close) and closes_at == len(s) - 1:
+            return _top_level(s[len(open_) : -len(close)])[0]
+    return count
+
+
+def _top_level(s: str) -> tuple[int, int]:
+    """(the parts between top-level commas, the index where the first bracket opened closes; -1 if none)."""
+    depth, count, closes_at = 0, 1, -1
+    for i, c in enumerate(s):
         if c in "({[":
             depth += 1
         elif c in ")}]":
             depth -= 1
+            if depth == 0 and closes_at < 0:
+                closes_at = i
         elif c == "," and depth == 0:
             count += 1
-    return count
+    return count, closes_at
 
 
 def _several_boxes(gold: str, pred: str, completion: str) -> list[str] | None:
