@@ -5,7 +5,8 @@ same with a wrong final box, a "The final answer is X." restatement of the gold,
 written as a decimal when it is a simple fraction — through a warm `VerifierPool` (its workers'
 start-up is reported apart). The `long` workload puts 1,000 to 3,000 characters of working before
 each of the four (other problems' solutions with their boxes unwrapped), as a chain of thought
-would: the extractors then read whole long texts, and two of the four have no box to find.
+would (a solution already longer stays as it is): the extractors then read whole long texts, and
+two of the four have no box to find.
 Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
 factorials, unbalanced braces, megabyte strings, LaTeX token soup, control characters) through a
 pool with a short hard timeout; a crash is a worker that died, a hang an item that ran more than a
