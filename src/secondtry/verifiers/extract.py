@@ -49,7 +49,7 @@ _HEADER = re.compile(
     r"^[ \t>#*_]*(?:the\s+)?(?:final\s+)?answer\b[ \t*_]*(?::[ \t*_]*(?P<rest>.*?))?[ \t*_.]*$",
     re.IGNORECASE | re.MULTILINE)
 _LAST_LINE_A = re.compile(r"^\s*A:\s*(\S.*?)\s*$")  # GSM8K's "A: 18" as the completion's last line
-_WHOLE_TEXT_TAIL = 4000  # math-verify reads a long text's end: the answer is there, and it bounds the cost
+_WHOLE_TEXT_TAIL = 1500  # math-verify reads a text's end: the answer is there, and it bounds the cost
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen".split())}
@@ -181,19 +181,24 @@ def last_math(text: str) -> str | None:
 
 
 def math_verify(text: str) -> str | None:
-    """What math-verify's own extraction reads in the text's last 4,000 characters (LaTeX, then plain
-    expressions, its 'final answer is' anchors first), as the LaTeX or expression it matched."""
+    """What math-verify's own extraction reads in the text's last 1,500 characters (its 'final answer is'
+    anchors first, then the last LaTeX or plain expression), as the LaTeX or expression it matched.
+
+    Only the first candidate is tried, for a second at most: this is the last resort, reached by texts
+    with no number and no math segment, and hostile ones must not hold a verifier worker up."""
     from math_verify import parse  # lazy: ~1 s of sympy/antlr imports
     from math_verify.errors import TimeoutException
 
     tail = text[-_WHOLE_TEXT_TAIL:]
     main = threading.current_thread() is threading.main_thread()
-    timeout_s = 5 if main else None  # math-verify's timeouts use SIGALRM: the main thread only
+    timeout_s = 1 if main else None  # math-verify's timeouts use SIGALRM: the main thread only
     try:
-        found = parse(tail, parsing_timeout=timeout_s)  # type: ignore[arg-type]
+        found = parse(tail, extraction_mode="first_match", parsing_timeout=timeout_s)  # type: ignore[arg-type]
     except (Exception, TimeoutException):  # odd text is no answer, not a crash
         return None
-    return found[-1].strip() if len(found) > 1 and isinstance(found[-1], str) and found[-1].strip() else None
+    if len(found) < 2 or not isinstance(found[-1], str):  # nothing matched, or what matched does not parse
+        return None
+    return found[-1].strip() or None
 
 
 EXTRACTORS: dict[str, Extractor] = {
