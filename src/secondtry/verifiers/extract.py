@@ -125,8 +125,11 @@ def _clean(rest: str) -> str:
 
 
 def answer_header(text: str) -> str | None:
-    """The answer under the last heading that introduces it: '# Answer' then the next line, 'Final Answer: X',
-    '**Answer**' then the next line, or GSM8K's 'A: X' as the last line."""
+    """The answer under the last heading that introduces it ('# Answer', 'Final Answer:', a last-line 'A:').
+
+    '# Answer' or '**Final Answer**' alone on its line: the next line; 'Final Answer: X' or GSM8K's
+    'A: X' as the completion's last line: X.
+    """
     last = text.rstrip().rsplit("\n", 1)[-1]
     if (m := _LAST_LINE_A.match(last)):
         return _clean(m.group(1))
@@ -163,8 +166,11 @@ def last_number(text: str) -> str | None:
 
 
 def last_math(text: str) -> str | None:
-    r"""The last math expression: the last inline math segment ($…$, \(…\), $$…$$, \[…\]), or a bare
-    number written after it ("so the total is 12 apples.")."""
+    r"""The last math expression: the last inline math segment, or a bare number written after it.
+
+    Segments are $…$, \(…\), $$…$$ and \[…\]; "so the total is 12 apples." reads 12. A segment the
+    text never closes (a cut-off completion) holds no answer.
+    """
     segment = None
     for segment in _INLINE_MATH.finditer(text):
         pass
@@ -181,11 +187,13 @@ def last_math(text: str) -> str | None:
 
 
 def math_verify(text: str) -> str | None:
-    """What math-verify's own extraction reads in the text's last 1,500 characters (its 'final answer is'
-    anchors first, then the last LaTeX or plain expression), as the LaTeX or expression it matched.
+    """What math-verify's own extraction reads in the text's last 1,500 characters: the last resort.
 
-    Only the first candidate is tried, for a second at most: this is the last resort, reached by texts
-    with no number and no math segment, and hostile ones must not hold a verifier worker up."""
+    Its 'final answer is' anchors first, then the last LaTeX or plain expression; the LaTeX or
+    expression it matched is returned. Only the first candidate is tried, for a second at most: this
+    is reached by texts with no number and no math segment, and hostile ones must not hold a
+    verifier worker up.
+    """
     from math_verify import parse  # lazy: ~1 s of sympy/antlr imports
     from math_verify.errors import TimeoutException
 
