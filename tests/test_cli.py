@@ -187,6 +187,25 @@ def test_verify_prints_a_summary_and_writes_verdicts(tmp_path):
     assert verdicts[2]["verdict"]["details"]["grader"] == "hendrycks"
 
 
+def test_verify_reports_agreement_with_a_label_field(tmp_path):
+    import gzip
+
+    rows = [{"id": "a", "completion": "# Answer\n\n12", "answer": "12", "ok": True},
+            {"id": "b", "completion": "A: 7", "answer": "8", "ok": False},
+            {"id": "c", "completion": r"\\boxed{3}", "answer": "3", "ok": False}]  # a wrong label
+    path = tmp_path / "labelled.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    out_file = tmp_path / "verdicts.jsonl"
+    code, out = invoke("verify", path, "--workers", "0", "--label", "ok", "--out", out_file)
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "2 / 3" in text and "c: gold '3', extracted '3': verifier True, label False" in text
+    assert [json.loads(line)["label"] for line in out_file.read_text().splitlines()] == [True, False, False]
+    (tmp_path / "bad.jsonl").write_text('{"completion": "1", "answer": "1", "ok": "yes"}\n')
+    code, out = invoke("verify", tmp_path / "bad.jsonl", "--workers", "0", "--label", "ok")
+    assert code == 2 and "bad.jsonl:1: --label field 'ok' should be true or false, got str 'yes'" in out
+
+
 @pytest.mark.parametrize("row, message", [
     ('{"completion": "x"}', "v.jsonl:1: no gold answer"),
     ('{"answer": "1"}', "v.jsonl:1: missing field 'completion'"),
@@ -220,6 +239,13 @@ def test_bench_verify_writes_a_record(tmp_path):
     assert record["name"] == "verify" and record["command"].startswith("secondtry bench verify")
     assert (figures["correct"], figures["incorrect"], figures["fuzz_items"]) == (3, 1, 12)
     assert figures["verdicts_per_s"] > 0 and figures["fuzz_crashes"] == 0
+    code, out = invoke("bench", "verify", "--data", data, "--fuzz", "0", "--workload", "long",
+                       "--out", tmp_path / "long")
+    assert code == 0, out
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "long").glob("verify-long-*.json")]
+    assert record["workload"]["workload"] == "long" and record["figures"]["correct"] == 3
+    code, out = invoke("bench", "verify", "--data", data, "--workload", "huge")
+    assert code == 2 and "--workload 'huge': choose short or long" in out
 
 
 @pytest.mark.slow

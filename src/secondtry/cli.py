@@ -351,15 +351,18 @@ def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completio
            workers: int = typer.Option(2, "--workers", min=0),
            timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
            out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
-           show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest")) -> None:
+           show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
+           label: Optional[str] = typer.Option(
+               None, "--label", help="row field with the source's own verdict (true/false): report agreement")
+           ) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
     _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
-                           workers, timeout, out, show))
+                           workers, timeout, out, show, label))
 
 
 def _verify(file: Path, name: str, option: list[str], extractors: list[str], each: bool, compare: str | None,
             task: str | None, data: str | None, split: str, workers: int, timeout: float, out: Path | None,
-            show: int) -> None:
+            show: int, label: str | None = None) -> None:
     import time
 
     from rich.console import Console
@@ -370,7 +373,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     from .tasks import TASKS
     from .types import to_dict
     from .verifiers import VERIFIERS, check_options
-    from .verifiers.files import VerifyInputError, read_items, summarize
+    from .verifiers.files import VerifyInputError, agreement, read_items, read_labels, summarize
     from .verifiers.pool import VerifierPool
 
     if name not in VERIFIERS:
@@ -391,6 +394,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         problems = {p.id: p for p in TASKS[task](TaskConfig(name=task, path=data, split=split), 0)}
     try:
         items = read_items(file, problems)
+        labels = read_labels(file, label) if label else None
     except VerifyInputError as e:
         raise ConfigError(str(e)) from None
     console = Console()
@@ -419,13 +423,24 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         for p, v in disagree[:show]:
             console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
                           f"{options.get('compare')} {v.details['grader_correct']}", highlight=False, markup=False)
+    if labels is not None:
+        agreed = agreement(verdicts, labels)
+        arows = [["all", f"{agreed['agree']} / {n}", f"{agreed['rate']:.1%}"]]
+        arows += [[f"labelled {'right' if lab else 'wrong'}", f"{a} / {k}", f"{a / k:.1%}" if k else "-"]
+                  for lab, (a, k) in agreed["by_label"].items()]
+        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows))
+        for i in agreed["disagree"][:show]:
+            p, v = items[i][0], verdicts[i]
+            console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
+                          f"label {labels[i]} ({v.reason})", highlight=False, markup=False)
     if each:
-        erows = [[label, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
-                 for label, (_, s, _, _) in results.items()]
+        erows = [[name_, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
+                 for name_, (_, s, _, _) in results.items()]
         console.print(rich_table("each extractor on its own", ["extractors", "correct", "correct rows", "cannot judge"],
                                  erows))
     if out:
-        write_jsonl(out, ({"id": p.id, "verdict": to_dict(v)} for (p, _), v in zip(items, verdicts)))
+        write_jsonl(out, ({"id": p.id, "verdict": to_dict(v), **({"label": labels[i]} if labels else {})}
+                          for i, ((p, _), v) in enumerate(zip(items, verdicts))))
         console.print(f"verdicts: {out}", highlight=False)
 
 
@@ -532,6 +547,9 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
                  old_every: int = typer.Option(8, "--old-every", min=0,
                                                help="--hacks: the one-process baseline on every Nth problem"),
                  limit: Optional[int] = typer.Option(None, "--limit", min=1, help="code: first N problems"),
+                 workload: str = typer.Option(
+                     "short", "--workload",
+                     help="math: short: the solutions as written; long: 1,000-3,000 characters of working first"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Math verdicts/s and a fuzz of pathological inputs; with --task humaneval|mbpp, code verdicts/s of the
     two-process verifier against the one-process baseline (or, with --hacks, every reward hack's passes)."""
@@ -541,16 +559,18 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
         what = f"the {task} data file" if task != "math" else "a MATH-format JSONL: problem, solution, answer"
         _fail(f"--data {data}: no such file ({what})")
     if task == "math":
-        workload, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout)
-        _bench_record("verify", workload, figures, out)
+        if workload not in ("short", "long"):
+            _fail(f"--workload {workload!r}: choose short or long")
+        record, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout, workload_name=workload)
+        _bench_record("verify" if workload == "short" else "verify-long", record, figures, out, command_name="verify")
     elif task not in CODE_TASKS:
         _fail(f"--task {task}: unknown; valid: math, {', '.join(CODE_TASKS)}")
     elif hacks:
-        workload, figures = run_hacks(task, data, workers, max(timeout, 20.0), old_every, limit)
-        _bench_record(f"verify-hacks-{task}", workload, figures, out, command_name="verify")
+        record, figures = run_hacks(task, data, workers, max(timeout, 20.0), old_every, limit)
+        _bench_record(f"verify-hacks-{task}", record, figures, out, command_name="verify")
     else:
-        workload, figures = run_code(task, data, workers, max(timeout, 20.0), rounds, limit)
-        _bench_record(f"verify-{task}", workload, figures, out, command_name="verify")
+        record, figures = run_code(task, data, workers, max(timeout, 20.0), rounds, limit)
+        _bench_record(f"verify-{task}", record, figures, out, command_name="verify")
 
 
 @bench_app.command(name="generate")

@@ -26,6 +26,19 @@ from secondtry.verifiers import VERIFIERS, check_options, options_of
     ("last_number", "none", None),
     ("last_math", r"so $x=1$ and \(y=2\)", "y=2"),
     ("last_math", "no math", None),
+    ("last_math", r"so $x = 2$, and the total is 12 apples.", "12"),  # a bare number after the last segment
+    ("last_math", r"we get $x=4$ and then \(\sqrt[3]{4} + 3", "x=4"),  # a cut-off segment holds no answer
+    ("last_math", "it costs $5 and $6 more", "6"),
+    ("answer_header", "Adding up.\n\n# Answer\n\n468", "468"),
+    ("answer_header", "## Final Answer\n$\\frac{1}{2}$", r"\frac{1}{2}"),
+    ("answer_header", "**Final Answer:** 12", "12"),
+    ("answer_header", "**Answer**\n\n(3, 4)\n", "(3, 4)"),
+    ("answer_header", "She sells 9 eggs.\nA: 18", "18"),
+    ("answer_header", "A: 18\nthen more text", None),  # 'A:' is a header only as the last line
+    ("answer_header", "Answer the question below.\nIt is 5.", None),
+    ("answer_header", "no header", None),
+    ("math_verify", r"so we find that $x = \frac{3}{4}$ and stop", r"x = \frac{3}{4}"),
+    ("math_verify", "no math at all", None),
     (r"regex:Result=(\d+)", "Result=1 then Result=22", "22"),
     (r"regex:\d+", "a 5 b 6", "6"),
 ])
@@ -48,8 +61,29 @@ def test_doctests() -> None:
     assert doctest.testmod(ex).failed == 0
 
 
+def test_chain_order_and_names() -> None:
+    assert ex.CHAIN == ("boxed", "answer_is", "answer_header", "last_math", "math_verify")
+    assert all(name in ex.EXTRACTORS for name in ex.CHAIN)  # each stays nameable on its own
+    text = "We get $x = 4$.\n\n# Answer\n\n4"
+    assert ex.extract(text, ex.CHAIN) == ("4", "answer_header")
+    assert ex.extract(text, ["last_math"]) == ("4", "last_math")
+    assert ex.extract(r"$\boxed{7}$ and the answer is 8", ex.CHAIN) == ("7", "boxed")
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("zero", "0"), ("five", "5"), ("Nineteen", "19"), ("twenty", "20"), ("forty-two", "42"),
+    ("ninety nine", "99"), ("a half", "1/2"), ("one half", "1/2"), ("two thirds", "2/3"),
+    ("three quarters", "3/4"), ("a quarter", "1/4"),
+    ("negative four", "-4"), ("five apples", "5"), ("seven square units", "7"), ("$six$.", "6"),
+    ("five or six", None), ("someone", None), ("5", None), ("the answer", None), ("", None),
+    ("one of the two numbers we found above", None),
+])
+def test_spelled_numbers(text: str, number: str | None) -> None:
+    assert ex.spelled_number(text) == number
+
+
 def test_options_of_lists_keyword_options() -> None:
-    assert set(options_of("math")) == {"extractors", "compare"}
+    assert set(options_of("math")) == {"extractors", "compare", "equations"}
     assert set(options_of("numeric")) == {"extractors"}
     assert options_of("synthetic") == {}
 
@@ -61,7 +95,8 @@ def test_check_options_accepts_and_coerces() -> None:
 
 
 @pytest.mark.parametrize(("name", "options", "match"), [
-    ("math", {"extractor": ["boxed"]}, r"no option\(s\) extractor; valid: extractors, compare"),
+    ("math", {"extractor": ["boxed"]}, r"no option\(s\) extractor; valid: extractors, compare, equations"),
+    ("math", {"equations": "same"}, r"verifier.options.equations"),
     ("math", {"extractors": "boxed"}, r"verifier.options.extractors"),  # a string is not a list of names
     ("math", {"extractors": ["boxd"]}, "unknown extractor 'boxd'"),
     ("math", {"compare": "nope"}, "unknown grader 'nope'"),

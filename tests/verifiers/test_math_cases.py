@@ -7,7 +7,14 @@ Expectations are what a careful human grader of MATH would accept, with these de
 * a percent gold asks for the number before the sign: 25 and 25\% pass for 25\%, 0.25 does not;
   a percent answer means a hundredth, as math-verify reads it: 25\% passes for 1/4 (and for 25);
 * a base subscript may be left off ("1011" for 1011_2), but a different base is wrong;
-* only the last complete box counts, even when a completion splits a list over several boxes.
+* the last complete box counts, unless the gold lists several answers and the completion boxes them
+  one by one: then its last boxes count together, as a set or a tuple as the gold is;
+* with no box, the answer is read from "the final answer is", an answer heading ("# Answer",
+  "Final Answer:", "Answer:") and the line after it, the last math expression, and last
+  math-verify's own reading of the whole text; number words count ("five", "a half");
+* an equation matches one whose sides match, either way round (`equations: same_sides`, the
+  default): -a = -b is not accepted for a = b, since a required form (A > 0) is the usual reason
+  a MATH answer is an equation at all.
 """
 
 from __future__ import annotations
@@ -201,12 +208,26 @@ CASES = [
     _case("eq-value", "x=3", B("x = -3"), False),
     _case("eq-pair-as-equations", "(2,3)", B("x=2, y=3"), True),
     _case("eq-pair-as-equations-swapped", "(2,3)", B("x=3, y=2"), False),
+    _case("eq-plane-negated", "5x - 7y + 11z + 4 = 0", B("-5x+7y-11z-4=0"), False),  # the form asks A > 0
+    _case("eq-plane-same", "5x - 7y + 11z + 4 = 0", B("5x-7y+11z+4=0"), True),
+    _case("eq-plane-reordered-terms", "5x - 7y + 11z + 4 = 0", B("4 + 5x + 11z - 7y = 0"), True),
+    _case("eq-sides-swapped", "y = 2x + 3", B("2x + 3 = y"), True),
+    _case("eq-line-other-form", "y = 2x + 3", B("2x - y + 3 = 0"), False),  # same line, not the asked form
     # several boxes: the last complete one counts
     _case("boxes-last-right", "4", r"Maybe \boxed{3}. No: \boxed{4}.", True),
     _case("boxes-first-right", "3", r"Maybe \boxed{3}. No: \boxed{4}.", False),
     _case("boxes-truncated-last", "5", r"\boxed{5}, or perhaps \boxed{6", True),
     _case("boxes-fraction-last", r"\frac{2}{3}", r"\boxed{\frac{1}{3}} is wrong; \boxed{\dfrac{2}{3}}", True),
-    _case("boxes-split-list", "1, 2", r"The roots are $\boxed{1}$ and $\boxed{2}$.", False),
+    _case("boxes-split-list", "1, 2", r"The roots are $\boxed{1}$ and $\boxed{2}$.", True),
+    _case("boxes-two-roots", "2, 3", r"So $x = \boxed{2}$ and $x = \boxed{3}$.", True),
+    _case("boxes-two-roots-set-order", r"\{2, 3\}", r"$x = \boxed{3}$ or $x = \boxed{2}$", True),
+    _case("boxes-two-roots-one-wrong", "2, 3", r"So $x = \boxed{2}$ and $x = \boxed{4}$.", False),
+    _case("boxes-tuple-in-order", "(2, 3)", r"$a = \boxed{2}$ and $b = \boxed{3}$", True),
+    _case("boxes-tuple-swapped", "(2, 3)", r"$a = \boxed{3}$ and $b = \boxed{2}$", False),
+    _case("boxes-one-part-gold", "3", r"First \boxed{2}, then \boxed{3}.", True),
+    _case("boxes-last-holds-all", "2, 3", r"Try \boxed{5}. Then the roots: \boxed{2, 3}", True),
+    _case("boxes-earlier-wrong-kept-out", "2, 3", r"Not \boxed{7}. Roots: \boxed{2} and \boxed{3}.", True),
+    _case("boxes-thousands-gold", "10,000", r"\boxed{10} then \boxed{000}", False),
     # several answers: the gold lists them, order irrelevant
     _case("list-order", "1, 2", B("2, 1"), True),
     _case("list-signs", "-1, 1", B("1, -1"), True),
@@ -332,6 +353,28 @@ CASES = [
     _case("close-reciprocal", "4", B(r"\frac{1}{4}"), False),
     _case("close-factorial", "4", B("4!"), False),
     _case("close-time", "8:30", B("8:31"), False),
+    # where the answer is when nothing is boxed: phrases, headings, the last expression, the whole text
+    _case("where-final-answer-is", r"\frac{1}{2}", r"Halving it, the final answer is $\frac{1}{2}$.", True),
+    _case("where-answer-heading", "468", "So there are 468 of them.\n\n# Answer\n\n468", True),
+    _case("where-answer-heading-wrong", "468", "So there are 486 of them.\n\n# Answer\n\n486", False),
+    _case("where-answer-heading-latex", r"\frac{\sqrt{3}}{2}", "So.\n\n# Answer\n\n\\frac{\\sqrt3}{2}", True),
+    _case("where-final-answer-colon", "(1, 2)", "Final Answer: (1, 2)", True),
+    _case("where-final-answer-heading", r"\{1, 2\}", "**Final Answer**\n\n$\\{2, 1\\}$", True),
+    _case("where-answer-colon", "7", "Checking each case.\nAnswer: 7", True),
+    _case("where-gsm8k-a", "18", "She sells 9 eggs at $2 each.\nA: 18", True),
+    _case("where-gsm8k-a-thousands", "70000", "So he made 70,000.\nA: 70,000", True),
+    _case("where-last-expression", r"\frac{3}{4}", r"Dividing, we get $\frac{6}{8} = \frac{3}{4}$.", True),
+    _case("where-last-number", "3", "The remainder when the product is divided by 7 is 3.", True),
+    _case("where-last-number-wrong", "3", "The remainder when the product is divided by 7 is 4.", False),
+    _case("where-whole-text", r"\frac{3}{4}", "We conclude with the value \\frac{3}{4} for it", True),
+    _case("where-heading-beats-last-number", "12", "Answer:\n12\n\nI checked it 3 times.", True),
+    # number words
+    _case("words-five", "5", "The final answer is five.", True),
+    _case("words-twenty-one", "21", "The answer is twenty-one.", True),
+    _case("words-half", r"\frac{1}{2}", "The answer is a half.", True),
+    _case("words-heading", "40", "Counting them.\n\n# Answer\n\nforty", True),
+    _case("words-wrong", "5", "The final answer is six.", False),
+    _case("words-two-choices", "5", "The final answer is five or six.", False),
     # malformed completions
     _case("bad-unclosed-box", r"\frac{1}{2}", r"So $\boxed{\frac{1}{2}", False),
     _case("bad-empty-box", "3", r"The answer is $\boxed{}$.", False),
@@ -356,3 +399,23 @@ def test_table_is_broad() -> None:
     expected = [c.values[2] for c in CASES]
     assert len(CASES) >= 150 and expected.count(True) >= 60 and expected.count(False) >= 60
     assert len({c.id for c in CASES}) == len(CASES)  # ids name one row each
+
+
+@pytest.mark.parametrize(("gold", "answer", "same_sides", "equivalent"), [
+    ("5x - 7y + 11z + 4 = 0", "-5x+7y-11z-4=0", False, True),  # -a = -b: the same plane, not the asked form
+    ("y = 2x + 3", "2x - y + 3 = 0", False, True),
+    ("y = 2x + 3", "2x + 3 = y", True, True),
+    ("x^2 + y^2 = 25", "y^2 + x^2 = 25", True, True),
+    ("y = 2x + 3", "y = 2x - 3", False, False),
+    ("x = 3", "3", True, True),  # a value against an equation is not an equation pair: unchanged
+])
+def test_equations_option(gold: str, answer: str, same_sides: bool, equivalent: bool) -> None:
+    p = Problem(id="t", prompt="", answer=gold)
+    assert verify(p, B(answer)).correct is same_sides  # the default
+    assert verify(p, B(answer), equations="same_sides").correct is same_sides
+    assert verify(p, B(answer), equations="equivalent").correct is equivalent
+
+
+def test_equations_option_is_checked() -> None:
+    with pytest.raises(ValueError, match="unknown equations rule 'same'"):
+        verify(Problem(id="t", prompt="", answer="1"), B("1"), equations="same")  # type: ignore[arg-type]

@@ -69,7 +69,10 @@ CASES = [  # (gold, completion, expected correct)
     (r"\frac{3}{4}", "Adding up, the answer is \\(\\frac{3}{4}\\).\nDone.", True),
     (r"12", "**Final Answer:** 12", True),
     (r"12", "The answer is 13.", False),
-    (r"12", "I computed 12 somewhere but never said what the answer was", False),
+    (r"12", "I computed 13 somewhere but never said what the answer was", False),
+    (r"12", "Adding them up.\n\n# Answer\n\n12", True),
+    (r"2, 3", r"So $x = \boxed{2}$ or $x = \boxed{3}$.", True),
+    (r"5", "The final answer is five.", True),
 ]
 
 
@@ -94,6 +97,19 @@ def test_hand_cases(gold: str, completion: str, expected: bool) -> None:
 )
 def test_last_boxed(text: str, box: str | None) -> None:
     assert last_boxed(text) == box
+
+
+def test_last_number_is_read_by_default_but_not_by_strict_extractors() -> None:
+    text = "I computed 12 somewhere but never said what the answer was"
+    v = verify(_p("12"), text)
+    assert v.correct is True and v.details == {"extractor": "last_math"}
+    strict = verify(_p("12"), text, extractors=["boxed", "answer_is"])
+    assert strict == Verdict(correct=False, extracted=None, reason="no final answer found")
+
+
+def test_whole_text_is_the_last_resort() -> None:
+    v = verify(_p(r"\frac{3}{4}"), "We conclude with the value \\frac{3}{4} for it")
+    assert v.details == {"extractor": "math_verify"} and v.correct is True
 
 
 def test_extract_answer_patterns() -> None:
@@ -152,7 +168,7 @@ def test_math_verify_exception_cannot_judge(monkeypatch: pytest.MonkeyPatch) -> 
         raise RuntimeError("sympy exploded")
 
     monkeypatch.setattr(math_verify, "verify", boom)
-    v = verify(_p(r"\frac{4}{5}"), r"\boxed{\frac{3}{5}}")
+    v = verify(_p(r"\sqrt{5}"), r"\boxed{\sqrt{3}}")
     assert v.correct is None and v.reason.startswith("cannot judge: RuntimeError: sympy exploded"), v
 
 
@@ -164,7 +180,7 @@ def test_math_verify_timeout_cannot_judge(monkeypatch: pytest.MonkeyPatch) -> No
         raise TimeoutException("Operation timed out!")
 
     monkeypatch.setattr(math_verify, "verify", slow)
-    v = verify(_p(r"\frac{4}{5}"), r"\boxed{\frac{3}{5}}")
+    v = verify(_p(r"\sqrt{5}"), r"\boxed{\sqrt{3}}")
     assert v.correct is None and "timed out" in v.reason
 
 
@@ -181,11 +197,11 @@ def test_timeouts_only_on_main_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(math_verify, "verify", spy)
     vmath._parse.cache_clear()
     out: list[Verdict] = []
-    t = threading.Thread(target=lambda: out.append(verify(_p(r"\frac{2}{7}"), r"\boxed{4/14}")))
+    t = threading.Thread(target=lambda: out.append(verify(_p(r"2\sqrt{7}"), r"\boxed{\sqrt{28}}")))
     t.start()
     t.join()
     assert out[0].correct is True  # off the main thread: no signal.alarm, no ValueError
-    assert verify(_p(r"\frac{2}{7}"), r"\boxed{6/21}").correct is True
+    assert verify(_p(r"2\sqrt{7}"), r"\boxed{\sqrt{7} \cdot 2}").correct is True
     assert seen == [None, vmath._TIMEOUT_S]
 
 
@@ -222,3 +238,11 @@ def test_every_math_train_reference_solution_verifies() -> None:
             bad.append(r["unique_id"])
     # MATH's own solutions for these two put nothing in the box
     assert bad == ["train/number_theory/7115.json", "train/number_theory/7117.json"]
+
+
+@pytest.mark.parametrize(("gold", "n"), [
+    ("2, 3", 2), (r"\left( 1, 2 \right)", 2), (r"\{1,2,3\}", 3), ("(1,2),(3,4)", 2), ("10,000", 1),
+    (r"10,\!000", 1), ("[2,5)", 1), (r"\frac{1}{2}", 1), (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", 1),
+])
+def test_parts_counts_the_answers_a_gold_lists(gold: str, n: int) -> None:
+    assert vmath.parts(gold) == n

@@ -45,8 +45,12 @@ CASES = [  # (gold, completion, expected correct)
     ("7", "The answer is 7 apples. Check: 7 - 3 = 4.", True),
     ("7", "3 + 4 = 7 apples. Then I ate 2, leaving 5.", False),  # the last number counts
     ("12", "12 \u2212 0 = 12", True),
-    ("12", "#### twelve", False),
-    ("12", r"\boxed{\text{twelve}}", False),
+    ("12", "#### twelve", True),  # number words: zero to twenty, the tens, halves
+    ("12", r"\boxed{\text{twelve}}", True),
+    ("12", "#### thirteen", False),
+    ("21", "The final answer is twenty-one.", True),
+    ("0.5", "The answer is a half.", True),
+    ("5", "The answer is five or six.", False),
     ("12", "I do not know.", False),
     ("3.75", "#### 3.750", True),
     ("0.25", "It costs .25 dollars", True),

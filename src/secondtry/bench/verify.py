@@ -3,7 +3,11 @@ r"""`secondtry bench verify`: math verdicts per second on MATH-like inputs, and 
 Throughput: every problem of a MATH-format file is judged four ways — its reference solution, the
 same with a wrong final box, a "The final answer is X." restatement of the gold, and the gold
 written as a decimal when it is a simple fraction — through a warm `VerifierPool` (its workers'
-start-up is reported apart). Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
+start-up is reported apart). The `long` workload puts 1,000 to 3,000 characters of working before
+each of the four (other problems' solutions with their boxes unwrapped), as a chain of thought
+would (a solution already longer stays as it is): the extractors then read whole long texts, and
+two of the four have no box to find.
+Fuzz: `pathological(n)` inputs (deep nesting, huge exponents and
 factorials, unbalanced braces, megabyte strings, LaTeX token soup, control characters) through a
 pool with a short hard timeout; a crash is a worker that died, a hang an item that ran more than a
 second past its limit.
@@ -11,6 +15,11 @@ second past its limit.
 >>> items = pathological(40, seed=1)
 >>> len(items), all(isinstance(p.answer, str) for p, _ in items)
 (40, True)
+>>> rows = [{"problem": f"p{i}", "solution": f"We add. $1+{i}={i + 1}$, so $\\boxed{{{i + 1}}}$.",
+...          "answer": str(i + 1)} for i in range(30)]
+>>> long = math_items(rows, long=True)
+>>> len(long), min(len(c) for _, c in long) >= 1000, max(len(c) for _, c in long) <= 3000 + 200
+(120, True, True)
 """
 
 from __future__ import annotations
@@ -28,12 +37,32 @@ from secondtry.types import Problem, Verdict
 from secondtry.verifiers.pool import VerifierPool
 
 _SIMPLE_FRAC = re.compile(r"^\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
+_BOX_WORD = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+LONG_CHARS = (1000, 3000)  # the `long` workload's completion lengths, drawn uniformly
 
 
-def math_items(rows: list[dict[str, Any]]) -> list[tuple[Problem, str]]:
-    """Four completions per MATH row: right, wrong box, 'answer is' phrase, decimal for a simple fraction."""
+def _working(rows: list[dict[str, Any]], i: int, n_chars: int) -> str:
+    """About `n_chars` of working for row i: the solutions of the rows after it, their boxes unwrapped."""
+    parts, size, j = [], 0, i
+    while size < n_chars and len(rows) > 1:
+        j = (j + 1) % len(rows)
+        if j == i:
+            continue
+        text = _BOX_WORD.sub("", rows[j]["solution"])
+        parts.append(text)
+        size += len(text) + 2
+    return "\n\n".join(parts)[:n_chars]
+
+
+def math_items(rows: list[dict[str, Any]], long: bool = False, seed: int = 0) -> list[tuple[Problem, str]]:
+    """Four completions per MATH row: right, wrong box, 'answer is' phrase, decimal for a simple fraction.
+
+    `long`: each completion is 1,000-3,000 characters, the four endings after working of a drawn length.
+    """
+    rng = random.Random(seed)
     items = []
     for i, row in enumerate(rows):
+        start = len(items)
         solution, gold = row["solution"], row.get("answer") or last_boxed(row["solution"]) or ""
         problem = Problem(id=str(row.get("unique_id", i)), prompt=row["problem"], answer=gold)
         box = last_boxed(solution)
@@ -45,6 +74,11 @@ def math_items(rows: list[dict[str, Any]]) -> list[tuple[Problem, str]]:
         m = _SIMPLE_FRAC.match(gold.strip())
         value = f"{float(Fraction(int(m.group(1)), int(m.group(2)))):.10g}" if m else gold
         items.append((problem, f"So the result is $\\boxed{{{value}}}$."))
+        if long:
+            for k in range(start, len(items)):
+                p, ending = items[k]
+                pad = rng.randint(*LONG_CHARS) - len(ending) - 2
+                items[k] = (p, f"{_working(rows, i, pad)}\n\n{ending}" if pad > 0 else ending)
     return items
 
 
@@ -104,12 +138,15 @@ def timed_map(pool: VerifierPool, items: list[tuple[Problem, str]]) -> tuple[lis
 
 
 def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 1000, fuzz_timeout_s: float = 2.0,
-        limit: int | None = None, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(workload, figures) of both measurements."""
+        limit: int | None = None, seed: int = 0,
+        workload_name: str = "short") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(workload, figures) of both measurements; `workload_name`: short (solutions as written) or long."""
     import json
 
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()][:limit]
-    items = math_items(rows)
+    load_start = round(os.getloadavg()[0], 2)
+    items = math_items(rows, long=workload_name == "long", seed=seed)
+    lengths = sorted(len(c) for _, c in items)
     start = time.perf_counter()
     with VerifierPool("math", workers, timeout_s) as pool:
         pool.map(items[:2 * workers])  # start-up: workers import sympy/antlr and judge a first item
@@ -124,8 +161,12 @@ def run(data: Path, workers: int = 2, timeout_s: float = 10.0, fuzz_n: int = 100
                         "fuzz_timeouts": pool.timeouts, "fuzz_max_overrun_s": round(pool.max_overrun_s, 3),
                         "fuzz_non_verdicts": sum(not isinstance(v, Verdict) for v in fverdicts),
                         "fuzz_cannot_judge": sum(v.correct is None for v in fverdicts)}
-    workload = {"data": str(data), "problems": len(rows), "items": len(items), "workers": workers,
-                "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other work on the machine
+    workload = {"data": str(data), "workload": workload_name, "problems": len(rows), "items": len(items),
+                "workers": workers,
+                "completion_chars": {"min": lengths[0], "median": lengths[len(lengths) // 2],
+                                     "max": lengths[-1]},
+                "load_average_1min_at_start": load_start,  # other work on the machine
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "timeout_s": timeout_s, "fuzz_timeout_s": fuzz_timeout_s, "fuzz_seed": seed,
                 "items_per_problem": "reference solution, wrong box, 'final answer is' phrase, decimal form"}
     figures = {"verdicts_per_s": round(len(items) / wall, 1), "wall_s": round(wall, 2),

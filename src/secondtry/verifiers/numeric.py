@@ -8,6 +8,8 @@ Verdict(correct=True, extracted='1000.00', reason='match', steps=None, details={
 Verdict(correct=False, extracted='999', reason='mismatch: 999 vs 1,000', steps=None, details={'extractor': 'boxed'})
 >>> verify(Problem(id="t", prompt="", answer="18"), "3 * 6 = 18 dollars\n#### $18.")
 Verdict(correct=True, extracted='18', reason='match', steps=None, details={'extractor': 'hashes'})
+>>> verify(Problem(id="t", prompt="", answer="5"), "She keeps the rest. The final answer is five.").extracted
+'5'
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Sequence
 
 from secondtry.types import Problem, Verdict
 from secondtry.verifiers.extract import get as get_extractor
+from secondtry.verifiers.extract import spelled_number
 
 # a number: optional sign, thousands commas, decimals, or a simple fraction a/b
 _NUM = re.compile(
@@ -68,7 +71,8 @@ def extract_answer(completion: str, extractors: Sequence[str] = DEFAULT_EXTRACTO
             found = get_extractor(name)(completion)
             if found is None:
                 continue
-            nums = _numbers(found)
+            spelled = spelled_number(_clean(found))  # "the answer is five"
+            nums = _numbers(found) or ([spelled] if spelled else [])
         if nums:
             return nums[0], name
         if name in _DECISIVE:
