@@ -238,3 +238,36 @@ def test_bench_generate_refuses_the_big_architecture_without_a_gpu():
         pytest.skip("a GPU is present")
     code, out = invoke("bench", "generate")
     assert code == 2 and "needs a CUDA device" in out
+
+
+def test_the_run_directory_stays_locked_until_the_report_is_written_then_released(tmp_path, tiny_model,
+                                                                                  monkeypatch):
+    import secondtry.report as report
+    from secondtry.config import load_config
+    from secondtry.store import RunDirError, RunStore
+
+    path = config_file(tmp_path, **{"model.path": str(tiny_model), "eval_task.options.count": 8,
+                                    "train_task.options.count": 8})
+    cfg = load_config(path)
+    seen, real = [], report.markdown
+
+    def markdown(run_dir):  # while the report is written, another process must not take the directory
+        try:
+            RunStore.open(cfg).close()  # flock is per open file: this process counts as another one
+            seen.append("taken")
+        except RunDirError as e:
+            seen.append(str(e))
+        return real(run_dir)
+
+    monkeypatch.setattr(report, "markdown", markdown)
+    code, out = invoke("eval", path)
+    assert code == 0, out
+    assert seen and "in use by another secondtry process" in seen[0], seen
+
+    def broken(run_dir):
+        raise RuntimeError("the report failed")
+
+    monkeypatch.setattr(report, "markdown", broken)
+    result = runner.invoke(app, ["eval", str(path)])
+    assert result.exit_code != 0 and "the report failed" in str(result.exception)
+    RunStore.open(cfg).close()  # released on the way out of a failure too

@@ -28,13 +28,18 @@ def _guard(fn: Callable[[], None]) -> None:
     """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
     from .backends.hf import ModelLoadError
     from .config import ConfigError
-    from .store import RunDirError
+    from .store import RunDirError, StorageError
     from .tasks import TaskDataError
 
     try:
         fn()
     except (ConfigError, TaskDataError, ModelLoadError, RunDirError) as e:
         _fail(str(e).replace("[", "\\["))
+    except OSError as e:  # a write refused outside a run directory (a report, a comparison): one line too
+        if not StorageError.covers(e):
+            raise
+        where = Path(e.filename or Path.cwd())
+        _fail(str(StorageError(where, e.errno, where.parent)).replace("[", "\\["))
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume", 130)
 
@@ -74,9 +79,9 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
     log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
                                                  if distributed.active() else ""))
-    run(cfg, log, allow_change=allow_change, eval_only=eval_only)
+    report = (lambda: _report(cfg.run_path, tables)) if distributed.is_main() else None
+    run(cfg, log, allow_change=allow_change, eval_only=eval_only, then=report)  # the report: still locked
     if distributed.is_main():
-        _report(cfg.run_path, tables)
         log.info(f"records, models and report: {cfg.run_path}")
     distributed.barrier()
     return cfg.run_path
