@@ -66,6 +66,11 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
     (["{cfg}", "model.path=toy:huge"], "model.path: unknown toy model 'huge'"),
     (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
+    (["{cfg}", "train_task.options.count=1000000000000"], "option count must be at most 1,000,000"),
+    (["{cfg}", "seed=-1"], "seed: Input should be greater than or equal to 0 (got -1)"),
+    (["{cfg}", "training.steps=1000000000000"], "training.steps: Input should be less than or equal to "
+                                                "1000000"),
+    (["{cfg}", "--seeds", "-1,4"], "--seeds -1,4: seeds lie in 0..4294967295"),
     (["{cfg}", "eval_task.split=validation"], "split must be one of"),
     (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
     (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),

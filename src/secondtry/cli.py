@@ -130,12 +130,18 @@ def _seed_list(seeds: str, base: int) -> list[int]:
         values = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         _fail(f"--seeds {seeds!r}: give a count (3) or seeds separated by commas (42,43,44)")
+    from .config import MAX_SEED
+
     if len(values) == 1 and "," not in seeds:
         if values[0] < 1:
             _fail(f"--seeds {seeds}: the count must be at least 1")
-        return [base + i for i in range(values[0])]
-    if not values or len(set(values)) != len(values):
+        if base + values[0] - 1 > MAX_SEED:
+            _fail(f"--seeds {seeds}: seeds lie in 0..{MAX_SEED}; {values[0]} seeds from {base} go beyond")
+        values = [base + i for i in range(values[0])]
+    elif not values or len(set(values)) != len(values):
         _fail(f"--seeds {seeds!r}: a list of distinct seeds, e.g. 42,43,44")
+    if not 0 <= min(values) <= max(values) <= MAX_SEED:
+        _fail(f"--seeds {seeds}: seeds lie in 0..{MAX_SEED} (got {min(values)}..{max(values)})")
     return values
 
 
