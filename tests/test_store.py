@@ -333,3 +333,25 @@ def test_a_library_error_from_a_full_disk_is_named_by_probing_the_run_directory(
             store.stage("round_1/c", {}, [store.path(1, "c.jsonl")], torch_like)
     monkeypatch.setattr(store_module.os, "write", real_write)
     assert "no space left" in str(e.value).lower() and str(tmp_path / "r") in str(e.value)
+
+
+def test_damaged_stage_record_backup_and_config_copies_are_written_again(tmp_path):
+    calls, seen = [], Seen()
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+        _two_stages(store, calls)  # the second pass records nothing: the backup is the first stage's manifest
+    root = tmp_path / "r"
+    record, backup = root / "round_1" / ".stages" / "a.json", root / "manifest.backup.json"
+    want = record.read_text()
+    record.write_text(want[:30])
+    backup.write_text("[]")
+    (root / "config.yaml").write_text("seed: 1\n")
+    (root / ".config.yaml.sum").write_text("{")
+    with RunStore.open(cfg_at(tmp_path, seed=7), log=seen) as store:  # no trusted copy of the config: goes on
+        _two_stages(store, calls)
+    assert calls == ["a", "b"] and record.read_text() == want
+    assert "seed: 7" in (root / "config.yaml").read_text()
+    for word in ("a.json", "backup", "config"):
+        assert [line for line in seen.lines if word in line], (word, seen.lines)
+    with pytest.raises(RunDirError, match="run with another config"):  # and now it is known again
+        RunStore.open(cfg_at(tmp_path, seed=8))

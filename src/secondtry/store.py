@@ -372,7 +372,14 @@ class RunStore:
             self._lock()
             self._remove_strays()
             self._check_config(cfg, allow_change)
-            self.manifest()  # a damaged manifest is recovered now, before any stage reads it
+            manifest = self.manifest()  # a damaged manifest is recovered now, before any stage reads it
+            if manifest["stages"]:
+                try:
+                    _manifest_shape(read_checked_json(self.backup_path))
+                except Damaged as e:
+                    if self.backup_path.exists():
+                        self.log.warn(f"{self.backup_path} is {e}; replaced by a copy of the manifest")
+                    write_checked_json(self.backup_path, manifest)
         except BaseException as e:
             self.close()
             err = storage_error(e, self.root) if isinstance(e, OSError) else None
@@ -386,15 +393,21 @@ class RunStore:
         text = dump_config(cfg)
         saved, record = self.root / "config.yaml", self.root / ".config.yaml.sum"
         if saved.exists():
-            old = saved.read_bytes().decode("utf-8", errors="replace")
-            why = check_seal(saved, record) if record.exists() else None
-            if why is not None:
+            old: str | None = saved.read_bytes().decode("utf-8", errors="replace")
+            if record.exists():
                 try:
-                    old = read_checked_json(record)["text"]
-                    self.log.warn(f"{saved} is damaged ({why}); compared with the copy its record keeps")
-                except (Damaged, KeyError):
-                    pass  # neither is readable: compare with what is there; --allow-change goes on
-            if old != text and not allow_change:
+                    kept = read_checked_json(record)["text"]
+                    if kept != old:
+                        self.log.warn(f"{saved} is damaged ({check_seal(saved, record)}); compared with the "
+                                      f"copy its record keeps")
+                    old = kept
+                except (Damaged, KeyError) as e:
+                    if old != text:  # nothing trustworthy to compare with; the stages' input hashes still are
+                        self.log.warn(f"{saved} differs from this config and its record is damaged ({e}), so "
+                                      f"the config the run was made with is not known: going on with this "
+                                      f"one (stages whose inputs differ from their records run again)")
+                        old = None
+            if old is not None and old != text and not allow_change:
                 diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                                     "config.yaml (as run)", "config (now)"))
                 raise RunDirError(f"{self.root} was run with another config; resume with the same config, "
@@ -517,6 +530,7 @@ class RunStore:
             why = self._damaged(entry, outputs)
             if why is None:
                 _remove_partial(partial_dir)  # left if the last run died right after recording
+                self._keep_record(name, entry)
                 return entry["info"]
             self.log.warn(f"{name}: {why}; the stage runs again")
         self.stage_record(name).unlink(missing_ok=True)
@@ -527,6 +541,19 @@ class RunStore:
                 p.unlink()
         Partial(partial_dir, name, inputs_hash, self.log)  # throws away pieces made with other inputs
         return None
+
+    def _keep_record(self, name: str, entry: dict[str, Any]) -> None:
+        """The stage's own record, written again from the manifest if it is missing or damaged."""
+        path = self.stage_record(name)
+        try:
+            if read_checked_json(path) == entry:
+                return
+            why = "not what the manifest holds"
+        except Damaged as e:
+            why = str(e)
+        if path.exists():
+            self.log.warn(f"{self._rel(path)} is {why}; written again from the manifest")
+        write_checked_json(path, entry)
 
     def _damaged(self, entry: dict[str, Any], outputs: list[Path]) -> str | None:
         """None if the outputs hash to what the stage recorded; else which do not, and how."""
