@@ -417,6 +417,7 @@ def test_random_kills_cuts_and_corruptions_end_as_the_uninterrupted_run(referenc
             assert final.returncode == 0, f"exit {final.returncode}: {final.stderr[-1500:]}"
             assert_same_run(root / "run", ref, "final run")
             check_complete(root / "run", 32, 16)
+            print(f"\ntrial {trial}: same as the uninterrupted run after {'; '.join(story)}", end="")
         except AssertionError as e:
             mismatches.append(f"trial {trial}: {'; '.join(story)}\n    {str(e)[:1500]}")
     took = time.perf_counter() - start
