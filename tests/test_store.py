@@ -355,3 +355,16 @@ def test_damaged_stage_record_backup_and_config_copies_are_written_again(tmp_pat
         assert [line for line in seen.lines if word in line], (word, seen.lines)
     with pytest.raises(RunDirError, match="run with another config"):  # and now it is known again
         RunStore.open(cfg_at(tmp_path, seed=8))
+
+
+def test_a_permission_error_outside_the_run_directory_is_not_called_a_write_failure(tmp_path):
+    import errno
+
+    from secondtry.store import storage_error
+
+    root = tmp_path / "r"
+    root.mkdir()
+    elsewhere = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "models" / "x.safetensors"))
+    assert storage_error(elsewhere, root) is None
+    inside = PermissionError(errno.EACCES, "Permission denied", str(root / "round_1" / "x.jsonl"))
+    assert "permission denied" in str(storage_error(inside, root))

@@ -97,10 +97,12 @@ def storage_error(exc: BaseException, root: Path) -> StorageError | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _FS_ERRORS:
+        if isinstance(e, OSError) and e.errno in _FS_ERRORS and (
+                e.errno not in (errno.EACCES, errno.EPERM) or not e.filename
+                or Path(os.fsdecode(e.filename)).resolve().is_relative_to(root.resolve())):  # not a model
             return StorageError(e.filename or root, e.errno, root)
         todo += [e.__cause__, e.__context__]
-    text = str(exc)
+    text = "" if isinstance(exc, OSError) else str(exc)  # an OSError said its errno above
     for code in _FS_ERRORS:
         if os.strerror(code) in text or re.search(rf"\bOs {{ code: {code}\b", text):  # libc's; Rust io
             named = re.search(re.escape(str(root)) + r"[^\s'\"]*", text)
