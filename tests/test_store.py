@@ -90,30 +90,34 @@ def test_hash_path_sees_content_and_names(tmp_path):
     assert json.loads(json.dumps(h1)) == h1
 
 
-def test_a_killed_stage_keeps_its_finished_chunks_for_the_next_run(tmp_path):
-    out = tmp_path / "r" / "round_1" / "x.jsonl"
-    made = []
-
-    def work(fail_at=None):
+def _chunked_stage(store, out, made, fail_at=None, inputs=None):
+    """A stage of three chunks of two records; `fail_at` stops it (as a kill would) before that chunk."""
+    def work():
         partial = store.partial
         for c in range(3):
             if partial.chunk(c) is None:
                 if c == fail_at:
                     raise RuntimeError("killed")
                 made.append(c)
-                partial.write_chunk(c, [{"chunk": c}])
+                partial.write_chunk(c, [{"chunk": c, "i": 0}, {"chunk": c, "i": 1}])
         write_jsonl(out, [r for c in range(3) for r in partial.chunk(c)])
+    return store.stage("round_1/x", inputs or {"a": 1}, [out], work)
 
+
+def test_a_killed_stage_keeps_its_finished_chunks_for_the_next_run(tmp_path):
+    out = tmp_path / "r" / "round_1" / "x.jsonl"
+    made = []
     with RunStore.open(cfg_at(tmp_path)) as store:
         with pytest.raises(RuntimeError):
-            store.stage("round_1/x", {"a": 1}, [out], lambda: work(fail_at=2))
+            _chunked_stage(store, out, made, fail_at=2)
         assert not out.exists() and "round_1/x" not in store.manifest()["stages"]  # chunks are not outputs
-        store.stage("round_1/x", {"a": 1}, [out], work)
-        assert made == [0, 1, 2] and read_jsonl(out) == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+        _chunked_stage(store, out, made)
+        assert made == [0, 1, 2]
+        assert read_jsonl(out) == [{"chunk": c, "i": i} for c in range(3) for i in range(2)]
         assert not (out.parent / ".partial").exists()  # gone once the manifest records the stage
         with pytest.raises(RuntimeError):
-            store.stage("round_1/x", {"a": 2}, [out], lambda: work(fail_at=1))
-        store.stage("round_1/x", {"a": 3}, [out], work)  # other inputs: the chunk of {"a": 2} is not reused
+            _chunked_stage(store, out, made, fail_at=1, inputs={"a": 2})
+        _chunked_stage(store, out, made, inputs={"a": 3})  # other inputs: the chunk of {"a": 2} is not reused
         assert made == [0, 1, 2, 0, 0, 1, 2]
 
 
@@ -169,20 +173,6 @@ class Seen:
         self.lines.append(message)
 
     warn = info
-
-
-def _chunked_stage(store, out, made, fail_at=None):
-    """A stage of three chunks of two records; `fail_at` stops it (as a kill would) before that chunk."""
-    def work():
-        partial = store.partial
-        for c in range(3):
-            if partial.chunk(c) is None:
-                if c == fail_at:
-                    raise RuntimeError("killed")
-                made.append(c)
-                partial.write_chunk(c, [{"chunk": c, "i": 0}, {"chunk": c, "i": 1}])
-        write_jsonl(out, [r for c in range(3) for r in partial.chunk(c)])
-    return store.stage("round_1/x", {"a": 1}, [out], work)
 
 
 @pytest.mark.parametrize("damage", ["missing line", "cut mid-line", "edited record", "deleted record file",

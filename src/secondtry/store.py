@@ -260,7 +260,7 @@ def _measure(path: Path, record: Path) -> dict[str, Any]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p != record)
         h = hashlib.sha256()
         for f in files:
-            h.update(str(f.relative_to(path)).encode() + b"\0" + _file_sha256(f).encode())
+            h.update(str(f.relative_to(path)).encode() + b"\0" + file_sha256(f).encode())
         return {"count": len(files), "sha256": h.hexdigest()}
     lines = 0
     h = hashlib.sha256()
@@ -271,7 +271,8 @@ def _measure(path: Path, record: Path) -> dict[str, Any]:
     return {"count": lines, "sha256": h.hexdigest()}
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
