@@ -358,3 +358,12 @@ def test_a_permission_error_outside_the_run_directory_is_not_called_a_write_fail
     assert storage_error(elsewhere, root) is None
     inside = PermissionError(errno.EACCES, "Permission denied", str(root / "round_1" / "x.jsonl"))
     assert "permission denied" in str(storage_error(inside, root))
+
+
+def test_a_deleted_config_copy_is_still_compared_through_its_record(tmp_path):
+    RunStore.open(cfg_at(tmp_path)).close()
+    (tmp_path / "r" / "config.yaml").unlink()
+    with pytest.raises(RunDirError, match="run with another config"):
+        RunStore.open(cfg_at(tmp_path, seed=7))
+    RunStore.open(cfg_at(tmp_path)).close()
+    assert "seed: 42" in (tmp_path / "r" / "config.yaml").read_text()

@@ -395,27 +395,26 @@ class RunStore:
         record (which holds the text) or, without one, rewritten from this config."""
         text = dump_config(cfg)
         saved, record = self.root / "config.yaml", self.root / ".config.yaml.sum"
-        if saved.exists():
-            old: str | None = saved.read_bytes().decode("utf-8", errors="replace")
-            if record.exists():
-                try:
-                    kept = read_checked_json(record)["text"]
-                    if kept != old:
-                        self.log.warn(f"{saved} is damaged ({check_seal(saved, record)}); compared with the "
-                                      f"copy its record keeps")
-                    old = kept
-                except (Damaged, KeyError) as e:
-                    if old != text:  # nothing trustworthy to compare with; the stages' input hashes still are
-                        self.log.warn(f"{saved} differs from this config and its record is damaged ({e}), so "
-                                      f"the config the run was made with is not known: going on with this "
-                                      f"one (stages whose inputs differ from their records run again)")
-                        old = None
-            if old is not None and old != text and not allow_change:
-                diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                                    "config.yaml (as run)", "config (now)"))
-                raise RunDirError(f"{self.root} was run with another config; resume with the same config, "
-                                  f"pass --allow-change to rerun the stages the change touches, or pick a "
-                                  f"new name=...\n{diff}")
+        old = saved.read_bytes().decode("utf-8", errors="replace") if saved.exists() else None
+        if record.exists():
+            try:
+                kept = read_checked_json(record)["text"]
+                if kept != old:
+                    why = check_seal(saved, record) if old is not None else "missing"
+                    self.log.warn(f"{saved} is damaged ({why}); compared with the copy its record keeps")
+                old = kept
+            except (Damaged, KeyError) as e:
+                if old is not None and old != text:  # nothing trusted to compare with; the stage inputs are
+                    self.log.warn(f"{saved} differs from this config and its record is damaged ({e}), so the "
+                                  f"config the run was made with is not known: going on with this one "
+                                  f"(stages whose inputs differ from their records run again)")
+                    old = None
+        if old is not None and old != text and not allow_change:
+            diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
+                                                "config.yaml (as run)", "config (now)"))
+            raise RunDirError(f"{self.root} was run with another config; resume with the same config, "
+                              f"pass --allow-change to rerun the stages the change touches, or pick a "
+                              f"new name=...\n{diff}")
         write_text(saved, text)
         seal(saved, record, text=text)
 
