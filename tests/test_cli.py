@@ -66,6 +66,11 @@ def test_validate_loads_local_data(tmp_path):
     (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
     (["{cfg}", "model.path=toy:huge"], "model.path: unknown toy model 'huge'"),
     (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
+    (["{cfg}", "train_task.options.count=1000000000000"], "option count must be at most 1,000,000"),
+    (["{cfg}", "seed=-1"], "seed: Input should be greater than or equal to 0 (got -1)"),
+    (["{cfg}", "training.steps=1000000000000"], "training.steps: Input should be less than or equal to "
+                                                "1000000"),
+    (["{cfg}", "--seeds", "-1,4"], "--seeds -1,4: seeds lie in 0..4294967295"),
     (["{cfg}", "eval_task.split=validation"], "split must be one of"),
     (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
     (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),
@@ -288,3 +293,36 @@ def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
     assert hacks["figures"]["total_passes"] == 0 and len(hacks["figures"]["table"]) >= 25
     code, out = invoke("bench", "verify", "--task", "java", "--data", data)
     assert code != 0 and "--task java: unknown" in out
+
+
+def test_the_run_directory_stays_locked_until_the_report_is_written_then_released(tmp_path, tiny_model,
+                                                                                  monkeypatch):
+    import secondtry.report as report
+    from secondtry.config import load_config
+    from secondtry.store import RunDirError, RunStore
+
+    path = config_file(tmp_path, **{"model.path": str(tiny_model), "eval_task.options.count": 8,
+                                    "train_task.options.count": 8})
+    cfg = load_config(path)
+    seen, real = [], report.markdown
+
+    def markdown(run_dir):  # while the report is written, another process must not take the directory
+        try:
+            RunStore.open(cfg).close()  # flock is per open file: this process counts as another one
+            seen.append("taken")
+        except RunDirError as e:
+            seen.append(str(e))
+        return real(run_dir)
+
+    monkeypatch.setattr(report, "markdown", markdown)
+    code, out = invoke("eval", path)
+    assert code == 0, out
+    assert seen and "in use by another secondtry process" in seen[0], seen
+
+    def broken(run_dir):
+        raise RuntimeError("the report failed")
+
+    monkeypatch.setattr(report, "markdown", broken)
+    result = runner.invoke(app, ["eval", str(path)])
+    assert result.exit_code != 0 and "the report failed" in str(result.exception)
+    RunStore.open(cfg).close()  # released on the way out of a failure too

@@ -112,3 +112,112 @@ def test_the_toy_world_is_set_for_toy_models_only():
         build_config({**BASE, "model": {"path": "some/model", "toy": {"retry_error_scale": 0.5}}})
     with pytest.raises(ConfigError, match="retry_error_scale"):
         build_config({**BASE, "model": {"path": "toy:tiny", "toy": {"retry_error_scale": 0}}})
+
+
+# -- configs that cannot exhaust the machine ---------------------------------------------------------------
+
+def test_a_negative_seed_is_refused_with_the_bound():
+    with pytest.raises(ConfigError) as e:
+        build_config({**BASE, "seed": -1})
+    assert "seed: Input should be greater than or equal to 0 (got -1)" in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["training.steps", "sampling.max_new_tokens", "backend.batch_size",
+                                 "training.batch_size", "verifier.workers", "evaluation.samples",
+                                 "conditions.retries", "training.grad_accum", "stopping.max_rounds", "seed"])
+def test_sizes_beyond_any_practical_run_are_refused_with_the_limit_in_the_error(key, tmp_path):
+    import yaml
+
+    p = write(tmp_path, yaml.safe_dump(BASE))
+    with pytest.raises(ConfigError) as e:
+        load_config(p, [f"{key}={10 ** 12}"])
+    msg = " ".join(str(e.value).split())
+    assert f"{key}: Input should be less than or equal to " in msg and "(got 1000000000000)" in msg, msg
+    limit = int(msg.split("less than or equal to ")[1].split()[0])
+    load_config(p, [f"{key}={limit}"]) if key != "training.steps" else None  # the limit itself is allowed
+
+
+def test_infinite_and_nan_numbers_are_refused(tmp_path):
+    import yaml
+
+    p = write(tmp_path, yaml.safe_dump(BASE))
+    for value in (".inf", ".nan"):
+        with pytest.raises(ConfigError, match="training.lr"):
+            load_config(p, [f"training.lr={value}"])
+
+
+def test_growing_steps_are_bounded_in_the_last_round():
+    with pytest.raises(ConfigError, match="stopping.max_rounds"):
+        build_config({**BASE, "training": {"steps": 1000, "steps_growth": 10.0},
+                      "stopping": {"max_rounds": 400}})
+    build_config({**BASE, "training": {"steps": 500, "steps_growth": 1.2}, "stopping": {"max_rounds": 3}})
+
+
+def bomb(levels: int, width: int) -> str:
+    """A "billion laughs" as one flow sequence: each level is `width` aliases of the one before."""
+    return "[" + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}" if i else "lol"] * width) + "]"
+                           for i in range(levels)) + "]"
+
+
+@pytest.mark.parametrize("field", ["description", "train_task.options"])
+def test_an_alias_bomb_is_refused_before_anything_expands_it(tmp_path, field):
+    """10^6 strings from 60 written ones: refused, in a short message naming the file and line."""
+    import yaml
+
+    key, _, sub = field.partition(".")
+    value = bomb(6, 10) if not sub else f"{{name: synthetic, {sub}: {{x: {bomb(6, 10)}}}}}"
+    p = write(tmp_path, yaml.safe_dump({k: v for k, v in BASE.items() if k != key}) + f"{key}: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert len(msg) < 600 and "alias" in msg and f"{p}:" in msg, msg[:2000]
+
+
+def test_an_alias_bomb_in_an_override_is_refused():
+    with pytest.raises(ConfigError, match="alias"):
+        parse_overrides([f"description={bomb(6, 10)}"])
+
+
+def test_a_full_size_alias_bomb_is_refused_in_little_memory_and_time(tmp_path):
+    """The classic nine-level bomb (387 million strings): refused at once under a 1 GiB address space."""
+    import subprocess
+    import sys
+    import textwrap
+
+    p = write(tmp_path, "name: x\nmodel: {path: m}\ntrain_task: {name: synthetic}\n"
+                        f"eval_task: {{name: synthetic, split: test}}\ndescription: {bomb(9, 9)}\n")
+    code = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        from secondtry.config import ConfigError, load_config
+        try:
+            load_config({str(p)!r})
+        except ConfigError as e:
+            print("refused:", str(e)[:300])
+            sys.exit(0)
+        sys.exit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "alias" in done.stdout, (done.returncode, done.stdout,
+                                                             done.stderr[-2000:])
+
+
+def test_long_values_are_cut_in_error_messages(tmp_path):
+    import yaml
+
+    p = write(tmp_path, yaml.safe_dump({**BASE, "training": {"steps": "x" * 100_000},
+                                        "sampling": {"top_k": list(range(50_000))}}))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert len(msg) < 1000 and "training.steps" in msg and "sampling.top_k" in msg, msg
+    assert "100,000 characters" in msg, msg
+
+
+def test_too_deep_nesting_and_giant_numbers_are_config_errors(tmp_path):
+    p = write(tmp_path, "name: x\ndescription: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match="nested"):
+        load_config(p)
+    p = write(tmp_path, "name: x\ntraining: {steps: " + "9" * 5000 + "}\n")
+    with pytest.raises(ConfigError, match="c.yaml"):
+        load_config(p)

@@ -91,30 +91,34 @@ def test_hash_path_sees_content_and_names(tmp_path):
     assert json.loads(json.dumps(h1)) == h1
 
 
-def test_a_killed_stage_keeps_its_finished_chunks_for_the_next_run(tmp_path):
-    out = tmp_path / "r" / "round_1" / "x.jsonl"
-    made = []
-
-    def work(fail_at=None):
+def _chunked_stage(store, out, made, fail_at=None, inputs=None):
+    """A stage of three chunks of two records; `fail_at` stops it (as a kill would) before that chunk."""
+    def work():
         partial = store.partial
         for c in range(3):
             if partial.chunk(c) is None:
                 if c == fail_at:
                     raise RuntimeError("killed")
                 made.append(c)
-                partial.write_chunk(c, [{"chunk": c}])
+                partial.write_chunk(c, [{"chunk": c, "i": 0}, {"chunk": c, "i": 1}])
         write_jsonl(out, [r for c in range(3) for r in partial.chunk(c)])
+    return store.stage("round_1/x", inputs or {"a": 1}, [out], work)
 
+
+def test_a_killed_stage_keeps_its_finished_chunks_for_the_next_run(tmp_path):
+    out = tmp_path / "r" / "round_1" / "x.jsonl"
+    made = []
     with RunStore.open(cfg_at(tmp_path)) as store:
         with pytest.raises(RuntimeError):
-            store.stage("round_1/x", {"a": 1}, [out], lambda: work(fail_at=2))
+            _chunked_stage(store, out, made, fail_at=2)
         assert not out.exists() and "round_1/x" not in store.manifest()["stages"]  # chunks are not outputs
-        store.stage("round_1/x", {"a": 1}, [out], work)
-        assert made == [0, 1, 2] and read_jsonl(out) == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+        _chunked_stage(store, out, made)
+        assert made == [0, 1, 2]
+        assert read_jsonl(out) == [{"chunk": c, "i": i} for c in range(3) for i in range(2)]
         assert not (out.parent / ".partial").exists()  # gone once the manifest records the stage
         with pytest.raises(RuntimeError):
-            store.stage("round_1/x", {"a": 2}, [out], lambda: work(fail_at=1))
-        store.stage("round_1/x", {"a": 3}, [out], work)  # other inputs: the chunk of {"a": 2} is not reused
+            _chunked_stage(store, out, made, fail_at=1, inputs={"a": 2})
+        _chunked_stage(store, out, made, inputs={"a": 3})  # other inputs: the chunk of {"a": 2} is not reused
         assert made == [0, 1, 2, 0, 0, 1, 2]
 
 
@@ -158,3 +162,209 @@ def test_written_files_get_a_plain_files_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0o600
+
+
+# -- damaged pieces: every piece the run trusts is checked against its own record before reuse -----------
+
+class Seen:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message):
+        self.lines.append(message)
+
+    warn = info
+
+
+@pytest.mark.parametrize("damage", ["missing line", "cut mid-line", "edited record", "deleted record file",
+                                    "empty"])
+def test_a_damaged_chunk_is_made_again_and_the_log_says_which_and_why(tmp_path, damage):
+    out, made, seen = tmp_path / "r" / "round_1" / "x.jsonl", [], Seen()
+    with RunStore.open(cfg_at(tmp_path), log=seen) as store:
+        with pytest.raises(RuntimeError):
+            _chunked_stage(store, out, made, fail_at=2)
+    chunk = tmp_path / "r" / "round_1" / ".partial" / "x" / "chunk-00001.jsonl"
+    text = chunk.read_text()
+    if damage == "missing line":
+        chunk.write_text(text.splitlines(True)[0])
+    elif damage == "cut mid-line":
+        chunk.write_text(text[:-7])
+    elif damage == "edited record":
+        chunk.write_text(text.replace('"i": 1', '"i": 7'))
+    elif damage == "deleted record file":
+        next(chunk.parent.glob("chunk-00001*.sum")).unlink()
+    else:
+        chunk.write_text("")
+    with RunStore.open(cfg_at(tmp_path), log=seen) as store:
+        _chunked_stage(store, out, made)
+    assert made == [0, 1, 1, 2]  # chunk 0 kept, chunk 1 made again, chunk 2 made for the first time
+    assert read_jsonl(out) == [{"chunk": c, "i": i} for c in range(3) for i in range(2)]
+    assert any("chunk 1" in line and "made again" in line for line in seen.lines), seen.lines
+
+
+def _two_stages(store, calls):
+    for name in ("a", "b"):
+        out = store.path(1, f"{name}.jsonl")
+
+        def work(name=name, out=out):
+            calls.append(name)
+            write_jsonl(out, [{"v": name}])
+            return {"n": name}
+        store.stage(f"round_1/{name}", {"x": name}, [out], work)
+
+
+@pytest.mark.parametrize("damage", ["cut", "emptied", "deleted", "edited"])
+def test_a_damaged_manifest_is_recovered_not_a_crash(tmp_path, damage):
+    calls, seen = [], Seen()
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+        recorded = store.manifest()["stages"]
+    manifest = tmp_path / "r" / "manifest.json"
+    text = manifest.read_text()
+    if damage == "cut":
+        manifest.write_text(text[: len(text) // 2])
+    elif damage == "emptied":
+        manifest.write_text("")
+    elif damage == "deleted":
+        manifest.unlink()
+    else:  # still JSON, but not what was written: its own check catches it
+        manifest.write_text(text.replace('"n": "a"', '"n": "z"'))
+    with RunStore.open(cfg_at(tmp_path), log=seen) as store:
+        _two_stages(store, calls)
+        assert store.manifest()["stages"] == recorded
+    assert calls == ["a", "b"]  # nothing ran again
+    assert any("manifest.json" in line for line in seen.lines), seen.lines
+
+
+def test_a_manifest_without_a_usable_backup_is_rebuilt_from_the_stages_own_records(tmp_path):
+    calls, seen = [], Seen()
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+        recorded = store.manifest()["stages"]
+    root = tmp_path / "r"
+    for p in root.glob("manifest*.json"):
+        p.write_text("{")
+    with RunStore.open(cfg_at(tmp_path), log=seen) as store:
+        _two_stages(store, calls)
+        assert store.manifest()["stages"] == recorded
+    assert calls == ["a", "b"] and any("rebuilt" in line for line in seen.lines), seen.lines
+
+
+def test_a_damaged_stage_output_is_redone_and_the_log_names_it(tmp_path):
+    calls, seen = [], Seen()
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+    (tmp_path / "r" / "round_1" / "b.jsonl").write_text('{"v": "edited"}\n')
+    with RunStore.open(cfg_at(tmp_path), log=seen) as store:
+        _two_stages(store, calls)
+    assert calls == ["a", "b", "b"]
+    assert any("round_1/b" in line and "b.jsonl" in line for line in seen.lines), seen.lines
+
+
+def test_a_damaged_config_copy_is_rewritten_while_a_changed_config_is_still_refused(tmp_path):
+    seen = Seen()
+    RunStore.open(cfg_at(tmp_path)).close()
+    saved = tmp_path / "r" / "config.yaml"
+    want = saved.read_text()
+    saved.write_bytes(saved.read_bytes()[:40] + b"\xff\xfe")  # cut, and not UTF-8 any more
+    RunStore.open(cfg_at(tmp_path), log=seen).close()
+    assert saved.read_text() == want and any("config.yaml" in line for line in seen.lines), seen.lines
+    with pytest.raises(RunDirError, match="run with another config"):
+        RunStore.open(cfg_at(tmp_path, seed=7))
+
+
+# -- file system errors: one line naming the path and what to do; nothing finished is lost ---------------
+
+@pytest.mark.parametrize("code, words", [(28, "no space left"), (30, "read-only"), (13, "permission denied")])
+def test_a_file_system_error_in_a_stage_ends_with_one_line_and_keeps_finished_stages(tmp_path, code, words):
+    import os
+
+    from secondtry.store import StorageError
+
+    calls = []
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+    target = tmp_path / "r" / "round_1" / "c.jsonl"
+
+    def fails():
+        raise OSError(code, os.strerror(code), str(target))
+
+    with pytest.raises(StorageError) as e:
+        with RunStore.open(cfg_at(tmp_path)) as store:
+            _two_stages(store, calls)
+            store.stage("round_1/c", {}, [target], fails)
+    message = str(e.value)
+    assert "\n" not in message and str(target) in message and words in message.lower()
+    assert "run the same command again" in message, message
+    assert e.value.errno == code
+    with RunStore.open(cfg_at(tmp_path)) as store:  # the lock was released, the finished stages are kept
+        _two_stages(store, calls)
+        assert set(store.manifest()["stages"]) == {"round_1/a", "round_1/b"}
+    assert calls == ["a", "b"]
+
+
+def test_a_library_error_from_a_full_disk_is_named_by_probing_the_run_directory(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from secondtry import store as store_module
+    from secondtry.store import StorageError
+
+    def torch_like():  # torch.save on a full disk: a RuntimeError that names neither the errno nor the path
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4480 vs 4368")
+
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(StorageError) as e:
+        with RunStore.open(cfg_at(tmp_path)) as store:
+            monkeypatch.setattr(store_module.os, "write", full)  # every write from here on: the disk is full
+            store.stage("round_1/c", {}, [store.path(1, "c.jsonl")], torch_like)
+    monkeypatch.setattr(store_module.os, "write", real_write)
+    assert "no space left" in str(e.value).lower() and str(tmp_path / "r") in str(e.value)
+
+
+def test_damaged_stage_record_backup_and_config_copies_are_written_again(tmp_path):
+    calls, seen = [], Seen()
+    with RunStore.open(cfg_at(tmp_path)) as store:
+        _two_stages(store, calls)
+        _two_stages(store, calls)  # the second pass records nothing: the backup is the first stage's manifest
+    root = tmp_path / "r"
+    record, backup = root / "round_1" / ".stages" / "a.json", root / "manifest.backup.json"
+    want = record.read_text()
+    record.write_text(want[:30])
+    backup.write_text("[]")
+    (root / "config.yaml").write_text("seed: 1\n")
+    (root / ".config.yaml.sum").write_text("{")
+    with RunStore.open(cfg_at(tmp_path, seed=7), log=seen) as store:  # no trusted copy of the config: goes on
+        _two_stages(store, calls)
+    assert calls == ["a", "b"] and record.read_text() == want
+    assert "seed: 7" in (root / "config.yaml").read_text()
+    for word in ("a.json", "backup", "config"):
+        assert [line for line in seen.lines if word in line], (word, seen.lines)
+    with pytest.raises(RunDirError, match="run with another config"):  # and now it is known again
+        RunStore.open(cfg_at(tmp_path, seed=8))
+
+
+def test_a_permission_error_outside_the_run_directory_is_not_called_a_write_failure(tmp_path):
+    import errno
+
+    from secondtry.store import storage_error
+
+    root = tmp_path / "r"
+    root.mkdir()
+    elsewhere = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "models" / "x.safetensors"))
+    assert storage_error(elsewhere, root) is None
+    inside = PermissionError(errno.EACCES, "Permission denied", str(root / "round_1" / "x.jsonl"))
+    assert "permission denied" in str(storage_error(inside, root))
+
+
+def test_a_deleted_config_copy_is_still_compared_through_its_record(tmp_path):
+    RunStore.open(cfg_at(tmp_path)).close()
+    (tmp_path / "r" / "config.yaml").unlink()
+    with pytest.raises(RunDirError, match="run with another config"):
+        RunStore.open(cfg_at(tmp_path, seed=7))
+    RunStore.open(cfg_at(tmp_path)).close()
+    assert "seed: 42" in (tmp_path / "r" / "config.yaml").read_text()

@@ -28,13 +28,18 @@ def _guard(fn: Callable[[], None]) -> None:
     """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
     from .backends.hf import ModelLoadError
     from .config import ConfigError
-    from .store import RunDirError
+    from .store import RunDirError, StorageError
     from .tasks import TaskDataError
 
     try:
         fn()
     except (ConfigError, TaskDataError, ModelLoadError, RunDirError) as e:
         _fail(str(e).replace("[", "\\["))
+    except OSError as e:  # a write refused outside a run directory (a report, a comparison): one line too
+        if not StorageError.covers(e):
+            raise
+        where = Path(e.filename or Path.cwd())
+        _fail(str(StorageError(where, e.errno, where.parent)).replace("[", "\\["))
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume", 130)
 
@@ -74,9 +79,9 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
     log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
                                                  if distributed.active() else ""))
-    run(cfg, log, allow_change=allow_change, eval_only=eval_only)
+    report = (lambda: _report(cfg.run_path, tables)) if distributed.is_main() else None
+    run(cfg, log, allow_change=allow_change, eval_only=eval_only, then=report)  # the report: still locked
     if distributed.is_main():
-        _report(cfg.run_path, tables)
         log.info(f"records, models and report: {cfg.run_path}")
     distributed.barrier()
     return cfg.run_path
@@ -131,12 +136,18 @@ def _seed_list(seeds: str, base: int) -> list[int]:
         values = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         _fail(f"--seeds {seeds!r}: give a count (3) or seeds separated by commas (42,43,44)")
+    from .config import MAX_SEED
+
     if len(values) == 1 and "," not in seeds:
         if values[0] < 1:
             _fail(f"--seeds {seeds}: the count must be at least 1")
-        return [base + i for i in range(values[0])]
-    if not values or len(set(values)) != len(values):
+        if base + values[0] - 1 > MAX_SEED:
+            _fail(f"--seeds {seeds}: seeds lie in 0..{MAX_SEED}; {values[0]} seeds from {base} go beyond")
+        values = [base + i for i in range(values[0])]
+    elif not values or len(set(values)) != len(values):
         _fail(f"--seeds {seeds!r}: a list of distinct seeds, e.g. 42,43,44")
+    if not 0 <= min(values) <= max(values) <= MAX_SEED:
+        _fail(f"--seeds {seeds}: seeds lie in 0..{MAX_SEED} (got {min(values)}..{max(values)})")
     return values
 
 

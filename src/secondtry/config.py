@@ -13,6 +13,8 @@ them and does not import them).
 from __future__ import annotations
 
 import difflib
+import math
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +30,18 @@ GAIN_POLICIES = {"negative_gain", "ci_patience"}  # stopping policies that read 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
+
+
+# Limits of the sizes a run can be given: far beyond any practical run, well short of exhausting a machine.
+MAX_SEED = 2 ** 32 - 1  # numpy's and most libraries' seed range
+MAX_STEPS = 1_000_000  # optimizer steps in one round (also after training.steps_growth)
+MAX_TOKENS = 1 << 20  # new tokens of one generation; tokens of one training row
+MAX_BATCH = 65_536  # sequences generated together; examples or rows a step; accumulation steps
+MAX_SAMPLES = 10_000  # samples of one problem
+MAX_TURNS = 100  # retry turns
+MAX_WORKERS = 1024  # processes, requests in flight
+MAX_SECONDS = 86_400.0  # one timeout: a day
 
 
 class ToyConfig(_Strict):
@@ -72,8 +85,10 @@ class TaskConfig(_Strict):
 
 class VerifierConfig(_Strict):
     name: str = "math"
-    workers: int = Field(2, ge=0, description="worker processes; 0 verifies in this process (no hard timeout)")
-    timeout_s: float = Field(10.0, gt=0, description="hard limit per verdict; an overrun is 'cannot judge'")
+    workers: int = Field(2, ge=0, le=MAX_WORKERS,
+                         description="worker processes; 0 verifies in this process (no hard timeout)")
+    timeout_s: float = Field(
+        10.0, gt=0, le=MAX_SECONDS, description="hard limit per verdict; an overrun is 'cannot judge'")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="the verifier's own options, e.g. {extractors: [boxed], compare: "
                                                 "hendrycks}; `secondtry ls` lists each verifier's options")
@@ -85,11 +100,12 @@ class VerifierConfig(_Strict):
 
 class BackendConfig(_Strict):
     name: str = "hf"
-    batch_size: int = Field(32, ge=1, description="sequences generated together")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="sequences generated together")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     engine: Literal["auto", "off"] = Field(
         "auto", description="hf on a GPU: the generation engine (docs/engine.md), or off for transformers generate")
-    max_slots: int = Field(512, ge=1, description="hf engine: sequences decoded together at most")
+    max_slots: int = Field(
+        512, ge=1, le=MAX_BATCH, description="hf engine: sequences decoded together at most")
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -107,12 +123,15 @@ class BackendConfig(_Strict):
                             "transformers serve); `openai`: standard parameters only")
     model_name: str | None = Field(None, description="openai: the model name sent; defaults to the model's path")
     api_key_env: str | None = Field(None, description="openai: NAME of the environment variable holding the API key")
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight per endpoint")
-    request_timeout_s: float = Field(600.0, gt=0, description="openai: one request's limit; an overrun is retried")
-    max_retries: int = Field(5, ge=0, description="openai: retries of a request after a 429, a 5xx, a timeout or "
-                                                  "a lost connection")
-    retry_backoff_s: float = Field(1.0, gt=0, description="openai: the first retry's wait; it doubles per retry "
-                                                          "(with jitter, at most 60 s)")
+    concurrency: int = Field(8, ge=1, le=MAX_WORKERS, description="openai: requests in flight per endpoint")
+    request_timeout_s: float = Field(600.0, gt=0, le=MAX_SECONDS,
+                                     description="openai: one request's limit; an overrun is retried")
+    max_retries: int = Field(
+        5, ge=0, le=MAX_TURNS, description="openai: retries of a request after a 429, a 5xx, a timeout or a "
+                                           "lost connection")
+    retry_backoff_s: float = Field(
+        1.0, gt=0, le=3600.0, description="openai: the first retry's wait; it doubles per retry (with "
+                                          "jitter, at most 60 s)")
     n_in_request: bool = Field(False, description="openai: ask for a conversation's n samples in one request (vLLM, "
                                                   "SGLang); false: one request per sample, each with its own seed")
 
@@ -128,22 +147,26 @@ class BackendConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    temperature: float = Field(0.7, ge=0, description="0 means greedy")
+    temperature: float = Field(0.7, ge=0, le=100.0, description="0 means greedy")
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0, description="0 disables top-k")
-    max_new_tokens: int = Field(512, ge=1)
+    top_k: int = Field(0, ge=0, le=MAX_TOKENS, description="0 disables top-k")
+    max_new_tokens: int = Field(512, ge=1, le=MAX_TOKENS)
 
 
 class ConditionsConfig(_Strict):
     first: str = Field("first_attempt", description="builds the first-attempt conversation")
     retry: str = Field("retry", description="builds the retry turn after a failed attempt")
     retry_prompt: str = "Try again carefully."
-    retries: int = Field(1, ge=0, description="retry turns per failed training problem (stops at the first success)")
-    retry_samples: int = Field(1, ge=1, description="samples drawn at each retry turn of a training problem "
-                                                    "(resampling-16: 16 fresh samples of each failed problem)")
-    samples: int = Field(1, ge=1, description="first attempts per training problem (ReST-EM's K); sample 0 "
-                                              "starts the retry chain, the others are kept only with "
-                                              "filter.include_first_attempts")
+    retries: int = Field(
+        1, ge=0, le=MAX_TURNS, description="retry turns per failed training problem (stops at the first "
+                                           "success)")
+    samples: int = Field(
+        1, ge=1, le=MAX_SAMPLES, description="first attempts per training problem (ReST-EM's K); sample 0 "
+                                             "starts the retry chain, the others are kept only with "
+                                             "filter.include_first_attempts")
+    retry_samples: int = Field(
+        1, ge=1, le=MAX_SAMPLES, description="samples drawn at each retry turn of a training problem "
+                                             "(resampling-16: 16 fresh samples of each failed problem)")
     history: Literal["all", "last"] = Field(
         "all", description="what a retry sees: every earlier attempt, or only the failed one before it")
 
@@ -152,7 +175,7 @@ class FilterConfig(_Strict):
     require: Literal["answer", "steps"] = Field(
         "answer", description="keep a retry if its final answer is right, or only if every step is right too")
     dedupe: bool = True
-    max_per_problem: int = Field(1, ge=1)
+    max_per_problem: int = Field(1, ge=1, le=MAX_SAMPLES)
     include_first_attempts: bool = Field(False, description="also train on correct first attempts")
     hint_leaks: Literal["drop", "keep"] = Field(
         "drop", description="retries made with the gold answer in the prompt that name or quote the hint")
@@ -160,26 +183,31 @@ class FilterConfig(_Strict):
 
 class TrainingConfig(_Strict):
     method: Literal["lora", "full"] = "lora"
-    rank: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
+    rank: int = Field(16, ge=1, le=16_384)
+    alpha: int = Field(32, ge=1, le=1_000_000)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-    lr: float = Field(2e-5, gt=0)
-    steps: int = Field(500, ge=1, description="optimizer steps per round")
-    max_epochs: float | None = Field(None, gt=0, description="at most this many passes over the round's training "
-                                     "rows: fewer steps when a round has few examples (none: always `steps`)")
-    batch_size: int = Field(8, ge=1, description="examples a step; with packing, packed rows a step")
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(2048, ge=8, description="longer examples are truncated; with packing, a row's length")
+    lr: float = Field(2e-5, gt=0, le=1.0)
+    steps: int = Field(500, ge=1, le=MAX_STEPS, description="optimizer steps per round")
+    max_epochs: float | None = Field(
+        None, gt=0, le=1e4, description="at most this many passes over the round's training rows: fewer "
+                                        "steps when a round has few examples (none: always `steps`)")
+    batch_size: int = Field(
+        8, ge=1, le=MAX_BATCH, description="examples a step; with packing, packed rows a step")
+    grad_accum: int = Field(1, ge=1, le=MAX_BATCH)
+    max_length: int = Field(
+        2048, ge=8, le=MAX_TOKENS, description="longer examples are truncated; with packing, a row's length")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     schedule: Literal["cosine", "constant", "linear", "constant_with_warmup"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=1.0)
     between_rounds: Literal["continue", "reset"] = Field(
         "continue", description="continue from this round's merged model, or reset to the base model")
-    steps_growth: float = Field(1.0, ge=1.0, description="round k trains steps * steps_growth^(k-1) steps "
-                                                         "(STaR grows them by 20%: 1.2)")
-    improve_steps: int = Field(1, ge=1, description="training passes on a round's examples, each continuing "
-                                                    "from the last with a fresh optimizer (ReST's improve steps)")
+    steps_growth: float = Field(
+        1.0, ge=1.0, le=10.0, description="round k trains steps * steps_growth^(k-1) steps (STaR grows them "
+                                          "by 20%: 1.2)")
+    improve_steps: int = Field(
+        1, ge=1, le=MAX_TURNS, description="training passes on a round's examples, each continuing from the "
+                                           "last with a fresh optimizer (ReST's improve steps)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
                                                            "memory, about a third more compute")
     packing: bool = Field(True, description="pack examples end to end into rows of up to max_length tokens "
@@ -196,8 +224,11 @@ class TrainingConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     greedy: bool = Field(True, description="also score one greedy first attempt per problem")
-    samples: int = Field(4, ge=1, description="sampled first attempts per problem (pass@1 mean, pass@k)")
-    retry_n: int = Field(4, ge=1, description="N of pass@N-with-retries: a first attempt plus up to N-1 retries")
+    samples: int = Field(
+        4, ge=1, le=MAX_SAMPLES, description="sampled first attempts per problem (pass@1 mean, pass@k)")
+    retry_n: int = Field(
+        4, ge=1, le=MAX_TURNS, description="N of pass@N-with-retries: a first attempt plus up to N-1 "
+                                           "retries")
     retry: str = Field("retry", description="the retry condition at test time (never one that shows the gold answer)")
     retry_all: bool = Field(False, description="give the first retry turn to every problem, right or wrong, and "
                                                "report wrong->right and right->wrong flips (retrying only the "
@@ -217,7 +248,7 @@ class EvaluationConfig(_Strict):
     metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
         "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use")
     sampling: SamplingConfig | None = Field(None, description="defaults to the top-level sampling section")
-    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for 95% CIs")
+    bootstrap: int = Field(2000, ge=100, le=1_000_000, description="bootstrap resamples for 95% CIs")
 
     @model_validator(mode="after")
     def _k_within_samples(self) -> "EvaluationConfig":
@@ -239,18 +270,22 @@ class EvaluationConfig(_Strict):
 class StoppingConfig(_Strict):
     policies: list[str] = Field(default_factory=lambda: ["retry_yield", "negative_gain", "max_rounds"])
     min_retry_yield: float = Field(0.15, ge=0, le=1, description="retry_yield: stop below this success rate")
-    max_rounds: int = Field(3, ge=1)
-    patience: int = Field(1, ge=1, description="ci_patience: stop after this many rounds without a gain whose "
-                                               "95% CI is above zero")
+    max_rounds: int = Field(3, ge=1, le=1000)
+    patience: int = Field(
+        1, ge=1, le=1000, description="ci_patience: stop after this many rounds without a gain whose 95% CI "
+                                      "is above zero")
     enforce: bool = Field(True, description="false: record what the policies decide but run every round "
                                             "(to see whether stopping was right)")
 
 
 class CheckpointConfig(_Strict):
-    chunk: int = Field(0, ge=0, description="problems per generation + verification chunk (a killed stage "
-                                            "resumes at its first unfinished chunk); 0: 4 x backend.batch_size")
-    train_steps: int = Field(50, ge=1, description="a training checkpoint every this many optimizer steps; a "
-                                                   "killed training resumes from the last one")
+    chunk: int = Field(
+        0, ge=0, le=1_000_000, description="problems per generation + verification chunk (a killed stage "
+                                           "resumes at its first unfinished chunk); 0: 4 x "
+                                           "backend.batch_size")
+    train_steps: int = Field(
+        50, ge=1, le=MAX_STEPS, description="a training checkpoint every this many optimizer steps; a "
+                                            "killed training resumes from the last one")
 
 
 class PredictionConfig(_Strict):
@@ -267,7 +302,7 @@ class Config(_Strict):
     description: str = Field("", description="the hypothesis, shown on the experiment page")
     prediction: PredictionConfig = Field(default_factory=PredictionConfig,
                                          description="what the run is expected to show, judged on the page")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     run_dir: str = "runs"
     model: ModelConfig
     train_task: TaskConfig
@@ -321,6 +356,15 @@ class Config(_Strict):
         """The evaluation set whose gains the stopping policies see."""
         return "validation" if self.selection == "validation" else "test"
 
+    @model_validator(mode="after")
+    def _last_round_steps(self) -> "Config":
+        t, rounds = self.training, self.stopping.max_rounds  # round k trains steps * steps_growth^(k-1) steps
+        if math.log(t.steps) + (rounds - 1) * math.log(t.steps_growth) > math.log(MAX_STEPS) + 1e-9:
+            raise ValueError(f"training.steps={t.steps} grown by training.steps_growth={t.steps_growth} "
+                             f"over stopping.max_rounds={rounds} rounds trains more than {MAX_STEPS:,} steps "
+                             f"in the last round; lower one of them")
+        return self
+
     @property
     def eval_sampling(self) -> SamplingConfig:
         return self.evaluation.sampling or self.sampling
@@ -336,15 +380,126 @@ class Config(_Strict):
 
 # ----------------------------------------------------------------------------- loading
 
+ALIAS_BUDGET = 10_000  # values YAML aliases may add to a config (a "billion laughs" adds billions)
+
+_CUT = reprlib.Repr()
+_CUT.maxstring, _CUT.maxother, _CUT.maxlong, _CUT.maxlevel = 60, 60, 40, 3
+_CUT.maxlist = _CUT.maxtuple = _CUT.maxset = _CUT.maxdict = 6
+
+
+def cut(value: Any) -> str:
+    """repr(value), cut to a readable length (long strings keep both ends and say how long they were)."""
+    try:
+        text = _CUT.repr(value)
+    except ValueError:  # an integer too long to print
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    if isinstance(value, str) and len(value) > _CUT.maxstring:
+        text += f" ({len(value):,} characters)"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that is valid but may not be loaded (aliases expanding beyond the budget, a cycle)."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a document whose aliases would expand it by more than ALIAS_BUDGET values.
+
+    Aliases share one node, so composing and constructing a "billion laughs" is cheap; what is not is
+    everything after (validation, error messages, dumping, hashing), which sees each alias expanded.
+    The expansion is counted on the composed node graph, before any Python object is made.
+    """
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: Any) -> None:
+    """Count each node's expanded size (iteratively: the graph may be deep) and refuse beyond the budget."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        kids = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(k)] for k in kids)
+            continue
+        if id(node) in on_path:
+            raise _Refused("an alias refers to a value that contains it (a cycle); write the value out",
+                           node.start_mark)
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack += [(k, False) for k in kids if id(k) not in size]
+        for k in kids:
+            if id(k) in on_path:
+                raise _Refused("an alias refers to a value that contains it (a cycle); write the value out",
+                               k.start_mark)
+    added = size[id(root)] - len(size)  # what aliases add beyond the values written
+    if added > ALIAS_BUDGET:
+        over = min((n for n in _nodes(root) if size[id(n)] > ALIAS_BUDGET), key=lambda n: size[id(n)])
+        raise _Refused(f"its aliases expand to {size[id(root)]:,} values from {len(size):,} written, more "
+                       f"than {ALIAS_BUDGET:,} added (aliases of aliases: a \"billion laughs\"); write the "
+                       f"values out", over.start_mark)
+
+
+def _nodes(root: Any) -> list[Any]:
+    seen: dict[int, Any] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen[id(node)] = node
+            stack += _children(node)
+    return list(seen.values())
+
+
+def read_yaml(text: str) -> Any:
+    """YAML as the config reads it: safe types only, aliases within ALIAS_BUDGET. Raises yaml.YAMLError (with
+    the line where it can) for text it will not load: invalid, aliases beyond the budget, nested too deep,
+    numbers too long."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise _Refused("nested deeper than it can be read; flatten it", loader.get_mark()) from None
+    except ValueError as e:  # e.g. an integer literal of thousands of digits
+        text = str(e)
+        raise _Refused(f"a value cannot be read ({text[:100] + '...' if len(text) > 100 else text})",
+                       loader.get_mark()) from None
+    finally:
+        loader.dispose()
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """['training.lr=1e-4', 'model.path=x'] -> nested dict of overrides; values are read as YAML."""
     out: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. training.lr=1e-4")
+            raise ConfigError(f"override {cut(item)}: expected key=value, e.g. training.lr=1e-4")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = read_yaml(raw) if raw.strip() else ""
+        except _Refused as e:
+            raise ConfigError(f"override {cut(key)}: {e.problem}") from None
         except yaml.YAMLError:
             value = raw
         node = out
@@ -352,7 +507,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} was already set to a value")
+                raise ConfigError(f"override {cut(item)}: {part} was already set to a value")
         node[parts[-1]] = _Literal(value)
     return out
 
@@ -406,8 +561,10 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{key}: unknown key{hint} (valid here: {', '.join(valid)})"
     if kind == "missing":
         return f"{key}: required, add it to the config or pass {key}=..."
+    if not loc:  # a rule across sections: its message names the keys
+        return err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    got_s = repr(got) if not isinstance(got, dict) else "a mapping"
+    got_s = cut(got) if not isinstance(got, dict) else "a mapping"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -444,10 +601,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
+        if isinstance(e, _Refused):
+            raise ConfigError(f"config error in {where}: {e.problem}") from None
         raise ConfigError(f"config error in {where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"config error in {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None

@@ -12,7 +12,6 @@ come back dequantized: the model behaves as the quantized one did, at the dtype'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -20,6 +19,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from .store import file_sha256
 
 
 class GGUFImportError(ValueError):
@@ -63,14 +64,6 @@ def _which(source: Path, names: list[str], member: str | None) -> str:
 def _is_gguf(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"GGUF"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_header(path: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -150,7 +143,8 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
             _use_special_ids(tokenizer, model, ids)
         except (ValueError, NotImplementedError, KeyError) as e:
             raise GGUFImportError(f"{path.name}: transformers cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
-        record = {"source": str(source), "gguf_file": path.name, "sha256": _sha256(path), "tensor_types": types,
+        record = {"source": str(source), "gguf_file": path.name, "sha256": file_sha256(path),
+                  "tensor_types": types,
                   "model_type": model.config.model_type, "parameters": sum(p.numel() for p in model.parameters()),
                   "dtype": dtype, "vocab": len(tokenizer), "chat_template": tokenizer.chat_template is not None}
         staging = out.with_name(out.name + ".partial")

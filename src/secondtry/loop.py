@@ -13,7 +13,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -34,12 +34,14 @@ from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
 from .verifiers.pool import VerifierPool
 
 
-def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False) -> list[RoundResult]:
-    """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage."""
+def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False,
+        then: Callable[[], None] | None = None) -> list[RoundResult]:
+    """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage.
+    `then` (the report) runs last, while the run directory is still locked."""
     check_names(cfg)
     train_set, eval_sets = load_problems(cfg, log)
     load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
-    with RunStore.open(cfg, allow_change) as store, Models(cfg, log) as models, \
+    with RunStore.open(cfg, allow_change, log) as store, Models(cfg, log) as models, \
             VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
                          options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
         ctx = Context(cfg, store, models, pool, log, train_set, eval_sets)
@@ -53,6 +55,8 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
             if result.decision.stop and (cfg.stopping.enforce or not result.trained):
                 break  # an untrained round leaves nothing new to go on from
         write_json(store.root / "summary.json", summarize_run(cfg, history, ctx.ledger(history)))
+        if then is not None:
+            then()
     return history
 
 

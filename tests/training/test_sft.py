@@ -196,3 +196,30 @@ def test_tensorboard_is_reported_to_only_where_installed(tiny_model, tmp_path):
     have = importlib.util.find_spec("tensorboard") is not None
     assert info["reported_to"] == (["tensorboard"] if have else [])
     assert any((tmp_path / "logs").rglob("events.out.tfevents*")) == have
+
+
+@pytest.mark.parametrize("damage", ["cut optimizer state", "flipped weight byte"])
+def test_a_damaged_checkpoint_is_not_resumed_from(tiny_model, tmp_path, monkeypatch, damage, uninterrupted):
+    """A checkpoint is trusted only if its files match the record in its `complete` marker."""
+    from secondtry.store import hash_path
+    from secondtry.training import sft
+
+    c = ckpt_cfg(tiny_model)
+    want, want_dir = uninterrupted
+    monkeypatch.setattr(sft, "crash_point", killing_at("train:step5"))
+    with pytest.raises(Killed):
+        train(str(tiny_model), EXAMPLES, c, tmp_path / "b", seed=0, checkpoints=tmp_path / "cb")
+    monkeypatch.undo()
+    checkpoint = tmp_path / "cb" / "trainer" / "checkpoint-3"
+    if damage == "cut optimizer state":
+        target = checkpoint / "optimizer.pt"
+        target.write_bytes(target.read_bytes()[:100])
+    else:
+        target = next(checkpoint.glob("adapter_model.safetensors"))
+        data = bytearray(target.read_bytes())
+        data[-5] ^= 0x40  # a weight's byte: the file still loads, with another value
+        target.write_bytes(bytes(data))
+    log = Warnings()
+    got = train(str(tiny_model), EXAMPLES, c, tmp_path / "b", seed=0, log=log, checkpoints=tmp_path / "cb")
+    assert any("checkpoint-3 is not trusted" in w for w in log.seen), log.seen
+    assert got == want and hash_path(tmp_path / "b") == hash_path(want_dir)  # trained again from the start

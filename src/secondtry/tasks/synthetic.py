@@ -20,6 +20,7 @@ WORLD_VERSION = 1  # bump when generation or solution format changes (toy model 
 MAX_VALUE = 99
 ERROR_OFFSETS = (-10, -2, -1, 1, 2, 10)
 OPTIONS = ("count", "levels", "seed")
+MAX_COUNT = 1_000_000  # problems of one split: far more than a run uses, a few GB of memory at most
 SPLITS = ("train", "test")
 
 
@@ -141,6 +142,8 @@ def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     count = cfg.options.get("count", 500)
     if not isinstance(count, int) or count < 1:
         raise TaskDataError(f"task {cfg.name}: option count must be a positive integer, got {count!r}")
+    if count > MAX_COUNT:
+        raise TaskDataError(f"task {cfg.name}: option count must be at most {MAX_COUNT:,}, got {count:,}")
     problems = generate(count, list(cfg.options.get("levels", [2, 3, 4])), cfg.options.get("seed", seed), cfg.split)
     if cfg.shuffle:
         random.Random(seed).shuffle(problems)

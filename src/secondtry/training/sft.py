@@ -36,7 +36,7 @@ from ..backends.hf import load_model, load_tokenizer, resolve_device, resolve_dt
 from ..config import Config
 from ..log import Log
 from ..memory import fit_batch
-from ..store import crash_point, fsync_tree, write_text
+from ..store import check_seal, crash_point, fsync_tree, seal, write_text
 from ..types import Example
 from .attention import register
 
@@ -80,7 +80,7 @@ def _step_callback(bar, where: str):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             crash_point(f"{where}:saving{state.global_step}")  # saved, not yet marked: not resumed from
             fsync_tree(folder)
-            write_text(folder / COMPLETE, f"{state.global_step}\n")
+            seal(folder, folder / COMPLETE, step=state.global_step)  # files and their hash, checked on resume
             for old in Path(args.output_dir).glob("checkpoint-*"):
                 if old != folder:
                     shutil.rmtree(old, ignore_errors=True)
@@ -88,13 +88,18 @@ def _step_callback(bar, where: str):
     return Steps()
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The latest checkpoint marked complete; incomplete ones (a kill mid-save) are removed."""
+def last_checkpoint(folder: Path, log: Log = Log(), where: str = "train") -> Path | None:
+    """The latest checkpoint marked complete whose files match their record (the marker); incomplete ones (a
+    kill mid-save) are removed, and damaged ones too, with the reason in the log."""
     done = []
     for p in folder.glob("checkpoint-*"):
-        if (p / COMPLETE).is_file():
+        why = check_seal(p, p / COMPLETE) if (p / COMPLETE).is_file() else "incomplete"
+        if why is None:
             done.append(p)
         elif distributed.is_main():
+            if why != "incomplete":
+                log.warn(f"{where}: {p.name} is not trusted, {why}; it is removed and training goes on "
+                         f"from an earlier point")
             shutil.rmtree(p, ignore_errors=True)
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
@@ -313,7 +318,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
                 trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [steps], batch, accum,
                                         save_steps=cfg.checkpoint.train_steps if checkpoints else None,
                                         report_to=report_to)
-                resume = last_checkpoint(work / "trainer")
+                resume = last_checkpoint(work / "trainer", log, where)
                 if resume:
                     log.info(f"{where}: resuming from {resume.name}")
                 trainer.train(resume_from_checkpoint=str(resume) if resume else None)
