@@ -27,7 +27,7 @@ GREEDY = SamplingConfig(temperature=0, max_new_tokens=40)
 
 def cfg(model, **backend):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
                          "backend": {"name": "openai", **backend}})
 
 
@@ -251,7 +251,8 @@ def test_config_errors_name_the_key_and_the_fix(servers):
     with pytest.raises(ConfigError, match=r"backend: the openai backend needs at least one server: set "
                                           r"backend.endpoints, e.g. backend.endpoints=\[http://127.0.0.1:8000/v1\]"):
         build_config({"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"},
-                      "eval_task": {"name": "synthetic"}, "backend": {"name": "openai"}})
+                      "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
+                      "backend": {"name": "openai"}})
     with pytest.raises(ConfigError, match="must be a base URL like http://"):
         cfg("m", endpoints=["127.0.0.1:8000/v1"])
     s = servers()
