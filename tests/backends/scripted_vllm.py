@@ -74,7 +74,8 @@ def main() -> None:
         def _send(self, status: int, payload) -> None:
             data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json" if not isinstance(payload, str) else "text/plain")
+            kind = "text/plain" if isinstance(payload, str) else "application/json"
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -84,7 +85,8 @@ def main() -> None:
                 return self._send(200, {})
             if self.path == "/v1/models":
                 data = [{"id": base_name, "object": "model", "root": args.model, "parent": None}]
-                data += [{"id": n, "object": "model", "root": path, "parent": base_name} for n, path in adapters.items()]
+                data += [{"id": n, "object": "model", "root": path, "parent": base_name}
+                         for n, path in adapters.items()]
                 return self._send(200, {"object": "list", "data": data})
             self._send(404, {"detail": "Not Found"})
 
@@ -101,7 +103,8 @@ def main() -> None:
         def _load(self, body):
             name, path = body.get("lora_name"), body.get("lora_path")
             if name in adapters:
-                return self._send(400, {"error": {"message": f"The lora adapter '{name}' has already been loaded."}})
+                return self._send(400, {"error": {"message": f"The lora adapter '{name}' has already been "
+                                                             f"loaded."}})
             try:
                 config = json.loads((Path(path) / "adapter_config.json").read_text())
             except (OSError, TypeError, ValueError) as e:
@@ -134,16 +137,16 @@ def main() -> None:
             record("request", model=name, seed=body.get("seed"))
             messages = body["messages"]
             if args.echo:
-                text, n_tokens, finish, prompt_tokens = f"{messages[-1]['content']}|model={name}|seed={body.get('seed')}", \
-                    5, "stop", 3
+                text = f"{messages[-1]['content']}|model={name}|seed={body.get('seed')}"
+                n_tokens, finish, prompt_tokens = 5, "stop", 3
             else:
                 text, n_tokens, finish, prompt_tokens = generate(samplers[name], messages, body)
             with lock:
                 answered[0] += 1
                 last = args.die_after and answered[0] >= args.die_after
-            self._send(200, {"id": "x", "object": "chat.completion", "created": int(time.time()), "model": name,
-                             "choices": [{"index": 0, "finish_reason": finish,
-                                          "message": {"role": "assistant", "content": text}}],
+            choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}
+            self._send(200, {"id": "x", "object": "chat.completion", "created": int(time.time()),
+                             "model": name, "choices": [choice],
                              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
                                        "total_tokens": prompt_tokens + n_tokens}})
             if last:

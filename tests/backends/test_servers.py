@@ -41,34 +41,12 @@ def scripted(*flags: str) -> str:
     return f"{sys.executable} {SCRIPTED} --model {{model}} --port {{port}} " + " ".join(flags)
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def serving_processes(marker: str) -> list[str]:
-    """Command lines in the process table that mention `marker` and serve (the CI's check for leftovers)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            pid = int(cmdline.parent.name)
-        except (OSError, ValueError):
-            continue
-        if marker in text and ("serve" in text or "scripted_vllm" in text) and alive(pid) and pid != os.getpid():
-            found.append(text)
-    return found
-
-
 @pytest.fixture(scope="module")
 def hf_reference(tiny_model, tmp_path_factory):
     hf = BACKENDS["hf"](str(tiny_model), build_config({
         "name": "r", "model": {"path": str(tiny_model)}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"}, "backend": {"device": "cpu"}}))
+        "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
+        "backend": {"device": "cpu"}}))
     out = hf.generate(CONVS, GREEDY)
     hf.close()
     return [[c.text] for c in (row[0] for row in out)]
@@ -83,7 +61,7 @@ def test_launch_config_errors_name_the_key_and_the_fix(tmp_path):
         cfg("m", tmp_path, launch="vllm serve {model} --port {port} --device {gpu}")
     with pytest.raises(ConfigError, match="drop backend.endpoints"):
         cfg("m", tmp_path, launch="vllm serve {model} --port {port}", endpoints=["http://127.0.0.1:1/v1"])
-    with pytest.raises(ConfigError, match="backend.lora: loading adapters needs vLLM's or SGLang's adapter API"):
+    with pytest.raises(ConfigError, match="backend.lora: loading adapters needs vLLM's or SGLang's"):
         cfg("m", tmp_path, launch=SERVE, server="transformers", lora=True)
     base = {"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"},
             "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"}}
@@ -93,15 +71,16 @@ def test_launch_config_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="training.merge=false leaves .* set backend.lora=true"):
         build_config({**base, "backend": {"name": "openai", "endpoints": ["http://127.0.0.1:1/v1"]},
                       "training": {"merge": False}})
-    ok = build_config({**base, "backend": {"name": "openai", "launch": "vllm serve {model} --port {port} "
-                                                                      "--max-lora-rank {lora_rank}", "lora": True},
+    launch = "vllm serve {model} --port {port} --max-lora-rank {lora_rank}"
+    ok = build_config({**base, "backend": {"name": "openai", "launch": launch, "lora": True},
                        "training": {"merge": False, "rank": 16}, "stopping": {"max_rounds": 3}})
     assert lora_rank(ok) == 64  # three rounds of rank 16 stack to 48, and vLLM takes 64
     with pytest.raises(ServerError, match="'no-such-server' is not an executable on PATH"):
         Launcher(cfg("m", tmp_path, launch="no-such-server --port {port}")).serve("m")
     with pytest.raises(ConfigError, match="backend.launch: 'no-such-server' is not an executable"):
-        check_names(cfg("m", tmp_path, launch="no-such-server --port {port}"))  # secondtry validate says so too
-    assert cfg("m", tmp_path, launch=SERVE, launch_env={"A": 1, "B": True}).backend.launch_env == {"A": "1", "B": "True"}
+        check_names(cfg("m", tmp_path, launch="no-such-server --port {port}"))  # secondtry validate too
+    env = cfg("m", tmp_path, launch=SERVE, launch_env={"A": 1, "B": True}).backend.launch_env
+    assert env == {"A": "1", "B": "True"}
 
 
 def test_servers_are_placed_one_per_gpu_and_shared_out_by_local_rank(tmp_path, monkeypatch):
@@ -120,7 +99,7 @@ def test_servers_are_placed_one_per_gpu_and_shared_out_by_local_rank(tmp_path, m
 
 # ----------------------------------------------------------------------------- a scripted server (fast)
 
-def test_a_stage_starts_its_server_on_a_free_port_logs_it_and_stops_it(tmp_path):
+def test_a_stage_starts_its_server_on_a_free_port_logs_it_and_stops_it(tmp_path, processes):
     launcher = Launcher(cfg("m", tmp_path, launch=scripted("--echo")))
     launcher.begin_stage("round_1/attempts")
     smp = OpenAISampler("m", cfg("m", tmp_path, launch=scripted("--echo")), servers=launcher)
@@ -132,7 +111,7 @@ def test_a_stage_starts_its_server_on_a_free_port_logs_it_and_stops_it(tmp_path)
     assert "scripted vLLM serving m" in log.read_text() and "POST /v1/chat/completions" in log.read_text()
     pid = server.proc.pid
     launcher.end_stage()
-    assert not launcher.servers and not alive(pid) and not group_alive(pid)
+    assert not launcher.servers and not processes.alive(pid) and not group_alive(pid)
     assert "stopping (SIGTERM to the process group)" in log.read_text()
     launcher.begin_stage("round_1/eval")  # the next stage: a new server, a new log
     smp.generate(CONVS[:1], GREEDY)
@@ -140,14 +119,15 @@ def test_a_stage_starts_its_server_on_a_free_port_logs_it_and_stops_it(tmp_path)
     launcher.stop()
 
 
-def test_a_server_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+def test_a_server_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, processes):
     launcher = Launcher(cfg("m", tmp_path, launch=scripted("--echo", "--ignore-sigterm"), launch_grace_s=1.0))
     (server,) = launcher.serve("m")
     start = time.monotonic()
     launcher.stop()
-    assert 1.0 <= time.monotonic() - start < 8 and not alive(server.proc.pid)
+    assert 1.0 <= time.monotonic() - start < 8 and not processes.alive(server.proc.pid)
     text = server.log_path.read_text()
-    assert "SIGTERM ignored" in text and "still running 1 s after SIGTERM (backend.launch_grace_s): SIGKILL" in text
+    assert "SIGTERM ignored" in text
+    assert "still running 1 s after SIGTERM (backend.launch_grace_s): SIGKILL" in text
 
 
 def test_a_command_that_exits_at_once_fails_with_its_log(tmp_path):
@@ -168,7 +148,8 @@ def test_a_second_death_in_a_stage_is_an_error_naming_the_log(tmp_path):
     assert [row[0].text.split("|")[0] for row in out] == [c[0].content for c in CONVS[:4]]
     assert smp.restarts == 1 and launcher.servers[0].starts == 2
     log = launcher.servers[0].log_path
-    with pytest.raises(ServerError, match=rf"(?s)round_2/eval .* died again, exit code 3.*{re.escape(str(log))}, ends:"):
+    died = rf"(?s)round_2/eval .* died again, exit code 3.*{re.escape(str(log))}, ends:"
+    with pytest.raises(ServerError, match=died):
         smp.generate(CONVS, GREEDY)  # three more answers, a second death
     assert not launcher.servers and "the server exited with code 3" in log.read_text()
     launcher.begin_stage("round_3/attempts")  # a new stage: a server may die once again
@@ -176,7 +157,7 @@ def test_a_second_death_in_a_stage_is_an_error_naming_the_log(tmp_path):
     launcher.stop()
 
 
-def test_killing_secondtry_stops_its_server(tmp_path):
+def test_killing_secondtry_stops_its_server(tmp_path, processes):
     """secondtry SIGKILLed: its server is sent SIGTERM by the kernel (the launch shim's PR_SET_PDEATHSIG)."""
     pid_file = tmp_path / "pid"
     script = textwrap.dedent(f"""
@@ -198,13 +179,13 @@ def test_killing_secondtry_stops_its_server(tmp_path):
             assert parent.poll() is None
             time.sleep(0.1)
         pid = int(pid_file.read_text())
-        assert alive(pid)
+        assert processes.alive(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 15
-        while alive(pid) and time.monotonic() < deadline:
+        while processes.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(pid)
+        assert not processes.alive(pid)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -270,19 +251,21 @@ def test_an_adapter_the_server_refuses_is_a_clear_error(tmp_path):
     c = lora_cfg(tmp_path, scripted("--echo", "--enable-lora", "--max-lora-rank", "8"))
     big = write_adapter(tmp_path / "t" / "round_1" / "model", "base-m", rank=32)
     smp = OpenAISampler(str(big), c)
-    with pytest.raises(ServerError, match=r"refused to load adapter round_1-\w+ .*HTTP 400: .*LoRA rank 32 is greater "
-                                          r"than max_lora_rank 8.*--max-lora-rank \{lora_rank\}"):
+    refused = (r"refused to load adapter round_1-\w+ .*HTTP 400: .*LoRA rank 32 is greater than "
+               r"max_lora_rank 8.*--max-lora-rank \{lora_rank\}")
+    with pytest.raises(ServerError, match=refused):
         smp.generate(CONVS[:1], GREEDY)
     smp.close()
     no_lora = OpenAISampler(str(big), lora_cfg(tmp_path, scripted("--echo")))  # started without --enable-lora
-    with pytest.raises(ServerError, match="HTTP 404.*vLLM needs --enable-lora.*VLLM_ALLOW_RUNTIME_LORA_UPDATING"):
+    with pytest.raises(ServerError, match="HTTP 404.*needs --enable-lora.*VLLM_ALLOW_RUNTIME_LORA_UPDATING"):
         no_lora.generate(CONVS[:1], GREEDY)
     no_lora.close()
 
 
 # ----------------------------------------------------------------------------- the real transformers serve
 
-def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(tiny_model, tmp_path, hf_reference):
+def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(tiny_model, tmp_path,
+                                                                           hf_reference, processes):
     c = cfg(tiny_model, tmp_path, launch=SERVE, server="transformers", concurrency=1)
     launcher = Launcher(c)
     launcher.begin_stage("round_1/attempts")
@@ -307,10 +290,12 @@ def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(tin
     assert smp.restarts == 1 and server.starts == 2 and server.proc.pid != first_pid
     assert "the server exited with code -9" in server.log_path.read_text()
     launcher.end_stage()
-    assert not alive(first_pid) and not alive(server.proc.pid) and not serving_processes(str(tiny_model))
+    assert not processes.alive(first_pid) and not processes.alive(server.proc.pid)
+    assert not processes.serving(str(tiny_model))
 
 
-def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_its_log(tiny_model, tmp_path):
+def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_its_log(tiny_model, tmp_path,
+                                                                                     processes):
     # listening on another loopback address than the one secondtry asks: it never answers there
     wrong = SERVE.replace("{host}", "127.0.0.2")
     launcher = Launcher(cfg(tiny_model, tmp_path, launch=wrong, server="transformers", launch_timeout_s=6,
@@ -322,13 +307,15 @@ def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_i
     assert 6 <= took < 6 + 5 + 5  # the timeout, then at most the grace period to stop it
     log = tmp_path / "t" / "logs" / "server-run.log"
     message = str(e.value)
-    assert "did not answer at http://127.0.0.1:" in message and "within backend.launch_timeout_s=6 s" in message
+    assert "did not answer at http://127.0.0.1:" in message
+    assert "within backend.launch_timeout_s=6 s" in message
     assert f"Its log, {log}, ends:" in message and "--host 127.0.0.2" in message  # the tail shows the command
-    assert not launcher.pids or not any(alive(p) for p in launcher.pids)
-    assert not serving_processes(str(tiny_model))
+    assert not launcher.pids or not any(processes.alive(p) for p in launcher.pids)
+    assert not processes.serving(str(tiny_model))
 
 
-def test_two_transformers_serves_on_two_ports_share_a_stage(tiny_model, tmp_path, hf_reference, monkeypatch):
+def test_two_transformers_serves_on_two_ports_share_a_stage(tiny_model, tmp_path, hf_reference, monkeypatch,
+                                                            processes):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two "GPUs": each server runs on the CPU, told its own
     c = cfg(tiny_model, tmp_path, launch=SERVE, server="transformers", launch_per_gpu=True, concurrency=1)
     launcher = Launcher(c)
@@ -338,11 +325,11 @@ def test_two_transformers_serves_on_two_ports_share_a_stage(tiny_model, tmp_path
     assert [[row[0].text] for row in out] == hf_reference and all(row[0] == row[1] for row in out)
     a, b = launcher.servers
     assert a.port != b.port and (a.gpu, b.gpu) == ("0", "1")
-    assert [s.log_path.name for s in (a, b)] == ["server-round_0-eval-gpu0.log", "server-round_0-eval-gpu1.log"]
+    assert [s.log_path.name for s in (a, b)] == [f"server-round_0-eval-gpu{g}.log" for g in (0, 1)]
     for s in (a, b):
         env = Path(f"/proc/{s.proc.pid}/environ").read_bytes().split(b"\0")
         assert f"CUDA_VISIBLE_DEVICES={s.gpu}".encode() in env
     assert smp.sent[a.url] > 0 and smp.sent[b.url] > 0 and smp.sent[a.url] + smp.sent[b.url] == 12
     pids = [a.proc.pid, b.proc.pid]
     launcher.end_stage()
-    assert not any(alive(p) for p in pids) and not serving_processes(str(tiny_model))
+    assert not any(processes.alive(p) for p in pids) and not processes.serving(str(tiny_model))

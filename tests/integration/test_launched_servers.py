@@ -1,5 +1,5 @@
-"""Two rounds whose every generation stage samples from a server secondtry starts (backend.launch), against the
-same run on the hf backend:
+"""Two rounds whose every generation stage samples from a server secondtry starts (backend.launch),
+against the same run on the hf backend:
 
 - through the real `transformers serve`, a server per stage on the round's merged model: training attempts
   greedy (so both runs train on the same examples and write the same weights), evaluation greedy and sampled.
@@ -41,30 +41,9 @@ SERVE = ("transformers serve {model} --host {host} --port {port} --device cpu --
 STAGES = ["round_0-eval", "round_1-attempts", "round_1-eval", "round_2-attempts", "round_2-eval"]
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def leftovers(marker: str) -> list[str]:
-    """Live processes whose command line mentions `marker` and serves."""
-    out = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            pid = int(cmdline.parent.name)
-        except (OSError, ValueError):
-            continue
-        if marker in text and ("serve" in text or "scripted_vllm" in text) and alive(pid) and pid != os.getpid():
-            out.append(text)
-    return out
-
-
 def two_rounds(tiny_model, root, name, *overrides):
-    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={root}", f"name={name}", *SMALL, *overrides])
+    where = [f"model.path={tiny_model}", f"run_dir={root}", f"name={name}"]
+    cfg = load_config(CONFIG, [*where, *SMALL, *overrides])
     run(cfg)
     return cfg.run_path
 
@@ -100,8 +79,8 @@ def greedy_training(tiny_model, tmp_path_factory):
     # greedy training attempts, sampled evaluation
     common = ["sampling.temperature=0", "evaluation.sampling={temperature: 1.0, max_new_tokens: 48}"]
     hf = two_rounds(tiny_model, root, "hf", *common)
-    served = two_rounds(tiny_model, root, "served", *common, "backend.name=openai", "backend.server=transformers",
-                        f"backend.launch={SERVE}", "backend.concurrency=2",
+    served = two_rounds(tiny_model, root, "served", *common, "backend.name=openai",
+                        "backend.server=transformers", f"backend.launch={SERVE}", "backend.concurrency=2",
                         "backend.launch_env={OMP_NUM_THREADS: '1'}")
     return hf, served
 
@@ -137,7 +116,7 @@ def test_sampled_records_have_the_same_problems_samples_and_retry_rule(greedy_tr
         assert any(text != greedy[p] for (p, _), text in sampled.items())  # the server did sample
 
 
-def test_each_stage_had_its_server_and_none_is_left(greedy_training, tiny_model):
+def test_each_stage_had_its_server_and_none_is_left(greedy_training, tiny_model, processes):
     _, served = greedy_training
     logs = served / "logs"
     assert sorted(p.name for p in logs.glob("server-*.log")) == sorted(f"server-{s}.log" for s in STAGES)
@@ -146,18 +125,19 @@ def test_each_stage_had_its_server_and_none_is_left(greedy_training, tiny_model)
         text = (logs / f"server-{stage}.log").read_text()
         assert text.count("] starting for stage") == 1 and "stopping (SIGTERM to the process group)" in text
         pids += [int(p) for p in re.findall(r"Started server process \[(\d+)\]", text)]
-    assert len(pids) == len(STAGES) and not any(alive(p) for p in pids)
-    assert not leftovers(str(tiny_model))
+    assert len(pids) == len(STAGES) and not any(processes.alive(p) for p in pids)
+    assert not processes.serving(str(tiny_model))
 
 
-def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_model, tmp_path):
+def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_model, tmp_path, processes):
     merge = ["training.merge=false"]
     hf = two_rounds(tiny_model, tmp_path, "hf-adapters", *merge)
     events = tmp_path / "events.jsonl"
     launch = (f"{sys.executable} {SCRIPTED} --model {{model}} --port {{port}} --enable-lora "
               f"--max-lora-rank {{lora_rank}} --seed {{seed}} --record {events}")
-    served = two_rounds(tiny_model, tmp_path, "vllm-adapters", *merge, "backend.name=openai", "backend.server=vllm",
-                        "backend.lora=true", f"backend.launch={launch}", "backend.concurrency=4")
+    served = two_rounds(tiny_model, tmp_path, "vllm-adapters", *merge, "backend.name=openai",
+                        "backend.server=vllm", "backend.lora=true", f"backend.launch={launch}",
+                        "backend.concurrency=4")
     assert (hf / "round_2" / "eval.jsonl").is_file(), "the run stopped before round 2"
     for k in (0, 1, 2):
         for name in ["eval_attempts.jsonl", "eval.jsonl"] + (["attempts.jsonl", "sft.jsonl"] if k else []):
@@ -166,7 +146,8 @@ def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_mode
         folder = served / f"round_{k}" / "model"
         assert not (folder / "config.json").exists()  # the adapter alone
         config = json.loads((folder / "adapter_config.json").read_text())
-        assert config["r"] == 8 * k and config["base_model_name_or_path"] == str(tiny_model)  # round 2: stacked
+        assert config["r"] == 8 * k  # round 2: round 1's adapter and its own, stacked
+        assert config["base_model_name_or_path"] == str(tiny_model)
         assert (folder / "adapter_model.safetensors").read_bytes() == \
             (hf / f"round_{k}" / "model" / "adapter_model.safetensors").read_bytes()
     seen = [json.loads(line) for line in events.read_text().splitlines()]
@@ -176,4 +157,4 @@ def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_mode
     asked = {e["model"] for e in seen if e["event"] == "request"}
     assert asked == {str(tiny_model), *loads}
     assert [p.name for p in (served / "logs").glob("server-*.log")] == ["server-round_0-eval.log"]
-    assert not alive(seen[0]["pid"]) and not leftovers(str(tiny_model))
+    assert not processes.alive(seen[0]["pid"]) and not processes.serving(str(tiny_model))

@@ -65,7 +65,7 @@ def load_tokenizer(path: str):
 
 
 def load_model(path: str, dtype: str, device: torch.device):
-    """A causal LM; a LoRA adapter folder (training.merge: false) is its base model with the adapter merged in."""
+    """A causal LM; a LoRA adapter folder (training.merge: false) is its base model, the adapter merged in."""
     from transformers import AutoModelForCausalLM
 
     _check_model_path(path)
@@ -82,7 +82,7 @@ def load_model(path: str, dtype: str, device: torch.device):
 
 
 def adapter_base(path: str) -> str | None:
-    """The base model of a LoRA adapter folder (adapter_config.json and no config.json of its own), else None."""
+    """The base model of a LoRA adapter folder (adapter_config.json, no config.json of its own), else None."""
     folder = Path(path).expanduser()
     config = folder / "adapter_config.json"
     if not config.is_file() or (folder / "config.json").is_file():
@@ -94,7 +94,7 @@ def adapter_base(path: str) -> str | None:
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{config}: not a readable adapter config ({e})") from None
     if not base:
-        raise ModelLoadError(f"{config} names no base_model_name_or_path: the adapter's base model is unknown")
+        raise ModelLoadError(f"{config} names no base_model_name_or_path: the adapter's base is unknown")
     return str(base)
 
 

@@ -107,7 +107,8 @@ def transcript(messages: Sequence[Message]) -> str:
 class OpenAISampler:
     """Requests to OpenAI-compatible servers, spread over `backend.endpoints` or the launched servers."""
 
-    def __init__(self, model_path: str, cfg: Config, log: Log = Log(), servers: Launcher | None = None) -> None:
+    def __init__(self, model_path: str, cfg: Config, log: Log = Log(),
+                 servers: Launcher | None = None) -> None:
         b = cfg.backend
         self.cfg, self.b, self.log, self.model_path = cfg, b, log, model_path
         if not b.endpoints and not b.launch:
@@ -116,7 +117,7 @@ class OpenAISampler:
         # servers started here (backend.launch): the run's, or this sampler's own when used alone
         self.own_servers = Launcher(cfg, log) if b.launch and servers is None else None
         self.servers = servers or self.own_servers
-        self.adapter: tuple[str, str] | None = None  # (name, folder) of the round's LoRA adapter (backend.lora)
+        self.adapter: tuple[str, str] | None = None  # (name, folder) of the round's adapter (backend.lora)
         if b.lora and adapter_base(model_path) is not None:
             self.adapter = (adapter_name(model_path), str(Path(model_path).resolve()))
         elif b.lora and model_path != cfg.model.path:
@@ -289,7 +290,7 @@ class OpenAISampler:
                 running.add(task)
                 task.add_done_callback(crashed)
 
-        async def watch() -> None:  # a launched server that exits ends the call at once (generate restarts it)
+        async def watch() -> None:  # a launched server that exits ends the call (generate restarts it)
             while not done.done():
                 dead = self.servers.dead() if self.servers is not None else []
                 if dead:

@@ -51,9 +51,9 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max
 TAIL_LINES = 25
 # torchrun's variables: a server that sees them may join (or collide with) the run's process group
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
-                 "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE",
-                 "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
+                 "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
+                 "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING")
 # runs in the new session before the server: SIGTERM the server when secondtry dies, then become it
 SHIM = ("import os, signal, sys\n"
         "try:\n"
@@ -153,11 +153,11 @@ class Launcher:
                 tail = _tail(s.log_path)
                 self.stop()
                 raise ServerError(
-                    f"backend.launch: the server for {self.stage or 'this call'} ({s.url}) died again, exit code "
-                    f"{code}, after one restart in this stage; finished chunks are kept, `secondtry run` on the "
-                    f"same config resumes. Its log, {s.log_path}, ends:\n{tail}")
-            self.log.warn(f"the server at {s.url} exited with code {code} during {self.stage or 'a call'}; starting "
-                          f"it again (once; its log: {s.log_path})")
+                    f"backend.launch: the server for {self.stage or 'this call'} ({s.url}) died again, exit "
+                    f"code {code}, after one restart in this stage; finished chunks are kept, `secondtry "
+                    f"run` on the same config resumes. Its log, {s.log_path}, ends:\n{tail}")
+            self.log.warn(f"the server at {s.url} exited with code {code} during {self.stage or 'a call'}; "
+                          f"starting it again (once; its log: {s.log_path})")
         if dead:
             try:
                 self._start(dead)
@@ -180,8 +180,9 @@ class Launcher:
         mine = [g for i, g in enumerate(visible) if i % ranks == local]
         if self.b.launch_per_gpu:
             if not mine:
-                raise ServerError("backend.launch_per_gpu: no GPU visible to this process (CUDA_VISIBLE_DEVICES "
-                                  "unset or empty and torch sees none); drop backend.launch_per_gpu")
+                raise ServerError("backend.launch_per_gpu: no GPU visible to this process "
+                                  "(CUDA_VISIBLE_DEVICES unset or empty and torch sees none); "
+                                  "drop backend.launch_per_gpu")
             return list(mine)
         return [",".join(mine)] if ranks > 1 and mine else [None]
 
@@ -254,9 +255,9 @@ class Launcher:
                         s.port = free_port({x.port for x in self.servers})
                         self._spawn(s)
                         continue
-                    raise ServerError(f"backend.launch: the server exited with code {s.proc.returncode} before "
-                                      f"answering at {s.url} ({shlex.join(s.argv)}). Its log, {s.log_path}, "
-                                      f"ends:\n{tail}")
+                    raise ServerError(f"backend.launch: the server exited with code {s.proc.returncode} "
+                                      f"before answering at {s.url} ({shlex.join(s.argv)}). Its log, "
+                                      f"{s.log_path}, ends:\n{tail}")
                 if healthy(s.port):
                     _note(s.log_path, f"answering at {s.url}")
                     pending.remove(s)
@@ -265,9 +266,9 @@ class Launcher:
                 stop_servers(pending, self.b.launch_grace_s)
                 raise ServerError(
                     f"backend.launch: the server did not answer at {s.url} (GET /health, /v1/models) within "
-                    f"backend.launch_timeout_s={timeout:g} s, and was stopped; raise the timeout if it is still "
-                    f"loading, or check that the command serves on --host {HOST} --port {{port}}. Its log, "
-                    f"{s.log_path}, ends:\n{_tail(s.log_path)}")
+                    f"backend.launch_timeout_s={timeout:g} s, and was stopped; raise the timeout if it is "
+                    f"still loading, or check that the command serves on --host {HOST} --port {{port}}. Its "
+                    f"log, {s.log_path}, ends:\n{_tail(s.log_path)}")
             if pending:
                 time.sleep(0.25)
 
@@ -342,7 +343,8 @@ def lora_rank(cfg: Config) -> int:
     """The largest adapter rank the run may load: training.rank times the passes an adapter stacks
     (training/adapters.py), rounded up to a value vLLM's --max-lora-rank takes."""
     t = cfg.training
-    rank = t.rank * (cfg.stopping.max_rounds * t.improve_steps if t.between_rounds == "continue" else t.improve_steps)
+    passes = t.improve_steps * (cfg.stopping.max_rounds if t.between_rounds == "continue" else 1)
+    rank = t.rank * passes
     return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
 
 
@@ -366,11 +368,21 @@ def port_free(port: int) -> bool:
     return True
 
 
+def _open(url: str | urllib.request.Request, timeout: float):
+    """urlopen, without the environment's HTTP proxy for the servers secondtry started on loopback."""
+    full = url if isinstance(url, str) else url.full_url
+    opener = _LOOPBACK if full.startswith(f"http://{HOST}:") else urllib.request.build_opener()
+    return opener.open(url, timeout=timeout)
+
+
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def healthy(port: int, timeout: float = 2.0) -> bool:
     """GET /health answers 200, or (for a server without one) GET /v1/models does."""
     for path in ("/health", "/v1/models"):
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
+            with _open(f"http://{HOST}:{port}{path}", timeout) as r:
                 return r.status == 200
         except urllib.error.HTTPError as e:
             if e.code not in (404, 405):
@@ -426,7 +438,7 @@ def _adapter_url(url: str, server: str, verb: str) -> str:
 def _post(url: str, body: dict[str, Any], timeout: float) -> tuple[int, str]:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with _open(req, timeout) as r:
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
@@ -434,7 +446,7 @@ def _post(url: str, body: dict[str, Any], timeout: float) -> tuple[int, str]:
 
 def served_models(url: str, timeout: float = 30.0) -> list[str]:
     """The model ids `GET <url>/models` lists."""
-    with urllib.request.urlopen(f"{url.rstrip('/')}/models", timeout=timeout) as r:
+    with _open(f"{url.rstrip('/')}/models", timeout) as r:
         return [m.get("id") for m in json.loads(r.read()).get("data", [])]
 
 
@@ -445,13 +457,14 @@ def load_adapter(url: str, server: str, name: str, path: str, timeout: float = 6
         if name in served_models(url):
             return
     try:
-        status, body = _post(_adapter_url(url, server, "load"), {"lora_name": name, "lora_path": str(path)}, timeout)
+        status, body = _post(_adapter_url(url, server, "load"), {"lora_name": name, "lora_path": str(path)},
+                             timeout)
     except OSError as e:
         raise ServerError(f"backend.lora: loading adapter {name} into {url} failed: {e}") from None
     if status != 200:
-        need = ("vLLM needs --enable-lora, --max-lora-rank {lora_rank} and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"
-                if server == "vllm" else "SGLang needs --enable-lora, --max-lora-rank {lora_rank} and "
-                                         "--lora-target-modules all")
+        need = ("vLLM needs --enable-lora, --max-lora-rank {lora_rank} and "
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" if server == "vllm" else
+                "SGLang needs --enable-lora, --max-lora-rank {lora_rank} and --lora-target-modules all")
         raise ServerError(f"backend.lora: {url} refused to load adapter {name} from {path}: HTTP {status}: "
                           f"{body.strip()[:400]}. {need} (docs/openai-backend.md)")
 

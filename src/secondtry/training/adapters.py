@@ -1,4 +1,4 @@
-"""Rounds kept as LoRA adapters (`training.merge: false`): each round's model is one adapter over the base model.
+"""Rounds kept as LoRA adapters (`training.merge: false`): a round's model is one adapter over the base model.
 
 A round that starts from an earlier round's adapter trains a fresh LoRA on the base model with that
 adapter merged in, exactly as it would on the earlier round's merged model. Its model is then the two
@@ -31,9 +31,10 @@ def keep(trained, base: str, earlier: str | None, staging: Path) -> None:
         for f in fresh.iterdir():
             f.replace(staging / f.name)
         fresh.rmdir()
-        config = json.loads((staging / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        path = staging / ADAPTER_CONFIG
+        config = json.loads(path.read_text(encoding="utf-8"))
         config["base_model_name_or_path"] = base
-        (staging / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return
     stack(Path(earlier), fresh, staging, base)
     shutil.rmtree(fresh)
@@ -41,8 +42,7 @@ def keep(trained, base: str, earlier: str | None, staging: Path) -> None:
 
 def scale(config: dict) -> float:
     """LoRA's scale of a PEFT adapter config: alpha / r (alpha / sqrt(r) with rsLoRA)."""
-    bad = [k for k in ("rank_pattern", "alpha_pattern") if config.get(k)] + (["use_dora"] if config.get("use_dora")
-                                                                             else [])
+    bad = [k for k in ("rank_pattern", "alpha_pattern", "use_dora") if config.get(k)]
     if bad:
         raise ValueError(f"cannot stack LoRA adapters with {', '.join(bad)}")
     r, alpha = config["r"], config["lora_alpha"]

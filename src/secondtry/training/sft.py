@@ -159,7 +159,7 @@ def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, 
             trained.save_pretrained(staging / "adapter")
             trained = trained.merge_and_unload()
         else:
-            base = adapter_base(start_model)  # the round started from an earlier round's adapter: stack onto it
+            base = adapter_base(start_model)  # started from an earlier round's adapter: stack onto it
             adapters.keep(trained, base or start_model, start_model if base else None, staging)
     if cfg.training.method == "full" or cfg.training.merge:
         trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
@@ -403,11 +403,11 @@ def _load_line(t, out_dir: Path) -> str:
         return ""
     if not t.merge:
         base = adapter_base(str(out_dir)) or "the base model"
-        return (f"This folder is a LoRA adapter (rank {adapters.rank(out_dir)}) over `{base}`, every earlier round's "
-                f"adapter stacked in: `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "
-                f"this_folder)`, or load it into vLLM / SGLang as an adapter.")
-    return ("Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in `adapter/` "
-            "(`PeftModel.from_pretrained(base, this_folder + '/adapter')`).")
+        return (f"This folder is a LoRA adapter (rank {adapters.rank(out_dir)}) over `{base}`, every earlier "
+                f"round's adapter stacked in: `PeftModel.from_pretrained(AutoModelForCausalLM."
+                f"from_pretrained(base), this_folder)`, or load it into vLLM / SGLang as an adapter.")
+    return ("Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in "
+            "`adapter/` (`PeftModel.from_pretrained(base, this_folder + '/adapter')`).")
 
 
 def _fmt(x: Any) -> str:
