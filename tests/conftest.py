@@ -58,3 +58,36 @@ def report_runs(tiny_model, tmp_path_factory) -> Path:
         "--preset", "star-try-again", "--preset", "resampling")
     cli("run", str(configs / "tiny-cpu.yaml"), f"model.path={tiny_model}", f"run_dir={root / 'tiny'}")
     return root
+
+
+class Processes:
+    """The process table, for tests that start servers: what runs, and what serves a given model."""
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        """Whether `pid` runs (a zombie waiting to be reaped does not)."""
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
+
+    @classmethod
+    def serving(cls, marker: str) -> list[str]:
+        """Command lines of live processes that mention `marker` and serve (a leftover server)."""
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                pid = int(cmdline.parent.name)
+            except (OSError, ValueError):
+                continue
+            if marker in text and ("serve" in text or "scripted_vllm" in text) and cls.alive(pid) \
+                    and pid != os.getpid():
+                found.append(text)
+        return found
+
+
+@pytest.fixture
+def processes() -> Processes:
+    return Processes()

@@ -27,13 +27,15 @@ def _fail(message: str, code: int = 2) -> None:
 def _guard(fn: Callable[[], None]) -> None:
     """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
     from .backends.hf import ModelLoadError
+    from .backends.openai import EndpointError
+    from .backends.servers import ServerError
     from .config import ConfigError
     from .store import RunDirError, StorageError
     from .tasks import TaskDataError
 
     try:
         fn()
-    except (ConfigError, TaskDataError, ModelLoadError, RunDirError) as e:
+    except (ConfigError, TaskDataError, ModelLoadError, RunDirError, EndpointError, ServerError) as e:
         _fail(str(e).replace("[", "\\["))
     except OSError as e:  # a write refused outside a run directory (a report, a comparison): one line too
         if not StorageError.covers(e):

@@ -98,6 +98,14 @@ class VerifierConfig(_Strict):
                            "generations are never kept for training either way")
 
 
+LAUNCH_PLACEHOLDERS = {
+    "model": "the model folder or hub id to serve (the base model with backend.lora)",
+    "port": "a free loopback port, one per server", "host": "127.0.0.1",
+    "name": "the model name requests use: backend.model_name, else {model}",
+    "seed": "the run's seed", "lora_rank": "training.rank (vLLM's --max-lora-rank must be at least this)",
+}
+
+
 class BackendConfig(_Strict):
     name: str = "hf"
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="sequences generated together")
@@ -134,16 +142,95 @@ class BackendConfig(_Strict):
                                           "jitter, at most 60 s)")
     n_in_request: bool = Field(False, description="openai: ask for a conversation's n samples in one request (vLLM, "
                                                   "SGLang); false: one request per sample, each with its own seed")
+    # ---- servers secondtry starts itself (backends/servers.py, docs/openai-backend.md) ------------------
+    launch: str | None = Field(
+        None, description="openai: the command that starts a server for the model a stage samples, "
+                          "instead of backend.endpoints, e.g. `vllm serve {model} --host {host} "
+                          "--port {port} --seed {seed}`; placeholders: "
+                          + ", ".join(f"{{{p}}}" for p in LAUNCH_PLACEHOLDERS))
+    launch_per_gpu: bool = Field(False, description="openai with launch: one server per visible GPU (its "
+                                                    "CUDA_VISIBLE_DEVICES), requests spread over them; under "
+                                                    "torchrun each process starts the servers of its GPUs")
+    launch_timeout_s: float = Field(
+        600.0, gt=0, le=MAX_SECONDS, description="openai with launch: how long a started server may take to "
+                                                 "answer before the run stops")
+    launch_grace_s: float = Field(
+        30.0, ge=0, le=MAX_SECONDS, description="openai with launch: seconds between SIGTERM and SIGKILL when "
+                                                "a server is stopped")
+    launch_env: dict[str, str] = Field(default_factory=dict, description="openai with launch: environment "
+                                                                         "variables set for the server")
+    lora: bool = Field(False, description="openai: the server runs the base model with LoRA enabled and each "
+                                          "round's adapter is loaded through its adapter API (vLLM, SGLang); "
+                                          "needs training.merge=false")
+    lora_keep_server: bool = Field(True, description="openai with launch and lora: keep the base model's "
+                                                     "server running while training (leave training room on "
+                                                     "the GPU); false: stop it for training")
+
+    @field_validator("launch_env", mode="before")
+    @classmethod
+    def _env_as_text(cls, v: Any) -> Any:  # {VLLM_BATCH_INVARIANT: 1}: the environment holds text
+        return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _openai_has_endpoints(self) -> "BackendConfig":
-        if self.name == "openai" and not self.endpoints:
+        if self.name == "openai" and not self.endpoints and not self.launch:
             raise ValueError("the openai backend needs at least one server: set backend.endpoints, e.g. "
-                             "backend.endpoints=[http://127.0.0.1:8000/v1]")
+                             "backend.endpoints=[http://127.0.0.1:8000/v1], or backend.launch to have one "
+                             "started")
         bad = [u for u in self.endpoints if not u.startswith(("http://", "https://"))]
         if bad:
             raise ValueError(f"backend.endpoints {bad}: each must be a base URL like http://127.0.0.1:8000/v1")
+        if self.launch is not None:
+            _check_launch(self)
+        if self.lora and self.name != "openai":
+            raise ValueError("backend.lora loads adapters into the openai backend's servers; "
+                             "set backend.name=openai")
+        if self.lora and self.server not in ("vllm", "sglang"):
+            raise ValueError(f"backend.lora: loading adapters needs vLLM's or SGLang's adapter API; "
+                             f"backend.server={self.server} has none (set backend.lora=false: a server per "
+                             f"stage on the round's merged model)")
         return self
+
+
+def _check_launch(b: BackendConfig) -> None:
+    """backend.launch: a command with a {port}, known placeholders only, and no fixed endpoints beside it."""
+    import string
+
+    if b.name != "openai":
+        raise ValueError(f"backend.launch starts servers for the openai backend; set backend.name=openai "
+                         f"(now {b.name})")
+    if b.endpoints:
+        raise ValueError("backend.launch starts the servers and knows their addresses: "
+                         "drop backend.endpoints")
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(b.launch or "") if f is not None}
+    except ValueError as e:
+        raise ValueError(f"backend.launch {b.launch!r}: {e} (a literal brace is written {{{{ or }}}})") \
+            from None
+    unknown = sorted(used - set(LAUNCH_PLACEHOLDERS))
+    braced = ", ".join("{" + u + "}" for u in unknown)
+    if unknown:
+        raise ValueError(f"backend.launch: unknown placeholder(s) {braced}; "
+                         f"known: {', '.join('{' + p + '}' for p in LAUNCH_PLACEHOLDERS)}")
+    if "port" not in used:
+        raise ValueError("backend.launch must pass {port} to the server (secondtry picks a free port for "
+                         "each server), e.g. `... --port {port}`")
+
+
+def _check_lora_serving(cfg: "Config") -> None:
+    """backend.lora samples each round's adapter over the base model: training must leave it unmerged."""
+    t, b = cfg.training, cfg.backend
+    if not t.merge and t.method != "lora":
+        raise ValueError("training.merge=false keeps a LoRA adapter unmerged; training.method=full has none: "
+                         "drop training.merge")
+    if b.lora and (t.method != "lora" or t.merge):
+        raise ValueError("backend.lora: the server loads each round's LoRA adapter over the base model, so "
+                         "training must keep the adapter: set training.merge=false (training.method=lora)")
+    if b.name == "openai" and not b.lora and not t.merge:
+        raise ValueError("training.merge=false leaves each round's model as a LoRA adapter, which the openai "
+                         "backend samples only through the server's adapter API: set backend.lora=true "
+                         "(vLLM, SGLang), or training.merge=true")
+# ---- end of the servers secondtry starts -------------------------------------------------------------------
 
 
 class SamplingConfig(_Strict):
@@ -202,6 +289,8 @@ class TrainingConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0, le=1.0)
     between_rounds: Literal["continue", "reset"] = Field(
         "continue", description="continue from this round's merged model, or reset to the base model")
+    merge: bool = Field(True, description="lora: write the merged model (and the adapter in adapter/); "
+                                          "false: only the adapter, earlier rounds' stacked in")
     steps_growth: float = Field(
         1.0, ge=1.0, le=10.0, description="round k trains steps * steps_growth^(k-1) steps (STaR grows them "
                                           "by 20%: 1.2)")
@@ -342,6 +431,11 @@ class Config(_Strict):
             raise ValueError(f"stopping.policies: {', '.join(looking)} decide on a round's gain, which "
                              f"evaluation.select_on=last takes from the test set; hold out a validation split, "
                              f"drop those policies, or say evaluation.select_on=test")
+        return self
+
+    @model_validator(mode="after")
+    def _lora_serving(self) -> "Config":
+        _check_lora_serving(self)
         return self
 
     @property

@@ -20,6 +20,7 @@ import torch
 from . import distributed, filtering, training
 from .backends import BACKENDS
 from .backends.hf import load_tokenizer
+from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import compare_evals, cut_shares, eval_record, summarize_eval, train_figures
@@ -495,7 +496,8 @@ class Context:
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume."""
-        info = self.store.stage(name, inputs, outputs, run)
+        with self.models.stage(name):
+            info = self.store.stage(name, inputs, outputs, run)
         if self.store.skipped[-1:] == [name]:
             self.log.info(f"{name}: finished earlier with the same inputs, skipped")
         return info
@@ -505,19 +507,40 @@ class Context:
 
 
 class Models:
-    """One sampler in memory at a time, loaded on first use of a model."""
+    """One sampler in memory at a time, loaded on first use of a model; with `backend.launch`, the servers
+    it samples from (backends/servers.py): started for a stage's model, stopped when the stage ends."""
 
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg, self.log, self.path, self.sampler = cfg, log, None, None
+        self.servers = Launcher(cfg, log) if cfg.backend.launch else None
 
     def get(self, path: str):
         if path != self.path:
-            self.close()
+            self._close_sampler()
             self.log.info(f"loading {path}")
-            self.sampler, self.path = BACKENDS[self.cfg.backend.name](path, self.cfg, self.log), path
+            extra = {"servers": self.servers} if self.servers is not None else {}
+            self.sampler, self.path = BACKENDS[self.cfg.backend.name](path, self.cfg, self.log, **extra), path
         return self.sampler
 
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """While stage `name` runs: launched servers log to logs/server-<stage>.log and stop at its end."""
+        if self.servers is None:
+            yield
+            return
+        self.servers.begin_stage(name)
+        try:
+            yield
+        finally:
+            self.servers.end_stage()
+
     def close(self) -> None:
+        """Free the devices for training."""
+        self._close_sampler()
+        if self.servers is not None:
+            self.servers.release()
+
+    def _close_sampler(self) -> None:
         if self.sampler is not None:
             self.sampler.close()
         self.sampler = self.path = None
@@ -526,7 +549,9 @@ class Models:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self._close_sampler()
+        if self.servers is not None:
+            self.servers.stop()
 
 
 def check_names(cfg: Config) -> None:
@@ -550,6 +575,11 @@ def check_names(cfg: Config) -> None:
             check_options(cfg.verifier.name, cfg.verifier.options)
         except ValueError as e:
             bad.extend(f"  {line}" for line in str(e).splitlines())
+    if cfg.backend.launch:
+        try:
+            Launcher(cfg).argv(0)  # the server command can be found
+        except ServerError as e:
+            bad.append(f"  {e}")
     if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
         bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
                    f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")

@@ -28,6 +28,7 @@ GREEDY = SamplingConfig(temperature=0, max_new_tokens=40)
 def cfg(model, **backend):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
                          "eval_task": {"name": "synthetic", "split": "test"},
+                         "evaluation": {"select_on": "test"},
                          "backend": {"name": "openai", **backend}})
 
 
@@ -251,7 +252,8 @@ def test_config_errors_name_the_key_and_the_fix(servers):
     with pytest.raises(ConfigError, match=r"backend: the openai backend needs at least one server: set "
                                           r"backend.endpoints, e.g. backend.endpoints=\[http://127.0.0.1:8000/v1\]"):
         build_config({"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"},
-                      "eval_task": {"name": "synthetic"}, "backend": {"name": "openai"}})
+                      "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
+                      "backend": {"name": "openai"}})
     with pytest.raises(ConfigError, match="must be a base URL like http://"):
         cfg("m", endpoints=["127.0.0.1:8000/v1"])
     s = servers()
@@ -349,12 +351,16 @@ def test_greedy_through_transformers_serve_is_the_hf_backends_greedy(api, served
 
 def test_sampling_through_transformers_serve_is_seeded(served, tiny_model):
     smp = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers",
-                                                   concurrency=1))  # its seed is global: one request at a time
+                                                   concurrency=1))
     params = SamplingConfig(temperature=1.0, max_new_tokens=20)
     a, b = smp.generate(CONVS[:1], params, n=3, seed=1), smp.generate(CONVS[:1], params, n=3, seed=1)
     c = smp.generate(CONVS[:1], params, n=3, seed=2)
     assert texts(a) == texts(b) and texts(a) != texts(c)
     assert all(len(set(row)) > 1 for row in texts(a))  # with do_sample sent, the samples differ
+    # it seeds each request just before generating it, one at a time: requests in flight together as well
+    busy = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers",
+                                                    concurrency=4))
+    assert texts(busy.generate(CONVS, params, n=2, seed=1)) == texts(smp.generate(CONVS, params, n=2, seed=1))
 
 
 def test_what_transformers_serve_refuses_is_explained(served, tiny_model):

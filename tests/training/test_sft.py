@@ -13,7 +13,7 @@ from secondtry.types import Example, Message
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
                          "training": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
 
 
@@ -88,6 +88,7 @@ def test_a_failed_training_leaves_no_staging_folder(tiny_model, tmp_path):
 def ckpt_cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
                          "eval_task": {"name": "synthetic", "split": "test"}, "checkpoint": {"train_steps": 3},
+                         "evaluation": {"select_on": "test"},
                          "training": {"steps": 8, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
 
 

@@ -1,6 +1,6 @@
 """Backends: a Sampler turns conversations into completions.
 
-    sampler = BACKENDS[name](model_path, cfg, log)
+    sampler = BACKENDS[name](model_path, cfg, log)   # openai also takes servers= (backends/servers.py)
     sampler.generate(conversations, params, n=1, seed=0, progress=None) -> list[list[Completion]]
     sampler.close()
 

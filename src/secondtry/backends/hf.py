@@ -65,14 +65,37 @@ def load_tokenizer(path: str):
 
 
 def load_model(path: str, dtype: str, device: torch.device):
+    """A causal LM; a LoRA adapter folder (training.merge: false) is its base model, the adapter merged in."""
     from transformers import AutoModelForCausalLM
 
     _check_model_path(path)
+    base = adapter_base(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
+        model = AutoModelForCausalLM.from_pretrained(base or path, dtype=resolve_dtype(dtype, device))
+        if base is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
     except Exception as e:
         raise ModelLoadError(f"cannot load a causal LM from {path}: {type(e).__name__}: {str(e)[:300]}") from None
     return model.to(device).eval()
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model of a LoRA adapter folder (adapter_config.json, no config.json of its own), else None."""
+    folder = Path(path).expanduser()
+    config = folder / "adapter_config.json"
+    if not config.is_file() or (folder / "config.json").is_file():
+        return None
+    import json
+
+    try:
+        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{config}: not a readable adapter config ({e})") from None
+    if not base:
+        raise ModelLoadError(f"{config} names no base_model_name_or_path: the adapter's base is unknown")
+    return str(base)
 
 
 def _check_model_path(path: str) -> None:

@@ -18,6 +18,12 @@ one request per sample, so a sample does not depend on `n` or its neighbours, an
 where the server honours per-request seeds. `backend.n_in_request` asks for all n samples in one
 request with sample 0's seed instead (fewer requests; vLLM and SGLang honour `n`).
 
+With `backend.launch` the servers are secondtry's (servers.py): each generate call asks the run's
+`Launcher` for the servers of its model (started at a stage's first call); a watcher ends the call
+as soon as one of them exits, and `generate` starts it again (once per stage) and sends the
+requests that had not come back. With `backend.lora` the round's adapter is loaded into every
+server first and named in the requests.
+
 Why the `openai` SDK rather than raw HTTP: typed requests, responses and errors (status, timeout,
 lost connection) for both endpoints, kept up to date with the API; `transformers serve` depends
 on it too. Its own retries are off, so that a retry can move to another endpoint.
@@ -37,7 +43,8 @@ from typing import Any, Callable, Coroutine, Sequence
 from ..config import Config, SamplingConfig
 from ..log import Log
 from ..types import Completion, Message
-from .hf import ModelLoadError, load_tokenizer, render, row_seed
+from .hf import ModelLoadError, adapter_base, load_tokenizer, render, row_seed
+from .servers import Launcher, ServerDied, adapter_name, load_adapter, request_model, unload_adapter
 
 MAX_BACKOFF_S = 60.0
 _RETRY_STATUS = {408, 409, 429}  # and every 5xx
@@ -98,20 +105,33 @@ def transcript(messages: Sequence[Message]) -> str:
 
 
 class OpenAISampler:
-    """Requests to OpenAI-compatible servers, spread over `backend.endpoints`."""
+    """Requests to OpenAI-compatible servers, spread over `backend.endpoints` or the launched servers."""
 
-    def __init__(self, model_path: str, cfg: Config, log: Log = Log()) -> None:
+    def __init__(self, model_path: str, cfg: Config, log: Log = Log(),
+                 servers: Launcher | None = None) -> None:
         b = cfg.backend
-        self.cfg, self.b, self.log = cfg, b, log
-        if not b.endpoints:
+        self.cfg, self.b, self.log, self.model_path = cfg, b, log, model_path
+        if not b.endpoints and not b.launch:
             raise ValueError("the openai backend needs at least one server: set backend.endpoints, "
-                             "e.g. backend.endpoints=[http://127.0.0.1:8000/v1]")
-        if b.model_name and model_path != cfg.model.path:
+                             "e.g. backend.endpoints=[http://127.0.0.1:8000/v1], or backend.launch")
+        # servers started here (backend.launch): the run's, or this sampler's own when used alone
+        self.own_servers = Launcher(cfg, log) if b.launch and servers is None else None
+        self.servers = servers or self.own_servers
+        self.adapter: tuple[str, str] | None = None  # (name, folder) of the round's adapter (backend.lora)
+        if b.lora and adapter_base(model_path) is not None:
+            self.adapter = (adapter_name(model_path), str(Path(model_path).resolve()))
+        elif b.lora and model_path != cfg.model.path:
+            raise ModelLoadError(f"backend.lora serves the base model {cfg.model.path} and rounds' adapters; "
+                                 f"{model_path} is neither (a LoRA adapter folder has adapter_config.json)")
+        elif b.model_name and model_path != cfg.model.path and not b.launch:
             raise ModelLoadError(
                 f"this stage samples {model_path}, but backend.model_name={b.model_name} pins the server's model; "
                 f"unset backend.model_name and use a server that loads models by path (transformers serve "
-                f"without a model argument), or evaluate only the base model")
-        self.model_name = b.model_name or model_path
+                f"without a model argument), set backend.launch to have a server started for each model, or "
+                f"evaluate only the base model")
+        served = cfg.model.path if b.lora else model_path  # the model the server was started with
+        self.model_name = request_model(b.server, b.model_name or served, self.adapter and self.adapter[0])
+        self._loaded: set[tuple[str, int]] = set()  # (endpoint, server start) holding the adapter
         self.api_key = "EMPTY"  # servers started without a key ignore it; the SDK insists on one
         if b.api_key_env:
             # only the variable named in the config: an OPENAI_API_KEY is never sent to another server by accident
@@ -128,6 +148,21 @@ class OpenAISampler:
         self.tokenizer = self._tokenizer(model_path)
         self.sent: dict[str, int] = {url: 0 for url in b.endpoints}  # requests per endpoint, retries included
         self.retries = 0
+        self.restarts = 0  # launched servers started again after dying in a call
+
+    def endpoints(self) -> list[str]:
+        """The base URLs to send to: backend.endpoints, or the launched servers (started if need be); with
+        backend.lora, each holds the round's adapter."""
+        if self.servers is None:
+            urls = [(url, 0) for url in self.b.endpoints]
+        else:
+            urls = [(s.url, s.starts) for s in self.servers.serve(self.model_path)]
+        if self.adapter is not None:
+            for url, start in urls:
+                if (url, start) not in self._loaded:
+                    load_adapter(url, self.b.server, *self.adapter, timeout=self.b.request_timeout_s)
+                    self._loaded.add((url, start))
+        return [url for url, _ in urls]
 
     def _tokenizer(self, model_path: str):
         if self.b.api == "completions":
@@ -137,6 +172,8 @@ class OpenAISampler:
                 raise ModelLoadError(f"backend.api=completions renders prompts here with the model's chat template: "
                                      f"{e}; or use backend.api=chat") from None
         # chat: the server renders; a local tokenizer only makes `render` exact, so the hub is never asked
+        if self.adapter is not None and not (Path(model_path) / "tokenizer_config.json").is_file():
+            model_path = self.cfg.model.path  # an adapter folder without a tokenizer of its own
         return load_tokenizer(model_path) if Path(model_path).expanduser().is_dir() else None
 
     def render(self, messages: Sequence[Message]) -> str:
@@ -172,16 +209,27 @@ class OpenAISampler:
                         for j in range(n)]
         prompts = [self._prompt(c) for c in conversations]
         out: list[list[Completion | None]] = [[None] * n for _ in conversations]
-        _run(self._run_all(requests, prompts, params, out, progress))
-        return out  # type: ignore[return-value]
+        while True:
+            if self.servers is not None and self.servers.dead():
+                # a launched server died: start it again (once a stage) and send what had not come back
+                self.servers.revive()
+                self.restarts += 1
+                requests = [r for r in requests if any(out[r.conv][j] is None for j in r.samples)]
+            try:
+                _run(self._run_all(requests, prompts, params, out, progress, self.endpoints()))
+                return out  # type: ignore[return-value]
+            except (ServerDied, EndpointError):
+                if self.servers is None or not self.servers.dead():
+                    raise
 
     async def _run_all(self, requests: list[_Request], prompts: list[Any], params: SamplingConfig,
-                       out: list[list[Completion | None]], progress: Callable[[int], None] | None) -> None:
+                       out: list[list[Completion | None]], progress: Callable[[int], None] | None,
+                       urls: list[str]) -> None:
         from openai import AsyncOpenAI
 
         loop = asyncio.get_running_loop()
         endpoints = [_Endpoint(url, AsyncOpenAI(base_url=url, api_key=self.api_key, max_retries=0,
-                                                timeout=self.b.request_timeout_s)) for url in self.b.endpoints]
+                                                timeout=self.b.request_timeout_s)) for url in urls]
         queue: asyncio.PriorityQueue = asyncio.PriorityQueue()
         for k, req in enumerate(requests):
             queue.put_nowait((0, k, req))
@@ -242,18 +290,28 @@ class OpenAISampler:
                 running.add(task)
                 task.add_done_callback(crashed)
 
+        async def watch() -> None:  # a launched server that exits ends the call (generate restarts it)
+            while not done.done():
+                dead = self.servers.dead() if self.servers is not None else []
+                if dead:
+                    done.set_exception(ServerDied(", ".join(s.url for s in dead)))
+                    return
+                await asyncio.sleep(0.2)
+
         dispatcher = loop.create_task(dispatch())
         dispatcher.add_done_callback(crashed)
+        watcher = loop.create_task(watch())
         try:
             if requests:
                 await done
         finally:
             dispatcher.cancel()
+            watcher.cancel()
             for task in list(running):
                 task.cancel()
-            await asyncio.gather(dispatcher, *running, return_exceptions=True)
+            await asyncio.gather(dispatcher, watcher, *running, return_exceptions=True)
             for ep in endpoints:
-                self.sent[ep.url] += ep.sent
+                self.sent[ep.url] = self.sent.get(ep.url, 0) + ep.sent
                 await ep.client.close()
 
     async def _free_endpoint(self, endpoints: list[_Endpoint], freed: asyncio.Event) -> _Endpoint:
@@ -354,6 +412,12 @@ class OpenAISampler:
         return "See docs/openai-backend.md"
 
     def close(self) -> None:
+        if self.adapter is not None:
+            for url in {url for url, _ in self._loaded}:
+                unload_adapter(url, self.b.server, self.adapter[0])
+            self._loaded.clear()
+        if self.own_servers is not None:
+            self.own_servers.stop()
         self.tokenizer = None
 
 

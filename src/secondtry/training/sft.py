@@ -7,7 +7,8 @@ the attention runs per example through `attention.VARLEN` (torch's FlashAttentio
 kernel on a GPU): no token sees another example. TRL's fused LM head scores only the
 completion tokens, in tiles, without the full vocabulary-sized logits. The output folder
 holds the merged model in HF format (loadable with `AutoModelForCausalLM.from_pretrained`),
-the LoRA adapter in `adapter/`, and a model card.
+the LoRA adapter in `adapter/`, and a model card; with `training.merge: false` it holds only the
+adapter, over the base model (`adapters.py`: an earlier round's adapter is stacked in).
 
 With a `checkpoints` folder, the trainer saves its whole state there every
 `checkpoint.train_steps` steps and a new call resumes from the last complete checkpoint: on
@@ -32,12 +33,13 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..backends.hf import load_model, load_tokenizer, resolve_device, resolve_dtype
+from ..backends.hf import adapter_base, load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..config import Config
 from ..log import Log
 from ..memory import fit_batch
 from ..store import check_seal, crash_point, fsync_tree, seal, write_text
 from ..types import Example
+from . import adapters
 from .attention import register
 
 COMPLETE = "complete"  # written into a checkpoint folder once every file of it is on disk
@@ -149,17 +151,24 @@ def contained_patches(model):
                 setattr(cls, name, value)
 
 
-def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, out_dir: Path, where: str) -> None:
-    """The adapter (LoRA), the merged model and the tokenizer, moved into `out_dir` whole."""
+def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, out_dir: Path, where: str,
+          start_model: str) -> None:
+    """The adapter (LoRA), the merged model and the tokenizer, moved into `out_dir` whole; with
+    `training.merge: false` the adapter alone, over the base model (training/adapters.py)."""
     shutil.rmtree(staging, ignore_errors=True)  # a kill mid-save left it
     if cfg.training.method == "lora":
         lora = trained.peft_config["default"]
         if isinstance(lora.target_modules, set):  # written in hash order otherwise: equal runs, unequal files
             lora.target_modules = sorted(lora.target_modules)
-        trained.save_pretrained(staging / "adapter")
-        trained = trained.merge_and_unload()
-    trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
-    trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
+        if cfg.training.merge:
+            trained.save_pretrained(staging / "adapter")
+            trained = trained.merge_and_unload()
+        else:
+            base = adapter_base(start_model)  # started from an earlier round's adapter: stack onto it
+            adapters.keep(trained, base or start_model, start_model if base else None, staging)
+    if cfg.training.method == "full" or cfg.training.merge:
+        trained.set_attn_implementation("sdpa")  # the packed-row attention is for training only
+        trained.to(resolve_dtype(cfg.model.dtype, device)).save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     crash_point(f"{where}:merged")
     if out_dir.exists():
@@ -343,7 +352,7 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         else:
             whole = trainer.model  # every rank holds the same weights
         if distributed.is_main():  # rank 0 writes them
-            _save(whole, tokenizer, cfg, device, staging, out_dir, where)
+            _save(whole, tokenizer, cfg, device, staging, out_dir, where, start_model)
         del trainer
     finally:
         os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
@@ -389,10 +398,21 @@ def write_model_card(out_dir: Path, round_: int, cfg: Config, train_info: dict[s
                 ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
                 lines.append(f"| {name} | {_fmt(fig['value'])} | {ci} | {fig.get('n', '')} |")
     lines += ["", "Per-problem records and every figure: `../round.json` and `../eval.jsonl` in the run directory.",
-              "", "Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in `adapter/` "
-              "(`PeftModel.from_pretrained(base, this_folder + '/adapter')`)." if t.method == "lora"
-              else "", ]
+              "", _load_line(t, out_dir)]
     write_text(out_dir / "README.md", "\n".join(lines).rstrip() + "\n")
+
+
+def _load_line(t, out_dir: Path) -> str:
+    """How to load the round's model folder."""
+    if t.method != "lora":
+        return ""
+    if not t.merge:
+        base = adapter_base(str(out_dir)) or "the base model"
+        return (f"This folder is a LoRA adapter (rank {adapters.rank(out_dir)}) over `{base}`, every earlier "
+                f"round's adapter stacked in: `PeftModel.from_pretrained(AutoModelForCausalLM."
+                f"from_pretrained(base), this_folder)`, or load it into vLLM / SGLang as an adapter.")
+    return ("Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in "
+            "`adapter/` (`PeftModel.from_pretrained(base, this_folder + '/adapter')`).")
 
 
 def _fmt(x: Any) -> str:
