@@ -76,12 +76,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Example:
-    """One SFT example: a single-turn prompt and the target the model learns to produce."""
+    """One SFT example: a prompt and the target the model learns to produce (the loss is on the target only)."""
 
     problem_id: str
-    messages: tuple[Message, ...]  # the prompt, without the failed attempt or the retry turn
+    messages: tuple[Message, ...]  # the prompt: the problem; for "retry_turn", the failed attempt and retry prompt too
     completion: str
-    source: str  # "retry" | "first"
+    source: str  # "retry" | "first" | "retry_turn"
     turn: int = 0
 
 

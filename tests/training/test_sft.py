@@ -13,7 +13,7 @@ from secondtry.types import Example, Message
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
                          "training": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
 
 
@@ -196,3 +196,34 @@ def test_tensorboard_is_reported_to_only_where_installed(tiny_model, tmp_path):
     have = importlib.util.find_spec("tensorboard") is not None
     assert info["reported_to"] == (["tensorboard"] if have else [])
     assert any((tmp_path / "logs").rglob("events.out.tfevents*")) == have
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp_path, packing):
+    """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token before the
+    retry, the failed attempt's included, is context only."""
+    from secondtry.backends.hf import load_tokenizer
+    from secondtry.training.sft import build_trainer
+
+    failed, retry = "2+2=5|Answer: 5", "2+2=4|Answer: 4"
+    turn = Example("p", (Message("user", "2+2"), Message("assistant", failed), Message("user", "Try again carefully.")),
+                   retry, "retry_turn", 1)
+    tok = load_tokenizer(str(tiny_model))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    trainer = build_trainer(model, tok, [turn, EXAMPLES[0]], cfg(tiny_model, packing=packing, max_length=256),
+                            tmp_path, seed=0, bf16=False)
+    ids, labels = [], []
+    for row in trainer.train_dataset:
+        ids += row["input_ids"]
+        labels += row["labels"] if "labels" in row else [-100 if m == 0 else t for t, m in
+                                                         zip(row["input_ids"], row["completion_mask"])]
+    text = tok.decode(ids)
+    start = text.index(failed)
+    assert text.count(failed) == 1 and text.count(retry) == 1
+    # the failed attempt's tokens (one token a character in the toy tokenizer) carry no label
+    offsets = [len(tok.decode(ids[:i])) for i in range(len(ids) + 1)]
+    in_failed = [i for i in range(len(ids)) if start <= offsets[i] < start + len(failed)]
+    assert len(in_failed) == len(failed) and all(labels[i] == -100 for i in in_failed)
+    labelled = tok.decode([t for t, label in zip(ids, labels) if label != -100])
+    assert labelled == retry + tok.eos_token + EXAMPLES[0].completion + tok.eos_token or \
+        labelled == EXAMPLES[0].completion + tok.eos_token + retry + tok.eos_token
