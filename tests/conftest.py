@@ -27,4 +27,5 @@ def tiny_model(tmp_path_factory) -> Path:
     SECONDTRY_TEST_CACHE when set: a folder kept between sessions)."""
     from secondtry.toy import toy_model
 
-    return toy_model("tiny", cache_dir=os.environ.get("SECONDTRY_TEST_CACHE") or tmp_path_factory.mktemp("toy-cache"))
+    cache = os.environ.get("SECONDTRY_TEST_CACHE") or tmp_path_factory.mktemp("toy-cache")
+    return toy_model("tiny", cache_dir=cache)

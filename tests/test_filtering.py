@@ -44,11 +44,12 @@ def test_retry_example_keeps_the_whole_retry_turn_or_both():
     assert [(e.messages, e.source) for e in single] == [((Message("user", "2+3"),), "retry")]
     turn, stats = select([retry], {"p1": P}, first_attempt, cfg(filter={"retry_example": "turn"}))
     assert [(e.messages, e.completion, e.source) for e in turn] == [(seen, "2+3=5|Answer: 5", "retry_turn")]
-    both, stats = select([retry, first], {"p1": P}, first_attempt,
-                         cfg(filter={"retry_example": "both", "include_first_attempts": True, "max_per_problem": 2}))
-    assert [(e.messages, e.source) for e in both] == [(seen[:1], "retry"), (seen, "retry_turn"), (seen[:1], "first")]
-    assert stats["kept"] == 3 and stats["problems"] == 1 and stats["kept_from"] == {"retry": 1, "retry_turn": 1,
-                                                                                     "first": 1}
+    config = cfg(filter={"retry_example": "both", "include_first_attempts": True, "max_per_problem": 2})
+    both, stats = select([retry, first], {"p1": P}, first_attempt, config)
+    assert [(e.messages, e.source) for e in both] == [(seen[:1], "retry"), (seen, "retry_turn"),
+                                                      (seen[:1], "first")]
+    assert stats["kept"] == 3 and stats["problems"] == 1
+    assert stats["kept_from"] == {"retry": 1, "retry_turn": 1, "first": 1}
     resampled = Attempt("p1", "retry", 1, 0, seen[:1], "2+3=5|Answer: 5", 3, "stop", Verdict(True, "5", ""))
     assert len(select([resampled], {"p1": P}, first_attempt, cfg(filter={"retry_example": "both"}))[0]) == 1
 

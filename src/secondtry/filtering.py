@@ -85,8 +85,8 @@ TURN = "retry_turn"  # an example whose prompt is the retry's whole conversation
 
 
 def _examples(a: Attempt, problem: tuple[Message, ...], form: str) -> list[Example]:
-    """A kept attempt as examples: problem -> completion, and/or (a retry) its whole conversation -> completion.
-    A retry whose conversation is the problem alone (resampling) makes one example."""
+    """A kept attempt as examples: problem -> completion, and/or (a retry) its whole conversation ->
+    completion. A retry whose conversation is the problem alone (resampling) makes one example."""
     single = Example(a.problem_id, problem, a.completion, source=a.kind, turn=a.turn)
     if a.kind != "retry" or form == "problem" or a.messages == problem:
         return [single]

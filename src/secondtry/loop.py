@@ -547,8 +547,9 @@ def check_names(cfg: Config) -> None:
         except ValueError as e:
             bad.extend(f"  {line}" for line in str(e).splitlines())
     if cfg.filter.retry_example != "problem" and cfg.conditions.retry in PRIVILEGED:
-        bad.append(f"  filter.retry_example: `{cfg.filter.retry_example}` trains on the retry's conversation, which "
-                   f"under {cfg.conditions.retry!r} shows the {PRIVILEGED[cfg.conditions.retry]}; use `problem`")
+        shows = PRIVILEGED[cfg.conditions.retry]
+        bad.append(f"  filter.retry_example: `{cfg.filter.retry_example}` trains on the retry's "
+                   f"conversation, which under {cfg.conditions.retry!r} shows the {shows}; use `problem`")
     if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
         bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
                    f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")

@@ -21,14 +21,15 @@ PRESETS: dict[str, dict[str, object]] = {
                       "training.between_rounds=continue"],
     },
     "iterative-retry-keep-turn": {
-        "about": "iterative retry, 3 rounds, training on the whole retry turn: problem, failed attempt, retry prompt "
-                 "-> the correct retry (loss on the retry only), so training does not erase the second turn",
+        "about": "iterative retry, 3 rounds, training on the whole retry turn: problem, failed attempt, "
+                 "retry prompt -> the correct retry (loss on the retry only), so training need not erase the "
+                 "second turn",
         "overrides": ["conditions.retry=retry", "filter.retry_example=turn", "stopping.max_rounds=3",
                       "stopping.policies=[max_rounds]", "training.between_rounds=continue"],
     },
     "iterative-retry-keep-both": {
-        "about": "iterative retry, 3 rounds, each correct retry trained twice: problem -> retry, and the whole "
-                 "retry turn -> retry",
+        "about": "iterative retry, 3 rounds, each correct retry trained twice: problem -> retry, and the "
+                 "whole retry turn -> retry",
         "overrides": ["conditions.retry=retry", "filter.retry_example=both", "stopping.max_rounds=3",
                       "stopping.policies=[max_rounds]", "training.between_rounds=continue"],
     },

@@ -17,7 +17,8 @@ EXAMPLES = [Example(f"p{i}", (Message("user", f"{i}*{i}+{i}=?" + " ok" * (i % 3)
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "evaluation": {"select_on": "test"},
                          "training": {"steps": 2, "batch_size": 2, "max_length": 160, "lr": 1e-3, "dropout": 0.0,
                                       "warmup_ratio": 0, **training}})
 

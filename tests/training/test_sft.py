@@ -13,7 +13,8 @@ from secondtry.types import Example, Message
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "evaluation": {"select_on": "test"},
                          "training": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
 
 
@@ -200,14 +201,14 @@ def test_tensorboard_is_reported_to_only_where_installed(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("packing", [False, True])
 def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp_path, packing):
-    """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token before the
-    retry, the failed attempt's included, is context only."""
+    """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token
+    before the retry, the failed attempt's included, is context only."""
     from secondtry.backends.hf import load_tokenizer
     from secondtry.training.sft import build_trainer
 
     failed, retry = "2+2=5|Answer: 5", "2+2=4|Answer: 4"
-    turn = Example("p", (Message("user", "2+2"), Message("assistant", failed), Message("user", "Try again carefully.")),
-                   retry, "retry_turn", 1)
+    seen = (Message("user", "2+2"), Message("assistant", failed), Message("user", "Try again carefully."))
+    turn = Example("p", seen, retry, "retry_turn", 1)
     tok = load_tokenizer(str(tiny_model))
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     trainer = build_trainer(model, tok, [turn, EXAMPLES[0]], cfg(tiny_model, packing=packing, max_length=256),

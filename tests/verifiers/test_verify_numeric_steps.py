@@ -1,7 +1,8 @@
 """The step checker for word problems (`numeric_steps`): every stated calculation recomputed exactly.
 
 Measured on GSM8K: its reference solutions (right, with a few known exceptions) must pass, and solutions with
-one planted error (the final answer left right) must fail. `pytest tests/verifiers/test_verify_numeric_steps.py
+one planted error (the final answer left right) must fail. `pytest
+tests/verifiers/test_verify_numeric_steps.py
 -s -k figures` prints the figures docs/verifiers.md states.
 """
 
@@ -31,7 +32,8 @@ def test_doctests():
 
 def test_registered_as_a_step_checking_verifier():
     assert VERIFIERS["numeric_steps"] is verify and "numeric_steps" in CHECKS_STEPS
-    assert check_options("numeric_steps", {"extractors": ["hashes", "boxed"]}) == {"extractors": ["hashes", "boxed"]}
+    options = {"extractors": ["hashes", "boxed"]}
+    assert check_options("numeric_steps", options) == options
     with pytest.raises(ValueError, match="unknown extractor"):
         check_options("numeric_steps", {"extractors": ["nope"]})
 
@@ -66,7 +68,8 @@ def steps_of(text):
     ("She has 48 - 24 = 25 clips left.", [False]),
     ("The box holds 2 * 3 * 4 = 20 toys.", [False]),
     ("The total is 25 / 1/5 = 125.", [True]),  # dividing by a fraction written b/c
-    # one variable: equations after the set-up that keep its solution are steps; another solution starts a new set-up
+    # one variable: equations after the set-up that keep its solution are steps; another solution starts a
+    # new set-up
     ("Let x be her age. Then 2x + 3 = 11, so 2x = 8 and x = 4.", [True, True]),
     ("Let x be her age. Then 2x + 3 = 11, so x = 5.", []),
     ("p + m = 27 and p = 8m, so 8m + m = 27", []),  # two unknowns
@@ -92,7 +95,8 @@ P = Problem("p", "A shop sells 12 pens a day for 5 days. How many pens?", "60")
 @pytest.mark.parametrize("completion, steps, lucky", [
     ("It sells 12 * 5 = 60 pens. The answer is 60.", (True, True), False),
     ("It sells 12 * 5 = 70 pens. The answer is 60.", (False, False), True),  # wrong step, answer by chance
-    ("It sells 12 * 4 = 48 pens, about 60. The answer is 60.", (True, False), True),  # the step does not reach it
+    # the step does not reach the answer
+    ("It sells 12 * 4 = 48 pens, about 60. The answer is 60.", (True, False), True),
     ("The answer is 60.", (False,), True),  # no checkable step
     ("60 * 1 = 60. The answer is 60.", (True, False), True),  # a step that does nothing derives nothing
     ("I think 30 + 30 = 60. The answer is 60.", (True, False), True),  # true arithmetic on made-up numbers
@@ -108,7 +112,8 @@ def test_a_wrong_answer_is_wrong_whatever_its_steps():
     assert v.correct is False and not v.lucky and v.steps == (True, False)
 
 
-@pytest.mark.parametrize("garbage", ["", "=====", "((((((((((((1" * 200, "1" * 5000 + "=1", "2^2^2^2^2^2^2 = 4",
+@pytest.mark.parametrize("garbage", ["", "=====", "((((((((((((1" * 200, "1" * 5000 + "=1",
+                                     "2^2^2^2^2^2^2 = 4",
                                      "(" * 3000 + "1+1=2", "9" * 60 + " * 9 = 1", "1/0 = 5", "<<1/0=5>>5",
                                      "x" * 10000, "1 = " * 3000])
 def test_garbage_never_raises(garbage):
@@ -142,16 +147,18 @@ def _failures(data_dir):
 
 
 def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
-    """Every GSM8K reference solution (train and test) passes, except those listed in gsm8k_steps_exceptions.json,
+    """Every GSM8K reference solution (train and test) passes, except those listed in
+    gsm8k_steps_exceptions.json,
     each with its reason: GSM8K's own arithmetic errors (a step wrong as written), solutions that state no
     arithmetic the checker reads (algebra in a variable, words), and answers the stated steps do not reach."""
     listed = json.loads(EXCEPTIONS.read_text(encoding="utf-8"))
     failing = _failures(data_dir)
-    assert set(failing) == set(listed), (sorted(set(failing) - set(listed))[:20], sorted(set(listed) - set(failing)))
+    new, gone = sorted(set(failing) - set(listed)), sorted(set(listed) - set(failing))
+    assert not new and not gone, (new[:20], gone)
     for key, entry in listed.items():
         v = failing[key]
         wrong = [s for s, ok in zip(v.details["steps"], v.steps) if not ok]
-        kind = "wrong step" if wrong else ("no checkable step" if v.steps == (False,) else "answer not derived")
+        kind = "wrong step" if wrong else "no checkable step" if v.steps == (False,) else "answer not derived"
         assert entry["reason"] == kind, key
     assert len(listed) / 8792 < 0.03
 
@@ -159,7 +166,8 @@ def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
 # ----------------------------------------------------------------------------- planted errors
 
 def _value(expr: str) -> Fraction | None:
-    """An annotation's expression (plain arithmetic: numbers, + - * / and parentheses), exactly; None otherwise.
+    """An annotation's expression (plain arithmetic: numbers, + - * / and parentheses), exactly; None
+    otherwise.
     Independent of the checker: Python's own parser over Fractions."""
     def ev(node):
         if isinstance(node, ast.Expression):
@@ -201,25 +209,31 @@ def _show(x: Fraction) -> str:
 
 
 def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) -> str | None:
-    """One wrong step in a reference solution, its final answer left as it was; None where this reference offers
+    """One wrong step in a reference solution, its final answer left as it was; None where this reference
+    offers
     no place for `kind`.
 
     GSM8K marks each calculation `<<expr=result>>result`; that marks where the calculation stands in the prose
     (`48/2 = <<48/2=24>>24 clips`). The planted error is made there, in the annotation and in the prose alike:
 
-    - result: a step that is not the last states a result off by a whole number (1, 2, 3, 10, or double), later
+    - result: a step that is not the last states a result off by a whole number (1, 2, 3, 10, or double),
+      later
       steps unchanged (they still build on the right value);
     - operand: the last number before the step's `=` is changed (in the prose and the annotation), the stated
-      result kept; only where the changed expression is really wrong (checked with Python's parser on Fractions);
-    - operator: the step's last operator swapped (+ for -, * for /, and back), the result kept; again only where
+      result kept; only where the changed expression is really wrong (checked with Python's parser on
+      Fractions);
+    - operator: the step's last operator swapped (+ for -, * for /, and back), the result kept; again only
+      where
       that makes it wrong;
     - last result: the last step states a wrong result, the final `#### answer` kept (the answer then follows
       from nothing).
 
     The solution is then returned with its annotations removed (prose, as a model writes it) or kept.
     """
-    found = [m for m in ANNOTATION.finditer(worked) if re.search(r"\d\s*[-+*/]", m[1]) and _value(m[1]) is not None
-             and _number(m[3]) is not None and _value(m[1]) == _number(m[2]) == _number(m[3])]  # calculations
+    # calculations (an operator between numbers), right as annotated
+    found = [m for m in ANNOTATION.finditer(worked) if re.search(r"\d\s*[-+*/]", m[1])
+             and _value(m[1]) is not None and _number(m[3]) is not None
+             and _value(m[1]) == _number(m[2]) == _number(m[3])]
     if not found:
         return None
     if kind in ("result", "operand", "operator"):
@@ -264,7 +278,8 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
 
 
 def planted_set(data_dir, size: int = 1200):
-    """`size` references that pass the checker, each with one planted error: the four kinds in turn, half of them
+    """`size` references that pass the checker, each with one planted error: the four kinds in turn, half of
+    them
     in prose only (annotations removed), from GSM8K's test split, then its train split."""
     listed = json.loads(EXCEPTIONS.read_text(encoding="utf-8"))
     rng = random.Random(0)
@@ -272,7 +287,7 @@ def planted_set(data_dir, size: int = 1200):
     for split in ("test", "train"):
         for i, row in enumerate(_rows(data_dir, split)):
             if f"{split}:{i}" in listed:
-                continue  # a reference with an error or an unread derivation of its own: not one planted error
+                continue  # an error or an unread derivation of its own: not one planted error
             problem, worked = _reference(row, split, i)
             kind = KINDS[len(out) % len(KINDS)]
             text = plant(worked, kind, rng, keep_annotations=len(out) % 8 >= 4)
@@ -287,7 +302,7 @@ def test_planted_errors_fail(data_dir):
     planted = planted_set(data_dir)
     assert len(planted) >= 500
     caught = [verify(p, text).lucky for p, text, _ in planted]
-    assert all(verify(p, text).correct for p, text, _ in planted[:50])  # the answer stays right by construction
+    assert all(verify(p, text).correct for p, text, _ in planted[:50])  # the answer stays right
     assert sum(caught) / len(caught) >= 0.95
     for kind in KINDS:
         mine = [c for c, (_, _, k) in zip(caught, planted) if k == kind]
@@ -302,7 +317,7 @@ def test_figures(data_dir):
     for p, text, kind in planted:
         caught[kind].append(verify(p, text).lucky)
     tp = sum(sum(c) for c in caught.values())
-    fp = len(failing)  # every reference is right as its gold says; the listed ones are counted against the checker
+    fp = len(failing)  # every reference is right as its gold says: the listed ones count against the checker
     n_planted = sum(len(c) for c in caught.values())
     print(f"\nreferences: {8792 - fp} of 8792 pass ({(8792 - fp) / 8792:.2%}); "
           f"{fp} flagged (see gsm8k_steps_exceptions.json)")

@@ -30,7 +30,8 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "external": _external.verify,
 }
 
-CHECKS_STEPS = {"synthetic", "numeric_steps"}  # verifiers that fill Verdict.steps, so `filter.require: steps` can use them
+# verifiers that fill Verdict.steps, so `filter.require: steps` can use them
+CHECKS_STEPS = {"synthetic", "numeric_steps"}
 
 _PROBE = Problem(id="options-check", prompt="", answer="1")
 

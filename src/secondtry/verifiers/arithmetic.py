@@ -54,7 +54,8 @@ _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 _LATEX_SUBS = [
     (r"\times", "*"), (r"\cdot", "*"), (r"\div", "/"), (r"\left", ""), (r"\right", ""), (r"\$", "$"),
-    (r"\%", "%"), (r"\approx", "≈"), (r"\neq", "≠"), (r"\leq", "≤"), (r"\geq", "≥"), (r"\le", "≤"), (r"\ge", "≥"),
+    (r"\%", "%"), (r"\approx", "≈"), (r"\neq", "≠"), (r"\leq", "≤"), (r"\geq", "≥"), (r"\le", "≤"),
+    (r"\ge", "≥"),
     (r"\!", ""), (r"\,", " "), (r"\;", " "), (r"\quad", " "), (r"\qquad", " "), ("{,}", ","),
     (r"\(", " "), (r"\)", " "), (r"\[", " "), (r"\]", " "), (r"\boxed", " "), (r"\fbox", " "),
 ]
@@ -62,7 +63,8 @@ _UNICODE = {"×": "*", "✕": "*", "·": "*", "⋅": "*", "∙": "*", "÷": "/",
             "＝": "=", "⁄": "/"}
 
 NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|\.\d+"
-MONEY_SPACED = r"\d{1,3}(?: \d{3})+(?![\d,.])"  # "$100 000" (a space as the thousands separator, after a currency sign)
+# "$100 000": a space as the thousands separator, after a currency sign
+MONEY_SPACED = r"\d{1,3}(?: \d{3})+(?![\d,.])"
 _TOKEN = re.compile(
     r"(?P<ann>\x00(?P<ann_i>\d+)\x00)"
     r"|(?P<bar>(?<![\w.:])(?:[01]?\d|2[0-3]):[0-5]\d(?![\d:])(?:\s?[ap]\.?m\b\.?)?"  # 7:50 a.m.
@@ -70,7 +72,9 @@ _TOKEN = re.compile(
     r"|(?<![\w.,+*/=-])(?<![+*/=-]\s)(?P<lo>\d+)-(?P<hi>\d+)(?![\w.,-])(?!\s*[-+*/=(\d]))"  # a range "1-2"
     r"|(?P<mixed>(?<![\w.,/])(?:[$€£]\s?)?(?P<whole>\d+)(?: |\s+and\s+)(?P<open>\()?(?P<fn>\d+)/(?P<fd>\d+)"
     r"(?(open)\))(?![\d.,/]))"
-    rf"|(?P<num>(?<![\w.])(?:(?P<cur>[$€£]\s?)(?P<spaced>{MONEY_SPACED})|(?P<cur2>[$€£]\s?)?(?P<digits>{NUMBER}))(?P<dots>\.\.\.|…)?(?P<pct>\s?%|\s?percent\b)?(?P<glued>[A-Za-z]+)?)"
+    rf"|(?P<num>(?<![\w.])(?:(?P<cur>[$€£]\s?)(?P<spaced>{MONEY_SPACED})"
+    rf"|(?P<cur2>[$€£]\s?)?(?P<digits>{NUMBER}))"
+    r"(?P<dots>\.\.\.|…)?(?P<pct>\s?%|\s?percent\b)?(?P<glued>[A-Za-z]+)?)"
     r"|(?<=\))(?P<pctsign>%)|(?P<op>[-+*/^√])|(?P<lp>\()|(?P<rp>\))|(?P<eq>=)"
     r"|(?P<word>[A-Za-z]+(?:'[A-Za-z]+)?)"
     r"|(?P<brk>[.;:?!\n,#≈~<>≤≥≠—|])"
@@ -78,13 +82,14 @@ _TOKEN = re.compile(
 )
 # units written straight after a number ("5kg"); any other glued letters make it unreadable ("2x", "5th")
 # (single letters are too often a variable: "2x", "4S")
-_UNIT_SUFFIXES = {"kg", "mg", "lb", "lbs", "oz", "km", "cm", "mm", "mi", "ft", "hr", "hrs", "min", "mins", "sec", "ml",
-                  "gal", "mph", "kph"}
+_UNIT_SUFFIXES = {"kg", "mg", "lb", "lbs", "oz", "km", "cm", "mm", "mi", "ft", "hr", "hrs", "min", "mins",
+                  "sec", "ml", "gal", "mph", "kph"}
 MAX_UNIT_WORDS = 3  # "10 miles per hour * 0.5"
 # words that end a run of units: a clause goes on ("25% off so that's a savings of 60*.25")
-_NOT_UNITS = {"so", "is", "are", "was", "were", "be", "been", "and", "or", "then", "that", "that's", "which", "it",
-              "he", "she", "they", "we", "you", "i", "would", "will", "can", "could", "has", "have", "had", "for",
-              "to", "if", "but", "because", "since", "there", "this", "these", "those", "thus", "hence", "means",
+_NOT_UNITS = {"so", "is", "are", "was", "were", "be", "been", "and", "or", "then", "that", "that's",
+              "which", "it", "he", "she", "they", "we", "you", "i", "would", "will", "can", "could", "has",
+              "have", "had", "for", "to", "if", "but", "because", "since", "there", "this", "these", "those",
+              "thus", "hence", "means",
               "gives", "makes", "equals", "by", "of", "the", "a", "an", "in", "on", "at", "from", "with"}
 WORD_OPS = {"x": "*", "times": "*", "plus": "+", "minus": "-", "multiplied": "*", "divided": "/"}
 _BLOCKING_WORDS = {"x", "times", "plus", "minus", "by"}  # a left side right after one is a fragment
@@ -112,7 +117,8 @@ def _normalise(text: str, annotations: list[str]) -> str:
         text = text.replace(a, b)
     text = "".join(_UNICODE.get(c, c) for c in text)
     text = re.sub(r"(?<=[A-Za-z0-9])-(?=[A-Za-z])", " ", text)  # one-third, 5-minute: not a minus
-    text = text.replace("//", "/").replace("**", " ").replace("{", "(").replace("}", ")").replace("[", "(").replace("]", ")")
+    for a, b in (("//", "/"), ("**", " "), ("{", "("), ("}", ")"), ("[", "("), ("]", ")")):
+        text = text.replace(a, b)
     text = re.sub(r"\\[A-Za-z]+", " ", text)  # other LaTeX commands
     return text.replace("$", "$ ").replace("$ ", "$")  # a lone $ (math delimiter) is a space below
 
@@ -126,7 +132,8 @@ def _number(digits: str) -> tuple[Fraction, int] | None:
 
 
 def tokens(text: str, ranges: bool = True) -> list[Token]:
-    """The text as tokens: numbers (with value, percentage, decimal places), operators, parentheses, `=`, words,
+    """The text as tokens: numbers (with value, percentage, decimal places), operators, parentheses, `=`,
+    words,
     breaks (sentence ends, commas, colons, other relations) and annotation markers."""
     out: list[Token] = []
     for m in _TOKEN.finditer(text):
@@ -150,7 +157,8 @@ def tokens(text: str, ranges: bool = True) -> list[Token]:
             value, places = read
             if m["dots"]:  # 8.333...% : a repeating decimal, cut where it was written
                 places = max(places, 1)
-            out.append(Token("num", m["num"], m.start(), value / 100 if m["pct"] else value, bool(m["pct"]), places))
+            share = value / 100 if m["pct"] else value
+            out.append(Token("num", m["num"], m.start(), share, bool(m["pct"]), places))
         elif m["bar"] and m["lo"] and (not ranges or int(m["lo"]) >= int(m["hi"])):  # "5-3": a subtraction
             cut = m.start("hi") - 1
             out += [dataclasses.replace(t, pos=t.pos + at) for at, part in
@@ -192,7 +200,8 @@ class _Unreadable(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Lin:
-    """a * v + b in one variable v, exactly: what an expression of a one-variable equation is worth. A product of two
+    """a * v + b in one variable v, exactly: what an expression of a one-variable equation is worth. A
+    product of two
     non-constant forms, or a division by one, is not linear: not read."""
 
     a: Fraction
@@ -241,7 +250,8 @@ def _sqrt(x: Fraction) -> Fraction | None:
 
 
 class _Parser:
-    """Recursive descent over a clause's tokens: + - (left), * / x times of and implicit products, ^ (right)."""
+    """Recursive descent over a clause's tokens: + - (left), * / x times of and implicit products, ^
+    (right)."""
 
     def __init__(self, toks: list[Token], fraction_divisor: bool = False):
         self.t = toks
@@ -261,10 +271,12 @@ class _Parser:
             return False
         if tok.kind in ("num", "lp", "var") or (tok.kind == "op" and tok.text == "√"):
             return True
-        return tok.kind == "op" and tok.text in "+-" and self.starts_operand(k + 1) and self.peek(k + 1).kind != "op"
+        nxt = self.peek(k + 1)
+        return tok.kind == "op" and tok.text in "+-" and self.starts_operand(k + 1) and nxt.kind != "op"
 
     def binary(self, ops: str) -> tuple[str, int] | None:
-        """The operator at the cursor among `ops` (a symbol or a word), and its length in tokens, if an operand
+        """The operator at the cursor among `ops` (a symbol or a word), and its length in tokens, if an
+        operand
         follows it."""
         tok = self.peek()
         if tok is None:
@@ -275,7 +287,8 @@ class _Parser:
             return None
         word = tok.text.lower()
         nxt = self.peek(1)
-        if word in ("multiplied", "divided") and nxt is not None and nxt.kind == "word" and nxt.text.lower() == "by":
+        by = nxt is not None and nxt.kind == "word" and nxt.text.lower() == "by"
+        if word in ("multiplied", "divided") and by:
             op, n = WORD_OPS[word], 2
         elif word == "of" and self.of_multiplies:
             op, n = "*", 1
@@ -321,13 +334,16 @@ class _Parser:
                 value = value / right if right != 0 else None
 
     def fraction(self) -> Fraction | None:
-        """b/c of two whole numbers at the cursor, consumed as one divisor; None (nothing consumed) otherwise."""
+        """b/c of two whole numbers at the cursor, consumed as one divisor; None (nothing consumed)
+        otherwise."""
         b, slash, c = self.peek(), self.peek(1), self.peek(2)
-        if b is None or slash is None or c is None or not (b.kind == c.kind == "num" and slash.kind == "op" and
-                                                           slash.text == "/"):
+        if b is None or slash is None or c is None:
             return None
-        if b.value is None or c.value is None or b.value.denominator != 1 or c.value.denominator != 1 or b.pct \
-                or c.pct or not 0 < b.value < c.value <= 100 or b.text[:1] in "$€£" or c.text[:1] in "$€£":
+        if not (b.kind == c.kind == "num" and slash.kind == "op" and slash.text == "/"):
+            return None
+        whole = all(t.value is not None and t.value.denominator == 1 and not t.pct and t.text[:1] not in "$€£"
+                    for t in (b, c))
+        if not whole or not 0 < b.value < c.value <= 100:
             return None  # only a proper fraction of small whole numbers ("25 / 1/3", "500/ 2/5")
         self.i += 3
         self.ops += 1
@@ -354,7 +370,8 @@ class _Parser:
                 base = base.b
             if exponent.denominator != 1 or abs(exponent) > MAX_EXPONENT or (base == 0 and exponent < 0):
                 raise _Unreadable("exponent")
-            if (abs(base.numerator).bit_length() + base.denominator.bit_length()) * abs(int(exponent)) > MAX_BITS:
+            bits = abs(base.numerator).bit_length() + base.denominator.bit_length()
+            if bits * abs(int(exponent)) > MAX_BITS:
                 raise _Unreadable("too large a power")
             return base ** int(exponent)
         return base
@@ -406,13 +423,15 @@ class _Parser:
         raise _Unreadable(tok.kind)
 
     def units(self) -> None:
-        """Skip what qualifies a number: rates ("$600/weekday") always, a few unit words ("12 apples + 3") only
+        """Skip what qualifies a number: rates ("$600/weekday") always, a few unit words ("12 apples + 3")
+        only
         where an operator, `=` or `)` follows them."""
         j, words = self.i, 0
         while j < len(self.t) and words < MAX_UNIT_WORDS:
             tok = self.t[j]
-            if tok.kind == "op" and tok.text == "/" and j + 1 < len(self.t) and self.t[j + 1].kind == "word" and \
-                    len(self.t[j + 1].text) > 1 and self.t[j + 1].text.lower() not in _NOT_UNITS:
+            nxt = self.t[j + 1] if j + 1 < len(self.t) else None
+            if tok.kind == "op" and tok.text == "/" and nxt is not None and nxt.kind == "word" and \
+                    len(nxt.text) > 1 and nxt.text.lower() not in _NOT_UNITS:
                 j += 2  # a rate: "$600/weekday", "4 hours/day"
                 if words == 0:
                     self.i = j
@@ -491,19 +510,23 @@ def _round(value: Fraction, places: int, mode: str) -> Fraction:
 
 
 def _matches(value: Fraction, figure: Fraction, places: int, whole: bool = False) -> bool:
-    """`figure` as written (with `places` decimals; -1: a mixed number) states `value`: exactly, rounded or cut to
+    """`figure` as written (with `places` decimals; -1: a mixed number) states `value`: exactly, rounded or
+    cut to
     its places, or (`whole`: the text says it counts whole things) as a whole number rounded either way."""
     if value == figure:
         return True
     if places > 0:
         return any(_round(value, places, mode) == figure for mode in (HALF_UP, DOWN))
-    return whole and places == 0 and value.denominator != 1 and figure in (math.floor(value), math.ceil(value))
+    rounded = figure in (math.floor(value), math.ceil(value))
+    return whole and places == 0 and value.denominator != 1 and rounded
 
 
 def equal(value: Fraction | None, stated: Token | None, stated_value: Fraction, left_pct: bool = False,
           cents: bool = False, whole: bool = False) -> bool:
-    """Whether an exact value equals what is stated. Besides exact equality: a stated decimal rounded or cut to
-    its places, a whole number for a fraction, a percentage stated as its figure (`15/60 * 100 = 25%`, `15 / 90 *
+    """Whether an exact value equals what is stated. Besides exact equality: a stated decimal rounded or cut
+    to
+    its places, a whole number for a fraction, a percentage stated as its figure (`15/60 * 100 = 25%`, `15 /
+    90 *
     100% = 16.66`), dollars stated in cents (`$2.50 - $2.24 = 26 cents`)."""
     if value is None:
         return False
@@ -515,7 +538,8 @@ def equal(value: Fraction | None, stated: Token | None, stated_value: Fraction, 
     for v in [value] + ([value * 100] if cents else []):
         if stated.pct and (_matches(v * 100, figure, places) or _matches(v, figure, places)):
             return True
-        if not stated.pct and (_matches(v, figure, places, whole) or (left_pct and _matches(v * 100, figure, places))):
+        as_figure = left_pct and _matches(v * 100, figure, places)
+        if not stated.pct and (_matches(v, figure, places, whole) or as_figure):
             return True
     return False
 
@@ -540,7 +564,8 @@ def _identity(e: Expr, toks: list[Token]) -> Fraction | None:
 
 def _text(toks: list[Token], text: str, a: int, b: int) -> str:
     """The step as written (annotation markers left out)."""
-    return " ".join(re.sub("\x00\\d+\x00", "", text[toks[a].pos:toks[b - 1].pos + len(toks[b - 1].text)]).split())
+    written = text[toks[a].pos:toks[b - 1].pos + len(toks[b - 1].text)]
+    return " ".join(re.sub("\x00\\d+\x00", "", written).split())
 
 
 def _clauses(toks: list[Token]) -> Iterator[tuple[int, int]]:
@@ -564,9 +589,11 @@ def _left(toks: list[Token], lo: int, q: int) -> Expr | None:
         if e is None or e.end != q:
             continue
         before = toks[s - 1] if s > lo else None
-        if toks[s].kind == "op" and (toks[s].text != "-" or (before is not None and before.kind not in ("lp", "eq"))):
+        opens = before is None or before.kind in ("lp", "eq")
+        if toks[s].kind == "op" and (toks[s].text != "-" or not opens):
             continue  # a sign opens an expression only at the start of a clause or after ( and =
-        if before is not None and before.kind == "lp" and s - 1 > lo and toks[s - 2].kind in _BLOCKING | {"word"}:
+        inside = s - 1 > lo and toks[s - 2].kind in _BLOCKING | {"word"}
+        if before is not None and before.kind == "lp" and inside:
             continue  # "$100+($100*(10/100) = ...": inside a larger expression
         if before is not None and before.kind == "word" and before.text.lower() == "of" and s - 1 > lo and \
                 toks[s - 2].kind in ("num", "rp"):
@@ -621,30 +648,34 @@ def _links(chain: list[Expr], toks: list[Token], text: str) -> list[Step]:
         stated = _bare(b)
         if stated is not None and b.value is not None:  # "a op b = c"
             after = toks[b.end] if b.end < len(toks) else None
-            cents = any(t.text[:1] == "$" for t in a.atoms) and after is not None and after.kind == "word" and \
-                after.text.lower() in ("cents", "cent")
+            in_cents = after is not None and after.kind == "word" and after.text.lower() in ("cents", "cent")
+            cents = in_cents and any(t.text[:1] == "$" for t in a.atoms)
             left_pct = any(t.pct for t in a.atoms)
             whole = any(t.kind == "word" and t.text.lower() in WHOLE_WORDS for t in toks[b.end:b.end + 8])
             ok = any(equal(v, stated, b.value, left_pct, cents, whole) for v in lefts)
             result, pct = b.value, stated.pct
-        else:  # both sides computed: equal, or a sloppy chain that carries the left's result on ("5+3 = 8*2 = 16")
+        else:
+            # both sides computed: equal, or a sloppy chain carrying the left's result on ("5+3 = 8*2 = 16")
             rights = {v for v in (b.value, b.alt, b.lead) if v is not None}
             ok = any(v in rights for v in lefts)
             result, pct = (b.value if b.value is not None else Fraction(0)), False
         shown = _text(toks, text, a.start, b.end)
-        why = "right" if ok else ("division by zero" if not lefts else f"is {_show(lefts[0])}, not {_show(result)}")
+        why = "right" if ok else "division by zero" if not lefts else \
+            f"is {_show(lefts[0])}, not {_show(result)}"
         operands = tuple(t.value for t in (a.atoms + b.atoms) if t.value is not None)
         last = toks[b.end - 1]
         money = stated is not None and stated.text[:1] in "$€£"
-        out.append(Step(toks[a.end].pos, toks[a.start].pos, last.pos + len(last.text), shown, lefts[0] if lefts else None, result, ok,
-                        why, result, pct, money, operands, _identity(a, toks) if stated is not None else None))
+        identity = _identity(a, toks) if stated is not None else None
+        out.append(Step(toks[a.end].pos, toks[a.start].pos, last.pos + len(last.text), shown,
+                        lefts[0] if lefts else None, result, ok, why, result, pct, money, operands, identity))
     return out
 
 
 def _annotation_steps(inner: str, pos: int) -> list[Step]:
     """GSM8K's calculator annotation `<<expr=result>>`: the same reading, on the annotation alone."""
     toks = tokens(inner, ranges=False)
-    return [dataclasses.replace(s, pos=pos, start=pos, end=pos + 1, text=f"<<{inner}>>") for s in _text_steps(toks, inner)]
+    return [dataclasses.replace(s, pos=pos, start=pos, end=pos + 1, text=f"<<{inner}>>")
+            for s in _text_steps(toks, inner)]
 
 
 def _show(x: Fraction | None) -> str:
@@ -664,7 +695,8 @@ _GLUED = re.compile(r"([$€£]?)(\d*\.?\d+)([A-Za-z])")
 
 
 def _algebra_tokens(toks: list[Token]) -> list[Token]:
-    """The tokens with variables made readable: `2x` -> 2 * x, `(3/4)e` -> (3/4) * e, a lone letter (or `x` where it
+    """The tokens with variables made readable: `2x` -> 2 * x, `(3/4)e` -> (3/4) * e, a lone letter (or `x`
+    where it
     is no multiplication sign) -> a variable."""
     out: list[Token] = []
     for i, t in enumerate(toks):
@@ -673,7 +705,8 @@ def _algebra_tokens(toks: list[Token]) -> list[Token]:
         if glued and len(glued[2]) <= MAX_DIGITS:
             number = glued[1] + glued[2]
             out += [Token("num", number, t.pos, Fraction(glued[2]), places=len(glued[2].partition(".")[2])),
-                    Token("op", "*", t.pos + len(number)), Token("var", glued[3].lower(), t.pos + len(number))]
+                    Token("op", "*", t.pos + len(number)),
+                    Token("var", glued[3].lower(), t.pos + len(number))]
         elif (t.kind == "bar" and len(t.text) == 1 and t.text.isalpha()) or (
                 t.kind == "word" and t.text in ("x", "X") and not (
                     out and out[-1].kind in ("num", "rp") and nxt is not None and nxt.kind in ("num", "lp"))):
@@ -706,16 +739,20 @@ def _equations(chain: list[Expr], toks: list[Token], text: str) -> list[_Equatio
         if len(letters) != 1:
             continue  # two unknowns: not one equation's solution
         last = toks[b.end - 1]
-        out.append(_Equation(toks[a.start].pos, toks[a.end].pos, last.pos + len(last.text), _text(toks, text, a.start,
-                             b.end), letters.pop(), Lin.of(a.value), Lin.of(b.value),
-                             tuple(t.value for t in a.atoms + b.atoms if t.value is not None)))
+        numbers = tuple(t.value for t in a.atoms + b.atoms if t.value is not None)
+        out.append(_Equation(toks[a.start].pos, toks[a.end].pos, last.pos + len(last.text),
+                             _text(toks, text, a.start, b.end), letters.pop(), Lin.of(a.value),
+                             Lin.of(b.value), numbers))
     return out
 
 
 def _algebra_steps(toks: list[Token], text: str) -> list[Step]:
-    """Equations in one variable, each read against the last set-up in that variable (an equation that models the
-    problem, not a step): one with the same solution is a step that ends on the variable's value (`4 * x + 600 =
-    10000`, then `4 * x = 9400`, then `x = 2350`). One with another solution starts a new set-up: solutions reuse
+    """Equations in one variable, each read against the last set-up in that variable (an equation that models
+    the
+    problem, not a step): one with the same solution is a step that ends on the variable's value (`4 * x +
+    600 =
+    10000`, then `4 * x = 9400`, then `x = 2350`). One with another solution starts a new set-up: solutions
+    reuse
     a letter, convert units and restate, and an equation misread is not an error of the solution's. So algebra
     can show how an answer was reached, never fail a solution by itself."""
     steps: list[Step] = []
@@ -727,8 +764,8 @@ def _algebra_steps(toks: list[Token], text: str) -> list[Step]:
         solution = b / a
         if e.letter in setups and setups[e.letter][1] == solution:
             setup = setups[e.letter][0]
-            steps.append(Step(e.pos, setup.start, e.end, e.text, solution, solution, True, "right", solution, False,
-                              False, setup.operands, None, algebra=True))
+            steps.append(Step(e.pos, setup.start, e.end, e.text, solution, solution, True, "right", solution,
+                              False, False, setup.operands, None, algebra=True))
         else:
             setups[e.letter] = (e, solution)
     return steps
@@ -764,8 +801,10 @@ def _steps(text: str) -> tuple[list[Step], list[Token]]:
 
 
 def states(result: Fraction, pct: bool, money: bool, answer: Fraction, places: int) -> bool:
-    """Whether a final answer (`places` decimals as written) states a step's result: the same value, rounded to
-    its places or to a whole number, or a share or an amount of dollars that is not whole given as its percentage
+    """Whether a final answer (`places` decimals as written) states a step's result: the same value, rounded
+    to
+    its places or to a whole number, or a share or an amount of dollars that is not whole given as its
+    percentage
     figure or in cents (0.25 -> 25)."""
     if result == answer:
         return True
@@ -774,10 +813,12 @@ def states(result: Fraction, pct: bool, money: bool, answer: Fraction, places: i
 
 
 NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000, "million": 10 ** 6,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
+    "million": 10 ** 6,
     "dozen": 12, "twice": 2, "double": 2, "triple": 3, "thrice": 3, "half": 2, "third": 3, "quarter": 4,
 }
 
@@ -814,12 +855,14 @@ def _solved(toks: list[Token], value: Fraction, places: int) -> bool:
         j = i + 1
         while j < len(toks) and toks[j].kind == "brk" and toks[j].text in "<>≤≥":
             j += 1
-        if j + 1 < len(toks) and toks[j].kind == "eq" and toks[j + 1].kind == "num" and toks[j + 1].value is not None \
-                and states(toks[j + 1].value, toks[j + 1].pct, False, value, places):
+        said = toks[j + 1] if j + 1 < len(toks) else None
+        if said is not None and toks[j].kind == "eq" and said.kind == "num" and said.value is not None \
+                and states(said.value, said.pct, False, value, places):
             return True
-        if i >= 2 and toks[i - 1].kind == "eq" and toks[i - 2].kind == "num" and toks[i - 2].value is not None and \
-                (i + 1 == len(toks) or toks[i + 1].kind in ("brk", "word")) and \
-                states(toks[i - 2].value, toks[i - 2].pct, False, value, places):
+        said = toks[i - 2] if i >= 2 else None
+        ends = i + 1 == len(toks) or toks[i + 1].kind in ("brk", "word")
+        if said is not None and toks[i - 1].kind == "eq" and said.kind == "num" and said.value is not None \
+                and ends and states(said.value, said.pct, False, value, places):
             return True  # "6 = x"
     return False
 
@@ -873,9 +916,12 @@ def check(text: str, answer: str | None, question: str = "") -> Check:
     def computed(x: Fraction, s: Step) -> bool:
         return any(t.pos < s.pos and t.result == x for t in steps)
 
-    # a step that does nothing derives its result where the number it keeps, or its 1 or 0, came from somewhere
-    # a step is grounded when it uses a number of the question, one the solution wrote before it (0 and 1 aside)
-    # or the result of an earlier grounded step: arithmetic on numbers made up on the spot ("1 + 41 = 42") derives
+    # a step that does nothing derives its result where the number it keeps, or its 1 or 0, came from
+    # somewhere
+    # a step is grounded when it uses a number of the question, one the solution wrote before it (0 and 1
+    # aside)
+    # or the result of an earlier grounded step: arithmetic on numbers made up on the spot ("1 + 41 = 42")
+    # derives
     # nothing
     grounded: list[Step] = []
     for s in steps:
@@ -883,19 +929,20 @@ def check(text: str, answer: str | None, question: str = "") -> Check:
         if not question or any(x in known or x in written or any(g.result == x for g in grounded)
                                for x in s.operands):
             grounded.append(s)
-    derived = [s for s in grounded if reaches(s) and (s.identity is None or s.result in known or computed(s.result, s)
-                                                      or computed(s.identity, s))]
+    derived = [s for s in grounded if reaches(s) and (s.identity is None or s.result in known or
+                                                      computed(s.result, s) or computed(s.identity, s))]
     last = steps[-1]
     if derived and reaches(last):
         return Check(tuple(steps), True, "follows from the last step")
     named_again = any(t.kind == "num" and t.pos >= last.end and t.value is not None and
                       states(t.value, t.pct, False, value, places) for t in toks)
     if derived and named_again:
-        return Check(tuple(steps), True, f"a result of step {steps.index(derived[-1]) + 1}, named after the last step")
+        step = steps.index(derived[-1]) + 1
+        return Check(tuple(steps), True, f"a result of step {step}, named after the last step")
     if _solved(toks, value, places):
         return Check(tuple(steps), True, "the value of a variable the steps solve for")
-    return Check(tuple(steps), False, f"the last step ends on {_show(last.result)}, not the final answer {answer}" +
-                 ("" if derived else "; no step derives it"))
+    why = f"the last step ends on {_show(last.result)}, not the final answer {answer}"
+    return Check(tuple(steps), False, why + ("" if derived else "; no step derives it"))
 
 
 # ----------------------------------------------------------------------------- the verifier
@@ -906,11 +953,12 @@ MAX_SHOWN = 40  # steps listed in a verdict's details
 def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> Verdict:
     """A numeric answer (as `numeric` reads it) and every calculation the solution states, recomputed exactly.
 
-    `steps` holds one entry per stated calculation and a last one for the final answer following from them, so a
+    `steps` holds one entry per stated calculation and a last one for the final answer following from them,
+    so a
     right answer with a wrong step, or with no checkable step, or one the steps do not reach, is lucky
     (`filter.require: steps` rejects it). `details.steps` lists each step as written with its verdict.
 
-    >>> p = Problem("p", "Natalia sold clips to 48 friends in April and half as many in May. How many in all?", "72")
+    >>> p = Problem("p", "Natalia sold clips to 48 friends in April and half as many in May. How many?", "72")
     >>> v = verify(p, "In May she sold 48/2 = 24 clips. In all 48 + 24 = 72 clips. The answer is 72.")
     >>> v.correct, v.steps, v.lucky
     (True, (True, True, True), False)
@@ -926,8 +974,8 @@ def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEF
     try:
         result = check(completion, verdict.extracted, problem.prompt)
     except Exception as e:  # a verifier never raises on odd input: the steps then count as unchecked
-        return dataclasses.replace(verdict, steps=(False,), details={**(verdict.details or {}),
-                                                                     "steps_error": f"{type(e).__name__}: {e}"})
+        details = {**(verdict.details or {}), "steps_error": f"{type(e).__name__}: {e}"}
+        return dataclasses.replace(verdict, steps=(False,), details=details)
     shown = [f"{s.text[:120]}: {s.why}" for s in result.steps[:MAX_SHOWN]]
     if len(result.steps) > MAX_SHOWN:
         shown.append(f"... {len(result.steps) - MAX_SHOWN} more")
