@@ -29,3 +29,34 @@ def tiny_model(tmp_path_factory) -> Path:
 
     cache = os.environ.get("SECONDTRY_TEST_CACHE") or tmp_path_factory.mktemp("toy-cache")
     return toy_model("tiny", cache_dir=cache)
+
+
+@pytest.fixture(scope="session")
+def report_runs(tiny_model, tmp_path_factory) -> Path:
+    """Runs made through the command line for the report tests, in three folders:
+
+    demo/     the demo's config (validation split, transfer set, retry turn for every problem, 2 rounds), small
+    compare/  tiny-cpu as two presets (star-try-again, resampling) x three seeds, compared (comparison.md)
+    tiny/     tiny-cpu as shipped, one seed
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("report-runs")
+    configs = ROOT / "configs"
+    small = [f"model.path={tiny_model}", "eval_task.options.count=32", "evaluation.bootstrap=300"]
+
+    def cli(*args: str) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run([sys.executable, "-m", "secondtry.cli", *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    cli("run", str(configs / "demo.yaml"), *small, f"run_dir={root / 'demo'}", "train_task.options.count=80",
+        "transfer_task.options.count=16", "evaluation.validation=16", "evaluation.retry_n=3", "conditions.retries=3",
+        "filter.require=answer", "training.steps=12", "training.packing=true", "stopping.max_rounds=2",
+        "backend.batch_size=64", "prediction.gain_pp=1", "prediction.rounds=2",
+        "prediction.text=The retries teach the tiny model something within two rounds.")
+    cli("run", str(configs / "tiny-cpu.yaml"), *small, f"run_dir={root / 'compare'}", "--seeds", "3",
+        "--preset", "star-try-again", "--preset", "resampling")
+    cli("run", str(configs / "tiny-cpu.yaml"), f"model.path={tiny_model}", f"run_dir={root / 'tiny'}")
+    return root

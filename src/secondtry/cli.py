@@ -97,14 +97,20 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
                     visible_gpus())
 
 
-def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None) -> None:
-    """report/summary.md, the dashboard (report/index.html, report/plots/), and the tables in the terminal."""
+def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None,
+            page_md: bool = False) -> None:
+    """report/summary.md, the dashboard (report/index.html, report/plots/), with `page_md` the same page as
+    Markdown (report/page.md), and the tables in the terminal."""
     from .report import build_dashboard, markdown, print_tables
-    from .report.dashboard import SAMPLE
+    from .report.dashboard import SAMPLE, page_markdown
+    from .report.runs import load_run
     from .store import write_text
 
     write_text(run_dir / "report" / "summary.md", markdown(run_dir))
     page = build_dashboard(run_dir, SAMPLE if sample is None else sample, index)
+    if page_md:
+        write_text(run_dir / "report" / "page.md", page_markdown(load_run(run_dir)))
+        print(f"page (Markdown): {run_dir / 'report' / 'page.md'}")
     if tables:
         print_tables(run_dir)
     print(f"dashboard: {page}")
@@ -289,7 +295,10 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
            serve: bool = typer.Option(False, "--serve", help="then serve the pages on 127.0.0.1 until Ctrl-C"),
            port: int = typer.Option(8000, "--port", min=0, max=65535, help="--serve's port (0: any free one)"),
            sample: Optional[int] = typer.Option(None, "--sample", min=0,
-                                                help="transcripts shown per round and set (default 100)")) -> None:
+                                                help="transcripts shown per round and set (default 100)"),
+           markdown_page: bool = typer.Option(False, "--markdown", help="also write each run's page as Markdown "
+                                              "(RUN/report/page.md): the same sections and figures, for a paper "
+                                              "or a pull request")) -> None:
     """Write each run's dashboard and report/summary.md; print the tables of a single run.
 
     Each run gets RUN/report/index.html (a self-contained page: open it from disk), plots/*.png and
@@ -305,7 +314,7 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
         index = folder / "index.html" if folder else None
         for run_dir in runs:
             if run_dir in paths or has_results(run_dir):  # a folder's runs that have not started are only listed
-                _report(run_dir, tables=len(runs) == 1, sample=sample, index=index)
+                _report(run_dir, tables=len(runs) == 1, sample=sample, index=index, page_md=markdown_page)
         if folder:
             print(f"index: {build_index(folder, runs)}")
         if serve:

@@ -256,9 +256,20 @@ class CheckpointConfig(_Strict):
                                                    "killed training resumes from the last one")
 
 
+class PredictionConfig(_Strict):
+    text: str = Field("", description="the prediction in words, shown on the experiment page as written")
+    gain_pp: float | None = Field(None, ge=-100, le=100, description="the least gain of the headline metric from the "
+                                  "base, in percentage points, at the reported round: the page says whether the "
+                                  "run bore it out (its CI above it), refuted it (below) or left it open")
+    rounds: int | None = Field(None, ge=0, le=1000, description="the number of rounds expected to pay (the reported "
+                                                               "round): the page says whether it did")
+
+
 class Config(_Strict):
     name: str = Field(description="run name; the run directory is run_dir/name")
-    description: str = ""
+    description: str = Field("", description="the hypothesis, shown on the experiment page")
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig,
+                                         description="what the run is expected to show, judged on the page")
     seed: int = 42
     run_dir: str = "runs"
     model: ModelConfig

@@ -1,7 +1,8 @@
 """Every figure of round.json, summary.json and `compare`'s tables, recomputed from the JSONL records by code
 written here from the definitions in docs/conditions.md ("How each figure is computed").
 
-This module imports nothing of secondtry: the runs are made through the command line, and every figure is
+This module imports nothing of secondtry: the runs are made through the command line (tests/conftest.py:
+report_runs: the demo's config, a three-seed comparison of two presets, tiny-cpu), and every figure is
 computed again with numpy and scipy alone, so an error in the figure code cannot hide in its own check.
 """
 
@@ -9,10 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +17,15 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
+pytestmark = pytest.mark.timeout(2400)  # the shared runs (tests/conftest.py: report_runs) are made once
 Z = float(sps.norm.ppf(0.975))
-
-
-def cli(*args: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, "-m", "secondtry.cli", *args], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+SEEDS = (42, 43, 44)
 
 
 @pytest.fixture(scope="module")
-def root(tiny_model, tmp_path_factory) -> Path:
-    """Two rounds with a validation split, a transfer set and the retry turn for every test problem; and two
-    one-round conditions over two seeds, compared."""
-    root = tmp_path_factory.mktemp("recompute")
-    common = [f"model.path={tiny_model}", f"run_dir={root}", "eval_task.options.count=32", "evaluation.bootstrap=300"]
-    cli("run", str(CONFIG), *common, "name=deep", "evaluation.validation=12", "evaluation.select_on=validation",
-        "evaluation.retry_all=true", "evaluation.retry_n=3", "stopping.policies=[max_rounds]",
-        "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}")
-    cli("run", str(CONFIG), *common, "--seeds", "2", "--preset", "star-try-again", "--preset", "resampling")
-    return root
+def root(report_runs) -> Path:
+    """The report tests' runs (tests/conftest.py: report_runs), made through the command line."""
+    return report_runs
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -239,12 +224,13 @@ def train_figures(attempts: list[dict], sft: list[dict], cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- the checks
 
 def run_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if (p / "summary.json").exists())
+    return sorted(p for folder in ("demo", "compare", "tiny") for p in (root / folder).iterdir()
+                  if (p / "summary.json").exists())
 
 
 def test_round_and_summary_figures_recompute_from_the_records(root):
     dirs = run_dirs(root)
-    assert len(dirs) == 5
+    assert len(dirs) == 8
     for run in dirs:
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         summary = json.loads((run / "summary.json").read_text())
@@ -269,10 +255,11 @@ def test_round_and_summary_figures_recompute_from_the_records(root):
                                       records, cfg), f"{run.name} round {r['round']} {s} gains")
                 evals[s].append(records)
         # the reported round, by the rule the config names
-        metric, on = cfg["evaluation"]["metric"], cfg["evaluation"]["select_on"] or "validation"
+        metric, held = cfg["evaluation"]["metric"], cfg["evaluation"]["validation"]
+        on = cfg["evaluation"]["select_on"] or ("validation" if held else "last")
         evaluated = [r for r in rounds if "eval" in r["figures"]]
         pick = (lambda r: r["figures"]["eval"]) if on == "test" else (lambda r: r["figures"][on]["eval"])
-        best = max(evaluated, key=lambda r: (pick(r)[metric]["value"], -r["round"]))
+        best = evaluated[-1] if on == "last" else max(evaluated, key=lambda r: (pick(r)[metric]["value"], -r["round"]))
         assert summary["best_round"] == best["round"] and summary["chosen_on"] == on
         assert summary["optimistic"] == (on == "test" and len(evaluated) > 1)
         close(summary["best_value"], best["figures"]["eval"][metric])
@@ -298,8 +285,8 @@ def t_ci(values: list[float], lo: float, hi: float) -> tuple[float, list[float]]
 
 
 def test_compare_tables_recompute_from_the_records(root):
-    text = (root / "comparison.md").read_text()
-    runs = {p.name: p for p in run_dirs(root) if p.name != "deep"}
+    text = (root / "compare" / "comparison.md").read_text()
+    runs = {p.name: p for p in (root / "compare").iterdir() if (p / "summary.json").exists()}
     conds = ["tiny-cpu-star-try-again", "tiny-cpu-resampling"]
 
     def reported(name: str) -> tuple[dict, list[dict], list[dict]]:
@@ -312,7 +299,7 @@ def test_compare_tables_recompute_from_the_records(root):
         by_cond[row[0]] = row
     for c in conds:
         row = by_cond[c]
-        seeds = [f"{c}-seed42", f"{c}-seed43"]
+        seeds = [f"{c}-seed{s}" for s in SEEDS]
         base = [np.mean(vectors(reported(s)[2])["pass1_sampled"]) for s in seeds]
         assert row[5] == pct(*t_ci(base, 0.0, 1.0))
         for col, metric in ((6, "pass1_sampled"), (7, "pass1_greedy")):
@@ -322,8 +309,8 @@ def test_compare_tables_recompute_from_the_records(root):
         assert "(optimistic)" in row[4] or row[4].startswith("base")
     budget = {row[0]: row for row in cells(text, "What each condition spent")}
     for c in conds:
-        rounds = [json.loads((runs[f"{c}-seed{s}"] / "round_1" / "round.json").read_text()) for s in (42, 43)]
-        picked = [json.loads((runs[f"{c}-seed{s}"] / "summary.json").read_text())["best_round"] for s in (42, 43)]
+        rounds = [json.loads((runs[f"{c}-seed{s}"] / "round_1" / "round.json").read_text()) for s in SEEDS]
+        picked = [json.loads((runs[f"{c}-seed{s}"] / "summary.json").read_text())["best_round"] for s in SEEDS]
         tokens = np.mean([r["figures"]["train"]["tokens_generated"] if k else 0 for r, k in zip(rounds, picked)])
         assert budget[c][2] == (f"{tokens / 1e3:.1f}k" if tokens >= 1e3 else f"{tokens:.0f}")
     # across seeds: a paired t-test on per-seed differences of the reported rounds
@@ -331,26 +318,26 @@ def test_compare_tables_recompute_from_the_records(root):
     within = {(row[0], row[2]): row for row in cells(text, "Within each seed")}
     for metric, short in (("pass1_sampled", "sampled"), ("pass1_greedy", "greedy")):
         diffs, pairs = [], []
-        for s in (42, 43):
+        for s in SEEDS:
             a = vectors(reported(f"{conds[0]}-seed{s}")[1])[metric]
             b = vectors(reported(f"{conds[1]}-seed{s}")[1])[metric]
             diffs.append(np.mean(b) - np.mean(a))
             pairs.append((np.asarray(a), np.asarray(b)))
         row = pair[(conds[1], short)]
-        assert row[3] == "2"
+        assert row[3] == "3"
         mean, ci = t_ci(diffs, -1.0, 1.0)
         assert row[4] == pct(mean, ci, signed=True)
-        if diffs[0] != diffs[1]:
-            assert row[5] == f"{float(sps.ttest_1samp(diffs, 0.0).pvalue):.3g} (df 1)"
+        if np.ptp(diffs) > 0:
+            assert row[5] == f"{float(sps.ttest_1samp(diffs, 0.0).pvalue):.3g} (df 2)"
         rng = np.random.default_rng(42)  # the seed of the condition's first paired run
         draws = []
         for _ in range(300):
-            picked = rng.integers(0, 2, size=2)
+            picked = rng.integers(0, 3, size=3)
             draws.append(np.mean([(pairs[p][1] - pairs[p][0])[rng.integers(0, 32, size=32)].mean() for p in picked]))
         lo, hi = np.quantile(draws, [0.025, 0.975])
         assert row[6] == pct(float(np.mean(diffs)), [lo, hi], signed=True)
         if metric == "pass1_sampled":  # within each seed, problem by problem, on the headline metric
-            for s, (a, b) in zip((42, 43), pairs):
+            for s, (a, b) in zip(SEEDS, pairs):
                 w = within[(conds[1], str(s))]
                 within_ci = a_paired(a, b, 300, s)["ci"]
                 assert w[3] == pct(float(np.mean(b - a)), within_ci, signed=True)

@@ -41,6 +41,8 @@ from ..loop import eval_name, on_split
 from ..store import RunDirError, read_jsonl, write_text
 from ..types import Attempt, RoundResult, attempt_from_dict
 from .compare import Point, comparison_tables, notes
+from .page import sections as written_sections
+from .prose import Section, html_pieces
 from .runs import RunView, cfg_get, has_results, load_run, read_config
 from .tables import (CHOSEN, CI_TEXT, GAP_HEAD, METRIC_NAMES, SHARPENING, count, cut_lines, gain, gap_rows,
                      other_metric, p_text, pct, ratio, sharpening, split_rows, toy_world, undefined_lines,
@@ -401,7 +403,12 @@ def sets_section(v: RunView) -> str:
     return section("sets", "Other evaluation sets", body)
 
 
-def retry_section(v: RunView) -> str:
+LIFT_HEAD = ["round", "lift pp", "retry turn solved %", "fresh sample solved %", "frontier problems", "test"]
+FLIP_HEAD = ["round", "wrong → right", "right → wrong", "right → right", "wrong → wrong", "net pp", "McNemar p"]
+
+
+def retry_rows(v: RunView) -> tuple[list[list[str]], list[list[str]]]:
+    """The retry lift per round, and the flips of a retry turn given to every problem (with retry_all)."""
     lift_rows, flip_rows = [], []
     for r in v.history:
         e = r.figures.get("eval")
@@ -417,15 +424,17 @@ def retry_section(v: RunView) -> str:
         if f:
             flip_rows.append([label(r), str(f["wrong_to_right"]), str(f["right_to_wrong"]), str(f["right_to_right"]),
                               str(f["wrong_to_wrong"]), pct(f["net"], True), p_text(f["mcnemar"]["p_value"])])
-    body = "<h3>Retry lift</h3>" + table(
-        ["round", "lift pp", "retry turn solved %", "fresh sample solved %", "frontier problems", "test"], lift_rows,
-        ident="retry-lift")
+    return lift_rows, flip_rows
+
+
+def retry_section(v: RunView) -> str:
+    lift_rows, flip_rows = retry_rows(v)
+    body = "<h3>Retry lift</h3>" + table(LIFT_HEAD, lift_rows, ident="retry-lift")
     body += caption("On the test problems whose sample 0 was wrong: the first retry turn against an independent "
                     "second sample, the same budget of one more attempt. A positive lift means the retry turn beats "
                     "sampling again. " + CI_NOTE)
     if flip_rows:
-        head = ["round", "wrong → right", "right → wrong", "right → right", "wrong → wrong", "net pp", "McNemar p"]
-        body += f"<h3>A retry turn for every problem</h3>{table(head, flip_rows, ident='flips')}"
+        body += f"<h3>A retry turn for every problem</h3>{table(FLIP_HEAD, flip_rows, ident='flips')}"
         body += caption("With evaluation.retry_all every test problem's sample 0 gets a retry turn, right or wrong: "
                         "what the turn fixes and what it breaks; net is the change of accuracy it causes.")
     return section("retry", "What the retry turn does", body)
@@ -491,7 +500,8 @@ class Compute:
         return lines
 
 
-def compute_section(v: RunView, compute: Compute) -> str:
+def compute_rows(compute: Compute) -> tuple[list[str], list[list[str]]]:
+    """Per round: device, each stage's wall time, tokens generated and trained, hours; and the totals."""
     hours_head = "GPU-hours" if compute.on_gpu else "hours (wall)"
     rows = [[label(r), r.cost.get("device", "–"), *(duration(r.cost.get(k)) for k in STAGES), duration(s),
              count(r.cost.get("tokens_generated")), count(r.cost.get("tokens_trained")), f"{compute.hours(r, s):.3g}"]
@@ -500,8 +510,11 @@ def compute_section(v: RunView, compute: Compute) -> str:
                  duration(compute.wall_s), count(sum(r.cost.get("tokens_generated", 0) for r, _ in compute.rounds)),
                  count(sum(r.cost.get("tokens_trained", 0) for r, _ in compute.rounds)),
                  f"{compute.total_hours:.3g}"])
-    head = ["round", "device", *STAGES.values(), "wall time", "tokens generated", "tokens trained", hours_head]
-    body = table(head, rows, ident="compute")
+    return ["round", "device", *STAGES.values(), "wall time", "tokens generated", "tokens trained", hours_head], rows
+
+
+def compute_section(v: RunView, compute: Compute) -> str:
+    body = table(*compute_rows(compute), ident="compute")
     per = f"Best gain per {compute.unit}: {compute.gain_per_hour(v)} pp, " \
           "the best round's gain from the base over the hours the whole run spent." if v.best.round else ""
     body += caption("Wall time of each stage as recorded when it ran: a resumed run keeps the timing of the stages it "
@@ -797,14 +810,28 @@ def transcripts_section(v: RunView, cap: int) -> str:
 
 # ----------------------------------------------------------------------------- the pages
 
-NAV = {"config": "configuration", "rounds": "rounds", "headroom": "headroom", "sets": "other sets",
-       "retry": "retry turn", "compute": "compute", "plots": "plots", "transcripts": "transcripts"}
+NAV = {"config": "configuration", "prediction": "prediction", "rounds": "rounds", "decay": "decay",
+       "headroom": "headroom", "amortized": "amortized inference", "sets": "other sets", "retry": "retry turn",
+       "conclusion": "conclusion", "related": "related approaches", "caveats": "caveats", "compute": "compute",
+       "plots": "plots", "transcripts": "transcripts"}
+
+
+def written_html(s: Section) -> str:
+    """A written section of the experiment page (report/page.py): its paragraphs, numbers linked to their tables."""
+    body = "".join(f'<p class="{esc(p.kind)}">{html_pieces(p.pieces)}</p>' for p in s.paragraphs)
+    for i, (title, head, rows) in enumerate(s.tables):
+        body += f"<h3>{esc(title)}</h3>" + table(head, rows, ident=f"{s.ident}-{i}")
+    return section(s.ident, s.title, f'<div class="written">{body}</div>')
 
 
 def dashboard_html(v: RunView, plots: dict[str, bytes], sample: int = SAMPLE, index: str | None = None) -> str:
     compute = Compute.of(v)
-    sections = {"config": config_section(v), "rounds": rounds_section(v), "headroom": headroom_section(v),
-                "sets": sets_section(v), "retry": retry_section(v), "compute": compute_section(v, compute),
+    written = {s.ident: written_html(s) for s in written_sections(v)}
+    sections = {"config": config_section(v), "prediction": written.get("prediction", ""),
+                "rounds": rounds_section(v), "decay": written.get("decay", ""), "headroom": headroom_section(v),
+                "amortized": written.get("amortized", ""), "sets": sets_section(v), "retry": retry_section(v),
+                "conclusion": written.get("conclusion", ""), "related": written.get("related", ""),
+                "caveats": written.get("caveats", ""), "compute": compute_section(v, compute),
                 "plots": plots_section(v, plots), "transcripts": transcripts_section(v, sample)}
     nav = "".join(f'<a href="#{k}-section">{esc(NAV[k])}</a>' for k, s in sections.items() if s)
     back = f'<a href="{esc(index)}">← all experiments</a>' if index else ""
@@ -813,6 +840,36 @@ def dashboard_html(v: RunView, plots: dict[str, bytes], sample: int = SAMPLE, in
             f"metric {esc(METRIC_NAMES.get(v.metric, v.metric))}</p><nav>{nav}</nav></header>")
     main = headline(v, compute) + "".join(sections.values())
     return page(f"{v.name} · secondtry", f"{head}<main>{main}</main>")
+
+
+def page_markdown(v: RunView) -> str:
+    """The experiment page as Markdown (for a paper's appendix or a pull request): the same sections, tables and
+    figures as the HTML page, without plots and transcripts."""
+    from .page import markdown_section
+    from .tables import gap_rows, markdown_table, reported_lines
+
+    compute = Compute.of(v)
+    written = {s.ident: markdown_section(s) for s in written_sections(v)}
+    best = v.best.round
+    other = other_metric(v.history, v.metric)
+    rounds = [round_cells(r, v.metric, best, r is v.history[-1], other) for r in v.history]
+    parts = [f"# {v.name}", "", *(f"{line}" for line in [world_line(v.cfg)] if line),
+             *reported_lines(v.history, v.summary), "", CI_NOTE, "",
+             "## Configuration", "", markdown_table(["", "setting"], config_rows(v.cfg)), "",
+             written.get("prediction", ""), "## Round by round", "",
+             markdown_table(list(round_columns(v).values()), rounds), "", written.get("decay", ""),
+             "## Stochastic headroom", "", markdown_table(GAP_HEAD, gap_rows(v.history)), "",
+             written.get("amortized", "")]
+    head, rows = split_rows(v.history, v.metric)
+    if rows:
+        parts += ["## Other evaluation sets", "", markdown_table(head, rows), ""]
+    lift_rows, flip_rows = retry_rows(v)
+    parts += ["## What the retry turn does", "", markdown_table(LIFT_HEAD, lift_rows), ""]
+    if flip_rows:
+        parts += [markdown_table(FLIP_HEAD, flip_rows), ""]
+    parts += [written.get(k, "") for k in ("conclusion", "related", "caveats")]
+    parts += ["## Compute", "", markdown_table(*compute_rows(compute)), ""]
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def build_dashboard(run: Path, sample: int = SAMPLE, index: Path | None = None) -> Path:
