@@ -12,7 +12,8 @@ import pytest
 
 def cfg(model, **extra):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "backend": {"batch_size": 3}, **extra})
+                         "eval_task": {"name": "synthetic", "split": "test"}, "backend": {"batch_size": 3},
+                         "evaluation": {"select_on": "test"}, **extra})
 
 
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2"]]

@@ -28,7 +28,7 @@ GREEDY = SamplingConfig(temperature=0, max_new_tokens=40)
 def cfg(model, **backend):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
                          "eval_task": {"name": "synthetic", "split": "test"},
-                         "backend": {"name": "openai", **backend}})
+                         "evaluation": {"select_on": "test"}, "backend": {"name": "openai", **backend}})
 
 
 def texts(outs):

@@ -2,8 +2,7 @@
 
 Measured on GSM8K: its reference solutions (right, with a few known exceptions) must pass, and solutions with
 one planted error (the final answer left right) must fail. `pytest
-tests/verifiers/test_verify_numeric_steps.py
--s -k figures` prints the figures docs/verifiers.md states.
+tests/verifiers/test_verify_numeric_steps.py -s -k figures` prints the figures docs/verifiers.md states.
 """
 
 from __future__ import annotations
@@ -148,9 +147,9 @@ def _failures(data_dir):
 
 def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
     """Every GSM8K reference solution (train and test) passes, except those listed in
-    gsm8k_steps_exceptions.json,
-    each with its reason: GSM8K's own arithmetic errors (a step wrong as written), solutions that state no
-    arithmetic the checker reads (algebra in a variable, words), and answers the stated steps do not reach."""
+    gsm8k_steps_exceptions.json, each with its reason: GSM8K's own arithmetic errors (a step wrong as
+    written), solutions that state no arithmetic the checker reads (algebra in a variable, words), and answers
+    the stated steps do not reach."""
     listed = json.loads(EXCEPTIONS.read_text(encoding="utf-8"))
     failing = _failures(data_dir)
     new, gone = sorted(set(failing) - set(listed)), sorted(set(listed) - set(failing))
@@ -167,8 +166,7 @@ def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
 
 def _value(expr: str) -> Fraction | None:
     """An annotation's expression (plain arithmetic: numbers, + - * / and parentheses), exactly; None
-    otherwise.
-    Independent of the checker: Python's own parser over Fractions."""
+    otherwise. Independent of the checker: Python's own parser over Fractions."""
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
@@ -210,21 +208,18 @@ def _show(x: Fraction) -> str:
 
 def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) -> str | None:
     """One wrong step in a reference solution, its final answer left as it was; None where this reference
-    offers
-    no place for `kind`.
+    offers no place for `kind`.
 
     GSM8K marks each calculation `<<expr=result>>result`; that marks where the calculation stands in the prose
     (`48/2 = <<48/2=24>>24 clips`). The planted error is made there, in the annotation and in the prose alike:
 
     - result: a step that is not the last states a result off by a whole number (1, 2, 3, 10, or double),
-      later
-      steps unchanged (they still build on the right value);
+      later steps unchanged (they still build on the right value);
     - operand: the last number before the step's `=` is changed (in the prose and the annotation), the stated
       result kept; only where the changed expression is really wrong (checked with Python's parser on
       Fractions);
     - operator: the step's last operator swapped (+ for -, * for /, and back), the result kept; again only
-      where
-      that makes it wrong;
+      where that makes it wrong;
     - last result: the last step states a wrong result, the final `#### answer` kept (the answer then follows
       from nothing).
 
@@ -279,8 +274,7 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
 
 def planted_set(data_dir, size: int = 1200):
     """`size` references that pass the checker, each with one planted error: the four kinds in turn, half of
-    them
-    in prose only (annotations removed), from GSM8K's test split, then its train split."""
+    them in prose only (annotations removed), from GSM8K's test split, then its train split."""
     listed = json.loads(EXCEPTIONS.read_text(encoding="utf-8"))
     rng = random.Random(0)
     out = []

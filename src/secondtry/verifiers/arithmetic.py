@@ -4,25 +4,27 @@ r"""The arithmetic a worked word-problem solution states, recomputed exactly (GS
 `fractions.Fraction` (never floats):
 
 - GSM8K's calculator annotations `<<48/2=24>>`;
-- equations in the prose: `48/2 = 24`, chains `100 - 50 - 30 - 15 = $5`, sloppy chains that carry a
-  result on (`5 + 3 = 8 * 2 = 16`: 5 + 3 = 8, then 8 * 2 = 16), parentheses, implicit products
-  (`40(.60) = 24`), powers;
-- numbers as people write them: thousands separators (`1,200`), currency (`$0.2`, `€5`), decimals
-  (`.5`), percentages (`20% of 50 = 10`, `15/60 * 100 = 25%`), fractions (`3/4`, `1 1/2`, LaTeX's
-  `\frac{3}{4}`), units between numbers (`12 apples + 3 apples = 15 apples`), operators as symbols or
-  words (`x`, `×`, `\times`, `\cdot`, `÷`, `times`, `divided by`, `plus`, `minus`).
+- equations in the prose: `48/2 = 24`, chains `100 - 50 - 30 - 15 = $5`, sloppy chains that carry a result on
+  (`5 + 3 = 8 * 2 = 16`: 5 + 3 = 8, then 8 * 2 = 16), parentheses, implicit products (`40(.60) = 24`), powers;
+- numbers as people write them: thousands separators (`1,200`), currency (`$0.2`, `€5`), decimals (`.5`),
+  percentages (`20% of 50 = 10`, `15/60 * 100 = 25%`), fractions (`3/4`, `1 1/2`, LaTeX's `\frac{3}{4}`),
+  units between numbers (`12 apples + 3 apples = 15 apples`), operators as symbols or words (`x`, `×`,
+  `\times`, `\cdot`, `÷`, `times`, `divided by`, `plus`, `minus`).
 
-An equality is a step when at least one side holds an operator ("1 hour = 60 minutes" is not
-arithmetic). A stated decimal may be rounded or cut to the places it shows (`100/3 = 33.33`).
-Anything that cannot be read with certainty is not a step: algebra with a variable (`2x + 3 = 11`,
-`6W / 6`), a side whose expression runs on past what was parsed, a relation other than `=`. So
-misreading never fails a right solution, and the trade-off is stated in docs/verifiers.md with
-the measured precision and recall.
+An equality is a step when its left side computes something ("1 hour = 60 minutes" is a statement, not
+arithmetic). A stated decimal may be rounded or cut to the places it shows (`100/3 = 33.33`), a whole number
+stands for a fraction only where the text says why (a remainder, "full", "rounded"). Equations in one variable
+are solved exactly and read against the equation that set them up. What cannot be read with certainty is not a
+step: two unknowns, a side whose expression runs on past what was parsed, a relation other than `=`, clock
+times and ranges. So a misreading does not fail a right solution; docs/verifiers.md states what this costs,
+measured on GSM8K.
 
-`check(text, answer)` adds the link to the final answer: the answer must follow from the last step
-(the value that step ends on, or its percentage figure). A solution with no checkable step does
-not pass: a policy that must show its steps cannot pass by showing none. Steps that do nothing (`72 *
-1 = 72`, `0 + 72 = 72`) are not steps either, so restating the answer is not a derivation.
+`check(text, answer, question)` adds the link to the final answer: it must be what the last step ends on, or a
+result of an earlier step that the text names again, or the value of a variable the equations solve for; and
+the step that reaches it must be grounded in the question (use one of its numbers, a number written before, or
+an earlier grounded result). A solution with no checkable step does not pass: a policy that must show its
+steps cannot pass by showing none. A step that does nothing (`72 * 1 = 72`, `0 + 72 = 72`) derives nothing by
+itself, so restating the answer is not a derivation.
 """
 
 from __future__ import annotations
@@ -133,8 +135,7 @@ def _number(digits: str) -> tuple[Fraction, int] | None:
 
 def tokens(text: str, ranges: bool = True) -> list[Token]:
     """The text as tokens: numbers (with value, percentage, decimal places), operators, parentheses, `=`,
-    words,
-    breaks (sentence ends, commas, colons, other relations) and annotation markers."""
+    words, breaks (sentence ends, commas, colons, other relations) and annotation markers."""
     out: list[Token] = []
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
@@ -200,9 +201,8 @@ class _Unreadable(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Lin:
-    """a * v + b in one variable v, exactly: what an expression of a one-variable equation is worth. A
-    product of two
-    non-constant forms, or a division by one, is not linear: not read."""
+    """a * v + b in one variable v, exactly: what an expression of a one-variable equation is worth. A product
+    of two non-constant forms, or a division by one, is not linear: not read."""
 
     a: Fraction
     b: Fraction
@@ -250,8 +250,8 @@ def _sqrt(x: Fraction) -> Fraction | None:
 
 
 class _Parser:
-    """Recursive descent over a clause's tokens: + - (left), * / x times of and implicit products, ^
-    (right)."""
+    """Recursive descent over a clause's tokens: + - (left), * / x times of and implicit products,
+    ^ (right)."""
 
     def __init__(self, toks: list[Token], fraction_divisor: bool = False):
         self.t = toks
@@ -276,8 +276,7 @@ class _Parser:
 
     def binary(self, ops: str) -> tuple[str, int] | None:
         """The operator at the cursor among `ops` (a symbol or a word), and its length in tokens, if an
-        operand
-        follows it."""
+        operand follows it."""
         tok = self.peek()
         if tok is None:
             return None
@@ -424,8 +423,7 @@ class _Parser:
 
     def units(self) -> None:
         """Skip what qualifies a number: rates ("$600/weekday") always, a few unit words ("12 apples + 3")
-        only
-        where an operator, `=` or `)` follows them."""
+        only where an operator, `=` or `)` follows them."""
         j, words = self.i, 0
         while j < len(self.t) and words < MAX_UNIT_WORDS:
             tok = self.t[j]
@@ -511,8 +509,8 @@ def _round(value: Fraction, places: int, mode: str) -> Fraction:
 
 def _matches(value: Fraction, figure: Fraction, places: int, whole: bool = False) -> bool:
     """`figure` as written (with `places` decimals; -1: a mixed number) states `value`: exactly, rounded or
-    cut to
-    its places, or (`whole`: the text says it counts whole things) as a whole number rounded either way."""
+    cut to its places, or (`whole`: the text says it counts whole things) as a whole number rounded either
+    way."""
     if value == figure:
         return True
     if places > 0:
@@ -524,10 +522,8 @@ def _matches(value: Fraction, figure: Fraction, places: int, whole: bool = False
 def equal(value: Fraction | None, stated: Token | None, stated_value: Fraction, left_pct: bool = False,
           cents: bool = False, whole: bool = False) -> bool:
     """Whether an exact value equals what is stated. Besides exact equality: a stated decimal rounded or cut
-    to
-    its places, a whole number for a fraction, a percentage stated as its figure (`15/60 * 100 = 25%`, `15 /
-    90 *
-    100% = 16.66`), dollars stated in cents (`$2.50 - $2.24 = 26 cents`)."""
+    to its places, a whole number for a fraction, a percentage stated as its figure (`15/60 * 100 = 25%`, `15
+    / 90 * 100% = 16.66`), dollars stated in cents (`$2.50 - $2.24 = 26 cents`)."""
     if value is None:
         return False
     if value == stated_value:
@@ -696,8 +692,7 @@ _GLUED = re.compile(r"([$€£]?)(\d*\.?\d+)([A-Za-z])")
 
 def _algebra_tokens(toks: list[Token]) -> list[Token]:
     """The tokens with variables made readable: `2x` -> 2 * x, `(3/4)e` -> (3/4) * e, a lone letter (or `x`
-    where it
-    is no multiplication sign) -> a variable."""
+    where it is no multiplication sign) -> a variable."""
     out: list[Token] = []
     for i, t in enumerate(toks):
         nxt = toks[i + 1] if i + 1 < len(toks) else None
@@ -748,13 +743,10 @@ def _equations(chain: list[Expr], toks: list[Token], text: str) -> list[_Equatio
 
 def _algebra_steps(toks: list[Token], text: str) -> list[Step]:
     """Equations in one variable, each read against the last set-up in that variable (an equation that models
-    the
-    problem, not a step): one with the same solution is a step that ends on the variable's value (`4 * x +
-    600 =
-    10000`, then `4 * x = 9400`, then `x = 2350`). One with another solution starts a new set-up: solutions
-    reuse
-    a letter, convert units and restate, and an equation misread is not an error of the solution's. So algebra
-    can show how an answer was reached, never fail a solution by itself."""
+    the problem, not a step): one with the same solution is a step that ends on the variable's value (`4 * x +
+    600 = 10000`, then `4 * x = 9400`, then `x = 2350`). One with another solution starts a new set-up:
+    solutions reuse a letter, convert units and restate, and an equation misread is not an error of the
+    solution's. So algebra can show how an answer was reached, never fail a solution by itself."""
     steps: list[Step] = []
     setups: dict[str, tuple[_Equation, Fraction]] = {}
     for e in _text_steps(toks, text, _equations):
@@ -802,10 +794,8 @@ def _steps(text: str) -> tuple[list[Step], list[Token]]:
 
 def states(result: Fraction, pct: bool, money: bool, answer: Fraction, places: int) -> bool:
     """Whether a final answer (`places` decimals as written) states a step's result: the same value, rounded
-    to
-    its places or to a whole number, or a share or an amount of dollars that is not whole given as its
-    percentage
-    figure or in cents (0.25 -> 25)."""
+    to its places or to a whole number, or a share or an amount of dollars that is not whole given as its
+    percentage figure or in cents (0.25 -> 25)."""
     if result == answer:
         return True
     figures = [result] + ([result * 100] if pct or money or result.denominator != 1 else [])
@@ -898,8 +888,10 @@ def check(text: str, answer: str | None, question: str = "") -> Check:
     - or the solution sets up an equation in a variable and states the variable's value (`6*t = 48 - 18 = 30`,
       then `t = 5`).
 
-    A step that changes nothing (x * 1, x + 0) derives its result only from a number of the `question` or of
-    an earlier step: restating the answer is not a derivation.
+    The step that reaches the answer must be grounded: use a number of the `question`, one the solution wrote
+    before it (0 and 1 aside) or the result of an earlier grounded step, so true arithmetic on numbers made up
+    on the spot derives nothing. A step that changes nothing (x * 1, x + 0) derives its result only from a
+    number of the question or of an earlier step: restating the answer is not a derivation.
     """
     steps, toks = _steps(body(text))
     if not steps:
@@ -953,9 +945,8 @@ MAX_SHOWN = 40  # steps listed in a verdict's details
 def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEFAULT_EXTRACTORS) -> Verdict:
     """A numeric answer (as `numeric` reads it) and every calculation the solution states, recomputed exactly.
 
-    `steps` holds one entry per stated calculation and a last one for the final answer following from them,
-    so a
-    right answer with a wrong step, or with no checkable step, or one the steps do not reach, is lucky
+    `steps` holds one entry per stated calculation and a last one for the final answer following from them, so
+    a right answer with a wrong step, or with no checkable step, or one the steps do not reach, is lucky
     (`filter.require: steps` rejects it). `details.steps` lists each step as written with its verdict.
 
     >>> p = Problem("p", "Natalia sold clips to 48 friends in April and half as many in May. How many?", "72")
