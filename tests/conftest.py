@@ -23,10 +23,12 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny Llama pretrained for a few seconds on the synthetic task (cached per test session)."""
+    """A tiny Llama pretrained for a few seconds on the synthetic task (cached per test session, or in
+    SECONDTRY_TEST_CACHE when set: a folder kept between sessions)."""
     from secondtry.toy import toy_model
 
-    return toy_model("tiny", cache_dir=tmp_path_factory.mktemp("toy-cache"))
+    cache = os.environ.get("SECONDTRY_TEST_CACHE") or tmp_path_factory.mktemp("toy-cache")
+    return toy_model("tiny", cache_dir=cache)
 
 
 @pytest.fixture(scope="session")

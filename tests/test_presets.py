@@ -29,8 +29,10 @@ def cli():
     return CliRunner()
 
 
-ROUNDS = {"iterative-retry-2": 2, "iterative-retry-3": 3, "star-rationalize": 2, "rest": 2, "rest-em": 2}
-CAPPED = {"star-rationalize", "rest", "rest-em"}  # 3-4 rounds as presets; 2 here, to keep the test short
+ROUNDS = {"iterative-retry-2": 2, "iterative-retry-3": 3, "star-rationalize": 2, "rest": 2, "rest-em": 2,
+          "iterative-retry-keep-turn": 2, "iterative-retry-keep-both": 2}
+# 3-4 rounds as presets; 2 here, to keep the test short
+CAPPED = {"star-rationalize", "rest", "rest-em", "iterative-retry-keep-turn", "iterative-retry-keep-both"}
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -73,6 +75,17 @@ def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_pat
                    for a in retries)
     elif name.startswith("iterative") or name == "star-try-again":
         assert any(t == "Try again carefully." for t in turns)
+        sources = [e["source"] for e in examples]
+        if name == "iterative-retry-keep-turn":  # the whole retry turn: problem, failed attempt, retry prompt
+            assert examples and set(sources) == {"retry_turn"}
+            assert all([m["role"] for m in e["messages"]] == ["user", "assistant", "user"] and
+                       e["messages"][2]["content"] == "Try again carefully." for e in examples)
+        elif name == "iterative-retry-keep-both":  # each kept retry twice: alone, and as the whole turn
+            assert examples and sources.count("retry") == sources.count("retry_turn") == len(examples) // 2
+            assert figures["train"]["examples"]["kept_from"] == {"retry": len(examples) // 2,
+                                                                  "retry_turn": len(examples) // 2}
+        else:
+            assert set(sources) <= {"retry"} and all(len(e["messages"]) == 1 for e in examples)
     assert all("Hint" not in m["content"] for e in examples for m in e["messages"])  # never trained on the hint
     assert (figures["train"]["examples"]["hint_leaks"] is not None) == (name in ("star-gold", "star-rationalize"))
     if name in CAPPED:  # the tiny model finds examples in both rounds

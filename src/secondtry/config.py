@@ -266,6 +266,9 @@ class FilterConfig(_Strict):
     include_first_attempts: bool = Field(False, description="also train on correct first attempts")
     hint_leaks: Literal["drop", "keep"] = Field(
         "drop", description="retries made with the gold answer in the prompt that name or quote the hint")
+    retry_example: Literal["problem", "turn", "both"] = Field(
+        "problem", description="what a kept retry trains: problem -> retry; the whole retry turn (problem, "
+                               "failed attempt, retry prompt -> retry, loss on the retry only); or both")
 
 
 class TrainingConfig(_Strict):

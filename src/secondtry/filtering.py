@@ -1,8 +1,12 @@
-"""Attempts -> SFT examples: keep the correct retries, as single-turn (problem -> retry) pairs.
+"""Attempts -> SFT examples: keep the correct retries, as (problem -> retry) pairs.
 
-The example's prompt is the first-attempt conversation: the model learns to produce the
-retry without having seen the failure. Every rejected attempt is counted by reason. A generation
-cut at max_new_tokens is never kept, whatever its verdict: it has no ending to learn.
+By default the example's prompt is the first-attempt conversation: the model learns to produce the
+retry without having seen the failure. With `filter.retry_example: turn` the prompt is the retry's
+whole conversation as the model saw it (the problem, the failed attempt, the retry prompt), so the
+model also learns the second turn itself; the loss stays on the retry (training puts it on the
+completion only). `both` keeps each correct retry as both examples. Every rejected attempt is
+counted by reason. A generation cut at max_new_tokens is never kept, whatever its verdict: it has no
+ending to learn.
 """
 
 from __future__ import annotations
@@ -60,8 +64,7 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
             continue
         seen.add((a.problem_id, a.completion))
         per_problem[a.problem_id] += 1
-        prompt = tuple(first(problems[a.problem_id], [], cfg))
-        examples.append(Example(a.problem_id, prompt, a.completion, source=a.kind, turn=a.turn))
+        examples += _examples(a, tuple(first(problems[a.problem_id], [], cfg)), f.retry_example)
     leaks = counts["hint_leak"] if privileged else None
     if f.hint_leaks == "keep":
         counts.pop("hint_leak", None)  # kept, so not a rejection; still reported as hint_leaks
@@ -76,3 +79,16 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
             a.verdict.steps is not None for a in attempts) else None,
     }
     return examples, stats
+
+
+TURN = "retry_turn"  # an example whose prompt is the retry's whole conversation
+
+
+def _examples(a: Attempt, problem: tuple[Message, ...], form: str) -> list[Example]:
+    """A kept attempt as examples: problem -> completion, and/or (a retry) its whole conversation ->
+    completion. A retry whose conversation is the problem alone (resampling) makes one example."""
+    single = Example(a.problem_id, problem, a.completion, source=a.kind, turn=a.turn)
+    if a.kind != "retry" or form == "problem" or a.messages == problem:
+        return [single]
+    turn = Example(a.problem_id, a.messages, a.completion, source=TURN, turn=a.turn)
+    return [turn] if form == "turn" else [single, turn]

@@ -580,6 +580,10 @@ def check_names(cfg: Config) -> None:
             Launcher(cfg).argv(0)  # the server command can be found
         except ServerError as e:
             bad.append(f"  {e}")
+    if cfg.filter.retry_example != "problem" and cfg.conditions.retry in PRIVILEGED:
+        shows = PRIVILEGED[cfg.conditions.retry]
+        bad.append(f"  filter.retry_example: `{cfg.filter.retry_example}` trains on the retry's "
+                   f"conversation, which under {cfg.conditions.retry!r} shows the {shows}; use `problem`")
     if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
         bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
                    f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")

@@ -20,6 +20,19 @@ PRESETS: dict[str, dict[str, object]] = {
         "overrides": ["conditions.retry=retry", "stopping.max_rounds=3", "stopping.policies=[max_rounds]",
                       "training.between_rounds=continue"],
     },
+    "iterative-retry-keep-turn": {
+        "about": "iterative retry, 3 rounds, training on the whole retry turn: problem, failed attempt, "
+                 "retry prompt -> the correct retry (loss on the retry only), so training need not erase the "
+                 "second turn",
+        "overrides": ["conditions.retry=retry", "filter.retry_example=turn", "stopping.max_rounds=3",
+                      "stopping.policies=[max_rounds]", "training.between_rounds=continue"],
+    },
+    "iterative-retry-keep-both": {
+        "about": "iterative retry, 3 rounds, each correct retry trained twice: problem -> retry, and the "
+                 "whole retry turn -> retry",
+        "overrides": ["conditions.retry=retry", "filter.retry_example=both", "stopping.max_rounds=3",
+                      "stopping.policies=[max_rounds]", "training.between_rounds=continue"],
+    },
     "star-try-again": {
         "about": "'try again' STaR: one round of the retry pipeline",
         "overrides": ["conditions.retry=retry", "stopping.max_rounds=1", "stopping.policies=[max_rounds]"],

@@ -76,12 +76,14 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Example:
-    """One SFT example: a single-turn prompt and the target the model learns to produce."""
+    """One SFT example: a prompt and the target the model learns to produce (the loss is on the target
+    only)."""
 
     problem_id: str
-    messages: tuple[Message, ...]  # the prompt, without the failed attempt or the retry turn
+    # the prompt: the problem; for "retry_turn", the failed attempt and the retry prompt too
+    messages: tuple[Message, ...]
     completion: str
-    source: str  # "retry" | "first"
+    source: str  # "retry" | "first" | "retry_turn"
     turn: int = 0
 
 

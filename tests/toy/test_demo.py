@@ -57,27 +57,56 @@ def test_tables_agree_with_the_records(demo_runs):
     assert [r[col["privileged information"]] for r in rows] == ["none", "none"]
     base = load_history(root / "demo")[0].figures["eval"]["pass1_sampled"]
     assert rows[0][col["base %"]] == pct(base) == rows[1][col["base %"]]  # same base model, same evaluation
+    from secondtry.report.compare import budget_rows
+
+    head, rows = budget_rows([root / "demo", root / "demo-answer"])
     for row, run in zip(rows, ("demo", "demo-answer")):
         history = load_history(root / run)
-        assert row[col["rounds trained"]] == str(sum(r.trained for r in history))
+        best = read_json(root / run / "summary.json")["best_round"]
+        assert row[head.index("rounds trained")] == str(sum(r.trained for r in history[1:best + 1]))
 
 
 def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
     from secondtry.evaluation.metrics import per_problem
-    from secondtry.evaluation.stats import mcnemar_counts, paired_delta
-    from secondtry.report.compare import pairwise_rows
+    from secondtry.evaluation.stats import paired_delta, sign_test
+    from secondtry.report.compare import pairwise_rows, within_seed_rows
+    from secondtry.report.tables import p_text
 
     root, _ = demo_runs
-    head, rows = pairwise_rows([root / "demo", root / "demo-answer"])  # the runs' evaluation.bootstrap: 300
-    assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "1"]
+    runs = [root / "demo", root / "demo-answer"]
+    head, rows = pairwise_rows(runs)  # one seed each: no test across seeds, and the table says so
+    assert rows and all(r[:2] == ["demo-answer", "demo"] and r[-1] == "one seed: no test" for r in rows)
+    head, rows = within_seed_rows(runs)  # the runs' evaluation.bootstrap: 300
+    assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "42"]
     best = [read_jsonl(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}" / "eval.jsonl")
             for run in ("demo", "demo-answer")]
     a, b = (per_problem(records)["pass1_sampled"] for records in best)  # the metric the Δ is of, not greedy
     delta = paired_delta(a, b, 300, 42)
     higher, lower = sum(y > x for x, y in zip(a, b)), sum(x > y for x, y in zip(a, b))
-    assert higher + lower > 0
-    test = mcnemar_counts(lower, higher)
-    assert rows[0][3:] == [pct(delta, True), str(higher), str(lower), f"{test['p_value']:.3g}"]
+    test = sign_test(a, b)
+    assert (test["c"], test["b"]) == (higher, lower)
+    assert rows[0][3:] == [pct(delta, True), str(higher), str(lower), p_text(test["p_value"])]
+
+
+def test_the_retry_turn_is_shown_every_round(demo_runs):
+    """evaluation.retry_all's flips per condition and round: net change, right->wrong share (round.json)."""
+    from secondtry.evaluation.stats import wilson_ci
+    from secondtry.report.compare import retry_turn_rows
+
+    root, _ = demo_runs
+    head, rows = retry_turn_rows([root / "demo", root / "demo-answer"])
+    assert head[:3] == ["condition", "figure", "base"] and len(rows) == 4
+    for run, net, broken in zip(("demo", "demo-answer"), rows[0::2], rows[1::2]):
+        assert net[:2] == [run, "net Δ pp"] and broken[:2] == [run, "right → wrong %"]
+        history = load_history(root / run)
+        for k, r in enumerate(history):
+            flips = r.figures["eval"]["flips"]
+            assert net[2 + k] == pct(flips["net"], True)
+            right = flips["right_to_wrong"] + flips["right_to_right"]
+            broke = flips["right_to_wrong"]
+            share = {"value": broke / right, "ci": list(wilson_ci(broke, right))} if right else None
+            assert broken[2 + k] == pct(share)
+        assert all(cell == "–" for cell in net[2 + len(history):])
 
 
 def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
@@ -94,4 +123,4 @@ def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
     for p in seeded:  # each run's best round, chosen on its validation split
         top = load_history(p)[read_json(p / "summary.json")["best_round"]]
         best.append(top.figures["delta_from_base"]["value"] if top.round else 0.0)
-    assert rows[0][head.index("best round Δ pp")] == pct(across_seeds(best, bounds=(-1.0, 1.0)), True)
+    assert rows[0][head.index("Δ sampled pp")] == pct(across_seeds(best, bounds=(-1.0, 1.0)), True)

@@ -224,3 +224,34 @@ def test_a_damaged_checkpoint_is_not_resumed_from(tiny_model, tmp_path, monkeypa
     got = train(str(tiny_model), EXAMPLES, c, tmp_path / "b", seed=0, log=log, checkpoints=tmp_path / "cb")
     assert any("checkpoint-3 is not trusted" in w for w in log.seen), log.seen
     assert got == want and hash_path(tmp_path / "b") == hash_path(want_dir)  # trained again from the start
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp_path, packing):
+    """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token
+    before the retry, the failed attempt's included, is context only."""
+    from secondtry.backends.hf import load_tokenizer
+    from secondtry.training.sft import build_trainer
+
+    failed, retry = "2+2=5|Answer: 5", "2+2=4|Answer: 4"
+    seen = (Message("user", "2+2"), Message("assistant", failed), Message("user", "Try again carefully."))
+    turn = Example("p", seen, retry, "retry_turn", 1)
+    tok = load_tokenizer(str(tiny_model))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    trainer = build_trainer(model, tok, [turn, EXAMPLES[0]], cfg(tiny_model, packing=packing, max_length=256),
+                            tmp_path, seed=0, bf16=False)
+    ids, labels = [], []
+    for row in trainer.train_dataset:
+        ids += row["input_ids"]
+        labels += row["labels"] if "labels" in row else [-100 if m == 0 else t for t, m in
+                                                         zip(row["input_ids"], row["completion_mask"])]
+    text = tok.decode(ids)
+    start = text.index(failed)
+    assert text.count(failed) == 1 and text.count(retry) == 1
+    # the failed attempt's tokens (one token a character in the toy tokenizer) carry no label
+    offsets = [len(tok.decode(ids[:i])) for i in range(len(ids) + 1)]
+    in_failed = [i for i in range(len(ids)) if start <= offsets[i] < start + len(failed)]
+    assert len(in_failed) == len(failed) and all(labels[i] == -100 for i in in_failed)
+    labelled = tok.decode([t for t, label in zip(ids, labels) if label != -100])
+    assert labelled == retry + tok.eos_token + EXAMPLES[0].completion + tok.eos_token or \
+        labelled == EXAMPLES[0].completion + tok.eos_token + retry + tok.eos_token

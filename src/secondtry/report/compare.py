@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
-from ..evaluation.stats import across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test
+from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
+                                wilson_ci)
 from ..types import RoundResult
 from .runs import RunView, cfg_get, load_run
 from .tables import METRIC_NAMES, count, markdown_table, p_text, pct, rich_table, sharpening
@@ -191,6 +192,40 @@ def by_round_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def retry_turn_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
+    """With evaluation.retry_all: what the retry turn does at every round, pooled over seeds — its net change
+    of accuracy on every test problem (pp) and the share of right first attempts it breaks (right → wrong).
+    Rows only for conditions whose runs measured it; a round a run did not evaluate is "–"."""
+    groups = _groups(runs)
+    rounds = max(len(v.history) for g in groups.values() for v in g)
+    head = ["condition", "figure"] + ["base" if k == 0 else f"round {k}" for k in range(rounds)]
+    rows = []
+    for name, members in groups.items():
+        flips = [[_flips(v, k) for v in members] for k in range(rounds)]
+        if not any(f for per_round in flips for f in per_round):
+            continue
+        nets = [pooled([f["net"] if f else None for f in per_round], True) for per_round in flips]
+        broken = [pooled([_broken(f) for f in per_round]) for per_round in flips]
+        rows.append([name, "net Δ pp"] + [pct(x, True) for x in nets])
+        rows.append([name, "right → wrong %"] + [pct(x) for x in broken])
+    return head, rows
+
+
+def _flips(v: RunView, k: int) -> dict[str, Any] | None:
+    if k >= len(v.history):
+        return None
+    return (v.history[k].figures.get("eval") or {}).get("flips")
+
+
+def _broken(f: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The share of right first attempts a retry turn made wrong, with its Wilson interval."""
+    right = f["right_to_wrong"] + f["right_to_right"] if f else 0
+    if not right:
+        return None
+    broken = f["right_to_wrong"]
+    return {"value": broken / right, "ci": list(wilson_ci(broken, right)), "n": right}
+
+
 def budget_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:
     """What each condition spent up to the round it is compared at (mean over seeds)."""
     groups = _groups(runs)
@@ -304,6 +339,9 @@ TITLES = {
                   "problems for one seed]",
     "rounds": "Δ of the headline metric from the base, every round as run",
     "budget": "what each condition spent up to the round compared (mean over seeds)",
+    "retry_turn": "the retry turn given to every test problem (evaluation.retry_all), every round as "
+                  "run: its net change of accuracy and the share of right first attempts it breaks; [95% CI: "
+                  "t over seeds, or over problems for one seed]",
     "pairwise": "each condition against the first, across seeds (the seed is the unit: paired t-test on the "
                 "per-seed differences; bootstrap CI over seeds, then problems)",
     "within": "within each seed, problem by problem (evaluation noise only: not a test of the condition)",
@@ -313,7 +351,7 @@ TITLES = {
 def _tables(groups: Groups, runs: list[Path], point: Point) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
     point = resolve(groups, point)
     tables = [("conditions", _compare_rows(groups, point)), ("rounds", by_round_rows(runs)),
-              ("budget", budget_rows(runs, point))]
+              ("retry_turn", retry_turn_rows(runs)), ("budget", budget_rows(runs, point))]
     if len(groups) > 1:
         tables += [("pairwise", _pairwise_rows(groups, point)), ("within", within_seed_rows(runs, point))]
     return [(k, TITLES[k].format(point=point.describe()), t) for k, t in tables if t[1]]
@@ -321,8 +359,9 @@ def _tables(groups: Groups, runs: list[Path], point: Point) -> list[tuple[str, s
 
 def comparison_tables(runs: list[Path], point: Point = Point()) -> list[tuple[str, str, tuple[list[str],
                                                                                              list[list[str]]]]]:
-    """(key, title, (header, rows)) of every comparison table: conditions, rounds, budget, and with several
-    conditions pairwise (across seeds) and within (each seed)."""
+    """(key, title, (header, rows)) of every comparison table: conditions, rounds, the retry turn per round
+    (with evaluation.retry_all), budget, and with several conditions pairwise (across seeds) and within (each
+    seed)."""
     return _tables(_groups(runs), runs, point)
 
 

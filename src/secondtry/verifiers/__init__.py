@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from secondtry.types import Problem, Verdict
 
+from . import arithmetic as _arithmetic
 from . import code as _code
 from . import external as _external
 from . import math as _math
@@ -23,12 +24,14 @@ from . import synthetic as _synthetic
 VERIFIERS: dict[str, Callable[..., Verdict]] = {
     "math": _math.verify,
     "numeric": _numeric.verify,
+    "numeric_steps": _arithmetic.verify,
     "synthetic": _synthetic.verify,
     "code": _code.verify,
     "external": _external.verify,
 }
 
-CHECKS_STEPS = {"synthetic"}  # verifiers that fill Verdict.steps, so `filter.require: steps` can use them
+# verifiers that fill Verdict.steps, so `filter.require: steps` can use them
+CHECKS_STEPS = {"synthetic", "numeric_steps"}
 
 _PROBE = Problem(id="options-check", prompt="", answer="1")
 
