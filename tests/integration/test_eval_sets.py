@@ -12,7 +12,8 @@ from secondtry.loop import load_history, run
 from secondtry.store import read_json, read_jsonl
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
-EXTRA = ["train_task.options.count=128", "evaluation.validation=12", "evaluation.retry_all=true", "stopping.policies=[negative_gain, max_rounds]",
+EXTRA = ["train_task.options.count=128", "evaluation.validation=12", "evaluation.select_on=validation",
+         "evaluation.retry_all=true", "stopping.policies=[negative_gain, max_rounds]",
          "stopping.enforce=false", "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}"]
 
 
@@ -92,6 +93,6 @@ def test_the_report_shows_the_other_sets_and_the_flips(finished):
 
     cfg, history = finished
     text = markdown(cfg.run_path)
-    assert "validation %" in text and "transfer Δ base pp" in text and "chosen on the validation split" in text
+    assert "validation %" in text and "transfer Δ base pp" in text and "the best round on the held-out validation split" in text
     f = history[-1].figures["eval"]["flips"]
     assert f"turned {f['wrong_to_right']} wrong first attempts right and {f['right_to_wrong']} right ones" in text

@@ -105,9 +105,12 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
     def generate(self, prompts, **kwargs):
         cap = kwargs.get("max_new_tokens", 256)
         cap = cap if isinstance(cap, int) else max(cap)
-        kwargs["max_new_tokens"] = [draw_length(list(p), median, sigma, cap) for p in prompts]
-        kwargs["ignore_eos"] = True
-        return gen(self, prompts, **kwargs)
+        lengths = [draw_length(list(p), median, sigma, cap) for p in prompts]
+        kwargs["max_new_tokens"], kwargs["ignore_eos"] = lengths, True
+        rows = gen(self, prompts, **kwargs)
+        # a drawn length stands for a completion that ended there; only one that reached the cap was cut
+        return [[dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length" and n < cap else o
+                 for o in row] for row, n in zip(rows, lengths)]
 
     def sampler_init(self, *args, **kwargs):
         init(self, *args, **kwargs)
@@ -121,7 +124,7 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
         return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < pass_rate)
                 for (p, text), v in zip(items, verdicts)]
 
-    # every request ends at its own drawn length, so every generation counts as cut: no warning about it
+    # lengths drawn at the cap count as cut, as a real run's would: no warning about them
     warn = loop.warn_if_cut
     Engine.generate, HFSampler.__init__, VerifierPool.map, loop.warn_if_cut = generate, sampler_init, judged, \
         lambda *args: None
@@ -177,7 +180,10 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
             f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
             f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
             "training.report_to=[]"]
-    cfg = load_config(config, sets + list(overrides or []))
+    held_out = load_config(config, sets + list(overrides or [])).evaluation.validation
+    # the small measured round holds no validation split out of its few problems; the projection charges the
+    # config's split as evaluation of that many more problems (a validation split is evaluated every round)
+    cfg = load_config(config, sets + list(overrides or []) + ["evaluation.validation=0"])
     full_steps = cfg.training.steps
     if steps is not None:
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"steps": steps})})
@@ -224,7 +230,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
         "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
     })
     figures.update(real_verdicts(cfg, sample[:min(2000, 4 * train)]))
-    scale_train, scale_eval = FULL_TRAIN / problems, FULL_EVAL / eval_problems
+    scale_train, scale_eval = (FULL_TRAIN - held_out) / problems, (FULL_EVAL + held_out) / eval_problems
     # random text has no answer to parse, so its verdicts cost nothing: a round's verdicts are charged apart,
     # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers
     full_verdicts = len(attempts) * scale_train + len(eval_outputs) * scale_eval
@@ -240,6 +246,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     workload = {"config": str(config), "architecture": arch_name, "weights": "random bf16" if device == "cuda"
                 else "random float32", "train_problems": problems, "eval_problems": eval_problems,
                 "full_train_problems": FULL_TRAIN, "full_eval_problems": FULL_EVAL,
+                "full_validation_problems": held_out,
                 "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
                               f"({cfg.sampling.max_new_tokens}), EOS ignored",
                 "pass_rate_forced": pass_rate, "sft_steps": cfg.training.steps, "sft_steps_projected": full_steps,

@@ -137,7 +137,7 @@ def _trainer_config(**training):
     from ..config import build_config
 
     return build_config({"name": "bench", "model": {"path": "random"}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"},
+                         "eval_task": {"name": "synthetic", "split": "test"}, "stopping": {"max_rounds": 1},
                          "training": {"dropout": 0.0, "warmup_ratio": 0.0, "report_to": [], **training}})
 
 
