@@ -11,8 +11,25 @@ import typer
 from .bench.train import DEFAULT_PATHS, PATHS
 from .presets import PRESETS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Turn a model's correct second tries into weights, round after round.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"secondtry {version('secondtry')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("secondtry (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="print the version and exit")) -> None:
+    """Turn a model's correct second tries into weights, round after round."""
 
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. training.steps=100 model.path=/models/x")
 
@@ -70,6 +87,7 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
 
     distributed.init()
     log = RichLog() if distributed.is_main() else Log()
+    _machine(log)
     _quiet_libraries()
     cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
     log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
@@ -91,6 +109,7 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
     if distributed.world_size() > 1:
         _fail("--jobs starts its own processes; under torchrun run without it")
     log = RichLog()
+    _machine(log)
     _quiet_libraries()
     _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
     return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log,
@@ -114,6 +133,23 @@ def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index
     if tables:
         print_tables(run_dir)
     print(f"dashboard: {page}")
+
+
+_MACHINE_TOLD: list[str] = []
+
+
+def _machine(log) -> None:
+    """Torch's threads from this process's share of the CPUs it may use (machine.py); the choice, and a warning
+    when other work keeps those CPUs busy, said once a process."""
+    from .machine import set_torch_threads
+
+    threads, busy = set_torch_threads()
+    said = f"cpu: {threads.count} torch thread{'s' * (threads.count != 1)} ({threads.why})"
+    if said not in _MACHINE_TOLD:
+        _MACHINE_TOLD.append(said)
+        if busy:
+            log.warn(busy)
+        log.info(said)
 
 
 def _quiet_libraries() -> None:
@@ -329,20 +365,112 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
-             data: bool = typer.Option(True, "--data/--no-data", help="also load the task data")) -> None:
-    """Check a config (keys, types, names) and, with --data, that its task data loads."""
+             data: bool = typer.Option(True, "--data/--no-data", help="also load the task data in local files")) -> None:
+    """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only at
+    run time: no network here); and whether this machine can run it."""
     def go() -> None:
         from .log import Log
         from .loop import check_names, load_problems
+        from .tasks import TASKS, TaskDataError
+        from .tasks.io import is_hub_id
 
         cfg = _config(config, overrides)
         check_names(cfg)
-        if data:
+        tasks = _tasks(cfg)
+        hub = set()
+        for key, task in tasks:
+            try:
+                if is_hub_id(task):
+                    hub.add(key)
+            except TaskDataError as e:  # a missing local file: the error names its public source and the override
+                raise TaskDataError(f"{key}: {e}") from None
+        for key, task in tasks:
+            if key in hub:
+                print(f"{key}: hub id {task.path}" + (f", subset {task.subset}" if task.subset else "")
+                      + f", split {task.split} (read at run time)")
+        if data and not hub:
             train, sets = load_problems(cfg, Log())
             print(f"data: {len(train)} training problems; " + ", ".join(f"{len(v)} {k}" for k, v in sets.items()))
+        elif data:
+            for key, task in tasks:
+                if key not in hub:
+                    print(f"{key}: {len(TASKS[task.name](task, cfg.seed))} problems ({task.name})")
         print(f"{config}: ok")
+        for problem in _machine_problems(cfg):
+            print(f"warning: not on this machine: {problem}")
 
     _guard(go)
+
+
+def _tasks(cfg) -> list:
+    """(config key, TaskConfig) of every task a config reads."""
+    return [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
+            *([("evaluation.validation_task", cfg.evaluation.validation_task)] if cfg.evaluation.validation_task
+              else []), *([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else [])]
+
+
+def _machine_problems(cfg) -> list[str]:
+    """What keeps this machine from running a config: a GPU-sized toy model or a CUDA device, without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    problems = []
+    if cfg.model.path.startswith("toy:"):
+        from .toy.model import GPU_SIZES, RECIPES
+
+        recipe = RECIPES.get(cfg.model.path.removeprefix("toy:"))
+        if recipe and recipe.size in GPU_SIZES:
+            problems.append(f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has none "
+                            f"(on a CPU use toy:demo or toy:tiny)")
+    if cfg.backend.device.startswith("cuda"):
+        problems.append(f"backend.device {cfg.backend.device} needs a CUDA GPU and this machine has none "
+                        f"(backend.device=auto uses the CPU)")
+    return problems
+
+
+@app.command(name="data")
+def data_(source: str = typer.Argument(..., metavar="SOURCE",
+                                       help="a hub id (openai/gsm8k), a local data file or dataset folder, or a "
+                                            "config YAML (every hub id it reads)"),
+          to: Path = typer.Option(..., "--to", metavar="DIR", help="folder to write <split>.jsonl files into"),
+          subset: Optional[str] = typer.Option(None, "--subset", metavar="NAME",
+                                               help="the hub dataset's subset (config name), e.g. main"),
+          split: Optional[List[str]] = typer.Option(None, "--split", metavar="NAME",
+                                                    help="only this split (repeat for several; default: all)")) -> None:
+    """Write a task's data once as local JSONL files, for machines without the network: each split of a hub
+    dataset as DIR/<split>.jsonl. Given a config, each hub id it reads goes to DIR/<dataset name>/, and the
+    overrides that point the config at those files are printed."""
+    def go() -> None:
+        from .tasks.io import is_hub_id, materialise
+
+        path = Path(source)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            cfg = _config(path, [])
+            hub = [(key, task) for key, task in _tasks(cfg) if task.path and is_hub_id(task)]
+            if not hub:
+                print(f"{source}: reads no hub id; nothing to write")
+                return
+            overrides, done = [], {}
+            for key, task in hub:
+                where = to / task.path.split("/")[-1]
+                if (task.path, task.subset) not in done:
+                    done[(task.path, task.subset)] = materialise(task.path, where, task.subset)
+                    _say_written(task.path, done[(task.path, task.subset)])
+                if task.split not in done[(task.path, task.subset)]:
+                    _fail(f"{key}: {task.path} has no split {task.split!r} "
+                          f"(it has {', '.join(done[(task.path, task.subset)])})")
+                overrides.append(f"{key}.path={where / f'{task.split}.jsonl'}")
+            print(f"offline: secondtry run {source} " + " ".join(overrides))
+            return
+        _say_written(source, materialise(source, to, subset, list(split or []) or None))
+
+    _guard(go)
+
+
+def _say_written(source: str, written: dict[str, tuple[Path, int]]) -> None:
+    for split, (file, rows) in written.items():
+        print(f"{source} [{split}]: {rows:,} rows -> {file}")
 
 
 @app.command()
@@ -713,6 +841,8 @@ def ls() -> None:
 
 
 def main() -> None:
+    if hasattr(sys.stdout, "reconfigure"):  # tables (stdout) and the log (stderr) keep their order in one file
+        sys.stdout.reconfigure(line_buffering=True)
     app()
 
 

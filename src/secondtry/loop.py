@@ -27,7 +27,7 @@ from .evaluation.retry import ledger
 from .log import Log
 from .stopping import STOPPING, StopState, decide
 from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
-from .tasks import TASKS
+from .tasks import TASKS, TaskDataError
 from .types import (Attempt, Completion, Decision, Problem, RoundResult, Verdict, attempt_from_dict,
                     example_from_dict, round_result_from_dict, to_dict)
 from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
@@ -127,7 +127,7 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
                               retry_samples=cfg.conditions.retry_samples)
 
     ctx.take_clock()
-    with ctx.log.progress(f"round {k} attempts", len(ctx.train_set)) as bar:
+    with ctx.log.progress(f"round {k} attempts", len(ctx.train_set), "problems") as bar:
         records = in_chunks(ctx, ctx.train_set, chunk, bar)
     clock = ctx.take_clock()
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
@@ -239,7 +239,7 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
 
     title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
     ctx.take_clock()
-    with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy)) as bar:
+    with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy), "first attempts") as bar:
         transcripts = in_chunks(ctx, problems, chunk, bar)
     clock = ctx.take_clock()
     by_problem: dict[str, list[Attempt]] = {}
@@ -440,6 +440,7 @@ class Context:
         self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
         self.clock: dict[str, float] = {}  # seconds a stage spent loading models, generating and verifying
+        self.resumed = False  # said where a resumed run takes up its work
         self._hashes = {"train": _hash_problems(train_set), **{k: _hash_problems(v) for k, v in eval_sets.items()}}
 
     @contextlib.contextmanager
@@ -490,8 +491,16 @@ class Context:
                                                                  *(["retry_all"] if cfg.evaluation.retry_all else [])})}
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
-        """`RunStore.stage`, telling the user when a finished stage is skipped on resume."""
-        info = self.store.stage(name, inputs, outputs, run)
+        """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed run
+        takes up its work."""
+        def go() -> dict[str, Any]:
+            if self.store.skipped and not self.resumed:
+                self.resumed = True
+                where = name.replace("round_", "round ").replace("/", ", stage ")
+                self.log.info(f"resumed at {where} ({len(self.store.skipped)} finished stages kept)")
+            return run()
+
+        info = self.store.stage(name, inputs, outputs, go)
         if self.store.skipped[-1:] == [name]:
             self.log.info(f"{name}: finished earlier with the same inputs, skipped")
         return info
@@ -564,7 +573,10 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
     tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task)]
     tasks += [("evaluation.validation_task", cfg.evaluation.validation_task)] if cfg.evaluation.validation_task else []
     for key, task in tasks + ([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else []):
-        problems = TASKS[task.name](task, cfg.seed)
+        try:
+            problems = TASKS[task.name](task, cfg.seed)
+        except TaskDataError as e:
+            raise TaskDataError(f"{key}: {e}") from None
         skipped = getattr(problems, "skipped", 0)
         if skipped:
             log.warn(f"{key}: skipped {skipped} bad rows, e.g. {problems.skip_reasons[0]}")
