@@ -1,7 +1,9 @@
 """Torch threads on a busy CPU: seconds per step of the toy model's pretraining with 1 thread and with one per
 usable CPU, taken in turn, with the load average before each.
 
-    python benchmarks/threads_probe.py [--steps 20] [--reps 3]   # writes benchmarks/results/threads-<machine>-<date>.json
+    python benchmarks/threads_probe.py [--steps 20] [--reps 3]
+
+writes benchmarks/results/threads-<machine>-<date>.json.
 
 Why: torch's threads wait for each other at the end of every parallel region; when other work keeps the
 cores busy, one descheduled thread stalls the rest, and more threads can be slower than one. machine.py
@@ -65,12 +67,15 @@ def main() -> None:
             print(f"{n} thread(s): {samples[n][-1]:.3f} s/step (load average {loads[-1]})", flush=True)
     date = datetime.date.today().isoformat()
     figures = {f"s_per_step_{n}_threads": samples[n] for n in counts}
-    figures.update({f"median_s_per_step_{n}_threads": sorted(samples[n])[len(samples[n]) // 2] for n in counts})
+    figures.update({f"median_s_per_step_{n}_threads": sorted(samples[n])[len(samples[n]) // 2]
+                    for n in counts})
     record = {
         "name": "threads", "date": date,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpus} usable), no GPU; shared with other work",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpus} usable), no GPU; "
+                   f"shared with other work",
         "command": f"python benchmarks/threads_probe.py --steps {args.steps} --reps {args.reps}",
-        "workload": {"what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken in turn",
+        "workload": {"what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken "
+                             "in turn",
                      "steps_timed": args.steps, "reps": args.reps, "load_average_1min_before_each": loads},
         "figures": figures,
     }

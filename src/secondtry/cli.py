@@ -11,7 +11,8 @@ import typer
 from .bench.train import DEFAULT_PATHS, PATHS
 from .presets import PRESETS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: no panels, no <bool> beside each flag
                   help="Turn a model's correct second tries into weights, round after round.")
 
 
@@ -85,6 +86,7 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     from .log import Log, RichLog
     from .loop import run
 
+    _refuse_if_unrunnable(cfg)
     distributed.init()
     log = RichLog() if distributed.is_main() else Log()
     _machine(log)
@@ -94,7 +96,7 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
                                                  if distributed.active() else ""))
     run(cfg, log, allow_change=allow_change, eval_only=eval_only)
     if distributed.is_main():
-        _report(cfg.run_path, tables)
+        _report(cfg.run_path, tables, decisions=False)  # the log said each round's decision as it was made
         log.info(f"records, models and report: {cfg.run_path}")
     distributed.barrier()
     return cfg.run_path
@@ -108,6 +110,7 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
 
     if distributed.world_size() > 1:
         _fail("--jobs starts its own processes; under torchrun run without it")
+    _refuse_if_unrunnable(configs[0])
     log = RichLog()
     _machine(log)
     _quiet_libraries()
@@ -117,9 +120,10 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
 
 
 def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None,
-            page_md: bool = False) -> None:
+            page_md: bool = False, decisions: bool = True) -> None:
     """report/summary.md, the dashboard (report/index.html, report/plots/), with `page_md` the same page as
-    Markdown (report/page.md), and the tables in the terminal."""
+    Markdown (report/page.md), and the tables in the terminal (with `decisions`, why each round went on or
+    stopped)."""
     from .report import build_dashboard, markdown, print_tables
     from .report.dashboard import SAMPLE, page_markdown
     from .report.runs import load_run
@@ -131,7 +135,7 @@ def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index
         write_text(run_dir / "report" / "page.md", page_markdown(load_run(run_dir)))
         print(f"page (Markdown): {run_dir / 'report' / 'page.md'}")
     if tables:
-        print_tables(run_dir)
+        print_tables(run_dir, decisions=decisions)
     print(f"dashboard: {page}")
 
 
@@ -139,8 +143,8 @@ _MACHINE_TOLD: list[str] = []
 
 
 def _machine(log) -> None:
-    """Torch's threads from this process's share of the CPUs it may use (machine.py); the choice, and a warning
-    when other work keeps those CPUs busy, said once a process."""
+    """Torch's threads from this process's share of the CPUs it may use (machine.py); the choice, and a
+    warning when other work keeps those CPUs busy, said once a process."""
     from .machine import set_torch_threads
 
     threads, busy = set_torch_threads()
@@ -365,9 +369,10 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
-             data: bool = typer.Option(True, "--data/--no-data", help="also load the task data in local files")) -> None:
-    """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only at
-    run time: no network here); and whether this machine can run it."""
+             data: bool = typer.Option(True, "--data/--no-data",
+                                       help="also load the task data in local files")) -> None:
+    """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only
+    at run time: no network here); and whether this machine can run it."""
     def go() -> None:
         from .log import Log
         from .loop import check_names, load_problems
@@ -382,7 +387,7 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
             try:
                 if is_hub_id(task):
                     hub.add(key)
-            except TaskDataError as e:  # a missing local file: the error names its public source and the override
+            except TaskDataError as e:  # a missing local file: the error names its public source
                 raise TaskDataError(f"{key}: {e}") from None
         for key, task in tasks:
             if key in hub:
@@ -404,9 +409,19 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
 
 def _tasks(cfg) -> list:
     """(config key, TaskConfig) of every task a config reads."""
+    validation = cfg.evaluation.validation_task
     return [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
-            *([("evaluation.validation_task", cfg.evaluation.validation_task)] if cfg.evaluation.validation_task
-              else []), *([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else [])]
+            *([("evaluation.validation_task", validation)] if validation else []),
+            *([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else [])]
+
+
+def _refuse_if_unrunnable(cfg) -> None:
+    """Stop before anything starts when this machine cannot run the config (`_machine_problems`)."""
+    from .config import ConfigError
+
+    problems = _machine_problems(cfg)
+    if problems:
+        raise ConfigError("this machine cannot run it: " + "; ".join(problems))
 
 
 def _machine_problems(cfg) -> list[str]:
@@ -421,8 +436,8 @@ def _machine_problems(cfg) -> list[str]:
 
         recipe = RECIPES.get(cfg.model.path.removeprefix("toy:"))
         if recipe and recipe.size in GPU_SIZES:
-            problems.append(f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has none "
-                            f"(on a CPU use toy:demo or toy:tiny)")
+            problems.append(f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has "
+                            f"none (on a CPU use toy:demo or toy:tiny)")
     if cfg.backend.device.startswith("cuda"):
         problems.append(f"backend.device {cfg.backend.device} needs a CUDA GPU and this machine has none "
                         f"(backend.device=auto uses the CPU)")
@@ -431,13 +446,15 @@ def _machine_problems(cfg) -> list[str]:
 
 @app.command(name="data")
 def data_(source: str = typer.Argument(..., metavar="SOURCE",
-                                       help="a hub id (openai/gsm8k), a local data file or dataset folder, or a "
-                                            "config YAML (every hub id it reads)"),
-          to: Path = typer.Option(..., "--to", metavar="DIR", help="folder to write <split>.jsonl files into"),
+                                       help="a hub id (openai/gsm8k), a local data file or dataset folder, "
+                                            "or a config YAML (every hub id it reads)"),
+          to: Path = typer.Option(..., "--to", metavar="DIR",
+                                  help="folder to write <split>.jsonl files into"),
           subset: Optional[str] = typer.Option(None, "--subset", metavar="NAME",
                                                help="the hub dataset's subset (config name), e.g. main"),
-          split: Optional[List[str]] = typer.Option(None, "--split", metavar="NAME",
-                                                    help="only this split (repeat for several; default: all)")) -> None:
+          split: Optional[List[str]] = typer.Option(
+              None, "--split", metavar="NAME",
+              help="only this split (repeat for several; default: all)")) -> None:
     """Write a task's data once as local JSONL files, for machines without the network: each split of a hub
     dataset as DIR/<split>.jsonl. Given a config, each hub id it reads goes to DIR/<dataset name>/, and the
     overrides that point the config at those files are printed."""
@@ -549,8 +566,10 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     rows = [[k, str(summary[k]), f"{summary[k] / n:.1%}"] for k in ("correct", "incorrect", "cannot_judge")]
     if summary["lucky"]:
         rows.append(["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"])
-    console.print(rich_table(f"{file}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows))
-    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]]))
+    console.print(rich_table(f"{file}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows,
+                             console.width))
+    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]],
+                             console.width))
     console.print(f"{n / wall:,.0f} verdicts/s with {workers} workers; hard timeouts {pool.timeouts}, "
                   f"worker crashes {pool.crashes}, max overrun {pool.max_overrun_s:.2f}s", highlight=False)
     if summary["compared"]:
@@ -565,7 +584,8 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         arows = [["all", f"{agreed['agree']} / {n}", f"{agreed['rate']:.1%}"]]
         arows += [[f"labelled {'right' if lab else 'wrong'}", f"{a} / {k}", f"{a / k:.1%}" if k else "-"]
                   for lab, (a, k) in agreed["by_label"].items()]
-        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows))
+        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows,
+                                 console.width))
         for i in agreed["disagree"][:show]:
             p, v = items[i][0], verdicts[i]
             console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
@@ -574,7 +594,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         erows = [[name_, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
                  for name_, (_, s, _, _) in results.items()]
         console.print(rich_table("each extractor on its own", ["extractors", "correct", "correct rows", "cannot judge"],
-                                 erows))
+                                 erows, console.width))
     if out:
         write_jsonl(out, ({"id": p.id, "verdict": to_dict(v), **({"label": labels[i]} if labels else {})}
                           for i, ((p, _), v) in enumerate(zip(items, verdicts))))
@@ -802,46 +822,41 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
 
 @app.command(name="ls")
 def ls() -> None:
-    """List tasks, verifiers, conditions, backends and stopping policies."""
+    """List tasks (and their data on the hub), verifiers, conditions, backends and stopping policies."""
     from rich.console import Console
-    from rich.table import Table
 
     from .backends import BACKENDS
     from .conditions import CONDITIONS
+    from .report.tables import rich_table
     from .stopping import STOPPING
-    from .tasks import TASKS
-    from .verifiers import VERIFIERS
-
-    table = Table(title="secondtry extension points", show_lines=False)
-    for col in ("kind", "name", "what it does"):
-        table.add_column(col)
-    for kind, registry in (("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS),
-                           ("backend", BACKENDS), ("stopping", STOPPING)):
-        for name, obj in registry.items():
-            doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
-            table.add_row(kind, name, doc)
-    console = Console()
-    console.print(table)
-    from .verifiers import options_of
+    from .tasks import SOURCES, TASKS
+    from .verifiers import VERIFIERS, options_of
     from .verifiers.extract import EXTRACTORS
 
-    opts = Table(title="verifier options (verifier.options)")
-    for col in ("verifier", "option", "default"):
-        opts.add_column(col)
-    for name in VERIFIERS:
-        for opt, param in options_of(name).items():
-            opts.add_row(name, opt, repr(param.default))
-    console.print(opts)
-    ex = Table(title="answer extractors (verifier.options.extractors; also regex:PATTERN)")
-    for col in ("extractor", "what it reads"):
-        ex.add_column(col)
-    for name, fn in EXTRACTORS.items():
-        ex.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
-    console.print(ex)
+    def first_line(obj) -> str:
+        return (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
+
+    console = Console()
+    rows = [[kind, name, first_line(obj)] for kind, registry in (
+        ("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS), ("backend", BACKENDS),
+        ("stopping", STOPPING)) for name, obj in registry.items()]
+    console.print(rich_table("secondtry extension points", ["kind", "name", "what it does"], rows,
+                             console.width))
+    hub = [[task, h.id, h.subset or "–", ", ".join(h.splits)] for task, sources in SOURCES.items()
+           for h in sources]
+    console.print(rich_table("task data on the hub (a task's path: the id, read at run time; `secondtry "
+                             "data` writes it as local files)", ["task", "hub id", "subset", "splits"], hub,
+                             console.width))
+    opts = [[name, opt, repr(param.default)] for name in VERIFIERS for opt, param in options_of(name).items()]
+    console.print(rich_table("verifier options (verifier.options)", ["verifier", "option", "default"], opts,
+                             console.width))
+    ex = [[name, (fn.__doc__ or "").strip().splitlines()[0]] for name, fn in EXTRACTORS.items()]
+    console.print(rich_table("answer extractors (verifier.options.extractors; also regex:PATTERN)",
+                             ["extractor", "what it reads"], ex, console.width))
 
 
 def main() -> None:
-    if hasattr(sys.stdout, "reconfigure"):  # tables (stdout) and the log (stderr) keep their order in one file
+    if hasattr(sys.stdout, "reconfigure"):  # tables (stdout) and the log (stderr) keep their order in a file
         sys.stdout.reconfigure(line_buffering=True)
     app()
 

@@ -57,11 +57,11 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
-def _rate(n: float, seconds: float, unit: str) -> str:
+def _rate(n: float, seconds: float) -> str:
+    """Items a second, or seconds an item when that reads better: 2.4/s, 1,250/s, 3.5 s each."""
     per = n / seconds if seconds > 0 else 0.0
-    what = f" {unit}/s" if unit else "/s"
     if per >= 1 or per == 0:
-        return f"{per:,.1f}{what}" if per < 100 else f"{per:,.0f}{what}"
+        return f"{per:,.1f}/s" if per < 100 else f"{per:,.0f}/s"
     return f"{seconds / n:,.1f} s each"
 
 
@@ -70,7 +70,8 @@ class PlainProgress:
     advance it from worker threads; a timer thread writes the line due after `every_s` seconds of silence."""
 
     def __init__(self, write: Callable[[str], None], label: str, total: int | None, unit: str = "",
-                 every_s: float = 30.0, step: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+                 every_s: float = 30.0, step: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.write, self.label, self.total, self.unit = write, label, total, unit
         self.every_s, self.step, self.clock = every_s, step, clock
         self.done = 0
@@ -112,10 +113,12 @@ class PlainProgress:
         count = f"{self.done:,}/{self.total:,}" if self.total else f"{self.done:,}"
         parts = [f"{count} {self.unit}".rstrip() + (f" ({self.done / self.total:.0%})" if self.total else ""),
                  duration(elapsed)]
-        if self.done:
-            parts.append(_rate(self.done, elapsed, self.unit))
-            if self.total and self.done < self.total:
-                parts.append(f"about {duration(elapsed / self.done * (self.total - self.done))} left")
+        if self.total and self.done >= self.total:
+            parts.append("all counted, finishing")  # the stage's last work: what its count does not cover
+        elif self.done:
+            parts.append(_rate(self.done, elapsed))
+            if self.total:
+                parts.append(f"{duration(elapsed / self.done * (self.total - self.done))} left")
         else:
             parts.append("none finished yet")
         self.write(f"{self.label}: " + ", ".join(parts))
@@ -131,7 +134,7 @@ class PlainProgress:
             if failed:
                 self.write(f"{self.label}: stopped after {count} in {duration(elapsed)}")
             else:
-                rate = f", {_rate(self.done, elapsed, self.unit)}" if self.done else ""
+                rate = f", {_rate(self.done, elapsed)}" if self.done else ""
                 self.write(f"{self.label}: done, {count} in {duration(elapsed)}{rate}")
 
 
@@ -165,7 +168,8 @@ class RichLog(Log):
     @contextlib.contextmanager
     def progress(self, label: str, total: int | None, unit: str = "") -> Iterator[Bar]:
         if self.plain:
-            lines = PlainProgress(lambda line: self._print(line, markup=False), label, total, unit, self.every_s)
+            lines = PlainProgress(lambda line: self._print(line, markup=False), label, total, unit,
+                                  self.every_s)
             lines.begin()
             try:
                 yield Bar(lines.advance, lines.resize)

@@ -88,7 +88,8 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     on = cfg.gains_on  # the gains the policies see: the validation split's when one is held out
     gains = [g for g in (on_split(f, on).get("delta_from_prev") for f in [*(r.figures for r in history), figures]) if g]
     after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
-                             gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on), cfg.stopping)
+                             gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on,
+                             cfg.evaluation.metric), cfg.stopping)
     figures["decisions"]["after_eval"] = to_dict(after)
     decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
@@ -379,8 +380,27 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
     result = RoundResult(k, model, trained, figures, cost, decision)
     write_json(ctx.store.path(k, "round.json"), to_dict(result))
     warn_if_cut(ctx, k, figures)
-    ctx.log.info(f"round {k}: {decision.reason}" + (f" [{decision.policy}]" if decision.policy else ""))
+    said = figures_said(ctx.cfg.evaluation.metric, figures)
+    observed = decision.stop and trained and not ctx.cfg.stopping.enforce and k < ctx.cfg.stopping.max_rounds
+    ctx.log.info(f"round {k}: {said + '; ' if said else ''}{decision.reason}"
+                 + (f" [{decision.policy}]" if decision.policy else "")
+                 + (": the policies would stop here; going on (stopping.enforce: false)" if observed else ""))
     return result
+
+
+def figures_said(metric: str, figures: dict[str, Any]) -> str:
+    """A round's headline figures for the log, each naming its metric and set: "sampled pass@1 72.3% on the
+    test set, +4.1 pp from the base; on the validation split +3.0 pp from the round before"."""
+    if "eval" not in figures:
+        return ""
+    name = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}.get(metric, metric)
+    out = f"{name} {figures['eval'][metric]['value']:.1%} on the test set"
+    if figures.get("delta_from_base"):
+        out += f", {figures['delta_from_base']['value'] * 100:+.1f} pp from the base"
+    prev = (figures.get("validation") or {}).get("delta_from_prev")
+    if prev:
+        out += f"; on the validation split {prev['value'] * 100:+.1f} pp from the round before"
+    return out
 
 
 CUT_WARNING = 0.25  # share of generations cut at the length limit above which a round warns
@@ -491,8 +511,8 @@ class Context:
                                                                  *(["retry_all"] if cfg.evaluation.retry_all else [])})}
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
-        """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed run
-        takes up its work."""
+        """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed
+        run takes up its work."""
         def go() -> dict[str, Any]:
             if self.store.skipped and not self.resumed:
                 self.resumed = True

@@ -5,8 +5,8 @@ Torch's default is one thread per core of the machine. On a machine shared with 
 of our own processes (torchrun, `run --jobs`), those threads spin against each other and a CPU-bound stage
 can run ten times slower than alone (benchmarks/results/threads-cpu-2cores-2026-12-06.json: 0.33 s a toy
 pretraining step with one thread, 3.2 s with two, at a load average of 10.5 on 2 cores). So a run sets torch's
-threads to its share of the CPUs it may use (its affinity mask, capped by a cgroup CPU quota), no more than the
-cores the load average leaves free (at least one), and an explicit OMP_NUM_THREADS always wins.
+threads to its share of the CPUs it may use (its affinity mask, capped by a cgroup CPU quota), no more than
+the cores the load average leaves free (at least one), and an explicit OMP_NUM_THREADS always wins.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def choose_threads(cpus: int, share: int, load: float | None, omp: str | None) -
     why = f"{cpus} usable CPU{'s' * (cpus != 1)}" + (f" shared by {share} processes" if share > 1 else "")
     free = max(1, round(cpus - load)) if load is not None else mine
     if free < mine:  # threads beyond the idle cores wait on each other behind the other work
-        return Threads(free, f"{why}, load average {load:.1f}: {'none' if cpus - load < 1 else f'about {free}'} "
-                             f"free of other work")
+        left = "none" if cpus - load < 1 else f"about {free}"
+        return Threads(free, f"{why}, load average {load:.1f}: {left} free of other work")
     return Threads(mine, why)
 
 
@@ -79,12 +79,12 @@ def busy_warning(load: float | None, cpus: int) -> str | None:
     """A one-line warning when the machine's load average is above the CPUs this process may use."""
     if load is None or load <= cpus:
         return None
-    return (f"load average {load:.1f} on {cpus} usable CPU{'s' * (cpus != 1)}: other work shares this machine, "
-            f"so timings will be slower than on an idle one")
+    return (f"load average {load:.1f} on {cpus} usable CPU{'s' * (cpus != 1)}: other work shares this "
+            f"machine, so timings will be slower than on an idle one")
 
 
 def set_torch_threads(env: dict[str, str] | None = None) -> tuple[Threads, str | None]:
-    """Set torch's intra-op threads for this process; return the choice and the busy-machine warning (or None)."""
+    """Set torch's intra-op threads for this process; return the choice and the busy-machine warning."""
     import torch
 
     env = os.environ if env is None else env

@@ -35,8 +35,8 @@ class HubSource:
         return self.id + (f" (subset {self.subset})" if self.subset else "")
 
 
-# Each task's public data, named in errors about missing local files and by `secondtry ls`; the shipped configs
-# read these hub ids (their headers give the local override).
+# Each task's public data, named in errors about missing local files and by `secondtry ls`; the shipped
+# configs read these hub ids (their headers give the local override).
 SOURCES: dict[str, tuple[HubSource, ...]] = {
     "math": (HubSource("nlile/hendrycks-MATH-benchmark", None, ("train", "test")),  # train: PRM800K's 12,000
              HubSource("HuggingFaceH4/MATH-500", None, ("test",))),
@@ -86,16 +86,17 @@ def is_hub_id(cfg: TaskConfig) -> bool:
 
 def _where_to_get(cfg: TaskConfig) -> str:
     """Where the task's data can be had, for an error about a missing file: its public hub copy with this
-    split (the last named, for MATH's test split: MATH-500), read at run time or written once to local files."""
+    split (the last named, for MATH's test split: MATH-500), read at run time or written once to local
+    files."""
     hub = [h for h in SOURCES.get(cfg.name, ()) if cfg.split in h.splits]
     if not hub:
         return ""
     h = hub[-1]
     subset = f" --subset {h.subset}" if h.subset else ""
     return (f". Its {cfg.split} split is public on the hub: set the task's path to {h.id}"
-            + (f" and its subset to {h.subset}" if h.subset else "") + " to read it at run time (needs internet "
-            f"once, then cached), or where there is internet run `secondtry data {h.id}{subset} --to DIR` and set "
-            f"the path to DIR/{cfg.split}.jsonl")
+            + (f" and its subset to {h.subset}" if h.subset else "") + " to read it at run time (needs "
+            f"internet once, then cached), or where there is internet run `secondtry data {h.id}{subset} "
+            f"--to DIR` and set the path to DIR/{cfg.split}.jsonl")
 
 
 def looks_local(path: str) -> bool:
@@ -116,19 +117,22 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDataErro
             where = f"{path}:{lineno}"
             if lineno == 1 and raw.startswith(LFS_POINTER):
                 raise TaskDataError(f"{path}: a Git LFS pointer, not the data itself; fetch the file with "
-                                    f"`git lfs pull` (or download it from where the pointer's repository keeps it)")
+                                    f"`git lfs pull` (or download it from where the pointer's repository "
+                                    f"keeps it)")
             try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark opens some files
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark may open it
             except UnicodeDecodeError as e:
-                yield where, TaskDataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the file")
+                yield where, TaskDataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); "
+                                           f"re-encode the file")
                 continue
             if not text.strip():
                 continue
+            text = text.rstrip("\r\n")  # an error at its end is at the line's end, not "column 1" after it
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as e:
-                yield where, TaskDataError(f"{where}: malformed JSON ({e.msg} at character {e.colno} of the line, "
-                                           f"at {_near(text, e.pos)})" + _one_document_hint(text))
+                yield where, TaskDataError(f"{where}: malformed JSON ({e.msg} {_near(text, e.pos)})"
+                                           + _one_document_hint(text))
                 continue
             if not isinstance(row, dict):
                 yield where, TaskDataError(f"{where}: expected a JSON object, got {type(row).__name__}"
@@ -137,10 +141,12 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDataErro
             yield where, row
 
 
-def _near(text: str, pos: int, width: int = 24) -> str:
-    """The text around a parse error, the error marked: '{"problem": ⟪here⟫'."""
-    before, after = text[max(0, pos - width):pos], text[pos:pos + width].rstrip("\n")
-    return repr(before + "⟪here⟫" + after) if after else repr(before.rstrip("\n") + "⟪end of line⟫")
+def _near(text: str, pos: int, width: int = 40) -> str:
+    """Where in the line a parse error is, the text around it marked: at character 12: '{"a": ⟪here⟫x}'."""
+    before = text[max(0, pos - width):pos]
+    if pos >= len(text):
+        return f"at the end of the line: {before + '⟪end⟫'!r}"
+    return f"at character {pos + 1}: {before + '⟪here⟫' + text[pos:pos + width]!r}"
 
 
 def _one_document_hint(text: str) -> str:
@@ -164,23 +170,24 @@ def _read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDat
         raise TaskDataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     for i, row in enumerate(items):
         if not isinstance(row, dict):
-            yield f"{path}[{i}]", TaskDataError(f"{path}[{i}]: expected a JSON object, got {type(row).__name__}")
+            yield f"{path}[{i}]", TaskDataError(f"{path}[{i}]: expected a JSON object, got "
+                                                f"{type(row).__name__}")
             continue
         yield f"{path}[{i}]", row
 
 
 def _read_hub(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any] | TaskDataError]]:
-    """Rows of a hub dataset (or a local dataset folder) through `datasets.load_dataset(path, subset, split)`."""
+    """Rows of a hub dataset (or a local dataset folder): `datasets.load_dataset(path, subset, split)`."""
     import datasets
 
     try:
         ds = datasets.load_dataset(cfg.path, name=cfg.subset, split=cfg.split)
     except Exception as e:
-        subset = f" subset {cfg.subset!r}" if cfg.subset else ""
+        subset, flag = (f" subset {cfg.subset!r}", f" --subset {cfg.subset}") if cfg.subset else ("", "")
         raise TaskDataError(f"{cfg.path}: could not load{subset} split {cfg.split!r} with `datasets` "
                             f"({type(e).__name__}: {str(e)[:200]}); offline? on a machine with internet run "
-                            f"`secondtry data {cfg.path}{f' --subset {cfg.subset}' if cfg.subset else ''} --to DIR`, "
-                            f"copy DIR here and set the task's path to DIR/{cfg.split}.jsonl") from None
+                            f"`secondtry data {cfg.path}{flag} --to DIR`, copy DIR here and set the task's "
+                            f"path to DIR/{cfg.split}.jsonl") from None
     for i, row in enumerate(ds):
         yield f"{cfg.path}[{cfg.split}]#{i}", dict(row)
 
@@ -241,12 +248,13 @@ def with_instruction(question: str, instruction: str | None) -> str:
 
 def materialise(path: str, out_dir: Path, subset: str | None = None,
                 splits: list[str] | None = None) -> dict[str, tuple[Path, int]]:
-    """A task's data written once as local JSONL files, for a machine without the network: split -> (file, rows).
+    """A task's data written once as local JSONL files, for a machine without the network:
+    split -> (file, rows).
 
-    A hub id (or a local dataset folder) is read with `datasets` (every split it has, or `splits`) and written as
-    `out_dir/<split>.jsonl`, each row as `datasets` gives it, so the task loaders read the files as they read the
-    hub. A local JSONL or JSON-array file is copied row by row to `out_dir/<split>.jsonl` (the split named, else
-    the file's stem)."""
+    A hub id (or a local dataset folder) is read with `datasets` (every split it has, or `splits`) and
+    written as `out_dir/<split>.jsonl`, each row as `datasets` gives it, so the task loaders read the files
+    as they read the hub. A local JSONL or JSON-array file is copied row by row to `out_dir/<split>.jsonl`
+    (the split named, else the file's stem)."""
     import datasets
 
     from ..store import atomic_open
@@ -265,8 +273,8 @@ def materialise(path: str, out_dir: Path, subset: str | None = None,
             loaded = {s: datasets.load_dataset(path, name=subset, split=s) for s in splits} if splits else \
                 dict(datasets.load_dataset(path, name=subset))
         except Exception as e:
-            raise TaskDataError(f"{path}: could not load it with `datasets` ({type(e).__name__}: {str(e)[:300]})") \
-                from None
+            raise TaskDataError(f"{path}: could not load it with `datasets` "
+                                f"({type(e).__name__}: {str(e)[:300]})") from None
         tables = {s: (dict(row) for row in ds) for s, ds in loaded.items()}
     written = {}
     for split, rows in tables.items():

@@ -169,7 +169,7 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         raise ValueError(f"toy model size {size!r} is pretrained on a GPU (a few minutes on an H200) and no CUDA "
                          f"device is here; on a CPU use toy:demo")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    # the process's threads (set from its share of the CPUs: machine.py), at most 4: tiny matmuls gain nothing more
+    # the process's threads (its share of the CPUs: machine.py), at most 4: tiny matmuls gain nothing more
     torch.set_num_threads(max(1, min(4, threads)))
     torch.use_deterministic_algorithms(not cuda)
     device = torch.device("cuda" if cuda else "cpu")

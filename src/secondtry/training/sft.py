@@ -99,11 +99,11 @@ def last_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
-_MISSING_TOLD: set[str] = set()  # trackers already named as missing by this process: said once, not every round
+_MISSING_TOLD: set[str] = set()  # trackers this process already named as missing: said once, not every round
 
 
 def trackers(wanted: list[str], log: Log = Log()) -> list[str]:
-    """The configured trackers whose package is installed (the others are named once a process, and skipped)."""
+    """The configured trackers whose package is installed (the others are named once, and skipped)."""
     import importlib.util
 
     have = [name for name in wanted if importlib.util.find_spec(name) is not None]
@@ -311,8 +311,8 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)  # transformers' TensorBoard callback reads it
     try:
         with contextlib.ExitStack() as stack, \
-                log.progress(f"{_round_of(where)}training ({t.method}, {len(examples)} examples)", total=t.steps,
-                             unit="steps") as bar:
+                log.progress(f"{_round_of(where)}training ({t.method}, {len(examples)} examples)",
+                             total=t.steps, unit="steps") as bar:
             steps = _step_callback(bar, where)
 
             def attempt(batch: int, accum: int):
