@@ -200,6 +200,7 @@ def test_verify_reports_agreement_with_a_label_field(tmp_path):
     assert code == 0, out
     text = " ".join(out.split())
     assert "2 / 3" in text and "c: gold '3', extracted '3': verifier True, label False" in text
+    assert "agreement with --label ok" in text
     assert [json.loads(line)["label"] for line in out_file.read_text().splitlines()] == [True, False, False]
     (tmp_path / "bad.jsonl").write_text('{"completion": "1", "answer": "1", "ok": "yes"}\n')
     code, out = invoke("verify", tmp_path / "bad.jsonl", "--workers", "0", "--label", "ok")

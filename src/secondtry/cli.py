@@ -554,19 +554,19 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     console = Console()
     runs = [("all", options)] + ([(x, {**options, "extractors": [x]}) for x in extractors] if each else [])
     results = {}
-    for label, opts in runs:
+    for which, opts in runs:
         with VerifierPool(name, workers, timeout, options=opts) as pool:
             t = time.perf_counter()
-            with console.status(f"verifying {len(items)} rows ({label})"):
+            with console.status(f"verifying {len(items)} rows ({which})"):
                 verdicts = pool.map(items)
             wall = time.perf_counter() - t
-            results[label] = (verdicts, summarize(verdicts), wall, pool)
+            results[which] = (verdicts, summarize(verdicts), wall, pool)
     verdicts, summary, wall, pool = results["all"]
     n = summary["n"]
     rows = [[k, str(summary[k]), f"{summary[k] / n:.1%}"] for k in ("correct", "incorrect", "cannot_judge")]
     if summary["lucky"]:
         rows.append(["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"])
-    console.print(rich_table(f"{file}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows,
+    console.print(rich_table(f"{file.name}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows,
                              console.width))
     console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]],
                              console.width))

@@ -220,6 +220,8 @@ def round_head(history: list[RoundResult], metric: str, name: str) -> list[str]:
     other = other_metric(history, metric)
     head = [h.format(metric=name) for h in ROUND_HEAD]
     return head[:3] + ([f"Δ base {'greedy' if other == 'pass1_greedy' else 'sampled'} pp"] if other else []) + head[3:]
+
+
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
 
 
@@ -329,6 +331,11 @@ def rich_table(title: str, head: list[str], rows: list[list[str]], width: int | 
     widths, notes = None, []
     if width is not None:
         head, rows, widths, notes = fit(head, rows, width, narrow or Narrow())
+    if widths:  # the title and notes wrap at the table's width: wide enough for their longest word
+        longest = max((len(w) for line in [title, *notes] for w in line.split()), default=0)
+        short = min(longest, width or longest) - (sum(widths) + BORDER * len(widths) + 1)
+        if short > 0:
+            widths = [*widths[:-1], widths[-1] + short]
     t = Table(title=title, caption="\n".join(notes) or None, caption_justify="left")
     for i, h in enumerate(head):
         t.add_column(h, overflow="fold", width=widths[i] if widths else None)
