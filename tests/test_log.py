@@ -65,6 +65,16 @@ def test_a_failed_stage_says_where_it_stopped_and_a_terminal_gets_bars_not_lines
     assert duration(59.6) == "1m 00s" and duration(7325) == "2h 02m"
 
 
+def test_in_a_log_file_a_long_message_stays_one_line():
+    out = io.StringIO()
+    log = RichLog(plain=True, every_s=0, file=out)
+    message = "round 1: sampled pass@1 24.2% on the test set, +4.7 pp from the base; " * 3
+    log.info(message.strip())
+    log.warn(message.strip())
+    lines = out.getvalue().splitlines()
+    assert lines == [message.strip(), "warning: " + message.strip()]
+
+
 def test_the_cli_on_a_pipe_prints_progress_lines_while_a_stage_runs(tiny_model, tmp_path):
     """`secondtry run ... | tee log`: each stage's lines arrive as it runs, before the stage's end line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "0", "COLUMNS": "80"}

@@ -153,7 +153,8 @@ class RichLog(Log):
 
     def _print(self, message: str, **style: Any) -> None:
         sys.stdout.flush()  # what the command printed before this line comes before it in a shared log
-        self.console.print(message, highlight=False, **style)
+        # in a log file each message stays one line (grep finds it whole); a terminal wraps between words
+        self.console.print(message, highlight=False, soft_wrap=self.plain, **style)
         if self.plain:
             self.console.file.flush()
 
