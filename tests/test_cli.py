@@ -205,6 +205,7 @@ def test_verify_reports_agreement_with_a_label_field(tmp_path):
     assert code == 0, out
     text = " ".join(out.split())
     assert "2 / 3" in text and "c: gold '3', extracted '3': verifier True, label False" in text
+    assert "agreement with --label ok" in text
     assert [json.loads(line)["label"] for line in out_file.read_text().splitlines()] == [True, False, False]
     (tmp_path / "bad.jsonl").write_text('{"completion": "1", "answer": "1", "ok": "yes"}\n')
     code, out = invoke("verify", tmp_path / "bad.jsonl", "--workers", "0", "--label", "ok")
@@ -326,3 +327,100 @@ def test_the_run_directory_stays_locked_until_the_report_is_written_then_release
     result = runner.invoke(app, ["eval", str(path)])
     assert result.exit_code != 0 and "the report failed" in str(result.exception)
     RunStore.open(cfg).close()  # released on the way out of a failure too
+
+
+# ----------------------------------------------------------------------------- what a new user meets
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def no_network(*args, **kwargs):
+    raise AssertionError(f"validate reached for the network: load_dataset{args}")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_validates_from_a_fresh_clone_with_no_data_folder(path, tmp_path, monkeypatch):
+    """As cloned: configs/ and no data/. Hub ids are checked for form, not fetched; the header names the local
+    override for every hub id the config reads."""
+    import shutil
+
+    import datasets
+
+    from secondtry.config import load_config
+    from secondtry.tasks.io import is_hub_id
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    code, out = invoke("validate", f"configs/{path.name}")
+    assert code == 0, out
+    assert f"configs/{path.name}: ok" in out
+    cfg = load_config(path)
+    tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
+             ("transfer_task", cfg.transfer_task),
+             ("evaluation.validation_task", cfg.evaluation.validation_task)]
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    for key, task in tasks:
+        if task is not None and task.path and is_hub_id(task):
+            assert f"{key}: hub id {task.path}" in out and "(read at run time)" in out
+            assert task.path in header, f"{path.name}: the header does not name {task.path}"
+            assert f"{key}.path=data/" in header, f"{path.name}: the header gives no local override for {key}"
+            assert f"secondtry data configs/{path.name} --to data" in header
+
+
+def test_a_config_this_machine_cannot_run_validates_with_a_warning_and_run_refuses_before_starting(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    code, out = invoke("validate", ROOT / "configs" / "synthetic-gpu.yaml", "--no-data")
+    assert code == 0 and "warning: not on this machine: model.path toy:gpu is pretrained on a CUDA GPU" in out
+    code, out = invoke("run", ROOT / "configs" / "synthetic-gpu.yaml", f"run_dir={tmp_path / 'runs'}")
+    assert code == 2 and "this machine cannot run it: model.path toy:gpu" in " ".join(out.split())
+    assert_nothing_written(tmp_path / "runs")
+    code, out = invoke("eval", config_file(tmp_path), "backend.device=cuda")
+    assert code == 2 and "backend.device cuda needs a CUDA GPU" in " ".join(out.split())
+    assert_nothing_written(tmp_path / "runs")
+
+
+def test_data_writes_a_configs_hub_data_as_local_files_and_the_overrides_run_offline(tmp_path, monkeypatch,
+                                                                                    data_dir):
+    """`secondtry data CONFIG --to DIR` where there is internet; the printed overrides validate offline."""
+    import datasets
+
+    def first_rows(split):
+        lines = (data_dir / "gsm8k" / f"{split}.jsonl").read_text().splitlines()[:30]
+        return [json.loads(line) for line in lines]
+
+    rows = {s: first_rows(s) for s in ("train", "test")}
+    calls = []
+
+    def hub(path, name=None, split=None):
+        calls.append((path, name, split))
+        return datasets.DatasetDict({s: datasets.Dataset.from_list(r) for s, r in rows.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    config = ROOT / "configs" / "gsm8k-smollm2-135m.yaml"
+    code, out = invoke("data", config, "--to", tmp_path / "data")
+    assert code == 0, out
+    assert calls == [("openai/gsm8k", "main", None)]  # one download for the two tasks that read it
+    assert (tmp_path / "data" / "gsm8k" / "train.jsonl").is_file()
+    line = next(x for x in out.splitlines() if x.startswith("offline: secondtry run "))
+    overrides = line.split(str(config), 1)[1].split()
+    assert overrides == [f"train_task.path={tmp_path / 'data' / 'gsm8k' / 'train.jsonl'}",
+                         f"eval_task.path={tmp_path / 'data' / 'gsm8k' / 'test.jsonl'}"]
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    code, out = invoke("validate", config, *overrides, "evaluation.validation=10", "train_task.limit=30",
+                       "eval_task.limit=30")
+    assert code == 0 and "data: 20 training problems; 30 test, 10 validation" in out, out
+    code, out = invoke("data", data_dir / "gsm8k" / "test.jsonl", "--to", tmp_path / "copy", "--split",
+                       "test")
+    assert code == 0 and "[test]: 1,319 rows ->" in out and (tmp_path / "copy" / "test.jsonl").is_file()
+
+
+def test_version_and_help_without_type_clutter():
+    code, out = invoke("--version")
+    assert code == 0 and out.startswith("secondtry ")
+    for command in ("run", "validate", "demo", "report", "compare", "data"):
+        code, out = invoke(command, "--help")
+        assert code == 0 and "<bool>" not in out, out

@@ -34,3 +34,18 @@ def test_ci_patience_waits_for_rounds_without_a_clear_gain():
     assert not decide(StopState(3, "before_train", retry_yield=0.5, examples=9, gain_cis=[unclear, worse]), s).stop
     one = cfg(stopping={"policies": ["ci_patience"], "patience": 1}).stopping
     assert decide(StopState(1, "after_eval", gain=0.0, gain_cis=[[None, None]]), one).stop  # no CI: not a clear gain
+
+
+def test_a_stop_reason_names_the_metric_and_the_set_its_gain_was_measured_on():
+    s = cfg(stopping={"max_rounds": 3}).stopping
+    worse = decide(StopState(2, "after_eval", 0.3, 9, gain=-0.018, gain_on="validation",
+                             metric="pass1_sampled"), s)
+    assert worse.reason == ("sampled pass@1 on the validation split changed by -1.8 pp from the round "
+                            "before: the next round would not pay")
+    assert worse.inputs["metric"] == "pass1_sampled" and worse.inputs["gain_on"] == "validation"
+    greedy = decide(StopState(2, "after_eval", gain=-0.02, gain_on="test", metric="pass1_greedy"), s)
+    assert greedy.reason.startswith("greedy pass@1 on the test set changed by -2.0 pp")
+    patience = cfg(stopping={"policies": ["ci_patience"], "patience": 1}).stopping
+    flat = decide(StopState(1, "after_eval", gain=0.0, gain_cis=[[-0.01, 0.01]], gain_on="validation",
+                            metric="pass1_sampled"), patience)
+    assert "gained sampled pass@1 on the validation split with a 95% CI above zero" in flat.reason

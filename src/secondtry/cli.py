@@ -12,7 +12,25 @@ from .bench.train import DEFAULT_PATHS, PATHS
 from .presets import PRESETS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: no panels, no <bool> beside each flag
                   help="Turn a model's correct second tries into weights, round after round.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"secondtry {version('secondtry')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("secondtry (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="print the version and exit")) -> None:
+    """Turn a model's correct second tries into weights, round after round."""
 
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. training.steps=100 model.path=/models/x")
 
@@ -75,13 +93,16 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     from .log import Log, RichLog
     from .loop import run
 
+    _refuse_if_unrunnable(cfg)
     distributed.init()
     log = RichLog() if distributed.is_main() else Log()
+    _machine(log)
     _quiet_libraries()
     cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
     log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
                                                  if distributed.active() else ""))
-    report = (lambda: _report(cfg.run_path, tables)) if distributed.is_main() else None
+    # the report (still locked); the log said each round's decision as it was made
+    report = (lambda: _report(cfg.run_path, tables, decisions=False)) if distributed.is_main() else None
     run(cfg, log, allow_change=allow_change, eval_only=eval_only, then=report)  # the report: still locked
     if distributed.is_main():
         log.info(f"records, models and report: {cfg.run_path}")
@@ -97,7 +118,9 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
 
     if distributed.world_size() > 1:
         _fail("--jobs starts its own processes; under torchrun run without it")
+    _refuse_if_unrunnable(configs[0])
     log = RichLog()
+    _machine(log)
     _quiet_libraries()
     _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
     return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log,
@@ -105,9 +128,10 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
 
 
 def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None,
-            page_md: bool = False) -> None:
+            page_md: bool = False, decisions: bool = True) -> None:
     """report/summary.md, the dashboard (report/index.html, report/plots/), with `page_md` the same page as
-    Markdown (report/page.md), and the tables in the terminal."""
+    Markdown (report/page.md), and the tables in the terminal (with `decisions`, why each round went on or
+    stopped)."""
     from .report import build_dashboard, markdown, print_tables
     from .report.dashboard import SAMPLE, page_markdown
     from .report.runs import load_run
@@ -119,8 +143,25 @@ def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index
         write_text(run_dir / "report" / "page.md", page_markdown(load_run(run_dir)))
         print(f"page (Markdown): {run_dir / 'report' / 'page.md'}")
     if tables:
-        print_tables(run_dir)
+        print_tables(run_dir, decisions=decisions)
     print(f"dashboard: {page}")
+
+
+_MACHINE_TOLD: list[str] = []
+
+
+def _machine(log) -> None:
+    """Torch's threads from this process's share of the CPUs it may use (machine.py); the choice, and a
+    warning when other work keeps those CPUs busy, said once a process."""
+    from .machine import set_torch_threads
+
+    threads, busy = set_torch_threads()
+    said = f"cpu: {threads.count} torch thread{'s' * (threads.count != 1)} ({threads.why})"
+    if said not in _MACHINE_TOLD:
+        _MACHINE_TOLD.append(said)
+        if busy:
+            log.warn(busy)
+        log.info(said)
 
 
 def _quiet_libraries() -> None:
@@ -342,20 +383,125 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
-             data: bool = typer.Option(True, "--data/--no-data", help="also load the task data")) -> None:
-    """Check a config (keys, types, names) and, with --data, that its task data loads."""
+             data: bool = typer.Option(True, "--data/--no-data",
+                                       help="also load the task data in local files")) -> None:
+    """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only
+    at run time: no network here); and whether this machine can run it."""
     def go() -> None:
         from .log import Log
         from .loop import check_names, load_problems
+        from .tasks import TASKS, TaskDataError
+        from .tasks.io import is_hub_id
 
         cfg = _config(config, overrides)
         check_names(cfg)
-        if data:
+        tasks = _tasks(cfg)
+        hub = set()
+        for key, task in tasks:
+            try:
+                if is_hub_id(task):
+                    hub.add(key)
+            except TaskDataError as e:  # a missing local file: the error names its public source
+                raise TaskDataError(f"{key}: {e}") from None
+        for key, task in tasks:
+            if key in hub:
+                print(f"{key}: hub id {task.path}" + (f", subset {task.subset}" if task.subset else "")
+                      + f", split {task.split} (read at run time)")
+        if data and not hub:
             train, sets = load_problems(cfg, Log())
             print(f"data: {len(train)} training problems; " + ", ".join(f"{len(v)} {k}" for k, v in sets.items()))
+        elif data:
+            for key, task in tasks:
+                if key not in hub:
+                    print(f"{key}: {len(TASKS[task.name](task, cfg.seed))} problems ({task.name})")
         print(f"{config}: ok")
+        for problem in _machine_problems(cfg):
+            print(f"warning: not on this machine: {problem}")
 
     _guard(go)
+
+
+def _tasks(cfg) -> list:
+    """(config key, TaskConfig) of every task a config reads."""
+    validation = cfg.evaluation.validation_task
+    return [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
+            *([("evaluation.validation_task", validation)] if validation else []),
+            *([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else [])]
+
+
+def _refuse_if_unrunnable(cfg) -> None:
+    """Stop before anything starts when this machine cannot run the config (`_machine_problems`)."""
+    from .config import ConfigError
+
+    problems = _machine_problems(cfg)
+    if problems:
+        raise ConfigError("this machine cannot run it: " + "; ".join(problems))
+
+
+def _machine_problems(cfg) -> list[str]:
+    """What keeps this machine from running a config: a GPU-sized toy model or a CUDA device, without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    problems = []
+    if cfg.model.path.startswith("toy:"):
+        from .toy.model import GPU_SIZES, RECIPES
+
+        recipe = RECIPES.get(cfg.model.path.removeprefix("toy:"))
+        if recipe and recipe.size in GPU_SIZES:
+            problems.append(f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has "
+                            f"none (on a CPU use toy:demo or toy:tiny)")
+    if cfg.backend.device.startswith("cuda"):
+        problems.append(f"backend.device {cfg.backend.device} needs a CUDA GPU and this machine has none "
+                        f"(backend.device=auto uses the CPU)")
+    return problems
+
+
+@app.command(name="data")
+def data_(source: str = typer.Argument(..., metavar="SOURCE",
+                                       help="a hub id (openai/gsm8k), a local data file or dataset folder, "
+                                            "or a config YAML (every hub id it reads)"),
+          to: Path = typer.Option(..., "--to", metavar="DIR",
+                                  help="folder to write <split>.jsonl files into"),
+          subset: Optional[str] = typer.Option(None, "--subset", metavar="NAME",
+                                               help="the hub dataset's subset (config name), e.g. main"),
+          split: Optional[List[str]] = typer.Option(
+              None, "--split", metavar="NAME",
+              help="only this split (repeat for several; default: all)")) -> None:
+    """Write a task's data once as local JSONL files, for machines without the network: each split of a hub
+    dataset as DIR/<split>.jsonl. Given a config, each hub id it reads goes to DIR/<dataset name>/, and the
+    overrides that point the config at those files are printed."""
+    def go() -> None:
+        from .tasks.io import is_hub_id, materialise
+
+        path = Path(source)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            cfg = _config(path, [])
+            hub = [(key, task) for key, task in _tasks(cfg) if task.path and is_hub_id(task)]
+            if not hub:
+                print(f"{source}: reads no hub id; nothing to write")
+                return
+            overrides, done = [], {}
+            for key, task in hub:
+                where = to / task.path.split("/")[-1]
+                if (task.path, task.subset) not in done:
+                    done[(task.path, task.subset)] = materialise(task.path, where, task.subset)
+                    _say_written(task.path, done[(task.path, task.subset)])
+                if task.split not in done[(task.path, task.subset)]:
+                    _fail(f"{key}: {task.path} has no split {task.split!r} "
+                          f"(it has {', '.join(done[(task.path, task.subset)])})")
+                overrides.append(f"{key}.path={where / f'{task.split}.jsonl'}")
+            print(f"offline: secondtry run {source} " + " ".join(overrides))
+            return
+        _say_written(source, materialise(source, to, subset, list(split or []) or None))
+
+    _guard(go)
+
+
+def _say_written(source: str, written: dict[str, tuple[Path, int]]) -> None:
+    for split, (file, rows) in written.items():
+        print(f"{source} [{split}]: {rows:,} rows -> {file}")
 
 
 @app.command()
@@ -422,20 +568,22 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     console = Console()
     runs = [("all", options)] + ([(x, {**options, "extractors": [x]}) for x in extractors] if each else [])
     results = {}
-    for label, opts in runs:
+    for which, opts in runs:
         with VerifierPool(name, workers, timeout, options=opts) as pool:
             t = time.perf_counter()
-            with console.status(f"verifying {len(items)} rows ({label})"):
+            with console.status(f"verifying {len(items)} rows ({which})"):
                 verdicts = pool.map(items)
             wall = time.perf_counter() - t
-            results[label] = (verdicts, summarize(verdicts), wall, pool)
+            results[which] = (verdicts, summarize(verdicts), wall, pool)
     verdicts, summary, wall, pool = results["all"]
     n = summary["n"]
     rows = [[k, str(summary[k]), f"{summary[k] / n:.1%}"] for k in ("correct", "incorrect", "cannot_judge")]
     if summary["lucky"]:
         rows.append(["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"])
-    console.print(rich_table(f"{file}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows))
-    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]]))
+    console.print(rich_table(f"{file.name}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows,
+                             console.width))
+    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]],
+                             console.width))
     console.print(f"{n / wall:,.0f} verdicts/s with {workers} workers; hard timeouts {pool.timeouts}, "
                   f"worker crashes {pool.crashes}, max overrun {pool.max_overrun_s:.2f}s", highlight=False)
     if summary["compared"]:
@@ -450,7 +598,8 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         arows = [["all", f"{agreed['agree']} / {n}", f"{agreed['rate']:.1%}"]]
         arows += [[f"labelled {'right' if lab else 'wrong'}", f"{a} / {k}", f"{a / k:.1%}" if k else "-"]
                   for lab, (a, k) in agreed["by_label"].items()]
-        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows))
+        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows,
+                                 console.width))
         for i in agreed["disagree"][:show]:
             p, v = items[i][0], verdicts[i]
             console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
@@ -459,7 +608,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
         erows = [[name_, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
                  for name_, (_, s, _, _) in results.items()]
         console.print(rich_table("each extractor on its own", ["extractors", "correct", "correct rows", "cannot judge"],
-                                 erows))
+                                 erows, console.width))
     if out:
         write_jsonl(out, ({"id": p.id, "verdict": to_dict(v), **({"label": labels[i]} if labels else {})}
                           for i, ((p, _), v) in enumerate(zip(items, verdicts))))
@@ -687,45 +836,42 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
 
 @app.command(name="ls")
 def ls() -> None:
-    """List tasks, verifiers, conditions, backends and stopping policies."""
+    """List tasks (and their data on the hub), verifiers, conditions, backends and stopping policies."""
     from rich.console import Console
-    from rich.table import Table
 
     from .backends import BACKENDS
     from .conditions import CONDITIONS
+    from .report.tables import rich_table
     from .stopping import STOPPING
-    from .tasks import TASKS
-    from .verifiers import VERIFIERS
-
-    table = Table(title="secondtry extension points", show_lines=False)
-    for col in ("kind", "name", "what it does"):
-        table.add_column(col)
-    for kind, registry in (("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS),
-                           ("backend", BACKENDS), ("stopping", STOPPING)):
-        for name, obj in registry.items():
-            doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
-            table.add_row(kind, name, doc)
-    console = Console()
-    console.print(table)
-    from .verifiers import options_of
+    from .tasks import SOURCES, TASKS
+    from .verifiers import VERIFIERS, options_of
     from .verifiers.extract import EXTRACTORS
 
-    opts = Table(title="verifier options (verifier.options)")
-    for col in ("verifier", "option", "default"):
-        opts.add_column(col)
-    for name in VERIFIERS:
-        for opt, param in options_of(name).items():
-            opts.add_row(name, opt, repr(param.default))
-    console.print(opts)
-    ex = Table(title="answer extractors (verifier.options.extractors; also regex:PATTERN)")
-    for col in ("extractor", "what it reads"):
-        ex.add_column(col)
-    for name, fn in EXTRACTORS.items():
-        ex.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
-    console.print(ex)
+    def first_line(obj) -> str:
+        return (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
+
+    console = Console()
+    rows = [[kind, name, first_line(obj)] for kind, registry in (
+        ("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS), ("backend", BACKENDS),
+        ("stopping", STOPPING)) for name, obj in registry.items()]
+    console.print(rich_table("secondtry extension points", ["kind", "name", "what it does"], rows,
+                             console.width))
+    hub = [[task, h.id, h.subset or "–", ", ".join(h.splits)] for task, sources in SOURCES.items()
+           for h in sources]
+    console.print(rich_table("task data on the hub (a task's path: the id, read at run time; `secondtry "
+                             "data` writes it as local files)", ["task", "hub id", "subset", "splits"], hub,
+                             console.width))
+    opts = [[name, opt, repr(param.default)] for name in VERIFIERS for opt, param in options_of(name).items()]
+    console.print(rich_table("verifier options (verifier.options)", ["verifier", "option", "default"], opts,
+                             console.width))
+    ex = [[name, (fn.__doc__ or "").strip().splitlines()[0]] for name, fn in EXTRACTORS.items()]
+    console.print(rich_table("answer extractors (verifier.options.extractors; also regex:PATTERN)",
+                             ["extractor", "what it reads"], ex, console.width))
 
 
 def main() -> None:
+    if hasattr(sys.stdout, "reconfigure"):  # tables (stdout) and the log (stderr) keep their order in a file
+        sys.stdout.reconfigure(line_buffering=True)
     app()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .log import Log
+from .machine import usable_cpus
 
 
 @dataclass
@@ -30,8 +31,7 @@ class Job:
 
 def threads_per_job(jobs: int) -> int:
     """CPU threads each process may use, so that K processes do not oversubscribe the cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // jobs)
+    return max(1, usable_cpus() // jobs)
 
 
 def visible_gpus() -> list[str]:
@@ -56,7 +56,7 @@ def run_jobs(jobs: list[Job], at_once: int, log: Log, gpus: list[str] | None = N
     running: list[tuple[Job, subprocess.Popen, str | None]] = []
     failed: dict[str, str] = {}
     try:
-        with log.progress(f"runs ({at_once} at a time)", len(jobs)) as bar:
+        with log.progress(f"runs ({at_once} at a time)", len(jobs), "runs") as bar:
             while waiting or running:
                 while waiting and len(running) < at_once:
                     job = waiting.pop(0)

@@ -24,6 +24,15 @@ class StopState:
     gain_ci: list[float] | None = None
     gain_cis: list[list[float]] | None = None  # every trained round's gain CI so far, this one last
     gain_on: str | None = None  # the evaluation set the gains are measured on: validation if held out, else test
+    metric: str | None = None  # the metric the gains are of (evaluation.metric)
+
+    def gain_of(self) -> str:
+        """What the gains are: "sampled pass@1 on the validation split" (as far as the state says)."""
+        names = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
+        what = names.get(self.metric or "", self.metric or "the metric")
+        sets = {"validation": " on the validation split", "test": " on the test set"}
+        on = sets.get(self.gain_on or "", "")
+        return what + on
 
 
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
@@ -37,7 +46,8 @@ def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
 def negative_gain(s: StopState, cfg: StoppingConfig) -> str | None:
     """Stop after a round that lowered the metric; the previous round stays the best."""
     if s.phase == "after_eval" and s.gain is not None and s.gain < 0:
-        return f"round {s.round} changed the metric by {s.gain * 100:+.1f} pp: the next round would not pay"
+        return (f"{s.gain_of()} changed by {s.gain * 100:+.1f} pp from the round before: the next round "
+                f"would not pay")
     return None
 
 
@@ -47,7 +57,7 @@ def ci_patience(s: StopState, cfg: StoppingConfig) -> str | None:
     if s.phase != "after_eval" or len(recent) < cfg.patience:
         return None
     if all(ci[0] is None or ci[0] <= 0 for ci in recent):
-        return (f"none of the last {cfg.patience} round(s) gained with a 95% CI above zero "
+        return (f"none of the last {cfg.patience} round(s) gained {s.gain_of()} with a 95% CI above zero "
                 f"(lower bounds {', '.join('n/a' if ci[0] is None else f'{ci[0] * 100:+.1f} pp' for ci in recent)})")
     return None
 

@@ -48,10 +48,29 @@ def test_compare_evals_gains_decay_absorbed_share_and_flips():
     assert out["absorbed_share"]["value"] == pytest.approx(0.5)  # gap 1.0 -> 0.5
     lo, hi = out["absorbed_share"]["ci"]
     assert 0 <= lo <= 0.5 <= hi <= 1
-    assert out["flips_vs_prev"] == {"outcome": "greedy", "wrong_to_right": 1, "right_to_wrong": 0,
-                                    "mcnemar_p": 1.0}
+    assert out["flips_vs_prev"] == {"metric": "pass1_sampled", "gained": 1, "lost": 0, "unchanged": 3,
+                                    "p_value": 1.0}
     with pytest.raises(ValueError, match="different problem sets"):
         compare_evals(base, None, base, now[:3], "pass1_sampled", 200, 0)
+
+
+def test_problems_gained_and_lost_follow_the_headline_metric_not_greedy_outcomes():
+    """A sampled headline counts a problem as gained when more of its samples are right, whatever greedy
+    did."""
+    from secondtry.evaluation.metrics import gained_and_lost
+
+    yes, no = True, False
+    prev = [rec("a", yes, [yes, no, no, no], [yes]), rec("b", no, [yes, yes, no, no], [yes]),
+            rec("c", yes, [yes, yes], [yes])]
+    now = [rec("a", yes, [yes, yes, yes, no], [yes]), rec("b", yes, [no, no, no, no], [no]),
+           rec("c", yes, [yes, yes], [yes])]
+    sampled = gained_and_lost(prev, now, "pass1_sampled")
+    assert (sampled["gained"], sampled["lost"], sampled["unchanged"]) == (1, 1, 1)  # a rose, b fell, c same
+    greedy = gained_and_lost(prev, now, "pass1_greedy")
+    assert (greedy["gained"], greedy["lost"], greedy["unchanged"]) == (1, 0, 2)  # b's greedy flipped right
+    base = [rec(p, False, [False, False], [False]) for p in "abc"]
+    both = compare_evals(base, None, prev, now, "pass1_greedy", 200, 0)["flips_vs_prev"]
+    assert both["metric"] == "pass1_greedy" and both["gained"] == 1
 
 
 def test_train_figures_retry_yield_on_the_frontier():

@@ -178,12 +178,12 @@ def gains(base, before_prev, prev, now, cfg: dict) -> dict:
         vbp = vectors(before_prev)
         out["decay"] = ratio_boot([vbp[metric], vp[metric], vn[metric]], lambda m: None if m[1] - m[0] <= 0 else
                                   (m[2] - m[1]) / (m[1] - m[0]), n_boot, seed)
-    key = "greedy" if base[0]["greedy"] is not None else None
-    before = [bool(r["greedy"]) if key else bool(r["samples"][0]) for r in prev]
-    after = [bool(r["greedy"]) if key else bool(r["samples"][0]) for r in now]
-    b = sum(x and not y for x, y in zip(before, after))
-    c = sum(y and not x for x, y in zip(before, after))
-    out["flips_vs_prev"] = {"wrong_to_right": c, "right_to_wrong": b, "mcnemar_p": mcnemar_p(b, c)}
+    # problems gained and lost on the headline metric: its per-problem value rose or fell (sampled: the share
+    # of right samples), an exact sign test on them
+    b = sum(x > y for x, y in zip(vp[metric], vn[metric]))
+    c = sum(y > x for x, y in zip(vp[metric], vn[metric]))
+    out["flips_vs_prev"] = {"metric": metric, "gained": c, "lost": b, "unchanged": len(now) - b - c,
+                            "p_value": mcnemar_p(b, c)}
     return out
 
 

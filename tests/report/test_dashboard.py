@@ -280,3 +280,37 @@ def test_index_and_short_runs_in_chromium(runs, browser):
     page.click("text=← all experiments")
     assert page.url.endswith(f"{root.name}/index.html")
     assert not problems, problems
+
+
+def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
+    from types import SimpleNamespace
+
+    from secondtry.report.dashboard import Compute, gained_rows
+    from secondtry.types import Decision, RoundResult
+
+    def rnd(k, device, gain=None, flips=None):
+        figures = {"eval": {}, **({"delta_from_base": gain} if gain else {}),
+                   **({"flips_vs_prev": flips} if flips else {})}
+        cost = {"eval_s": 1800.0, "device": device}
+        return RoundResult(k, f"m{k}", bool(k), figures, cost, Decision(False, "go"))
+
+    gain = {"value": 0.05, "ci": [0.02, 0.08]}
+    rounds = [rnd(0, "2x NVIDIA H100"), rnd(1, "2x NVIDIA H100", gain)]  # an hour of wall time on 2 GPUs
+    v = SimpleNamespace(best=rounds[1], metric="pass1_sampled", history=rounds)
+    compute = Compute.of(v)
+    assert compute.unit == "GPU-hours" and compute.total_hours == 2.0
+    assert compute.hours_per_pp(v) == "0.4 [0.25, 1]"  # 2 GPU-hours over +5 pp, [2/8, 2/2]
+    assert compute.headline(v)[1] == ("GPU-hours per pp of sampled pass@1 gained on the test set: "
+                                      "0.4 [0.25, 1]")
+    rounds[1] = rnd(1, "cpu (2 cores)", {"value": 0.05, "ci": [-0.01, 0.11]})
+    rounds[0] = rnd(0, "cpu (2 cores)")
+    v = SimpleNamespace(best=rounds[1], metric="pass1_sampled", history=rounds)
+    assert Compute.of(v).hours_per_pp(v) == "0.2 [0.0909, no bound]"  # the CI reaches 0: no upper bound
+    assert Compute.of(v).unit == "hours of wall time (CPU)"
+    lost = SimpleNamespace(best=rounds[0], metric="pass1_sampled", history=rounds)
+    assert Compute.of(lost).hours_per_pp(lost) == "–"  # no gain reported: no cost of one
+    new = {"metric": "pass1_sampled", "gained": 9, "lost": 4, "unchanged": 30, "p_value": 0.2668}
+    old = {"outcome": "greedy", "wrong_to_right": 3, "right_to_wrong": 1, "mcnemar_p": 0.625}  # earlier
+    v = SimpleNamespace(history=[rnd(0, "cpu"), rnd(1, "cpu", flips=new), rnd(2, "cpu", flips=old)])
+    assert gained_rows(v) == [["round 1", "sampled pass@1", "9", "4", "30", "0.267"],
+                              ["round 2", "greedy right/wrong", "3", "1", "–", "0.625"]]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from ..types import Attempt
 from .retry import flips, retry_lift
-from .stats import bootstrap_statistic, estimate, mcnemar, paired_delta, rate
+from .stats import bootstrap_statistic, estimate, paired_delta, rate, sign_test
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -86,11 +86,26 @@ def _aligned(*evals: list[dict[str, Any]]) -> None:
         raise ValueError("evaluations of different problem sets cannot be compared pairwise")
 
 
-def binary_outcomes(records: list[dict[str, Any]]) -> tuple[str, list[bool]]:
-    """One right/wrong outcome per problem for flip counts: the greedy attempt, else sample 0."""
-    if records and records[0]["greedy"] is not None:
-        return "greedy", [bool(r["greedy"]) for r in records]
-    return "sample 0", [bool(r["samples"][0]) for r in records]
+def gained_and_lost(prev: list[dict[str, Any]], now: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The problems whose value of the headline `metric` rose (gained) or fell (lost) since the previous
+    round, with an exact two-sided sign test on them (ties say nothing).
+
+    A problem's value is what the metric averages over problems: for greedy pass@1 right or wrong, so
+    gained and lost are the wrong→right and right→wrong flips and the test is McNemar's exact test; for
+    sampled pass@1 the share of its samples judged right, so a problem gains when more of its samples are
+    right than in the previous round (2 of 4 → 3 of 4) and loses when fewer are. The counts then move with
+    the metric itself.
+
+    >>> rec = lambda *s: {"greedy": True, "samples": list(s), "chain": [s[0]], "pass_at_k": {}}
+    >>> r = gained_and_lost([rec(1, 0), rec(1, 1), rec(0, 0)], [rec(1, 1), rec(1, 0), rec(0, 0)],
+    ...                     "pass1_sampled")
+    >>> r["gained"], r["lost"], r["unchanged"]
+    (1, 1, 1)
+    """
+    before, after = per_problem(prev)[metric], per_problem(now)[metric]
+    test = sign_test(before, after)
+    return {"metric": metric, "gained": test["c"], "lost": test["b"],
+            "unchanged": len(before) - test["b"] - test["c"], "p_value": test["p_value"]}
 
 
 def cut_shares(figures: dict[str, Any]) -> list[tuple[str, float]]:
@@ -108,8 +123,9 @@ def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] 
                   prev: list[dict[str, Any]], now: list[dict[str, Any]], metric: str, n_boot: int,
                   seed: int) -> dict[str, Any]:
     """Gains over the base and the previous round (paired CIs), the decay of the gain, the share of
-    the base model's stochastic gap absorbed, and wrong→right / right→wrong flips since the previous
-    round. `before_prev` is the round before the previous one (None for round 1: no decay yet).
+    the base model's stochastic gap absorbed, and the problems `metric` gained and lost since the previous
+    round (`gained_and_lost`). `before_prev` is the round before the previous one (None for round 1: no decay
+    yet).
 
     "delta_from_base" and "delta_from_prev" are of `metric`; "gains" holds both for sampled and greedy
     pass@1 (where greedy attempts were made), so a sampled gain is never shown without the greedy one.
@@ -131,8 +147,6 @@ def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] 
             [vbp, vp[metric], vn[metric]], decay, n_boot, seed,
             undefined=f"the previous round's gain was {last_gain * 100:+.1f} pp: a decay factor (how much of a "
                       "gain the next round repeats) needs a gain before it")
-    outcome, before = binary_outcomes(prev)
-    flips = mcnemar(before, binary_outcomes(now)[1])
     return {
         "delta_from_base": paired_delta(vb[metric], vn[metric], n_boot, seed),
         "delta_from_prev": paired_delta(vp[metric], vn[metric], n_boot, seed),
@@ -142,8 +156,7 @@ def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] 
         "decay": decay_figure,
         "absorbed_share": bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed,
                                               undefined="the base model had no stochastic gap to absorb"),
-        "flips_vs_prev": {"outcome": outcome, "wrong_to_right": flips["c"], "right_to_wrong": flips["b"],
-                          "mcnemar_p": flips["p_value"]},
+        "flips_vs_prev": gained_and_lost(prev, now, metric),
     }
 
 

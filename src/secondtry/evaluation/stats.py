@@ -260,6 +260,36 @@ def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0,
     return out
 
 
+def unpaired_seed_test(reference: Sequence[float], condition: Sequence[float],
+                       bounds: tuple[float, float] = (-1.0, 1.0)) -> dict[str, object]:
+    """Two conditions whose runs share no seed, compared at the level of seeds without pairing: Welch's
+    t-test on the per-seed means (condition − reference), with its t-interval (Welch–Satterthwaite df, cut
+    to `bounds`).
+    A "reason" where no test is possible: fewer than two seeds on a side, or no spread within either side.
+
+    >>> r = unpaired_seed_test([0.50, 0.52, 0.48], [0.60, 0.63, 0.57])
+    >>> round(r["value"], 3), round(r["p_value"], 3), r["df"]
+    (0.1, 0.012, 3.5)
+    """
+    a, b = np.asarray(reference, dtype=float), np.asarray(condition, dtype=float)
+    diff = float(b.mean() - a.mean()) if a.size and b.size else math.nan
+    out = {"value": diff, "ci": [math.nan, math.nan], "n": int(min(a.size, b.size)), "p_value": None,
+           "df": None, "reason": None}
+    if a.size < 2 or b.size < 2:
+        out["reason"] = "fewer than two seeds on a side: no test without paired seeds"
+        return out
+    va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
+    if va + vb == 0.0:
+        out["reason"] = "every seed of each condition scored the same: no spread to test against"
+        return out
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(sps.t.ppf(0.975, df)) * math.sqrt(va + vb)
+    lo, hi = bounds
+    out.update(ci=[max(lo, diff - half), min(hi, diff + half)], df=round(df, 1),
+               p_value=float(sps.ttest_ind(b, a, equal_var=False).pvalue))
+    return out
+
+
 def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
                            seed: int = 0, level: float = 0.95) -> dict[str, object]:
     """The mean difference across seeds, with a CI from resampling seeds, then problems within each.

@@ -13,6 +13,8 @@ the initial adapter, and the problems of three runs are not three times the evid
 - a condition against the first one named is tested on the per-seed differences (each the mean
   over that seed's problems): a paired t-test, with a hierarchical bootstrap (seeds, then problems)
   beside it. With one seed there is no such test, and the tables say so;
+- conditions whose runs share no seed with the first's (other seeds, or runs named apart) cannot be
+  paired: their per-seed means are compared with Welch's t-test, and the tables say so;
 - problem-level paired tests (an exact sign test on each problem's value of the metric) are shown
   per seed and labelled within-seed: they say whether two runs differ beyond evaluation noise, not
   whether one condition beats another.
@@ -31,10 +33,10 @@ from typing import Any
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
 from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
-                                wilson_ci)
+                                unpaired_seed_test, wilson_ci)
 from ..types import RoundResult
 from .runs import RunView, cfg_get, load_run
-from .tables import METRIC_NAMES, count, markdown_table, p_text, pct, rich_table, sharpening
+from .tables import METRIC_NAMES, Narrow, count, markdown_table, p_text, pct, rich_table, sharpening
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -276,7 +278,7 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
         pairs = _pairs(groups, name, names[0])
         for metric in _metrics(groups):
             if not pairs:
-                rows.append([name, names[0], _short(metric), "0", "–", "–", "–", "no seed run by both"])
+                rows.append(_unpaired_row(groups, name, names[0], metric, point))
                 continue
             diffs, values, why = [], [], ""
             for a, b in pairs:
@@ -300,6 +302,30 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
                          f"{p_text(test['p_value'])} (df {test['df']})", pct(boot, True) if boot else "–",
                          note or "–"])
     return head, rows
+
+
+def _unpaired_row(groups: Groups, name: str, ref: str, metric: str, point: Point) -> list[str]:
+    """A condition whose runs share no seed with the first condition's (other seeds, or runs named apart):
+    the per-seed means compared without pairing (Welch's t over seeds), and the seeds named."""
+    seeds = f"{_seeds(groups[ref])} vs {_seeds(groups[name])}"
+    means, ids = [], []
+    for group in (groups[ref], groups[name]):
+        values = [_values(v, round_at(v, point), metric) for v in group]
+        ids += [i for i, _ in values]
+        means.append([sum(x) / len(x) for _, x in values])
+    if any(i != ids[0] for i in ids):
+        return [name, ref, _short(metric), "0", "–", "–", "–",
+                f"no seed in common ({seeds}), different test problems"]
+    test = unpaired_seed_test(*means)
+    if test["reason"]:
+        return [name, ref, _short(metric), "0", "–", "–", "–", f"no seed in common ({seeds}): no test"]
+    return [name, ref, _short(metric), f"{len(means[0])}+{len(means[1])}", pct(test, True),
+            f"{p_text(test['p_value'])} (Welch, df {test['df']:g})", "–",
+            f"no seed in common ({seeds}): unpaired"]
+
+
+def _seeds(group: list[RunView]) -> str:
+    return ",".join(str(v.cfg.get("seed")) for v in group)
 
 
 SHORT_REASONS = {None: "", "one seed: a single training run cannot separate the condition from its seed":
@@ -335,16 +361,17 @@ def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | Non
 # ----------------------------------------------------------------------------- output
 
 TITLES = {
-    "conditions": "conditions compared — Δ from each run's base model, {point}; [95% CI: t over seeds, or over "
-                  "problems for one seed]",
-    "rounds": "Δ of the headline metric from the base, every round as run",
+    "conditions": "conditions compared — Δ on the test set from each run's base model, {point}; [95% CI: t "
+                  "over seeds, or over problems for one seed]",
+    "rounds": "Δ {metric} on the test set from the base, every round as run",
     "budget": "what each condition spent up to the round compared (mean over seeds)",
     "retry_turn": "the retry turn given to every test problem (evaluation.retry_all), every round as "
                   "run: its net change of accuracy and the share of right first attempts it breaks; [95% CI: "
                   "t over seeds, or over problems for one seed]",
     "pairwise": "each condition against the first, across seeds (the seed is the unit: paired t-test on the "
                 "per-seed differences; bootstrap CI over seeds, then problems)",
-    "within": "within each seed, problem by problem (evaluation noise only: not a test of the condition)",
+    "within": "within each seed, problem by problem on the test set, {metric} (evaluation noise only: not a "
+              "test of the condition)",
 }
 
 
@@ -354,7 +381,8 @@ def _tables(groups: Groups, runs: list[Path], point: Point) -> list[tuple[str, s
               ("retry_turn", retry_turn_rows(runs)), ("budget", budget_rows(runs, point))]
     if len(groups) > 1:
         tables += [("pairwise", _pairwise_rows(groups, point)), ("within", within_seed_rows(runs, point))]
-    return [(k, TITLES[k].format(point=point.describe()), t) for k, t in tables if t[1]]
+    metric = METRIC_NAMES.get(_metrics(groups)[0], _metrics(groups)[0])
+    return [(k, TITLES[k].format(point=point.describe(), metric=metric), t) for k, t in tables if t[1]]
 
 
 def comparison_tables(runs: list[Path], point: Point = Point()) -> list[tuple[str, str, tuple[list[str],
@@ -384,6 +412,11 @@ def _notes(groups: Groups, point: Point) -> list[str]:
     if any(r[-1] == "one seed: no test" for r in _pairwise_rows(groups, point)[1]):
         out.append("'one seed: no test': a single training run per condition cannot separate the condition from "
                    "its seed; the within-seed rows compare the two runs, not the conditions.")
+    if any("no seed in common" in r[-1] for r in _pairwise_rows(groups, point)[1]):
+        out.append("'no seed in common': those conditions ran on other seeds than the first (or their "
+                   "runs are named apart), so their seeds cannot be paired; they are compared unpaired, "
+                   "Welch's t on the per-seed means, a weaker test. Run every condition with the same "
+                   "--seeds to pair them.")
     if any(r[-1] == "sharpening" for r in _compare_rows(groups, point)[1]):
         out.append("Sharpening: a sampled gain whose CI lies above 0 beside a greedy gain whose CI does not; the "
                    "round mostly made sampling pick what greedy decoding already picked.")
@@ -394,13 +427,31 @@ def _notes(groups: Groups, point: Point) -> list[str]:
     return out
 
 
+FULL = "comparison.md"
+NARROW = {  # how each table gives way on a narrow terminal (tables.Narrow); comparison.md keeps every column
+    "conditions": Narrow(steps=(("short",), ("drop", "filter"), ("drop", "extra info"),
+                                ("letters", "condition"), ("drop", "reading")),
+                         short={"privileged information": "extra info", "compared at": "read at"}, full=FULL),
+    "rounds": Narrow(steps=(("short",), ("letters", "condition")), full=FULL),
+    "budget": Narrow(steps=(("short",), ("letters", "condition")), short={"examples": "kept"}, full=FULL),
+    "pairwise": Narrow(steps=(("short",), ("drop", "against", "against: {} (the first condition)"),
+                              ("letters", "condition"), ("drop", "bootstrap CI")),
+                       short={"bootstrap CI": "boot CI"}, full=FULL),
+    "within": Narrow(steps=(("short",), ("drop", "against", "against: {} (the first condition)"),
+                            ("letters", "condition")),
+                     short={"Δ pp [CI over problems]": "Δ pp [CI]", "problems higher": "higher",
+                            "problems lower": "lower"}, full=FULL),
+}
+
+
 def print_comparison(runs: list[Path], console=None, point: Point = Point()) -> None:
+    """The comparison tables, each fit to the terminal (comparison.md has every column), and the notes."""
     from rich.console import Console
 
     console = console or Console()
     groups = _groups(runs)
-    for _, title, (head, rows) in _tables(groups, runs, point):
-        console.print(rich_table(title, head, rows))
+    for key, title, (head, rows) in _tables(groups, runs, point):
+        console.print(rich_table(title, head, rows, console.width, NARROW[key]))
     for line in _notes(groups, point):
         console.print(line, highlight=False)
 

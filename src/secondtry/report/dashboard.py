@@ -366,14 +366,34 @@ def rounds_section(v: RunView) -> str:
                     "not evaluated. The reported round is " + (CHOSEN["test"] if v.optimistic else
                                                                CHOSEN.get(v.chosen_on, v.chosen_on)) + ". "
                     + "".join(f"{line}. " for line in undefined_lines(v.history)) + CI_NOTE)
-    flips = [[label(r), f["outcome"], str(f["wrong_to_right"]), str(f["right_to_wrong"]), f"{f['mcnemar_p']:.3g}"]
-             for r in v.history if (f := r.figures.get("flips_vs_prev"))]
+    flips = gained_rows(v)
     if flips:
         body += "<h3>Problems gained and lost since the previous round</h3>"
-        body += table(["round", "outcome", "wrong → right", "right → wrong", "McNemar p"], flips)
-        body += caption("One right/wrong outcome per test problem (the greedy attempt, else sample 0), compared with "
-                        "the previous round's on the same problem; McNemar's exact test on the discordant pairs.")
+        body += table(["round", "metric", "gained", "lost", "unchanged", "sign test p"], flips)
+        body += caption("Each test problem's value of the headline metric against the previous round's on "
+                        "the same problem. For sampled pass@1 that value is the share of its samples "
+                        "judged right: a problem is gained when more of its samples are right than before, "
+                        "lost when fewer are. For greedy pass@1 it is right or wrong: gained is wrong → "
+                        "right, lost is right → wrong. An exact sign test on the problems that moved "
+                        "(McNemar's exact test for right/wrong outcomes).")
     return section("rounds", "Round by round", body)
+
+
+def gained_rows(v: RunView) -> list[list[str]]:
+    """Per round, the problems the headline metric gained and lost since the round before (records from before
+    this was measured on the headline metric hold greedy right/wrong flips, shown as such)."""
+    rows = []
+    for r in v.history:
+        f = r.figures.get("flips_vs_prev")
+        if not f:
+            continue
+        if "gained" in f:
+            rows.append([label(r), METRIC_NAMES.get(f["metric"], f["metric"]), str(f["gained"]),
+                         str(f["lost"]), str(f["unchanged"]), p_text(f["p_value"])])
+        else:
+            rows.append([label(r), f"{f['outcome']} right/wrong", str(f["wrong_to_right"]),
+                         str(f["right_to_wrong"]), "–", p_text(f["mcnemar_p"])])
+    return rows
 
 
 def headroom_section(v: RunView) -> str:
@@ -472,10 +492,11 @@ class Compute:
 
     @property
     def unit(self) -> str:
+        """What the hours are: GPU-hours, or wall-clock hours (with where they ran)."""
         if self.on_gpu:
-            return "GPU-hour"
+            return "GPU-hours"
         on_cpu = not any(gpus(r.cost.get("device", "")) for r, _ in self.rounds)
-        return "hour of wall time (CPU)" if on_cpu else "hour of wall time (some rounds on a GPU)"
+        return "hours of wall time (CPU)" if on_cpu else "hours of wall time (some rounds on a GPU)"
 
     def hours(self, r: RoundResult, wall_s: float) -> float:
         return wall_s / 3600 * (gpus(r.cost.get("device", "")) if self.on_gpu else 1)
@@ -484,19 +505,25 @@ class Compute:
     def total_hours(self) -> float:
         return sum(self.hours(r, s) for r, s in self.rounds)
 
-    def gain_per_hour(self, v: RunView) -> str:
+    def hours_per_pp(self, v: RunView) -> str:
+        """What one percentage point of the reported gain cost: the run's hours over the best round's gain
+        from the base (test set, headline metric), with the range its 95% CI gives ("no bound" where the CI
+        reaches 0); "–" without a positive gain."""
         gain = v.best.figures.get("delta_from_base")
-        if not v.best.round or not gain or self.total_hours <= 0:
+        if not v.best.round or not gain or (gain.get("value") or 0) <= 0 or self.total_hours <= 0:
             return "–"
-        per = {"value": gain["value"] / self.total_hours, "ci": [x / self.total_hours for x in gain["ci"]]}
-        return pct(per, True)
+        lo, hi = (None if x is None else x * 100 for x in gain["ci"])
+        fewest = f"{self.total_hours / hi:.3g}" if hi else "–"
+        most = f"{self.total_hours / lo:.3g}" if lo and lo > 0 else "no bound"
+        return f"{self.total_hours / (gain['value'] * 100):.3g} [{fewest}, {most}]"
 
     def headline(self, v: RunView) -> list[str]:
         hours = f"{self.total_hours:.3g} {'GPU-hours' if self.on_gpu else 'hours of wall time'}"
         tokens = sum(r.cost.get("tokens_generated", 0) for r, _ in self.rounds)
         lines = [f"{hours} · {count(tokens)} tokens generated"]
-        if v.best.round:
-            lines.append(f"best gain per {self.unit}: {self.gain_per_hour(v)} pp")
+        if v.best.round and self.hours_per_pp(v) != "–":
+            metric = METRIC_NAMES.get(v.metric, v.metric)
+            lines.append(f"{self.unit} per pp of {metric} gained on the test set: {self.hours_per_pp(v)}")
         return lines
 
 
@@ -515,8 +542,11 @@ def compute_rows(compute: Compute) -> tuple[list[str], list[list[str]]]:
 
 def compute_section(v: RunView, compute: Compute) -> str:
     body = table(*compute_rows(compute), ident="compute")
-    per = f"Best gain per {compute.unit}: {compute.gain_per_hour(v)} pp, " \
-          "the best round's gain from the base over the hours the whole run spent." if v.best.round else ""
+    metric = METRIC_NAMES.get(v.metric, v.metric)
+    per = (f"Cost of the gain: {compute.hours_per_pp(v)} {compute.unit} per percentage point of {metric} "
+           f"gained on the test set, the hours the whole run spent over the reported round's gain from the "
+           f"base (the range from its 95% CI; no bound where the CI reaches 0)."
+           if compute.hours_per_pp(v) != "–" else "")
     body += caption("Wall time of each stage as recorded when it ran: a resumed run keeps the timing of the stages it "
                     "skipped, and a stage resumed from its checkpoints counts only its last part. Tokens generated: "
                     "training attempts and evaluation; tokens trained: the SFT tokens the trainer saw. "

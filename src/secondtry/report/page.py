@@ -179,7 +179,9 @@ def conclusion_section(v: RunView) -> Section:
                 pieces.append(", within noise: one round fewer may have done as well")
         after = next((r for r in v.history if r.round == best.round + 1 and "delta_from_prev" in r.figures), None)
         if after is not None:
-            pieces += ["; the round after it changed the metric by ", delta(after, "delta_from_prev"), " pp"]
+            metric = METRIC_NAMES.get(v.metric, v.metric)
+            pieces += [f"; the round after it changed {metric} on the test set by ",
+                       delta(after, "delta_from_prev"), " pp"]
         pieces.append(".")
         s.add(*pieces)
     stops = _stops(v)

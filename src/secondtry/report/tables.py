@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,8 @@ def round_head(history: list[RoundResult], metric: str, name: str) -> list[str]:
     other = other_metric(history, metric)
     head = [h.format(metric=name) for h in ROUND_HEAD]
     return head[:3] + ([f"Δ base {'greedy' if other == 'pass1_greedy' else 'sampled'} pp"] if other else []) + head[3:]
+
+
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
 
 
@@ -227,15 +230,117 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def rich_table(title: str, head: list[str], rows: list[list[str]]):
-    """A terminal table; each figure sits over its CI, which keeps columns narrow."""
+@dataclass(frozen=True)
+class Narrow:
+    """How a terminal table gives way when it is wider than the terminal, one step at a time until it fits
+    without splitting a word:
+
+    - ("short",) puts the shorter headers of `short` in;
+    - ("replace", text, shorter, note) writes a cell's text shorter and puts the note under the table;
+    - ("drop", header) leaves a column out (named under the table); ("drop", header, note) leaves out a column
+      that needs no space of its own and puts note.format(its distinct values) under the table;
+    - ("letters", header) writes a column of long names as A, B, C, with the key under the table.
+
+    `full` names where every column stays (the Markdown file the command writes)."""
+
+    steps: tuple[tuple[str, ...], ...] = (("short",),)
+    short: dict[str, str] = field(default_factory=dict)
+    full: str = "report/summary.md"
+
+
+BORDER = 3  # a column's padding (one space each side) and its rule; the table's last rule adds one more
+
+
+def _cells(row: list[str]) -> list[str]:
+    return [cell.replace(" [", "\n[") for cell in row]  # each figure sits over its CI: narrower columns
+
+
+def _span(text: str, words: bool) -> int:
+    """The width a cell needs: its longest word (words) or its longest line."""
+    parts = text.split() if words else text.splitlines()
+    return max((len(p) for p in parts), default=0)
+
+
+def column_widths(head: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+    """Widths that fit `width` terminal columns with no word cut (None if the words alone do not fit): every
+    column its longest line where that fits, else its longest word plus a share of what is left."""
+    cols = list(zip(head, *(_cells(r) for r in rows)))
+    least = [max(_span(c, True) for c in col) for col in cols]
+    most = [max(_span(c, False) for c in col) for col in cols]
+    room = width - BORDER * len(cols) - 1
+    if sum(most) <= room:
+        return most
+    spare = room - sum(least)
+    if spare < 0:
+        return None
+    want = [m - w for m, w in zip(most, least)]
+    give = [0] * len(cols)
+    for i in sorted(range(len(cols)), key=lambda i: want[i]):  # whole lines for the columns that need least
+        if want[i] <= spare:
+            give[i], spare = want[i], spare - want[i]
+    rest = [w - g for w, g in zip(want, give)]
+    if any(rest):  # what is left, shared by the others in proportion to what they still need
+        share = [spare * x // sum(rest) for x in rest]
+        neediest = sorted(range(len(rest)), key=lambda i: rest[i] - share[i], reverse=True)
+        for i in neediest[:spare - sum(share)]:
+            share[i] += 1
+        give = [g + x for g, x in zip(give, share)]
+    return [w + g for w, g in zip(least, give)]
+
+
+def fit(head: list[str], rows: list[list[str]], width: int,
+        narrow: Narrow) -> tuple[list[str], list[list[str]], list[int] | None, list[str]]:
+    """The header, rows and column widths of a table made to fit `width` (see Narrow), and the notes that say
+    what it left out or renamed (none if it fit as it was)."""
+    notes: list[str] = []
+    dropped: list[str] = []
+    widths = column_widths(head, rows, width)
+    for step in narrow.steps:
+        if widths is not None:
+            break
+        if step[0] == "short":
+            head = [narrow.short.get(h, h) for h in head]
+        elif step[0] == "drop" and step[1] in head:
+            i = head.index(step[1])
+            if len(step) > 2:  # a column that needs no space: the note says what it held
+                notes.append(step[2].format(*dict.fromkeys(r[i] for r in rows)))
+            else:
+                dropped.append(step[1])
+            head, rows = head[:i] + head[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+        elif step[0] == "replace" and any(step[1] in c for r in rows for c in r):
+            rows = [[c.replace(step[1], step[2]) for c in r] for r in rows]
+            notes.append(step[3])
+        elif step[0] == "letters" and step[1] in head:
+            i = head.index(step[1])
+            names = list(dict.fromkeys(r[i] for r in rows))
+            letter = {n: chr(ord("A") + k) if k < 26 else str(k + 1) for k, n in enumerate(names)}
+            notes.append(f"{step[1]}: " + ", ".join(f"{letter[n]} = {n}" for n in names))
+            rows = [r[:i] + [letter[r[i]]] + r[i + 1:] for r in rows]
+        widths = column_widths(head, rows, width)
+    if dropped:
+        notes.append(f"left out at {width} columns: {', '.join(dropped)} (every column: {narrow.full})")
+    return head, rows, widths, notes
+
+
+def rich_table(title: str, head: list[str], rows: list[list[str]], width: int | None = None,
+               narrow: Narrow | None = None):
+    """A terminal table; each figure sits over its CI, which keeps columns narrow. Given the terminal's
+    `width` the table is made to fit it without cutting a word (`fit`), its notes under it."""
     from rich.table import Table
 
-    t = Table(title=title)
-    for h in head:
-        t.add_column(h, overflow="fold")
+    widths, notes = None, []
+    if width is not None:
+        head, rows, widths, notes = fit(head, rows, width, narrow or Narrow())
+    if widths:  # the title and notes wrap at the table's width: wide enough for their longest word
+        longest = max((len(w) for line in [title, *notes] for w in line.split()), default=0)
+        short = min(longest, width or longest) - (sum(widths) + BORDER * len(widths) + 1)
+        if short > 0:
+            widths = [*widths[:-1], widths[-1] + short]
+    t = Table(title=title, caption="\n".join(notes) or None, caption_justify="left")
+    for i, h in enumerate(head):
+        t.add_column(h, overflow="fold", width=widths[i] if widths else None)
     for row in rows:
-        t.add_row(*(cell.replace(" [", "\n[") for cell in row))
+        t.add_row(*_cells(row))
     return t
 
 
@@ -278,30 +383,42 @@ CI_TEXT = ("CIs are 95%: Wilson score intervals for rates of right/wrong outcome
            "100%), bootstrap over problems otherwise, paired by problem for differences.")
 
 
-def print_tables(run: Path, console=None) -> None:
+ROUND_NARROW = Narrow(steps=(("short",), ("replace", " (reported)", " *", "* the reported round"),
+                             ("drop", "decay"), ("drop", "retry yield %"), ("drop", "Δ prev pp")),
+                      short={"examples": "kept"})
+
+
+def print_tables(run: Path, console=None, decisions: bool = True) -> None:
+    """The round table, the stochastic headroom and the other evaluation sets, each made to fit the terminal
+    (summary.md has every column); with `decisions`, why each round went on or stopped (a run's log says it
+    as each round ends, so a run prints the tables without them)."""
     from rich.console import Console
 
     console = console or Console()
+    width = console.width
     v = load_run(run)
     history, summary = v.history, v.summary
     metric = summary.get("metric", "pass1_sampled")
-    title = (f"{run.name}: {METRIC_NAMES.get(metric, metric)} by round, [95% CI] over "
-             f"{history[0].figures['eval'][metric]['n']} test problems")
+    name = METRIC_NAMES.get(metric, metric)
+    n = history[0].figures["eval"][metric]["n"]
+    title = f"{run.name}: {name} by round on the {n} test problems [95% CI]"
     world = world_line(v.cfg)
     if world:
         console.print(world, highlight=False)
-    console.print(rich_table(title, round_head(history, metric, "acc"),
-                             round_rows(history, metric, summary.get("best_round"))))
-    console.print(rich_table("stochastic headroom", GAP_HEAD, gap_rows(history)))
+    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric,
+                                                                                  summary.get("best_round")),
+                             width, ROUND_NARROW))
+    console.print(rich_table("stochastic headroom (test set)", GAP_HEAD, gap_rows(history), width))
     for line in undefined_lines(history):
         console.print(line, highlight=False)
     head, rows = split_rows(history, metric)
     if rows:
-        console.print(rich_table("other evaluation sets", head, rows))
+        console.print(rich_table(f"other evaluation sets: {name}", head, rows, width))
     for line in flip_lines(history):
         console.print(line, highlight=False)
-    for r in history[1:]:
-        policy = f" [{r.decision.policy}]" if r.decision.policy else ""
-        console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
+    if decisions:
+        for r in history[1:]:
+            policy = f" [{r.decision.policy}]" if r.decision.policy else ""
+            console.print(f"{_label(r)}: {r.decision.reason}{policy}", highlight=False)
     for line in reported_lines(history, summary):
         console.print(line, highlight=False)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from . import code, gsm8k, jsonl, math, synthetic
-from .io import TaskDataError
+from .io import SOURCES, TaskDataError
 
 TASKS = {
     "math": math.load,
@@ -17,4 +17,4 @@ TASKS = {
     "synthetic": synthetic.load,
 }
 
-__all__ = ["TASKS", "TaskDataError"]
+__all__ = ["TASKS", "SOURCES", "TaskDataError"]

@@ -169,8 +169,8 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         raise ValueError(f"toy model size {size!r} is pretrained on a GPU (a few minutes on an H200) and no CUDA "
                          f"device is here; on a CPU use toy:demo")
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, min(4, cores)))  # tiny matmuls: more threads only add overhead
+    # the process's threads (its share of the CPUs: machine.py), at most 4: tiny matmuls gain nothing more
+    torch.set_num_threads(max(1, min(4, threads)))
     torch.use_deterministic_algorithms(not cuda)
     device = torch.device("cuda" if cuda else "cpu")
     try:
@@ -189,7 +189,7 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                                                     pin_memory=cuda)))
         losses: list[float] = []
         start = time.perf_counter()
-        with log.progress(f"pretraining toy model ({size})", steps) as bar:
+        with log.progress(f"pretraining toy model ({size})", steps, "steps") as bar:
             for _ in range(steps):
                 batch_ = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):

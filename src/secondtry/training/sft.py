@@ -106,14 +106,25 @@ def last_checkpoint(folder: Path, log: Log = Log(), where: str = "train") -> Pat
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
+_MISSING_TOLD: set[str] = set()  # trackers this process already named as missing: said once, not every round
+
+
 def trackers(wanted: list[str], log: Log = Log()) -> list[str]:
-    """The configured trackers whose package is installed (the others are named and skipped)."""
+    """The configured trackers whose package is installed (the others are named once, and skipped)."""
     import importlib.util
 
     have = [name for name in wanted if importlib.util.find_spec(name) is not None]
-    if len(have) < len(wanted):
-        log.info(f"training logs: {', '.join(sorted(set(wanted) - set(have)))} not installed, not reported to")
+    missing = sorted(set(wanted) - set(have) - _MISSING_TOLD)
+    if missing:
+        _MISSING_TOLD.update(missing)
+        log.info(f"training logs: {', '.join(missing)} not installed, so not written (pip install "
+                 f"{' '.join(missing)}, or training.report_to=[] to say nothing)")
     return have
+
+
+def _round_of(where: str) -> str:
+    """"round 2 " for a stage of round 2 (round_2/train), else nothing: the start of a progress label."""
+    return where.split("/")[0].replace("_", " ") + " " if where.startswith("round_") else ""
 
 
 def use_liger(setting: bool | str, device_type: str) -> bool:
@@ -314,7 +325,8 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)  # transformers' TensorBoard callback reads it
     try:
         with contextlib.ExitStack() as stack, \
-                log.progress(f"training ({t.method}, {len(examples)} examples)", total=t.steps) as bar:
+                log.progress(f"{_round_of(where)}training ({t.method}, {len(examples)} examples)",
+                             total=t.steps, unit="steps") as bar:
             steps = _step_callback(bar, where)
 
             def attempt(batch: int, accum: int):
