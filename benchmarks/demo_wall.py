@@ -12,10 +12,8 @@ where the time went (pretraining, each stage of the run).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -23,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from secondtry.bench import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,7 @@ def main() -> None:
         if args.log:
             shutil.copy(tmp / "cold.log", args.log)
         warm = None if args.cold_only else timed_demo(tmp / "warm", tmp / "cache", tmp / "warm.log")
-    date = datetime.date.today().isoformat()
     busy = max(cold["load_average_1min_before"], cold["load_average_1min_after"]) > (os.cpu_count() or 1)
-    machine = f"cpu-{os.cpu_count()}cores"
     best = cold["summary"]
     figures = {"wall_s_cold": cold["wall_s"], "pretrain_s": cold["pretrain_s"],
                "run_s_cold": round(cold["wall_s"] - (cold["pretrain_s"] or 0), 1),
@@ -73,20 +71,16 @@ def main() -> None:
                "best_round": best["best_round"], "best_value": best["best_value"]}
     if warm:
         figures.update(wall_s_warm=warm["wall_s"], stages_s_warm=warm["stages_s"])
-    record = {
-        "name": "demo", "date": date,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
-                   + ("; shared with other work (load average above the core count)" if busy else ""),
-        "command": "python benchmarks/demo_wall.py" + (" --cold-only" if args.cold_only else "")
-                   + (f" --log {args.log.name}" if args.log else ""),
-        "workload": {"config": "configs/demo.yaml", "ran": "COLUMNS=80 secondtry demo > LOG 2>&1",
-                     "what": "cold: pretrain the toy model + the demo run"
-                             + ("" if args.cold_only else "; warm: the demo run with the cached model"),
-                     "threads": cold["threads_why"]},
-        "figures": figures,
-    }
-    out = ROOT / "benchmarks" / "results" / f"demo-{machine}-{date}{'-loaded' if busy else ''}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(
+        "demo", "python benchmarks/demo_wall.py" + (" --cold-only" if args.cold_only else "")
+        + (f" --log {args.log.name}" if args.log else ""),
+        {"config": "configs/demo.yaml", "ran": "COLUMNS=80 secondtry demo > LOG 2>&1",
+         "what": "cold: pretrain the toy model + the demo run"
+                 + ("" if args.cold_only else "; warm: the demo run with the cached model"),
+         "threads": cold["threads_why"]},
+        figures, out_dir=ROOT / "benchmarks" / "results",
+        note="shared with other work (load average above the core count)" if busy else "",
+        suffix="-loaded" if busy else "")
     print(json.dumps(figures), "->", out)
 
 

@@ -13,16 +13,14 @@ picks one thread when the load average is already at the CPU count; this measure
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import random
 import time
 from pathlib import Path
 
 import torch
 
+from secondtry.bench import write_record
 from secondtry.machine import load_average, usable_cpus
 from secondtry.toy.model import MAX_POSITIONS, RECIPES, _batches, build_model
 from secondtry.toy.tokenizer import build_tokenizer
@@ -65,22 +63,15 @@ def main() -> None:
             loads.append(round(load_average() or 0.0, 2))
             samples[n].append(round(seconds_per_step(n, args.steps), 4))
             print(f"{n} thread(s): {samples[n][-1]:.3f} s/step (load average {loads[-1]})", flush=True)
-    date = datetime.date.today().isoformat()
     figures = {f"s_per_step_{n}_threads": samples[n] for n in counts}
     figures.update({f"median_s_per_step_{n}_threads": sorted(samples[n])[len(samples[n]) // 2]
                     for n in counts})
-    record = {
-        "name": "threads", "date": date,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpus} usable), no GPU; "
-                   f"shared with other work",
-        "command": f"python benchmarks/threads_probe.py --steps {args.steps} --reps {args.reps}",
-        "workload": {"what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken "
-                             "in turn",
-                     "steps_timed": args.steps, "reps": args.reps, "load_average_1min_before_each": loads},
-        "figures": figures,
-    }
-    out = ROOT / "benchmarks" / "results" / f"threads-cpu-{cpus}cores-{date}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out = write_record(
+        "threads", f"python benchmarks/threads_probe.py --steps {args.steps} --reps {args.reps}",
+        {"what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken in turn",
+         "usable_cpus": cpus, "steps_timed": args.steps, "reps": args.reps,
+         "load_average_1min_before_each": loads},
+        figures, out_dir=ROOT / "benchmarks" / "results", note="shared with other work")
     print(json.dumps(figures), "->", out)
 
 
