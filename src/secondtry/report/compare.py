@@ -434,6 +434,7 @@ NARROW = {  # how each table gives way on a narrow terminal (tables.Narrow); com
                          short={"privileged information": "extra info", "compared at": "read at"}, full=FULL),
     "rounds": Narrow(steps=(("short",), ("letters", "condition")), full=FULL),
     "budget": Narrow(steps=(("short",), ("letters", "condition")), short={"examples": "kept"}, full=FULL),
+    "retry_turn": Narrow(steps=(("short",), ("letters", "condition")), full=FULL),
     "pairwise": Narrow(steps=(("short",), ("drop", "against", "against: {} (the first condition)"),
                               ("letters", "condition"), ("drop", "bootstrap CI")),
                        short={"bootstrap CI": "boot CI"}, full=FULL),
