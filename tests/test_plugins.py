@@ -265,3 +265,26 @@ def test_a_config_naming_a_missing_plugin_is_refused_with_the_key(tmp_path, tiny
     out = _python("", [], tmp_path, "-m", "secondtry.cli", "validate", str(config), "--no-data")
     assert out.returncode == 2
     assert "plugins[0]: plugin module 'no_such_plugin_here' not found" in out.stderr
+
+
+def test_a_config_without_plugins_dumps_as_before_and_one_with_them_records_them():
+    from secondtry.config import dump_config, load_config
+
+    plain = load_config(ROOT / "configs" / "tiny-cpu.yaml")
+    assert "plugins" not in dump_config(plain)  # the config.yaml of a run made before the key: resumes unchanged
+    plugged = load_config(ROOT / "configs" / "tiny-cpu.yaml", ["plugins=[json]"])
+    assert dump_config(plugged).endswith("plugins:\n- json\n")
+
+
+def test_a_plugin_policy_that_reads_the_gain_is_checked_after_the_plugin_loaded():
+    from secondtry.config import ConfigError, load_config
+    from secondtry.loop import check_names
+
+    cfg = load_config(ROOT / "configs" / "tiny-cpu.yaml", ["evaluation.select_on=last",
+                                                            "stopping.policies=[plugin_gain, max_rounds]"])
+    try:
+        register_policy("plugin_gain", _fn, reads_gain=True)  # as a config's plugin would, after the config loaded
+        with pytest.raises(ConfigError, match="stopping.policies: plugin_gain decide on a round's gain"):
+            check_names(cfg)
+    finally:
+        STOPPING.pop("plugin_gain", None), GAIN_POLICIES.discard("plugin_gain")
