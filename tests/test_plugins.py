@@ -1,6 +1,7 @@
 """Plugins: registration refuses taken names, a plugin that cannot be imported is named with its config key or
-entry point, and the example plugin (examples/secondtry-plugin-example) works end to end: its verifier judges in
-verifier pool workers and `secondtry ls` lists it, loaded through the `plugins` key and through its entry point."""
+entry point, and the example plugin (examples/secondtry-plugin-example) works end to end: its verifier judges
+in verifier pool workers and `secondtry ls` lists it, loaded through the `plugins` key and through its entry
+point."""
 
 import json
 import os
@@ -90,8 +91,8 @@ def _module(tmp_path, monkeypatch, name, code):
 
 
 def test_a_plugin_that_cannot_be_imported_is_named_with_its_key(tmp_path, monkeypatch):
-    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin module 'no_such_plugin_here' not found; install "
-                                          r"it or put its folder on PYTHONPATH"):
+    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin module 'no_such_plugin_here' not found; "
+                                          r"install it or put its folder on PYTHONPATH"):
         plugins.load(["no_such_plugin_here"])
     broken = _module(tmp_path, monkeypatch, "plugin_broken_here", """
         import secondtry
@@ -99,11 +100,12 @@ def test_a_plugin_that_cannot_be_imported_is_named_with_its_key(tmp_path, monkey
         raise RuntimeError("the plugin's own failure")
     """)
     with pytest.raises(PluginError, match=r"plugins\[1\]: plugin 'plugin_broken_here' failed to import: "
-                                          r"RuntimeError: the plugin's own failure \(.*plugin_broken_here.py:4\)"):
+                                          r"RuntimeError: the plugin's own failure "
+                                          r"\(.*plugin_broken_here.py:4\)"):
         plugins.load(["json", broken])
     missing_dep = _module(tmp_path, monkeypatch, "plugin_missing_dep", "import no_such_dependency_here\n")
-    with pytest.raises(PluginError, match=r"plugin 'plugin_missing_dep' failed to import: ModuleNotFoundError: "
-                                          r"No module named 'no_such_dependency_here'"):
+    with pytest.raises(PluginError, match=r"plugin 'plugin_missing_dep' failed to import: "
+                                          r"ModuleNotFoundError: No module named 'no_such_dependency_here'"):
         plugins.load([missing_dep])
     taken = _module(tmp_path, monkeypatch, "plugin_takes_math", """
         from secondtry.verifiers import register_verifier
@@ -112,8 +114,8 @@ def test_a_plugin_that_cannot_be_imported_is_named_with_its_key(tmp_path, monkey
         def verify(problem, completion):
             pass
     """)
-    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin 'plugin_takes_math': verifier 'math' is already "
-                                          r"registered \(by secondtry.verifiers.math.verify\); "
+    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin 'plugin_takes_math': verifier 'math' is "
+                                          r"already registered \(by secondtry.verifiers.math.verify\); "
                                           r"plugin_takes_math.verify must use another name"):
         plugins.load([taken], key="plugins")
     with pytest.raises(PluginError, match=r"--plugin\[0\]: 'a-b' is not a module name"):
@@ -128,7 +130,8 @@ def test_a_broken_entry_point_names_the_entry_point_and_its_distribution(tmp_pat
     _module(tmp_path, monkeypatch, "plugin_broken_ep", "raise ValueError('bad plugin')\n")
     monkeypatch.setattr(plugins, "_entry_points_loaded", None)
     with pytest.raises(PluginError, match=r"entry point broken = plugin_broken_ep \(group secondtry.plugins, "
-                                          r"distribution broken-dist\) failed to import: ValueError: bad plugin"
+                                          r"distribution broken-dist\) failed to import: "
+                                          r"ValueError: bad plugin"
                                           r".*fix or uninstall broken-dist"):
         plugins.load()
     (dist / "entry_points.txt").write_text("[secondtry.plugins]\nfine = plugin_fine_ep:setup\n")
@@ -144,7 +147,8 @@ def test_a_broken_entry_point_names_the_entry_point_and_its_distribution(tmp_pat
 
 # ---------------------------------------------------------------------------- the example plugin, end to end
 
-def _python(code: str, pythonpath: list[Path], cwd: Path | None = None, *args: str) -> subprocess.CompletedProcess:
+def _python(code: str, pythonpath: list[Path], cwd: Path | None = None,
+            *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [*pythonpath, SRC])), "OMP_NUM_THREADS": "1",
            "COLUMNS": "220"}
     return subprocess.run([sys.executable, *(["-c", code] if code else []), *args], env=env, cwd=cwd,
@@ -197,27 +201,27 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin-site")
     source = shutil.copytree(EXAMPLE, tmp / "source")  # the build writes into its source folder
     site = tmp / "site"
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(site), str(source)], capture_output=True, text=True,
-                         timeout=300)
-    if out.returncode != 0:
-        pytest.skip(f"cannot build the example plugin here: {out.stderr[-500:]}")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+           "--no-index", "--target", str(site)]
+    out = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]  # setuptools is in the test extra
     assert list(site.glob("secondtry_plugin_example-*.dist-info/entry_points.txt"))
     return site
 
 
-def test_installed_the_example_plugin_loads_by_its_entry_point_in_the_parent_and_the_workers(installed, tmp_path):
+def test_installed_the_example_plugin_loads_by_its_entry_point_in_parent_and_workers(installed, tmp_path):
     out = _python(POOL, [installed], tmp_path)  # no plugins key: the entry point alone
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == JUDGED
     out = _python("", [installed], tmp_path, "-m", "secondtry.cli", "ls")
     assert out.returncode == 0, out.stderr
     for line in ("reverse_word", "answer_line"):
-        assert any(line in row and "(plugin secondtry_plugin_example)" in row for row in out.stdout.splitlines())
+        rows = out.stdout.splitlines()
+        assert any(line in row and "(plugin secondtry_plugin_example)" in row for row in rows)
 
 
 def test_ls_lists_the_example_plugin_given_with_plugin(tmp_path):
-    out = _python("", [EXAMPLE], tmp_path, "-m", "secondtry.cli", "ls", "--plugin", "secondtry_plugin_example")
+    out = _python("", [EXAMPLE], tmp_path, "-m", "secondtry.cli", "ls", "-p", "secondtry_plugin_example")
     assert out.returncode == 0, out.stderr
     rows = out.stdout.splitlines()
     assert any("task" in r and "reverse_word" in r and "Reverse a word" in r for r in rows)
@@ -271,7 +275,7 @@ def test_a_config_without_plugins_dumps_as_before_and_one_with_them_records_them
     from secondtry.config import dump_config, load_config
 
     plain = load_config(ROOT / "configs" / "tiny-cpu.yaml")
-    assert "plugins" not in dump_config(plain)  # the config.yaml of a run made before the key: resumes unchanged
+    assert "plugins" not in dump_config(plain)  # a run made before the key resumes: same config.yaml
     plugged = load_config(ROOT / "configs" / "tiny-cpu.yaml", ["plugins=[json]"])
     assert dump_config(plugged).endswith("plugins:\n- json\n")
 
@@ -283,8 +287,15 @@ def test_a_plugin_policy_that_reads_the_gain_is_checked_after_the_plugin_loaded(
     cfg = load_config(ROOT / "configs" / "tiny-cpu.yaml", ["evaluation.select_on=last",
                                                             "stopping.policies=[plugin_gain, max_rounds]"])
     try:
-        register_policy("plugin_gain", _fn, reads_gain=True)  # as a config's plugin would, after the config loaded
+        register_policy("plugin_gain", _fn, reads_gain=True)  # as a config's plugin does, after loading
         with pytest.raises(ConfigError, match="stopping.policies: plugin_gain decide on a round's gain"):
             check_names(cfg)
     finally:
         STOPPING.pop("plugin_gain", None), GAIN_POLICIES.discard("plugin_gain")
+
+
+def test_the_shipped_samplers_are_samplers():
+    from secondtry.backends import Sampler
+
+    for name, factory in BACKENDS.items():
+        assert issubclass(factory, Sampler), name  # generate, render, close: what the loop calls

@@ -53,8 +53,8 @@ def _plugins(modules: Optional[List[str]] = None, key: str = "--plugin") -> None
     load(modules or [], key=key)
 
 
-PLUGIN = typer.Option(None, "--plugin", "-p", help="a plugin module to import first (repeatable; installed ones "
-                                                   "load by themselves): docs/plugins.md")
+PLUGIN = typer.Option(None, "--plugin", "-p", help="a plugin module to import first (repeatable; installed "
+                                                   "ones load by themselves): docs/plugins.md")
 
 
 def _config(path: Path, overrides: Optional[List[str]]):
@@ -388,7 +388,8 @@ def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completio
            out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
            show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
            label: Optional[str] = typer.Option(
-               None, "--label", help="row field with the source's own verdict (true/false): report agreement"),
+               None, "--label", help="row field with the source's own verdict (true/false): report agreement"
+           ),
            plugin: Optional[List[str]] = PLUGIN) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
     _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
@@ -701,7 +702,7 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
 
 @app.command(name="ls")
 def ls(plugin: Optional[List[str]] = PLUGIN) -> None:
-    """List tasks, verifiers, conditions, backends, stopping policies and presets (with installed plugins')."""
+    """List tasks, verifiers, conditions, backends, stopping policies and presets (plugins' too)."""
     _guard(lambda: _plugins(plugin))
     from rich.console import Console
     from rich.table import Table

@@ -412,9 +412,10 @@ class Config(_Strict):
     stopping: StoppingConfig = StoppingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     plugins: list[str] = Field(
-        default_factory=list, description="modules to import before the run (and in every verifier worker) that "
-                                          "register tasks, verifiers, conditions, backends or stopping policies "
-                                          "(docs/plugins.md); installed, or on PYTHONPATH")
+        default_factory=list,
+        description="modules to import before the run (and in every verifier worker) that register "
+                    "tasks, verifiers, conditions, backends or stopping policies (docs/plugins.md); "
+                    "installed, or on PYTHONPATH")
 
     @field_validator("plugins")
     @classmethod

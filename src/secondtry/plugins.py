@@ -88,9 +88,9 @@ def load(modules: Sequence[str] = (), key: str = "plugins") -> list[str]:
             raise PluginError(f"{where}: plugin {module!r}: {e}") from None
         except ModuleNotFoundError as e:
             if e.name and (module == e.name or module.startswith(e.name + ".")):
-                raise PluginError(f"{where}: plugin module {module!r} not found; install it or put its folder on "
-                                  f"PYTHONPATH (it must import in every process of the run, verifier workers "
-                                  f"too)") from None
+                raise PluginError(f"{where}: plugin module {module!r} not found; install it or put its "
+                                  f"folder on PYTHONPATH (it must import in every process of the run, "
+                                  f"verifier workers too)") from None
             raise PluginError(f"{where}: plugin {module!r} failed to import: {_cause(e)}") from None
         except Exception as e:
             raise PluginError(f"{where}: plugin {module!r} failed to import: {_cause(e)}") from None
@@ -105,7 +105,8 @@ def _load_entry_points() -> list[str]:
     done: list[str] = []
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         dist = getattr(ep, "dist", None)
-        where = f"entry point {ep.name} = {ep.value} (group {GROUP}" + (f", distribution {dist.name})" if dist else ")")
+        where = f"entry point {ep.name} = {ep.value} (group {GROUP}"
+        where += f", distribution {dist.name})" if dist else ")"
         try:
             target = ep.load()
             if callable(target) and not isinstance(target, type(sys)):

@@ -87,6 +87,8 @@ def register_preset(name: str, overrides: list[str], about: str) -> dict[str, ob
     """Add a preset: the dotted overrides that define a condition, and one line on what it is (shown by
     `secondtry ls` and `--preset`'s help). A name already taken is refused. A plugin's presets are usable with
     `--preset` when it is installed as an entry point (the CLI resolves presets before it reads a config)."""
-    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) and "=" in o for o in overrides):
-        raise PluginError(f"preset {name!r}: overrides must be a list of key=value strings, got {overrides!r}")
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) and "=" in o
+                                                           for o in overrides):
+        raise PluginError(f"preset {name!r}: overrides must be a list of key=value strings, "
+                          f"got {overrides!r}")
     return register(PRESETS, "preset", name, {"about": about, "overrides": list(overrides)})

@@ -97,10 +97,13 @@ def test_the_benchmark_injects_its_components_and_patches_nothing():
     from secondtry.bench.round import ForcedVerdicts, seams
     from secondtry.verifiers.pool import VerifierPool
 
-    before = (Engine.generate, HFSampler.__init__, HFSampler._engine, VerifierPool.map, loop.warn_if_cut)
+    def shipped():
+        return Engine.generate, HFSampler.__init__, HFSampler._engine, VerifierPool.map, loop.warn_if_cut
+
+    before = shipped()
     parts = seams(20, 0.5, 0.4, {})
     assert parts["warn_cut"] is False and issubclass(parts["make_sampler"], HFSampler)
-    assert (Engine.generate, HFSampler.__init__, HFSampler._engine, VerifierPool.map, loop.warn_if_cut) == before
+    assert shipped() == before
     assert set(parts) <= set(__import__("inspect").signature(loop.run).parameters)
     assert ForcedVerdicts.map is not VerifierPool.map
     assigned = []
@@ -112,6 +115,7 @@ def test_the_benchmark_injects_its_components_and_patches_nothing():
             targets = node.targets if isinstance(node, ast.Assign) else \
                 [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
             for sub in (s for t in targets for s in ast.walk(t)):  # `module.x = ...`, `Class.x = ...`
-                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in imported:
+                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
+                        and sub.value.id in imported:
                     assigned.append(f"{path.name}:{node.lineno}: {sub.value.id}.{sub.attr}")
     assert not assigned, assigned

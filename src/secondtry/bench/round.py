@@ -131,7 +131,8 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
 
 class ForcedVerdicts:
     """A verifier whose verdicts are set correct with probability `pass_rate`, keyed by (problem, text), after
-    `pool` judged them (the loop times verification itself: cost.*_verify_s). `tally["verdicts"]` counts them."""
+    `pool` judged them (the loop times verification itself: cost.*_verify_s). `tally["verdicts"]` counts
+    them."""
 
     def __init__(self, pool: Any, pass_rate: float, tally: dict[str, float]) -> None:
         self.pool, self.pass_rate, self.tally = pool, pass_rate, tally
@@ -158,12 +159,10 @@ def training_problems(cfg, n: int) -> list:
 def real_verdicts(cfg, problems: list) -> dict[str, Any]:
     """Verdicts/s of the config's verifier and workers on the problems' real solutions (what a trained model
     writes)."""
-    from ..verifiers import check_options
-    from ..verifiers.pool import VerifierPool
+    from ..loop import verifier_pool
 
     items = [(p, p.solution) for p in problems if p.solution]
-    with VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
-                      options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
+    with verifier_pool(cfg) as pool:
         pool.map(items[:8])  # workers started and warm
         start = time.perf_counter()
         verdicts = pool.map(items)

@@ -36,7 +36,8 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
 CHECKS_STEPS = {"synthetic", "numeric_steps"}
 
 
-def register_verifier(name: str, verify: Callable[..., Verdict] | None = None, *, checks_steps: bool = False) -> Any:
+def register_verifier(name: str, verify: Callable[..., Verdict] | None = None, *,
+                      checks_steps: bool = False) -> Any:
     """Add a verifier: `register_verifier("name", verify)`, or `@register_verifier("name")` on
     `verify(problem, completion, *, option=default, ...) -> Verdict` (a module-level function: pool workers
     import its module). `checks_steps`: it fills `Verdict.steps` (for `filter.require: steps`).

@@ -43,7 +43,8 @@ _WARMUP = (Problem(id="warmup", prompt="", answer="1"), "\\boxed{1}")
 class Judge(Protocol):
     """What the loop needs of a verifier: verdicts in item order, and closing. `VerifierPool` is one."""
 
-    def map(self, items: Iterable[tuple[Problem, str]], progress: Progress | None = None) -> list[Verdict]: ...
+    def map(self, items: Iterable[tuple[Problem, str]],
+            progress: Progress | None = None) -> list[Verdict]: ...
 
     def close(self) -> None: ...
 
