@@ -64,6 +64,17 @@ def _guard(fn: Callable[[], None]) -> None:
         _fail("interrupted; run the same command again to resume", 130)
 
 
+def _plugins(modules: Optional[List[str]] = None, key: str = "--plugin") -> None:
+    """Import the installed plugins (entry points) and `modules`."""
+    from .plugins import load
+
+    load(modules or [], key=key)
+
+
+PLUGIN = typer.Option(None, "--plugin", "-p", help="a plugin module to import first (repeatable; installed "
+                                                   "ones load by themselves): docs/plugins.md")
+
+
 def _config(path: Path, overrides: Optional[List[str]]):
     from .config import load_config
 
@@ -250,6 +261,7 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: O
                                       "<run_dir>/<name>.log: small models leave a GPU mostly idle")) -> None:
     """Run (or resume) the experiment a config describes."""
     def go() -> None:
+        _plugins()  # presets of installed plugins
         unknown = [p for p in preset or [] if p not in PRESETS]
         if unknown:
             _fail(f"--preset: unknown {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
@@ -300,6 +312,7 @@ def demo(overrides: Optional[List[str]] = OVERRIDES,
 
     if filter_ not in ("steps", "answer", "both"):
         _fail(f"--filter must be steps, answer or both, not {filter_!r}")
+    _guard(_plugins)
     unknown = [p for p in preset or [] if p not in PRESETS]
     if unknown:
         _fail(f"--preset: unknown {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
@@ -521,16 +534,17 @@ def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completio
            out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
            show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
            label: Optional[str] = typer.Option(
-               None, "--label", help="row field with the source's own verdict (true/false): report agreement")
-           ) -> None:
+               None, "--label", help="row field with the source's own verdict (true/false): report agreement"
+           ),
+           plugin: Optional[List[str]] = PLUGIN) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
     _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
-                           workers, timeout, out, show, label))
+                           workers, timeout, out, show, label, plugin or []))
 
 
 def _verify(file: Path, name: str, option: list[str], extractors: list[str], each: bool, compare: str | None,
             task: str | None, data: str | None, split: str, workers: int, timeout: float, out: Path | None,
-            show: int, label: str | None = None) -> None:
+            show: int, label: str | None = None, plugins: list[str] | None = None) -> None:
     import time
 
     from rich.console import Console
@@ -544,6 +558,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     from .verifiers.files import VerifyInputError, agreement, read_items, read_labels, summarize
     from .verifiers.pool import VerifierPool
 
+    _plugins(plugins)
     if name not in VERIFIERS:
         raise ConfigError(f"--verifier: unknown name {name!r}; choose one of {', '.join(VERIFIERS)}")
     options = {k: getattr(v, "value", v) for k, v in parse_overrides(option).items()}
@@ -569,7 +584,7 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     runs = [("all", options)] + ([(x, {**options, "extractors": [x]}) for x in extractors] if each else [])
     results = {}
     for which, opts in runs:
-        with VerifierPool(name, workers, timeout, options=opts) as pool:
+        with VerifierPool(name, workers, timeout, options=opts, plugins=plugins or []) as pool:
             t = time.perf_counter()
             with console.status(f"verifying {len(items)} rows ({which})"):
                 verdicts = pool.map(items)
@@ -835,8 +850,9 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
 
 
 @app.command(name="ls")
-def ls() -> None:
-    """List tasks (and their data on the hub), verifiers, conditions, backends and stopping policies."""
+def ls(plugin: Optional[List[str]] = PLUGIN) -> None:
+    """List tasks, verifiers, conditions, backends, stopping policies and presets (plugins' too)."""
+    _guard(lambda: _plugins(plugin))
     from rich.console import Console
 
     from .backends import BACKENDS
@@ -848,12 +864,14 @@ def ls() -> None:
     from .verifiers.extract import EXTRACTORS
 
     def first_line(obj) -> str:
-        return (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
+        doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()[0]
+        return doc if obj.__module__.startswith("secondtry.") else f"{doc} (plugin {obj.__module__})"
 
     console = Console()
     rows = [[kind, name, first_line(obj)] for kind, registry in (
         ("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS), ("backend", BACKENDS),
         ("stopping", STOPPING)) for name, obj in registry.items()]
+    rows += [["preset", name, str(preset["about"])] for name, preset in PRESETS.items()]
     console.print(rich_table("secondtry extension points", ["kind", "name", "what it does"], rows,
                              console.width))
     hub = [[task, h.id, h.subset or "–", ", ".join(h.splits)] for task, sources in SOURCES.items()

@@ -9,8 +9,13 @@ Qwen3's drops their `<think>` content, so a thinking-mode retry never sees that 
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from .config import Config
+from .plugins import register
 from .types import Message, Problem
+
+Builder = Callable[[Problem, list[str], Config], list[Message]]
 
 
 def first_attempt(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
@@ -50,7 +55,7 @@ def resample(problem: Problem, failed: list[str], cfg: Config) -> list[Message]:
     return first_attempt(problem, [], cfg)
 
 
-CONDITIONS = {
+CONDITIONS: dict[str, Builder] = {
     "first_attempt": first_attempt,
     "retry": retry,
     "gold_hint": gold_hint,
@@ -68,4 +73,17 @@ def restates_hint(completion: str) -> bool:
 
 # conditions that show the model privileged information (never used at test time), and what they show
 PRIVILEGED = {"gold_hint": "gold answer", "rationalize": "gold answer"}
+
+
+def register_condition(name: str, build: Builder | None = None, *, privileged: str | None = None) -> Any:
+    """Add a condition: `register_condition("name", build)`, or `@register_condition("name")` on
+    `build(problem, failed, cfg) -> list[Message]`. `privileged` names what it shows that a test-time
+    retry must not (e.g. "gold answer"). A name already taken is refused."""
+    def add(fn: Builder) -> Builder:
+        register(CONDITIONS, "condition", name, fn)
+        if privileged:
+            PRIVILEGED[name] = privileged
+        return fn
+
+    return add if build is None else add(build)
 

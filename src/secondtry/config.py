@@ -411,6 +411,20 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     stopping: StoppingConfig = StoppingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules to import before the run (and in every verifier worker) that register "
+                    "tasks, verifiers, conditions, backends or stopping policies (docs/plugins.md); "
+                    "installed, or on PYTHONPATH")
+
+    @field_validator("plugins")
+    @classmethod
+    def _module_names(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if not all(part.isidentifier() for part in m.split("."))]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not a module name (dotted Python identifiers, "
+                             f"e.g. my_package.plugin)")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -715,4 +729,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The config as YAML (`plugins` only when set, so the text of a run made without it stays the same)."""
+    data = cfg.model_dump(mode="json", exclude=None if cfg.plugins else {"plugins"})
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import distributed, filtering, training
-from .backends import BACKENDS
+from .backends import BACKENDS, Sampler, SamplerFactory
 from .backends.hf import load_tokenizer
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
@@ -26,26 +26,33 @@ from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
+from .plugins import load as load_plugins
 from .stopping import STOPPING, StopState, decide
 from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
 from .tasks import TASKS, TaskDataError
 from .types import (Attempt, Completion, Decision, Problem, RoundResult, Verdict, attempt_from_dict,
                     example_from_dict, round_result_from_dict, to_dict)
 from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
-from .verifiers.pool import VerifierPool
+from .verifiers.pool import Judge, VerifierPool
 
 
 def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False,
-        then: Callable[[], None] | None = None) -> list[RoundResult]:
+        then: Callable[[], None] | None = None, *, make_sampler: SamplerFactory | None = None,
+        make_verifier: Callable[[Config], Judge] | None = None, warn_cut: bool = True) -> list[RoundResult]:
     """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage.
-    `then` (the report) runs last, while the run directory is still locked."""
+    `then` (the report) runs last, while the run directory is still locked.
+
+    The components are injected: `make_sampler(model_path, cfg, log, **extra)` builds each model's sampler
+    (default: the config's backend), `make_verifier(cfg)` the verifier (default: `verifier_pool`);
+    `warn_cut=False` drops the warning about generations cut at the length limit (a benchmark's drawn
+    lengths).
+    """
     check_names(cfg)
     train_set, eval_sets = load_problems(cfg, log)
     load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
-    with RunStore.open(cfg, allow_change, log) as store, Models(cfg, log) as models, \
-            VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
-                         options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
-        ctx = Context(cfg, store, models, pool, log, train_set, eval_sets)
+    with RunStore.open(cfg, allow_change, log) as store, Models(cfg, log, make_sampler) as models, \
+            contextlib.closing((make_verifier or verifier_pool)(cfg)) as pool:
+        ctx = Context(cfg, store, models, pool, log, train_set, eval_sets, warn_cut=warn_cut)
         history = [run_base(ctx)]
         model = cfg.model.path
         for k in range(1, 0 if eval_only else cfg.stopping.max_rounds + 1):
@@ -59,6 +66,12 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
         if then is not None:
             then()
     return history
+
+
+def verifier_pool(cfg: Config) -> VerifierPool:
+    """The config's verifier in `verifier.workers` processes, its options checked, its plugins imported."""
+    return VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
+                        options=check_options(cfg.verifier.name, cfg.verifier.options), plugins=cfg.plugins)
 
 
 def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> RoundResult:
@@ -384,7 +397,8 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
         figures["train"]["retry_sees"] = attempts_info.get("retry_sees", "")
     result = RoundResult(k, model, trained, figures, cost, decision)
     write_json(ctx.store.path(k, "round.json"), to_dict(result))
-    warn_if_cut(ctx, k, figures)
+    if ctx.warn_cut:
+        warn_if_cut(ctx, k, figures)
     said = figures_said(ctx.cfg.evaluation.metric, figures)
     observed = decision.stop and trained and not ctx.cfg.stopping.enforce and k < ctx.cfg.stopping.max_rounds
     ctx.log.info(f"round {k}: {said + '; ' if said else ''}{decision.reason}"
@@ -459,9 +473,11 @@ def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any
 class Context:
     """What every stage needs: the config, the run directory, the model in memory, the verifier."""
 
-    def __init__(self, cfg: Config, store: RunStore, models: "Models", pool: VerifierPool, log: Log,
-                 train_set: list[Problem], eval_sets: dict[str, list[Problem]]) -> None:
+    def __init__(self, cfg: Config, store: RunStore, models: "Models", pool: Judge, log: Log,
+                 train_set: list[Problem], eval_sets: dict[str, list[Problem]],
+                 warn_cut: bool = True) -> None:
         self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
+        self.warn_cut = warn_cut  # warn when many generations ran to the length limit
         self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
         self.clock: dict[str, float] = {}  # seconds a stage spent loading models, generating and verifying
@@ -539,16 +555,18 @@ class Models:
     """One sampler in memory at a time, loaded on first use of a model; with `backend.launch`, the servers
     it samples from (backends/servers.py): started for a stage's model, stopped when the stage ends."""
 
-    def __init__(self, cfg: Config, log: Log) -> None:
-        self.cfg, self.log, self.path, self.sampler = cfg, log, None, None
+    def __init__(self, cfg: Config, log: Log, make_sampler: SamplerFactory | None = None) -> None:
+        self.cfg, self.log, self.path = cfg, log, None
+        self.sampler: Sampler | None = None
+        self.make = make_sampler or BACKENDS[cfg.backend.name]
         self.servers = Launcher(cfg, log) if cfg.backend.launch else None
 
-    def get(self, path: str):
+    def get(self, path: str) -> Sampler:
         if path != self.path:
             self._close_sampler()
             self.log.info(f"loading {path}")
             extra = {"servers": self.servers} if self.servers is not None else {}
-            self.sampler, self.path = BACKENDS[self.cfg.backend.name](path, self.cfg, self.log, **extra), path
+            self.sampler, self.path = self.make(path, self.cfg, self.log, **extra), path
         return self.sampler
 
     @contextlib.contextmanager
@@ -584,7 +602,8 @@ class Models:
 
 
 def check_names(cfg: Config) -> None:
-    """Every name in the config refers to an entry of its extension dict."""
+    """Every name in the config refers to an entry of its extension dict (after importing its plugins)."""
+    load_plugins(cfg.plugins)
     checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
               *([("transfer_task.name", cfg.transfer_task.name, TASKS)] if cfg.transfer_task else []),
               *([("evaluation.validation_task.name", cfg.evaluation.validation_task.name, TASKS)]
@@ -596,6 +615,10 @@ def check_names(cfg: Config) -> None:
     checks += [(f"stopping.policies[{i}]", p, STOPPING) for i, p in enumerate(cfg.stopping.policies)]
     bad = [f"  {key}: unknown name {name!r}; choose one of {', '.join(table)}"
            for key, name, table in checks if name not in table]
+    try:
+        cfg._selection_is_declared()  # again: a plugin's stopping policy may read the gain
+    except ValueError as e:
+        bad.append(f"  {e}")
     if cfg.evaluation.retry in PRIVILEGED:
         bad.append(f"  evaluation.retry: {cfg.evaluation.retry!r} shows the gold answer; test-time retries use "
                    f"`retry`")

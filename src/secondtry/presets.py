@@ -9,6 +9,8 @@ comparable (`secondtry compare` shows each one's generated tokens: its budget). 
 
 from __future__ import annotations
 
+from .plugins import PluginError, register
+
 PRESETS: dict[str, dict[str, object]] = {
     "iterative-retry-2": {
         "about": "iterative retry, 2 rounds: retry the failures with 'Try again carefully.', train on correct retries",
@@ -79,3 +81,14 @@ PRESETS: dict[str, dict[str, object]] = {
                       "filter.max_per_problem=16", "stopping.max_rounds=1", "stopping.policies=[max_rounds]"],
     },
 }
+
+
+def register_preset(name: str, overrides: list[str], about: str) -> dict[str, object]:
+    """Add a preset: the dotted overrides that define a condition, and one line on what it is (shown by
+    `secondtry ls` and `--preset`'s help). A name already taken is refused. A plugin's presets are usable with
+    `--preset` when it is installed as an entry point (the CLI resolves presets before it reads a config)."""
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) and "=" in o
+                                                           for o in overrides):
+        raise PluginError(f"preset {name!r}: overrides must be a list of key=value strings, "
+                          f"got {overrides!r}")
+    return register(PRESETS, "preset", name, {"about": about, "overrides": list(overrides)})

@@ -9,8 +9,10 @@ stop decides, and the decision is recorded with its inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
-from .config import StoppingConfig
+from .config import GAIN_POLICIES, StoppingConfig
+from .plugins import register
 from .types import Decision
 
 
@@ -33,6 +35,9 @@ class StopState:
         sets = {"validation": " on the validation split", "test": " on the test set"}
         on = sets.get(self.gain_on or "", "")
         return what + on
+
+
+Policy = Callable[[StopState, StoppingConfig], "str | None"]
 
 
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
@@ -69,12 +74,26 @@ def max_rounds(s: StopState, cfg: StoppingConfig) -> str | None:
     return None
 
 
-STOPPING = {
+STOPPING: dict[str, Policy] = {
     "retry_yield": retry_yield,
     "negative_gain": negative_gain,
     "ci_patience": ci_patience,
     "max_rounds": max_rounds,
 }
+
+
+def register_policy(name: str, policy: Policy | None = None, *, reads_gain: bool = False) -> Any:
+    """Add a stopping policy: `register_policy("name", policy)`, or `@register_policy("name")` on
+    `policy(state: StopState, cfg: StoppingConfig) -> reason or None`. `reads_gain`: it decides on a round's
+    measured gain (`state.gain*`), so it needs a validation split or `evaluation.select_on: test`.
+    A name already taken is refused."""
+    def add(fn: Policy) -> Policy:
+        register(STOPPING, "stopping policy", name, fn)
+        if reads_gain:
+            GAIN_POLICIES.add(name)
+        return fn
+
+    return add if policy is None else add(policy)
 
 
 def decide(state: StopState, cfg: StoppingConfig) -> Decision:

@@ -7,11 +7,11 @@ tokens to the architecture's 151,936 entries, with a ChatML template. The loop i
 (`loop.run`: base evaluation, then one round of attempts -> retries -> verification -> filter
 -> SFT -> evaluation) on `--train` problems of the training split and `--eval` of the test
 split, with every stage doing its real work. Random weights neither stop nor solve, so two
-seams are set, and only for this command:
+components are replaced, for this command only (`seams`: passed to `loop.run`, nothing patched):
 
   lengths   every request generates exactly its own length, EOS ignored: drawn per prompt from
             a log-normal (median `--median-new`, sigma `--sigma`), cut at sampling.max_new_tokens
-            (Engine.generate; on a CPU the engine is used too, to check this code)
+            (an Engine subclass; on a CPU the engine is used too, to check this code)
   verdicts  the verifier judges every output as in a run (its time is real); the verdict is
             then set correct with probability `--pass-rate`, keyed by (problem, text), so the
             share of problems retried (1 - pass rate) is the reference base model's: 62 % fail
@@ -27,14 +27,14 @@ packed full at any scale). Base evaluation happens once per experiment and is gi
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 FULL_TRAIN, FULL_EVAL = 12000, 500
 
@@ -90,48 +90,62 @@ def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]) -> Iterator[None]:
-    """Fixed lengths with EOS ignored, and verdicts forced to `pass_rate` after the real verifier ran."""
-    import dataclasses
-
-    from .. import loop
+def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]) -> dict[str, Any]:
+    """`loop.run`'s components for this benchmark: samplers whose engine generates drawn lengths with EOS
+    ignored, and the config's verifier pool with its verdicts forced to `pass_rate` after it judged.
+    Lengths drawn at the cap count as cut, as a real run's would, and are expected: no warning about them."""
     from ..backends.engine import Engine
     from ..backends.hf import HFSampler
-    from ..verifiers.pool import VerifierPool
+    from ..loop import verifier_pool
 
-    gen, init, verify = Engine.generate, HFSampler.__init__, VerifierPool.map
+    class DrawnLengths(Engine):
+        """Each request generates exactly its drawn length (EOS ignored); one below the cap ends as a
+        completion ("stop"), one at the cap is cut ("length")."""
 
-    def generate(self, prompts, **kwargs):
-        cap = kwargs.get("max_new_tokens", 256)
-        cap = cap if isinstance(cap, int) else max(cap)
-        lengths = [draw_length(list(p), median, sigma, cap) for p in prompts]
-        kwargs["max_new_tokens"], kwargs["ignore_eos"] = lengths, True
-        rows = gen(self, prompts, **kwargs)
-        # a drawn length stands for a completion that ended there; only one that reached the cap was cut
-        return [[dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length" and n < cap else o
-                 for o in row] for row, n in zip(rows, lengths)]
+        def generate(self, prompts, **kwargs):
+            cap = kwargs.get("max_new_tokens", 256)
+            cap = cap if isinstance(cap, int) else max(cap)
+            lengths = [draw_length(list(p), median, sigma, cap) for p in prompts]
+            kwargs["max_new_tokens"], kwargs["ignore_eos"] = lengths, True
+            rows = super().generate(prompts, **kwargs)
+            return [[dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length" and n < cap
+                     else o for o in row] for row, n in zip(rows, lengths)]
 
-    def sampler_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        if self.engine is None:  # on a CPU: the engine's torch path, so lengths are fixed there too
-            self.engine = Engine(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots)
+    class Sampler(HFSampler):
+        """The hf sampler, always on the drawn-length engine (on a CPU its torch path, to check this code)."""
 
-    def judged(self, items, progress=None):  # the loop times verification itself (cost.*_verify_s)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.engine is None:
+                self.engine = self._engine()
+
+        def _engine(self):
+            return DrawnLengths(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots,
+                                warn=self.log.warn)
+
+    def make_verifier(cfg):
+        return ForcedVerdicts(verifier_pool(cfg), pass_rate, tally)
+
+    return {"make_sampler": Sampler, "make_verifier": make_verifier, "warn_cut": False}
+
+
+class ForcedVerdicts:
+    """A verifier whose verdicts are set correct with probability `pass_rate`, keyed by (problem, text), after
+    `pool` judged them (the loop times verification itself: cost.*_verify_s). `tally["verdicts"]` counts
+    them."""
+
+    def __init__(self, pool: Any, pass_rate: float, tally: dict[str, float]) -> None:
+        self.pool, self.pass_rate, self.tally = pool, pass_rate, tally
+
+    def map(self, items, progress=None) -> list:
         items = list(items)
-        verdicts = verify(self, items, progress)
-        tally["verdicts"] = tally.get("verdicts", 0) + len(items)
-        return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < pass_rate)
+        verdicts = self.pool.map(items, progress)
+        self.tally["verdicts"] = self.tally.get("verdicts", 0) + len(items)
+        return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < self.pass_rate)
                 for (p, text), v in zip(items, verdicts)]
 
-    # lengths drawn at the cap count as cut, as a real run's would: no warning about them
-    warn = loop.warn_if_cut
-    Engine.generate, HFSampler.__init__, VerifierPool.map, loop.warn_if_cut = generate, sampler_init, judged, \
-        lambda *args: None
-    try:
-        yield
-    finally:
-        Engine.generate, HFSampler.__init__, VerifierPool.map, loop.warn_if_cut = gen, init, verify, warn
+    def close(self) -> None:
+        self.pool.close()
 
 
 def training_problems(cfg, n: int) -> list:
@@ -145,12 +159,10 @@ def training_problems(cfg, n: int) -> list:
 def real_verdicts(cfg, problems: list) -> dict[str, Any]:
     """Verdicts/s of the config's verifier and workers on the problems' real solutions (what a trained model
     writes)."""
-    from ..verifiers import check_options
-    from ..verifiers.pool import VerifierPool
+    from ..loop import verifier_pool
 
     items = [(p, p.solution) for p in problems if p.solution]
-    with VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
-                      options=check_options(cfg.verifier.name, cfg.verifier.options)) as pool:
+    with verifier_pool(cfg) as pool:
         pool.map(items[:8])  # workers started and warm
         start = time.perf_counter()
         verdicts = pool.map(items)
@@ -195,8 +207,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     report("model", figures)
     tally: dict[str, float] = {}
     start = time.perf_counter()
-    with seams(median_new, sigma, pass_rate, tally):
-        run_loop(cfg, **({"log": log} if log is not None else {}))
+    run_loop(cfg, **({"log": log} if log is not None else {}), **seams(median_new, sigma, pass_rate, tally))
     figures["loop_s"] = round(time.perf_counter() - start, 1)
     root = cfg.run_path
     base, one = read_json(root / "round_0" / "round.json"), read_json(root / "round_1" / "round.json")

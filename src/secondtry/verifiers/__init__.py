@@ -2,7 +2,8 @@
 
 `VERIFIERS` is the one registry; `secondtry ls` and the docs are generated from it. A verifier's
 options are its keyword-only parameters (with types and defaults); `verifier.options` in the
-config is checked against them by `check_options` before a run starts.
+config is checked against them by `check_options` before a run starts. `register_verifier` adds one (a
+plugin's verifiers: secondtry/plugins.py).
 `pool.VerifierPool` runs any of them in worker processes with a hard per-item timeout.
 """
 
@@ -12,6 +13,7 @@ import inspect
 import typing
 from typing import Any, Callable, Mapping
 
+from secondtry.plugins import register
 from secondtry.types import Problem, Verdict
 
 from . import arithmetic as _arithmetic
@@ -32,6 +34,21 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
 
 # verifiers that fill Verdict.steps, so `filter.require: steps` can use them
 CHECKS_STEPS = {"synthetic", "numeric_steps"}
+
+
+def register_verifier(name: str, verify: Callable[..., Verdict] | None = None, *,
+                      checks_steps: bool = False) -> Any:
+    """Add a verifier: `register_verifier("name", verify)`, or `@register_verifier("name")` on
+    `verify(problem, completion, *, option=default, ...) -> Verdict` (a module-level function: pool workers
+    import its module). `checks_steps`: it fills `Verdict.steps` (for `filter.require: steps`).
+    A name already taken is refused."""
+    def add(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        register(VERIFIERS, "verifier", name, fn)
+        if checks_steps:
+            CHECKS_STEPS.add(name)
+        return fn
+
+    return add if verify is None else add(verify)
 
 _PROBE = Problem(id="options-check", prompt="", answer="1")
 

@@ -5,6 +5,10 @@ items on their main thread, so math-verify's own SIGALRM timeouts work there as 
 The parent kills (SIGKILL) and replaces a worker whose item overruns `timeout_s` or that
 dies; that item gets `correct=None` and every other item is still judged.
 
+A worker is a fresh interpreter that looks its verifier up by name, so it imports the run's plugins
+(`plugins=`, the config's `plugins`, and the `secondtry.plugins` entry points) before the lookup; a
+plugin that fails there stops the pool with the worker's error.
+
 As always with 'spawn', a script that uses the pool needs an `if __name__ == "__main__":` guard.
 
 >>> from secondtry.types import Problem
@@ -25,7 +29,7 @@ import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from secondtry.types import Problem, Verdict
 
@@ -36,11 +40,22 @@ _STARTUP_S = 120.0  # a worker that is not ready by then means a broken environm
 _WARMUP = (Problem(id="warmup", prompt="", answer="1"), "\\boxed{1}")
 
 
-def _resolve(name: str | None, fn: VerifyFn | None) -> VerifyFn:
+class Judge(Protocol):
+    """What the loop needs of a verifier: verdicts in item order, and closing. `VerifierPool` is one."""
+
+    def map(self, items: Iterable[tuple[Problem, str]],
+            progress: Progress | None = None) -> list[Verdict]: ...
+
+    def close(self) -> None: ...
+
+
+def _resolve(name: str | None, fn: VerifyFn | None, plugins: Sequence[str] = ()) -> VerifyFn:
     if fn is not None:
         return fn
+    from secondtry.plugins import load
     from secondtry.verifiers import VERIFIERS  # lazy: the registry imports this package
 
+    load(plugins)
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; valid names: {sorted(VERIFIERS)}")
     return VERIFIERS[name]
@@ -66,11 +81,16 @@ def _exit_when_orphaned(ppid: int) -> None:
     os._exit(1)
 
 
-def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None, options: Mapping[str, Any]) -> None:
+def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None, options: Mapping[str, Any],
+                 plugins: Sequence[str] = ()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # a parent killed while this worker is stuck in an item would otherwise leave it running forever
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    verify = functools.partial(_resolve(name, fn), **options)
+    try:
+        verify = functools.partial(_resolve(name, fn, plugins), **options)
+    except Exception as e:  # a plugin that does not import here, or a name it did not register
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
     if fn is None:
         _judge(verify, _WARMUP)  # pay lazy imports (sympy, antlr) before the first timed item
     conn.send("ready")
@@ -99,6 +119,7 @@ class VerifierPool:
 
     `fn` (a module-level function, so that it pickles) replaces the registry lookup; for tests.
     `options` are the verifier's keyword options (`verifier.options`, checked by `check_options`).
+    `plugins` are imported (with the entry points) here and in each worker before the verifier is looked up.
     `workers=0` judges inline, in this process, with no hard timeout. Not thread-safe.
     After a `.map`, `timeouts`, `crashes` and `max_overrun_s` (how far past `timeout_s` the
     slowest killed item ran before its verdict) describe what the hard limit had to do.
@@ -106,9 +127,10 @@ class VerifierPool:
 
     def __init__(self, name: str | None = None, workers: int = 2, timeout_s: float = 10.0, *,
                  options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None,
-                 chunk_size: int = 16) -> None:
-        self.options = dict(options or {})
-        self._fn = functools.partial(_resolve(name, fn), **self.options)  # a bad name raises KeyError here
+                 chunk_size: int = 16, plugins: Sequence[str] = ()) -> None:
+        self.options, self.plugins = dict(options or {}), list(plugins)
+        # a bad name raises KeyError here, a plugin that fails to import PluginError
+        self._fn = functools.partial(_resolve(name, fn, self.plugins), **self.options)
         self.name, self._child_fn = (name, None) if fn is None else (None, fn)
         self.workers, self.timeout_s, self.chunk_size = workers, timeout_s, max(1, chunk_size)
         self._ctx = mp.get_context("spawn")
@@ -119,7 +141,8 @@ class VerifierPool:
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.name, self._child_fn, self.options),
+        proc = self._ctx.Process(target=_worker_main,
+                                 args=(child, self.name, self._child_fn, self.options, self.plugins),
                                  daemon=True, name="secondtry-verifier")
         proc.start()
         child.close()
@@ -177,6 +200,9 @@ class VerifierPool:
                     w.since = time.monotonic()
                     if msg == "ready":
                         w.ready = True
+                    elif isinstance(msg, tuple) and msg[0] == "failed":
+                        self.close()
+                        raise RuntimeError(f"verifier worker failed to start: {msg[1]}")
                     else:
                         idx, v = msg
                         w.inflight.popleft()
@@ -278,7 +304,8 @@ class VerifierPool:
 
 def verify_all(name: str | None, items: Iterable[tuple[Problem, str]], workers: int = 2,
                timeout_s: float = 10.0, progress: Progress | None = None, *,
-               options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None) -> list[Verdict]:
+               options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None,
+               plugins: Sequence[str] = ()) -> list[Verdict]:
     """One-shot `VerifierPool(...).map(items)`; workers start and stop within the call."""
-    with VerifierPool(name, workers, timeout_s, options=options, fn=fn) as pool:
+    with VerifierPool(name, workers, timeout_s, options=options, fn=fn, plugins=plugins) as pool:
         return pool.map(items, progress)
