@@ -55,9 +55,16 @@ def test_build_model_sizes():
         build_model("huge")
 
 
-def test_pretrain_is_deterministic(tmp_path):
-    a = pretrain("tiny", tmp_path / "a", steps=3, batch=4, lr=1e-3, seed=5)
-    b = pretrain("tiny", tmp_path / "b", steps=3, batch=4, lr=1e-3, seed=5)
+def test_pretrain_is_deterministic_whatever_the_threads(tmp_path):
+    threads = torch.get_num_threads()
+    try:  # the caller's thread count does not change the weights: pretraining runs in one thread on a CPU
+        torch.set_num_threads(1)
+        a = pretrain("tiny", tmp_path / "a", steps=3, batch=4, lr=1e-3, seed=5)
+        torch.set_num_threads(2)
+        b = pretrain("tiny", tmp_path / "b", steps=3, batch=4, lr=1e-3, seed=5)
+        assert torch.get_num_threads() == 2  # and the caller's count is restored
+    finally:
+        torch.set_num_threads(threads)
     wa, wb = (AutoModelForCausalLM.from_pretrained(p).state_dict() for p in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temp folders left behind
