@@ -41,7 +41,7 @@ def test_max_epochs_caps_the_steps_of_a_round_with_few_examples(tiny_model, tmp_
 
     class Sizes(Log):  # the progress bar's total, then what training resizes it to
         @contextlib.contextmanager
-        def progress(self, label, total):
+        def progress(self, label, total, unit=""):
             sizes.append(total)
             yield Bar(resize=sizes.append)
 
