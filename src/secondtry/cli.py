@@ -408,7 +408,7 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
 
         cfg = _config(config, overrides)
         check_names(cfg)
-        tasks = _tasks(cfg)
+        tasks = cfg.tasks()
         hub = set()
         for key, task in tasks:
             try:
@@ -432,14 +432,6 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
             print(f"warning: not on this machine: {problem}")
 
     _guard(go)
-
-
-def _tasks(cfg) -> list:
-    """(config key, TaskConfig) of every task a config reads."""
-    validation = cfg.evaluation.validation_task
-    return [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
-            *([("evaluation.validation_task", validation)] if validation else []),
-            *([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else [])]
 
 
 def _refuse_if_unrunnable(cfg) -> None:
@@ -491,7 +483,7 @@ def data_(source: str = typer.Argument(..., metavar="SOURCE",
         path = Path(source)
         if path.suffix in (".yaml", ".yml") and path.is_file():
             cfg = _config(path, [])
-            hub = [(key, task) for key, task in _tasks(cfg) if task.path and is_hub_id(task)]
+            hub = [(key, task) for key, task in cfg.tasks() if task.path and is_hub_id(task)]
             if not hub:
                 print(f"{source}: reads no hub id; nothing to write")
                 return

@@ -484,6 +484,13 @@ class Config(_Strict):
     def chunk_size(self) -> int:
         return self.checkpoint.chunk or 4 * self.backend.batch_size  # retries of a chunk still fill a batch or so
 
+    def tasks(self) -> list[tuple[str, TaskConfig]]:
+        """(config key, task) of every task the run reads: training, test, validation and transfer if set."""
+        validation = self.evaluation.validation_task
+        return [("train_task", self.train_task), ("eval_task", self.eval_task),
+                *([("evaluation.validation_task", validation)] if validation else []),
+                *([("transfer_task", self.transfer_task)] if self.transfer_task else [])]
+
     @property
     def run_path(self) -> Path:
         return Path(self.run_dir) / self.name

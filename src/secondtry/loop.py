@@ -23,7 +23,7 @@ from .backends.hf import load_tokenizer
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
-from .evaluation.metrics import compare_evals, cut_shares, eval_record, summarize_eval, train_figures
+from .evaluation.metrics import METRIC_NAMES, compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
 from .plugins import load as load_plugins
@@ -412,7 +412,7 @@ def figures_said(metric: str, figures: dict[str, Any]) -> str:
     test set, +4.1 pp from the base; on the validation split +3.0 pp from the round before"."""
     if "eval" not in figures:
         return ""
-    name = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}.get(metric, metric)
+    name = METRIC_NAMES.get(metric, metric)
     out = f"{name} {figures['eval'][metric]['value']:.1%} on the test set"
     if figures.get("delta_from_base"):
         out += f", {figures['delta_from_base']['value'] * 100:+.1f} pp from the base"
@@ -604,10 +604,7 @@ class Models:
 def check_names(cfg: Config) -> None:
     """Every name in the config refers to an entry of its extension dict (after importing its plugins)."""
     load_plugins(cfg.plugins)
-    checks = [("train_task.name", cfg.train_task.name, TASKS), ("eval_task.name", cfg.eval_task.name, TASKS),
-              *([("transfer_task.name", cfg.transfer_task.name, TASKS)] if cfg.transfer_task else []),
-              *([("evaluation.validation_task.name", cfg.evaluation.validation_task.name, TASKS)]
-                if cfg.evaluation.validation_task else []),
+    checks = [*((f"{key}.name", task.name, TASKS) for key, task in cfg.tasks()),
               ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
               ("conditions.first", cfg.conditions.first, CONDITIONS),
               ("conditions.retry", cfg.conditions.retry, CONDITIONS),
@@ -651,9 +648,7 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
     (transfer_task) when configured.
     """
     loaded = {}
-    tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task)]
-    tasks += [("evaluation.validation_task", cfg.evaluation.validation_task)] if cfg.evaluation.validation_task else []
-    for key, task in tasks + ([("transfer_task", cfg.transfer_task)] if cfg.transfer_task else []):
+    for key, task in cfg.tasks():
         try:
             problems = TASKS[task.name](task, cfg.seed)
         except TaskDataError as e:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import GAIN_POLICIES, StoppingConfig
+from .evaluation.metrics import METRIC_NAMES
 from .plugins import register
 from .types import Decision
 
@@ -30,8 +31,7 @@ class StopState:
 
     def gain_of(self) -> str:
         """What the gains are: "sampled pass@1 on the validation split" (as far as the state says)."""
-        names = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
-        what = names.get(self.metric or "", self.metric or "the metric")
+        what = METRIC_NAMES.get(self.metric or "", self.metric or "the metric")
         sets = {"validation": " on the validation split", "test": " on the test set"}
         on = sets.get(self.gain_on or "", "")
         return what + on

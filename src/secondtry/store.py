@@ -264,19 +264,23 @@ def _measure(path: Path, record: Path) -> dict[str, Any]:
         return {"count": len(files), "sha256": h.hexdigest()}
     lines = 0
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            lines += block.count(b"\n")
+    for block in _blocks(path):
+        h.update(block)
+        lines += block.count(b"\n")
     return {"count": lines, "sha256": h.hexdigest()}
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """A file's bytes, a megabyte at a time."""
+    with open(path, "rb") as fh:
+        yield from iter(lambda: fh.read(1 << 20), b"")
 
 
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes (hex), read in blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for block in _blocks(path):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -340,9 +344,8 @@ def hash_path(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p != path / CARD)
     for f in files:
         h.update(str(f.relative_to(path) if f != path else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        for block in _blocks(f):
+            h.update(block)
     return h.hexdigest()[:16]
 
 

@@ -192,10 +192,11 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
             f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
             f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
             "training.report_to=[]"]
-    held_out = load_config(config, sets + list(overrides or [])).evaluation.validation
+    cfg = load_config(config, sets + list(overrides or []))
     # the small measured round holds no validation split out of its few problems; the projection charges the
     # config's split as evaluation of that many more problems (a validation split is evaluated every round)
-    cfg = load_config(config, sets + list(overrides or []) + ["evaluation.validation=0"])
+    held_out = cfg.evaluation.validation
+    cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"validation": 0})})
     full_steps = cfg.training.steps
     if steps is not None:
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"steps": steps})})

@@ -117,6 +117,7 @@ def cut_shares(figures: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 GAIN_METRICS = ("pass1_sampled", "pass1_greedy")  # the gains reported side by side wherever one is headlined
+METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}  # in words
 
 
 def compare_evals(base: list[dict[str, Any]], before_prev: list[dict[str, Any]] | None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.metrics import cut_shares
+from ..evaluation.metrics import METRIC_NAMES, cut_shares
 from ..types import RoundResult
 from .runs import load_run
 
@@ -212,7 +212,6 @@ def cut_lines(history: list[RoundResult], floor: float = 0.05) -> list[str]:
 
 
 ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
-METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}
 
 
 def round_head(history: list[RoundResult], metric: str, name: str) -> list[str]:
