@@ -144,6 +144,10 @@ class ForcedVerdicts:
         return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < self.pass_rate)
                 for (p, text), v in zip(items, verdicts)]
 
+    @property
+    def threaded(self) -> bool:
+        return bool(getattr(self.pool, "threaded", False))
+
     def close(self) -> None:
         self.pool.close()
 
