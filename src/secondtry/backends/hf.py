@@ -276,8 +276,8 @@ class EngineStream:
     """A stage's generation as one engine session (backends/stream.py): requests join the running batch
     as they are submitted. The session's sampling setting is the stage's sampled one; greedy requests
     (temperature 0) ride in the same batch with a per-slot flag. Its cache holds the longest first-turn
-    prompt plus `turns` generations and retry messages; a longer request makes the engine rebuild it
-    (with a warning) once the running ones finish."""
+    prompt, a generation and one retry turn; a request of a later turn that is longer waits until the rest
+    of the stage is done, and the engine then rebuilds its cache for it (with a warning)."""
 
     lookahead = True
 
@@ -289,8 +289,12 @@ class EngineStream:
             raise ValueError(f"one engine session samples with one setting; got {sorted(sampled)}")
         self.setting = next(iter(sampled), (0.0, 0, 1.0))
         self.max_new = max(p.max_new_tokens for p in params)
-        longest = max((len(self._ids(c)) for c in first), default=0)
-        max_len = longest + self.max_new + (turns - 1) * (self.max_new + RETRY_ROOM)
+        rendered = [sampler.render(c) for c in first]
+        longest = max((len(ids) for ids in sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"]),
+                      default=0) if rendered else 0
+        # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
+        # of the stage (scheduler.py): a cache for every turn's worst case would hold far fewer sequences
+        max_len = longest + self.max_new + min(turns - 1, 1) * (self.max_new + RETRY_ROOM)
         temperature, top_k, top_p = self.setting
         self.engine.open(max(max_len, 2), self.max_new, temperature=temperature, top_k=top_k, top_p=top_p)
         self.requests: dict[int, tuple[Any, int, bool, list[Completion | None]]] = {}

@@ -20,8 +20,8 @@ never drains between calls. Each `step` is:
 A session has one sampling setting (temperature, top-k, top-p: its graphs); a request may be
 greedy instead (a per-slot flag read inside the same graph: its token is the argmax of the
 logits), so greedy and sampled evaluation share one running batch. A request longer than the
-cache waits until the running ones finish; the cache is then rebuilt for it (a warning says so:
-`open`'s `max_len` should cover every request).
+cache waits until every other queued and running one has finished; the cache is then rebuilt for
+it (a warning says so): `open`'s `max_len` should cover all but the rare longest requests.
 
 A CUDA out-of-memory error anywhere in a round halves the slots, rebuilds the cache and graphs,
 and requeues the unfinished sequences. Because sampling noise is keyed by (request, token
@@ -100,7 +100,7 @@ class Engine:
         self._events: list = []
         self.reqs: list[_Request] = []
         self.queue: deque = deque()  # (request, its samples not yet admitted)
-        self.long: list[int] = []  # requests longer than the cache: admitted once the running ones finish
+        self.long: list[int] = []  # requests longer than the cache: admitted once all others finished
         self.rebuilds = 0  # cache rebuilds for a request longer than the session's max_len
 
     # ---- public -------------------------------------------------------------------------------
@@ -184,11 +184,10 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> list[tuple[int, int, Output]]:
         """Admit, up to `sync_every` decode steps, collect: (request, sample, output) of what finished."""
-        if self.long and not any(o is not None for o in self.owner):
-            self._grow()
+        if self.long and not self.queue and not any(o is not None for o in self.owner):
+            self._grow()  # the requests longer than the cache waited for everything else
         try:
-            if not self.long:  # a long request waits for the running ones: admit nothing new meanwhile
-                self._admit(self.queue)
+            self._admit(self.queue)
             self._advance()
             finished = self._collect()
         except torch.cuda.OutOfMemoryError:
