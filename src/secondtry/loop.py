@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import distributed, filtering, training
-from .backends import BACKENDS, Sampler, SamplerFactory
+from .backends import BACKENDS, Sampler, SamplerFactory, backend_options
 from .backends.hf import load_tokenizer
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
@@ -615,6 +615,11 @@ def check_names(cfg: Config) -> None:
     if cfg.verifier.name in VERIFIERS:
         try:
             check_options(cfg.verifier.name, cfg.verifier.options)
+        except ValueError as e:
+            bad.extend(f"  {line}" for line in str(e).splitlines())
+    if cfg.backend.name in BACKENDS:
+        try:
+            backend_options(cfg)
         except ValueError as e:
             bad.extend(f"  {line}" for line in str(e).splitlines())
     if launches(cfg):
