@@ -96,15 +96,17 @@ def feeds_of(field: FieldInfo) -> Feeds | None:
     extra = field.json_schema_extra
     if not isinstance(extra, dict) or "feeds" not in extra:
         return None
-    return Feeds(tuple(extra["feeds"]), str(extra.get("why", "")), str(extra.get("via", "")),  # type: ignore[arg-type]
-                 str(extra.get("key", "")), bool(extra.get("when_set")), tuple(extra.get("pinned", ())))  # type: ignore[arg-type]
+    get: Any = extra.get
+    return Feeds(tuple(get("feeds")), str(get("why", "")), str(get("via", "")), str(get("key", "")),
+                 bool(get("when_set")), tuple(get("pinned", ())))
 
 
 class ToyConfig(_Strict):
     retry_error_scale: float = Field(
-        1.0, gt=0, le=4, json_schema_extra=feeds(SECTION), description="the toy teacher's error rate on a retry turn, as a multiple of its first "
+        1.0, gt=0, le=4, description="the toy teacher's error rate on a retry turn, as a multiple of its first "
                                      "attempts' (1: retries no better than first attempts, a neutral world; below 1 "
-                                     "plants an advantage for retrying, which every report then states)")
+                                     "plants an advantage for retrying, which every report then states)",
+        json_schema_extra=feeds(SECTION))
 
 
 class ModelConfig(_Strict):
@@ -163,9 +165,10 @@ class VerifierConfig(_Strict):
                                     description="the verifier's own options, e.g. {extractors: [boxed], compare: "
                                                 "hendrycks}; `secondtry ls` lists each verifier's options")
     judge_cut_text: bool = Field(
-        False, json_schema_extra=feeds("attempts", "eval"), description="judge generations cut at max_new_tokens on their text, as if they had ended; by "
+        False, description="judge generations cut at max_new_tokens on their text, as if they had ended; by "
                            "default a cut generation is incorrect ('cut at length') without being read. Cut "
-                           "generations are never kept for training either way")
+                           "generations are never kept for training either way",
+        json_schema_extra=feeds("attempts", "eval"))
 
 
 LAUNCH_PLACEHOLDERS = {
@@ -198,8 +201,9 @@ class HFBackendConfig(_BackendBase):
         "auto", json_schema_extra=_GENERATES,
         description="on a GPU: the generation engine (docs/engine.md), or off for transformers generate")
     max_slots: int = Field(
-        512, ge=1, le=MAX_BATCH, json_schema_extra=_GENERATES, description="engine: sequences decoded together "
-                                                                           "at most")
+        512, ge=1, le=MAX_BATCH, description="engine: sequences decoded together "
+                                                                           "at most",
+        json_schema_extra=_GENERATES)
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -208,7 +212,8 @@ class HFBackendConfig(_BackendBase):
 
 
 class OpenAIBackendConfig(_BackendBase):
-    """backend.name: openai — OpenAI-compatible servers (backends/openai.py, servers.py, docs/openai-backend.md)."""
+    """backend.name: openai — OpenAI-compatible servers (backends/openai.py, servers.py; docs/openai-backend.md)
+    """
 
     name: Literal["openai"] = Field(json_schema_extra=_GENERATES)
     endpoints: list[str] = Field(default_factory=list, json_schema_extra=_GENERATES,
@@ -296,7 +301,8 @@ class PluginBackendConfig(_BackendBase):
     options=Model)`) once the plugins are imported."""
 
     name: str = Field(json_schema_extra=_GENERATES)
-    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=feeds("attempts", "eval", when_set=True),
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    json_schema_extra=feeds("attempts", "eval", when_set=True),
                                     description="the plugin backend's own settings")
 
     @field_validator("name")
@@ -311,12 +317,13 @@ BUILT_IN_BACKENDS: dict[str, type[_BackendBase]] = {"hf": HFBackendConfig, "open
 
 
 def _backend_tag(v: Any) -> str:
-    """Which section a `backend` mapping is: its name's built-in section (hf when no name), else a plugin's."""
+    """Which section a `backend` mapping is: its name's built-in one (hf when no name), else a plugin's."""
     name = v.get("name", "hf") if isinstance(v, dict) else getattr(v, "name", "hf")
     return name if isinstance(name, str) and name in BUILT_IN_BACKENDS else "plugin"
 
 
-BackendConfig = Annotated[Union[Annotated[HFBackendConfig, Tag("hf")], Annotated[OpenAIBackendConfig, Tag("openai")],
+BackendConfig = Annotated[Union[Annotated[HFBackendConfig, Tag("hf")],
+                                Annotated[OpenAIBackendConfig, Tag("openai")],
                                 Annotated[PluginBackendConfig, Tag("plugin")]], Discriminator(_backend_tag)]
 BACKEND_SECTIONS: dict[str, type[_BackendBase]] = {**BUILT_IN_BACKENDS, "plugin": PluginBackendConfig}
 
@@ -384,8 +391,8 @@ class ConditionsConfig(_Strict):
                        json_schema_extra=feeds("attempts", key="retry"))
     retry_prompt: str = Field("Try again carefully.", json_schema_extra=feeds("attempts", "eval"))
     retries: int = Field(
-        1, ge=0, le=MAX_TURNS, json_schema_extra=feeds("attempts", key="retries"), description="retry turns per failed training problem (stops at the first "
-                                           "success)")
+        1, ge=0, le=MAX_TURNS, description="retry turns per failed training problem (stops at the first "
+                                           "success)", json_schema_extra=feeds("attempts", key="retries"))
     samples: int = Field(
         1, ge=1, le=MAX_SAMPLES, json_schema_extra=feeds("attempts", key="samples", when_set=True),
         description="first attempts per training problem (ReST-EM's K); sample 0 "
@@ -396,7 +403,8 @@ class ConditionsConfig(_Strict):
         description="samples drawn at each retry turn of a training problem "
                                              "(resampling-16: 16 fresh samples of each failed problem)")
     history: Literal["all", "last"] = Field(
-        "all", json_schema_extra=feeds("attempts", "eval"), description="what a retry sees: every earlier attempt, or only the failed one before it")
+        "all", description="what a retry sees: every earlier attempt, or only the failed one before it",
+        json_schema_extra=feeds("attempts", "eval"))
 
 
 _SFT = feeds("sft")
@@ -490,21 +498,24 @@ class EvaluationConfig(_Strict):
                                            "retries", json_schema_extra=_EVAL)
     retry: str = Field("retry", description="the retry condition at test time (never one that shows the gold answer)",
                        json_schema_extra=_EVAL)
-    retry_all: bool = Field(False, json_schema_extra=feeds("eval", when_set=True), description="give the first retry turn to every problem, right or wrong, and "
+    retry_all: bool = Field(False, description="give the first retry turn to every problem, right or wrong, and "
                                                "report wrong->right and right->wrong flips (retrying only the "
-                                               "failures uses the verifier as an oracle)")
+                                               "failures uses the verifier as an oracle)",
+        json_schema_extra=feeds("eval", when_set=True))
     validation: int = Field(0, ge=0, json_schema_extra=feeds("attempts", "eval", via="the problems' hash"),
                             description="training problems held out (never trained on) and evaluated "
                                                  "every round; with some, the best round and the gain the "
                                                  "stopping policies see come from them, not from the test set")
     validation_task: TaskConfig | None = Field(
-        None, json_schema_extra=feeds("eval", via="the problems' hash"), description="a validation split of its own (e.g. MBPP's `validation`), instead of holding "
-                          "`validation` training problems out")
+        None, description="a validation split of its own (e.g. MBPP's `validation`), instead of holding "
+                          "`validation` training problems out",
+        json_schema_extra=feeds("eval", via="the problems' hash"))
     select_on: Literal["validation", "test", "last"] | None = Field(
-        None, json_schema_extra=feeds_nothing(_CHOSEN), description="what picks the reported round and feeds the stopping gains: the validation split "
+        None, description="what picks the reported round and feeds the stopping gains: the validation split "
                           "(the default when one is held out); `last`: no choice, the last trained round (the "
                           "default for one-round runs); `test`: the test set, every figure so chosen then marked "
-                          "optimistic. A run of several rounds must hold out a validation split or say `test`")
+                          "optimistic. A run of several rounds must hold out a validation split or say `test`",
+        json_schema_extra=feeds_nothing(_CHOSEN))
     pass_k: list[int] = Field(default_factory=lambda: [1], json_schema_extra=_EVAL)
     metric: Literal["pass1_sampled", "pass1_greedy"] = Field(
         "pass1_sampled", description="the accuracy that gains, the stopping policy and best round use",
@@ -543,8 +554,8 @@ class StoppingConfig(_Strict):
     patience: int = Field(
         1, ge=1, le=1000, description="ci_patience: stop after this many rounds without a gain whose 95% CI "
                                       "is above zero", json_schema_extra=_DECIDES)
-    enforce: bool = Field(True, json_schema_extra=_DECIDES, description="false: record what the policies decide but run every round "
-                                            "(to see whether stopping was right)")
+    enforce: bool = Field(True, description="false: record what the policies decide but run every round "
+                                            "(to see whether stopping was right)", json_schema_extra=_DECIDES)
 
 
 class CheckpointConfig(_Strict):
@@ -563,12 +574,15 @@ _PAGE = feeds_nothing("the experiment page's text")
 
 
 class PredictionConfig(_Strict):
-    text: str = Field("", json_schema_extra=_PAGE, description="the prediction in words, shown on the experiment page as written")
-    gain_pp: float | None = Field(None, ge=-100, le=100, json_schema_extra=_PAGE, description="the least gain of the headline metric from the "
+    text: str = Field("", description="the prediction in words, shown on the experiment page as written",
+        json_schema_extra=_PAGE)
+    gain_pp: float | None = Field(None, ge=-100, le=100, description="the least gain of the headline metric from the "
                                   "base, in percentage points, at the reported round: the page says whether the "
-                                  "run bore it out (its CI above it), refuted it (below) or left it open")
-    rounds: int | None = Field(None, ge=0, le=1000, json_schema_extra=_PAGE, description="the number of rounds expected to pay (the reported "
-                                                               "round): the page says whether it did")
+                                  "run bore it out (its CI above it), refuted it (below) or left it open",
+        json_schema_extra=_PAGE)
+    rounds: int | None = Field(None, ge=0, le=1000, description="the number of rounds expected to pay (the reported "
+                                                               "round): the page says whether it did",
+        json_schema_extra=_PAGE)
 
 
 class Config(_Strict):
@@ -583,8 +597,9 @@ class Config(_Strict):
     train_task: TaskConfig = Field(json_schema_extra=feeds("attempts", via="the problems' hash"))
     eval_task: TaskConfig = Field(json_schema_extra=feeds("eval", via="the problems' hash"))
     transfer_task: TaskConfig | None = Field(
-        None, json_schema_extra=feeds("eval", via="the problems' hash"), description="a second test set from another distribution, evaluated every round: gains that are "
-                          "only narrowing to the eval task's distribution show up as none here")
+        None, description="a second test set from another distribution, evaluated every round: gains that are "
+                          "only narrowing to the eval task's distribution show up as none here",
+        json_schema_extra=feeds("eval", via="the problems' hash"))
     verifier: VerifierConfig = VerifierConfig()
     backend: BackendConfig = HFBackendConfig()
     sampling: SamplingConfig = Field(SamplingConfig(), json_schema_extra=feeds("attempts", "eval"),
