@@ -84,11 +84,11 @@ def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> 
     from secondtry.config import SamplingConfig
     from secondtry.types import Message
 
-    from secondtry.config import BackendConfig
+    from secondtry.config import HFBackendConfig
 
     log = Collect()
     backend = {"batch_size": batch, "device": "cuda"}
-    if "engine" in BackendConfig.model_fields:  # transformers generate: the engine sizes its slots from free memory
+    if "engine" in HFBackendConfig.model_fields:  # transformers generate: the engine sizes its slots from free memory
         backend["engine"] = "off"
     sampler = HFSampler(str(model), config(model, backend=backend), log)
     convs = [[Message("user", p)] for p in prompts(n, chars)]
