@@ -163,7 +163,7 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
 
 def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
     examples, stats = filtering.select(attempts, ctx.problems, CONDITIONS[ctx.cfg.conditions.first], ctx.cfg)
-    crash_point(f"round_{k}/sft:selected")
+    crash_point(f"round_{k}/filter:selected")
     write_jsonl(ctx.store.path(k, "sft.jsonl"), (to_dict(e) for e in examples))
     return stats
 
@@ -182,7 +182,7 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
         last = i == t.improve_steps
         name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
             (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
-        inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
+        inputs = {"sft": store.output_hash(f"round_{k}/filter"), "start": ctx.model_id(start),
                   "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
         passes.append(ctx.stage(name, inputs, [out],
                                 lambda: train_model(ctx, k, i, name, start, out, steps, filter_info)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import types as pytypes
 import typing
 from dataclasses import dataclass, field
@@ -426,6 +427,11 @@ class RoundFigures(Record):
     def comparison(self) -> Comparison | None:
         return self.test.comparison if self.test else None
 
+    @functools.cached_property
+    def raw(self) -> dict[str, Any]:
+        """The figures as round.json holds them, for readers that cite a figure by its path in the file."""
+        return self.to_json()
+
     def on(self, split: str) -> SplitFigures | None:
         """One evaluation set's figures: test, validation or transfer (None where it was not evaluated)."""
         if split not in SPLITS:
@@ -467,6 +473,11 @@ class RoundCost(Record):
     tokens_generated: int = 0
     tokens_trained: int = 0
     device: str = ""
+
+    @functools.cached_property
+    def raw(self) -> dict[str, Any]:
+        """The cost as round.json holds it."""
+        return self.to_json()
 
     def seconds(self, name: str) -> float | None:
         """One of the time fields by name (attempts_s, filter_s, train_s, eval_s, eval_generate_s, ...)."""

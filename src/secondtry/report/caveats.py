@@ -78,8 +78,8 @@ def chosen_on_test(c: Context) -> Caveat | None:
 
 def gain_within_noise(c: Context) -> Caveat | None:
     """A round's change, read as a gain or a regression, whose CI includes 0."""
-    noisy = [r for r in _trained(c.run) if (r.figures.get("delta_from_prev") or {}).get("value")
-             and not excludes_zero(r.figures["delta_from_prev"])]
+    noisy = [r for r in _trained(c.run) if (r.figures.raw.get("delta_from_prev") or {}).get("value")
+             and not excludes_zero(r.figures.raw["delta_from_prev"])]
     if not noisy:
         return None
     listed: list[Piece] = []
@@ -126,7 +126,7 @@ def cut_at_length(c: Context) -> Caveat | None:
 def small_training_set(c: Context) -> Caveat | None:
     """A round trained on few examples, or on examples from few problems."""
     for r in _trained(c.run):
-        kept = (r.figures.get("train") or {}).get("examples", {}).get("kept", 0)
+        kept = (r.figures.raw.get("train") or {}).get("examples", {}).get("kept", 0)
         if kept < MIN_EXAMPLES:
             return Caveat("small_training_set", "A small training set",
                           ("Round ", round_no(r.round), " trained on ", count(r, "train.examples.kept"), " examples, below ",
@@ -149,12 +149,12 @@ def small_training_set(c: Context) -> Caveat | None:
 
 def lucky_rising(c: Context) -> Caveat | None:
     """The share of kept retries that reached the right answer through a wrong step grows round after round."""
-    rounds = [r for r in c.run.history if r.round and (r.figures.get("train") or {}).get("examples", {})
+    rounds = [r for r in c.run.history if r.round and (r.figures.raw.get("train") or {}).get("examples", {})
               .get("lucky_share") is not None]
     if len(rounds) < 2:
         return None
     first, last = rounds[0], rounds[-1]
-    if last.figures["train"]["examples"]["lucky_share"] - first.figures["train"]["examples"]["lucky_share"] \
+    if last.figures.raw["train"]["examples"]["lucky_share"] - first.figures.raw["train"]["examples"]["lucky_share"] \
             <= LUCKY_RISE:
         return None
     kept = "filter.require: steps drops them" if cfg_get(c.run.cfg, "filter.require") == "steps" else \
@@ -170,15 +170,15 @@ def lucky_rising(c: Context) -> Caveat | None:
 def no_transfer(c: Context) -> Caveat | None:
     """A test gain that does not carry over to another distribution, or no transfer set to check it."""
     best = c.run.best
-    if not best.round or not excludes_zero(best.figures.get("delta_from_base")) \
-            or best.figures["delta_from_base"]["value"] <= 0:
+    if not best.round or not excludes_zero(best.figures.raw.get("delta_from_base")) \
+            or best.figures.raw["delta_from_base"]["value"] <= 0:
         return None
-    if not any("transfer" in r.figures for r in c.run.history):
+    if not any("transfer" in r.figures.raw for r in c.run.history):
         return Caveat("no_transfer", "Same test set every round",
                       ("Every round was evaluated on the same test set and on nothing else, so part of the gain may be "
                        "the model narrowing to that set's distribution.",),
                       "Add a transfer_task: a second test set from another distribution, evaluated every round.")
-    transfer = (best.figures.get("transfer") or {}).get("delta_from_base")
+    transfer = (best.figures.raw.get("transfer") or {}).get("delta_from_base")
     if transfer and transfer["ci"][0] is not None and transfer["ci"][0] > 0:
         return None
     return Caveat("no_transfer", "No transfer gain",
@@ -200,10 +200,10 @@ def privileged(c: Context) -> Caveat | None:
 
 def retry_turn_breaks(c: Context) -> Caveat | None:
     """After training, a retry turn given to every problem breaks more right answers than it fixes."""
-    rounds = [r for r in c.run.history if ((r.figures.get("eval") or {}).get("flips") or {}).get("net", {})
+    rounds = [r for r in c.run.history if ((r.figures.raw.get("eval") or {}).get("flips") or {}).get("net", {})
               .get("value") is not None]
-    bad = [r for r in rounds if r.round and r.figures["eval"]["flips"]["net"]["ci"][1] is not None
-           and r.figures["eval"]["flips"]["net"]["ci"][1] < 0]
+    bad = [r for r in rounds if r.round and r.figures.raw["eval"]["flips"]["net"]["ci"][1] is not None
+           and r.figures.raw["eval"]["flips"]["net"]["ci"][1] < 0]
     if not bad:
         return None
     base = next((r for r in rounds if r.round == 0), None)

@@ -29,14 +29,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
 from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
                                 unpaired_seed_test, wilson_ci)
-from ..types import RoundResult
+from ..records import Estimate, RoundResult
 from .runs import RunView, cfg_get, load_run
-from .tables import METRIC_NAMES, Narrow, count, markdown_table, p_text, pct, rich_table, sharpening
+from .tables import (METRIC_NAMES, Figure, Narrow, count, estimate, markdown_table, p_text, pct, rich_table,
+                     sharpening)
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -78,7 +79,7 @@ def spent(v: RunView, k: int) -> dict[str, int]:
     """What run `v` spent on rounds 1..k: training tokens generated, SFT steps, examples kept, tokens trained."""
     out = {"tokens_generated": 0, "sft_steps": 0, "examples": 0, "tokens_trained": 0}
     for r in v.history[1:k + 1]:
-        train, training = r.figures.get("train") or {}, r.figures.get("training") or {}
+        train, training = r.figures.raw.get("train") or {}, r.figures.raw.get("training") or {}
         passes = training.get("improve_passes") or ([training] if training else [])
         out["tokens_generated"] += train.get("tokens_generated", 0)
         out["examples"] += (train.get("examples") or {}).get("kept", 0) if r.trained else 0
@@ -88,7 +89,7 @@ def spent(v: RunView, k: int) -> dict[str, int]:
 
 
 def _evaluated(v: RunView) -> list[RoundResult]:
-    return [r for r in v.history if "eval" in r.figures]
+    return [r for r in v.history if "eval" in r.figures.raw]
 
 
 def resolve(groups: Groups, point: Point) -> Point:
@@ -132,26 +133,28 @@ def _delta(v: RunView, r: RoundResult, metric: str) -> dict[str, Any] | None:
     """Round r's paired change of `metric` from the base (None for the base itself: no change)."""
     if r.round == 0:
         return {"value": 0.0, "ci": [0.0, 0.0], "n": v.n_test}
-    gains = r.figures.get("gains") or {}
+    gains = r.figures.raw.get("gains") or {}
     if metric in gains:
         return gains[metric]["from_base"]
-    return r.figures.get("delta_from_base") if metric == v.metric else None
+    return r.figures.raw.get("delta_from_base") if metric == v.metric else None
 
 
-def pooled(figures: list[dict[str, Any] | None], delta: bool = False) -> dict[str, Any] | None:
+def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
     """One figure over seeds: with one seed the run's own (CI over problems), with several the mean with a
     t-interval over seeds, cut to the quantity's range; None if a seed lacks it."""
-    if not figures or any(f is None or f.get("value") is None for f in figures):
+    found = [estimate(f) for f in figures]
+    if not found or any(e is None or e.value is None for e in found):
         return None
-    if len(figures) == 1:
-        return figures[0]
-    return across_seeds([f["value"] for f in figures], bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
+    if len(found) == 1:
+        return found[0]
+    return Estimate.from_json(across_seeds([e.value for e in found if e is not None and e.value is not None],
+                                           bounds=(-1.0, 1.0) if delta else (0.0, 1.0)))
 
 
 def _metrics(groups: Groups) -> list[str]:
     """The pass@1 metrics every run has, the headline metric first."""
     runs = [m for g in groups.values() for m in g]
-    present = [m for m in GAIN_METRICS if all(m in r.history[0].figures["eval"] for r in runs)]
+    present = [m for m in GAIN_METRICS if all(m in r.history[0].figures.raw["eval"] for r in runs)]
     head = runs[0].metric
     return [head] + [m for m in present if m != head]
 
@@ -178,7 +181,7 @@ def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[st
         deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
         rows.append([
             name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
-            _at_label(members, point), pct(pooled([v.history[0].figures["eval"][v.metric] for v in members])),
+            _at_label(members, point), pct(pooled([v.history[0].figures.raw["eval"][v.metric] for v in members])),
             *(pct(deltas[m], True) for m in metrics),
             "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
     return head, rows
@@ -216,7 +219,7 @@ def retry_turn_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
 def _flips(v: RunView, k: int) -> dict[str, Any] | None:
     if k >= len(v.history):
         return None
-    return (v.history[k].figures.get("eval") or {}).get("flips")
+    return (v.history[k].figures.raw.get("eval") or {}).get("flips")
 
 
 def _broken(f: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -258,7 +261,7 @@ def _pairs(groups: Groups, name: str, ref: str) -> list[tuple[RunView, RunView]]
 
 def _values(v: RunView, r: RoundResult, metric: str) -> tuple[list[str], list[float]]:
     records = v.records(r.round)
-    return [x["problem_id"] for x in records], per_problem(records)[metric]
+    return [x.problem_id for x in records], per_problem(records)[metric]
 
 
 def pairwise_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],

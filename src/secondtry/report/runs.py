@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 
 from ..conditions import PRIVILEGED
-from ..loop import load_history
-from ..store import RunDirError, read_json, read_jsonl
-from ..types import RoundResult
+from ..loop import load_history, read_eval_records
+from ..records import Estimate, EvalRecord, RoundResult
+from ..store import RunDirError, read_json
 
 
 @dataclass
@@ -35,24 +35,30 @@ class RunView:
     def best(self) -> RoundResult:
         """summary.json's reported round (`chosen_on`: the best on the validation split, the last round, or the best
         on the test set); for a run without a summary yet, the best test figure, earliest first."""
-        evaluated = [r for r in self.history if "eval" in r.figures]
+        evaluated = [r for r in self.history if r.figures.eval is not None]
         named = [r for r in evaluated if r.round == self.summary.get("best_round")]
-        return named[0] if named else max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
+        return named[0] if named else max(evaluated, key=lambda r: (r.figures.eval[self.metric].value, -r.round))
 
     @property
     def n_test(self) -> int:
-        return self.history[0].figures["eval"][self.metric]["n"]
+        base = self.history[0].figures.eval
+        return base[self.metric].n if base else 0
 
-    def at(self, k: int, key: str) -> dict[str, Any] | None:
-        """Round k's test metric (key "eval") or another of its test figures (e.g. delta_from_base)."""
-        if k >= len(self.history) or "eval" not in self.history[k].figures:
+    def at(self, k: int, key: str) -> Estimate | None:
+        """Round k's test metric (key "eval"), or its gain from the base ("delta_from_base") or from the round before
+        ("delta_from_prev")."""
+        if k >= len(self.history) or self.history[k].figures.test is None:
             return None
-        f = self.history[k].figures
-        return f["eval"][self.metric] if key == "eval" else f.get(key)
+        test = self.history[k].figures.test
+        if key == "eval":
+            return test.eval[self.metric]
+        if key not in ("delta_from_base", "delta_from_prev"):
+            raise KeyError(f"no test figure {key!r} here: eval, delta_from_base or delta_from_prev")
+        return test.delta_from_base if key == "delta_from_base" else test.delta_from_prev
 
-    def records(self, k: int) -> list[dict[str, Any]]:
+    def records(self, k: int) -> list[EvalRecord]:
         """Round k's per-problem test records (eval.jsonl)."""
-        return read_jsonl(self.path / f"round_{k}" / "eval.jsonl")
+        return read_eval_records(self.path / f"round_{k}" / "eval.jsonl")
 
     @property
     def chosen_on(self) -> str:
@@ -74,7 +80,7 @@ class RunView:
     @property
     def train_tokens(self) -> int:
         """Tokens generated on training problems, every round: the condition's budget."""
-        return sum(r.figures.get("train", {}).get("tokens_generated", 0) for r in self.history)
+        return sum(r.figures.train.tokens_generated for r in self.history if r.figures.train)
 
 
 def load_run(path: Path) -> RunView:
