@@ -169,7 +169,7 @@ def test_a_changed_config_reruns_exactly_the_stages_it_touches(finished, tmp_pat
     rerun = {name for name in after if after[name]["finished"] != before[name]["finished"]
              or after[name]["inputs_hash"] != before[name]["inputs_hash"]}
     # bootstrap touches no stage; training.steps touches training, then everything downstream of its model
-    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/sft", "round_2/train",
+    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/filter", "round_2/train",
                      "round_2/eval"}
 
 
