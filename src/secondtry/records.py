@@ -227,9 +227,10 @@ class EvalFigures(Record):
     with CIs; the retry turns, the share cut at the length limit, the retry lift and (retry_all) the flips."""
 
     rates: Mapping[str, Estimate]  # in the JSON at the top level, by name
-    retry_n: int
-    cut_at_length: float
-    retry_lift: RetryLift
+    # None: a round.json written before the figure was recorded
+    retry_n: int | None = field(default=None, metadata=OMIT)
+    cut_at_length: float | None = field(default=None, metadata=OMIT)
+    retry_lift: RetryLift | None = field(default=None, metadata=OMIT)
     flips: Flips | None = None
 
     FIXED: ClassVar[tuple[str, ...]] = ("retry_n", "cut_at_length", "retry_lift", "flips")
@@ -263,13 +264,35 @@ class Gains(Record):
 
 @dataclass(frozen=True)
 class GainedLost(Record):
-    """The problems the headline metric gained and lost since the previous round, with a sign test."""
+    """The problems the headline metric gained and lost since the previous round, with a sign test. Rounds
+    recorded before this was measured on the headline metric hold greedy right/wrong flips instead
+    (outcome, wrong_to_right, right_to_wrong, mcnemar_p): read as the outcome's gains and losses, with
+    `unchanged` None and `legacy` set."""
 
     metric: str
     gained: int
     lost: int
-    unchanged: int
+    unchanged: int | None
     p_value: float
+    legacy: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        if self.legacy:
+            return {"outcome": self.metric, "wrong_to_right": self.gained, "right_to_wrong": self.lost,
+                    "mcnemar_p": self.p_value}
+        out = super().to_json()
+        out.pop("legacy")
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "") -> GainedLost:  # type: ignore[override]
+        if isinstance(data, Mapping) and "gained" not in data and "outcome" in data:
+            old = {"metric": "outcome", "gained": "wrong_to_right", "lost": "right_to_wrong", "p_value": "mcnemar_p"}
+            missing = [v for v in old.values() if v not in data]
+            if missing:
+                raise RecordError(f"{_at(where, missing[0])}: missing")
+            return cls(**{k: data[v] for k, v in old.items()}, unchanged=None, legacy=True)
+        return super().from_json(data, where)
 
 
 @dataclass(frozen=True)

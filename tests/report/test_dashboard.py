@@ -116,7 +116,7 @@ def test_round_table_figures_are_recomputed_from_the_records(runs):
                     assert mine[key] == pct(paired_delta(evals[ref], evals[r.round], ev.bootstrap, cfg.seed), True)
             if r.round:
                 attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
-                assert mine["retry_yield"] == pct(train_figures(attempts, ev.bootstrap, cfg.seed)["retry_yield"])
+                assert mine["retry_yield"] == pct(train_figures(attempts, ev.bootstrap, cfg.seed).retry_yield)
                 assert mine["examples"] == str(len(read_jsonl(folder / "sft.jsonl")))
 
 
@@ -286,13 +286,12 @@ def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     from types import SimpleNamespace
 
     from secondtry.report.dashboard import Compute, gained_rows
-    from secondtry.types import Decision, RoundResult
+    from round_records import round_of
 
     def rnd(k, device, gain=None, flips=None):
         figures = {"eval": {}, **({"delta_from_base": gain} if gain else {}),
                    **({"flips_vs_prev": flips} if flips else {})}
-        cost = {"eval_s": 1800.0, "device": device}
-        return RoundResult(k, f"m{k}", bool(k), figures, cost, Decision(False, "go"))
+        return round_of(k, figures=figures, cost={"eval_s": 1800.0, "device": device}, reason="go")
 
     gain = {"value": 0.05, "ci": [0.02, 0.08]}
     rounds = [rnd(0, "2x NVIDIA H100"), rnd(1, "2x NVIDIA H100", gain)]  # an hour of wall time on 2 GPUs

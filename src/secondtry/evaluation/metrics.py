@@ -116,7 +116,7 @@ def cut_shares(figures: RoundFigures) -> list[tuple[str, float]]:
     shares = [("training attempts", figures.train.cut_at_length)] if figures.train else []
     for split in ("test", "validation", "transfer"):
         on = figures.on(split)
-        if on is not None:
+        if on is not None and on.eval.cut_at_length is not None:  # None: recorded before the figure existed
             shares.append((split, on.eval.cut_at_length))
     return shares
 

@@ -38,8 +38,9 @@ from typing import Any, Callable, Iterable
 
 from ..conditions import PRIVILEGED
 from ..loop import eval_name
+from ..records import RoundResult
 from ..store import RunDirError, read_jsonl, write_text
-from ..types import Attempt, RoundResult, attempt_from_dict
+from ..types import Attempt, attempt_from_dict
 from .compare import Point, comparison_tables, notes
 from .page import sections as written_sections
 from .prose import Section, html_pieces
@@ -384,15 +385,14 @@ def gained_rows(v: RunView) -> list[list[str]]:
     this was measured on the headline metric hold greedy right/wrong flips, shown as such)."""
     rows = []
     for r in v.history:
-        f = r.figures.raw.get("flips_vs_prev")
-        if not f:
+        f = r.figures.comparison.flips_vs_prev if r.figures.comparison else None
+        if f is None:
             continue
-        if "gained" in f:
-            rows.append([label(r), METRIC_NAMES.get(f["metric"], f["metric"]), str(f["gained"]),
-                         str(f["lost"]), str(f["unchanged"]), p_text(f["p_value"])])
+        if f.legacy:
+            rows.append([label(r), f"{f.metric} right/wrong", str(f.gained), str(f.lost), "–", p_text(f.p_value)])
         else:
-            rows.append([label(r), f"{f['outcome']} right/wrong", str(f["wrong_to_right"]),
-                         str(f["right_to_wrong"]), "–", p_text(f["mcnemar_p"])])
+            rows.append([label(r), METRIC_NAMES.get(f.metric, f.metric), str(f.gained), str(f.lost),
+                         str(f.unchanged), p_text(f.p_value)])
     return rows
 
 

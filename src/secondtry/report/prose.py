@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..types import RoundResult
+from ..records import RoundResult
 from .tables import pct
 
 
