@@ -20,15 +20,8 @@ SRC = Path(secondtry.__file__).parent
 CHECKED = ["loop.py", "stopping.py", "evaluation", "report"]
 
 KNOWN = {
-    # the stage infos the store keeps in the manifest, and the stage runners that return them
-    "loop.py:make_attempts", "loop.py:make_sft", "loop.py:train_stage", "loop.py:train_model",
-    "loop.py:evaluate_round", "loop.py:evaluate_stage", "loop.py:evaluate", "loop.py:in_chunks",
-    "loop.py:finish_round", "loop.py:Context.inputs", "loop.py:Context.stage",
-    # statistics over seeds and tests, still plain dicts
-    "evaluation/stats.py:estimate", "evaluation/stats.py:rate", "evaluation/stats.py:bootstrap_statistic",
-    "evaluation/stats.py:across_seeds", "evaluation/stats.py:seed_test", "evaluation/stats.py:unpaired_seed_test",
-    "evaluation/stats.py:hierarchical_bootstrap", "evaluation/stats.py:paired_delta",
-    "evaluation/retry.py:as_records",
+    # the transcripts' JSON lines a generation stage gathers across processes
+    "loop.py:in_chunks",
     # the run's YAML config and summary.json as the reports read them, and the transcripts' JSON lines
     "report/runs.py:cfg_get", "report/runs.py:read_config", "report/tables.py:reported_lines",
     "report/tables.py:toy_world", "report/tables.py:world_line", "report/dashboard.py:config_rows",

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from secondtry.records import (RecordError, RoundCost, RoundFigures, RoundResult, SplitFigures, round_from_json)
+from secondtry.records import RecordError, RoundCost, RoundFigures, RoundResult, round_from_json
 from secondtry.types import (Attempt, Decision, Example, Kind, Message, Verdict, attempt_from_dict, example_from_dict,
                              to_dict)
 
@@ -24,14 +24,20 @@ def test_records_round_trip_through_json():
 
 
 def test_a_malformed_round_file_names_the_key():
-    with pytest.raises(RecordError, match=r"round_3/round.json.figures.eval.retry_n: missing"):
-        round_from_json({"round": 3, "model": "m", "trained": False, "cost": {},
-                         "decision": {"stop": False, "reason": "r"},
-                         "figures": {"eval": {"retry_lift": {"value": None, "ci": [None, None], "n": 0},
-                                              "cut_at_length": 0.0}}}, "round_3/round.json")
+    def malformed(figures):
+        return round_from_json({"round": 3, "model": "m", "trained": False, "cost": {},
+                                "decision": {"stop": False, "reason": "r"}, "figures": figures}, "round_3/round.json")
+
+    with pytest.raises(RecordError, match=r"round_3/round.json.figures.eval.pass1_sampled.n: missing"):
+        malformed({"eval": {"pass1_sampled": {"value": 0.5, "ci": [0.4, 0.6]}, "cut_at_length": 0.0}})
+    with pytest.raises(RecordError, match=r"round_3/round.json.figures.transfer.eval: missing"):
+        malformed({"transfer": {"delta_from_base": {"value": 0.0, "ci": [0.0, 0.0], "n": 1}}})
+    with pytest.raises(RecordError, match=r"figures.train: expected an object, got list"):
+        malformed({"train": []})
     with pytest.raises(RecordError, match="version 9"):
         round_from_json({"version": 9}, "round.json")
-    assert SplitFigures.from_json  # the split reader exists for validation/transfer
+    older = malformed({"eval": {"pass1_sampled": {"value": 0.5, "ci": [0.4, 0.6], "n": 10}}})
+    assert older.figures.eval.cut_at_length is None and older.figures.eval.retry_n is None  # before those figures
 
 
 def test_lucky_and_steps_ok():

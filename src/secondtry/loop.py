@@ -28,10 +28,11 @@ from .evaluation.retry import ledger
 from .log import Log
 from .plugins import load as load_plugins
 from .stopping import STOPPING, StopState, decide
-from .records import (Decisions, EvalRecord, Estimate, FilterStats, Ledger, PolicyStop, RecordError, RoundCost,
-                      RoundFigures, RoundResult, RunSummary, SplitFigures, TrainingInfo, round_from_json)
-from .store import (RunDirError, RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json,
-                    write_jsonl)
+from .records import (R, Decisions, EvalRecord, Estimate, FilterStats, GenerationInfo, ImprovePass, Ledger,
+                      PolicyStop, RecordError, RoundCost, RoundFigures, RoundResult, RunSummary, SplitFigures,
+                      TrainingInfo, round_from_json)
+from .store import (RunDirError, RunStore, StageInputs, crash_point, hash_data, iter_rounds, read_json, read_jsonl,
+                    write_json, write_jsonl)
 from .tasks import TASKS, TaskDataError
 from .types import (Attempt, Completion, Decision, Kind, Problem, Verdict, attempt_from_dict, example_from_dict,
                     to_dict)
@@ -81,31 +82,28 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
     attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
-                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
+                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model), GenerationInfo)
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
     filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), "filter": cfg.filter.model_dump()}
-    filter_info = ctx.stage(f"round_{k}/filter", filter_inputs, [store.path(k, "sft.jsonl")],
-                            lambda: make_sft(ctx, k, attempts))
-    examples = FilterStats.from_json(filter_info, f"round_{k}/filter")
+    examples = ctx.stage(f"round_{k}/filter", filter_inputs, [store.path(k, "sft.jsonl")],
+                         lambda: make_sft(ctx, k, attempts), FilterStats)
     train = train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed, examples)
-    train = dataclasses.replace(train, retry_sees=attempts_info.get("retry_sees", ""))
-    cost = RoundCost(attempts_s=attempts_info["wall_s"], **_parts("attempts", attempts_info),
-                     filter_s=filter_info["wall_s"])
+    train = dataclasses.replace(train, retry_sees=attempts_info.retry_sees or "")
+    cost = RoundCost(attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"), filter_s=examples.wall_s)
     before = decide(StopState.before_train(k, train, examples), cfg.stopping)
     figures = RoundFigures(train=train, decisions=Decisions(before))
     if before.stop and (cfg.stopping.enforce or not examples.kept):
         return finish_round(ctx, k, model, False, figures, cost, before, attempts_info)
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
-    out, train_info = train_stage(ctx, k, start, filter_info)
-    training_info = TrainingInfo.from_json(train_info, f"round_{k}/train")
+    out, training_info = train_stage(ctx, k, start, examples)
     cost = dataclasses.replace(cost, train_s=training_info.wall_s)
 
     evaluated, eval_info = evaluate_round(ctx, k, str(out), history)
-    cost = dataclasses.replace(cost, eval_s=eval_info["wall_s"], **_parts("eval", eval_info))
+    cost = dataclasses.replace(cost, eval_s=eval_info.wall_s, **eval_info.parts("eval"))
     figures = dataclasses.replace(evaluated, train=train, decisions=figures.decisions, training=training_info)
     test = figures.test
-    training.write_model_card(out, k, cfg, train_info, filter_info, {
+    training.write_model_card(out, k, cfg, training_info.to_json(), examples.to_json(), {
         **test.eval.to_json(), **({} if test.comparison is None else {
             "delta_from_base": test.comparison.delta_from_base.to_json(),
             "delta_from_prev": test.comparison.delta_from_prev.to_json()})})
@@ -121,14 +119,8 @@ def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
     figures, info = evaluate_round(ctx, 0, ctx.cfg.model.path, [])
     return finish_round(ctx, 0, ctx.cfg.model.path, False, figures,
-                        RoundCost(eval_s=info["wall_s"], **_parts("eval", info)),
+                        RoundCost(eval_s=info.wall_s, **info.parts("eval")),
                         Decision(False, "base model evaluated"), None, info)
-
-
-def _parts(stage: str, info: dict[str, Any]) -> dict[str, float]:
-    """Where a generation stage's wall time went (when it ran in this process): loading models, generating,
-    verifying; the rest is the records' bookkeeping and writing."""
-    return {f"{stage}_{part}": round(info[part], 3) for part in ("load_s", "generate_s", "verify_s") if info.get(part)}
 
 
 def gain_on(figures: RoundFigures, split: str) -> Estimate | None:
@@ -139,7 +131,7 @@ def gain_on(figures: RoundFigures, split: str) -> Estimate | None:
 
 # ----------------------------------------------------------------------------- the stages
 
-def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
+def make_attempts(ctx: Context, k: int, model: str) -> GenerationInfo:
     """`conditions.samples` first attempts on every training problem, then up to `conditions.retries` retries
     where sample 0 failed."""
     cfg = ctx.cfg
@@ -158,17 +150,17 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
     first_retry = next((r for r in records if r["kind"] == Kind.RETRY), None)
     rendered = ctx.models.get(model).render(attempt_from_dict(first_retry).messages) if first_retry else ""
-    return {"tokens_generated": sum(r["n_tokens"] for r in records), "retry_sees": rendered, **clock}
+    return GenerationInfo(sum(r["n_tokens"] for r in records), rendered, **clock)
 
 
-def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
+def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> FilterStats:
     examples, stats = filtering.select(attempts, ctx.problems, CONDITIONS[ctx.cfg.conditions.first], ctx.cfg)
     crash_point(f"round_{k}/filter:selected")
     write_jsonl(ctx.store.path(k, "sft.jsonl"), (to_dict(e) for e in examples))
-    return stats
+    return FilterStats.from_json(stats, f"round_{k}/filter")
 
 
-def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def train_stage(ctx: Context, k: int, start: str, examples: FilterStats) -> tuple[Path, TrainingInfo]:
     """Fine-tune on the round's examples: `training.improve_steps` passes (ReST's improve steps), each
     continuing from the last with a fresh optimizer, each a stage of its own; the last writes round_k/model.
 
@@ -177,7 +169,7 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
     cfg, store = ctx.cfg, ctx.store
     t = cfg.training
     steps = max(1, round(t.steps * t.steps_growth ** (k - 1)))
-    passes: list[dict[str, Any]] = []
+    passes: list[TrainingInfo] = []
     for i in range(1, t.improve_steps + 1):
         last = i == t.improve_steps
         name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
@@ -185,40 +177,40 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
         inputs = {"sft": store.output_hash(f"round_{k}/filter"), "start": ctx.model_id(start),
                   "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
         passes.append(ctx.stage(name, inputs, [out],
-                                lambda: train_model(ctx, k, i, name, start, out, steps, filter_info)))
+                                lambda: train_model(ctx, k, i, name, start, out, steps, examples), TrainingInfo))
         start = str(out)
-    info = {**passes[-1], "wall_s": round(sum(p["wall_s"] for p in passes), 3)}
+    info = dataclasses.replace(passes[-1], wall_s=round(sum(p.wall_s for p in passes), 3))
     if len(passes) > 1:
-        info["improve_passes"] = [{key: p.get(key) for key in ("steps", "loss_first", "loss_last", "wall_s")}
-                                  for p in passes]
-        info["tokens_trained"] = sum(p.get("tokens_trained", 0) for p in passes)
+        info = dataclasses.replace(info, tokens_trained=sum(p.tokens_trained for p in passes),
+                                   improve_passes=tuple(ImprovePass(p.steps, p.loss_first, p.loss_last, p.wall_s)
+                                                        for p in passes))
     return out, info
 
 
 def train_model(ctx: Context, k: int, i: int, where: str, start: str, out: Path, steps: int,
-                filter_info: dict[str, Any]) -> dict[str, Any]:
+                examples_kept: FilterStats) -> TrainingInfo:
     ctx.models.close()  # free the sampler's memory for training
     cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(update={"steps": steps})})
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
     info = training.train(start, examples, cfg, out, seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
                           log=ctx.log, checkpoints=ctx.store.partial.folder, where=where,
                           logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"))
-    training.write_model_card(out, k, cfg, info, filter_info)
-    return info
+    training.write_model_card(out, k, cfg, info, examples_kept.to_json())
+    return TrainingInfo.from_json(info, f"{where}: the trainer's figures")
 
 
 def evaluate_round(ctx: Context, k: int, model: str,
-                   history: list[RoundResult]) -> tuple[RoundFigures, dict[str, Any]]:
+                   history: list[RoundResult]) -> tuple[RoundFigures, GenerationInfo]:
     """`model` on every evaluation set (test; the validation split and the transfer set when configured):
     rates with CIs and, after round 0, paired gains over the base and the previous round; and the stages'
     time and tokens.
     """
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     splits: dict[str, SplitFigures] = {}
-    info = {"wall_s": 0.0, "tokens_generated": 0, "load_s": 0.0, "generate_s": 0.0, "verify_s": 0.0}
+    info = GenerationInfo()
     for split in ctx.eval_sets:
         records, stage_info = evaluate_stage(ctx, k, model, split)
-        info = {key: info[key] + stage_info.get(key, 0) for key in info}
+        info += stage_info
         comparison = None
         if history:  # every earlier round was evaluated
             before_prev = ctx.eval_records(history[-2].round, split) if k >= 2 else None
@@ -230,12 +222,13 @@ def evaluate_round(ctx: Context, k: int, model: str,
     return RoundFigures(**splits), info
 
 
-def evaluate_stage(ctx: Context, k: int, model: str, split: str = "test") -> tuple[list[EvalRecord], dict[str, Any]]:
+def evaluate_stage(ctx: Context, k: int, model: str,
+                   split: str = "test") -> tuple[list[EvalRecord], GenerationInfo]:
     """Per-problem evaluation of `model` on one evaluation set (greedy, samples, retry chain)."""
     store, name = ctx.store, eval_name(split)
     outputs = [store.path(k, f"{name}.jsonl"), store.path(k, f"{name}_attempts.jsonl")]
     info = ctx.stage(f"round_{k}/{name}", ctx.inputs("eval", model, k, split), outputs,
-                     lambda: evaluate(ctx, k, model, split))
+                     lambda: evaluate(ctx, k, model, split), GenerationInfo)
     return ctx.eval_records(k, split), info
 
 
@@ -244,7 +237,7 @@ def eval_name(split: str) -> str:
     return "eval" if split == "test" else f"eval_{split}"
 
 
-def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
+def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
     stage = f"round_{k}/{eval_name(split)}"
@@ -277,7 +270,7 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), transcripts)
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), (r.to_json() for r in records))
-    return {"tokens_generated": sum(r["n_tokens"] for r in transcripts), **clock}
+    return GenerationInfo(sum(r["n_tokens"] for r in transcripts), **clock)
 
 
 _KIND_ORDER = {Kind.GREEDY: 0, Kind.FIRST: 1, Kind.SAMPLE: 1, Kind.RETRY: 2}
@@ -391,10 +384,10 @@ def _failed(a: Attempt) -> bool:
 
 
 def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: RoundFigures, cost: RoundCost,
-                 decision: Decision, attempts_info: dict[str, Any] | None,
-                 eval_info: dict[str, Any] | None = None) -> RoundResult:
+                 decision: Decision, attempts_info: GenerationInfo | None,
+                 eval_info: GenerationInfo | None = None) -> RoundResult:
     """Add the cost, write round.json, tell the user."""
-    generated = sum((i or {}).get("tokens_generated", 0) for i in (attempts_info, eval_info))
+    generated = sum(i.tokens_generated for i in (attempts_info, eval_info) if i is not None)
     cost = dataclasses.replace(cost, tokens_generated=generated, device=device_name(),
                                tokens_trained=figures.training.tokens_trained if figures.training else 0)
     result = RoundResult(k, model, trained, figures, cost, decision)
@@ -523,7 +516,7 @@ class Context:
             return self.store.output_hash(f"{path.parent.name}/train") or model
         return model
 
-    def inputs(self, stage: str, model: str, k: int, split: str = "test") -> dict[str, Any]:
+    def inputs(self, stage: str, model: str, k: int, split: str = "test") -> StageInputs:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
         cfg = self.cfg
         common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
@@ -540,21 +533,23 @@ class Context:
                 "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry",
                                                                  *(["retry_all"] if cfg.evaluation.retry_all else [])})}
 
-    def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
+    def stage(self, name: str, inputs: StageInputs, outputs: list[Path], run: Callable[[], R],
+              reads: type[R]) -> R:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed
-        run takes up its work."""
+        run takes up its work. `run` returns the stage's record (`reads`), kept in the manifest as JSON with
+        the stage's wall time, and read back from there, also when the stage is skipped."""
         def go() -> dict[str, Any]:
             if self.store.skipped and not self.resumed:
                 self.resumed = True
                 where = name.replace("round_", "round ").replace("/", ", stage ")
                 self.log.info(f"resumed at {where} ({len(self.store.skipped)} finished stages kept)")
-            return run()
+            return run().to_json()
 
         with self.models.stage(name):
             info = self.store.stage(name, inputs, outputs, go)
         if self.store.skipped[-1:] == [name]:
             self.log.info(f"{name}: finished earlier with the same inputs, skipped")
-        return info
+        return reads.from_json(info, f"manifest.json: stage {name}")
 
     def eval_records(self, k: int, split: str = "test") -> list[EvalRecord]:
         return read_eval_records(self.store.path(k, f"{eval_name(split)}.jsonl"))

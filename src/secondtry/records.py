@@ -368,6 +368,35 @@ class TrainFigures(Record):
 
 
 @dataclass(frozen=True)
+class GenerationInfo(Record):
+    """What a generation stage (the round's attempts, an evaluation set) keeps in the manifest: the tokens it
+    generated and its wall time, split into loading, generating and verifying when it ran in this process;
+    the attempts stage also one retry prompt as the model saw it."""
+
+    tokens_generated: int = 0
+    retry_sees: str | None = field(default=None, metadata=OMIT)
+    load_s: float | None = field(default=None, metadata=OMIT)
+    generate_s: float | None = field(default=None, metadata=OMIT)
+    verify_s: float | None = field(default=None, metadata=OMIT)
+    wall_s: float = 0.0
+
+    PARTS: ClassVar[tuple[str, ...]] = ("load_s", "generate_s", "verify_s")
+
+    def __add__(self, other: GenerationInfo) -> GenerationInfo:
+        """Two stages' figures together (the evaluation sets of a round)."""
+        def plus(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+        return GenerationInfo(self.tokens_generated + other.tokens_generated, None,
+                              *(plus(getattr(self, p), getattr(other, p)) for p in self.PARTS),
+                              wall_s=self.wall_s + other.wall_s)
+
+    def parts(self, stage: str) -> dict[str, float]:
+        """The cost fields of the time's parts, by name (attempts_load_s, eval_generate_s, ...); parts not
+        measured or zero are left out."""
+        return {f"{stage}_{p}": round(v, 3) for p in self.PARTS if (v := getattr(self, p))}
+
+
+@dataclass(frozen=True)
 class ImprovePass(Record):
     steps: int | None
     loss_first: float | None

@@ -41,11 +41,14 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO, Union
 
 from . import distributed
 from .config import Config, dump_config
 from .log import Log
+
+JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]  # a value as JSON holds it
+StageInputs = dict[str, JSON]  # what a stage's outputs depend on, hashed into the manifest
 
 
 class RunDirError(RuntimeError):

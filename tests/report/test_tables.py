@@ -52,9 +52,11 @@ def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
     from secondtry.evaluation.metrics import compare_evals
     from secondtry.report.tables import ratio, undefined_lines
 
+    from secondtry.records import EvalRecord
+
     def recs(rights):
-        return [{"problem_id": str(i), "greedy": bool(r), "samples": [bool(r), bool(r)], "chain": [bool(r)],
-                 "pass_at_k": {"1": float(r)}} for i, r in enumerate(rights)]
+        return [EvalRecord(str(i), bool(r), (bool(r), bool(r)), (bool(r),), {"1": float(r)})
+                for i, r in enumerate(rights)]
 
     base, r1, r2 = recs([1, 1, 0, 0, 0, 0]), recs([1, 0, 0, 0, 0, 0]), recs([1, 1, 1, 0, 0, 0])
     out = compare_evals(base, base, r1, r2, "pass1_sampled", 200, 0)  # round 1 lost, round 2 gained

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ..records import (Comparison, EvalFigures, EvalRecord, Estimate, FilterStats, GainedLost, Gains, Rate, Ratio,
+from ..records import (Comparison, EvalFigures, EvalRecord, Estimate, FilterStats, GainedLost, Gains, Rate,
                        RoundFigures, TrainFigures)
 from ..types import Attempt, Kind
-from .retry import as_records, flips, retry_lift
+from .retry import flips, retry_lift
 from .stats import bootstrap_statistic, estimate, paired_delta, rate, sign_test
 
 
@@ -50,7 +50,6 @@ def eval_record(problem_id: str, greedy: Attempt | None, samples: list[Attempt],
 
 def per_problem(records: Sequence[EvalRecord]) -> dict[str, list[float]]:
     """Per-problem vectors of every rate, in record order."""
-    records = as_records(records)
     out: dict[str, list[float]] = {
         "pass1_sampled": [sum(r.samples) / len(r.samples) for r in records],
         "pass_n_retry": [float(any(r.chain)) for r in records],
@@ -71,9 +70,7 @@ def summarize_eval(records: Sequence[EvalRecord], n_boot: int, seed: int, retry_
     With `retry_all` (every problem's sample 0 got a retry turn) also the wrong→right and
     right→wrong flips of that turn; otherwise "flips" is None (only failures were retried).
     """
-    records = as_records(records)
-    rates = {name: Estimate.from_json((estimate if name == "gap" else rate)(v, n_boot, seed), name)
-             for name, v in per_problem(records).items()}
+    rates = {name: (estimate if name == "gap" else rate)(v, n_boot, seed) for name, v in per_problem(records).items()}
     generated = sum((r.greedy is not None) + len(r.samples) + len(r.chain) - 1 for r in records)
     retried = retry_all and retry_n > 1 and all(len(r.chain) > 1 for r in records)
     return EvalFigures(
@@ -136,8 +133,6 @@ def compare_evals(base: Sequence[EvalRecord], before_prev: Sequence[EvalRecord] 
     "delta_from_base" and "delta_from_prev" are of `metric`; "gains" holds both for sampled and greedy
     pass@1 (where greedy attempts were made), so a sampled gain is never shown without the greedy one.
     """
-    base, prev, now = as_records(base), as_records(prev), as_records(now)
-    before_prev = as_records(before_prev) if before_prev is not None else None
     _aligned(base, prev, now, *([before_prev] if before_prev else []))
     vb, vp, vn = per_problem(base), per_problem(prev), per_problem(now)
 
@@ -156,16 +151,16 @@ def compare_evals(base: Sequence[EvalRecord], before_prev: Sequence[EvalRecord] 
             undefined=f"the previous round's gain was {last_gain * 100:+.1f} pp: a decay factor (how much of a "
                       "gain the next round repeats) needs a gain before it")
     def delta(before: list[float], after: list[float]) -> Rate:
-        return Rate.from_json(paired_delta(before, after, n_boot, seed))
+        return paired_delta(before, after, n_boot, seed)
 
     return Comparison(
         delta_from_base=delta(vb[metric], vn[metric]),
         delta_from_prev=delta(vp[metric], vn[metric]),
         gains={m: Gains(from_base=delta(vb[m], vn[m]), from_prev=delta(vp[m], vn[m]))
                for m in GAIN_METRICS if m in vn and m in vb},
-        decay=None if decay_figure is None else Ratio.from_json(decay_figure),
-        absorbed_share=Ratio.from_json(bootstrap_statistic(
-            [vb["gap"], vn["gap"]], absorbed, n_boot, seed, undefined="the base model had no stochastic gap to absorb")),
+        decay=decay_figure,
+        absorbed_share=bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed,
+                                           undefined="the base model had no stochastic gap to absorb"),
         flips_vs_prev=gained_and_lost(prev, now, metric),
     )
 
@@ -180,19 +175,18 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int,
     retried = {a.problem_id for a in attempts if a.kind == Kind.RETRY}
     return TrainFigures(
         problems=len(first),
-        first_correct=Rate.from_json(rate([float(v is True) for v in first.values()], n_boot, seed)),
+        first_correct=rate([float(v is True) for v in first.values()], n_boot, seed),
         unjudged=sum(v is None for v in first.values()),
         frontier=len(failed),  # first attempts judged wrong
         retried=len(retried),
         retry_solved=len(solved_by_retry),
         # success of the retry turn(s) on the frontier: the stopping rule watches this
-        retry_yield=Rate.from_json(rate([float(pid in solved_by_retry) for pid in failed], n_boot, seed))
+        retry_yield=rate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
         if retried or not failed else Estimate(None, (None, None), 0),  # no retry turns (retries: 0)
         tokens_generated=sum(a.n_tokens for a in attempts),
         cut_at_length=sum(a.finish_reason == "length" for a in attempts) / max(1, len(attempts)),
         cut=sum(a.finish_reason == "length" for a in attempts),  # judged wrong, never trained on
         # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
-        first_samples=Rate.from_json(rate([float(a.verdict.correct is True) for a in attempts
-                                           if a.kind == Kind.FIRST], n_boot, seed)),
+        first_samples=rate([float(a.verdict.correct is True) for a in attempts if a.kind == Kind.FIRST], n_boot, seed),
         examples=examples,
     )

@@ -7,7 +7,7 @@ where chain[0] is sample 0 and chain[t] is retry turn t on the same conversation
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -15,11 +15,6 @@ from ..records import EvalRecord, Flips, Ledger, ProblemHistory, Rate, RetryLift
 from .stats import mcnemar, paired_delta, rate
 
 METRICS = ("greedy", "pass1_sampled", "any_sample")
-
-
-def as_records(records: Sequence[EvalRecord | Mapping[str, Any]]) -> list[EvalRecord]:
-    """Evaluation records, typed: lines of eval.jsonl as read (dicts) become EvalRecords."""
-    return [EvalRecord.from_json(r, f"evaluation record {i}") for i, r in enumerate(records)]
 
 
 def _undefined(reason: str) -> RetryLift:
@@ -42,14 +37,13 @@ def retry_lift(records: Sequence[EvalRecord], n_boot: int = 2000, seed: int = 0)
     empty, when no frontier problem has a retry turn (N = 1), or when a frontier problem has
     fewer than two samples (no fresh sample to match).
 
-    >>> recs = [{"problem_id": "a", "samples": [False, False], "chain": [False, True]},
-    ...         {"problem_id": "b", "samples": [False, True], "chain": [False, True]},
-    ...         {"problem_id": "c", "samples": [True, False], "chain": [True]}]
+    >>> recs = [EvalRecord("a", None, (False, False), (False, True)),
+    ...         EvalRecord("b", None, (False, True), (False, True)),
+    ...         EvalRecord("c", None, (True, False), (True,))]
     >>> r = retry_lift(recs, n_boot=100)
     >>> r.value, r.n, r.retry.value, r.fresh.value
     (0.5, 2, 1.0, 0.5)
     """
-    records = as_records(records)
     for r in records:
         if not r.chain:
             raise ValueError(f"problem {r.problem_id!r} has an empty chain (it must start with sample 0)")
@@ -65,8 +59,8 @@ def retry_lift(records: Sequence[EvalRecord], n_boot: int = 2000, seed: int = 0)
     retry = [len(r.chain) > 1 and bool(r.chain[1]) for r in frontier]
     fresh = [bool(r.samples[1]) for r in frontier]
     lift = paired_delta(np.asarray(fresh, dtype=float), np.asarray(retry, dtype=float), n_boot, seed)
-    return RetryLift.from_json({**lift, "retry": rate(retry, n_boot, seed), "fresh": rate(fresh, n_boot, seed),
-                                "mcnemar": mcnemar(fresh, retry), "reason": None})
+    return RetryLift(lift.value, lift.ci, lift.n, lift.method, retry=rate(retry, n_boot, seed),
+                     fresh=rate(fresh, n_boot, seed), mcnemar=SignTest.from_json(mcnemar(fresh, retry)), reason=None)
 
 
 def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, seed: int = 0) -> Flips:
@@ -92,7 +86,7 @@ def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, se
     return Flips(
         wrong_to_right=w2r, right_to_wrong=r2w, right_to_right=r2r, wrong_to_wrong=w2w,
         n=len(pairs),
-        net=Rate.from_json(paired_delta(np.asarray(a, dtype=float), np.asarray(b, dtype=float), n_boot, seed)),
+        net=paired_delta(np.asarray(a, dtype=float), np.asarray(b, dtype=float), n_boot, seed),
         wrong_to_right_rate=w2r / n_wrong if n_wrong else None,
         right_to_wrong_rate=r2w / n_right if n_right else None,
         mcnemar=SignTest.from_json(mcnemar(a, b)),
@@ -150,7 +144,6 @@ def ledger(rounds: Sequence[Sequence[EvalRecord]], metric: str = "greedy", thres
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     if not rounds:
         raise ValueError("ledger needs at least one round")
-    rounds = [as_records(records) for records in rounds]
     ids = _check_aligned(rounds)
     table = [[_solved(r, metric, threshold) for r in records] for records in rounds]  # [round][problem]
 
