@@ -23,8 +23,7 @@ KNOWN = {
     # the transcripts' JSON lines a generation stage gathers across processes
     "loop.py:in_chunks",
     # the run's YAML config and summary.json as the reports read them, and the transcripts' JSON lines
-    "report/runs.py:cfg_get", "report/runs.py:read_config", "report/tables.py:reported_lines",
-    "report/tables.py:toy_world", "report/tables.py:world_line", "report/dashboard.py:config_rows",
+    "report/runs.py:cfg_get", "report/runs.py:read_config", "report/tables.py:toy_world", "report/tables.py:world_line", "report/dashboard.py:config_rows",
     "report/dashboard.py:transcripts",
 }
 

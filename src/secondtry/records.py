@@ -612,8 +612,8 @@ class RunSummary(Record):
     best_round: int
     best_model: str
     best_value: Estimate
-    chosen_on: str
-    optimistic: bool
+    chosen_on: str = "test"  # summaries written before the choice was configurable: the best on the test set
+    optimistic: bool = False
     best_validation: Estimate | None = field(default=None, metadata=OMIT)
     rounds: int = 0  # the last round of the run: round_k folders beyond it are stale
     stopped: str = ""

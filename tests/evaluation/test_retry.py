@@ -203,3 +203,11 @@ def test_ledger_rejects_bad_input():
         ledger([])
     with pytest.raises(ValueError, match="'a'"):
         ledger([[rec("a", [True]), rec("a", [False])]])
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    from secondtry.evaluation import metrics, retry
+
+    assert doctest.testmod(retry).failed == 0 and doctest.testmod(metrics).failed == 0

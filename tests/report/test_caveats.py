@@ -9,7 +9,7 @@ import pytest
 
 from round_records import est, round_of
 
-from secondtry.records import RoundResult
+from secondtry.records import RoundResult, RunSummary
 from secondtry.report.caveats import CAVEATS, MIN_EXAMPLES, Context, caveats
 from secondtry.report.prose import Fig, markdown
 from secondtry.report.runs import RunView
@@ -35,9 +35,12 @@ def view(tmp_path: Path, history, cfg=None, summary=None) -> RunView:
     cfg = {"training": {"method": "lora", "rank": 16}, "evaluation": {"validation": 100},
            "stopping": {"policies": ["max_rounds"]}, **(cfg or {})}
     best = max(history, key=lambda r: r.figures.eval["pass1_sampled"].value if r.figures.eval else 0).round
+    said = {"best_round": best, "chosen_on": "validation", "optimistic": False, "rounds": len(history) - 1,
+            **(summary or {})}
+    top = history[said["best_round"]]
     return RunView(tmp_path, cfg, list(history),
-                   {"best_round": best, "chosen_on": "validation", "optimistic": False, "rounds": len(history) - 1,
-                    **(summary or {})})
+                   RunSummary(name=tmp_path.name, metric="pass1_sampled", best_model=top.model,
+                              best_value=top.figures.eval["pass1_sampled"], stopped="max_rounds", **said))
 
 
 def fired(v: RunView, seeds: int = 3) -> set[str]:

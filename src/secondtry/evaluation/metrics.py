@@ -95,7 +95,7 @@ def gained_and_lost(prev: Sequence[EvalRecord], now: Sequence[EvalRecord], metri
     right than in the previous round (2 of 4 → 3 of 4) and loses when fewer are. The counts then move with
     the metric itself.
 
-    >>> rec = lambda *s: {"problem_id": "p", "greedy": True, "samples": list(s), "chain": [s[0]], "pass_at_k": {}}
+    >>> rec = lambda *s: EvalRecord("p", True, tuple(map(bool, s)), (bool(s[0]),))
     >>> r = gained_and_lost([rec(1, 0), rec(1, 1), rec(0, 0)], [rec(1, 1), rec(1, 0), rec(0, 0)],
     ...                     "pass1_sampled")
     >>> r.gained, r.lost, r.unchanged

@@ -135,7 +135,7 @@ def ledger(rounds: Sequence[Sequence[EvalRecord]], metric: str = "greedy", thres
       ever_solved, never_solved, and solved_then_forgotten_at_end (solved in some round, not in
       the last).
 
-    >>> rec = lambda pid, g: {"problem_id": pid, "greedy": g, "samples": [g], "chain": [g]}
+    >>> rec = lambda pid, g: EvalRecord(pid, g, (g,), (g,))
     >>> led = ledger([[rec("a", False), rec("b", True)], [rec("a", True), rec("b", False)]])
     >>> [(r.newly_solved, r.forgotten) for r in led.per_round], led.per_problem["b"].forgotten_in
     ([(1, 0), (1, 1)], (1,))

@@ -68,7 +68,7 @@ def chosen_on_test(c: Context) -> Caveat | None:
     what: tuple[Piece, ...] = ("the stopping policies read the test set's gains",)
     if v.optimistic:  # summary.json's "rounds": the rounds run after the base
         what = ("the reported round (", *round_name(v.best.round), ") was picked on the test set itself among the "
-                "base and the ", Fig(str(v.summary["rounds"]), "summary.json", "rounds", 1.0, 0), " round(s) run")
+                "base and the ", Fig(str(v.summary.rounds if v.summary else 0), "summary.json", "rounds", 1.0, 0), " round(s) run")
     return Caveat("chosen_on_test", "Chosen on the test set",
                   ("With no validation split, ", *what, ", so its figures are biased upward (the maximum of several "
                    "noisy looks at the same problems)."),

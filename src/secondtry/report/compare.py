@@ -114,7 +114,7 @@ def round_at(v: RunView, point: Point) -> RoundResult:
 
 def chosen_on_test(v: RunView, point: Point) -> bool:
     """Whether the round read for `v` was picked by looking at the test set among several."""
-    return point.kind == "reported" and bool(v.summary.get("optimistic"))
+    return point.kind == "reported" and v.optimistic
 
 
 def _at_label(members: list[RunView], point: Point) -> str:
@@ -122,7 +122,7 @@ def _at_label(members: list[RunView], point: Point) -> str:
     where = "round " + ", ".join(map(str, rounds)) if rounds != [0] else "base"
     if point.kind != "reported":
         return where
-    on = {m.summary.get("chosen_on", "test") for m in members}
+    on = {m.chosen_on for m in members}
     if any(chosen_on_test(m, point) for m in members):
         return f"{where}: best on the test set (optimistic)"
     return f"{where}: " + ("best on validation" if on == {"validation"} else "last" if on == {"last"} else
@@ -147,8 +147,8 @@ def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
         return None
     if len(found) == 1:
         return found[0]
-    return Estimate.from_json(across_seeds([e.value for e in found if e is not None and e.value is not None],
-                                           bounds=(-1.0, 1.0) if delta else (0.0, 1.0)))
+    return across_seeds([e.value for e in found if e is not None and e.value is not None],
+                        bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
 
 
 def _metrics(groups: Groups) -> list[str]:
@@ -298,11 +298,11 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
             test = seed_test(diffs)
             boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg["evaluation"]["bootstrap"],
                                           seed=pairs[0][1].cfg.get("seed", 0)) if len(pairs) > 1 else None
-            note = SHORT_REASONS.get(test["reason"], test["reason"]) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
+            note = SHORT_REASONS.get(test.reason, test.reason) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
             one = len(pairs) == 1
             rows.append([name, names[0], _short(metric), str(len(pairs)),
-                         "–" if one else pct(test, True), "–" if test["p_value"] is None else
-                         f"{p_text(test['p_value'])} (df {test['df']})", pct(boot, True) if boot else "–",
+                         "–" if one else pct(test, True), "–" if test.p_value is None else
+                         f"{p_text(test.p_value)} (df {test.df})", pct(boot, True) if boot else "–",
                          note or "–"])
     return head, rows
 
@@ -320,10 +320,10 @@ def _unpaired_row(groups: Groups, name: str, ref: str, metric: str, point: Point
         return [name, ref, _short(metric), "0", "–", "–", "–",
                 f"no seed in common ({seeds}), different test problems"]
     test = unpaired_seed_test(*means)
-    if test["reason"]:
+    if test.reason:
         return [name, ref, _short(metric), "0", "–", "–", "–", f"no seed in common ({seeds}): no test"]
     return [name, ref, _short(metric), f"{len(means[0])}+{len(means[1])}", pct(test, True),
-            f"{p_text(test['p_value'])} (Welch, df {test['df']:g})", "–",
+            f"{p_text(test.p_value)} (Welch, df {test.df:g})", "–",
             f"no seed in common ({seeds}): unpaired"]
 
 

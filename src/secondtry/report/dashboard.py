@@ -40,7 +40,7 @@ from ..conditions import PRIVILEGED
 from ..loop import eval_name
 from ..records import RoundResult
 from ..store import RunDirError, read_jsonl, write_text
-from ..types import Attempt, attempt_from_dict
+from ..types import Attempt, Kind, attempt_from_dict
 from .compare import Point, comparison_tables, notes
 from .page import sections as written_sections
 from .prose import Section, html_pieces
@@ -236,10 +236,10 @@ def _stop_card(v: RunView) -> str:
     last = v.history[-1]
     if not v.summary:
         return card("Stopped", "unfinished", ["summary.json is missing: the run has not finished"])
-    lines = [v.summary["stopped"]] + ([f"policy: {v.summary['stopped_by']}"] if v.summary.get("stopped_by") else [])
-    stop = v.summary.get("policy_stop") or {}
-    if stop and not stop.get("enforced", True) and stop.get("round") != last.round:
-        lines.append(f"the policies would have stopped at round {stop['round']}: {stop['reason']}")
+    lines = [v.summary.stopped] + ([f"policy: {v.summary.stopped_by}"] if v.summary.stopped_by else [])
+    stop = v.summary.policy_stop
+    if stop and not stop.enforced and stop.round != last.round:
+        lines.append(f"the policies would have stopped at round {stop.round}: {stop.reason}")
     return card("Stopped", f"after {label(last)}" if last.round else "base only", lines)
 
 
@@ -736,10 +736,10 @@ def transcripts(records: list[dict[str, Any]]) -> list[Transcript]:
         by_problem.setdefault(a.problem_id, []).append(a)
     out = []
     for pid, mine in by_problem.items():
-        first = [a for a in mine if a.turn == 0 and a.sample == 0 and a.kind != "greedy"]
+        first = [a for a in mine if a.turn == 0 and a.sample == 0 and a.kind != Kind.GREEDY]
         if not first:
             continue
-        chain = first[:1] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
+        chain = first[:1] + sorted((a for a in mine if a.kind == Kind.RETRY), key=lambda a: a.turn)
         others = [a for a in mine if a not in chain]
         out.append(Transcript(pid, outcome_of(chain), chain, others))
     return out
@@ -777,8 +777,8 @@ def short(text: str, cap: int) -> str:
 
 
 def _attempt_name(a: Attempt) -> str:
-    if a.kind in ("retry", "greedy"):
-        return f"retry turn {a.turn}" if a.kind == "retry" else "greedy attempt"
+    if a.kind in (Kind.RETRY, Kind.GREEDY):
+        return f"retry turn {a.turn}" if a.kind == Kind.RETRY else "greedy attempt"
     return f"sample {a.sample}" if a.sample else "first attempt (sample 0)"
 
 
@@ -945,7 +945,7 @@ def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
         desc, model, condition, str(sum(r.trained for r in v.history)), pct(v.history[0].figures.raw["eval"][v.metric]),
         label(best) + chosen, pct(best.figures.raw.get("delta_from_base"), True) if best.round else "none",
         pct(gain(best, "pass1_greedy"), True) if best.round else "none",
-        v.summary.get("stopped", "unfinished"), duration(Compute.of(v).wall_s)]
+        v.summary.stopped if v.summary else "unfinished", duration(Compute.of(v).wall_s)]
 
 
 def index_html(folder: Path, runs: list[Path]) -> str:

@@ -10,7 +10,7 @@ import yaml
 
 from ..conditions import PRIVILEGED
 from ..loop import load_history, read_eval_records
-from ..records import Estimate, EvalRecord, RoundResult
+from ..records import Estimate, EvalRecord, RoundResult, RunSummary
 from ..store import RunDirError, read_json
 
 
@@ -21,7 +21,7 @@ class RunView:
     path: Path
     cfg: dict[str, Any]
     history: list[RoundResult]
-    summary: dict[str, Any]
+    summary: RunSummary | None  # None: the run has not finished (no summary.json yet)
 
     @property
     def name(self) -> str:
@@ -29,14 +29,14 @@ class RunView:
 
     @property
     def metric(self) -> str:
-        return self.summary.get("metric") or cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
+        return self.summary.metric if self.summary else cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
 
     @property
     def best(self) -> RoundResult:
         """summary.json's reported round (`chosen_on`: the best on the validation split, the last round, or the best
         on the test set); for a run without a summary yet, the best test figure, earliest first."""
         evaluated = [r for r in self.history if r.figures.eval is not None]
-        named = [r for r in evaluated if r.round == self.summary.get("best_round")]
+        named = [r for r in evaluated if self.summary and r.round == self.summary.best_round]
         return named[0] if named else max(evaluated, key=lambda r: (r.figures.eval[self.metric].value, -r.round))
 
     @property
@@ -62,12 +62,12 @@ class RunView:
 
     @property
     def chosen_on(self) -> str:
-        return self.summary.get("chosen_on", "test")
+        return self.summary.chosen_on if self.summary else "test"
 
     @property
     def optimistic(self) -> bool:
         """The reported round was picked on the test set among several rounds: its figures are biased upward."""
-        return bool(self.summary.get("optimistic"))
+        return bool(self.summary and self.summary.optimistic)
 
     @property
     def privileged(self) -> str:
@@ -87,7 +87,8 @@ def load_run(path: Path) -> RunView:
     history = load_history(path)
     if not history:
         raise RunDirError(f"{path}: no round_*/round.json — not a secondtry run directory, or not started")
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    file = path / "summary.json"
+    summary = RunSummary.from_json(read_json(file), str(file)) if file.exists() else None
     return RunView(path, read_config(path), history, summary)
 
 

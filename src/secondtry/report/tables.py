@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Union
 
 from ..evaluation.metrics import METRIC_NAMES, cut_shares
-from ..records import Estimate, Ratio, RoundResult
+from ..records import Estimate, Ratio, RoundResult, RunSummary
 from .runs import load_run
 
 
@@ -106,14 +106,14 @@ CHOSEN = {"validation": "the best round on the held-out validation split",
           "test": "the best round on the test set itself: chosen on the test set (optimistic)"}
 
 
-def reported_lines(history: list[RoundResult], summary: dict[str, Any]) -> list[str]:
+def reported_lines(history: list[RoundResult], summary: RunSummary | None) -> list[str]:
     """The reported round, how it was chosen, its gains from the base on sampled and greedy pass@1, and the
     reading of them."""
-    if not summary or "best_round" not in summary:
+    if summary is None:
         return []
-    best = next((r for r in history if r.round == summary["best_round"]), None)
-    on = summary.get("chosen_on", "test")
-    how = CHOSEN["test"] if summary.get("optimistic") else CHOSEN.get(on, on)
+    best = next((r for r in history if r.round == summary.best_round), None)
+    on = summary.chosen_on
+    how = CHOSEN["test"] if summary.optimistic else CHOSEN.get(on, on)
     if best is None or best.round == 0:
         return [f"Reported: the base model ({how}); no round is reported as a gain."]
     gains = [f"{METRIC_NAMES.get(m, m)} {pct(gain(best, m), True)} pp" for m in ("pass1_sampled", "pass1_greedy")
@@ -367,7 +367,7 @@ def rich_table(title: str, head: list[str], rows: list[list[str]], width: int | 
 def markdown(run: Path, metric: str = "pass1_sampled") -> str:
     v = load_run(run)
     history, summary = v.history, v.summary
-    metric = summary.get("metric", metric)
+    metric = summary.metric if summary else metric
 
     base = history[0].figures.eval
     assert base is not None, "round 0 is the base model's evaluation"
@@ -377,7 +377,8 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
              f" pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", ""]
     world = world_line(v.cfg)
     parts += [world, ""] if world else []
-    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, summary.get("best_round"))),
+    best = summary.best_round if summary else None
+    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, best)),
               "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
     undefined = undefined_lines(history)
     if undefined:
@@ -395,8 +396,8 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
                   *(f"- {line}" for line in cut)]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
-        parts += ["", *reported_lines(history, summary), f"Model: {summary['best_model']}. "
-                                                          f"Stopped: {summary['stopped']}."]
+        parts += ["", *reported_lines(history, summary), f"Model: {summary.best_model}. "
+                                                          f"Stopped: {summary.stopped}."]
     return "\n".join(parts) + "\n"
 
 
@@ -419,16 +420,16 @@ def print_tables(run: Path, console=None, decisions: bool = True) -> None:
     width = console.width
     v = load_run(run)
     history, summary = v.history, v.summary
-    metric = summary.get("metric", "pass1_sampled")
+    metric = summary.metric if summary else "pass1_sampled"
     name = METRIC_NAMES.get(metric, metric)
     n = history[0].figures.eval[metric].n if history[0].figures.eval else 0
     title = f"{run.name}: {name} by round on the {n} test problems [95% CI]"
     world = world_line(v.cfg)
     if world:
         console.print(world, highlight=False)
-    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric,
-                                                                                  summary.get("best_round")),
-                             width, ROUND_NARROW))
+    best = summary.best_round if summary else None
+    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric, best), width,
+                             ROUND_NARROW))
     console.print(rich_table("stochastic headroom (test set)", GAP_HEAD, gap_rows(history), width))
     for line in undefined_lines(history):
         console.print(line, highlight=False)
