@@ -20,11 +20,8 @@ SRC = Path(secondtry.__file__).parent
 CHECKED = ["loop.py", "stopping.py", "evaluation", "report"]
 
 KNOWN = {
-    # the transcripts' JSON lines a generation stage gathers across processes
+    # the transcripts' JSON lines a generation stage gathers across processes (written as they are)
     "loop.py:in_chunks",
-    # the run's YAML config and summary.json as the reports read them, and the transcripts' JSON lines
-    "report/runs.py:cfg_get", "report/runs.py:read_config", "report/tables.py:toy_world", "report/tables.py:world_line", "report/dashboard.py:config_rows",
-    "report/dashboard.py:transcripts",
 }
 
 

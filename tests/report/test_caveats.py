@@ -12,7 +12,7 @@ from round_records import est, round_of
 from secondtry.records import RoundResult, RunSummary
 from secondtry.report.caveats import CAVEATS, MIN_EXAMPLES, Context, caveats
 from secondtry.report.prose import Fig, markdown
-from secondtry.report.runs import RunView
+from secondtry.report.runs import RunConfig, RunView
 
 
 def rnd(k: int, trained: bool = True, **figures) -> RoundResult:
@@ -32,8 +32,9 @@ def train(kept=500, lucky=None, cut=0.0):
 
 
 def view(tmp_path: Path, history, cfg=None, summary=None) -> RunView:
-    cfg = {"training": {"method": "lora", "rank": 16}, "evaluation": {"validation": 100},
-           "stopping": {"policies": ["max_rounds"]}, **(cfg or {})}
+    cfg = cfg.data if isinstance(cfg, RunConfig) else cfg
+    cfg = RunConfig({"training": {"method": "lora", "rank": 16}, "evaluation": {"validation": 100},
+                     "stopping": {"policies": ["max_rounds"]}, **(cfg or {})})
     best = max(history, key=lambda r: r.figures.eval["pass1_sampled"].value if r.figures.eval else 0).round
     said = {"best_round": best, "chosen_on": "validation", "optimistic": False, "rounds": len(history) - 1,
             **(summary or {})}

@@ -71,7 +71,14 @@ def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
 def test_a_planted_toy_world_is_stated_and_a_neutral_one_is_not(tmp_path):
     import json
 
-    from secondtry.report.tables import toy_world, world_line
+    from secondtry.report.runs import RunConfig
+    from secondtry.report.tables import toy_world as world_of, world_line as line_of
+
+    def world_line(data):
+        return line_of(RunConfig(data))
+
+    def toy_world(data):
+        return world_of(RunConfig(data))
 
     assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 0.5}}}).startswith("Planted world")
     assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 1.0}}}) == ""

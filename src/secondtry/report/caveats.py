@@ -17,7 +17,7 @@ from ..config import GAIN_POLICIES
 from ..evaluation.metrics import cut_shares
 from ..store import read_jsonl
 from .prose import Const, Fig, Piece, count, delta, round_name, round_no, share
-from .runs import RunView, cfg_get
+from .runs import RunView
 from .tables import excludes_zero, gain, sharpening
 
 
@@ -60,8 +60,8 @@ def one_seed(c: Context) -> Caveat | None:
 def chosen_on_test(c: Context) -> Caveat | None:
     """The reported round, or the decision to stop, was taken on the test set."""
     v = c.run
-    held = cfg_get(v.cfg, "evaluation.validation", 0) or cfg_get(v.cfg, "evaluation.validation_task")
-    stops_on_test = not held and bool(set(cfg_get(v.cfg, "stopping.policies", [])) & GAIN_POLICIES) \
+    held = v.cfg.get("evaluation.validation", 0) or v.cfg.get("evaluation.validation_task")
+    stops_on_test = not held and bool(set(v.cfg.get("stopping.policies", [])) & GAIN_POLICIES) \
         and len(_trained(v)) > 1
     if not v.optimistic and not stops_on_test:
         return None
@@ -157,7 +157,7 @@ def lucky_rising(c: Context) -> Caveat | None:
     if last.figures.raw["train"]["examples"]["lucky_share"] - first.figures.raw["train"]["examples"]["lucky_share"] \
             <= LUCKY_RISE:
         return None
-    kept = "filter.require: steps drops them" if cfg_get(c.run.cfg, "filter.require") == "steps" else \
+    kept = "filter.require: steps drops them" if c.run.cfg.get("filter.require") == "steps" else \
         "they are kept and trained on (filter.require: answer)"
     return Caveat("lucky_rising", "More lucky retries each round",
                   ("The share of right retries with a wrong step rose from ", share(first, "train.examples.lucky_share"),
@@ -189,7 +189,7 @@ def no_transfer(c: Context) -> Caveat | None:
 
 def privileged(c: Context) -> Caveat | None:
     """The retry prompt showed the gold answer."""
-    retry = cfg_get(c.run.cfg, "conditions.retry", "retry")
+    retry = c.run.cfg.get("conditions.retry", "retry")
     if retry not in PRIVILEGED:
         return None
     return Caveat("privileged", "Privileged information",
@@ -217,10 +217,10 @@ def retry_turn_breaks(c: Context) -> Caveat | None:
 
 def lora_only(c: Context) -> Caveat | None:
     """The evidence is for LoRA adapters of one size on one model."""
-    if cfg_get(c.run.cfg, "training.method", "lora") != "lora":
+    if c.run.cfg.get("training.method", "lora") != "lora":
         return None
     return Caveat("lora_only", "LoRA only",
-                  ("Every round trained a LoRA adapter (rank ", Fig(str(cfg_get(c.run.cfg, "training.rank", 16)),
+                  ("Every round trained a LoRA adapter (rank ", Fig(str(c.run.cfg.get("training.rank", 16)),
                                                                     "config.yaml", "training.rank", 1.0, 0),
                    ") of one model: the number of rounds that pays, and the gains, may differ with full "
                    "fine-tuning, another rank, model size or data volume."),

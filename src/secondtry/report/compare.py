@@ -35,7 +35,7 @@ from ..evaluation.metrics import GAIN_METRICS, per_problem
 from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
                                 unpaired_seed_test, wilson_ci)
 from ..records import Estimate, RoundResult
-from .runs import RunView, cfg_get, load_run
+from .runs import RunView, load_run
 from .tables import (METRIC_NAMES, Figure, Narrow, count, estimate, markdown_table, p_text, pct, rich_table,
                      sharpening)
 
@@ -180,7 +180,7 @@ def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[st
     for name, members in groups.items():
         deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
         rows.append([
-            name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
+            name, members[0].privileged, members[0].cfg.get("filter.require", "answer"), str(len(members)),
             _at_label(members, point), pct(pooled([v.history[0].figures.raw["eval"][v.metric] for v in members])),
             *(pct(deltas[m], True) for m in metrics),
             "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
@@ -296,7 +296,7 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
                 rows.append([name, names[0], _short(metric), str(len(pairs)), "–", "–", "–", why])
                 continue
             test = seed_test(diffs)
-            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg["evaluation"]["bootstrap"],
+            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg.need("evaluation.bootstrap"),
                                           seed=pairs[0][1].cfg.get("seed", 0)) if len(pairs) > 1 else None
             note = SHORT_REASONS.get(test.reason, test.reason) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
             one = len(pairs) == 1
@@ -354,7 +354,7 @@ def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | Non
             if ida != idb:
                 rows.append([name, names[0], str(b.cfg.get("seed")), "different test problems", "–", "–", "–"])
                 continue
-            d = paired_delta(va, vb, n_boot or b.cfg["evaluation"]["bootstrap"], b.cfg.get("seed", 0))
+            d = paired_delta(va, vb, n_boot or b.cfg.need("evaluation.bootstrap"), b.cfg.get("seed", 0))
             s = sign_test(va, vb)
             rows.append([name, names[0], str(b.cfg.get("seed")), pct(d, True), str(s["c"]), str(s["b"]),
                          p_text(s["p_value"])])

@@ -44,7 +44,7 @@ from ..types import Attempt, Kind, attempt_from_dict
 from .compare import Point, comparison_tables, notes
 from .page import sections as written_sections
 from .prose import Section, html_pieces
-from .runs import RunView, cfg_get, has_results, load_run, read_config
+from .runs import RunConfig, RunView, has_results, load_run, read_config
 from .tables import (CHOSEN, CI_TEXT, GAP_HEAD, METRIC_NAMES, SHARPENING, count, cut_lines, gain, gap_rows,
                      other_metric, p_text, pct, ratio, sharpening, split_rows, toy_world, undefined_lines,
                      world_line)
@@ -253,10 +253,10 @@ def _task(task: dict[str, Any] | None) -> str:
     return " · ".join(parts + ([opts] if opts else []))
 
 
-def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
+def config_rows(cfg: RunConfig) -> list[list[str]]:
     """The settings that define the experiment, one line per config section."""
     def g(key: str, default: Any = "?") -> Any:
-        return cfg_get(cfg, key, default)
+        return cfg.get(key, default)
 
     validation, retry = g("evaluation.validation", 0), g("conditions.retry", "retry")
     growth, passes = g("training.steps_growth", 1.0), g("training.improve_steps", 1)
@@ -310,7 +310,7 @@ def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
 
 
 def config_section(v: RunView) -> str:
-    hypothesis = cfg_get(v.cfg, "description", "")
+    hypothesis = v.cfg.get("description", "")
     body = (f'<p class="hypothesis">{esc(hypothesis)}</p>' if hypothesis else
             '<p class="empty">No hypothesis: config.yaml has no description.</p>')
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(val)}</td></tr>" for k, val in config_rows(v.cfg))
@@ -635,9 +635,9 @@ def retry_yield_plot(v: RunView) -> Any:
         return None
     fig, ax = _figure()
     _errorbars(ax, [(r.round, r.figures.raw["train"].get("retry_yield")) for r in rounds], "retry yield")
-    threshold = cfg_get(v.cfg, "stopping.min_retry_yield")
+    threshold = v.cfg.get("stopping.min_retry_yield")
     if threshold is not None:
-        active = "retry_yield" in cfg_get(v.cfg, "stopping.policies", [])
+        active = "retry_yield" in v.cfg.get("stopping.policies", [])
         ax.axhline(100 * threshold, color="tab:red", linestyle="--",
                    label=f"stopping.min_retry_yield{'' if active else ' (policy not used)'}")
     _round_axis(ax, [r.round for r in rounds])
@@ -729,10 +729,10 @@ def outcome_of(chain: list[Attempt]) -> str:
     return "wrong-right" if any(x is True for x in retries) else "wrong-wrong"
 
 
-def transcripts(records: list[dict[str, Any]]) -> list[Transcript]:
+def transcripts(attempts: list[Attempt]) -> list[Transcript]:
     """Transcripts of an attempts file (evaluation or training), problems in the order the file first names them."""
     by_problem: dict[str, list[Attempt]] = {}
-    for a in map(attempt_from_dict, records):
+    for a in attempts:
         by_problem.setdefault(a.problem_id, []).append(a)
     out = []
     for pid, mine in by_problem.items():
@@ -815,7 +815,7 @@ def transcript_blocks(v: RunView, cap: int) -> list[tuple[str, str, list[Transcr
         for kind, file, what in (("test", f"{eval_name('test')}_attempts.jsonl", "test evaluation"),
                                  ("train", "attempts.jsonl", "training attempts")):
             if (folder / file).exists():
-                items = transcripts(read_jsonl(folder / file))
+                items = transcripts([attempt_from_dict(d) for d in read_jsonl(folder / file)])
                 blocks.append((f"r{r.round}-{kind}", f"{label(r)} · {what}", choose(items, cap), len(items)))
     return blocks
 
@@ -931,9 +931,9 @@ INDEX_HEAD = ["run", "description", "model", "retry condition", "rounds trained"
 def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
     """The run's name cell (a link to its dashboard when it has results) and its other cells."""
     cfg = read_config(run)
-    desc = cfg_get(cfg, "description", "")
-    model = Path(str(cfg_get(cfg, "model.path", "?"))).name
-    retry = cfg_get(cfg, "conditions.retry", "retry")
+    desc = cfg.get("description", "")
+    model = Path(str(cfg.get("model.path", "?"))).name
+    retry = cfg.get("conditions.retry", "retry")
     condition = retry + (f" (privileged: {PRIVILEGED[retry]})" if retry in PRIVILEGED else "")
     if not has_results(run):
         return esc(run.name), [desc, model, condition, "–", "–", "–", "–", "–", "not started", "–"]

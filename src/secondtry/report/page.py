@@ -16,7 +16,7 @@ from ..stopping import STOPPING, StopState
 from .caveats import caveats
 from .prose import Fig, Piece, Quote, Section, count, delta, markdown, rate, ratio, round_file, round_name, \
     round_no, share
-from .runs import RunView, cfg_get
+from .runs import RunView
 from .tables import CHOSEN, METRIC_NAMES, excludes_zero
 
 
@@ -25,8 +25,8 @@ from .tables import CHOSEN, METRIC_NAMES, excludes_zero
 def prediction_section(v: RunView) -> Section:
     s = Section("prediction", "Prediction and result")
     pred = v.cfg.get("prediction") or {}
-    if cfg_get(v.cfg, "description", ""):
-        s.add("Hypothesis: ", Quote(v.cfg["description"], "config.yaml", "description"))
+    if v.cfg.get("description", ""):
+        s.add("Hypothesis: ", Quote(v.cfg.need("description"), "config.yaml", "description"))
     if pred.get("text"):
         s.add("Prediction: ", Quote(pred["text"], "config.yaml", "prediction.text"))
     best = v.best

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -19,7 +19,7 @@ class RunView:
     """What the reports read from one run directory."""
 
     path: Path
-    cfg: dict[str, Any]
+    cfg: RunConfig
     history: list[RoundResult]
     summary: RunSummary | None  # None: the run has not finished (no summary.json yet)
 
@@ -29,7 +29,7 @@ class RunView:
 
     @property
     def metric(self) -> str:
-        return self.summary.metric if self.summary else cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
+        return self.summary.metric if self.summary else self.cfg.get("evaluation.metric", "pass1_sampled")
 
     @property
     def best(self) -> RoundResult:
@@ -71,7 +71,7 @@ class RunView:
 
     @property
     def privileged(self) -> str:
-        return PRIVILEGED.get(cfg_get(self.cfg, "conditions.retry", "retry"), "none")
+        return PRIVILEGED.get(self.cfg.get("conditions.retry", "retry"), "none")
 
     @property
     def trained_rounds(self) -> int:
@@ -92,19 +92,35 @@ def load_run(path: Path) -> RunView:
     return RunView(path, read_config(path), history, summary)
 
 
-def read_config(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's config.yaml as the reports read it: the file as written, not checked against this release's
+    Config, so that a run made by an earlier release (whose config may hold settings since renamed) still
+    reports; read by dotted key."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        """The setting at `dotted` ("evaluation.metric"), or `default` where it is missing or null."""
+        node: Any = self.data
+        for key in dotted.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                return default
+            node = node[key]
+        return default if node is None else node
+
+    def need(self, dotted: str) -> Any:
+        """The setting at `dotted`; a KeyError naming it where config.yaml does not hold it."""
+        value = self.get(dotted)
+        if value is None:
+            raise KeyError(f"config.yaml has no {dotted}")
+        return value
+
+
+def read_config(path: Path) -> RunConfig:
     file = path / "config.yaml"
-    return (yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {}
+    return RunConfig((yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {})
 
 
 def has_results(path: Path) -> bool:
     return (path / "round_0" / "round.json").exists()
-
-
-def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return default if node is None else node

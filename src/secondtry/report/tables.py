@@ -8,7 +8,7 @@ from typing import Any, Mapping, Union
 
 from ..evaluation.metrics import METRIC_NAMES, cut_shares
 from ..records import Estimate, Ratio, RoundResult, RunSummary
-from .runs import load_run
+from .runs import RunConfig, load_run
 
 
 def p_text(p: float) -> str:
@@ -127,21 +127,20 @@ def reported_lines(history: list[RoundResult], summary: RunSummary | None) -> li
     return lines
 
 
-def toy_world(cfg: dict[str, Any]) -> float | None:
+def toy_world(cfg: RunConfig) -> float | None:
     """The retry_error_scale of the world a toy model was pretrained in (its recipe.json beside the weights,
     else the config's model.toy); None for a model that is not a toy one."""
-    model = cfg.get("model") or {}
-    recipe = Path(str(model.get("path", ""))) / "recipe.json"
+    recipe = Path(str(cfg.get("model.path", ""))) / "recipe.json"
     if recipe.is_file():
         import json
 
         made = json.loads(recipe.read_text())
         return float(made.get("retry_error_scale", 0.5 if made.get("toy", 1) < 2 else 1.0))  # version 1 halved it
-    toy = model.get("toy")
+    toy = cfg.get("model.toy")
     return float(toy.get("retry_error_scale", 1.0)) if isinstance(toy, dict) else None
 
 
-def world_line(cfg: dict[str, Any]) -> str:
+def world_line(cfg: RunConfig) -> str:
     """The toy world's planted advantage for retrying, when the model was pretrained in one (empty for a
     neutral world or a model that is not a toy one)."""
     scale = toy_world(cfg)
