@@ -31,8 +31,8 @@ from .stopping import STOPPING, StopState, decide
 from .records import (R, Decisions, EvalRecord, Estimate, FilterStats, GenerationInfo, ImprovePass, Ledger,
                       PolicyStop, RecordError, RoundCost, RoundFigures, RoundResult, RunSummary, SplitFigures,
                       TrainingInfo, round_from_json)
-from .store import (RunDirError, RunStore, StageInputs, crash_point, hash_data, iter_rounds, read_json, read_jsonl,
-                    write_json, write_jsonl)
+from .store import (RunDirError, RunStore, StageInputs, crash_point, hash_data, iter_rounds, read_json,
+                    read_jsonl, write_json, write_jsonl)
 from .tasks import TASKS, TaskDataError
 from .types import (Attempt, Completion, Decision, Kind, Problem, Verdict, attempt_from_dict, example_from_dict,
                     to_dict)
@@ -82,14 +82,16 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
     attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
-                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model), GenerationInfo)
+                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model),
+                              GenerationInfo)
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
     filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), "filter": cfg.filter.model_dump()}
     examples = ctx.stage(f"round_{k}/filter", filter_inputs, [store.path(k, "sft.jsonl")],
                          lambda: make_sft(ctx, k, attempts), FilterStats)
     train = train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed, examples)
     train = dataclasses.replace(train, retry_sees=attempts_info.retry_sees or "")
-    cost = RoundCost(attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"), filter_s=examples.wall_s)
+    cost = RoundCost(attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"),
+                     filter_s=examples.wall_s)
     before = decide(StopState.before_train(k, train, examples), cfg.stopping)
     figures = RoundFigures(train=train, decisions=Decisions(before))
     if before.stop and (cfg.stopping.enforce or not examples.kept):
@@ -176,8 +178,8 @@ def train_stage(ctx: Context, k: int, start: str, examples: FilterStats) -> tupl
             (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
         inputs = {"sft": store.output_hash(f"round_{k}/filter"), "start": ctx.model_id(start),
                   "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
-        passes.append(ctx.stage(name, inputs, [out],
-                                lambda: train_model(ctx, k, i, name, start, out, steps, examples), TrainingInfo))
+        passes.append(ctx.stage(name, inputs, [out], lambda: train_model(ctx, k, i, name, start, out, steps,
+                                                                         examples), TrainingInfo))
         start = str(out)
     info = dataclasses.replace(passes[-1], wall_s=round(sum(p.wall_s for p in passes), 3))
     if len(passes) > 1:

@@ -70,7 +70,8 @@ def summarize_eval(records: Sequence[EvalRecord], n_boot: int, seed: int, retry_
     With `retry_all` (every problem's sample 0 got a retry turn) also the wrong→right and
     right→wrong flips of that turn; otherwise "flips" is None (only failures were retried).
     """
-    rates = {name: (estimate if name == "gap" else rate)(v, n_boot, seed) for name, v in per_problem(records).items()}
+    rates = {name: (estimate if name == "gap" else rate)(v, n_boot, seed)
+             for name, v in per_problem(records).items()}
     generated = sum((r.greedy is not None) + len(r.samples) + len(r.chain) - 1 for r in records)
     retried = retry_all and retry_n > 1 and all(len(r.chain) > 1 for r in records)
     return EvalFigures(
@@ -187,6 +188,7 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int,
         cut_at_length=sum(a.finish_reason == "length" for a in attempts) / max(1, len(attempts)),
         cut=sum(a.finish_reason == "length" for a in attempts),  # judged wrong, never trained on
         # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
-        first_samples=rate([float(a.verdict.correct is True) for a in attempts if a.kind == Kind.FIRST], n_boot, seed),
+        first_samples=rate([float(a.verdict.correct is True) for a in attempts if a.kind == Kind.FIRST],
+                           n_boot, seed),
         examples=examples,
     )

@@ -7,11 +7,11 @@ where chain[0] is sample 0 and chain[t] is retry turn t on the same conversation
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..records import EvalRecord, Flips, Ledger, ProblemHistory, Rate, RetryLift, RoundLedger, SignTest
+from ..records import EvalRecord, Flips, Ledger, ProblemHistory, RetryLift, RoundLedger, SignTest
 from .stats import mcnemar, paired_delta, rate
 
 METRICS = ("greedy", "pass1_sampled", "any_sample")
@@ -60,7 +60,8 @@ def retry_lift(records: Sequence[EvalRecord], n_boot: int = 2000, seed: int = 0)
     fresh = [bool(r.samples[1]) for r in frontier]
     lift = paired_delta(np.asarray(fresh, dtype=float), np.asarray(retry, dtype=float), n_boot, seed)
     return RetryLift(lift.value, lift.ci, lift.n, lift.method, retry=rate(retry, n_boot, seed),
-                     fresh=rate(fresh, n_boot, seed), mcnemar=SignTest.from_json(mcnemar(fresh, retry)), reason=None)
+                     fresh=rate(fresh, n_boot, seed), mcnemar=SignTest.from_json(mcnemar(fresh, retry)),
+                     reason=None)
 
 
 def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, seed: int = 0) -> Flips:

@@ -256,7 +256,8 @@ def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0,
         return dataclasses.replace(
             out, reason="one seed: a single training run cannot separate the condition from its seed")
     if float(np.ptp(x)) == 0.0:
-        return dataclasses.replace(out, reason="every seed differs by the same amount: no spread to test against")
+        return dataclasses.replace(
+            out, reason="every seed differs by the same amount: no spread to test against")
     return dataclasses.replace(out, p_value=float(sps.ttest_1samp(x, 0.0).pvalue))
 
 

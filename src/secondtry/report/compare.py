@@ -29,12 +29,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
 from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
                                 unpaired_seed_test, wilson_ci)
-from ..records import Estimate, RoundResult
+from ..records import EvalFigures, Estimate, Flips, ImprovePass, RoundResult, TrainingInfo
+from ..store import RunDirError
 from .runs import RunView, load_run
 from .tables import (METRIC_NAMES, Figure, Narrow, count, estimate, markdown_table, p_text, pct, rich_table,
                      sharpening)
@@ -79,17 +80,26 @@ def spent(v: RunView, k: int) -> dict[str, int]:
     """What run `v` spent on rounds 1..k: training tokens generated, SFT steps, examples kept, tokens trained."""
     out = {"tokens_generated": 0, "sft_steps": 0, "examples": 0, "tokens_trained": 0}
     for r in v.history[1:k + 1]:
-        train, training = r.figures.raw.get("train") or {}, r.figures.raw.get("training") or {}
-        passes = training.get("improve_passes") or ([training] if training else [])
-        out["tokens_generated"] += train.get("tokens_generated", 0)
-        out["examples"] += (train.get("examples") or {}).get("kept", 0) if r.trained else 0
-        out["sft_steps"] += sum(p.get("steps") or 0 for p in passes)
-        out["tokens_trained"] += training.get("tokens_trained", 0)
+        train, training = r.figures.train, r.figures.training
+        passes: Sequence[ImprovePass | TrainingInfo] = () if training is None else \
+            training.improve_passes or (training,)
+        out["tokens_generated"] += train.tokens_generated if train else 0
+        out["examples"] += train.examples.kept if r.trained and train and train.examples else 0
+        out["sft_steps"] += sum(p.steps or 0 for p in passes)
+        out["tokens_trained"] += training.tokens_trained if training else 0
     return out
 
 
+def _base(v: RunView) -> EvalFigures:
+    """The base model's test figures (round 0 is always evaluated)."""
+    e = v.history[0].figures.eval
+    if e is None:
+        raise RunDirError(f"{v.path}: round_0/round.json holds no evaluation of the base model")
+    return e
+
+
 def _evaluated(v: RunView) -> list[RoundResult]:
-    return [r for r in v.history if "eval" in r.figures.raw]
+    return [r for r in v.history if r.figures.evaluated]
 
 
 def resolve(groups: Groups, point: Point) -> Point:
@@ -129,14 +139,14 @@ def _at_label(members: list[RunView], point: Point) -> str:
                            "/".join(sorted(on)))
 
 
-def _delta(v: RunView, r: RoundResult, metric: str) -> dict[str, Any] | None:
-    """Round r's paired change of `metric` from the base (None for the base itself: no change)."""
+def _delta(v: RunView, r: RoundResult, metric: str) -> Estimate | None:
+    """Round r's paired change of `metric` from the base (the base itself: no change)."""
     if r.round == 0:
-        return {"value": 0.0, "ci": [0.0, 0.0], "n": v.n_test}
-    gains = r.figures.raw.get("gains") or {}
-    if metric in gains:
-        return gains[metric]["from_base"]
-    return r.figures.raw.get("delta_from_base") if metric == v.metric else None
+        return Estimate(0.0, (0.0, 0.0), v.n_test)
+    comparison = r.figures.comparison
+    if comparison is not None and metric in comparison.gains:
+        return comparison.gains[metric].from_base
+    return comparison.delta_from_base if comparison is not None and metric == v.metric else None
 
 
 def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
@@ -154,7 +164,7 @@ def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
 def _metrics(groups: Groups) -> list[str]:
     """The pass@1 metrics every run has, the headline metric first."""
     runs = [m for g in groups.values() for m in g]
-    present = [m for m in GAIN_METRICS if all(m in r.history[0].figures.raw["eval"] for r in runs)]
+    present = [m for m in GAIN_METRICS if all(_base(r).rate(m) is not None for r in runs)]
     head = runs[0].metric
     return [head] + [m for m in present if m != head]
 
@@ -181,7 +191,7 @@ def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[st
         deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
         rows.append([
             name, members[0].privileged, members[0].cfg.get("filter.require", "answer"), str(len(members)),
-            _at_label(members, point), pct(pooled([v.history[0].figures.raw["eval"][v.metric] for v in members])),
+            _at_label(members, point), pct(pooled([_base(v)[v.metric] for v in members])),
             *(pct(deltas[m], True) for m in metrics),
             "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
     return head, rows
@@ -209,26 +219,26 @@ def retry_turn_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
         flips = [[_flips(v, k) for v in members] for k in range(rounds)]
         if not any(f for per_round in flips for f in per_round):
             continue
-        nets = [pooled([f["net"] if f else None for f in per_round], True) for per_round in flips]
+        nets = [pooled([f.net if f else None for f in per_round], True) for per_round in flips]
         broken = [pooled([_broken(f) for f in per_round]) for per_round in flips]
         rows.append([name, "net Δ pp"] + [pct(x, True) for x in nets])
         rows.append([name, "right → wrong %"] + [pct(x) for x in broken])
     return head, rows
 
 
-def _flips(v: RunView, k: int) -> dict[str, Any] | None:
+def _flips(v: RunView, k: int) -> Flips | None:
     if k >= len(v.history):
         return None
-    return (v.history[k].figures.raw.get("eval") or {}).get("flips")
+    e = v.history[k].figures.eval
+    return e.flips if e else None
 
 
-def _broken(f: dict[str, Any] | None) -> dict[str, Any] | None:
+def _broken(f: Flips | None) -> Estimate | None:
     """The share of right first attempts a retry turn made wrong, with its Wilson interval."""
-    right = f["right_to_wrong"] + f["right_to_right"] if f else 0
-    if not right:
+    right = f.right_to_wrong + f.right_to_right if f else 0
+    if not f or not right:
         return None
-    broken = f["right_to_wrong"]
-    return {"value": broken / right, "ci": list(wilson_ci(broken, right)), "n": right}
+    return Estimate(f.right_to_wrong / right, wilson_ci(f.right_to_wrong, right), right)
 
 
 def budget_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:

@@ -389,7 +389,8 @@ def gained_rows(v: RunView) -> list[list[str]]:
         if f is None:
             continue
         if f.legacy:
-            rows.append([label(r), f"{f.metric} right/wrong", str(f.gained), str(f.lost), "–", p_text(f.p_value)])
+            rows.append([label(r), f"{f.metric} right/wrong", str(f.gained), str(f.lost), "–",
+                         p_text(f.p_value)])
         else:
             rows.append([label(r), METRIC_NAMES.get(f.metric, f.metric), str(f.gained), str(f.lost),
                          str(f.unchanged), p_text(f.p_value)])
