@@ -193,12 +193,11 @@ class EvalRecord(Record):
 
 
 @dataclass(frozen=True)
-class RetryLift(Record):
-    """A retry turn against a fresh sample at the same budget, on the problems whose sample 0 failed."""
+class RetryLift(Estimate):
+    """A retry turn against a fresh sample at the same budget, on the problems whose sample 0 failed: the paired
+    difference retry − fresh (an estimate, its CI's method), each side's rate and the sign test; or, where the
+    figure is undefined, value None and the reason."""
 
-    value: float | None
-    ci: tuple[float | None, float | None]
-    n: int
     method: str | None = field(default=None, metadata=OMIT)
     retry: Rate | None = None
     fresh: Rate | None = None
