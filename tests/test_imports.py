@@ -5,7 +5,7 @@ from pathlib import Path
 
 import secondtry
 
-LAYERS = ["types", "log", "machine", "memory", "config", "plugins", "distributed", "store", "tasks", "verifiers",
+LAYERS = ["types", "records", "log", "machine", "memory", "config", "plugins", "distributed", "store", "tasks", "verifiers",
           "conditions", "backends", "filtering", "training", "evaluation", "stopping", "presets", "loop", "report",
           "toy", "importer", "bench", "parallel", "cli"]
 SRC = Path(secondtry.__file__).parent

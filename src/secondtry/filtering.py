@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from .conditions import PRIVILEGED, restates_hint
 from .config import Config
-from .types import Attempt, Example, Message, Problem
+from .types import Attempt, Example, Kind, Message, Problem
 
 FirstBuilder = Callable[[Problem, list[str], Config], list[Message]]
 
@@ -25,7 +25,7 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
            cfg: Config) -> tuple[list[Example], dict[str, Any]]:
     """The training examples and the counts behind them (kept, rejected by reason, lucky share)."""
     f = cfg.filter
-    kinds = {"retry"} | ({"first"} if f.include_first_attempts else set())
+    kinds = {Kind.RETRY} | ({Kind.FIRST} if f.include_first_attempts else set())
     counts: Counter[str] = Counter()
     examples: list[Example] = []
     seen: set[tuple[str, str]] = set()
@@ -52,7 +52,7 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
         if f.require == "steps" and a.verdict.lucky:
             counts["lucky"] += 1
             continue
-        if privileged and a.kind == "retry" and restates_hint(a.completion):
+        if privileged and a.kind == Kind.RETRY and restates_hint(a.completion):
             counts["hint_leak"] += 1  # trained on only with filter.hint_leaks: keep
             if f.hint_leaks == "drop":
                 continue
@@ -88,7 +88,7 @@ def _examples(a: Attempt, problem: tuple[Message, ...], form: str) -> list[Examp
     """A kept attempt as examples: problem -> completion, and/or (a retry) its whole conversation ->
     completion. A retry whose conversation is the problem alone (resampling) makes one example."""
     single = Example(a.problem_id, problem, a.completion, source=a.kind, turn=a.turn)
-    if a.kind != "retry" or form == "problem" or a.messages == problem:
+    if a.kind != Kind.RETRY or form == "problem" or a.messages == problem:
         return [single]
     turn = Example(a.problem_id, a.messages, a.completion, source=TURN, turn=a.turn)
     return [turn] if form == "turn" else [single, turn]

@@ -30,10 +30,14 @@ from .evaluation.retry import ledger
 from .log import Log
 from .plugins import load as load_plugins
 from .stopping import STOPPING, StopState, decide
-from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl
+from .records import (R, Decisions, EvalRecord, Estimate, FilterStats, GenerationInfo, ImprovePass, Ledger,
+                      PolicyStop, RecordError, RoundCost, RoundFigures, RoundResult, RunSummary, SplitFigures,
+                      TrainingInfo, round_from_json)
+from .store import (RunDirError, RunStore, StageInputs, crash_point, hash_data, iter_rounds, read_json,
+                    read_jsonl, write_json, write_jsonl)
 from .tasks import TASKS, TaskDataError
-from .types import (Attempt, Completion, Decision, Problem, RoundResult, Verdict, attempt_from_dict,
-                    example_from_dict, round_result_from_dict, to_dict)
+from .types import (Attempt, Completion, Decision, Kind, Problem, Verdict, attempt_from_dict, example_from_dict,
+                    to_dict)
 from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
 from .verifiers.pool import Judge, VerifierPool
 
@@ -64,7 +68,7 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
                 model = result.model
             if result.decision.stop and (cfg.stopping.enforce or not result.trained):
                 break  # an untrained round leaves nothing new to go on from
-        write_json(store.root / "summary.json", summarize_run(cfg, history, ctx.ledger(history)))
+        write_json(store.root / "summary.json", summarize_run(cfg, history, ctx.ledger(history)).to_json())
         if then is not None:
             then()
     return history
@@ -80,37 +84,37 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
     attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
-                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
+                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model),
+                              GenerationInfo)
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
     filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), **stage_inputs(cfg, "sft")}
-    filter_info = ctx.stage(f"round_{k}/sft", filter_inputs, [store.path(k, "sft.jsonl")],
-                            lambda: make_sft(ctx, k, attempts))
-    figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
-                                         "examples": filter_info}}
-    cost: dict[str, Any] = {"attempts_s": attempts_info["wall_s"], **_parts("attempts", attempts_info),
-                            "filter_s": filter_info["wall_s"]}
-    before = decide(StopState(k, "before_train", figures["train"]["retry_yield"]["value"], filter_info["kept"]),
-                    cfg.stopping)
-    figures["decisions"] = {"before_train": to_dict(before)}
-    if before.stop and (cfg.stopping.enforce or not filter_info["kept"]):
+    examples = ctx.stage(f"round_{k}/filter", filter_inputs, [store.path(k, "sft.jsonl")],
+                         lambda: make_sft(ctx, k, attempts), FilterStats)
+    train = train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed, examples)
+    train = dataclasses.replace(train, retry_sees=attempts_info.retry_sees or "")
+    cost = RoundCost(attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"),
+                     filter_s=examples.wall_s)
+    before = decide(StopState.before_train(k, train, examples), cfg.stopping)
+    figures = RoundFigures(train=train, decisions=Decisions(before))
+    if before.stop and (cfg.stopping.enforce or not examples.kept):
         return finish_round(ctx, k, model, False, figures, cost, before, attempts_info)
 
     start = model if cfg.training.between_rounds == "continue" else cfg.model.path
-    out, train_info = train_stage(ctx, k, start, filter_info)
-    figures["training"] = train_info
-    cost["train_s"] = train_info["wall_s"]
+    out, training_info = train_stage(ctx, k, start, examples)
+    cost = dataclasses.replace(cost, train_s=training_info.wall_s)
 
-    eval_figures, eval_info = evaluate_round(ctx, k, str(out), history)
-    figures.update(eval_figures)
-    cost.update({"eval_s": eval_info["wall_s"], **_parts("eval", eval_info)})
-    training.write_model_card(out, k, cfg, train_info, filter_info, {**figures["eval"], **{
-        name: figures[name] for name in ("delta_from_base", "delta_from_prev") if name in figures}})
+    evaluated, eval_info = evaluate_round(ctx, k, str(out), history)
+    cost = dataclasses.replace(cost, eval_s=eval_info.wall_s, **eval_info.parts("eval"))
+    figures = dataclasses.replace(evaluated, train=train, decisions=figures.decisions, training=training_info)
+    test = figures.test
+    training.write_model_card(out, k, cfg, training_info.to_json(), examples.to_json(), {
+        **test.eval.to_json(), **({} if test.comparison is None else {
+            "delta_from_base": test.comparison.delta_from_base.to_json(),
+            "delta_from_prev": test.comparison.delta_from_prev.to_json()})})
     on = cfg.gains_on  # the gains the policies see: the validation split's when one is held out
-    gains = [g for g in (on_split(f, on).get("delta_from_prev") for f in [*(r.figures for r in history), figures]) if g]
-    after = decide(StopState(k, "after_eval", figures["train"]["retry_yield"]["value"], filter_info["kept"],
-                             gains[-1]["value"], gains[-1]["ci"], [list(g["ci"]) for g in gains], on,
-                             cfg.evaluation.metric), cfg.stopping)
-    figures["decisions"]["after_eval"] = to_dict(after)
+    gains = [g for g in (gain_on(f, on) for f in [*(r.figures for r in history), figures]) if g]
+    after = decide(StopState.after_eval(k, train, examples, gains, on, cfg.evaluation.metric), cfg.stopping)
+    figures = dataclasses.replace(figures, decisions=Decisions(before, after))
     decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
 
@@ -118,28 +122,24 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
 def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
     figures, info = evaluate_round(ctx, 0, ctx.cfg.model.path, [])
-    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures, {"eval_s": info["wall_s"], **_parts("eval", info)},
+    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures,
+                        RoundCost(eval_s=info.wall_s, **info.parts("eval")),
                         Decision(False, "base model evaluated"), None, info)
 
 
-def _parts(stage: str, info: dict[str, Any]) -> dict[str, float]:
-    """Where a generation stage's wall time went (when it ran in this process): loading models, generating,
-    verifying; the rest is the records' bookkeeping and writing."""
-    return {f"{stage}_{part}": round(info[part], 3) for part in ("load_s", "generate_s", "verify_s") if info.get(part)}
-
-
-def on_split(figures: dict[str, Any], split: str) -> dict[str, Any]:
-    """A round's figures on one evaluation set: the test set's sit at the top, the others under their name."""
-    return figures if split == "test" else figures.get(split, {})
+def gain_on(figures: RoundFigures, split: str) -> Estimate | None:
+    """A round's gain over the round before on one evaluation set (None for round 0 or an untrained round)."""
+    on = figures.on(split)
+    return on.delta_from_prev if on is not None else None
 
 
 # ----------------------------------------------------------------------------- the stages
 
-def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
+def make_attempts(ctx: Context, k: int, model: str) -> GenerationInfo:
     """`conditions.samples` first attempts on every training problem, then up to `conditions.retries` retries
     where sample 0 failed."""
     cfg = ctx.cfg
-    chains = [Chains("first", samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
+    chains = [Chains(Kind.FIRST, samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
                      retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
                      retry_samples=cfg.conditions.retry_samples)]
     ctx.take_clock()
@@ -147,19 +147,19 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
         records = in_chunks(ctx, model, ctx.train_set, chains, f"round_{k}/attempts", bar)
     clock = ctx.take_clock()
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
-    first_retry = next((r for r in records if r["kind"] == "retry"), None)
+    first_retry = next((r for r in records if r["kind"] == Kind.RETRY), None)
     rendered = ctx.models.get(model).render(attempt_from_dict(first_retry).messages) if first_retry else ""
-    return {"tokens_generated": sum(r["n_tokens"] for r in records), "retry_sees": rendered, **clock}
+    return GenerationInfo(sum(r["n_tokens"] for r in records), rendered, **clock)
 
 
-def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> dict[str, Any]:
+def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> FilterStats:
     examples, stats = filtering.select(attempts, ctx.problems, CONDITIONS[ctx.cfg.conditions.first], ctx.cfg)
-    crash_point(f"round_{k}/sft:selected")
+    crash_point(f"round_{k}/filter:selected")
     write_jsonl(ctx.store.path(k, "sft.jsonl"), (to_dict(e) for e in examples))
-    return stats
+    return FilterStats.from_json(stats, f"round_{k}/filter")
 
 
-def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def train_stage(ctx: Context, k: int, start: str, examples: FilterStats) -> tuple[Path, TrainingInfo]:
     """Fine-tune on the round's examples: `training.improve_steps` passes (ReST's improve steps), each
     continuing from the last with a fresh optimizer, each a stage of its own; the last writes round_k/model.
 
@@ -168,67 +168,66 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
     cfg, store = ctx.cfg, ctx.store
     t = cfg.training
     steps = max(1, round(t.steps * t.steps_growth ** (k - 1)))
-    passes: list[dict[str, Any]] = []
+    passes: list[TrainingInfo] = []
     for i in range(1, t.improve_steps + 1):
         last = i == t.improve_steps
         name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
             (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
-        inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
+        inputs = {"sft": store.output_hash(f"round_{k}/filter"), "start": ctx.model_id(start),
                   **stage_inputs(cfg, "train"), "steps": steps, "pass": i}
-        passes.append(ctx.stage(name, inputs, [out],
-                                lambda: train_model(ctx, k, i, name, start, out, steps, filter_info)))
+        passes.append(ctx.stage(name, inputs, [out], lambda: train_model(ctx, k, i, name, start, out, steps,
+                                                                         examples), TrainingInfo))
         start = str(out)
-    info = {**passes[-1], "wall_s": round(sum(p["wall_s"] for p in passes), 3)}
+    info = dataclasses.replace(passes[-1], wall_s=round(sum(p.wall_s for p in passes), 3))
     if len(passes) > 1:
-        info["improve_passes"] = [{key: p.get(key) for key in ("steps", "loss_first", "loss_last", "wall_s")}
-                                  for p in passes]
-        info["tokens_trained"] = sum(p.get("tokens_trained", 0) for p in passes)
+        info = dataclasses.replace(info, tokens_trained=sum(p.tokens_trained for p in passes),
+                                   improve_passes=tuple(ImprovePass(p.steps, p.loss_first, p.loss_last, p.wall_s)
+                                                        for p in passes))
     return out, info
 
 
 def train_model(ctx: Context, k: int, i: int, where: str, start: str, out: Path, steps: int,
-                filter_info: dict[str, Any]) -> dict[str, Any]:
+                examples_kept: FilterStats) -> TrainingInfo:
     ctx.models.close()  # free the sampler's memory for training
     cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(update={"steps": steps})})
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
     info = training.train(start, examples, cfg, out, seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
                           log=ctx.log, checkpoints=ctx.store.partial.folder, where=where,
                           logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"))
-    training.write_model_card(out, k, cfg, info, filter_info)
-    return info
+    training.write_model_card(out, k, cfg, info, examples_kept.to_json())
+    return TrainingInfo.from_json(info, f"{where}: the trainer's figures")
 
 
 def evaluate_round(ctx: Context, k: int, model: str,
-                   history: list[RoundResult]) -> tuple[dict[str, Any], dict[str, Any]]:
+                   history: list[RoundResult]) -> tuple[RoundFigures, GenerationInfo]:
     """`model` on every evaluation set (test; the validation split and the transfer set when configured):
-    rates with CIs and, after round 0, paired gains over the base and the previous round.
-    The test set's figures sit at the top of the result, the others under "validation" / "transfer".
+    rates with CIs and, after round 0, paired gains over the base and the previous round; and the stages'
+    time and tokens.
     """
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
-    figures: dict[str, Any] = {}
-    info = {"wall_s": 0.0, "tokens_generated": 0, "load_s": 0.0, "generate_s": 0.0, "verify_s": 0.0}
+    splits: dict[str, SplitFigures] = {}
+    info = GenerationInfo()
     for split in ctx.eval_sets:
         records, stage_info = evaluate_stage(ctx, k, model, split)
-        info = {key: info[key] + stage_info.get(key, 0) for key in info}
-        mine: dict[str, Any] = {"eval": summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all)}
+        info += stage_info
+        comparison = None
         if history:  # every earlier round was evaluated
             before_prev = ctx.eval_records(history[-2].round, split) if k >= 2 else None
-            mine.update(compare_evals(ctx.eval_records(0, split), before_prev,
-                                      ctx.eval_records(history[-1].round, split), records, ev.metric, ev.bootstrap,
-                                      cfg.seed))
-        if split == "test":
-            figures.update(mine)
-        else:
-            figures[split] = mine
-    return figures, info
+            comparison = compare_evals(ctx.eval_records(0, split), before_prev,
+                                       ctx.eval_records(history[-1].round, split), records, ev.metric, ev.bootstrap,
+                                       cfg.seed)
+        splits[split] = SplitFigures(summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all),
+                                     comparison)
+    return RoundFigures(**splits), info
 
 
-def evaluate_stage(ctx: Context, k: int, model: str, split: str = "test") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_stage(ctx: Context, k: int, model: str,
+                   split: str = "test") -> tuple[list[EvalRecord], GenerationInfo]:
     """Per-problem evaluation of `model` on one evaluation set (greedy, samples, retry chain)."""
     store, name = ctx.store, eval_name(split)
     outputs = [store.path(k, f"{name}.jsonl"), store.path(k, f"{name}_attempts.jsonl")]
     info = ctx.stage(f"round_{k}/{name}", ctx.inputs("eval", model, k, split), outputs,
-                     lambda: evaluate(ctx, k, model, split))
+                     lambda: evaluate(ctx, k, model, split), GenerationInfo)
     return ctx.eval_records(k, split), info
 
 
@@ -237,13 +236,13 @@ def eval_name(split: str) -> str:
     return "eval" if split == "test" else f"eval_{split}"
 
 
-def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
+def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
     problems = ctx.eval_sets[split]
-    chains = [Chains("greedy", samples=1, turns=1, retry=ev.retry, seed=seed, name="greedy",
+    chains = [Chains(Kind.GREEDY, samples=1, turns=1, retry=ev.retry, seed=seed, name="greedy",
                      params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}))] if ev.greedy else []
-    chains.append(Chains("sample", samples=ev.samples, turns=ev.retry_n, retry=ev.retry, params=cfg.eval_sampling,
+    chains.append(Chains(Kind.SAMPLE, samples=ev.samples, turns=ev.retry_n, retry=ev.retry, params=cfg.eval_sampling,
                          seed=seed, name="samples", retry_all=ev.retry_all))
     title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
     ctx.take_clock()
@@ -255,17 +254,17 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
         by_problem.setdefault(a.problem_id, []).append(a)
     records = []
     for p in problems:
-        mine = by_problem[p.id]
-        g = next((a for a in mine if a.kind == "greedy"), None)
-        samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
-        chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
+        attempts_of = by_problem[p.id]
+        g = next((a for a in attempts_of if a.kind == Kind.GREEDY), None)
+        samples = sorted((a for a in attempts_of if a.kind == Kind.SAMPLE), key=lambda a: a.sample)
+        chain = [samples[0]] + sorted((a for a in attempts_of if a.kind == Kind.RETRY), key=lambda a: a.turn)
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), transcripts)
-    write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), records)
-    return {"tokens_generated": sum(r["n_tokens"] for r in transcripts), **clock}
+    write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), (r.to_json() for r in records))
+    return GenerationInfo(sum(r["n_tokens"] for r in transcripts), **clock)
 
 
-_KIND_ORDER = {"greedy": 0, "first": 1, "sample": 1, "retry": 2}
+_KIND_ORDER = {Kind.GREEDY: 0, Kind.FIRST: 1, Kind.SAMPLE: 1, Kind.RETRY: 2}
 
 
 def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: list[Chains], stage: str,
@@ -304,9 +303,10 @@ def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: lis
                 progress(first_attempts(kept))
                 records += kept
 
-        def save(c: int, made: list[dict[str, Any]]) -> None:
-            partial.write_chunk(c, canonical(made))
-            records.extend(made)
+        def save(c: int, made: list[Attempt]) -> None:
+            chunk = canonical([to_dict(a) for a in made])
+            partial.write_chunk(c, chunk)
+            records.extend(chunk)
 
         if todo:
             Flow(ctx, model, chains, stage, progress).run(todo, save)
@@ -319,7 +319,7 @@ def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: lis
             if own is None:
                 made: list[dict[str, Any]] = []
                 Flow(ctx, model, chains, stage, progress).run([(c, list(problems[starts[c]:starts[c] + size]))],
-                                                             lambda _, chunk: made.extend(chunk))
+                                                             lambda _, chunk: made.extend(map(to_dict, chunk)))
                 own, fresh = canonical(made), True
             else:
                 progress(first_attempts(own))
@@ -343,7 +343,7 @@ class Chains:
     by (seed, t, p.id, j): the same whatever else is generated beside it. `name` tells its crash points
     apart from the stage's other chains."""
 
-    first_kind: str
+    first_kind: Kind
     samples: int
     turns: int
     retry: str
@@ -388,7 +388,7 @@ class Flow:
         self.closed: set[tuple[int, int, int]] = set()  # turns to which no more requests come
         self.said: dict[tuple[int, int, int], set[str]] = {}  # the crash points a turn has passed
 
-    def run(self, todo: list[tuple[int, list[Problem]]], save: Callable[[int, list[dict[str, Any]]], None]) -> None:
+    def run(self, todo: list[tuple[int, list[Problem]]], save: Callable[[int, list[Attempt]], None]) -> None:
         ctx = self.ctx
         with ctx.timed("load_s"):
             sampler = ctx.models.get(self.model)
@@ -472,10 +472,10 @@ class Flow:
         checker.put((chain, completions), [(chain.problem, c) for c in completions])
 
     def _judged(self, tag: tuple, verdicts: list[Verdict], stream: Any,
-                save: Callable[[int, list[dict[str, Any]]], None]) -> None:
+                save: Callable[[int, list[Attempt]], None]) -> None:
         chain, completions = tag
         spec, p, turn = self.chains[chain.chains], chain.problem, chain.turn
-        kind = spec.first_kind if turn == 0 else "retry"
+        kind = spec.first_kind if turn == 0 else Kind.RETRY
         drawn = [Attempt(p.id, kind, turn, s, chain.conversation, c.text, c.n_tokens, c.finish_reason, v)
                  for s, (c, v) in enumerate(zip(completions, verdicts))]
         self.made[chain.chunk] += drawn
@@ -493,7 +493,7 @@ class Flow:
         self._turn_check(chain.chunk, chain.chains, turn)
         if self.open[chain.chunk] == 0:
             del self.open[chain.chunk]
-            save(chain.chunk, [to_dict(a) for a in self.made.pop(chain.chunk)])
+            save(chain.chunk, self.made.pop(chain.chunk))
 
 
 class Checker:
@@ -593,17 +593,15 @@ def _failed(a: Attempt) -> bool:
     return a.verdict.correct is False  # "cannot judge" is not retried: its retry could not be judged either
 
 
-def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[str, Any], cost: dict[str, Any],
-                 decision: Decision, attempts_info: dict[str, Any] | None,
-                 eval_info: dict[str, Any] | None = None) -> RoundResult:
+def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: RoundFigures, cost: RoundCost,
+                 decision: Decision, attempts_info: GenerationInfo | None,
+                 eval_info: GenerationInfo | None = None) -> RoundResult:
     """Add the cost, write round.json, tell the user."""
-    generated = sum((i or {}).get("tokens_generated", 0) for i in (attempts_info, eval_info))
-    cost = {**cost, "tokens_generated": generated,
-            "tokens_trained": figures.get("training", {}).get("tokens_trained", 0), "device": device_name()}
-    if attempts_info:
-        figures["train"]["retry_sees"] = attempts_info.get("retry_sees", "")
+    generated = sum(i.tokens_generated for i in (attempts_info, eval_info) if i is not None)
+    cost = dataclasses.replace(cost, tokens_generated=generated, device=device_name(),
+                               tokens_trained=figures.training.tokens_trained if figures.training else 0)
     result = RoundResult(k, model, trained, figures, cost, decision)
-    write_json(ctx.store.path(k, "round.json"), to_dict(result))
+    write_json(ctx.store.path(k, "round.json"), result.to_json())
     if ctx.warn_cut:
         warn_if_cut(ctx, k, figures)
     said = figures_said(ctx.cfg.evaluation.metric, figures)
@@ -614,25 +612,25 @@ def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: dict[
     return result
 
 
-def figures_said(metric: str, figures: dict[str, Any]) -> str:
+def figures_said(metric: str, figures: RoundFigures) -> str:
     """A round's headline figures for the log, each naming its metric and set: "sampled pass@1 72.3% on the
     test set, +4.1 pp from the base; on the validation split +3.0 pp from the round before"."""
-    if "eval" not in figures:
+    if figures.test is None:
         return ""
     name = METRIC_NAMES.get(metric, metric)
-    out = f"{name} {figures['eval'][metric]['value']:.1%} on the test set"
-    if figures.get("delta_from_base"):
-        out += f", {figures['delta_from_base']['value'] * 100:+.1f} pp from the base"
-    prev = (figures.get("validation") or {}).get("delta_from_prev")
+    out = f"{name} {figures.test.eval[metric].value:.1%} on the test set"
+    if figures.test.delta_from_base:
+        out += f", {figures.test.delta_from_base.value * 100:+.1f} pp from the base"
+    prev = figures.validation.delta_from_prev if figures.validation else None
     if prev:
-        out += f"; on the validation split {prev['value'] * 100:+.1f} pp from the round before"
+        out += f"; on the validation split {prev.value * 100:+.1f} pp from the round before"
     return out
 
 
 CUT_WARNING = 0.25  # share of generations cut at the length limit above which a round warns
 
 
-def warn_if_cut(ctx: Context, k: int, figures: dict[str, Any]) -> None:
+def warn_if_cut(ctx: Context, k: int, figures: RoundFigures) -> None:
     """A cut generation has no final answer and is judged wrong: many of them mean the length limit is too
     low for this model, or the model does not end its turns (its EOS)."""
     def described(name: str) -> str:  # the set, and the length limit its generations ran under
@@ -646,7 +644,7 @@ def warn_if_cut(ctx: Context, k: int, figures: dict[str, Any]) -> None:
                      "max_new_tokens, or check that the model ends its turns (its EOS token)")
 
 
-def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_run(cfg: Config, history: list[RoundResult], ledger: Ledger | None = None) -> RunSummary:
     """The reported round and why the run stopped.
 
     The reported round (`best_round`) is chosen as `evaluation.select_on` says (`chosen_on`): the best round on
@@ -657,22 +655,29 @@ def summarize_run(cfg: Config, history: list[RoundResult], ledger: dict[str, Any
     names the round where the policies would have stopped it.
     """
     metric, on = cfg.evaluation.metric, cfg.selection
-    evaluated = [r for r in history if "eval" in r.figures]
+    evaluated = [r for r in history if r.figures.evaluated]
+
+    def value_on(r: RoundResult) -> float:
+        figures = r.figures.on(on)
+        return figures.eval[metric].value if figures else float("-inf")
+
     if on == "last":
         best = evaluated[-1]
     else:
-        best = max((r for r in evaluated if "eval" in on_split(r.figures, on)),
-                   key=lambda r: (on_split(r.figures, on)["eval"][metric]["value"], -r.round))
+        best = max((r for r in evaluated if r.figures.on(on) is not None), key=lambda r: (value_on(r), -r.round))
     first_stop = next((r for r in history if r.decision.stop), history[-1])
-    return {"name": cfg.name, "metric": metric, "best_round": best.round, "best_model": best.model,
-            "best_value": best.figures["eval"][metric], "chosen_on": on,
-            "optimistic": on == "test" and len(evaluated) > 1,
-            **({"best_validation": best.figures[on]["eval"][metric]} if on == "validation" else {}),
-            "rounds": len(history) - 1,  # round_k beyond: stale
-            "stopped": history[-1].decision.reason, "stopped_by": history[-1].decision.policy,
-            "policy_stop": {"round": first_stop.round, "reason": first_stop.decision.reason,
-                            "policy": first_stop.decision.policy, "enforced": cfg.stopping.enforce},
-            **({"ledger": {k: v for k, v in ledger.items() if k != "per_problem"}} if ledger else {})}
+    best_eval = best.figures.eval
+    assert best_eval is not None  # an evaluated round
+    validation = best.figures.validation if on == "validation" else None
+    return RunSummary(
+        name=cfg.name, metric=metric, best_round=best.round, best_model=best.model, best_value=best_eval[metric],
+        chosen_on=on, optimistic=on == "test" and len(evaluated) > 1,
+        best_validation=validation.eval[metric] if validation else None,
+        rounds=len(history) - 1,  # round_k beyond: stale
+        stopped=history[-1].decision.reason, stopped_by=history[-1].decision.policy,
+        policy_stop=PolicyStop(first_stop.round, first_stop.decision.reason, first_stop.decision.policy,
+                               cfg.stopping.enforce),
+        ledger=dataclasses.replace(ledger, per_problem=None) if ledger else None)
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -704,14 +709,14 @@ class Context:
         parts, self.clock = {k: round(v, 3) for k, v in self.clock.items()}, {}
         return parts
 
-    def ledger(self, history: list[RoundResult]) -> dict[str, Any] | None:
+    def ledger(self, history: list[RoundResult]) -> Ledger | None:
         """Which problems each evaluated round solves, first solves and forgets; per problem in ledger.json."""
-        evaluated = [r.round for r in history if "eval" in r.figures]
+        evaluated = [r.round for r in history if r.figures.evaluated]
         if len(evaluated) < 2:
             return None
         book = ledger([self.eval_records(k) for k in evaluated], metric="greedy")  # sample mean if no greedy
-        book["rounds"] = evaluated
-        write_json(self.store.root / "ledger.json", book)
+        book = dataclasses.replace(book, rounds=tuple(evaluated))
+        write_json(self.store.root / "ledger.json", book.to_json())
         return book
 
     def model_id(self, model: str) -> str:
@@ -721,7 +726,7 @@ class Context:
             return self.store.output_hash(f"{path.parent.name}/train") or model
         return model
 
-    def inputs(self, stage: str, model: str, k: int, split: str = "test") -> dict[str, Any]:
+    def inputs(self, stage: str, model: str, k: int, split: str = "test") -> StageInputs:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage): the
         config values whose fields say they feed it (`config.stage_inputs`), and what is made from others
         (`via`): the model's id, the problems' hash, the chunk size."""
@@ -731,24 +736,26 @@ class Context:
             return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes["train"], "round": k}
         return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes[split]}
 
-    def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
+    def stage(self, name: str, inputs: StageInputs, outputs: list[Path], run: Callable[[], R],
+              reads: type[R]) -> R:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed
-        run takes up its work."""
+        run takes up its work. `run` returns the stage's record (`reads`), kept in the manifest as JSON with
+        the stage's wall time, and read back from there, also when the stage is skipped."""
         def go() -> dict[str, Any]:
             if self.store.skipped and not self.resumed:
                 self.resumed = True
                 where = name.replace("round_", "round ").replace("/", ", stage ")
                 self.log.info(f"resumed at {where} ({len(self.store.skipped)} finished stages kept)")
-            return run()
+            return run().to_json()
 
         with self.models.stage(name):
             info = self.store.stage(name, inputs, outputs, go)
         if self.store.skipped[-1:] == [name]:
             self.log.info(f"{name}: finished earlier with the same inputs, skipped")
-        return info
+        return reads.from_json(info, f"manifest.json: stage {name}")
 
-    def eval_records(self, k: int, split: str = "test") -> list[dict[str, Any]]:
-        return read_jsonl(self.store.path(k, f"{eval_name(split)}.jsonl"))
+    def eval_records(self, k: int, split: str = "test") -> list[EvalRecord]:
+        return read_eval_records(self.store.path(k, f"{eval_name(split)}.jsonl"))
 
 
 class Models:
@@ -902,5 +909,21 @@ def load_history(root: Path) -> list[RoundResult]:
     """The round.json records of a run, in order; rounds beyond the last run's (summary.json) are stale."""
     summary = Path(root) / "summary.json"
     last = read_json(summary)["rounds"] if summary.exists() else None
-    return [round_result_from_dict(read_json(p / "round.json")) for k, p in iter_rounds(root)
+    return [read_round(p / "round.json") for k, p in iter_rounds(root)
             if (p / "round.json").exists() and (last is None or k <= last)]
+
+
+def read_round(path: Path) -> RoundResult:
+    """One round.json (of any version so far) as its record; a malformed one is a RunDirError naming the key."""
+    try:
+        return round_from_json(read_json(path), str(path))
+    except RecordError as e:
+        raise RunDirError(str(e)) from None
+
+
+def read_eval_records(path: Path) -> list[EvalRecord]:
+    """One eval*.jsonl as its records; a malformed line is a RunDirError naming the file and the line."""
+    try:
+        return [EvalRecord.from_json(d, f"{path}: line {i}") for i, d in enumerate(read_jsonl(path), 1)]
+    except RecordError as e:
+        raise RunDirError(str(e)) from None

@@ -9,11 +9,12 @@ stop decides, and the decision is recorded with its inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import GAIN_POLICIES, StoppingConfig
 from .evaluation.metrics import METRIC_NAMES
 from .plugins import register
+from .records import Estimate, FilterStats, TrainFigures
 from .types import Decision
 
 
@@ -28,6 +29,20 @@ class StopState:
     gain_cis: list[list[float]] | None = None  # every trained round's gain CI so far, this one last
     gain_on: str | None = None  # the evaluation set the gains are measured on: validation if held out, else test
     metric: str | None = None  # the metric the gains are of (evaluation.metric)
+
+    @classmethod
+    def before_train(cls, k: int, train: TrainFigures, examples: FilterStats) -> StopState:
+        """Round k's state once its retries are in: the retry yield and the examples the filter kept."""
+        return cls(k, "before_train", train.retry_yield.value, examples.kept)
+
+    @classmethod
+    def after_eval(cls, k: int, train: TrainFigures, examples: FilterStats, gains: Sequence[Estimate],
+                   gain_on: str, metric: str) -> StopState:
+        """Round k's state once it is evaluated: `gains` are every trained round's gain so far (on `gain_on`),
+        this round's last."""
+        last = gains[-1]
+        return cls(k, "after_eval", train.retry_yield.value, examples.kept, last.value, list(last.ci),
+                   [list(g.ci) for g in gains], gain_on, metric)
 
     def gain_of(self) -> str:
         """What the gains are: "sampled pass@1 on the validation split" (as far as the state says)."""

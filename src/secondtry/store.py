@@ -41,11 +41,14 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO, Union
 
 from . import distributed
 from .config import Config, dump_config
 from .log import Log
+
+JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]  # a value as JSON holds it
+StageInputs = dict[str, JSON]  # what a stage's outputs depend on, hashed into the manifest
 
 
 class RunDirError(RuntimeError):
@@ -193,6 +196,19 @@ def atomic_open(path: Path) -> Iterator[TextIO]:
             Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+OLD_STAGE_NAMES = {"sft": "filter"}  # round_k/<old> in the manifests of earlier releases -> today's name
+
+
+def renamed_stages(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest with the stages earlier releases named otherwise (round_k/sft: the filter) under today's names,
+    so such a run resumes where it stopped."""
+    def name(stage: str) -> str:
+        folder, _, leaf = stage.rpartition("/")
+        return f"{folder}/{OLD_STAGE_NAMES[leaf]}" if folder and leaf in OLD_STAGE_NAMES else stage
+
+    return {**manifest, "stages": {name(k): v for k, v in manifest["stages"].items()}}
 
 
 def write_text(path: Path, text: str) -> None:
@@ -470,9 +486,9 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         """The manifest; a damaged or missing one is recovered (and written again), never a crash."""
         try:
-            return _manifest_shape(read_checked_json(self.manifest_path))
+            return renamed_stages(_manifest_shape(read_checked_json(self.manifest_path)))
         except Damaged as e:
-            return self._recover(str(e))
+            return renamed_stages(self._recover(str(e)))
 
     def _recover(self, why: str) -> dict[str, Any]:
         """The manifest from its backup generation and the stages' own records, or from the records alone."""
@@ -499,6 +515,7 @@ class RunStore:
         return manifest
 
     def output_hash(self, stage: str) -> str | None:
+        """A finished stage's outputs hash (None if it has not finished)."""
         entry = self.manifest()["stages"].get(stage)
         return entry["outputs_hash"] if entry else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Mapping
 
 
@@ -59,12 +60,25 @@ class Completion:
     prompt_tokens: int = 0
 
 
+class Kind(str, Enum):
+    """What an attempt is: a greedy or sampled first attempt at evaluation, a first attempt on a training problem,
+    or a retry turn. A str, so records hold the bare name ("retry") and compare equal to it."""
+
+    GREEDY = "greedy"
+    FIRST = "first"
+    SAMPLE = "sample"
+    RETRY = "retry"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One model output with its verdict, and exactly what the model saw."""
 
     problem_id: str
-    kind: str  # "first" | "retry" | "greedy" | "sample"
+    kind: Kind
     turn: int  # 0 for a first attempt, j for the j-th retry turn of a chain
     sample: int  # which independent sample or chain of this problem
     messages: tuple[Message, ...]  # the conversation the completion answers
@@ -97,18 +111,6 @@ class Decision:
     inputs: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RoundResult:
-    """What round.json holds: the round's figures, its cost and the stopping decision."""
-
-    round: int
-    model: str  # path of the model evaluated in this round
-    trained: bool
-    figures: Mapping[str, Any]
-    cost: Mapping[str, Any]
-    decision: Decision
-
-
 def to_dict(record: Any) -> dict[str, Any]:
     """A dataclass record as plain JSON-ready data (tuples become lists)."""
     return dataclasses.asdict(record)
@@ -138,7 +140,7 @@ def problem_from_dict(d: Mapping[str, Any]) -> Problem:
 
 def attempt_from_dict(d: Mapping[str, Any]) -> Attempt:
     return Attempt(
-        problem_id=d["problem_id"], kind=d["kind"], turn=d["turn"], sample=d["sample"],
+        problem_id=d["problem_id"], kind=Kind(d["kind"]), turn=d["turn"], sample=d["sample"],
         messages=_message_tuple(d["messages"]), completion=d["completion"],
         n_tokens=d["n_tokens"], finish_reason=d["finish_reason"],
         verdict=verdict_from_dict(d["verdict"]),
@@ -155,10 +157,3 @@ def example_from_dict(d: Mapping[str, Any]) -> Example:
 def decision_from_dict(d: Mapping[str, Any]) -> Decision:
     return Decision(stop=d["stop"], reason=d["reason"], policy=d.get("policy"),
                     inputs=dict(d.get("inputs", {})))
-
-
-def round_result_from_dict(d: Mapping[str, Any]) -> RoundResult:
-    return RoundResult(
-        round=d["round"], model=d["model"], trained=d["trained"], figures=dict(d["figures"]),
-        cost=dict(d["cost"]), decision=decision_from_dict(d["decision"]),
-    )

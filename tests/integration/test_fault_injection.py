@@ -52,7 +52,7 @@ def cli_run(model: Path, root: Path, extra: list[str], **env: str) -> subprocess
 def kind_of(point: str) -> str:
     if "report/" in point or "summary.json" in point or "round.json" in point:
         return "report"
-    for key, kind in (("/sft", "filtering"), ("/train", "training"), ("/eval", "evaluation"),
+    for key, kind in (("/filter", "filtering"), ("/train", "training"), ("/eval", "evaluation"),
                       (":verified", "verification"), ("attempts", "generation")):
         if key in point:
             return kind
@@ -209,7 +209,7 @@ def _cut_in_half(path: Path) -> None:
 @pytest.mark.parametrize("point, piece, damage", [
     ("round_1/attempts:chunk2:saved", "round_1/.partial/attempts/chunk-00001.jsonl", _drop_a_line),
     ("round_0/eval:chunk1:saved", "round_0/.partial/eval/chunk-00000.jsonl", _cut_mid_line),
-    ("round_1/sft:recorded", "manifest.json", _cut_in_half),
+    ("round_1/filter:recorded", "manifest.json", _cut_in_half),
 ], ids=["chunk missing a line", "chunk cut mid-line", "manifest cut"])
 def test_a_damaged_piece_of_a_killed_run_is_made_again(reference, tiny_model, root, point, piece, damage):
     ref, _, _ = reference
@@ -306,7 +306,7 @@ def test_a_file_system_failing_mid_training_ends_in_one_line_and_the_rerun_finis
     assert len(errors) == 1 and words in errors[0] and str(run) in errors[0], err[-3000:]
     assert "run the same command again" in errors[0]
     assert finished_stages(run) == before  # nothing finished is lost
-    assert {"round_0/eval", "round_1/attempts", "round_1/sft"} <= set(before)
+    assert {"round_0/eval", "round_1/attempts", "round_1/filter"} <= set(before)
     final = cli_run(tiny_model, small_disk, SMALL)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_same_run(run, ref, f"after the file system was {fault} mid-training")

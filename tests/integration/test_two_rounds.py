@@ -1,5 +1,6 @@
 """Two whole rounds on CPU with a tiny model built here: records, figures, decisions, resume."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from secondtry.config import load_config
 from secondtry.evaluation.metrics import compare_evals, eval_record, summarize_eval, train_figures
-from secondtry.loop import load_history, run
+from secondtry.loop import load_history, read_eval_records, run
 from secondtry.store import read_json, read_jsonl
 from secondtry.types import attempt_from_dict
 
@@ -62,29 +63,28 @@ def test_round_figures_recompute_from_records(finished):
     ev = cfg.evaluation
     for r in history:
         folder = cfg.run_path / f"round_{r.round}"
-        records = read_jsonl(folder / "eval.jsonl")
-        assert summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n) == r.figures["eval"]
+        records = read_eval_records(folder / "eval.jsonl")
+        assert summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n) == r.figures.eval
         attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "eval_attempts.jsonl")]
         cut = sum(a.finish_reason == "length" for a in attempts) / len(attempts)
-        assert r.figures["eval"]["cut_at_length"] == pytest.approx(cut)
+        assert r.figures.eval.cut_at_length == pytest.approx(cut)
         for rec in records:  # eval.jsonl itself follows from the transcripts
-            mine = [a for a in attempts if a.problem_id == rec["problem_id"]]
+            mine = [a for a in attempts if a.problem_id == rec.problem_id]
             greedy = next(a for a in mine if a.kind == "greedy")
             samples = sorted((a for a in mine if a.kind == "sample"), key=lambda a: a.sample)
             chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
-            assert eval_record(rec["problem_id"], greedy, samples, chain, ev.pass_k) == rec
+            assert eval_record(rec.problem_id, greedy, samples, chain, ev.pass_k) == rec
         if r.round:
-            evals = [read_jsonl(cfg.run_path / f"round_{j}" / "eval.jsonl") for j in range(r.round + 1)]
+            evals = [read_eval_records(cfg.run_path / f"round_{j}" / "eval.jsonl") for j in range(r.round + 1)]
             before_prev = evals[r.round - 2] if r.round >= 2 else None
             gains = compare_evals(evals[0], before_prev, evals[r.round - 1], evals[r.round], ev.metric,
                                   ev.bootstrap, cfg.seed)
-            assert gains == {k: r.figures[k] for k in gains}
+            assert gains == r.figures.comparison
             attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
-            figures = dict(r.figures["train"])
-            figures.pop("examples"), figures.pop("retry_sees")
+            figures = dataclasses.replace(r.figures.train, examples=None, retry_sees=None)
             assert train_figures(attempts, ev.bootstrap, cfg.seed) == figures
-            assert r.figures["train"]["examples"]["kept"] == len(read_jsonl(folder / "sft.jsonl"))
-            assert r.cost["tokens_trained"] > 0 and r.cost["tokens_generated"] > 0 and r.cost["train_s"] > 0
+            assert r.figures.train.examples.kept == len(read_jsonl(folder / "sft.jsonl"))
+            assert r.cost.tokens_trained > 0 and r.cost.tokens_generated > 0 and r.cost.train_s > 0
 
 
 def test_decisions_and_reasons_are_recorded(finished):
@@ -95,7 +95,7 @@ def test_decisions_and_reasons_are_recorded(finished):
     assert not r1["decision"]["stop"] and "gain" in r1["decision"]["inputs"]
     summary = read_json(cfg.run_path / "summary.json")
     metric = summary["metric"]
-    best = max(history, key=lambda r: (r.figures["eval"][metric]["value"], -r.round))
+    best = max(history, key=lambda r: (r.figures.eval[metric].value, -r.round))
     assert summary["best_round"] == best.round and summary["stopped"] == r2["decision"]["reason"]
     assert "Try again carefully." in r1["figures"]["train"]["retry_sees"]
 
@@ -116,19 +116,19 @@ def test_report_tables_follow_round_json(finished):
     text = markdown(cfg.run_path)
     assert "| base" in text and "| round 2" in text and "Stochastic headroom" in text
     rows = round_rows(history, "pass1_sampled", best=None)
-    v = history[1].figures["eval"]["pass1_sampled"]["value"] * 100
+    v = history[1].figures.eval["pass1_sampled"].value * 100
     assert rows[1][1].startswith(f"{v:.1f} [")
     assert len(gap_rows(history)) == 3
 
 
 def test_continue_starts_each_round_from_the_last_merged_model_and_the_card_says_so(finished):
     cfg, history, _ = finished
-    starts = [r.figures["training"]["start_model"] for r in history[1:]]
+    starts = [r.figures.training.start_model for r in history[1:]]
     assert starts == [cfg.model.path, str(cfg.run_path / "round_1" / "model")]
-    assert history[2].figures["training"]["between_rounds"] == "continue"
+    assert history[2].figures.training.between_rounds == "continue"
     card = (cfg.run_path / "round_2" / "model" / "README.md").read_text()
     assert "round 2" in card and "previous round's merged model" in card
-    value = history[2].figures["eval"][cfg.evaluation.metric]["value"]
+    value = history[2].figures.eval[cfg.evaluation.metric].value
     assert f"| {cfg.evaluation.metric} | {value:.4g} |" in card and "delta_from_base" in card
 
 
@@ -136,13 +136,13 @@ def test_retry_lift_and_the_ledger_come_from_the_records(finished):
     from secondtry.evaluation.retry import ledger, retry_lift
 
     cfg, history, _ = finished
-    evals = [read_jsonl(cfg.run_path / f"round_{k}" / "eval.jsonl") for k in (0, 1, 2)]
+    evals = [read_eval_records(cfg.run_path / f"round_{k}" / "eval.jsonl") for k in (0, 1, 2)]
     for k, records in enumerate(evals):
-        assert history[k].figures["eval"]["retry_lift"]["value"] == retry_lift(records, 200)["value"]
+        assert history[k].figures.eval.retry_lift.value == retry_lift(records, 200).value
     summary = read_json(cfg.run_path / "summary.json")
     book = read_json(cfg.run_path / "ledger.json")
     assert book["rounds"] == [0, 1, 2] and len(book["per_problem"]) == len(evals[0])
-    assert summary["ledger"]["per_round"] == ledger(evals)["per_round"] == book["per_round"]
+    assert summary["ledger"]["per_round"] == ledger(evals).to_json()["per_round"] == book["per_round"]
     assert summary["ledger"]["ever_solved"] + summary["ledger"]["never_solved"] == len(evals[0])
 
 
@@ -150,7 +150,7 @@ def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
                                "training.between_rounds=reset", "train_task.options.count=128", "eval_task.options.count=8"])
     history = run(cfg)
-    starts = [r.figures["training"]["start_model"] for r in history[1:]]
+    starts = [r.figures.training.start_model for r in history[1:]]
     assert starts == [str(tiny_model)] * 2
     assert history[2].model.endswith("round_2/model")
 
@@ -169,7 +169,7 @@ def test_a_changed_config_reruns_exactly_the_stages_it_touches(finished, tmp_pat
     rerun = {name for name in after if after[name]["finished"] != before[name]["finished"]
              or after[name]["inputs_hash"] != before[name]["inputs_hash"]}
     # bootstrap touches no stage; training.steps touches training, then everything downstream of its model
-    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/sft", "round_2/train",
+    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/filter", "round_2/train",
                      "round_2/eval"}
 
 
@@ -218,13 +218,15 @@ def test_observed_stopping_goes_on_but_an_untrained_round_ends_the_run(tiny_mode
 def test_a_round_whose_generations_run_to_the_length_limit_warns(finished):
     from types import SimpleNamespace
 
+    from round_records import figures_of
+
     from secondtry.loop import warn_if_cut
 
     cfg, history, _ = finished
     warnings = []
     ctx = SimpleNamespace(cfg=cfg, log=SimpleNamespace(warn=warnings.append))
-    figures = {"train": {"cut_at_length": 0.6}, "eval": {"cut_at_length": 0.1},
-               "transfer": {"eval": {"cut_at_length": 0.3}}}
+    figures = figures_of({"train": {"cut_at_length": 0.6}, "eval": {"cut_at_length": 0.1},
+                          "transfer": {"eval": {"cut_at_length": 0.3}}})
     warn_if_cut(ctx, 2, figures)
     limit = cfg.sampling.max_new_tokens
     assert warnings == [f"round 2: 60% of the training attempts (at {limit} new tokens), 30% of the transfer "
@@ -232,7 +234,7 @@ def test_a_round_whose_generations_run_to_the_length_limit_warns(finished):
                         "ending: raise max_new_tokens, or check that the model ends its turns (its EOS token)"
                         .replace("{limit}", str(cfg.eval_sampling.max_new_tokens))]
     warnings.clear()
-    warn_if_cut(ctx, 1, {"train": {"cut_at_length": 0.2}, "eval": {"cut_at_length": 0.25}})
+    warn_if_cut(ctx, 1, figures_of({"train": {"cut_at_length": 0.2}, "eval": {"cut_at_length": 0.25}}))
     assert warnings == []
 
 

@@ -7,19 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from round_records import est, round_of
+
+from secondtry.records import RoundResult, RunSummary
 from secondtry.report.caveats import CAVEATS, MIN_EXAMPLES, Context, caveats
 from secondtry.report.prose import Fig, markdown
-from secondtry.report.runs import RunView
-from secondtry.types import Decision, RoundResult
-
-
-def est(value, lo, hi):
-    return {"value": value, "ci": [lo, hi], "n": 100}
+from secondtry.report.runs import RunConfig, RunView
 
 
 def rnd(k: int, trained: bool = True, **figures) -> RoundResult:
     base = {"eval": {"pass1_sampled": est(0.5, 0.4, 0.6), "cut_at_length": 0.0}}
-    return RoundResult(k, f"m{k}", trained, {**base, **figures}, {}, Decision(False, "continue"))
+    return round_of(k, trained, {**base, **figures})
+
+
+def again(r: RoundResult, **figures) -> RoundResult:
+    """Round r with some of its figures replaced."""
+    return round_of(r.round, r.trained, {**r.figures.to_json(), **figures})
 
 
 def train(kept=500, lucky=None, cut=0.0):
@@ -29,12 +32,16 @@ def train(kept=500, lucky=None, cut=0.0):
 
 
 def view(tmp_path: Path, history, cfg=None, summary=None) -> RunView:
-    cfg = {"training": {"method": "lora", "rank": 16}, "evaluation": {"validation": 100},
-           "stopping": {"policies": ["max_rounds"]}, **(cfg or {})}
-    best = max(history, key=lambda r: r.figures.get("eval", {}).get("pass1_sampled", {}).get("value", 0)).round
+    cfg = cfg.data if isinstance(cfg, RunConfig) else cfg
+    cfg = RunConfig({"training": {"method": "lora", "rank": 16}, "evaluation": {"validation": 100},
+                     "stopping": {"policies": ["max_rounds"]}, **(cfg or {})})
+    best = max(history, key=lambda r: r.figures.eval["pass1_sampled"].value if r.figures.eval else 0).round
+    said = {"best_round": best, "chosen_on": "validation", "optimistic": False, "rounds": len(history) - 1,
+            **(summary or {})}
+    top = history[said["best_round"]]
     return RunView(tmp_path, cfg, list(history),
-                   {"best_round": best, "chosen_on": "validation", "optimistic": False, "rounds": len(history) - 1,
-                    **(summary or {})})
+                   RunSummary(name=tmp_path.name, metric="pass1_sampled", best_model=top.model,
+                              best_value=top.figures.eval["pass1_sampled"], stopped="max_rounds", **said))
 
 
 def fired(v: RunView, seeds: int = 3) -> set[str]:
@@ -67,7 +74,6 @@ def test_a_quiet_run_fires_no_rule(tmp_path):
 def test_each_rule_fires_on_its_finding_and_only_there(tmp_path, rule):
     quiet = quiet_run(tmp_path)
     r0, r1 = quiet.history
-    f1 = dict(r1.figures)
     seeds = 3
     if rule == "one_seed":
         v, seeds = quiet, 1
@@ -75,32 +81,28 @@ def test_each_rule_fires_on_its_finding_and_only_there(tmp_path, rule):
         v = quiet_run(tmp_path, summary={"optimistic": True, "chosen_on": "test"})
     elif rule == "gain_within_noise":
         noisy = est(0.02, -0.01, 0.05)
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**f1, "delta_from_prev": noisy}, {}, r1.decision)],
+        v = view(tmp_path, [r0, again(r1, delta_from_prev=noisy)],
                  quiet.cfg)
     elif rule == "sharpening":
         g = gains(est(0.1, 0.05, 0.15), est(0.0, -0.01, 0.01))
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**f1, "gains": g}, {}, r1.decision)], quiet.cfg)
+        v = view(tmp_path, [r0, again(r1, gains=g)], quiet.cfg)
     elif rule == "cut_at_length":
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**f1, "train": train(cut=0.3)}, {}, r1.decision)],
+        v = view(tmp_path, [r0, again(r1, train=train(cut=0.3))],
                  quiet.cfg)
     elif rule == "small_training_set":
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**f1, "train": train(kept=MIN_EXAMPLES - 1)}, {},
-                                            r1.decision)], quiet.cfg)
+        v = view(tmp_path, [r0, again(r1, train=train(kept=MIN_EXAMPLES - 1))], quiet.cfg)
     elif rule == "lucky_rising":
-        r2 = RoundResult(2, "m2", True, {**f1, "train": train(lucky=0.4)}, {}, r1.decision)
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**f1, "train": train(lucky=0.1)}, {}, r1.decision), r2],
+        r2 = round_of(2, True, {**r1.figures.to_json(), "train": train(lucky=0.4)})
+        v = view(tmp_path, [r0, again(r1, train=train(lucky=0.1)), r2],
                  quiet.cfg, summary={"best_round": 1})
     elif rule == "no_transfer":
-        f = {**f1, "transfer": {"delta_from_base": est(0.0, -0.03, 0.03)}}
-        v = view(tmp_path, [r0, RoundResult(1, "m1", True, f, {}, r1.decision)], quiet.cfg)
+        v = view(tmp_path, [r0, again(r1, transfer={"delta_from_base": est(0.0, -0.03, 0.03)})], quiet.cfg)
     elif rule == "privileged":
         v = quiet_run(tmp_path, cfg={"conditions": {"retry": "gold_hint"}})
     elif rule == "retry_turn_breaks":
-        e = {**f1["eval"], "flips": {"net": est(-0.05, -0.08, -0.02)}}
-        base = RoundResult(0, "m0", False, {**r0.figures, "eval": {**r0.figures["eval"],
-                                                                   "flips": {"net": est(0.02, -0.01, 0.05)}}},
-                           {}, r0.decision)
-        v = view(tmp_path, [base, RoundResult(1, "m1", True, {**f1, "eval": e}, {}, r1.decision)], quiet.cfg)
+        e0, e1 = r0.figures.eval.to_json(), r1.figures.eval.to_json()
+        base = again(r0, eval={**e0, "flips": {"net": est(0.02, -0.01, 0.05)}})
+        v = view(tmp_path, [base, again(r1, eval={**e1, "flips": {"net": est(-0.05, -0.08, -0.02)}})], quiet.cfg)
     elif rule == "lora_only":
         v = quiet_run(tmp_path, cfg={"training": {"method": "lora", "rank": 8}})
     else:
@@ -117,8 +119,7 @@ def test_a_small_training_set_can_also_be_a_few_problems_many_times(tmp_path):
     (folder / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     quiet = quiet_run(tmp_path)
     r0, r1 = quiet.history
-    v = view(tmp_path, [r0, RoundResult(1, "m1", True, {**r1.figures, "train": train(kept=len(rows))}, {},
-                                        r1.decision)], quiet.cfg)
+    v = view(tmp_path, [r0, again(r1, train=train(kept=len(rows)))], quiet.cfg)
     caveat = CAVEATS["small_training_set"](Context(v, 3))
     assert caveat and "dominated" in caveat.title
 
@@ -126,7 +127,7 @@ def test_a_small_training_set_can_also_be_a_few_problems_many_times(tmp_path):
 def test_stopping_on_the_test_sets_gains_is_a_caveat_even_when_the_round_was_not_picked_there(tmp_path):
     quiet = quiet_run(tmp_path)
     r0, r1 = quiet.history
-    r2 = RoundResult(2, "m2", True, dict(r1.figures), {}, r1.decision)
+    r2 = round_of(2, True, r1.figures)
     v = view(tmp_path, [r0, r1, r2], {"training": {"method": "full"}, "evaluation": {"validation": 0},
                                       "stopping": {"policies": ["negative_gain", "max_rounds"]}},
              summary={"chosen_on": "test", "optimistic": False})

@@ -17,7 +17,7 @@ from secondtry.cli import app
 from secondtry.config import load_config
 from secondtry.evaluation.metrics import per_problem, summarize_eval, train_figures
 from secondtry.evaluation.stats import paired_delta
-from secondtry.loop import load_history, run
+from secondtry.loop import load_history, read_eval_records, run
 from secondtry.report.dashboard import OUTCOMES, PLOTS, Transcript, build_dashboard, choose, find_runs, server
 from secondtry.report.tables import pct
 from secondtry.store import RunDirError, read_jsonl, write_jsonl
@@ -107,16 +107,16 @@ def test_round_table_figures_are_recomputed_from_the_records(runs):
                 assert not r.trained and mine["metric"] == "not trained" and mine["decision"] == "stop"
                 assert r.decision.reason in mine["reason"]
             else:
-                evals[r.round] = per_problem(read_jsonl(folder / "eval.jsonl"))[ev.metric]
-                figures = summarize_eval(read_jsonl(folder / "eval.jsonl"), ev.bootstrap, cfg.seed, ev.retry_n,
-                                         ev.retry_all)
+                records = read_eval_records(folder / "eval.jsonl")
+                evals[r.round] = per_problem(records)[ev.metric]
+                figures = summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all)
                 assert mine["metric"] == pct(figures[ev.metric])
             if r.round and r.trained:
                 for key, ref in (("delta_base", 0), ("delta_prev", r.round - 1)):
                     assert mine[key] == pct(paired_delta(evals[ref], evals[r.round], ev.bootstrap, cfg.seed), True)
             if r.round:
                 attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
-                assert mine["retry_yield"] == pct(train_figures(attempts, ev.bootstrap, cfg.seed)["retry_yield"])
+                assert mine["retry_yield"] == pct(train_figures(attempts, ev.bootstrap, cfg.seed).retry_yield)
                 assert mine["examples"] == str(len(read_jsonl(folder / "sft.jsonl")))
 
 
@@ -225,7 +225,7 @@ def test_dashboard_in_chromium(runs, browser, tmp_path):
     cfg = load_config(root / "retry" / "config.yaml")
     page, problems = open_page(browser, root / "retry" / "report" / "index.html")
     for r in load_history(root / "retry"):
-        records = read_jsonl(root / "retry" / f"round_{r.round}" / "eval.jsonl")
+        records = read_eval_records(root / "retry" / f"round_{r.round}" / "eval.jsonl")
         ev = cfg.evaluation
         want = pct(summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all)[ev.metric])
         shown = page.locator(f'#rounds tr[data-round="{r.round}"] td[data-col="metric"]').inner_text()
@@ -286,13 +286,12 @@ def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     from types import SimpleNamespace
 
     from secondtry.report.dashboard import Compute, gained_rows
-    from secondtry.types import Decision, RoundResult
+    from round_records import round_of
 
     def rnd(k, device, gain=None, flips=None):
         figures = {"eval": {}, **({"delta_from_base": gain} if gain else {}),
                    **({"flips_vs_prev": flips} if flips else {})}
-        cost = {"eval_s": 1800.0, "device": device}
-        return RoundResult(k, f"m{k}", bool(k), figures, cost, Decision(False, "go"))
+        return round_of(k, figures=figures, cost={"eval_s": 1800.0, "device": device}, reason="go")
 
     gain = {"value": 0.05, "ci": [0.02, 0.08]}
     rounds = [rnd(0, "2x NVIDIA H100"), rnd(1, "2x NVIDIA H100", gain)]  # an hour of wall time on 2 GPUs

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from secondtry.cli import app
 from secondtry.evaluation.metrics import summarize_eval
-from secondtry.loop import load_history
+from secondtry.loop import load_history, read_eval_records
 from secondtry.report import compare_rows, round_rows
 from secondtry.report.tables import pct
 from secondtry.store import read_json, read_jsonl
@@ -46,16 +46,16 @@ def test_tables_agree_with_the_records(demo_runs):
     for run in (root / "demo", root / "demo-answer"):
         history = load_history(run)
         for r in history:
-            if "eval" in r.figures:
-                records = read_jsonl(run / f"round_{r.round}" / "eval.jsonl")
-                assert summarize_eval(records, 300, 42, 4, retry_all=True) == r.figures["eval"]
+            if r.figures.evaluated:
+                records = read_eval_records(run / f"round_{r.round}" / "eval.jsonl")
+                assert summarize_eval(records, 300, 42, 4, retry_all=True) == r.figures.eval
         rows = round_rows(history, "pass1_sampled", None)
-        assert rows[0][1] == pct(history[0].figures["eval"]["pass1_sampled"])
+        assert rows[0][1] == pct(history[0].figures.eval["pass1_sampled"])
     head, rows = compare_rows([root / "demo", root / "demo-answer"])
     col = {h: i for i, h in enumerate(head)}
     assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[col["filter"]] for r in rows] == ["steps", "answer"]
     assert [r[col["privileged information"]] for r in rows] == ["none", "none"]
-    base = load_history(root / "demo")[0].figures["eval"]["pass1_sampled"]
+    base = load_history(root / "demo")[0].figures.eval["pass1_sampled"]
     assert rows[0][col["base %"]] == pct(base) == rows[1][col["base %"]]  # same base model, same evaluation
     from secondtry.report.compare import budget_rows
 
@@ -78,8 +78,8 @@ def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
     assert rows and all(r[:2] == ["demo-answer", "demo"] and r[-1] == "one seed: no test" for r in rows)
     head, rows = within_seed_rows(runs)  # the runs' evaluation.bootstrap: 300
     assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "42"]
-    best = [read_jsonl(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}" / "eval.jsonl")
-            for run in ("demo", "demo-answer")]
+    best = [read_eval_records(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}"
+                              / "eval.jsonl") for run in ("demo", "demo-answer")]
     a, b = (per_problem(records)["pass1_sampled"] for records in best)  # the metric the Δ is of, not greedy
     delta = paired_delta(a, b, 300, 42)
     higher, lower = sum(y > x for x, y in zip(a, b)), sum(x > y for x, y in zip(a, b))
@@ -91,6 +91,7 @@ def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
 def test_the_retry_turn_is_shown_every_round(demo_runs):
     """evaluation.retry_all's flips per condition and round: net change, right->wrong share (round.json)."""
     from secondtry.evaluation.stats import wilson_ci
+    from secondtry.records import Estimate
     from secondtry.report.compare import retry_turn_rows
 
     root, _ = demo_runs
@@ -100,14 +101,14 @@ def test_the_retry_turn_is_shown_every_round(demo_runs):
         assert net[:2] == [run, "net Δ pp"] and broken[:2] == [run, "right → wrong %"]
         history = load_history(root / run)
         for k, r in enumerate(history):
-            if "eval" not in r.figures:  # a round that stopped before training was not evaluated
+            if not r.figures.evaluated:  # a round that stopped before training was not evaluated
                 assert net[2 + k] == broken[2 + k] == "–"
                 continue
-            flips = r.figures["eval"]["flips"]
-            assert net[2 + k] == pct(flips["net"], True)
-            right = flips["right_to_wrong"] + flips["right_to_right"]
-            broke = flips["right_to_wrong"]
-            share = {"value": broke / right, "ci": list(wilson_ci(broke, right))} if right else None
+            flips = r.figures.eval.flips
+            assert net[2 + k] == pct(flips.net, True)
+            right = flips.right_to_wrong + flips.right_to_right
+            broke = flips.right_to_wrong
+            share = Estimate(broke / right, wilson_ci(broke, right), right) if right else None
             assert broken[2 + k] == pct(share)
         assert all(cell == "–" for cell in net[2 + len(history):])
 
@@ -125,5 +126,5 @@ def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):
     best = []
     for p in seeded:  # each run's best round, chosen on its validation split
         top = load_history(p)[read_json(p / "summary.json")["best_round"]]
-        best.append(top.figures["delta_from_base"]["value"] if top.round else 0.0)
+        best.append(top.figures.comparison.delta_from_base.value if top.round else 0.0)
     assert rows[0][head.index("Δ sampled pp")] == pct(across_seeds(best, bounds=(-1.0, 1.0)), True)

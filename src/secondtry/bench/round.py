@@ -228,6 +228,7 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     from ..config import load_config
     from ..loop import run as run_loop
     from ..store import read_json, read_jsonl
+    from ..types import Kind
     from .generate import MODELS
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -275,8 +276,8 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
                 figures[f"{stage}_{part}"] = cost[f"{stage}_{part}"]
     figures.update({
         "train_problems": problems, "eval_problems": eval_problems,
-        "first_attempts": sum(a["kind"] == "first" for a in attempts),
-        "retries": sum(a["kind"] == "retry" for a in attempts),
+        "first_attempts": sum(a["kind"] == Kind.FIRST for a in attempts),
+        "retries": sum(a["kind"] == Kind.RETRY for a in attempts),
         "kept": one["figures"]["train"]["examples"].get("kept"),
         "attempts_tokens": tokens["attempts"], "attempts_tok_s": round(tokens["attempts"] / cost["attempts_s"]),
         "eval_tokens": tokens["eval"], "eval_tok_s": round(tokens["eval"] / cost["eval_s"]) if cost.get("eval_s") else None,

@@ -13,11 +13,14 @@ problems within each seed (`hierarchical_bootstrap`), beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from ..records import Estimate, Rate, Ratio, SeedTest
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
@@ -41,17 +44,17 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
     return (float(lo), float(hi))
 
 
-def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
-    """{"value": mean, "ci": [lo, hi], "n": count} — the shape of every figure in round.json; the CI is a
-    percentile bootstrap over the values (for differences and other quantities that are not rates).
+def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """The mean with its CI and count — the shape of every figure in round.json; the CI is a percentile
+    bootstrap over the values (for differences and other quantities that are not rates).
 
-    No values give {"value": None, "ci": [None, None], "n": 0} (JSON has no NaN).
+    No values give value None, CI (None, None), n 0 (JSON has no NaN).
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        return {"value": None, "ci": [None, None], "n": 0}
+        return Estimate(None, (None, None), 0)
     lo, hi = bootstrap_ci(x, n_boot, seed)
-    return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size)}
+    return Estimate(float(x.mean()), (lo, hi), int(x.size))
 
 
 def wilson_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -74,7 +77,7 @@ def wilson_ci(successes: float, n: int, level: float = 0.95) -> tuple[float, flo
 NEAR_EDGE = 5  # a rate with fewer than this many successes or failures (in problems) is near 0 or 100 %
 
 
-def rate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, object]:
+def rate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Rate:
     """A rate over problems (each value in [0, 1]) with its 95% CI, and the method that gave it.
 
     Right/wrong outcomes get the Wilson score interval. Per-problem shares (sampled pass@1: the share of
@@ -82,26 +85,24 @@ def rate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str
     NEAR_EDGE problems' worth of successes or failures), where they get the Wilson interval over problems:
     conservative there, since a value in [0, 1] with mean p varies no more than a right/wrong one.
 
-    >>> r = rate([1] * 20); r["value"], [round(x, 3) for x in r["ci"]], r["method"]
+    >>> r = rate([1] * 20); r.value, [round(x, 3) for x in r.ci], r.method
     (1.0, [0.839, 1.0], 'wilson')
-    >>> rate([0.5, 0.25, 1.0, 0.75] * 10, n_boot=200)["method"]
+    >>> rate([0.5, 0.25, 1.0, 0.75] * 10, n_boot=200).method
     'bootstrap'
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        return {"value": None, "ci": [None, None], "n": 0, "method": None}
+        return Rate(None, (None, None), 0, None)
     if x.min() < 0 or x.max() > 1:
         raise ValueError(f"a rate needs values in [0, 1], got {x.min()}..{x.max()}")
     if _binary(x) or _near_edge(x):
-        lo, hi = wilson_ci(float(x.sum()), int(x.size))
-        return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size), "method": "wilson"}
-    lo, hi = bootstrap_ci(x, n_boot, seed)
-    return {"value": float(x.mean()), "ci": [lo, hi], "n": int(x.size), "method": "bootstrap"}
+        return Rate(float(x.mean()), wilson_ci(float(x.sum()), int(x.size)), int(x.size), "wilson")
+    return Rate(float(x.mean()), bootstrap_ci(x, n_boot, seed), int(x.size), "bootstrap")
 
 
 def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float | None],
                         n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                        undefined: str = "") -> dict[str, object]:
+                        undefined: str = "") -> Ratio:
     """A statistic of column means, with a percentile CI from resampling problems (rows) jointly.
 
     `statistic(means)` gets one mean per column and returns None where it is undefined. For ratios of
@@ -110,13 +111,13 @@ def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[
     ("undefined_draws" of "draws"), so a reader sees how much of the interval rests on them.
 
     >>> r = bootstrap_statistic([[1, 0, 1, 1], [0, 0, 1, 1]], lambda m: m[0] - m[1], n_boot=200)
-    >>> r["value"], r["n"], r["undefined_draws"]
+    >>> r.value, r.n, r.undefined_draws
     (0.25, 4, 0)
     """
     x = np.asarray(columns, dtype=float)
     value = statistic(x.mean(axis=1))
     if value is None:
-        return {"value": None, "ci": [None, None], "n": int(x.shape[1]), "reason": undefined or "undefined"}
+        return Ratio(None, (None, None), int(x.shape[1]), reason=undefined or "undefined")
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
@@ -125,8 +126,8 @@ def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[
             draws.append(v)
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (math.nan, math.nan)
-    return {"value": float(value), "ci": [float(lo), float(hi)], "n": int(x.shape[1]), "draws": n_boot,
-            "undefined_draws": n_boot - len(draws)}
+    return Ratio(float(value), (float(lo), float(hi)), int(x.shape[1]), draws=n_boot,
+                 undefined_draws=n_boot - len(draws))
 
 
 def _binary(x: np.ndarray) -> bool:
@@ -162,24 +163,24 @@ def newcombe_paired_ci(before: np.ndarray, after: np.ndarray) -> tuple[float, fl
 
 
 def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000,
-                 seed: int = 0) -> dict[str, object]:
+                 seed: int = 0) -> Rate:
     """Mean of after − before over the same problems (each value a rate in [0, 1]), with its 95% CI: Newcombe's
     paired score interval where both sides are right/wrong outcomes or either rate is near 0 or 100 %, a
     paired bootstrap otherwise; "method" names which.
 
-    >>> d = paired_delta([0] * 50 + [1] * 50, [1] * 100); d["value"], d["method"]
+    >>> d = paired_delta([0] * 50 + [1] * 50, [1] * 100); d.value, d.method
     (0.5, 'newcombe')
     """
     a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired figures need the same problems: {a.size} vs {b.size} values")
     if a.size == 0:
-        return {**estimate([]), "method": None}
+        return Rate(None, (None, None), 0, None)
     rates = bool(a.min() >= 0 and a.max() <= 1 and b.min() >= 0 and b.max() <= 1)
     if rates and ((_binary(a) and _binary(b)) or _near_edge(a) or _near_edge(b)):
-        lo, hi = newcombe_paired_ci(a, b)
-        return {"value": float((b - a).mean()), "ci": [lo, hi], "n": int(a.size), "method": "newcombe"}
-    return {**estimate(b - a, n_boot, seed), "method": "bootstrap"}
+        return Rate(float((b - a).mean()), newcombe_paired_ci(a, b), int(a.size), "newcombe")
+    e = estimate(b - a, n_boot, seed)
+    return Rate(e.value, e.ci, e.n, "bootstrap")
 
 
 def mcnemar(before: Sequence[bool], after: Sequence[bool]) -> dict[str, float]:
@@ -215,25 +216,25 @@ def t_quantile(df: int, level: float = 0.95) -> float:
     return float(sps.t.ppf(1 - (1 - level) / 2, df))
 
 
-def across_seeds(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict[str, object]:
+def across_seeds(values: Sequence[float], bounds: tuple[float, float] | None = None) -> Estimate:
     """Mean over seeds with a 95% t-interval (seeds are few; the bootstrap needs many), cut to `bounds`
     where the quantity has them (a rate lies in [0, 1], a difference of rates in [-1, 1]).
 
-    >>> r = across_seeds([0.1, 0.2, 0.3]); round(r["value"], 3), [round(x, 3) for x in r["ci"]]
+    >>> r = across_seeds([0.1, 0.2, 0.3]); round(r.value, 3), [round(x, 3) for x in r.ci]
     (0.2, [-0.048, 0.448])
-    >>> [round(x, 3) for x in across_seeds([0.1, 0.2, 0.3], bounds=(0.0, 1.0))["ci"]]
+    >>> [round(x, 3) for x in across_seeds([0.1, 0.2, 0.3], bounds=(0.0, 1.0)).ci]
     [0.0, 0.448]
     """
     x = np.asarray(values, dtype=float)
     mean = float(x.mean()) if x.size else math.nan
     if x.size < 2:
-        return {"value": mean, "ci": [math.nan, math.nan], "n": int(x.size)}
+        return Estimate(mean, (math.nan, math.nan), int(x.size))
     half = t_quantile(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
     lo, hi = bounds or (-math.inf, math.inf)
-    return {"value": mean, "ci": [max(lo, mean - half), min(hi, mean + half)], "n": int(x.size)}
+    return Estimate(mean, (max(lo, mean - half), min(hi, mean + half)), int(x.size))
 
 
-def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0, 1.0)) -> dict[str, object]:
+def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0, 1.0)) -> SeedTest:
     """Two conditions compared at the level of seeds: a paired t-test on the per-seed differences.
 
     Each value is one seed's difference (condition − reference, the mean over that seed's problems).
@@ -245,53 +246,50 @@ def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0,
     evidence of a difference (p = 0.65), although the problems that rose and fell, summed over the
     seeds, give p = 0.005.
 
-    >>> r = seed_test([0.12, -0.12, 0.13]); round(r["p_value"], 2), r["df"]
+    >>> r = seed_test([0.12, -0.12, 0.13]); round(r.p_value, 2), r.df
     (0.65, 2)
     """
     x = np.asarray(differences, dtype=float)
-    out = {**across_seeds(x, bounds), "p_value": None, "df": max(0, int(x.size) - 1), "reason": None}
+    e = across_seeds(x, bounds)
+    out = SeedTest(e.value, e.ci, e.n, p_value=None, df=max(0, int(x.size) - 1), reason=None)
     if x.size < 2:
-        out["reason"] = "one seed: a single training run cannot separate the condition from its seed"
-        return out
+        return dataclasses.replace(
+            out, reason="one seed: a single training run cannot separate the condition from its seed")
     if float(np.ptp(x)) == 0.0:
-        out["reason"] = "every seed differs by the same amount: no spread to test against"
-        return out
-    out["p_value"] = float(sps.ttest_1samp(x, 0.0).pvalue)
-    return out
+        return dataclasses.replace(
+            out, reason="every seed differs by the same amount: no spread to test against")
+    return dataclasses.replace(out, p_value=float(sps.ttest_1samp(x, 0.0).pvalue))
 
 
 def unpaired_seed_test(reference: Sequence[float], condition: Sequence[float],
-                       bounds: tuple[float, float] = (-1.0, 1.0)) -> dict[str, object]:
+                       bounds: tuple[float, float] = (-1.0, 1.0)) -> SeedTest:
     """Two conditions whose runs share no seed, compared at the level of seeds without pairing: Welch's
     t-test on the per-seed means (condition − reference), with its t-interval (Welch–Satterthwaite df, cut
     to `bounds`).
     A "reason" where no test is possible: fewer than two seeds on a side, or no spread within either side.
 
     >>> r = unpaired_seed_test([0.50, 0.52, 0.48], [0.60, 0.63, 0.57])
-    >>> round(r["value"], 3), round(r["p_value"], 3), r["df"]
+    >>> round(r.value, 3), round(r.p_value, 3), r.df
     (0.1, 0.012, 3.5)
     """
     a, b = np.asarray(reference, dtype=float), np.asarray(condition, dtype=float)
     diff = float(b.mean() - a.mean()) if a.size and b.size else math.nan
-    out = {"value": diff, "ci": [math.nan, math.nan], "n": int(min(a.size, b.size)), "p_value": None,
-           "df": None, "reason": None}
+    out = SeedTest(diff, (math.nan, math.nan), int(min(a.size, b.size)), p_value=None, df=None, reason=None)
     if a.size < 2 or b.size < 2:
-        out["reason"] = "fewer than two seeds on a side: no test without paired seeds"
-        return out
+        return dataclasses.replace(out, reason="fewer than two seeds on a side: no test without paired seeds")
     va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
     if va + vb == 0.0:
-        out["reason"] = "every seed of each condition scored the same: no spread to test against"
-        return out
+        return dataclasses.replace(
+            out, reason="every seed of each condition scored the same: no spread to test against")
     df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
     half = float(sps.t.ppf(0.975, df)) * math.sqrt(va + vb)
     lo, hi = bounds
-    out.update(ci=[max(lo, diff - half), min(hi, diff + half)], df=round(df, 1),
-               p_value=float(sps.ttest_ind(b, a, equal_var=False).pvalue))
-    return out
+    return dataclasses.replace(out, ci=(max(lo, diff - half), min(hi, diff + half)), df=round(df, 1),
+                               p_value=float(sps.ttest_ind(b, a, equal_var=False).pvalue))
 
 
 def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
-                           seed: int = 0, level: float = 0.95) -> dict[str, object]:
+                           seed: int = 0, level: float = 0.95) -> Estimate:
     """The mean difference across seeds, with a CI from resampling seeds, then problems within each.
 
     `pairs[s]` = (reference values, condition values) of seed s, per problem, paired. A draw picks as
@@ -301,7 +299,7 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float
     resamples, so read it beside the t-interval, which is the test.
 
     >>> r = hierarchical_bootstrap([([0, 0, 1, 1], [1, 1, 1, 1]), ([0, 1, 1, 1], [1, 1, 1, 1])], n_boot=200)
-    >>> r["value"], r["n"]
+    >>> r.value, r.n
     (0.375, 2)
     """
     diffs = []
@@ -311,7 +309,7 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float
             raise ValueError(f"a seed's paired values need the same, non-empty problems: {a.size} vs {b.size}")
         diffs.append(b - a)
     if not diffs:
-        return {"value": None, "ci": [None, None], "n": 0}
+        return Estimate(None, (None, None), 0)
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot)
     for i in range(n_boot):
@@ -319,7 +317,7 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float
         draws[i] = np.mean([diffs[s][rng.integers(0, diffs[s].size, size=diffs[s].size)].mean() for s in picked])
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail])
-    return {"value": float(np.mean([d.mean() for d in diffs])), "ci": [float(lo), float(hi)], "n": len(diffs)}
+    return Estimate(float(np.mean([d.mean() for d in diffs])), (float(lo), float(hi)), len(diffs))
 
 
 def sign_test(before: Sequence[float], after: Sequence[float]) -> dict[str, float]:

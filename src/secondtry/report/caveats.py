@@ -15,10 +15,11 @@ from typing import Callable
 from ..conditions import PRIVILEGED
 from ..config import GAIN_POLICIES
 from ..evaluation.metrics import cut_shares
+from ..records import FilterStats, RoundResult
 from ..store import read_jsonl
 from .prose import Const, Fig, Piece, count, delta, round_name, round_no, share
-from .runs import RunView, cfg_get
-from .tables import excludes_zero, gain, sharpening
+from .runs import RunView
+from .tables import gain, sharpening
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,16 @@ def one_seed(c: Context) -> Caveat | None:
 def chosen_on_test(c: Context) -> Caveat | None:
     """The reported round, or the decision to stop, was taken on the test set."""
     v = c.run
-    held = cfg_get(v.cfg, "evaluation.validation", 0) or cfg_get(v.cfg, "evaluation.validation_task")
-    stops_on_test = not held and bool(set(cfg_get(v.cfg, "stopping.policies", [])) & GAIN_POLICIES) \
+    held = v.cfg.get("evaluation.validation", 0) or v.cfg.get("evaluation.validation_task")
+    stops_on_test = not held and bool(set(v.cfg.get("stopping.policies", [])) & GAIN_POLICIES) \
         and len(_trained(v)) > 1
     if not v.optimistic and not stops_on_test:
         return None
     what: tuple[Piece, ...] = ("the stopping policies read the test set's gains",)
     if v.optimistic:  # summary.json's "rounds": the rounds run after the base
         what = ("the reported round (", *round_name(v.best.round), ") was picked on the test set itself among the "
-                "base and the ", Fig(str(v.summary["rounds"]), "summary.json", "rounds", 1.0, 0), " round(s) run")
+                "base and the ", Fig(str(v.summary.rounds if v.summary else 0), "summary.json", "rounds", 1.0, 0),
+                " round(s) run")
     return Caveat("chosen_on_test", "Chosen on the test set",
                   ("With no validation split, ", *what, ", so its figures are biased upward (the maximum of several "
                    "noisy looks at the same problems)."),
@@ -76,10 +78,15 @@ def chosen_on_test(c: Context) -> Caveat | None:
                   "the round and feeds the stopping policies, and the test set is only reported on.")
 
 
+def _examples(r: RoundResult) -> FilterStats | None:
+    """What the filter kept in round r (None for the base, or a round.json without the figure)."""
+    return r.figures.train.examples if r.figures.train else None
+
+
 def gain_within_noise(c: Context) -> Caveat | None:
     """A round's change, read as a gain or a regression, whose CI includes 0."""
-    noisy = [r for r in _trained(c.run) if (r.figures.get("delta_from_prev") or {}).get("value")
-             and not excludes_zero(r.figures["delta_from_prev"])]
+    noisy = [r for r in _trained(c.run) if (d := r.figures.test and r.figures.test.delta_from_prev) is not None
+             and d.value and not d.excludes_zero()]
     if not noisy:
         return None
     listed: list[Piece] = []
@@ -126,7 +133,7 @@ def cut_at_length(c: Context) -> Caveat | None:
 def small_training_set(c: Context) -> Caveat | None:
     """A round trained on few examples, or on examples from few problems."""
     for r in _trained(c.run):
-        kept = (r.figures.get("train") or {}).get("examples", {}).get("kept", 0)
+        kept = _examples(r).kept if _examples(r) else 0
         if kept < MIN_EXAMPLES:
             return Caveat("small_training_set", "A small training set",
                           ("Round ", round_no(r.round), " trained on ", count(r, "train.examples.kept"), " examples, below ",
@@ -149,15 +156,15 @@ def small_training_set(c: Context) -> Caveat | None:
 
 def lucky_rising(c: Context) -> Caveat | None:
     """The share of kept retries that reached the right answer through a wrong step grows round after round."""
-    rounds = [r for r in c.run.history if r.round and (r.figures.get("train") or {}).get("examples", {})
-              .get("lucky_share") is not None]
+    lucky = {r.round: e.lucky_share for r in c.run.history if r.round and (e := _examples(r)) is not None
+             and e.lucky_share is not None}
+    rounds = [r for r in c.run.history if r.round in lucky]
     if len(rounds) < 2:
         return None
     first, last = rounds[0], rounds[-1]
-    if last.figures["train"]["examples"]["lucky_share"] - first.figures["train"]["examples"]["lucky_share"] \
-            <= LUCKY_RISE:
+    if lucky[last.round] - lucky[first.round] <= LUCKY_RISE:
         return None
-    kept = "filter.require: steps drops them" if cfg_get(c.run.cfg, "filter.require") == "steps" else \
+    kept = "filter.require: steps drops them" if c.run.cfg.get("filter.require") == "steps" else \
         "they are kept and trained on (filter.require: answer)"
     return Caveat("lucky_rising", "More lucky retries each round",
                   ("The share of right retries with a wrong step rose from ", share(first, "train.examples.lucky_share"),
@@ -170,16 +177,16 @@ def lucky_rising(c: Context) -> Caveat | None:
 def no_transfer(c: Context) -> Caveat | None:
     """A test gain that does not carry over to another distribution, or no transfer set to check it."""
     best = c.run.best
-    if not best.round or not excludes_zero(best.figures.get("delta_from_base")) \
-            or best.figures["delta_from_base"]["value"] <= 0:
+    found = best.figures.test.delta_from_base if best.figures.test else None
+    if not best.round or found is None or not found.excludes_zero() or found.value is None or found.value <= 0:
         return None
-    if not any("transfer" in r.figures for r in c.run.history):
+    if not any(r.figures.transfer is not None for r in c.run.history):
         return Caveat("no_transfer", "Same test set every round",
                       ("Every round was evaluated on the same test set and on nothing else, so part of the gain may be "
                        "the model narrowing to that set's distribution.",),
                       "Add a transfer_task: a second test set from another distribution, evaluated every round.")
-    transfer = (best.figures.get("transfer") or {}).get("delta_from_base")
-    if transfer and transfer["ci"][0] is not None and transfer["ci"][0] > 0:
+    transfer = best.figures.transfer.delta_from_base if best.figures.transfer else None
+    if transfer is not None and transfer.ci[0] is not None and transfer.ci[0] > 0:
         return None
     return Caveat("no_transfer", "No transfer gain",
                   ("The test gain (", delta(best, "delta_from_base"), " pp) did not carry over to the transfer set (",
@@ -189,7 +196,7 @@ def no_transfer(c: Context) -> Caveat | None:
 
 def privileged(c: Context) -> Caveat | None:
     """The retry prompt showed the gold answer."""
-    retry = cfg_get(c.run.cfg, "conditions.retry", "retry")
+    retry = c.run.cfg.get("conditions.retry", "retry")
     if retry not in PRIVILEGED:
         return None
     return Caveat("privileged", "Privileged information",
@@ -200,10 +207,10 @@ def privileged(c: Context) -> Caveat | None:
 
 def retry_turn_breaks(c: Context) -> Caveat | None:
     """After training, a retry turn given to every problem breaks more right answers than it fixes."""
-    rounds = [r for r in c.run.history if ((r.figures.get("eval") or {}).get("flips") or {}).get("net", {})
-              .get("value") is not None]
-    bad = [r for r in rounds if r.round and r.figures["eval"]["flips"]["net"]["ci"][1] is not None
-           and r.figures["eval"]["flips"]["net"]["ci"][1] < 0]
+    net = {r.round: f.net for r in c.run.history if r.figures.eval and (f := r.figures.eval.flips)
+           and f.net.value is not None}
+    rounds = [r for r in c.run.history if r.round in net]
+    bad = [r for r in rounds if r.round and (hi := net[r.round].ci[1]) is not None and hi < 0]
     if not bad:
         return None
     base = next((r for r in rounds if r.round == 0), None)
@@ -217,10 +224,10 @@ def retry_turn_breaks(c: Context) -> Caveat | None:
 
 def lora_only(c: Context) -> Caveat | None:
     """The evidence is for LoRA adapters of one size on one model."""
-    if cfg_get(c.run.cfg, "training.method", "lora") != "lora":
+    if c.run.cfg.get("training.method", "lora") != "lora":
         return None
     return Caveat("lora_only", "LoRA only",
-                  ("Every round trained a LoRA adapter (rank ", Fig(str(cfg_get(c.run.cfg, "training.rank", 16)),
+                  ("Every round trained a LoRA adapter (rank ", Fig(str(c.run.cfg.get("training.rank", 16)),
                                                                     "config.yaml", "training.rank", 1.0, 0),
                    ") of one model: the number of rounds that pays, and the gains, may differ with full "
                    "fine-tuning, another rank, model size or data volume."),

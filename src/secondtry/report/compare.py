@@ -29,14 +29,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
 from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
                                 unpaired_seed_test, wilson_ci)
-from ..types import RoundResult
-from .runs import RunView, cfg_get, load_run
-from .tables import METRIC_NAMES, Narrow, count, markdown_table, p_text, pct, rich_table, sharpening
+from ..records import EvalFigures, Estimate, Flips, ImprovePass, RoundResult, TrainingInfo
+from ..store import RunDirError
+from .runs import RunView, load_run
+from .tables import (METRIC_NAMES, Figure, Narrow, count, estimate, markdown_table, p_text, pct, rich_table,
+                     sharpening)
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -78,17 +80,26 @@ def spent(v: RunView, k: int) -> dict[str, int]:
     """What run `v` spent on rounds 1..k: training tokens generated, SFT steps, examples kept, tokens trained."""
     out = {"tokens_generated": 0, "sft_steps": 0, "examples": 0, "tokens_trained": 0}
     for r in v.history[1:k + 1]:
-        train, training = r.figures.get("train") or {}, r.figures.get("training") or {}
-        passes = training.get("improve_passes") or ([training] if training else [])
-        out["tokens_generated"] += train.get("tokens_generated", 0)
-        out["examples"] += (train.get("examples") or {}).get("kept", 0) if r.trained else 0
-        out["sft_steps"] += sum(p.get("steps") or 0 for p in passes)
-        out["tokens_trained"] += training.get("tokens_trained", 0)
+        train, training = r.figures.train, r.figures.training
+        passes: Sequence[ImprovePass | TrainingInfo] = () if training is None else \
+            training.improve_passes or (training,)
+        out["tokens_generated"] += train.tokens_generated if train else 0
+        out["examples"] += train.examples.kept if r.trained and train and train.examples else 0
+        out["sft_steps"] += sum(p.steps or 0 for p in passes)
+        out["tokens_trained"] += training.tokens_trained if training else 0
     return out
 
 
+def _base(v: RunView) -> EvalFigures:
+    """The base model's test figures (round 0 is always evaluated)."""
+    e = v.history[0].figures.eval
+    if e is None:
+        raise RunDirError(f"{v.path}: round_0/round.json holds no evaluation of the base model")
+    return e
+
+
 def _evaluated(v: RunView) -> list[RoundResult]:
-    return [r for r in v.history if "eval" in r.figures]
+    return [r for r in v.history if r.figures.evaluated]
 
 
 def resolve(groups: Groups, point: Point) -> Point:
@@ -113,7 +124,7 @@ def round_at(v: RunView, point: Point) -> RoundResult:
 
 def chosen_on_test(v: RunView, point: Point) -> bool:
     """Whether the round read for `v` was picked by looking at the test set among several."""
-    return point.kind == "reported" and bool(v.summary.get("optimistic"))
+    return point.kind == "reported" and v.optimistic
 
 
 def _at_label(members: list[RunView], point: Point) -> str:
@@ -121,37 +132,39 @@ def _at_label(members: list[RunView], point: Point) -> str:
     where = "round " + ", ".join(map(str, rounds)) if rounds != [0] else "base"
     if point.kind != "reported":
         return where
-    on = {m.summary.get("chosen_on", "test") for m in members}
+    on = {m.chosen_on for m in members}
     if any(chosen_on_test(m, point) for m in members):
         return f"{where}: best on the test set (optimistic)"
     return f"{where}: " + ("best on validation" if on == {"validation"} else "last" if on == {"last"} else
                            "/".join(sorted(on)))
 
 
-def _delta(v: RunView, r: RoundResult, metric: str) -> dict[str, Any] | None:
-    """Round r's paired change of `metric` from the base (None for the base itself: no change)."""
+def _delta(v: RunView, r: RoundResult, metric: str) -> Estimate | None:
+    """Round r's paired change of `metric` from the base (the base itself: no change)."""
     if r.round == 0:
-        return {"value": 0.0, "ci": [0.0, 0.0], "n": v.n_test}
-    gains = r.figures.get("gains") or {}
-    if metric in gains:
-        return gains[metric]["from_base"]
-    return r.figures.get("delta_from_base") if metric == v.metric else None
+        return Estimate(0.0, (0.0, 0.0), v.n_test)
+    comparison = r.figures.comparison
+    if comparison is not None and metric in comparison.gains:
+        return comparison.gains[metric].from_base
+    return comparison.delta_from_base if comparison is not None and metric == v.metric else None
 
 
-def pooled(figures: list[dict[str, Any] | None], delta: bool = False) -> dict[str, Any] | None:
+def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
     """One figure over seeds: with one seed the run's own (CI over problems), with several the mean with a
     t-interval over seeds, cut to the quantity's range; None if a seed lacks it."""
-    if not figures or any(f is None or f.get("value") is None for f in figures):
+    found = [estimate(f) for f in figures]
+    if not found or any(e is None or e.value is None for e in found):
         return None
-    if len(figures) == 1:
-        return figures[0]
-    return across_seeds([f["value"] for f in figures], bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
+    if len(found) == 1:
+        return found[0]
+    return across_seeds([e.value for e in found if e is not None and e.value is not None],
+                        bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
 
 
 def _metrics(groups: Groups) -> list[str]:
     """The pass@1 metrics every run has, the headline metric first."""
     runs = [m for g in groups.values() for m in g]
-    present = [m for m in GAIN_METRICS if all(m in r.history[0].figures["eval"] for r in runs)]
+    present = [m for m in GAIN_METRICS if all(_base(r).rate(m) is not None for r in runs)]
     head = runs[0].metric
     return [head] + [m for m in present if m != head]
 
@@ -177,8 +190,8 @@ def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[st
     for name, members in groups.items():
         deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
         rows.append([
-            name, members[0].privileged, cfg_get(members[0].cfg, "filter.require", "answer"), str(len(members)),
-            _at_label(members, point), pct(pooled([v.history[0].figures["eval"][v.metric] for v in members])),
+            name, members[0].privileged, members[0].cfg.get("filter.require", "answer"), str(len(members)),
+            _at_label(members, point), pct(pooled([_base(v)[v.metric] for v in members])),
             *(pct(deltas[m], True) for m in metrics),
             "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
     return head, rows
@@ -206,26 +219,26 @@ def retry_turn_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
         flips = [[_flips(v, k) for v in members] for k in range(rounds)]
         if not any(f for per_round in flips for f in per_round):
             continue
-        nets = [pooled([f["net"] if f else None for f in per_round], True) for per_round in flips]
+        nets = [pooled([f.net if f else None for f in per_round], True) for per_round in flips]
         broken = [pooled([_broken(f) for f in per_round]) for per_round in flips]
         rows.append([name, "net Δ pp"] + [pct(x, True) for x in nets])
         rows.append([name, "right → wrong %"] + [pct(x) for x in broken])
     return head, rows
 
 
-def _flips(v: RunView, k: int) -> dict[str, Any] | None:
+def _flips(v: RunView, k: int) -> Flips | None:
     if k >= len(v.history):
         return None
-    return (v.history[k].figures.get("eval") or {}).get("flips")
+    e = v.history[k].figures.eval
+    return e.flips if e else None
 
 
-def _broken(f: dict[str, Any] | None) -> dict[str, Any] | None:
+def _broken(f: Flips | None) -> Estimate | None:
     """The share of right first attempts a retry turn made wrong, with its Wilson interval."""
-    right = f["right_to_wrong"] + f["right_to_right"] if f else 0
-    if not right:
+    right = f.right_to_wrong + f.right_to_right if f else 0
+    if not f or not right:
         return None
-    broken = f["right_to_wrong"]
-    return {"value": broken / right, "ci": list(wilson_ci(broken, right)), "n": right}
+    return Estimate(f.right_to_wrong / right, wilson_ci(f.right_to_wrong, right), right)
 
 
 def budget_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:
@@ -258,7 +271,7 @@ def _pairs(groups: Groups, name: str, ref: str) -> list[tuple[RunView, RunView]]
 
 def _values(v: RunView, r: RoundResult, metric: str) -> tuple[list[str], list[float]]:
     records = v.records(r.round)
-    return [x["problem_id"] for x in records], per_problem(records)[metric]
+    return [x.problem_id for x in records], per_problem(records)[metric]
 
 
 def pairwise_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
@@ -293,13 +306,13 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
                 rows.append([name, names[0], _short(metric), str(len(pairs)), "–", "–", "–", why])
                 continue
             test = seed_test(diffs)
-            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg["evaluation"]["bootstrap"],
+            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg.need("evaluation.bootstrap"),
                                           seed=pairs[0][1].cfg.get("seed", 0)) if len(pairs) > 1 else None
-            note = SHORT_REASONS.get(test["reason"], test["reason"]) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
+            note = SHORT_REASONS.get(test.reason, test.reason) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
             one = len(pairs) == 1
             rows.append([name, names[0], _short(metric), str(len(pairs)),
-                         "–" if one else pct(test, True), "–" if test["p_value"] is None else
-                         f"{p_text(test['p_value'])} (df {test['df']})", pct(boot, True) if boot else "–",
+                         "–" if one else pct(test, True), "–" if test.p_value is None else
+                         f"{p_text(test.p_value)} (df {test.df})", pct(boot, True) if boot else "–",
                          note or "–"])
     return head, rows
 
@@ -317,10 +330,10 @@ def _unpaired_row(groups: Groups, name: str, ref: str, metric: str, point: Point
         return [name, ref, _short(metric), "0", "–", "–", "–",
                 f"no seed in common ({seeds}), different test problems"]
     test = unpaired_seed_test(*means)
-    if test["reason"]:
+    if test.reason:
         return [name, ref, _short(metric), "0", "–", "–", "–", f"no seed in common ({seeds}): no test"]
     return [name, ref, _short(metric), f"{len(means[0])}+{len(means[1])}", pct(test, True),
-            f"{p_text(test['p_value'])} (Welch, df {test['df']:g})", "–",
+            f"{p_text(test.p_value)} (Welch, df {test.df:g})", "–",
             f"no seed in common ({seeds}): unpaired"]
 
 
@@ -351,7 +364,7 @@ def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | Non
             if ida != idb:
                 rows.append([name, names[0], str(b.cfg.get("seed")), "different test problems", "–", "–", "–"])
                 continue
-            d = paired_delta(va, vb, n_boot or b.cfg["evaluation"]["bootstrap"], b.cfg.get("seed", 0))
+            d = paired_delta(va, vb, n_boot or b.cfg.need("evaluation.bootstrap"), b.cfg.get("seed", 0))
             s = sign_test(va, vb)
             rows.append([name, names[0], str(b.cfg.get("seed")), pct(d, True), str(s["c"]), str(s["b"]),
                          p_text(s["p_value"])])

@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..conditions import PRIVILEGED
-from ..loop import eval_name, on_split
+from ..loop import eval_name
+from ..records import RoundResult
 from ..store import RunDirError, read_jsonl, write_text
-from ..types import Attempt, RoundResult, attempt_from_dict
+from ..types import Attempt, Kind, attempt_from_dict
 from .compare import Point, comparison_tables, notes
 from .page import sections as written_sections
 from .prose import Section, html_pieces
-from .runs import RunView, cfg_get, has_results, load_run, read_config
+from .runs import RunConfig, RunView, has_results, load_run, read_config
 from .tables import (CHOSEN, CI_TEXT, GAP_HEAD, METRIC_NAMES, SHARPENING, count, cut_lines, gain, gap_rows,
                      other_metric, p_text, pct, ratio, sharpening, split_rows, toy_world, undefined_lines,
                      world_line)
@@ -178,7 +179,7 @@ def duration(seconds: float | None) -> str:
 # ----------------------------------------------------------------------------- headline and config
 
 def headline(v: RunView, compute: Compute) -> str:
-    m, base = v.metric, v.history[0].figures["eval"][v.metric]
+    m, base = v.metric, v.history[0].figures.raw["eval"][v.metric]
     metric_name = METRIC_NAMES.get(m, m)
     if len(v.history) == 1:
         cards = [card("Base model", pct(base), [f"{metric_name} on {v.n_test} test problems",
@@ -197,11 +198,11 @@ def headline(v: RunView, compute: Compute) -> str:
 def _best_card(v: RunView) -> str:
     m, best = v.metric, v.best
     how = CHOSEN["test"] if v.optimistic else CHOSEN.get(v.chosen_on, v.chosen_on)
-    base = pct(v.history[0].figures["eval"][m])
+    base = pct(v.history[0].figures.raw["eval"][m])
     if not best.round:
         return card("Reported gain over the base", "none", [f"reported: the base model ({how})", f"base: {base} %"])
-    main = best.figures.get("delta_from_base")
-    lines = [f"{label(best)}: {pct(best.figures['eval'][m])} %, base {base} %", f"reported: {how}"]
+    main = best.figures.raw.get("delta_from_base")
+    lines = [f"{label(best)}: {pct(best.figures.raw['eval'][m])} %, base {base} %", f"reported: {how}"]
     other = other_metric(v.history, m)
     if other:
         lines.append(f"{METRIC_NAMES.get(other, other)}: {pct(gain(best, other), True)} pp")
@@ -213,7 +214,7 @@ def _best_card(v: RunView) -> str:
 
 def _gains_card(v: RunView) -> str:
     other = other_metric(v.history, v.metric)
-    lines = [f"{label(r)}: " + (f"{pct(r.figures.get('delta_from_prev'), True)} pp" + (
+    lines = [f"{label(r)}: " + (f"{pct(r.figures.raw.get('delta_from_prev'), True)} pp" + (
         f" (greedy {pct(gain(r, other, 'from_prev'), True)})" if other == "pass1_greedy" else "") if r.trained else
         "not trained") for r in v.history[1:]]
     trained = sum(r.trained for r in v.history)
@@ -223,7 +224,7 @@ def _gains_card(v: RunView) -> str:
 def _regressions_card(v: RunView) -> str:
     lines = []
     for r in v.history[1:]:
-        d = r.figures.get("delta_from_prev")
+        d = r.figures.raw.get("delta_from_prev")
         if d and d.get("value") is not None and d["value"] < 0:
             sure = "CI below 0" if d["ci"][1] < 0 else "CI includes 0: may be noise"
             lines.append(f"{label(r)}: {pct(d, True)} pp ({sure})")
@@ -235,10 +236,10 @@ def _stop_card(v: RunView) -> str:
     last = v.history[-1]
     if not v.summary:
         return card("Stopped", "unfinished", ["summary.json is missing: the run has not finished"])
-    lines = [v.summary["stopped"]] + ([f"policy: {v.summary['stopped_by']}"] if v.summary.get("stopped_by") else [])
-    stop = v.summary.get("policy_stop") or {}
-    if stop and not stop.get("enforced", True) and stop.get("round") != last.round:
-        lines.append(f"the policies would have stopped at round {stop['round']}: {stop['reason']}")
+    lines = [v.summary.stopped] + ([f"policy: {v.summary.stopped_by}"] if v.summary.stopped_by else [])
+    stop = v.summary.policy_stop
+    if stop and not stop.enforced and stop.round != last.round:
+        lines.append(f"the policies would have stopped at round {stop.round}: {stop.reason}")
     return card("Stopped", f"after {label(last)}" if last.round else "base only", lines)
 
 
@@ -252,10 +253,10 @@ def _task(task: dict[str, Any] | None) -> str:
     return " · ".join(parts + ([opts] if opts else []))
 
 
-def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
+def config_rows(cfg: RunConfig) -> list[list[str]]:
     """The settings that define the experiment, one line per config section."""
     def g(key: str, default: Any = "?") -> Any:
-        return cfg_get(cfg, key, default)
+        return cfg.get(key, default)
 
     validation, retry = g("evaluation.validation", 0), g("conditions.retry", "retry")
     growth, passes = g("training.steps_growth", 1.0), g("training.improve_steps", 1)
@@ -309,7 +310,7 @@ def config_rows(cfg: dict[str, Any]) -> list[list[str]]:
 
 
 def config_section(v: RunView) -> str:
-    hypothesis = cfg_get(v.cfg, "description", "")
+    hypothesis = v.cfg.get("description", "")
     body = (f'<p class="hypothesis">{esc(hypothesis)}</p>' if hypothesis else
             '<p class="empty">No hypothesis: config.yaml has no description.</p>')
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(val)}</td></tr>" for k, val in config_rows(v.cfg))
@@ -335,7 +336,7 @@ def round_columns(v: RunView) -> dict[str, str]:
 
 
 def round_cells(r: RoundResult, metric: str, best: int, last: bool, other: str | None = None) -> list[str]:
-    f, train = r.figures, r.figures.get("train") or {}
+    f, train = r.figures.raw, r.figures.raw.get("train") or {}
     decision = "" if r.round == 0 else ("stop" if last else "would stop") if r.decision.stop else "continue"
     return [
         label(r) + (" (reported)" if r.round == best else ""),
@@ -384,20 +385,20 @@ def gained_rows(v: RunView) -> list[list[str]]:
     this was measured on the headline metric hold greedy right/wrong flips, shown as such)."""
     rows = []
     for r in v.history:
-        f = r.figures.get("flips_vs_prev")
-        if not f:
+        f = r.figures.comparison.flips_vs_prev if r.figures.comparison else None
+        if f is None:
             continue
-        if "gained" in f:
-            rows.append([label(r), METRIC_NAMES.get(f["metric"], f["metric"]), str(f["gained"]),
-                         str(f["lost"]), str(f["unchanged"]), p_text(f["p_value"])])
+        if f.legacy:
+            rows.append([label(r), f"{f.metric} right/wrong", str(f.gained), str(f.lost), "–",
+                         p_text(f.p_value)])
         else:
-            rows.append([label(r), f"{f['outcome']} right/wrong", str(f["wrong_to_right"]),
-                         str(f["right_to_wrong"]), "–", p_text(f["mcnemar_p"])])
+            rows.append([label(r), METRIC_NAMES.get(f.metric, f.metric), str(f.gained), str(f.lost),
+                         str(f.unchanged), p_text(f.p_value)])
     return rows
 
 
 def headroom_section(v: RunView) -> str:
-    n = v.history[0].figures["eval"].get("retry_n", "N")
+    n = v.history[0].figures.raw["eval"].get("retry_n", "N")
     body = table(GAP_HEAD, gap_rows(v.history), ident="headroom")
     body += caption(f"pass@1: mean success of the sampled first attempts. pass@N with retries (N = {n}): a problem "
                     f"counts as solved when its first sample or a retry turn after it (up to {n} attempts in all, "
@@ -431,7 +432,7 @@ def retry_rows(v: RunView) -> tuple[list[list[str]], list[list[str]]]:
     """The retry lift per round, and the flips of a retry turn given to every problem (with retry_all)."""
     lift_rows, flip_rows = [], []
     for r in v.history:
-        e = r.figures.get("eval")
+        e = r.figures.raw.get("eval")
         if not e:
             continue
         lift = e.get("retry_lift") or {}
@@ -480,7 +481,7 @@ class Compute:
 
     @classmethod
     def of(cls, v: RunView) -> "Compute":
-        return cls([(r, sum(r.cost.get(k) or 0.0 for k in STAGES)) for r in v.history])
+        return cls([(r, sum(r.cost.raw.get(k) or 0.0 for k in STAGES)) for r in v.history])
 
     @property
     def wall_s(self) -> float:
@@ -488,18 +489,18 @@ class Compute:
 
     @property
     def on_gpu(self) -> bool:
-        return all(gpus(r.cost.get("device", "")) for r, _ in self.rounds)
+        return all(gpus(r.cost.raw.get("device", "")) for r, _ in self.rounds)
 
     @property
     def unit(self) -> str:
         """What the hours are: GPU-hours, or wall-clock hours (with where they ran)."""
         if self.on_gpu:
             return "GPU-hours"
-        on_cpu = not any(gpus(r.cost.get("device", "")) for r, _ in self.rounds)
+        on_cpu = not any(gpus(r.cost.raw.get("device", "")) for r, _ in self.rounds)
         return "hours of wall time (CPU)" if on_cpu else "hours of wall time (some rounds on a GPU)"
 
     def hours(self, r: RoundResult, wall_s: float) -> float:
-        return wall_s / 3600 * (gpus(r.cost.get("device", "")) if self.on_gpu else 1)
+        return wall_s / 3600 * (gpus(r.cost.raw.get("device", "")) if self.on_gpu else 1)
 
     @property
     def total_hours(self) -> float:
@@ -509,7 +510,7 @@ class Compute:
         """What one percentage point of the reported gain cost: the run's hours over the best round's gain
         from the base (test set, headline metric), with the range its 95% CI gives ("no bound" where the CI
         reaches 0); "–" without a positive gain."""
-        gain = v.best.figures.get("delta_from_base")
+        gain = v.best.figures.raw.get("delta_from_base")
         if not v.best.round or not gain or (gain.get("value") or 0) <= 0 or self.total_hours <= 0:
             return "–"
         lo, hi = (None if x is None else x * 100 for x in gain["ci"])
@@ -519,7 +520,7 @@ class Compute:
 
     def headline(self, v: RunView) -> list[str]:
         hours = f"{self.total_hours:.3g} {'GPU-hours' if self.on_gpu else 'hours of wall time'}"
-        tokens = sum(r.cost.get("tokens_generated", 0) for r, _ in self.rounds)
+        tokens = sum(r.cost.raw.get("tokens_generated", 0) for r, _ in self.rounds)
         lines = [f"{hours} · {count(tokens)} tokens generated"]
         if v.best.round and self.hours_per_pp(v) != "–":
             metric = METRIC_NAMES.get(v.metric, v.metric)
@@ -530,12 +531,12 @@ class Compute:
 def compute_rows(compute: Compute) -> tuple[list[str], list[list[str]]]:
     """Per round: device, each stage's wall time, tokens generated and trained, hours; and the totals."""
     hours_head = "GPU-hours" if compute.on_gpu else "hours (wall)"
-    rows = [[label(r), r.cost.get("device", "–"), *(duration(r.cost.get(k)) for k in STAGES), duration(s),
-             count(r.cost.get("tokens_generated")), count(r.cost.get("tokens_trained")), f"{compute.hours(r, s):.3g}"]
+    rows = [[label(r), r.cost.raw.get("device", "–"), *(duration(r.cost.raw.get(k)) for k in STAGES), duration(s),
+             count(r.cost.raw.get("tokens_generated")), count(r.cost.raw.get("tokens_trained")), f"{compute.hours(r, s):.3g}"]
             for r, s in compute.rounds]
-    rows.append(["total", "", *(duration(sum(r.cost.get(k) or 0.0 for r, _ in compute.rounds)) for k in STAGES),
-                 duration(compute.wall_s), count(sum(r.cost.get("tokens_generated", 0) for r, _ in compute.rounds)),
-                 count(sum(r.cost.get("tokens_trained", 0) for r, _ in compute.rounds)),
+    rows.append(["total", "", *(duration(sum(r.cost.raw.get(k) or 0.0 for r, _ in compute.rounds)) for k in STAGES),
+                 duration(compute.wall_s), count(sum(r.cost.raw.get("tokens_generated", 0) for r, _ in compute.rounds)),
+                 count(sum(r.cost.raw.get("tokens_trained", 0) for r, _ in compute.rounds)),
                  f"{compute.total_hours:.3g}"])
     return ["round", "device", *STAGES.values(), "wall time", "tokens generated", "tokens trained", hours_head], rows
 
@@ -572,6 +573,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _on_split(figures: dict[str, Any], split: str) -> dict[str, Any]:
+    """A round's figures on one evaluation set, as round.json holds them (the test set's at the top)."""
+    return figures if split == "test" else figures.get(split, {})
+
+
 def _errorbars(ax: Any, points: list[tuple[float, dict[str, Any] | None]], name: str, **style: Any) -> None:
     """Figures in percent with their CIs as error bars; figures without a value are left out."""
     pts = [(x, f) for x, f in points if f and f.get("value") is not None and None not in f["ci"]]
@@ -591,11 +597,11 @@ def _round_axis(ax: Any, rounds: list[int]) -> None:
 
 def accuracy_plot(v: RunView) -> Any:
     fig, ax = _figure()
-    evaluated = [r for r in v.history if "eval" in r.figures]
-    present = [s for s in SETS if any("eval" in on_split(r.figures, s) for r in evaluated)]
+    evaluated = [r for r in v.history if "eval" in r.figures.raw]
+    present = [s for s in SETS if any("eval" in _on_split(r.figures.raw, s) for r in evaluated)]
     for i, s in enumerate(present):
         shift = (i - (len(present) - 1) / 2) * 0.06
-        _errorbars(ax, [(r.round + shift, on_split(r.figures, s).get("eval", {}).get(v.metric)) for r in evaluated],
+        _errorbars(ax, [(r.round + shift, _on_split(r.figures.raw, s).get("eval", {}).get(v.metric)) for r in evaluated],
                    f"{s} set")
     ax.axvline(v.best.round, color="grey", linestyle=":", label="best round")
     _round_axis(ax, [r.round for r in evaluated])
@@ -606,10 +612,10 @@ def accuracy_plot(v: RunView) -> Any:
 
 def gap_plot(v: RunView) -> Any:
     fig, ax = _figure()
-    evaluated = [r for r in v.history if "eval" in r.figures]
-    n = evaluated[0].figures["eval"].get("retry_n", "N")
-    low = [(r.round, r.figures["eval"]["pass1_sampled"]) for r in evaluated]
-    high = [(r.round, r.figures["eval"]["pass_n_retry"]) for r in evaluated]
+    evaluated = [r for r in v.history if "eval" in r.figures.raw]
+    n = evaluated[0].figures.raw["eval"].get("retry_n", "N")
+    low = [(r.round, r.figures.raw["eval"]["pass1_sampled"]) for r in evaluated]
+    high = [(r.round, r.figures.raw["eval"]["pass_n_retry"]) for r in evaluated]
     _errorbars(ax, low, "pass@1 (sampled)")
     _errorbars(ax, high, f"pass@{n} with retries")
     ax.fill_between([x for x, _ in low], [100 * f["value"] for _, f in low], [100 * f["value"] for _, f in high],
@@ -621,7 +627,7 @@ def gap_plot(v: RunView) -> Any:
 
 
 def _trained_rounds(v: RunView) -> list[RoundResult]:
-    return [r for r in v.history if r.figures.get("train")]
+    return [r for r in v.history if r.figures.raw.get("train")]
 
 
 def retry_yield_plot(v: RunView) -> Any:
@@ -629,10 +635,10 @@ def retry_yield_plot(v: RunView) -> Any:
     if not rounds:
         return None
     fig, ax = _figure()
-    _errorbars(ax, [(r.round, r.figures["train"].get("retry_yield")) for r in rounds], "retry yield")
-    threshold = cfg_get(v.cfg, "stopping.min_retry_yield")
+    _errorbars(ax, [(r.round, r.figures.raw["train"].get("retry_yield")) for r in rounds], "retry yield")
+    threshold = v.cfg.get("stopping.min_retry_yield")
     if threshold is not None:
-        active = "retry_yield" in cfg_get(v.cfg, "stopping.policies", [])
+        active = "retry_yield" in v.cfg.get("stopping.policies", [])
         ax.axhline(100 * threshold, color="tab:red", linestyle="--",
                    label=f"stopping.min_retry_yield{'' if active else ' (policy not used)'}")
     _round_axis(ax, [r.round for r in rounds])
@@ -646,9 +652,9 @@ def training_set_plot(v: RunView) -> Any:
     if not rounds:
         return None
     fig, ax = _figure()
-    bars = {"frontier (first attempt wrong)": [r.figures["train"].get("frontier", 0) for r in rounds],
-            "solved by a retry": [r.figures["train"].get("retry_solved", 0) for r in rounds],
-            "training examples kept": [r.figures["train"].get("examples", {}).get("kept", 0) for r in rounds]}
+    bars = {"frontier (first attempt wrong)": [r.figures.raw["train"].get("frontier", 0) for r in rounds],
+            "solved by a retry": [r.figures.raw["train"].get("retry_solved", 0) for r in rounds],
+            "training examples kept": [r.figures.raw["train"].get("examples", {}).get("kept", 0) for r in rounds]}
     width = 0.8 / len(bars)
     for i, (name, heights) in enumerate(bars.items()):
         ax.bar([r.round + (i - (len(bars) - 1) / 2) * width for r in rounds], heights, width, label=name)
@@ -664,7 +670,7 @@ PLOTS = tuple(PLOT_MAKERS)
 
 
 def plot_captions(v: RunView) -> dict[str, str]:
-    n = v.history[0].figures["eval"].get("retry_n", "N")
+    n = v.history[0].figures.raw["eval"].get("retry_n", "N")
     return {
         "accuracy": f"{METRIC_NAMES.get(v.metric, v.metric)} per round on each evaluation set, with 95% bootstrap "
                     "CIs over problems; the dotted line marks the best round.",
@@ -724,17 +730,17 @@ def outcome_of(chain: list[Attempt]) -> str:
     return "wrong-right" if any(x is True for x in retries) else "wrong-wrong"
 
 
-def transcripts(records: list[dict[str, Any]]) -> list[Transcript]:
+def transcripts(attempts: list[Attempt]) -> list[Transcript]:
     """Transcripts of an attempts file (evaluation or training), problems in the order the file first names them."""
     by_problem: dict[str, list[Attempt]] = {}
-    for a in map(attempt_from_dict, records):
+    for a in attempts:
         by_problem.setdefault(a.problem_id, []).append(a)
     out = []
     for pid, mine in by_problem.items():
-        first = [a for a in mine if a.turn == 0 and a.sample == 0 and a.kind != "greedy"]
+        first = [a for a in mine if a.turn == 0 and a.sample == 0 and a.kind != Kind.GREEDY]
         if not first:
             continue
-        chain = first[:1] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
+        chain = first[:1] + sorted((a for a in mine if a.kind == Kind.RETRY), key=lambda a: a.turn)
         others = [a for a in mine if a not in chain]
         out.append(Transcript(pid, outcome_of(chain), chain, others))
     return out
@@ -772,8 +778,8 @@ def short(text: str, cap: int) -> str:
 
 
 def _attempt_name(a: Attempt) -> str:
-    if a.kind in ("retry", "greedy"):
-        return f"retry turn {a.turn}" if a.kind == "retry" else "greedy attempt"
+    if a.kind in (Kind.RETRY, Kind.GREEDY):
+        return f"retry turn {a.turn}" if a.kind == Kind.RETRY else "greedy attempt"
     return f"sample {a.sample}" if a.sample else "first attempt (sample 0)"
 
 
@@ -810,7 +816,7 @@ def transcript_blocks(v: RunView, cap: int) -> list[tuple[str, str, list[Transcr
         for kind, file, what in (("test", f"{eval_name('test')}_attempts.jsonl", "test evaluation"),
                                  ("train", "attempts.jsonl", "training attempts")):
             if (folder / file).exists():
-                items = transcripts(read_jsonl(folder / file))
+                items = transcripts([attempt_from_dict(d) for d in read_jsonl(folder / file)])
                 blocks.append((f"r{r.round}-{kind}", f"{label(r)} · {what}", choose(items, cap), len(items)))
     return blocks
 
@@ -926,9 +932,9 @@ INDEX_HEAD = ["run", "description", "model", "retry condition", "rounds trained"
 def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
     """The run's name cell (a link to its dashboard when it has results) and its other cells."""
     cfg = read_config(run)
-    desc = cfg_get(cfg, "description", "")
-    model = Path(str(cfg_get(cfg, "model.path", "?"))).name
-    retry = cfg_get(cfg, "conditions.retry", "retry")
+    desc = cfg.get("description", "")
+    model = Path(str(cfg.get("model.path", "?"))).name
+    retry = cfg.get("conditions.retry", "retry")
     condition = retry + (f" (privileged: {PRIVILEGED[retry]})" if retry in PRIVILEGED else "")
     if not has_results(run):
         return esc(run.name), [desc, model, condition, "–", "–", "–", "–", "–", "not started", "–"]
@@ -937,10 +943,10 @@ def index_row(folder: Path, run: Path) -> tuple[str, list[str]]:
     best = v.best
     chosen = " (chosen on the test set: optimistic)" if v.optimistic else f" ({v.chosen_on})"
     return f'<a href="{esc(link)}">{esc(v.name)}</a>', [
-        desc, model, condition, str(sum(r.trained for r in v.history)), pct(v.history[0].figures["eval"][v.metric]),
-        label(best) + chosen, pct(best.figures.get("delta_from_base"), True) if best.round else "none",
+        desc, model, condition, str(sum(r.trained for r in v.history)), pct(v.history[0].figures.raw["eval"][v.metric]),
+        label(best) + chosen, pct(best.figures.raw.get("delta_from_base"), True) if best.round else "none",
         pct(gain(best, "pass1_greedy"), True) if best.round else "none",
-        v.summary.get("stopped", "unfinished"), duration(Compute.of(v).wall_s)]
+        v.summary.stopped if v.summary else "unfinished", duration(Compute.of(v).wall_s)]
 
 
 def index_html(folder: Path, runs: list[Path]) -> str:

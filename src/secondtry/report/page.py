@@ -16,7 +16,7 @@ from ..stopping import STOPPING, StopState
 from .caveats import caveats
 from .prose import Fig, Piece, Quote, Section, count, delta, markdown, rate, ratio, round_file, round_name, \
     round_no, share
-from .runs import RunView, cfg_get
+from .runs import RunView
 from .tables import CHOSEN, METRIC_NAMES, excludes_zero
 
 
@@ -25,8 +25,8 @@ from .tables import CHOSEN, METRIC_NAMES, excludes_zero
 def prediction_section(v: RunView) -> Section:
     s = Section("prediction", "Prediction and result")
     pred = v.cfg.get("prediction") or {}
-    if cfg_get(v.cfg, "description", ""):
-        s.add("Hypothesis: ", Quote(v.cfg["description"], "config.yaml", "description"))
+    if v.cfg.get("description", ""):
+        s.add("Hypothesis: ", Quote(v.cfg.need("description"), "config.yaml", "description"))
     if pred.get("text"):
         s.add("Prediction: ", Quote(pred["text"], "config.yaml", "prediction.text"))
     best = v.best
@@ -38,7 +38,7 @@ def prediction_section(v: RunView) -> Section:
     metric = METRIC_NAMES.get(v.metric, v.metric)
     if gain_pp is not None:
         predicted = Fig(f"{gain_pp:+.1f}", "config.yaml", "prediction.gain_pp", scale=1.0)
-        d = best.figures.get("delta_from_base") if best.round else None
+        d = best.figures.raw.get("delta_from_base") if best.round else None
         if d is None:
             s.add("Predicted: a gain of at least ", predicted, f" pp in {metric}. Result: no round beat the base "
                   "model, so the prediction was not borne out.")
@@ -61,7 +61,7 @@ def prediction_section(v: RunView) -> Section:
 def decay_section(v: RunView) -> Section:
     s = Section("decay", "Decay analysis: why each round worked or stopped")
     for r in v.history[1:]:
-        train = r.figures.get("train") or {}
+        train = r.figures.raw.get("train") or {}
         if not train:
             continue
         examples = train.get("examples") or {}
@@ -84,20 +84,20 @@ def decay_section(v: RunView) -> Section:
         if train.get("cut_at_length"):
             pieces += ["; ", share(r, "train.cut_at_length"), " of the training attempts ran to the length limit"]
         pieces.append(". ")
-        if r.trained and r.figures.get("training"):
+        if r.trained and r.figures.raw.get("training"):
             pieces += ["It trained ", count(r, "training.steps"), " steps. "]
-        if "delta_from_prev" in r.figures:
+        if "delta_from_prev" in r.figures.raw:
             pieces += [f"{METRIC_NAMES.get(v.metric, v.metric).capitalize()} on the test set changed by ",
                        delta(r, "delta_from_prev"), " pp from the round before"]
-            pieces.append(" (a change within noise: its CI includes 0)" if not excludes_zero(r.figures["delta_from_prev"])
+            pieces.append(" (a change within noise: its CI includes 0)" if not excludes_zero(r.figures.raw["delta_from_prev"])
                           else "")
-            d = r.figures.get("decay") or {}
+            d = r.figures.raw.get("decay") or {}
             if d.get("value") is not None:
                 pieces += [", a decay factor of ", ratio(r, "decay"), " against the previous round's gain"]
             elif d.get("reason"):
                 pieces += ["; no decay factor: ", Quote(d["reason"], round_file(r.round), "figures.decay.reason")]
             pieces.append(". ")
-        decisions = r.figures.get("decisions") or {}
+        decisions = r.figures.raw.get("decisions") or {}
         stop = [(phase, d) for phase in ("before_train", "after_eval") if (d := decisions.get(phase)) and d.get("stop")]
         if stop:
             phase, d = stop[0]
@@ -114,7 +114,7 @@ def decay_section(v: RunView) -> Section:
 def amortized_section(v: RunView) -> Section:
     s = Section("amortized", "Amortized inference: what the weights absorbed")
     base, best = v.history[0], v.best
-    e0 = base.figures["eval"]
+    e0 = base.figures.raw["eval"]
     n = e0.get("retry_n")
     s.add("The base model solved ", rate(base, "eval.pass_n_retry", "headroom"),
           " % of the test problems within ", Fig(str(n), round_file(0), "figures.eval.retry_n", 1.0, 0, "headroom"),
@@ -123,11 +123,11 @@ def amortized_section(v: RunView) -> Section:
     if not best.round:
         s.add("No round is reported over the base, so nothing of the gap was absorbed into first attempts.")
         return s
-    e, e0 = best.figures["eval"], base.figures["eval"]
+    e, e0 = best.figures.raw["eval"], base.figures.raw["eval"]
     pieces: list[Piece] = ["At the reported ", *round_name(best.round), ", first attempts solve ",
                            rate(best, "eval.pass1_sampled", "headroom"), " % and the gap is ",
                            delta(best, "eval.gap", "headroom"), " pp"]
-    absorbed = best.figures.get("absorbed_share") or {}
+    absorbed = best.figures.raw.get("absorbed_share") or {}
     if absorbed.get("value") is not None:
         pieces += ["; the weights absorbed ", ratio(best, "absorbed_share", percent=True, anchor="headroom"),
                    " of the base model's gap"]
@@ -153,7 +153,7 @@ def _stops(v: RunView) -> dict[str, int | None]:
     for name, policy in STOPPING.items():
         out[name] = None
         for r in v.history[1:]:
-            decisions = r.figures.get("decisions") or {}
+            decisions = r.figures.raw.get("decisions") or {}
             hits = [d for d in (decisions.get("before_train"), decisions.get("after_eval")) if d and d.get("inputs")
                     and policy(StopState(**{k: x for k, x in d["inputs"].items()
                                             if k in StopState.__dataclass_fields__}), cfg)]
@@ -173,11 +173,11 @@ def conclusion_section(v: RunView) -> Section:
         pieces: list[Piece] = ["The number of rounds that paid here is ",
                                Fig(str(best.round), "summary.json", "best_round", 1.0, 0, "rounds"), f" ({how}), "
                                "with a test gain of ", delta(best, "delta_from_base"), " pp from the base"]
-        if "delta_from_prev" in best.figures and best.round > 1:
+        if "delta_from_prev" in best.figures.raw and best.round > 1:
             pieces += ["; its own step over the round before was ", delta(best, "delta_from_prev"), " pp"]
-            if not excludes_zero(best.figures["delta_from_prev"]):
+            if not excludes_zero(best.figures.raw["delta_from_prev"]):
                 pieces.append(", within noise: one round fewer may have done as well")
-        after = next((r for r in v.history if r.round == best.round + 1 and "delta_from_prev" in r.figures), None)
+        after = next((r for r in v.history if r.round == best.round + 1 and "delta_from_prev" in r.figures.raw), None)
         if after is not None:
             metric = METRIC_NAMES.get(v.metric, v.metric)
             pieces += [f"; the round after it changed {metric} on the test set by ",

@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..types import RoundResult
+from ..records import RoundResult
 from .tables import pct
 
 
@@ -82,26 +82,26 @@ def at(data: Any, key: str) -> Any:
 
 def rate(r: RoundResult, key: str, anchor: str = "rounds") -> Fig:
     """A rate of round r (figures.`key`), in percent with its CI."""
-    return Fig(pct(at(r.figures, key)), round_file(r.round), f"figures.{key}", anchor=anchor)
+    return Fig(pct(at(r.figures.raw, key)), round_file(r.round), f"figures.{key}", anchor=anchor)
 
 
 def delta(r: RoundResult, key: str, anchor: str = "rounds") -> Fig:
     """A change of a rate (figures.`key`), in signed percentage points with its CI."""
-    return Fig(pct(at(r.figures, key), True), round_file(r.round), f"figures.{key}", anchor=anchor)
+    return Fig(pct(at(r.figures.raw, key), True), round_file(r.round), f"figures.{key}", anchor=anchor)
 
 
 def count(r: RoundResult, key: str, anchor: str = "decay") -> Fig:
-    return Fig(str(at(r.figures, key)), round_file(r.round), f"figures.{key}", scale=1.0, digits=0, anchor=anchor)
+    return Fig(str(at(r.figures.raw, key)), round_file(r.round), f"figures.{key}", scale=1.0, digits=0, anchor=anchor)
 
 
 def share(r: RoundResult, key: str, anchor: str = "decay") -> Fig:
     """A share printed as a whole percent: 41%."""
-    return Fig(f"{at(r.figures, key):.0%}", round_file(r.round), f"figures.{key}", digits=0, anchor=anchor)
+    return Fig(f"{at(r.figures.raw, key):.0%}", round_file(r.round), f"figures.{key}", digits=0, anchor=anchor)
 
 
 def ratio(r: RoundResult, key: str, percent: bool = False, anchor: str = "rounds") -> Fig:
     """A ratio with its CI: 0.62 [0.55, 0.69], or as whole percents."""
-    fig = at(r.figures, key)
+    fig = at(r.figures.raw, key)
     fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}")
     return Fig(f"{fmt(fig['value'])} [{fmt(fig['ci'][0])}, {fmt(fig['ci'][1])}]", round_file(r.round),
                f"figures.{key}", scale=100.0 if percent else 1.0, digits=0 if percent else 2, anchor=anchor)

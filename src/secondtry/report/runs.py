@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
 from ..conditions import PRIVILEGED
-from ..loop import load_history
-from ..store import RunDirError, read_json, read_jsonl
-from ..types import RoundResult
+from ..loop import load_history, read_eval_records
+from ..records import Estimate, EvalRecord, RoundResult, RunSummary
+from ..store import RunDirError, read_json
 
 
 @dataclass
@@ -19,9 +19,9 @@ class RunView:
     """What the reports read from one run directory."""
 
     path: Path
-    cfg: dict[str, Any]
+    cfg: RunConfig
     history: list[RoundResult]
-    summary: dict[str, Any]
+    summary: RunSummary | None  # None: the run has not finished (no summary.json yet)
 
     @property
     def name(self) -> str:
@@ -29,43 +29,49 @@ class RunView:
 
     @property
     def metric(self) -> str:
-        return self.summary.get("metric") or cfg_get(self.cfg, "evaluation.metric", "pass1_sampled")
+        return self.summary.metric if self.summary else self.cfg.get("evaluation.metric", "pass1_sampled")
 
     @property
     def best(self) -> RoundResult:
         """summary.json's reported round (`chosen_on`: the best on the validation split, the last round, or the best
         on the test set); for a run without a summary yet, the best test figure, earliest first."""
-        evaluated = [r for r in self.history if "eval" in r.figures]
-        named = [r for r in evaluated if r.round == self.summary.get("best_round")]
-        return named[0] if named else max(evaluated, key=lambda r: (r.figures["eval"][self.metric]["value"], -r.round))
+        evaluated = [r for r in self.history if r.figures.eval is not None]
+        named = [r for r in evaluated if self.summary and r.round == self.summary.best_round]
+        return named[0] if named else max(evaluated, key=lambda r: (r.figures.eval[self.metric].value, -r.round))
 
     @property
     def n_test(self) -> int:
-        return self.history[0].figures["eval"][self.metric]["n"]
+        base = self.history[0].figures.eval
+        return base[self.metric].n if base else 0
 
-    def at(self, k: int, key: str) -> dict[str, Any] | None:
-        """Round k's test metric (key "eval") or another of its test figures (e.g. delta_from_base)."""
-        if k >= len(self.history) or "eval" not in self.history[k].figures:
+    def at(self, k: int, key: str) -> Estimate | None:
+        """Round k's test metric (key "eval"), or its gain from the base ("delta_from_base") or from the round before
+        ("delta_from_prev")."""
+        if k >= len(self.history) or self.history[k].figures.test is None:
             return None
-        f = self.history[k].figures
-        return f["eval"][self.metric] if key == "eval" else f.get(key)
+        test = self.history[k].figures.test
+        if key == "eval":
+            return test.eval[self.metric]
+        if key not in ("delta_from_base", "delta_from_prev"):
+            raise KeyError(f"no test figure {key!r} here: eval, delta_from_base or delta_from_prev")
+        return test.delta_from_base if key == "delta_from_base" else test.delta_from_prev
 
-    def records(self, k: int) -> list[dict[str, Any]]:
+    def records(self, k: int) -> list[EvalRecord]:
         """Round k's per-problem test records (eval.jsonl)."""
-        return read_jsonl(self.path / f"round_{k}" / "eval.jsonl")
+        return read_eval_records(self.path / f"round_{k}" / "eval.jsonl")
 
     @property
     def chosen_on(self) -> str:
-        return self.summary.get("chosen_on", "test")
+        return self.summary.chosen_on if self.summary else "test"
 
     @property
     def optimistic(self) -> bool:
         """The reported round was picked on the test set among several rounds: its figures are biased upward."""
-        return bool(self.summary.get("optimistic"))
+        return bool(self.summary and self.summary.optimistic)
 
     @property
     def privileged(self) -> str:
-        return PRIVILEGED.get(cfg_get(self.cfg, "conditions.retry", "retry"), "none")
+        return PRIVILEGED.get(self.cfg.get("conditions.retry", "retry"), "none")
 
     @property
     def trained_rounds(self) -> int:
@@ -74,30 +80,47 @@ class RunView:
     @property
     def train_tokens(self) -> int:
         """Tokens generated on training problems, every round: the condition's budget."""
-        return sum(r.figures.get("train", {}).get("tokens_generated", 0) for r in self.history)
+        return sum(r.figures.train.tokens_generated for r in self.history if r.figures.train)
 
 
 def load_run(path: Path) -> RunView:
     history = load_history(path)
     if not history:
         raise RunDirError(f"{path}: no round_*/round.json — not a secondtry run directory, or not started")
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    file = path / "summary.json"
+    summary = RunSummary.from_json(read_json(file), str(file)) if file.exists() else None
     return RunView(path, read_config(path), history, summary)
 
 
-def read_config(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's config.yaml as the reports read it: the file as written, not checked against this release's
+    Config, so that a run made by an earlier release (whose config may hold settings since renamed) still
+    reports; read by dotted key."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        """The setting at `dotted` ("evaluation.metric"), or `default` where it is missing or null."""
+        node: Any = self.data
+        for key in dotted.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                return default
+            node = node[key]
+        return default if node is None else node
+
+    def need(self, dotted: str) -> Any:
+        """The setting at `dotted`; a KeyError naming it where config.yaml does not hold it."""
+        value = self.get(dotted)
+        if value is None:
+            raise KeyError(f"config.yaml has no {dotted}")
+        return value
+
+
+def read_config(path: Path) -> RunConfig:
     file = path / "config.yaml"
-    return (yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {}
+    return RunConfig((yaml.safe_load(file.read_text(encoding="utf-8")) or {}) if file.exists() else {})
 
 
 def has_results(path: Path) -> bool:
     return (path / "round_0" / "round.json").exists()
-
-
-def cfg_get(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return default if node is None else node

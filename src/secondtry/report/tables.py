@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Union
 
 from ..evaluation.metrics import METRIC_NAMES, cut_shares
-from ..types import RoundResult
-from .runs import load_run
+from ..records import Estimate, Ratio, RoundResult, RunSummary
+from .runs import RunConfig, load_run
 
 
 def p_text(p: float) -> str:
@@ -28,32 +28,42 @@ def count(n: float | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
 
 
-def pct(fig: dict[str, Any] | None, signed: bool = False) -> str:
-    if not fig or fig.get("value") is None:
+Figure = Union[Estimate, Mapping[str, Any], None]  # an estimate, or one as a round.json or a seed test holds it
+
+
+def estimate(fig: Figure) -> Estimate | None:
+    """A figure as an Estimate (a figure read from JSON is typed here)."""
+    return Estimate.from_json(fig, "figure") if fig else None
+
+
+def pct(fig: Figure, signed: bool = False) -> str:
+    e = estimate(fig)
+    if e is None or e.value is None:
         return "–"
-    v, (lo, hi) = fig["value"] * 100, (x * 100 for x in fig["ci"])
+    v, (lo, hi) = e.value * 100, (x * 100 for x in e.ci)
     sign = "+" if signed else ""
     return f"{v:{sign}.1f} [{lo:{sign}.1f}, {hi:{sign}.1f}]"
 
 
-def ratio(fig: dict[str, Any] | None, percent: bool = False) -> str:
+def ratio(fig: Figure, percent: bool = False) -> str:
     """A ratio with its CI: decay as 0.44 [0.1, 0.9], absorbed share as 49% [30%, 65%]; bootstrap draws where the
     ratio was undefined (left out of the CI) are counted after it. Undefined: "–" (`undefined_lines` says why)."""
-    if not fig or fig.get("value") is None:
+    e = estimate(fig)
+    if e is None or e.value is None:
         return "–"
     fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}")
-    lo, hi = fig["ci"]
-    out = f"{fmt(fig['value'])} [{fmt(lo)}, {fmt(hi)}]"
-    if fig.get("undefined_draws"):
-        out += f" ({fig['undefined_draws']} of {fig['draws']} draws undefined)"
+    lo, hi = e.ci
+    out = f"{fmt(e.value)} [{fmt(lo)}, {fmt(hi)}]"
+    if isinstance(e, Ratio) and e.undefined_draws:
+        out += f" ({e.undefined_draws} of {e.draws} draws undefined)"
     return out
 
 
 def undefined_lines(history: list[RoundResult]) -> list[str]:
     """Why a round's decay or absorbed share is "–"."""
-    return [f"{_label(r)}: {name} –, {fig['reason']}" for r in history
-            for name, fig in (("decay", r.figures.get("decay")), ("gap absorbed", r.figures.get("absorbed_share")))
-            if fig and fig.get("value") is None and fig.get("reason")]
+    return [f"{_label(r)}: {name} –, {fig.reason}" for r in history if r.figures.comparison
+            for name, fig in (("decay", r.figures.comparison.decay), ("gap absorbed", r.figures.comparison.absorbed_share))
+            if fig and fig.value is None and fig.reason]
 
 
 OTHER = {"pass1_sampled": "pass1_greedy", "pass1_greedy": "pass1_sampled"}
@@ -62,25 +72,31 @@ OTHER = {"pass1_sampled": "pass1_greedy", "pass1_greedy": "pass1_sampled"}
 def other_metric(history: list[RoundResult], metric: str) -> str | None:
     """The pass@1 metric shown beside the headline one (greedy beside sampled), where the rounds measured it."""
     other = OTHER.get(metric)
-    return other if any(other in (r.figures.get("gains") or {}) for r in history) else None
+    return other if any(r.figures.comparison and other in r.figures.comparison.gains for r in history) else None
 
 
-def gain(r: RoundResult, metric: str, key: str = "from_base") -> dict[str, Any] | None:
+def gain(r: RoundResult, metric: str, key: str = "from_base") -> Estimate | None:
     """Round r's change of `metric` from the base ("from_base") or the previous round ("from_prev")."""
-    return ((r.figures.get("gains") or {}).get(metric) or {}).get(key)
+    gains = r.figures.comparison.gains.get(metric) if r.figures.comparison else None
+    if gains is None:
+        return None
+    if key not in ("from_base", "from_prev"):
+        raise KeyError(f"no gain {key!r}; gains are from_base and from_prev")
+    return gains.from_base if key == "from_base" else gains.from_prev
 
 
-def excludes_zero(fig: dict[str, Any] | None) -> bool:
-    return bool(fig) and fig.get("value") is not None and None not in fig["ci"] and (fig["ci"][0] > 0
-                                                                                      or fig["ci"][1] < 0)
+def excludes_zero(fig: Figure) -> bool:
+    e = estimate(fig)
+    return e is not None and e.excludes_zero()
 
 
-def sharpening(sampled: dict[str, Any] | None, greedy: dict[str, Any] | None) -> bool:
+def sharpening(sampled: Figure, greedy: Figure) -> bool:
     """A sampled gain whose CI lies above 0 beside a greedy gain that does not (its CI includes 0, or lies below
     it): sampling got better at what greedy decoding already picks, not the model at the task."""
-    if not excludes_zero(sampled) or sampled["ci"][0] <= 0 or greedy is None or greedy.get("value") is None:
+    s, g = estimate(sampled), estimate(greedy)
+    if s is None or not s.excludes_zero() or s.ci[0] is None or s.ci[0] <= 0 or g is None or g.value is None:
         return False
-    return greedy["ci"][0] is None or greedy["ci"][0] <= 0
+    return g.ci[0] is None or g.ci[0] <= 0
 
 
 SHARPENING = ("reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI does not lie above 0), "
@@ -90,41 +106,41 @@ CHOSEN = {"validation": "the best round on the held-out validation split",
           "test": "the best round on the test set itself: chosen on the test set (optimistic)"}
 
 
-def reported_lines(history: list[RoundResult], summary: dict[str, Any]) -> list[str]:
+def reported_lines(history: list[RoundResult], summary: RunSummary | None) -> list[str]:
     """The reported round, how it was chosen, its gains from the base on sampled and greedy pass@1, and the
     reading of them."""
-    if not summary or "best_round" not in summary:
+    if summary is None:
         return []
-    best = next((r for r in history if r.round == summary["best_round"]), None)
-    on = summary.get("chosen_on", "test")
-    how = CHOSEN["test"] if summary.get("optimistic") else CHOSEN.get(on, on)
+    best = next((r for r in history if r.round == summary.best_round), None)
+    on = summary.chosen_on
+    how = CHOSEN["test"] if summary.optimistic else CHOSEN.get(on, on)
     if best is None or best.round == 0:
         return [f"Reported: the base model ({how}); no round is reported as a gain."]
     gains = [f"{METRIC_NAMES.get(m, m)} {pct(gain(best, m), True)} pp" for m in ("pass1_sampled", "pass1_greedy")
              if gain(best, m)]
     lines = [f"Reported: {_label(best)}, {how}. Test gains from the base: " + (", ".join(gains) or
-                                                                                pct(best.figures.get("delta_from_base"),
+                                                                                pct(best.figures.test and
+                                                                                    best.figures.test.delta_from_base,
                                                                                     True) + " pp") + "."]
     if sharpening(gain(best, "pass1_sampled"), gain(best, "pass1_greedy")):
         lines.append(f"The gain {SHARPENING}.")
     return lines
 
 
-def toy_world(cfg: dict[str, Any]) -> float | None:
+def toy_world(cfg: RunConfig) -> float | None:
     """The retry_error_scale of the world a toy model was pretrained in (its recipe.json beside the weights,
     else the config's model.toy); None for a model that is not a toy one."""
-    model = cfg.get("model") or {}
-    recipe = Path(str(model.get("path", ""))) / "recipe.json"
+    recipe = Path(str(cfg.get("model.path", ""))) / "recipe.json"
     if recipe.is_file():
         import json
 
         made = json.loads(recipe.read_text())
         return float(made.get("retry_error_scale", 0.5 if made.get("toy", 1) < 2 else 1.0))  # version 1 halved it
-    toy = model.get("toy")
+    toy = cfg.get("model.toy")
     return float(toy.get("retry_error_scale", 1.0)) if isinstance(toy, dict) else None
 
 
-def world_line(cfg: dict[str, Any]) -> str:
+def world_line(cfg: RunConfig) -> str:
     """The toy world's planted advantage for retrying, when the model was pretrained in one (empty for a
     neutral world or a model that is not a toy one)."""
     scale = toy_world(cfg)
@@ -145,16 +161,16 @@ def round_rows(history: list[RoundResult], metric: str, best: int | None) -> lis
     other = other_metric(history, metric)
     rows = []
     for r in history:
-        f = r.figures
-        train = f.get("train", {})
+        f, train = r.figures, r.figures.train
         rows.append([
             _label(r) + (" (reported)" if r.round == best else ""),
-            pct(f["eval"][metric]) if "eval" in f else "not trained",
-            pct(f.get("delta_from_base"), True), *([pct(gain(r, other), True)] if other else []),
-            pct(f.get("delta_from_prev"), True),
-            ratio(f.get("decay")),
-            pct(train.get("retry_yield")) if train else "–",
-            str(train.get("examples", {}).get("kept", "–")) if train else "–",
+            pct(f.eval[metric]) if f.eval else "not trained",
+            pct(f.comparison and f.comparison.delta_from_base, True),
+            *([pct(gain(r, other), True)] if other else []),
+            pct(f.comparison and f.comparison.delta_from_prev, True),
+            ratio(f.comparison and f.comparison.decay),
+            pct(train.retry_yield) if train else "–",
+            (str(train.examples.kept) if train.examples else "–") if train else "–",
             _decision(r, last=r is history[-1]),
         ])
     return rows
@@ -172,21 +188,25 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
     """model | pass@1 | pass@N (retry) | gap | absorbed share of the base gap."""
     rows = []
     for r in history:
-        if "eval" not in r.figures:
+        e = r.figures.eval
+        if e is None:
             continue
-        e = r.figures["eval"]
+        comparison = r.figures.comparison
         rows.append([_label(r), pct(e["pass1_sampled"]), pct(e["pass_n_retry"]), pct(e["gap"], True),
-                     ratio(r.figures.get("absorbed_share"), percent=True)])
+                     ratio(comparison and comparison.absorbed_share, percent=True)])
     return rows
 
 
 def split_rows(history: list[RoundResult], metric: str) -> tuple[list[str], list[list[str]]]:
     """The other evaluation sets (validation, transfer) by round: metric and Δ from base; empty if none."""
-    splits = [s for s in ("validation", "transfer") if any(s in r.figures for r in history)]
+    splits = [s for s in ("validation", "transfer") if any(r.figures.on(s) for r in history)]
     head = ["stage"] + [h for s in splits for h in (f"{s} %", f"{s} Δ base pp")]
-    rows = [[_label(r)] + [cell for s in splits for cell in (
-        pct(r.figures.get(s, {}).get("eval", {}).get(metric)), pct(r.figures.get(s, {}).get("delta_from_base"), True))]
-        for r in history if "eval" in r.figures]
+
+    def cells(r: RoundResult, split: str) -> tuple[str, str]:
+        on = r.figures.on(split)
+        return (pct(on.eval.rate(metric)), pct(on.delta_from_base, True)) if on else ("–", "–")
+
+    rows = [[_label(r)] + [cell for s in splits for cell in cells(r, s)] for r in history if r.figures.evaluated]
     return (head, rows) if splits else ([], [])
 
 
@@ -194,11 +214,11 @@ def flip_lines(history: list[RoundResult]) -> list[str]:
     """With evaluation.retry_all: what the retry turn does to right and to wrong first attempts."""
     lines = []
     for r in history:
-        f = r.figures.get("eval", {}).get("flips")
+        f = r.figures.eval.flips if r.figures.eval else None
         if f:
-            lines.append(f"{_label(r)}: a retry turn on every test problem turned {f['wrong_to_right']} wrong first "
-                         f"attempts right and {f['right_to_wrong']} right ones wrong (net {pct(f['net'], True)} pp, "
-                         f"McNemar p={p_text(f['mcnemar']['p_value'])})")
+            lines.append(f"{_label(r)}: a retry turn on every test problem turned {f.wrong_to_right} wrong first "
+                         f"attempts right and {f.right_to_wrong} right ones wrong (net {pct(f.net, True)} pp, "
+                         f"McNemar p={p_text(f.mcnemar.p_value)})")
     return lines
 
 
@@ -346,16 +366,18 @@ def rich_table(title: str, head: list[str], rows: list[list[str]], width: int | 
 def markdown(run: Path, metric: str = "pass1_sampled") -> str:
     v = load_run(run)
     history, summary = v.history, v.summary
-    metric = summary.get("metric", metric)
+    metric = summary.metric if summary else metric
 
-    n = history[0].figures["eval"][metric]["n"]
-    retry_turns = history[0].figures["eval"]["retry_n"]
+    base = history[0].figures.eval
+    assert base is not None, "round 0 is the base model's evaluation"
+    n, retry_turns = base[metric].n, base.retry_n
     parts = [f"# {run.name}", "",
              f"Accuracy is `{metric}` on {n} test problems. " + CI_TEXT +
              f" pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", ""]
     world = world_line(v.cfg)
     parts += [world, ""] if world else []
-    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, summary.get("best_round"))),
+    best = summary.best_round if summary else None
+    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, best)),
               "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
     undefined = undefined_lines(history)
     if undefined:
@@ -373,8 +395,8 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
                   *(f"- {line}" for line in cut)]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
-        parts += ["", *reported_lines(history, summary), f"Model: {summary['best_model']}. "
-                                                          f"Stopped: {summary['stopped']}."]
+        parts += ["", *reported_lines(history, summary), f"Model: {summary.best_model}. "
+                                                          f"Stopped: {summary.stopped}."]
     return "\n".join(parts) + "\n"
 
 
@@ -397,16 +419,16 @@ def print_tables(run: Path, console=None, decisions: bool = True) -> None:
     width = console.width
     v = load_run(run)
     history, summary = v.history, v.summary
-    metric = summary.get("metric", "pass1_sampled")
+    metric = summary.metric if summary else "pass1_sampled"
     name = METRIC_NAMES.get(metric, metric)
-    n = history[0].figures["eval"][metric]["n"]
+    n = history[0].figures.eval[metric].n if history[0].figures.eval else 0
     title = f"{run.name}: {name} by round on the {n} test problems [95% CI]"
     world = world_line(v.cfg)
     if world:
         console.print(world, highlight=False)
-    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric,
-                                                                                  summary.get("best_round")),
-                             width, ROUND_NARROW))
+    best = summary.best_round if summary else None
+    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric, best), width,
+                             ROUND_NARROW))
     console.print(rich_table("stochastic headroom (test set)", GAP_HEAD, gap_rows(history), width))
     for line in undefined_lines(history):
         console.print(line, highlight=False)
