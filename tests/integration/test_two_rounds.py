@@ -189,7 +189,7 @@ def test_allow_change_reruns_the_stages_a_changed_field_feeds(finished, tmp_path
     run(load_config(CONFIG, [*same, "filter.max_per_problem=2"]), allow_change=True)
     after = stages()
     rerun = {name for name in after if after[name] != before[name]}
-    assert "round_1/sft" in rerun and after["round_1/sft"]["inputs_hash"] != before["round_1/sft"]["inputs_hash"]
+    assert "round_1/filter" in rerun and after["round_1/filter"]["inputs_hash"] != before["round_1/filter"]["inputs_hash"]
     assert not rerun & {"round_0/eval", "round_1/attempts"}
 
 
