@@ -44,10 +44,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _guard(fn: Callable[[], None]) -> None:
     """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
-    from .backends.hf import ModelLoadError
     from .backends.openai import EndpointError
     from .backends.servers import ServerError
     from .config import ConfigError
+    from .models import ModelLoadError
     from .store import RunDirError, StorageError
     from .tasks import TaskDataError
 

@@ -19,13 +19,13 @@ import torch
 
 from . import distributed, filtering, training
 from .backends import BACKENDS, Sampler, SamplerFactory
-from .backends.hf import load_tokenizer
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
 from .evaluation.metrics import METRIC_NAMES, compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
+from .models import load_tokenizer
 from .plugins import load as load_plugins
 from .stopping import STOPPING, StopState, decide
 from .store import RunStore, crash_point, hash_data, iter_rounds, read_json, read_jsonl, write_json, write_jsonl

@@ -2,9 +2,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.hf import ModelLoadError, load_tokenizer
 from secondtry.config import build_config, SamplingConfig
 from secondtry.log import Log
+from secondtry.models import ModelLoadError, load_tokenizer
 from secondtry.types import Message
 
 import pytest

@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.hf import ModelLoadError, row_seed
+from secondtry.backends.hf import row_seed
+from secondtry.models import ModelLoadError
 from secondtry.backends.openai import EndpointError, OpenAISampler, request_params
 from secondtry.config import ConfigError, SamplingConfig, build_config
 from secondtry.types import Message

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from secondtry.backends.hf import load_model
+from secondtry.models import load_model
 from secondtry.config import load_config
 from secondtry.loop import run
 from secondtry.store import read_jsonl

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from secondtry.backends.hf import load_tokenizer
+from secondtry.models import load_tokenizer
 from secondtry.config import build_config
 from secondtry.training.attention import VARLEN, varlen_attention
 from secondtry.training.sft import build_trainer

@@ -56,7 +56,7 @@ def test_max_epochs_caps_the_steps_of_a_round_with_few_examples(tiny_model, tmp_
 
 
 def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):
-    from secondtry.backends.hf import load_tokenizer
+    from secondtry.models import load_tokenizer
     from secondtry.training.sft import build_trainer
 
     tok = load_tokenizer(str(tiny_model))
@@ -230,7 +230,7 @@ def test_a_damaged_checkpoint_is_not_resumed_from(tiny_model, tmp_path, monkeypa
 def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp_path, packing):
     """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token
     before the retry, the failed attempt's included, is context only."""
-    from secondtry.backends.hf import load_tokenizer
+    from secondtry.models import load_tokenizer
     from secondtry.training.sft import build_trainer
 
     failed, retry = "2+2=5|Answer: 5", "2+2=4|Answer: 4"
