@@ -272,6 +272,12 @@ def test_bench_generate_refuses_the_big_architecture_without_a_gpu():
     assert code == 2 and "needs a CUDA device" in out
 
 
+@pytest.mark.parametrize("variant", ["64", "a-b", "0-10", "20-10", "1-2-3"])
+def test_bench_generate_names_a_bad_variant(tmp_path, variant):
+    code, out = invoke("bench", "generate", "--model", "tiny-qwen3", "--variant", variant, "--out", tmp_path)
+    assert code == 2 and f"--variant {variant!r}: give LO-HI" in out and not list(tmp_path.iterdir())
+
+
 def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
     from secondtry.verifiers import sandbox
 

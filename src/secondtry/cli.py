@@ -776,8 +776,9 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
         _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
     try:
         lo, hi = (int(x) for x in variant.split("-"))
-        assert 1 <= lo <= hi
-    except (ValueError, AssertionError):
+    except ValueError:  # not two integers
+        lo = hi = 0
+    if not 1 <= lo <= hi:
         _fail(f"--variant {variant!r}: give LO-HI, two token counts with 1 <= LO <= HI, e.g. 64-1536")
     if gpus:
         params = dict(model=model, requests=requests, prompt=prompt, new=new, resident=resident, variant=[lo, hi],

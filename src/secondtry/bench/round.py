@@ -80,7 +80,8 @@ def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
     from .generate import random_model
 
     tok = build_tokenizer(texts, arch["vocab_size"])
-    assert len(tok) == arch["vocab_size"], (len(tok), arch["vocab_size"])
+    if len(tok) != arch["vocab_size"]:
+        raise RuntimeError(f"the benchmark tokenizer has {len(tok)} tokens, the architecture {arch['vocab_size']}")
     model = random_model(arch, device)
     for c in (model.config, model.generation_config):
         c.eos_token_id, c.pad_token_id, c.bos_token_id = tok.eos_token_id, tok.pad_token_id, None
