@@ -1,7 +1,17 @@
 import json
 
-from secondtry.types import (Attempt, Decision, Example, Message, RoundResult, Verdict, attempt_from_dict,
-                             example_from_dict, round_result_from_dict, to_dict)
+from secondtry.types import (
+    Attempt,
+    Decision,
+    Example,
+    Message,
+    RoundResult,
+    Verdict,
+    attempt_from_dict,
+    example_from_dict,
+    round_result_from_dict,
+    to_dict,
+)
 
 
 def test_records_round_trip_through_json():

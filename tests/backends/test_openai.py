@@ -17,9 +17,9 @@ import pytest
 
 from secondtry.backends import BACKENDS
 from secondtry.backends.hf import row_seed
-from secondtry.models import ModelLoadError
 from secondtry.backends.openai import EndpointError, OpenAISampler, request_params
 from secondtry.config import ConfigError, SamplingConfig, build_config
+from secondtry.models import ModelLoadError
 from secondtry.types import Message
 
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2"]]

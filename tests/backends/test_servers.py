@@ -5,8 +5,8 @@ scripted_vllm.py) where vLLM's adapter endpoints are needed."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.openai import EndpointError, OpenAISampler
+from secondtry.backends.openai import OpenAISampler
 from secondtry.backends.servers import Launcher, ServerError, adapter_name, group_alive, lora_rank
 from secondtry.config import ConfigError, SamplingConfig, build_config
 from secondtry.loop import check_names

@@ -7,7 +7,6 @@ every word the render shows must be a whole word of its title, header, cells or 
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Console

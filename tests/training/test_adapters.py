@@ -7,8 +7,8 @@ import json
 import torch
 from peft import PeftModel, get_peft_model
 
-from secondtry.models import adapter_base, load_model
 from secondtry.config import build_config
+from secondtry.models import adapter_base, load_model
 from secondtry.training import adapters
 from secondtry.training.sft import lora_config
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from secondtry.models import load_tokenizer
 from secondtry.config import build_config
+from secondtry.models import load_tokenizer
 from secondtry.training.attention import VARLEN, varlen_attention
 from secondtry.training.sft import build_trainer
 from secondtry.types import Example, Message

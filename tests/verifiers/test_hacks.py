@@ -21,7 +21,6 @@ from secondtry.tasks.code import load_humaneval, load_mbpp
 from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import verify, verify_one_process
 
-
 MISSING = sandbox.unavailable()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
 WORKERS = min(16, 4 * (os.cpu_count() or 2))

@@ -20,7 +20,7 @@ import pytest
 import secondtry.verifiers.arithmetic as module
 from secondtry.types import Problem
 from secondtry.verifiers import CHECKS_STEPS, VERIFIERS, check_options
-from secondtry.verifiers.arithmetic import check, stated_steps, verify
+from secondtry.verifiers.arithmetic import stated_steps, verify
 
 EXCEPTIONS = Path(__file__).with_name("gsm8k_steps_exceptions.json")
 

@@ -17,7 +17,7 @@ of batched matmuls on a GPU; on CPU runs repeat byte for byte).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -58,7 +58,12 @@ class SeededSampling:
     """
 
     def __init__(self, params: SamplingConfig, seeds: list[int], prompt_width: int, device: torch.device) -> None:
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         warpers = [TemperatureLogitsWarper(params.temperature)]
         if params.top_k:

@@ -36,9 +36,10 @@ import concurrent.futures
 import json
 import os
 import random
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Sequence
+from typing import Any
 
 from ..config import Config, SamplingConfig
 from ..log import Log

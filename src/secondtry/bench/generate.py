@@ -27,7 +27,8 @@ import random
 import statistics
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 QWEN3_1_7B = dict(model_type="qwen3", hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
                   num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151936, rope_theta=1e6,
@@ -127,7 +128,7 @@ def tune_attention(kernels, kv_heads: int, heads: int, head_dim: int, rows: int,
     best = max((k for k, v in results.items() if isinstance(v, int)), key=lambda k: results[k])
     block_n, warps, stages = map(int, best.split("/"))
     kernels.ATTN.update(BLOCK_N=block_n, num_warps=warps, num_stages=stages)
-    del kc, vc
+    kc = vc = None  # free the caches before the next measurement
     torch.cuda.empty_cache()
     return {"attn_gb_s": results, "attn_best": best}
 
@@ -146,7 +147,7 @@ def gemm_rates(model, rows: tuple[int, ...] = (256, 512)) -> dict[str, Any]:
     for r in rows:
         for name, w in shapes.items():
             x = torch.randn(r, w.shape[1], dtype=w.dtype, device=w.device)
-            ms = triton.testing.do_bench(lambda: F.linear(x, w), warmup=10, rep=50, return_mode="median")
+            ms = triton.testing.do_bench(lambda x=x, w=w: F.linear(x, w), warmup=10, rep=50, return_mode="median")
             out[f"{name}@{r}"] = round(2 * r * w.numel() / (ms / 1e3) / 1e12)
     return {"gemm_tflop_s": out}
 

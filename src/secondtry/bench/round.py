@@ -33,8 +33,9 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FULL_TRAIN, FULL_EVAL = 12000, 500
 

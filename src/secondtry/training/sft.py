@@ -25,8 +25,8 @@ import math
 import os
 import shutil
 import sys
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
