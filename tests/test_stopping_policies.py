@@ -12,10 +12,7 @@ from secondtry.stopping import (
     negative_gain,
     retry_yield,
 )
-
-BASE = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"},
-        "evaluation": {"select_on": "test"}}
+from test_stopping import BASE  # the smallest valid config
 
 
 def stopping(**section):
