@@ -8,6 +8,8 @@ from secondtry.log import Log
 from secondtry.models import ModelLoadError, load_tokenizer
 from secondtry.types import Message
 
+pytestmark = pytest.mark.integration  # generation with the tiny model
+
 
 def cfg(model, **extra):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},

@@ -24,6 +24,8 @@ from secondtry.config import ConfigError, SamplingConfig, build_config
 from secondtry.loop import check_names
 from secondtry.types import Message
 
+pytestmark = pytest.mark.integration  # model servers as processes
+
 SCRIPTED = Path(__file__).with_name("scripted_vllm.py")
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2", "8-1", "3+3-2"]]
 GREEDY = SamplingConfig(temperature=0, max_new_tokens=40)

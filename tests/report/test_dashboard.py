@@ -23,6 +23,9 @@ from secondtry.report.tables import pct
 from secondtry.store import RunDirError, read_jsonl, write_jsonl
 from secondtry.types import Attempt, Verdict, attempt_from_dict
 
+# the shared runs (tests/conftest.py: report_runs), the pages in Chromium
+pytestmark = pytest.mark.integration
+
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 EXTRA = {

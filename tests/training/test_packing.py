@@ -10,6 +10,8 @@ from secondtry.training.attention import VARLEN, varlen_attention
 from secondtry.training.sft import build_trainer
 from secondtry.types import Example, Message
 
+pytestmark = pytest.mark.integration  # training
+
 # lengths differ, so the packs hold several examples of unequal sizes
 EXAMPLES = [Example(f"p{i}", (Message("user", f"{i}*{i}+{i}=?" + " ok" * (i % 3)),),
                     f"{i}*{i}={i * i}|" * (1 + i % 4) + f"Answer: {i * i + i}", "retry") for i in range(10)]

@@ -10,6 +10,8 @@ from secondtry.log import Bar, Log
 from secondtry.training import train
 from secondtry.types import Example, Message
 
+pytestmark = pytest.mark.integration  # training
+
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},

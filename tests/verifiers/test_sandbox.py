@@ -23,7 +23,8 @@ from secondtry.types import Problem
 from secondtry.verifiers import cgroup, code, sandbox, seccomp
 
 MISSING = sandbox.unavailable()
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")]
 
 TIMEOUT = 1.0  # the attacks' time limit: those that hang are killed at this
 ROOT = os.geteuid() == 0

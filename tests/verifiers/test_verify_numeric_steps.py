@@ -145,6 +145,7 @@ def _failures(data_dir):
     return out
 
 
+@pytest.mark.integration
 def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
     """Every GSM8K reference solution (train and test) passes, except those listed in
     gsm8k_steps_exceptions.json, each with its reason: GSM8K's own arithmetic errors (a step wrong as
@@ -292,6 +293,7 @@ def planted_set(data_dir, size: int = 1200):
     return out
 
 
+@pytest.mark.integration
 def test_planted_errors_fail(data_dir):
     planted = planted_set(data_dir)
     assert len(planted) >= 500
@@ -303,6 +305,7 @@ def test_planted_errors_fail(data_dir):
         assert sum(mine) / len(mine) >= 0.9, kind
 
 
+@pytest.mark.integration
 def test_figures(data_dir):
     """Prints the figures of docs/verifiers.md: run with -s."""
     failing = _failures(data_dir)
