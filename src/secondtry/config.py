@@ -110,15 +110,16 @@ class BackendConfig(_Strict):
     name: str = "hf"
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="sequences generated together")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    engine: Literal["auto", "off"] = Field(
-        "auto", description="hf on a GPU: the generation engine (docs/engine.md), or off for transformers generate")
+    engine: Literal["auto", "on", "off"] = Field(
+        "auto", description="hf: the generation engine (docs/engine.md) on a GPU (auto), on any device (on: on a "
+                            "CPU its torch path, for checks), or off for transformers generate")
     max_slots: int = Field(
         512, ge=1, le=MAX_BATCH, description="hf engine: sequences decoded together at most")
 
     @field_validator("engine", mode="before")
     @classmethod
     def _yaml_off(cls, v: Any) -> Any:
-        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v  # YAML reads `off` as false
+        return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v  # YAML reads off/on as bools
     # the openai backend (docs/openai-backend.md)
     endpoints: list[str] = Field(default_factory=list,
                                  description="openai: base URLs of OpenAI-compatible servers, e.g. "

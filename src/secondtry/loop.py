@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import os
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,6 +20,7 @@ import torch
 
 from . import distributed, filtering, training
 from .backends import BACKENDS, Sampler, SamplerFactory
+from .backends.stream import open_stream
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig
@@ -137,17 +139,12 @@ def make_attempts(ctx: Context, k: int, model: str) -> dict[str, Any]:
     """`conditions.samples` first attempts on every training problem, then up to `conditions.retries` retries
     where sample 0 failed."""
     cfg = ctx.cfg
-    stage = f"round_{k}/attempts"
-
-    def chunk(problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
-        return attempt_chains(ctx, model, problems, samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
-                              retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
-                              first_kind="first", where=f"{stage}:chunk{c}", progress=bar,
-                              retry_samples=cfg.conditions.retry_samples)
-
+    chains = [Chains("first", samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
+                     retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
+                     retry_samples=cfg.conditions.retry_samples)]
     ctx.take_clock()
     with ctx.log.progress(f"round {k} attempts", len(ctx.train_set), "problems") as bar:
-        records = in_chunks(ctx, ctx.train_set, chunk, bar)
+        records = in_chunks(ctx, model, ctx.train_set, chains, f"round_{k}/attempts", bar)
     clock = ctx.take_clock()
     write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
     first_retry = next((r for r in records if r["kind"] == "retry"), None)
@@ -243,23 +240,15 @@ def eval_name(split: str) -> str:
 def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
-    stage = f"round_{k}/{eval_name(split)}"
     problems = ctx.eval_sets[split]
-
-    def chunk(chunk_problems: list[Problem], c: int, bar: Any) -> list[Attempt]:
-        greedy: list[Attempt] = []
-        if ev.greedy:
-            greedy = attempt_chains(ctx, model, chunk_problems, samples=1, turns=1, retry=ev.retry,
-                                    params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}), seed=seed,
-                                    first_kind="greedy", where=f"{stage}:chunk{c}:greedy", progress=bar)
-        return greedy + attempt_chains(ctx, model, chunk_problems, samples=ev.samples, turns=ev.retry_n,
-                                       retry=ev.retry, params=cfg.eval_sampling, seed=seed, first_kind="sample",
-                                       where=f"{stage}:chunk{c}:samples", progress=bar, retry_all=ev.retry_all)
-
+    chains = [Chains("greedy", samples=1, turns=1, retry=ev.retry, seed=seed, name="greedy",
+                     params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}))] if ev.greedy else []
+    chains.append(Chains("sample", samples=ev.samples, turns=ev.retry_n, retry=ev.retry, params=cfg.eval_sampling,
+                         seed=seed, name="samples", retry_all=ev.retry_all))
     title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
     ctx.take_clock()
     with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy), "first attempts") as bar:
-        transcripts = in_chunks(ctx, problems, chunk, bar)
+        transcripts = in_chunks(ctx, model, problems, chains, f"round_{k}/{eval_name(split)}", bar)
     clock = ctx.take_clock()
     by_problem: dict[str, list[Attempt]] = {}
     for a in map(attempt_from_dict, transcripts):
@@ -279,13 +268,15 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> dict[str, Any]:
 _KIND_ORDER = {"greedy": 0, "first": 1, "sample": 1, "retry": 2}
 
 
-def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: Any) -> list[dict[str, Any]]:
-    """`work(chunk, index, progress) -> attempts` over chunks of `checkpoint.chunk` problems, as records.
+def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: list[Chains], stage: str,
+              progress: Any) -> list[dict[str, Any]]:
+    """Every chain of `chains` on every problem, in chunks of `checkpoint.chunk` problems, as records.
 
     Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
-    finished is read back instead of generated again. With several processes chunk c runs on
-    rank c mod world, and after each wave of chunks every rank gathers the wave's records. The
-    records come back in one order whatever the chunking: greedy, first attempts or samples, then
+    finished is read back instead of generated again. One process streams all its chunks through
+    one stream (`Flow`); with several processes chunk c runs on rank c mod world, and after each
+    wave of chunks every rank gathers the wave's records. The records come back in one order
+    whatever the chunking or the order work finished in: greedy, first attempts or samples, then
     retries by turn; problems in task order.
     """
     size, partial = ctx.cfg.chunk_size, ctx.store.partial
@@ -293,72 +284,288 @@ def in_chunks(ctx: Context, problems: Sequence[Problem], work: Any, progress: An
     done = [c for c in range(len(starts)) if partial.done(c)]
     if done:
         ctx.log.info(f"{partial.stage}: {len(done)} of {len(starts)} chunks finished earlier, kept")
+    order = {p.id: i for i, p in enumerate(problems)}
+
+    def canonical(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"]))
+
+    def first_attempts(records: list[dict[str, Any]]) -> int:
+        return sum(r["turn"] == 0 for r in records)
+
     records: list[dict[str, Any]] = []
     ranks, me = distributed.world_size(), distributed.rank()
+    if ranks == 1:
+        todo = []
+        for c, start in enumerate(starts):
+            kept = partial.chunk(c)
+            if kept is None:
+                todo.append((c, list(problems[start:start + size])))
+            else:
+                progress(first_attempts(kept))
+                records += kept
+
+        def save(c: int, made: list[dict[str, Any]]) -> None:
+            partial.write_chunk(c, canonical(made))
+            records.extend(made)
+
+        if todo:
+            Flow(ctx, model, chains, stage, progress).run(todo, save)
+        return canonical(records)
     for wave in range(0, len(starts), ranks):  # one chunk per rank, then every rank gathers them all
         c = wave + me
-        mine, fresh = None, False
+        own, fresh = None, False
         if c < len(starts):
-            mine = partial.chunk(c)
-            if mine is None:
-                mine, fresh = [to_dict(a) for a in work(list(problems[starts[c]:starts[c] + size]), c, progress)], True
+            own = partial.chunk(c)
+            if own is None:
+                made: list[dict[str, Any]] = []
+                Flow(ctx, model, chains, stage, progress).run([(c, list(problems[starts[c]:starts[c] + size]))],
+                                                             lambda _, chunk: made.extend(chunk))
+                own, fresh = canonical(made), True
             else:
-                progress(sum(r["turn"] == 0 for r in mine))  # the first attempts it holds
-        for theirs_c, theirs, new in distributed.gather((c, mine, fresh)):
+                progress(first_attempts(own))
+        for theirs_c, theirs, new in distributed.gather((c, own, fresh)):
             if theirs is None:
                 continue
             if new:
                 partial.write_chunk(theirs_c, theirs)  # rank 0 writes every rank's chunk
             if theirs_c != c:
-                progress(sum(r["turn"] == 0 for r in theirs))
+                progress(first_attempts(theirs))
             records += theirs
-    order = {p.id: i for i, p in enumerate(problems)}
-    return sorted(records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"]))
+    return canonical(records)
 
 
-def attempt_chains(ctx: Context, model: str, problems: Sequence[Problem], *, samples: int, turns: int,
-                   retry: str, params: SamplingConfig, seed: int, first_kind: str, where: str,
-                   progress: Any, retry_all: bool = False, retry_samples: int = 1) -> list[Attempt]:
-    """`samples` first attempts per problem; sample 0 gets up to `turns - 1` retry turns while it fails
-    (with `retry_all`, the first retry turn goes to every problem, right or wrong). A retry turn draws
-    `retry_samples` samples; the chain goes on from sample 0 while none of them is right.
+@dataclasses.dataclass(frozen=True)
+class Chains:
+    """One kind of attempt chain, run on every problem of a stage: `samples` first attempts (`first_kind`);
+    sample 0 gets up to `turns - 1` retry turns (condition `retry`) while it fails (with `retry_all`, the
+    first retry turn goes to every problem, right or wrong). A retry turn draws `retry_samples` samples;
+    the chain goes on from sample 0 while none of them is right. Sample j of problem p at turn t is seeded
+    by (seed, t, p.id, j): the same whatever else is generated beside it. `name` tells its crash points
+    apart from the stage's other chains."""
 
-    Sample j of problem p at turn t is seeded by (seed, t, p.id, j): the same whatever else is in
-    the batch or chunk. `progress(n)` counts first attempts; `where` names the crash points.
+    first_kind: str
+    samples: int
+    turns: int
+    retry: str
+    params: SamplingConfig
+    seed: int
+    name: str = ""
+    retry_all: bool = False
+    retry_samples: int = 1
+
+
+@dataclasses.dataclass
+class _Chain:
+    """One problem's chain in flight: its attempts so far and the failed completions a retry shows."""
+
+    chunk: int
+    chains: int  # index into Flow.chains
+    problem: Problem
+    turn: int = 0
+    failed: list[str] = dataclasses.field(default_factory=list)
+    solved: bool = False
+    conversation: tuple = ()
+
+
+class Flow:
+    """A generation stage's chunks through one stream (backends/stream.py), verified beside it.
+
+    First attempts of a chunk are submitted (the next chunk too, while the stream wants more work);
+    each request's completions go to the verifier as soon as they are all back, on a thread of their
+    own when the stream runs ahead (the engine decodes while the pool judges); a verdict that ends a
+    chain's turn in failure submits its retry at once. A chunk whose chains have all ended is handed
+    to `save`. Crash points: `<stage>:chunk<c>[:<name>]:turn<t>:generated` once a turn's generations
+    of a chunk are all back, `...:verified` once they are all judged.
     """
-    cfg = ctx.cfg
-    with ctx.timed("load_s"):
-        sampler = ctx.models.get(model)
-    first, build_retry = CONDITIONS[cfg.conditions.first], CONDITIONS[retry]
-    attempts: list[Attempt] = []
-    live: list[tuple[Problem, list[str]]] = [(p, []) for p in problems]  # (problem, its attempts so far)
-    solved: set[str] = set()
-    for turn in range(turns):
-        if not live:
-            break
-        convs = [first(p, [], cfg) if turn == 0 else build_retry(p, failed, cfg) for p, failed in live]
-        n = samples if turn == 0 else retry_samples
-        with ctx.timed("generate_s"):
-            outs = sampler.generate(convs, params, n=n, seed=_seed(seed, turn), keys=[p.id for p, _ in live],
-                                    progress=progress if turn == 0 else None)
-        crash_point(f"{where}:turn{turn}:generated")
-        with ctx.timed("verify_s"):
-            verdicts = iter(judge(ctx, [(p, c) for (p, _), cs in zip(live, outs) for c in cs]))
-        crash_point(f"{where}:turn{turn}:verified")
-        kind = first_kind if turn == 0 else "retry"
-        still = []
-        for (p, failed), conv, cs in zip(live, convs, outs):
-            mine = [Attempt(p.id, kind, turn, s, tuple(conv), c.text, c.n_tokens, c.finish_reason, next(verdicts))
-                    for s, c in enumerate(cs)]
-            attempts += mine
-            if turn == 0 and not _failed(mine[0]):
-                solved.add(p.id)  # with retry_all it still gets one retry turn, and its chain ends there
-            elif turn > 0 and any(a.verdict.correct is True for a in mine):
-                solved.add(p.id)  # one right sample of a retry turn ends the chain
-            if (_failed(mine[0]) and p.id not in solved) or (retry_all and turn == 0):  # sample 0 carries the chain
-                still.append((p, failed + [mine[0].completion]))
-        live = still
-    return attempts
+
+    def __init__(self, ctx: Context, model: str, chains: list[Chains], stage: str, progress: Any) -> None:
+        self.ctx, self.model, self.chains, self.stage, self.progress = ctx, model, chains, stage, progress
+        cfg = ctx.cfg
+        self.first = CONDITIONS[cfg.conditions.first]
+        self.open: dict[int, int] = {}  # chunk -> chains still running
+        self.made: dict[int, list[Attempt]] = {}
+        self.turns: dict[tuple[int, int, int], list[int]] = {}  # (chunk, chains, turn) -> [sent, back, judged]
+        self.closed: set[tuple[int, int, int]] = set()  # turns to which no more requests come
+        self.said: dict[tuple[int, int, int], set[str]] = {}  # the crash points a turn has passed
+
+    def run(self, todo: list[tuple[int, list[Problem]]], save: Callable[[int, list[dict[str, Any]]], None]) -> None:
+        ctx = self.ctx
+        with ctx.timed("load_s"):
+            sampler = ctx.models.get(self.model)
+        first_convs = [self.first(p, [], ctx.cfg) for _, chunk in todo for p in chunk]
+        stream = open_stream(sampler, [c.params for c in self.chains], first=first_convs,
+                             turns=max(c.turns for c in self.chains), progress=self.progress)
+        # beside the engine on a thread of its own, when the verifier's work happens in other processes
+        checker = Checker(lambda items: judge(ctx, items),
+                          background=stream.lookahead and bool(getattr(ctx.pool, "threaded", False)))
+        waiting = list(todo)
+        try:
+            while True:
+                if waiting and (not self.open or (stream.lookahead and stream.wants_more())):
+                    c, chunk = waiting.pop(0)
+                    self._start(stream, c, chunk)
+                    continue
+                with ctx.timed("verify_s"):  # waves: the turn's verdicts; beside the engine: what is done
+                    judged = checker.ready(block=False)
+                if not judged:
+                    if stream.busy():
+                        with ctx.timed("generate_s"):
+                            back = stream.poll()
+                        for tag, completions in back:
+                            self._generated(tag, completions, checker)
+                        continue
+                    if not checker.pending():
+                        if self.open or waiting:
+                            raise RuntimeError(f"{self.stage}: work left that nothing is generating or judging")
+                        return
+                    with ctx.timed("verify_s"):
+                        judged = checker.ready(block=True)
+                for tag, verdicts in judged:
+                    self._judged(tag, verdicts, stream, save)
+        finally:
+            checker.close()
+            stream.close()
+
+    def _start(self, stream: Any, c: int, chunk: list[Problem]) -> None:
+        self.open[c], self.made[c] = len(chunk) * len(self.chains), []
+        for i in range(len(self.chains)):
+            self.closed.add((c, i, 0))
+            for p in chunk:
+                self._submit(stream, _Chain(c, i, p))
+
+    def _submit(self, stream: Any, chain: _Chain) -> None:
+        spec, cfg, p = self.chains[chain.chains], self.ctx.cfg, chain.problem
+        if chain.turn == 0:
+            chain.conversation = tuple(self.first(p, [], cfg))
+        else:
+            chain.conversation = tuple(CONDITIONS[spec.retry](p, chain.failed, cfg))
+        n = spec.samples if chain.turn == 0 else spec.retry_samples
+        self.turns.setdefault((chain.chunk, chain.chains, chain.turn), [0, 0, 0])[0] += 1
+        stream.submit(chain, chain.conversation, spec.params, n=n, seed=_seed(spec.seed, chain.turn), key=p.id,
+                      counts=chain.turn == 0)
+
+    def _where(self, c: int, i: int, turn: int) -> str:
+        name = self.chains[i].name
+        return f"{self.stage}:chunk{c}{':' + name if name else ''}:turn{turn}"
+
+    def _turn_check(self, c: int, i: int, turn: int) -> None:
+        """The crash points of a turn whose requests are all back, or all judged."""
+        sent, back, judged = self.turns[(c, i, turn)]
+        if (c, i, turn) not in self.closed:
+            return
+        if back == sent and sent and "g" not in self._said(c, i, turn):
+            self._said(c, i, turn).add("g")
+            crash_point(f"{self._where(c, i, turn)}:generated")
+        if judged == sent and sent and "v" not in self._said(c, i, turn):
+            self._said(c, i, turn).add("v")
+            crash_point(f"{self._where(c, i, turn)}:verified")
+            self.closed.add((c, i, turn + 1))  # every request of the next turn has been sent
+            if (c, i, turn + 1) in self.turns:
+                self._turn_check(c, i, turn + 1)
+
+    def _said(self, c: int, i: int, turn: int) -> set[str]:
+        return self.said.setdefault((c, i, turn), set())
+
+    def _generated(self, chain: _Chain, completions: list[Completion], checker: Checker) -> None:
+        self.turns[(chain.chunk, chain.chains, chain.turn)][1] += 1
+        self._turn_check(chain.chunk, chain.chains, chain.turn)
+        checker.put((chain, completions), [(chain.problem, c) for c in completions])
+
+    def _judged(self, tag: tuple, verdicts: list[Verdict], stream: Any,
+                save: Callable[[int, list[dict[str, Any]]], None]) -> None:
+        chain, completions = tag
+        spec, p, turn = self.chains[chain.chains], chain.problem, chain.turn
+        kind = spec.first_kind if turn == 0 else "retry"
+        drawn = [Attempt(p.id, kind, turn, s, chain.conversation, c.text, c.n_tokens, c.finish_reason, v)
+                 for s, (c, v) in enumerate(zip(completions, verdicts))]
+        self.made[chain.chunk] += drawn
+        if turn == 0 and not _failed(drawn[0]):
+            chain.solved = True  # with retry_all it still gets one retry turn, and its chain ends there
+        elif turn > 0 and any(a.verdict.correct is True for a in drawn):
+            chain.solved = True  # one right sample of a retry turn ends the chain
+        goes_on = (_failed(drawn[0]) and not chain.solved) or (spec.retry_all and turn == 0)  # sample 0 carries it
+        self.turns[(chain.chunk, chain.chains, turn)][2] += 1
+        if goes_on and turn + 1 < spec.turns:
+            chain.failed, chain.turn = chain.failed + [drawn[0].completion], turn + 1
+            self._submit(stream, chain)
+        else:
+            self.open[chain.chunk] -= 1
+        self._turn_check(chain.chunk, chain.chains, turn)
+        if self.open[chain.chunk] == 0:
+            del self.open[chain.chunk]
+            save(chain.chunk, [to_dict(a) for a in self.made.pop(chain.chunk)])
+
+
+class Checker:
+    """Verification of generated requests, in order of arrival: on a thread of its own beside the generation
+    (`background`), or in one pool call when asked for its results (the order `generate` waves had)."""
+
+    def __init__(self, judge_items: Callable[[list[tuple[Problem, Completion]]], list[Verdict]],
+                 background: bool) -> None:
+        self.judge_items, self.background = judge_items, background
+        self.todo: list[tuple[Any, list[tuple[Problem, Completion]]]] = []
+        self.done: list[tuple[Any, list[Verdict]]] = []
+        self.error: BaseException | None = None
+        self.lock = threading.Condition()
+        self.busy = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._work, daemon=True) if background else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def put(self, tag: Any, items: list[tuple[Problem, Completion]]) -> None:
+        with self.lock:
+            self.todo.append((tag, items))
+            self.lock.notify_all()
+
+    def pending(self) -> bool:
+        with self.lock:
+            return bool(self.todo or self.done or self.busy)
+
+    def ready(self, block: bool) -> list[tuple[Any, list[Verdict]]]:
+        """The verdicts of finished requests; with `block`, waits until there are some (if any are pending)."""
+        if self.thread is None:
+            batch, self.todo = self.todo, []
+            if not batch:
+                return []
+            verdicts = iter(self.judge_items([item for _, items in batch for item in items]))
+            return [(tag, [next(verdicts) for _ in items]) for tag, items in batch]
+        with self.lock:
+            while block and not self.done and (self.todo or self.busy) and self.error is None:
+                self.lock.wait()
+            if self.error is not None:
+                raise self.error
+            out, self.done = self.done, []
+            return out
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                while not self.todo and not self.stopping:
+                    self.lock.wait()
+                if self.stopping:
+                    return
+                batch, self.todo = self.todo, []
+                self.busy = len(batch)
+            try:
+                verdicts = iter(self.judge_items([item for _, items in batch for item in items]))
+                out = [(tag, [next(verdicts) for _ in items]) for tag, items in batch]
+            except BaseException as e:  # handed to the stage's thread, which raises it
+                with self.lock:
+                    self.error, self.busy = e, 0
+                    self.lock.notify_all()
+                return
+            with self.lock:
+                self.done += out
+                self.busy = 0
+                self.lock.notify_all()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            with self.lock:
+                self.stopping = True
+                self.lock.notify_all()
+            self.thread.join()
 
 
 CUT = "cut at length"  # the reason of a generation that ran to max_new_tokens: it has no ending to judge

@@ -61,6 +61,16 @@ def test_the_loop_ran_every_stage_with_fixed_lengths(measured):
         assert 0 < figures[f"{stage}_generate_s"] and parts <= figures[f"{stage}_s"] + 1e-3
 
 
+def test_each_generation_stage_is_one_engine_session_set_beside_the_engine_rate(measured):
+    _, _, figures = measured
+    sessions = figures["sessions"]
+    assert len(sessions) >= 3  # base evaluation, attempts, evaluation (each its own session)
+    assert all(s["slots"] >= 1 and s["max_len"] > 32 and s.get("rebuilds", 0) == 0 for s in sessions)
+    assert figures["engine_tok_s"] > 0
+    for stage in ("attempts", "eval"):
+        assert figures[f"{stage}_share"] == round(figures[f"{stage}_tok_s"] / figures["engine_tok_s"], 3)
+
+
 def test_forced_verdicts_set_the_share_retried(measured):
     root, _, figures = measured
     first = [a for a in read_jsonl(root / "round_1" / "attempts.jsonl") if a["kind"] == "first"]

@@ -18,6 +18,7 @@ of batched matmuls on a GPU; on CPU runs repeat byte for byte).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -101,14 +102,16 @@ class HFSampler:
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = sorted(set(eos) | {self.tokenizer.eos_token_id} - {None})
-        self.engine = self._engine() if self.device.type == "cuda" and cfg.backend.engine == "auto" else None
+        wanted = cfg.backend.engine == "on" or (cfg.backend.engine == "auto" and self.device.type == "cuda")
+        self.engine = self._engine() if wanted else None
 
     def _engine(self):
         """The generation engine (docs/engine.md) when it supports this model; else None, and `generate` it is."""
         from .engine import Engine, unsupported
         from .engine.scheduler import triton_available
 
-        why = unsupported(self.model) or (None if triton_available() else "Triton is not installed")
+        needs_triton = self.device.type == "cuda"  # on a CPU the engine runs its torch path
+        why = unsupported(self.model) or (None if not needs_triton or triton_available() else "Triton is not installed")
         if why is not None:
             self.log.warn(f"generation engine off ({why}); using transformers generate")
             return None
@@ -116,6 +119,13 @@ class HFSampler:
 
     def render(self, messages: Sequence[Message]) -> str:
         return render(self.tokenizer, messages, self.cfg.model.chat_template_kwargs)
+
+    def stream(self, params: Sequence[SamplingConfig], *, first: Sequence[Sequence[Message]] = (), turns: int = 1,
+               progress: Callable[[int], None] | None = None) -> EngineStream | None:
+        """One engine session for a stage (backends/stream.py); None without the engine (`generate` in waves)."""
+        if self.engine is None:
+            return None
+        return EngineStream(self, params, first, turns, progress)
 
     def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingConfig, n: int = 1,
                  seed: int = 0, progress: Callable[[int], None] | None = None,
@@ -189,3 +199,71 @@ class HFSampler:
             self.engine = None
         del self.model
         free_memory()
+
+
+RETRY_ROOM = 256  # tokens a retry turn adds to a conversation besides the failed completion (sizing only)
+
+
+class EngineStream:
+    """A stage's generation as one engine session (backends/stream.py): requests join the running batch
+    as they are submitted. The session's sampling setting is the stage's sampled one; greedy requests
+    (temperature 0) ride in the same batch with a per-slot flag. Its cache holds the longest first-turn
+    prompt, a generation and one retry turn; a request of a later turn that is longer waits until the rest
+    of the stage is done, and the engine then rebuilds its cache for it (with a warning)."""
+
+    lookahead = True
+
+    def __init__(self, sampler: HFSampler, params: Sequence[SamplingConfig], first: Sequence[Sequence[Message]],
+                 turns: int, progress: Callable[[int], None] | None) -> None:
+        self.sampler, self.engine, self.progress = sampler, sampler.engine, progress
+        sampled = {(p.temperature, p.top_k, p.top_p) for p in params if p.temperature > 0}
+        if len(sampled) > 1:
+            raise ValueError(f"one engine session samples with one setting; got {sorted(sampled)}")
+        self.setting = next(iter(sampled), (0.0, 0, 1.0))
+        self.max_new = max(p.max_new_tokens for p in params)
+        rendered = [sampler.render(c) for c in first]
+        longest = max((len(ids) for ids in sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"]),
+                      default=0) if rendered else 0
+        # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
+        # of the stage (scheduler.py): a cache for every turn's worst case would hold far fewer sequences
+        max_len = longest + self.max_new + min(turns - 1, 1) * (self.max_new + RETRY_ROOM)
+        temperature, top_k, top_p = self.setting
+        self.engine.open(max(max_len, 2), self.max_new, temperature=temperature, top_k=top_k, top_p=top_p)
+        self.requests: dict[int, tuple[Any, int, bool, list[Completion | None]]] = {}
+
+    def _ids(self, conversation: Sequence[Message]) -> list[int]:
+        return self.sampler.tokenizer(self.sampler.render(conversation), add_special_tokens=False)["input_ids"]
+
+    def submit(self, tag: Any, conversation: Sequence[Message], params: SamplingConfig, *, n: int = 1,
+               seed: int = 0, key: str = "0", counts: bool = False) -> None:
+        greedy = params.temperature <= 0
+        if not greedy and (params.temperature, params.top_k, params.top_p) != self.setting:
+            raise ValueError(f"this session samples with {self.setting}; a request asked for "
+                             f"{(params.temperature, params.top_k, params.top_p)}")
+        ids = self._ids(conversation)
+        r = self.engine.submit(ids, n=n, seed=row_seed(seed, key, 0), request=0,
+                               max_new_tokens=params.max_new_tokens, greedy=greedy)
+        self.requests[r] = (tag, len(ids), counts, [None] * n)
+
+    def poll(self) -> list[tuple[Any, list[Completion]]]:
+        from .engine import completion
+
+        done = []
+        for r, j, out in self.engine.step():
+            tag, prompt_tokens, counts, outs = self.requests[r]
+            outs[j] = completion(self.sampler.tokenizer, out, prompt_tokens)
+            if counts and self.progress:
+                self.progress(1)
+            if all(o is not None for o in outs):
+                done.append((tag, outs))
+                del self.requests[r]
+        return done  # type: ignore[return-value]
+
+    def busy(self) -> bool:
+        return self.engine.busy()
+
+    def wants_more(self) -> bool:
+        return self.engine.waiting() < max(1, self.engine.slots)
+
+    def close(self) -> None:
+        self.requests = {}

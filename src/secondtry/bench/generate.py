@@ -35,7 +35,10 @@ QWEN3_1_7B = dict(model_type="qwen3", hidden_size=2048, num_hidden_layers=28, nu
                   tie_word_embeddings=True, rms_norm_eps=1e-6, max_position_embeddings=40960)
 TINY = dict(model_type="qwen3", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             head_dim=16, intermediate_size=128, vocab_size=256, max_position_embeddings=4096)
-MODELS = {"qwen3-1.7b": QWEN3_1_7B, "tiny-qwen3": TINY}  # tiny: a check of this code on the CPU
+QWEN3_8B = dict(model_type="qwen3", hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, intermediate_size=12288, vocab_size=151936, rope_theta=1e6,
+                tie_word_embeddings=False, rms_norm_eps=1e-6, max_position_embeddings=40960)
+MODELS = {"qwen3-1.7b": QWEN3_1_7B, "qwen3-8b": QWEN3_8B, "tiny-qwen3": TINY}  # tiny: this code on the CPU
 TEMPERATURE = 0.7
 
 

@@ -18,11 +18,19 @@ components are replaced, for this command only (`seams`: passed to `loop.run`, n
             at 38 % pass@1. Retries pass at the same rate (the reference's ~20 % would keep
             fewer examples; SFT costs its fixed steps of full packed rows either way)
 
+Each generation stage runs as one engine session (backends/stream.py): first attempts, their
+verdicts (made beside the engine) and the retries of the failed ones flow through one running
+batch, chunk after chunk. The loop's generation rate (tokens over the stage's wall time, loading,
+verification and bookkeeping included) is set beside the engine's own rate on `bench generate`'s
+default workload, measured in the same process on a model of the same architecture
+(`engine_tok_s`, `attempts_share`, `eval_share`).
+
 Projection to the full round (12,000 training problems, MATH-500): attempts and filter scale
 with the problems (`--train` at or above the engine's resident slots keeps it in steady state),
-evaluation with the test problems, SFT with its steps (`--steps` below the config's: the measured
-time, model loading and merging included, times the config's steps over those run; its rows are
-packed full at any scale). Base evaluation happens once per experiment and is given apart.
+evaluation with the test problems, SFT is measured at the config's steps (with `--steps` below
+them: the measured time, model loading and merging included, times the config's steps over those
+run; its rows are packed full at any scale). Base evaluation happens once per experiment and is
+given apart.
 """
 
 from __future__ import annotations
@@ -102,16 +110,26 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
 
     class DrawnLengths(Engine):
         """Each request generates exactly its drawn length (EOS ignored); one below the cap ends as a
-        completion ("stop"), one at the cap is cut ("length")."""
+        completion ("stop"), one at the cap is cut ("length"). Each session's cache is tallied."""
 
-        def generate(self, prompts, **kwargs):
-            cap = kwargs.get("max_new_tokens", 256)
-            cap = cap if isinstance(cap, int) else max(cap)
-            lengths = [draw_length(list(p), median, sigma, cap) for p in prompts]
-            kwargs["max_new_tokens"], kwargs["ignore_eos"] = lengths, True
-            rows = super().generate(prompts, **kwargs)
-            return [[dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length" and n < cap
-                     else o for o in row] for row, n in zip(rows, lengths)]
+        def open(self, max_len, max_new_tokens, **kwargs):
+            kwargs["ignore_eos"] = True
+            super().open(max_len, max_new_tokens, **kwargs)
+            self.caps: dict[int, int] = {}
+            tally.setdefault("sessions", []).append({"max_len": self.max_len, "slots": self.slots})
+
+        def submit(self, ids, *, max_new_tokens=None, **kwargs):
+            cap = self.cap if max_new_tokens is None else max_new_tokens
+            r = super().submit(ids, max_new_tokens=draw_length(list(ids), median, sigma, cap), **kwargs)
+            self.caps[r] = cap
+            return r
+
+        def step(self):
+            finished = super().step()
+            if not self.busy():
+                tally["sessions"][-1].update(rebuilds=self.rebuilds, slots_last=self.slots)
+            return [(r, j, dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length"
+                     and len(o.tokens) < self.caps[r] else o) for r, j, o in finished]
 
     class Sampler(HFSampler):
         """The hf sampler, always on the drawn-length engine (on a CPU its torch path, to check this code)."""
@@ -146,8 +164,37 @@ class ForcedVerdicts:
         return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < self.pass_rate)
                 for (p, text), v in zip(items, verdicts)]
 
+    @property
+    def threaded(self) -> bool:
+        return bool(getattr(self.pool, "threaded", False))
+
     def close(self) -> None:
         self.pool.close()
+
+
+def engine_rate(arch: dict, device: str) -> dict[str, Any]:
+    """`bench generate`'s engine figure on its default workload (1,024 requests of 200 random prompt tokens and
+    768 new, 512 resident, temperature 0.7, EOS ignored; a small one on a CPU), on a fresh model of `arch`."""
+    import gc
+
+    import torch
+
+    from ..backends.engine import Engine
+    from .generate import TEMPERATURE, random_model, random_workload, time_engine
+
+    cuda = device == "cuda"
+    requests, prompt, new, resident = (1024, 200, 768, 512) if cuda else (16, 16, 24, 8)
+    model = random_model(arch, device)
+    prompts, _ = random_workload(arch["vocab_size"], requests, prompt, (new, new), seed=0)
+    engine = Engine(model, [], max_slots=resident)
+    timed = time_engine(engine, prompts, [new] * requests, TEMPERATURE)
+    engine.release()
+    del engine, model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"engine_tok_s": timed["tok_s"], "engine_slots": timed["slots"],
+            "engine_workload": f"{requests} requests, prompt {prompt}, new {new}, at most {resident} resident"}
 
 
 def training_problems(cfg, n: int) -> list:
@@ -244,6 +291,11 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
         "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
     })
     figures.update(real_verdicts(cfg, sample[:min(2000, 4 * train)]))
+    figures["sessions"] = tally.get("sessions", [])
+    figures.update(engine_rate(arch, device))  # bench generate's default workload, this process, this device
+    for stage in ("attempts", "eval"):
+        if figures.get(f"{stage}_tok_s") and figures.get("engine_tok_s"):
+            figures[f"{stage}_share"] = round(figures[f"{stage}_tok_s"] / figures["engine_tok_s"], 3)
     scale_train, scale_eval = (FULL_TRAIN - held_out) / problems, (FULL_EVAL + held_out) / eval_problems
     # random text has no answer to parse, so its verdicts cost nothing: a round's verdicts are charged apart,
     # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers
@@ -256,6 +308,8 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     figures["projected"] = {k: round(v, 1) for k, v in projected.items()}
     figures["projected_round_min"] = round(sum(projected.values()) / 60, 2)
     figures["projected_base_eval_min"] = round(base["cost"]["eval_s"] * scale_eval / 60, 2)
+    figures["sft_steps_measured"] = cfg.training.steps
+    figures["sft_projected"] = cfg.training.steps != full_steps
     figures["measured_round_min"] = round(sum(v for k, v in stages.items() if k != "base_eval_s" and v) / 60, 2)
     workload = {"config": str(config), "architecture": arch_name, "weights": "random bf16" if device == "cuda"
                 else "random float32", "train_problems": problems, "eval_problems": eval_problems,

@@ -42,7 +42,9 @@ _WARMUP = (Problem(id="warmup", prompt="", answer="1"), "\\boxed{1}")
 
 
 class Judge(Protocol):
-    """What the loop needs of a verifier: verdicts in item order, and closing. `VerifierPool` is one."""
+    """What the loop needs of a verifier: verdicts in item order, and closing. `VerifierPool` is one.
+    A judge with a true `threaded` attribute is called from a thread beside the generation engine (one
+    thread at a time); without it, on the main thread between engine steps."""
 
     def map(self, items: Iterable[tuple[Problem, str]],
             progress: Progress | None = None) -> list[Verdict]: ...
@@ -139,6 +141,12 @@ class VerifierPool:
         self.restarts = 0  # workers replaced after a timeout or a crash
         self.timeouts = self.crashes = 0
         self.max_overrun_s = 0.0
+
+    @property
+    def threaded(self) -> bool:
+        """Whether `map` may be called from a thread other than the main one (one thread at a time): true when
+        the verdicts are made in worker processes (inline verifiers may use SIGALRM, a main-thread signal)."""
+        return self.workers > 0
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()

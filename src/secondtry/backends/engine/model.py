@@ -112,15 +112,6 @@ class EngineModel:
         return self.norm(x)
 
     def _forward_kernels(self, ids, pos, slot, cache, rope, attend):
-        steps = self._kernel_steps(ids, pos, slot, cache, rope, attend)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as end:
-                return end.value
-
-    def _kernel_steps(self, ids, pos, slot, cache, rope, attend):
-        """The kernel path as a generator: it pauses just before and just after each layer's attention."""
         k_ = self.kernels
         t, h, d = ids.shape[0], self.heads, self.head_dim
         x, delta = self.embed(ids), None
@@ -134,9 +125,7 @@ class EngineModel:
             qn, kn = (a.q_norm.weight, a.k_norm.weight) if self.qk_norm else (None, None)
             q = k_.qkv_post(qkv, pos, slot, cache[i, 0], cache[i, 1], rope[0], rope[1], qn, kn, self.eps, h,
                             self.kv_heads, d)
-            yield
             o = attend(q, cache[i, 0], cache[i, 1])
-            yield
             delta = a.o_proj(o.reshape(t, h * d))
             x, hs = k_.add_rmsnorm(x, delta, layer.post_attention_layernorm.weight, self.eps)
             if self.fused:
@@ -145,36 +134,6 @@ class EngineModel:
                 gu = torch.cat([m.gate_proj(hs), m.up_proj(hs)], dim=-1)
             delta = m.down_proj(k_.silu_mul(gu))
         return k_.add_rmsnorm(x, delta, self.norm.weight, self.eps)[1]
-
-    def forward_pair(self, a: tuple, b: tuple, cache, rope, side: torch.cuda.Stream) -> list[torch.Tensor]:
-        """Two independent token batches, a on the current stream and b on `side`, their attentions taking turns.
-
-        a, b: (ids, pos, slot, attend). While one half streams its KV (memory-bound), the other runs
-        its matrix products (compute-bound): a's attention of layer i, then b's, then a's of i + 1.
-        """
-        main = torch.cuda.current_stream()
-        side.wait_stream(main)
-        streams = (main, side)
-        gens = [self._kernel_steps(*x[:3], cache, rope, x[3]) for x in (a, b)]
-        out: list[torch.Tensor | None] = [None, None]
-        for g, s in zip(gens, streams):
-            with torch.cuda.stream(s):
-                next(g)  # up to layer 0's attention
-        turn = None
-        for _ in self.layers:
-            for k, (g, s) in enumerate(zip(gens, streams)):
-                with torch.cuda.stream(s):
-                    if turn is not None:
-                        s.wait_event(turn)
-                    next(g)  # this half's attention
-                    turn = torch.cuda.Event()
-                    turn.record(s)
-                    try:
-                        next(g)  # the rest of the layer, and the next layer up to its attention
-                    except StopIteration as end:
-                        out[k] = end.value
-        main.wait_stream(side)
-        return out  # type: ignore[return-value]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)

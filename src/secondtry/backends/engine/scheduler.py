@@ -1,8 +1,11 @@
 """The engine: slots, continuous refill, decode steps (CUDA graphs on the GPU), out-of-memory back-off.
 
-A generate call sizes a KV cache of `slots` sequences of its longest prompt + max_new_tokens
-from the free device memory (plus one scratch slot that padding rows write into). The host
-loop is:
+A session (`open`, then `submit` requests while `step` runs the engine, or `generate` for a
+list of prompts) sizes a KV cache of `slots` sequences of its longest sequence from the free
+device memory (plus one scratch slot that padding rows write into). Requests may be submitted
+while others decode: they wait in a queue and are admitted as slots free up, so a caller can
+feed work as it appears (a retry as soon as its first attempt was judged wrong) and the engine
+never drains between calls. Each `step` is:
 
     admit    pop prompts into free slots (once enough are free, or none is busy); prefill them
              in flat batches of up to `prefill_tokens`: one forward per prompt, its KV copied to
@@ -13,6 +16,12 @@ loop is:
              slot at EOS or its max_new_tokens there, so the host reads nothing in between
     collect  one copy of (done, count) to the host; finished slots hand their tokens back and
              are free again; stop strings are checked on the decoded tail of each sequence
+
+A session has one sampling setting (temperature, top-k, top-p: its graphs); a request may be
+greedy instead (a per-slot flag read inside the same graph: its token is the argmax of the
+logits), so greedy and sampled evaluation share one running batch. A request longer than the
+cache waits until every other queued and running one has finished; the cache is then rebuilt for
+it (a warning says so): `open`'s `max_len` should cover all but the rare longest requests.
 
 A CUDA out-of-memory error anywhere in a round halves the slots, rebuilds the cache and graphs,
 and requeues the unfinished sequences. Because sampling noise is keyed by (request, token
@@ -48,6 +57,7 @@ class _Request:
     ids: list[int]
     keys: list[int]  # one sampling key per sample
     max_new: int
+    greedy: bool = False
 
 
 def triton_available() -> bool:
@@ -70,7 +80,7 @@ class Engine:
     def __init__(self, model, eos_ids: Sequence[int] = (), *, max_slots: int = 512, kernels: bool | None = None,
                  graphs: bool | None = None, fuse: bool | None = None, sync_every: int = 16,
                  prefill_tokens: int = 16384, refill: float = 1 / 16, memory_fraction: float = 0.9,
-                 overlap: bool = False, warn: Callable[[str], None] = lambda msg: None) -> None:
+                 warn: Callable[[str], None] = lambda msg: None) -> None:
         cuda = model.device.type == "cuda"
         use_kernels = (cuda and triton_available()) if kernels is None else kernels
         kmod = load_kernels() if use_kernels else None
@@ -80,8 +90,6 @@ class Engine:
         self.eos_ids = sorted(set(eos_ids))
         self.max_slots, self.sync_every, self.prefill_tokens = max_slots, sync_every, prefill_tokens
         self.refill, self.memory_fraction, self.warn = refill, memory_fraction, warn
-        self.overlap = overlap and cuda and kmod is not None  # two half-batches, attention and matmuls overlapping
-        self._side = None
         self.slots, self.max_len, self.cap = 0, 0, 0
         self.cache = None
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
@@ -90,6 +98,10 @@ class Engine:
         self.steps = 0  # decode steps run (a measure of work, for benchmarks)
         self.stats: dict[str, float] = {}  # device seconds in prefill and decode during the last generate call
         self._events: list = []
+        self.reqs: list[_Request] = []
+        self.queue: deque = deque()  # (request, its samples not yet admitted)
+        self.long: list[int] = []  # requests longer than the cache: admitted once all others finished
+        self.rebuilds = 0  # cache rebuilds for a request longer than the session's max_len
 
     # ---- public -------------------------------------------------------------------------------
 
@@ -99,7 +111,7 @@ class Engine:
                  seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
                  decode: Callable[[list[int]], str] | None = None, ignore_eos: bool = False,
                  progress: Callable[[int], None] | None = None) -> list[list[Output]]:
-        """n sequences per prompt (token ids, chat template already applied).
+        """n sequences per prompt (token ids, chat template already applied): one session, run to its end.
 
         A sample's noise is keyed by (seed, prompt index, sample index), or by (seeds[i], sample
         index) when per-prompt seeds are given: then a prompt samples the same tokens in any call.
@@ -110,35 +122,94 @@ class Engine:
         maxn = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         if len(maxn) != len(prompts) or min(maxn) < 1 or n < 1:
             raise ValueError("n and every max_new_tokens must be at least 1, one max_new_tokens per prompt")
-        if stop and decode is None:
-            raise ValueError("stop strings need decode=...")
-        reqs = [_Request(list(ids), [sampling.request_key(seeds[i], 0, j) if seeds is not None
-                                     else sampling.request_key(seed, i, j) for j in range(n)], m)
-                for i, (ids, m) in enumerate(zip(prompts, maxn))]
-        if any(not r.ids for r in reqs):
+        if any(not ids for ids in prompts):
             raise ValueError("every prompt needs at least one token")
-        self._configure(temperature, top_k, top_p, ignore_eos)
-        self.stop, self.decode = tuple(stop), decode
-        self._prepare(max(len(r.ids) + r.max_new for r in reqs), max(maxn))
-        order = sorted(range(len(reqs)), key=lambda i: -len(reqs[i].ids))  # similar lengths prefill together
-        queue = deque((i, list(range(n))) for i in order)
-        results: list[list[Output | None]] = [[None] * n for _ in reqs]
-        self.reqs, self._events = reqs, []
-        while queue or any(o is not None for o in self.owner):
-            try:
-                self._admit(queue)
-                self._advance()
-                finished = self._collect()
-            except torch.cuda.OutOfMemoryError:
-                self._back_off(queue)
-                continue
-            for i, j, out in finished:
-                results[i][j] = out
+        self.open(max(len(ids) + m for ids, m in zip(prompts, maxn)), max(maxn), temperature=temperature,
+                  top_k=top_k, top_p=top_p, stop=stop, decode=decode, ignore_eos=ignore_eos)
+        for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i])):  # similar lengths prefill together
+            key = seeds[i] if seeds is not None else seed
+            self.submit(prompts[i], n=n, seed=key, request=0 if seeds is not None else i, max_new_tokens=maxn[i])
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        index = {r: i for r, i in enumerate(order)}  # request number -> prompt index
+        results: list[list[Output | None]] = [[None] * n for _ in prompts]
+        while self.busy():
+            finished = self.step()
+            for r, j, out in finished:
+                results[index[r]][j] = out
             if progress and finished:
                 progress(len(finished))
-        self.stats = {kind: sum(a.elapsed_time(b) for k, a, b in self._events if k == kind) / 1e3
-                      for kind in ("prefill", "decode")}
         return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def open(self, max_len: int, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, stop: Sequence[str] = (), decode: Callable[[list[int]], str] | None = None,
+             ignore_eos: bool = False) -> None:
+        """Start a session: a cache for sequences of up to `max_len` tokens (prompt + new), requests of up to
+        `max_new_tokens` new tokens, one sampling setting. Requests come with `submit`; `step` runs."""
+        if stop and decode is None:
+            raise ValueError("stop strings need decode=...")
+        if max_len < 2 or max_new_tokens < 1:
+            raise ValueError("a session needs max_len >= 2 and max_new_tokens >= 1")
+        self._configure(temperature, top_k, top_p, ignore_eos)
+        self.stop, self.decode = tuple(stop), decode
+        self._prepare(max_len, max_new_tokens)
+        self.reqs, self._events, self.queue, self.long = [], [], deque(), []
+        self.owner = [None] * self.slots
+        self.rebuilds = 0
+
+    def submit(self, ids: Sequence[int], *, n: int = 1, seed: int = 0, request: int | str = 0,
+               max_new_tokens: int | None = None, greedy: bool = False) -> int:
+        """Queue `n` samples of one prompt; returns its request number (as `step` reports it). Sample j's
+        noise is keyed by (seed, request, j). `greedy`: argmax tokens whatever the session's setting."""
+        max_new = self.cap if max_new_tokens is None else max_new_tokens
+        if not ids or n < 1 or max_new < 1:
+            raise ValueError("a request needs at least one prompt token, one sample and one new token")
+        r = len(self.reqs)
+        self.reqs.append(_Request(list(ids), [sampling.request_key(seed, request, j) for j in range(n)], max_new,
+                                  greedy))
+        if len(ids) + max_new > self.max_len or max_new > self.cap:
+            self.long.append(r)  # waits for the running ones, then the cache grows
+        else:
+            self.queue.append((r, list(range(n))))
+        return r
+
+    def busy(self) -> bool:
+        """Work queued or running."""
+        return bool(self.queue or self.long) or any(o is not None for o in self.owner)
+
+    def waiting(self) -> int:
+        """Samples submitted and not yet admitted to a slot."""
+        return sum(len(js) for _, js in self.queue) + sum(len(self.reqs[r].keys) for r in self.long)
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[int, int, Output]]:
+        """Admit, up to `sync_every` decode steps, collect: (request, sample, output) of what finished."""
+        if self.long and not self.queue and not any(o is not None for o in self.owner):
+            self._grow()  # the requests longer than the cache waited for everything else
+        try:
+            self._admit(self.queue)
+            self._advance()
+            finished = self._collect()
+        except torch.cuda.OutOfMemoryError:
+            self._back_off(self.queue)
+            return []
+        if not self.busy():
+            self.stats = {kind: sum(a.elapsed_time(b) for k, a, b in self._events if k == kind) / 1e3
+                          for kind in ("prefill", "decode")}
+        return finished
+
+    def _grow(self) -> None:
+        need = [self.reqs[r] for r in self.long]
+        max_len = max(self.max_len, *(len(q.ids) + q.max_new for q in need))
+        cap = max(self.cap, *(q.max_new for q in need))
+        self.warn(f"a request of {max_len} tokens is longer than the engine's cache ({self.max_len}); "
+                  f"rebuilding it (size the session for the longest request)")
+        self.rebuilds += 1
+        self.release()
+        self._prepare(max_len, cap)
+        self.owner = [None] * self.slots
+        self.queue.extendleft((r, list(range(len(self.reqs[r].keys)))) for r in reversed(self.long))
+        self.long = []
 
     @contextlib.contextmanager
     def _timed(self, kind: str):
@@ -219,6 +290,7 @@ class Engine:
         self.tok, self.pos, self.count, self.maxn, self.key = (torch.zeros(n, dtype=torch.int64, device=dev)
                                                                 for _ in range(5))
         self.done = torch.ones(n, dtype=torch.bool, device=dev)
+        self.greedy = torch.zeros(n, dtype=torch.bool, device=dev)  # per slot: argmax instead of a draw
         self.out = torch.zeros((n, cap), dtype=torch.int64, device=dev)
         self.owner: list[tuple[int, int] | None] = [None] * slots
         self.left = [0] * slots  # tokens still allowed, as of the last collect
@@ -281,6 +353,10 @@ class Engine:
         maxn = to_device(torch.tensor([r.max_new for r, (_, js, _) in zip(reqs, batch) for _ in js]), dev)
         plen = to_device(torch.tensor([len(r.ids) for r, (_, js, _) in zip(reqs, batch) for _ in js]), dev)
         first = sampling.sample(logits[rows], keys, torch.zeros_like(keys), *self.params, kernels=m.kernels)
+        greedy = to_device(torch.tensor([r.greedy for r, (_, js, _) in zip(reqs, batch) for _ in js]), dev)
+        if self.params[0] > 0:
+            first = torch.where(greedy, logits[rows].argmax(dim=-1), first)
+        self.greedy[slots] = greedy
         self.tok[slots], self.pos[slots], self.count[slots] = first, plen, 1
         self.maxn[slots], self.key[slots], self.out[slots, 0] = maxn, keys, first
         self.done[slots] = self._is_eos(first) | (maxn <= 1)
@@ -323,17 +399,12 @@ class Engine:
             ids, pos, count, keys = self.tok[rows], self.pos[rows], self.count[rows], self.key[rows]
             lens = torch.where(live, pos + 1, 0)
             slot = torch.where(live, rows, scratch)  # idle rows write into the scratch slot
-        if self.overlap and bucket >= 64:
-            self._side = self._side or torch.cuda.Stream(self.device)
-            half = bucket // 2
-            splits = self._splits(half)
-            parts = [(ids[x], pos[x], slot[x], m.decode_attend(slot[x], lens[x], splits))
-                     for x in (slice(0, half), slice(half, bucket))]
-            hidden = torch.cat(m.forward_pair(*parts, self.cache, self.rope, self._side))
-        else:
-            splits = self._splits(bucket)
-            hidden = m.forward(ids, pos, slot, self.cache, self.rope, m.decode_attend(slot, lens, splits))
-        nxt = sampling.sample(m.logits(hidden), keys, count, *self.params, kernels=m.kernels)
+        splits = self._splits(bucket)
+        hidden = m.forward(ids, pos, slot, self.cache, self.rope, m.decode_attend(slot, lens, splits))
+        logits = m.logits(hidden)
+        nxt = sampling.sample(logits, keys, count, *self.params, kernels=m.kernels)
+        if self.params[0] > 0:  # greedy requests of a sampled session: the argmax, in the same graph
+            nxt = torch.where(self.greedy[rows], logits.argmax(dim=-1), nxt)
         if m.kernels is not None:
             m.kernels.step_end(rows, nxt, slot, lens, pos, count, self.done, self.tok, self.pos, self.count,
                                self.maxn, self.out, self.eos)
@@ -357,7 +428,7 @@ class Engine:
         return splits
 
     def _graph(self, bucket: int):
-        key = (self.params, self._eos_key, self.overlap)
+        key = (self.params, self._eos_key)
         if self._graph_params != key:
             self._graphs.clear()
             self._pool = torch.cuda.graph_pool_handle()  # the old graphs' pool went with them
