@@ -10,8 +10,6 @@ from secondtry.bench.round import draw_length, run
 from secondtry.config import ConfigError
 from secondtry.store import read_jsonl
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 SMALL = ["model.dtype=float32", "backend.device=cpu", "backend.batch_size=8", "sampling.max_new_tokens=32",
          "training.batch_size=2", "training.max_length=256", "evaluation.samples=2", "evaluation.retry_n=2",

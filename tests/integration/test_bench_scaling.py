@@ -6,12 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from secondtry.bench.scale import gpu_counts
 from secondtry.bench.scale import run as run_scaling
-
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
 
 
 def test_gpu_counts_double_up_to_k():

@@ -12,8 +12,6 @@ from secondtry.store import read_json, read_jsonl
 from secondtry.tasks.synthetic import solve
 from secondtry.types import Completion
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 
 

@@ -11,8 +11,6 @@ import pytest
 
 from secondtry.store import read_json
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 SAME = ["round_0/eval.jsonl", "round_0/eval_attempts.jsonl", "round_1/attempts.jsonl", "round_1/sft.jsonl"]
 

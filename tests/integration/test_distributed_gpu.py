@@ -10,7 +10,7 @@ from test_distributed import _files, secondtry_run
 
 from secondtry.store import read_json
 
-pytestmark = [pytest.mark.integration, pytest.mark.gpu,
+pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")]
 
 

@@ -11,8 +11,6 @@ from secondtry.evaluation.retry import flips
 from secondtry.loop import load_history, run
 from secondtry.store import read_json, read_jsonl
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 EXTRA = ["train_task.options.count=128", "evaluation.validation=12", "evaluation.select_on=validation",
          "evaluation.retry_all=true", "stopping.policies=[negative_gain, max_rounds]",

@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 SMALL = ["train_task.options.count=32", "eval_task.options.count=16", "training.steps=8", "stopping.max_rounds=1",
          "checkpoint.chunk=8"]  # one round: base eval, attempts, filter, train, eval, report

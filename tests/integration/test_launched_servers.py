@@ -28,8 +28,6 @@ from secondtry.loop import run
 from secondtry.models import load_model
 from secondtry.store import read_jsonl
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "tiny-cpu.yaml"
 SCRIPTED = ROOT / "tests" / "backends" / "scripted_vllm.py"

@@ -17,8 +17,7 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-# the shared runs (tests/conftest.py: report_runs) are made once
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+pytestmark = pytest.mark.timeout(2400)  # the shared runs (tests/conftest.py: report_runs) are made once
 Z = float(sps.norm.ppf(0.975))
 SEEDS = (42, 43, 44)
 

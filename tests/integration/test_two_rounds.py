@@ -13,8 +13,6 @@ from secondtry.loop import load_history, run
 from secondtry.store import read_json, read_jsonl
 from secondtry.types import attempt_from_dict
 
-pytestmark = pytest.mark.integration  # whole runs of the loop, in processes of their own
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 
 
