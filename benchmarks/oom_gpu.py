@@ -81,12 +81,12 @@ def config(model: Path, **sections):
 def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> dict:
     """n prompts of `chars` tokens at `batch` rows: the sampler halves its batch until it fits."""
     from secondtry.backends.hf import HFSampler
-    from secondtry.config import BackendConfig, SamplingConfig
+    from secondtry.config import HFBackendConfig, SamplingConfig
     from secondtry.types import Message
 
     log = Collect()
     backend = {"batch_size": batch, "device": "cuda"}
-    if "engine" in BackendConfig.model_fields:  # transformers generate: the engine sizes its slots from free memory
+    if "engine" in HFBackendConfig.model_fields:  # transformers generate: the engine sizes its slots from free memory
         backend["engine"] = "off"
     sampler = HFSampler(str(model), config(model, backend=backend), log)
     convs = [[Message("user", p)] for p in prompts(n, chars)]

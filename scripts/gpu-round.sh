@@ -18,6 +18,11 @@ steps=${5:-0}
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,power.draw,temperature.gpu --format=csv
+# the GPU's clocks, load, memory, power and throttle reasons every 2 s: a slow stage can be matched to them
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,memory.used,power.draw,temperature.gpu,\
+clocks_throttle_reasons.active --format=csv -lms 2000 > "$out/gpu-monitor-$model.csv" 2>&1 &
+monitor=$!
+trap 'kill $monitor 2>/dev/null' EXIT
 python3 -m secondtry.cli bench round --train-data "$data/train.jsonl" --test-data "$data/test.jsonl" \
   --train "$train" --eval 500 --model "$model" --steps "$steps" --work "/tmp/br-$model" --out "$out" \
   2>&1 | tee "$out/round-$model.log"

@@ -59,6 +59,32 @@ def test_each_extension_point_registers_and_refuses_a_taken_name(register, table
         register("two words", _fn)
 
 
+def test_a_plugin_backend_has_its_section_and_its_options_are_checked_before_a_run(monkeypatch):
+    from pydantic import BaseModel, ConfigDict
+
+    from secondtry.backends import OPTIONS, backend_options
+    from secondtry.config import ConfigError, PluginBackendConfig, build_config
+    from secondtry.loop import check_names
+
+    class EchoOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        prefix: str = ""
+
+    monkeypatch.setitem(BACKENDS, "echo_test", _fn)
+    monkeypatch.setitem(OPTIONS, "echo_test", EchoOptions)
+    base = {"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"}, "verifier": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"}}
+    cfg = build_config({**base, "backend": {"name": "echo_test", "batch_size": 4, "options": {"prefix": "> "}}})
+    assert isinstance(cfg.backend, PluginBackendConfig) and backend_options(cfg) == EchoOptions(prefix="> ")
+    check_names(cfg)
+    bad = build_config({**base, "backend": {"name": "echo_test", "options": {"prefx": 1}}})
+    with pytest.raises(ConfigError, match=r"backend.options.prefx: Extra inputs are not permitted"):
+        check_names(bad)
+    with pytest.raises(ConfigError, match=r"backend.endpoints: a key of the openai backend's section; backend.name "
+                                          r"names a plugin's backend, whose own settings go under backend.options"):
+        build_config({**base, "backend": {"name": "echo_test", "endpoints": ["http://127.0.0.1:1/v1"]}})
+
+
 def test_registration_options_reach_the_sets_the_checks_read():
     try:
         register_verifier("plugin_steps", _fn, checks_steps=True)

@@ -712,6 +712,34 @@ def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-
     _bench_record("round", workload, figures, out)
 
 
+@bench_app.command(name="agree")
+def bench_agree(model: str = typer.Option(..., "--model", help="a model folder (e.g. import-gguf's output)"),
+                data: Path = typer.Option(..., "--data", help="the task's JSONL (e.g. GSM8K's test.jsonl)"),
+                task: str = typer.Option("gsm8k", "--task", help="the task that reads --data"),
+                n: int = typer.Option(256, "--n", min=1, help="prompts compared"),
+                tokens: int = typer.Option(64, "--tokens", min=1, help="new tokens compared per prompt"),
+                batch: int = typer.Option(64, "--batch", min=1, help="generate's batch (the reference)"),
+                other_batch: int = typer.Option(16, "--other-batch", min=1, help="generate's other batch"),
+                dtypes: list[str] = typer.Option(["float32", "bfloat16"], "--dtype", help="repeatable"),
+                device: str = typer.Option("auto", "--device"),
+                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+    """Greedy agreement of the generation engine with transformers `generate` on real weights, per dtype, beside
+    generate's agreement with itself at another batch size."""
+    import json
+
+    from .bench.agree import run as run_agree
+    from .tasks import TASKS
+
+    if not data.is_file():
+        _fail(f"--data {data}: no such file")
+    if task not in TASKS:
+        _fail(f"--task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    _quiet_libraries()
+    workload, figures = run_agree(model, data, task, n, tokens, batch, other_batch, tuple(dtypes), device,
+                                  report=lambda stage, f: print(f"[{stage}] {json.dumps(f)}", flush=True))
+    _bench_record("agree", workload, figures, out)
+
+
 @bench_app.command(name="verify")
 def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's "
                                            "test.jsonl; HumanEval.jsonl[.gz] or mbpp.jsonl with --task"),

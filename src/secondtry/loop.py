@@ -19,11 +19,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from . import distributed, filtering, training
-from .backends import BACKENDS, Sampler, SamplerFactory
+from .backends import BACKENDS, Sampler, SamplerFactory, backend_options
 from .backends.stream import open_stream
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
-from .config import Config, ConfigError, SamplingConfig
+from .config import Config, ConfigError, SamplingConfig, launches, stage_inputs
 from .evaluation.metrics import METRIC_NAMES, compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
@@ -82,7 +82,7 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
                               [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model))
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
-    filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), "filter": cfg.filter.model_dump()}
+    filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), **stage_inputs(cfg, "sft")}
     filter_info = ctx.stage(f"round_{k}/sft", filter_inputs, [store.path(k, "sft.jsonl")],
                             lambda: make_sft(ctx, k, attempts))
     figures: dict[str, Any] = {"train": {**train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed),
@@ -174,7 +174,7 @@ def train_stage(ctx: Context, k: int, start: str, filter_info: dict[str, Any]) -
         name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
             (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
         inputs = {"sft": store.output_hash(f"round_{k}/sft"), "start": ctx.model_id(start),
-                  "training": t.model_dump(), "steps": steps, "pass": i, "seed": cfg.seed}
+                  **stage_inputs(cfg, "train"), "steps": steps, "pass": i}
         passes.append(ctx.stage(name, inputs, [out],
                                 lambda: train_model(ctx, k, i, name, start, out, steps, filter_info)))
         start = str(out)
@@ -722,21 +722,14 @@ class Context:
         return model
 
     def inputs(self, stage: str, model: str, k: int, split: str = "test") -> dict[str, Any]:
-        """What a generation stage's records depend on (and nothing else: a change reruns the stage)."""
-        cfg = self.cfg
-        common = {"model": self.model_id(model), "model_cfg": cfg.model.model_dump(exclude={"path"}),
-                  "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options", "judge_cut_text"}),
-                  "backend": cfg.backend.model_dump(), "seed": cfg.seed,
-                  "chunk": cfg.chunk_size,  # which problems share a batch: float rounding on a GPU
-                  "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
+        """What a generation stage's records depend on (and nothing else: a change reruns the stage): the
+        config values whose fields say they feed it (`config.stage_inputs`), and what is made from others
+        (`via`): the model's id, the problems' hash, the chunk size."""
+        made = {"model": self.model_id(model),
+                "chunk": self.cfg.chunk_size}  # which problems share a batch: float rounding on a GPU
         if stage == "attempts":
-            return {**common, "problems": self._hashes["train"], "sampling": cfg.sampling.model_dump(), "round": k,
-                    "retry": cfg.conditions.retry, "retries": cfg.conditions.retries,
-                    **({"samples": cfg.conditions.samples} if cfg.conditions.samples > 1 else {}),
-                    **({"retry_samples": cfg.conditions.retry_samples} if cfg.conditions.retry_samples > 1 else {})}
-        return {**common, "problems": self._hashes[split], "sampling": cfg.eval_sampling.model_dump(),
-                "evaluation": cfg.evaluation.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry",
-                                                                 *(["retry_all"] if cfg.evaluation.retry_all else [])})}
+            return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes["train"], "round": k}
+        return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes[split]}
 
     def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Any) -> dict[str, Any]:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed
@@ -766,7 +759,7 @@ class Models:
         self.cfg, self.log, self.path = cfg, log, None
         self.sampler: Sampler | None = None
         self.make = make_sampler or BACKENDS[cfg.backend.name]
-        self.servers = Launcher(cfg, log) if cfg.backend.launch else None
+        self.servers = Launcher(cfg, log) if launches(cfg) else None
 
     def get(self, path: str) -> Sampler:
         if path != self.path:
@@ -831,7 +824,12 @@ def check_names(cfg: Config) -> None:
             check_options(cfg.verifier.name, cfg.verifier.options)
         except ValueError as e:
             bad.extend(f"  {line}" for line in str(e).splitlines())
-    if cfg.backend.launch:
+    if cfg.backend.name in BACKENDS:
+        try:
+            backend_options(cfg)
+        except ValueError as e:
+            bad.extend(f"  {line}" for line in str(e).splitlines())
+    if launches(cfg):
         try:
             Launcher(cfg).argv(0)  # the server command can be found
         except ServerError as e:

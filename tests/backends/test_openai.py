@@ -331,7 +331,7 @@ def served(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hf_greedy(tiny_model):
-    hf = BACKENDS["hf"](str(tiny_model), cfg(tiny_model, name="hf", endpoints=[]))
+    hf = BACKENDS["hf"](str(tiny_model), cfg(tiny_model, name="hf"))
     out = hf.generate(CONVS, GREEDY)
     short = hf.generate(CONVS[:1], SamplingConfig(temperature=0, max_new_tokens=3))
     hf.close()

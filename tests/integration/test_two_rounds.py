@@ -173,6 +173,26 @@ def test_a_changed_config_reruns_exactly_the_stages_it_touches(finished, tmp_pat
                      "round_2/eval"}
 
 
+def test_allow_change_reruns_the_stages_a_changed_field_feeds(finished, tmp_path):
+    """A field that feeds no stage reruns nothing; one that feeds the sft stage reruns it, not what comes before."""
+    import shutil
+
+    cfg, _, _ = finished
+    copy = tmp_path / cfg.name
+    shutil.copytree(cfg.run_path, copy)
+    stages = lambda: read_json(copy / "manifest.json")["stages"]  # noqa: E731
+    same = [f"model.path={cfg.model.path}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]"]
+    before = stages()
+    run(load_config(CONFIG, [*same, "training.report_to=[]", "verifier.workers=1", "checkpoint.train_steps=7"]),
+        allow_change=True)
+    assert stages() == before
+    run(load_config(CONFIG, [*same, "filter.max_per_problem=2"]), allow_change=True)
+    after = stages()
+    rerun = {name for name in after if after[name] != before[name]}
+    assert "round_1/sft" in rerun and after["round_1/sft"]["inputs_hash"] != before["round_1/sft"]["inputs_hash"]
+    assert not rerun & {"round_0/eval", "round_1/attempts"}
+
+
 def test_stale_rounds_of_an_earlier_longer_run_are_not_reported(finished, tmp_path):
     import shutil
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ValidationError
+
 from secondtry.config import Config, SamplingConfig
 from secondtry.log import Log
 from secondtry.plugins import register
@@ -58,8 +60,31 @@ BACKENDS: dict[str, Any] = {
 }
 
 
-def register_backend(name: str, factory: Any = None) -> Any:
+OPTIONS: dict[str, type[BaseModel]] = {}  # a plugin backend's model of its `backend.options`, if it gave one
+
+
+def register_backend(name: str, factory: Any = None, *, options: type[BaseModel] | None = None) -> Any:
     """Add a backend: `register_backend("name", SamplerClass)`, or `@register_backend("name")` on a class (or
     function) called as `factory(model_path, cfg, log, **extra)` that returns a `Sampler`. A name already
-    taken is refused."""
-    return register(BACKENDS, "backend", name, factory)
+    taken is refused. Its config section is `backend.name`, `batch_size`, `device` and `options`; `options`
+    (a pydantic model) checks `backend.options` before a run, and `backend_options(cfg)` gives them typed."""
+    def add(obj: Any) -> Any:
+        register(BACKENDS, "backend", name, obj)
+        if options is not None:
+            OPTIONS[name] = options
+        return obj
+
+    return add if factory is None else add(factory)
+
+
+def backend_options(cfg: Config) -> BaseModel | None:
+    """A plugin backend's `backend.options` as the model it registered (None: it registered none). Raises
+    ValueError naming each bad key as `backend.options.KEY`."""
+    model = OPTIONS.get(cfg.backend.name)
+    if model is None:
+        return None
+    try:
+        return model.model_validate(getattr(cfg.backend, "options", {}))
+    except ValidationError as e:
+        raise ValueError("\n".join(f"backend.options.{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                                   for err in e.errors())) from None

@@ -1,0 +1,105 @@
+"""`secondtry bench agree`: the engine against transformers `generate` on real weights, greedy.
+
+Random weights make greedy comparison meaningless (bf16 near-ties everywhere); a trained model's
+top token usually wins by a margin. For each dtype, on the first `--n` problems of a task file
+with the model's chat template (the prompt a run's first attempt gets), measured in one process:
+
+  generate        transformers `generate`, greedy, left-padded batches of `--batch` prompts
+  generate_other  the same at batch `--other-batch`: generate's own agreement with itself when only
+                  the batch (padding, kernel shapes) changes, the floor bf16 rounding sets
+  engine          the generation engine (backends/engine), greedy, its own slots and buckets
+
+Each figure is the share of sequences whose first `--tokens` new tokens are identical (a sequence
+ending earlier compares through its EOS), with the mean length of the common prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _cut(tokens: list[int], eos: set[int], n: int) -> list[int]:
+    """The first n tokens, through the first EOS."""
+    out = []
+    for t in tokens[:n]:
+        out.append(t)
+        if t in eos:
+            break
+    return out
+
+
+def compare(ref: list[list[int]], got: list[list[int]]) -> dict[str, float]:
+    """Share of identical sequences and the mean common prefix."""
+    same = sum(a == b for a, b in zip(ref, got))
+    prefix = []
+    for a, b in zip(ref, got):
+        k = 0
+        while k < min(len(a), len(b)) and a[k] == b[k]:
+            k += 1
+        prefix.append(k)
+    return {"share": round(same / max(1, len(ref)), 4), "mean_prefix": round(sum(prefix) / max(1, len(prefix)), 2)}
+
+
+def hf_greedy(model, tokenizer, prompts: list[list[int]], tokens: int, batch: int, eos: list[int]) -> list[list[int]]:
+    import torch
+
+    pad = tokenizer.pad_token_id
+    out: list[list[int]] = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start:start + batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
+        with torch.inference_mode():
+            new = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, do_sample=False,
+                                 temperature=None, top_p=None, top_k=None, eos_token_id=eos,
+                                 pad_token_id=pad)[:, width:].tolist()
+        out += new
+    return [_cut(t, set(eos), tokens) for t in out]
+
+
+def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: int = 64, batch: int = 64,
+        other_batch: int = 16, dtypes: tuple[str, ...] = ("float32", "bfloat16"), device: str = "auto",
+        report=lambda stage, figures: None) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    from ..backends.engine import Engine
+    from ..backends.hf import load_model, load_tokenizer, render, resolve_device
+    from ..config import TaskConfig
+    from ..tasks import TASKS
+    from ..types import Message
+
+    dev = resolve_device(device)
+    tokenizer = load_tokenizer(model_path)
+    problems = TASKS[task](TaskConfig(name=task, path=str(data), limit=n, shuffle=False), 0)
+    prompts = [tokenizer(render(tokenizer, [Message("user", p.prompt)], {}), add_special_tokens=False)["input_ids"]
+               for p in problems]
+    figures: dict[str, Any] = {}
+    for dtype in dtypes:
+        start = time.perf_counter()
+        model = load_model(model_path, dtype, dev)
+        eos = model.generation_config.eos_token_id
+        eos = sorted({*([eos] if isinstance(eos, int) else list(eos or [])), tokenizer.eos_token_id} - {None})
+        ref = hf_greedy(model, tokenizer, prompts, tokens, batch, eos)
+        other = hf_greedy(model, tokenizer, prompts, tokens, other_batch, eos)
+        engine = Engine(model, eos)
+        outs = engine.generate(prompts, max_new_tokens=tokens, temperature=0.0)
+        got = [_cut(row[0].tokens, set(eos), tokens) for row in outs]
+        name = {"float32": "fp32", "bfloat16": "bf16"}.get(dtype, dtype)
+        for what, seqs in (("generate_other", other), ("engine", got)):
+            c = compare(ref, seqs)
+            figures[f"{name}_{what}_share"], figures[f"{name}_{what}_mean_prefix"] = c["share"], c["mean_prefix"]
+        figures[f"{name}_engine_kernels"] = engine.model.kernels is not None
+        figures[f"{name}_stage_s"] = round(time.perf_counter() - start, 1)
+        report(name, {k: v for k, v in figures.items() if k.startswith(name)})
+        engine.release()
+        del engine, model
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    workload = {"model": model_path, "task": task, "data": str(data), "problems": len(prompts), "new_tokens": tokens,
+                "batch": batch, "other_batch": other_batch, "greedy": True, "device": str(dev),
+                "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None, "torch": torch.__version__,
+                "mean_prompt_tokens": round(sum(map(len, prompts)) / max(1, len(prompts)), 1)}
+    return workload, figures
