@@ -81,10 +81,8 @@ def config(model: Path, **sections):
 def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> dict:
     """n prompts of `chars` tokens at `batch` rows: the sampler halves its batch until it fits."""
     from secondtry.backends.hf import HFSampler
-    from secondtry.config import SamplingConfig
+    from secondtry.config import HFBackendConfig, SamplingConfig
     from secondtry.types import Message
-
-    from secondtry.config import HFBackendConfig
 
     log = Collect()
     backend = {"batch_size": batch, "device": "cuda"}

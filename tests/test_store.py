@@ -68,6 +68,7 @@ def _try_open(path, q):
         q.put(str(e))
 
 
+@pytest.mark.integration
 def test_second_process_is_refused(tmp_path):
     with RunStore.open(cfg_at(tmp_path)):
         q = mp.get_context("spawn").Queue()
@@ -133,6 +134,7 @@ def test_stray_temp_files_of_a_killed_process_are_removed_on_open(tmp_path):
         assert not stray.exists() and not staging.exists()
 
 
+@pytest.mark.integration
 def test_crash_point_kills_the_process_and_the_trace_lists_each_point(tmp_path):
     import os
     import signal

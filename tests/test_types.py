@@ -3,8 +3,17 @@ import json
 import pytest
 
 from secondtry.records import RecordError, RoundCost, RoundFigures, RoundResult, round_from_json
-from secondtry.types import (Attempt, Decision, Example, Kind, Message, Verdict, attempt_from_dict, example_from_dict,
-                             to_dict)
+from secondtry.types import (
+    Attempt,
+    Decision,
+    Example,
+    Kind,
+    Message,
+    Verdict,
+    attempt_from_dict,
+    example_from_dict,
+    to_dict,
+)
 
 
 def test_records_round_trip_through_json():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import typer
 
@@ -32,6 +32,7 @@ def _main(show_version: bool = typer.Option(False, "--version", callback=_versio
                                             help="print the version and exit")) -> None:
     """Turn a model's correct second tries into weights, round after round."""
 
+PRESET_HELP = "a condition of the reference report (repeat to run several): " + ", ".join(PRESETS)
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. training.steps=100 model.path=/models/x")
 
 
@@ -44,10 +45,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _guard(fn: Callable[[], None]) -> None:
     """Known failures become one clear message and exit code 2; nothing half-written stays behind."""
-    from .backends.hf import ModelLoadError
     from .backends.openai import EndpointError
     from .backends.servers import ServerError
     from .config import ConfigError
+    from .models import ModelLoadError
     from .store import RunDirError, StorageError
     from .tasks import TaskDataError
 
@@ -64,7 +65,7 @@ def _guard(fn: Callable[[], None]) -> None:
         _fail("interrupted; run the same command again to resume", 130)
 
 
-def _plugins(modules: Optional[List[str]] = None, key: str = "--plugin") -> None:
+def _plugins(modules: list[str] | None = None, key: str = "--plugin") -> None:
     """Import the installed plugins (entry points) and `modules`."""
     from .plugins import load
 
@@ -75,7 +76,7 @@ PLUGIN = typer.Option(None, "--plugin", "-p", help="a plugin module to import fi
                                                    "ones load by themselves): docs/plugins.md")
 
 
-def _config(path: Path, overrides: Optional[List[str]]):
+def _config(path: Path, overrides: list[str] | None):
     from .config import load_config
 
     return load_config(path, overrides or [])
@@ -249,11 +250,10 @@ def _point(at_budget: str | None, at_round: int | None):
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
         seeds: str = typer.Option("1", "--seeds", help="a count (3: seed, seed+1, seed+2) or a list (42,43,44); "
                                                         "several seeds are compared, pooled"),
-        preset: Optional[List[str]] = typer.Option(None, "--preset", help="a condition of the reference report "
-                                                   "(repeat to run several): " + ", ".join(PRESETS)),
+        preset: list[str] | None = typer.Option(None, "--preset", help=PRESET_HELP),
         allow_change: bool = typer.Option(False, "--allow-change",
                                           help="resume with a changed config; stages it touches run again"),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1,
@@ -291,18 +291,18 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: O
 
 
 @app.command(name="eval")
-def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
           allow_change: bool = typer.Option(False, "--allow-change")) -> None:
     """Evaluate the config's model only (round 0): pass@1, pass@k, pass@N with retries, the gap."""
     _guard(lambda: _run(_config(config, overrides), allow_change, eval_only=True))
 
 
 @app.command()
-def demo(overrides: Optional[List[str]] = OVERRIDES,
+def demo(overrides: list[str] | None = OVERRIDES,
          filter_: str = typer.Option("steps", "--filter", help="keep retries whose every step is right (steps), "
                                      "whose final answer is right (answer), or run both and compare"),
          seeds: str = typer.Option("1", "--seeds", help="a count or a list (42,43,44); pooled as mean ± CI"),
-         preset: Optional[List[str]] = typer.Option(None, "--preset", help="also run these conditions (repeat), "
+         preset: list[str] | None = typer.Option(None, "--preset", help="also run these conditions (repeat), "
                                                     "e.g. --preset resampling --preset resampling-16"),
          jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at once, each its own process"),
          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
@@ -345,11 +345,11 @@ def demo(overrides: Optional[List[str]] = OVERRIDES,
 
 
 @app.command()
-def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds"),
-            at_budget: Optional[str] = typer.Option(
+def compare(runs: list[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds"),
+            at_budget: str | None = typer.Option(
                 None, "--at-budget", help="compare each run at its last round within this many generated training "
                                           "tokens (200k, 1.5M), or `min`: the smallest total among the runs"),
-            at_round: Optional[int] = typer.Option(None, "--round", min=0,
+            at_round: int | None = typer.Option(None, "--round", min=0,
                                                    help="compare each run at this round (or its last, if it stopped "
                                                         "before)")) -> None:
     """Conditions side by side: gains from the base (sampled and greedy), what each spent, and each condition
@@ -358,10 +358,10 @@ def compare(runs: List[Path] = typer.Argument(..., help="run directories; <name>
 
 
 @app.command()
-def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/NAME), or a folder of them (runs/)"),
+def report(paths: list[Path] = typer.Argument(..., help="run directories (runs/NAME), or a folder of them (runs/)"),
            serve: bool = typer.Option(False, "--serve", help="then serve the pages on 127.0.0.1 until Ctrl-C"),
            port: int = typer.Option(8000, "--port", min=0, max=65535, help="--serve's port (0: any free one)"),
-           sample: Optional[int] = typer.Option(None, "--sample", min=0,
+           sample: int | None = typer.Option(None, "--sample", min=0,
                                                 help="transcripts shown per round and set (default 100)"),
            markdown_page: bool = typer.Option(False, "--markdown", help="also write each run's page as Markdown "
                                               "(RUN/report/page.md): the same sections and figures, for a paper "
@@ -395,7 +395,7 @@ def report(paths: List[Path] = typer.Argument(..., help="run directories (runs/N
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: Optional[List[str]] = OVERRIDES,
+def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
              data: bool = typer.Option(True, "--data/--no-data",
                                        help="also load the task data in local files")) -> None:
     """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only
@@ -469,9 +469,9 @@ def data_(source: str = typer.Argument(..., metavar="SOURCE",
                                             "or a config YAML (every hub id it reads)"),
           to: Path = typer.Option(..., "--to", metavar="DIR",
                                   help="folder to write <split>.jsonl files into"),
-          subset: Optional[str] = typer.Option(None, "--subset", metavar="NAME",
+          subset: str | None = typer.Option(None, "--subset", metavar="NAME",
                                                help="the hub dataset's subset (config name), e.g. main"),
-          split: Optional[List[str]] = typer.Option(
+          split: list[str] | None = typer.Option(
               None, "--split", metavar="NAME",
               help="only this split (repeat for several; default: all)")) -> None:
     """Write a task's data once as local JSONL files, for machines without the network: each split of a hub
@@ -512,23 +512,23 @@ def _say_written(source: str, written: dict[str, tuple[Path, int]]) -> None:
 @app.command()
 def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completion and a gold answer (or problem)"),
            verifier: str = typer.Option("math", "--verifier", "-v", help="a verifier from `secondtry ls`"),
-           option: Optional[List[str]] = typer.Option(None, "--option", "-o",
+           option: list[str] | None = typer.Option(None, "--option", "-o",
                                                       help="verifier option key=value (YAML value), repeatable"),
-           extractor: Optional[List[str]] = typer.Option(None, "--extractor", "-e",
+           extractor: list[str] | None = typer.Option(None, "--extractor", "-e",
                                                          help="answer extractor, repeatable, tried in order"),
            each: bool = typer.Option(False, "--each", help="also score every --extractor on its own"),
-           compare: Optional[str] = typer.Option(None, "--compare", help="second grader (math): hendrycks, minerva"),
-           task: Optional[str] = typer.Option(None, "--task", help="look problems up by id in this task's data"),
-           data: Optional[str] = typer.Option(None, "--data", help="--task data: a file or hub id"),
+           compare: str | None = typer.Option(None, "--compare", help="second grader (math): hendrycks, minerva"),
+           task: str | None = typer.Option(None, "--task", help="look problems up by id in this task's data"),
+           data: str | None = typer.Option(None, "--data", help="--task data: a file or hub id"),
            split: str = typer.Option("test", "--split", help="--task split"),
            workers: int = typer.Option(2, "--workers", min=0),
            timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
-           out: Optional[Path] = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
+           out: Path | None = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
            show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
-           label: Optional[str] = typer.Option(
+           label: str | None = typer.Option(
                None, "--label", help="row field with the source's own verdict (true/false): report agreement"
            ),
-           plugin: Optional[List[str]] = PLUGIN) -> None:
+           plugin: list[str] | None = PLUGIN) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
     _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
                            workers, timeout, out, show, label, plugin or []))
@@ -752,14 +752,15 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
                  hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack, every problem"),
                  old_every: int = typer.Option(8, "--old-every", min=0,
                                                help="--hacks: the one-process baseline on every Nth problem"),
-                 limit: Optional[int] = typer.Option(None, "--limit", min=1, help="code: first N problems"),
+                 limit: int | None = typer.Option(None, "--limit", min=1, help="code: first N problems"),
                  workload: str = typer.Option(
                      "short", "--workload",
                      help="math: short: the solutions as written; long: 1,000-3,000 characters of working first"),
                  out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
     """Math verdicts/s and a fuzz of pathological inputs; with --task humaneval|mbpp, code verdicts/s of the
     two-process verifier against the one-process baseline (or, with --hacks, every reward hack's passes)."""
-    from .bench.verify import CODE_TASKS, run as run_bench, run_code, run_hacks
+    from .bench.verify import CODE_TASKS, run_code, run_hacks
+    from .bench.verify import run as run_bench
 
     if not data.is_file():
         what = f"the {task} data file" if task != "math" else "a MATH-format JSONL: problem, solution, answer"
@@ -804,8 +805,9 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
         _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
     try:
         lo, hi = (int(x) for x in variant.split("-"))
-        assert 1 <= lo <= hi
-    except (ValueError, AssertionError):
+    except ValueError:  # not two integers
+        lo = hi = 0
+    if not 1 <= lo <= hi:
         _fail(f"--variant {variant!r}: give LO-HI, two token counts with 1 <= LO <= HI, e.g. 64-1536")
     if gpus:
         params = dict(model=model, requests=requests, prompt=prompt, new=new, resident=resident, variant=[lo, hi],
@@ -870,7 +872,7 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
 
 
 @app.command(name="ls")
-def ls(plugin: Optional[List[str]] = PLUGIN) -> None:
+def ls(plugin: list[str] | None = PLUGIN) -> None:
     """List tasks, verifiers, conditions, backends, stopping policies and presets (plugins' too)."""
     _guard(lambda: _plugins(plugin))
     from rich.console import Console

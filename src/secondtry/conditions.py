@@ -9,7 +9,8 @@ Qwen3's drops their `<think>` content, so a thinking-mode retry never sees that 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import Config
 from .plugins import register

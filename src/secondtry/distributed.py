@@ -21,7 +21,8 @@ processes talk over gloo, on GPUs over NCCL.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist

@@ -12,7 +12,8 @@ ending to learn.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .conditions import PRIVILEGED, restates_hint
 from .config import Config

@@ -21,13 +21,13 @@ import torch
 from . import distributed, filtering, training
 from .backends import BACKENDS, Sampler, SamplerFactory, backend_options
 from .backends.stream import open_stream
-from .backends.hf import load_tokenizer
 from .backends.servers import Launcher, ServerError
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig, launches, stage_inputs
 from .evaluation.metrics import METRIC_NAMES, compare_evals, cut_shares, eval_record, summarize_eval, train_figures
 from .evaluation.retry import ledger
 from .log import Log
+from .models import load_tokenizer
 from .plugins import load as load_plugins
 from .stopping import STOPPING, StopState, decide
 from .records import (R, Decisions, EvalRecord, Estimate, FilterStats, GenerationInfo, ImprovePass, Ledger,

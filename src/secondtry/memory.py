@@ -8,7 +8,8 @@ accumulation (the effective batch stays the same), and start again from the last
 from __future__ import annotations
 
 import gc
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 

@@ -29,8 +29,9 @@ import importlib
 import re
 import sys
 import traceback
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from .config import ConfigError
 

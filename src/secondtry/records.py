@@ -15,8 +15,9 @@ import dataclasses
 import functools
 import types as pytypes
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .types import Decision, decision_from_dict
 

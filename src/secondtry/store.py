@@ -40,14 +40,15 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO, Union
+from typing import Any, TextIO
 
 from . import distributed
 from .config import Config, dump_config
 from .log import Log
 
-JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]  # a value as JSON holds it
+JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]  # a value as JSON holds it
 StageInputs = dict[str, JSON]  # what a stage's outputs depend on, hashed into the manifest
 
 
@@ -379,7 +380,7 @@ class RunStore:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, cfg: Config, allow_change: bool = False, log: Log = Log()) -> "RunStore":
+    def open(cls, cfg: Config, allow_change: bool = False, log: Log = Log()) -> RunStore:
         """Lock the run directory, check the config against the one it was run with, write it.
 
         With several processes rank 0 does this and holds the lock; the others wait for it.
@@ -464,7 +465,7 @@ class RunStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

@@ -7,9 +7,10 @@ report can be recomputed from per-problem records.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.hf import ModelLoadError, load_tokenizer
-from secondtry.config import build_config, SamplingConfig
+from secondtry.config import SamplingConfig, build_config
 from secondtry.log import Log
+from secondtry.models import ModelLoadError, load_tokenizer
 from secondtry.types import Message
 
-import pytest
+pytestmark = pytest.mark.integration  # generation with the tiny model
 
 
 def cfg(model, **extra):

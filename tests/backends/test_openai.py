@@ -16,9 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.hf import ModelLoadError, row_seed
+from secondtry.backends.hf import row_seed
 from secondtry.backends.openai import EndpointError, OpenAISampler, request_params
 from secondtry.config import ConfigError, SamplingConfig, build_config
+from secondtry.models import ModelLoadError
 from secondtry.types import Message
 
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2"]]
@@ -337,6 +338,7 @@ def hf_greedy(tiny_model):
     return out, short
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_greedy_through_transformers_serve_is_the_hf_backends_greedy(api, served, tiny_model, hf_greedy):
     smp = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers", api=api))
@@ -349,6 +351,7 @@ def test_greedy_through_transformers_serve_is_the_hf_backends_greedy(api, served
     assert short == ref_short[0][0] and short.finish_reason == "length" and short.n_tokens == 3
 
 
+@pytest.mark.integration
 def test_sampling_through_transformers_serve_is_seeded(served, tiny_model):
     smp = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers",
                                                    concurrency=1))
@@ -363,6 +366,7 @@ def test_sampling_through_transformers_serve_is_seeded(served, tiny_model):
     assert texts(busy.generate(CONVS, params, n=2, seed=1)) == texts(smp.generate(CONVS, params, n=2, seed=1))
 
 
+@pytest.mark.integration
 def test_what_transformers_serve_refuses_is_explained(served, tiny_model):
     as_vllm = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served]))
     with pytest.raises(EndpointError, match=r"HTTP 422: .*Unexpected fields.*top_k.*backend.server=vllm"):

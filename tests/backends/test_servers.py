@@ -5,8 +5,8 @@ scripted_vllm.py) where vLLM's adapter endpoints are needed."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from secondtry.backends import BACKENDS
-from secondtry.backends.openai import EndpointError, OpenAISampler
+from secondtry.backends.openai import OpenAISampler
 from secondtry.backends.servers import Launcher, ServerError, adapter_name, group_alive, lora_rank
 from secondtry.config import ConfigError, SamplingConfig, build_config
 from secondtry.loop import check_names
 from secondtry.types import Message
+
+pytestmark = pytest.mark.integration  # model servers as processes
 
 SCRIPTED = Path(__file__).with_name("scripted_vllm.py")
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2", "8-1", "3+3-2"]]

@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_distributed import _files, secondtry_run
 
 from secondtry.store import read_json
-
-from test_distributed import _files, secondtry_run
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")]

@@ -16,7 +16,6 @@ Both check the process table: no server is left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from secondtry.backends.hf import load_model
 from secondtry.config import load_config
 from secondtry.loop import run
+from secondtry.models import load_model
 from secondtry.store import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +65,7 @@ def check_chains(attempts: list[dict], retry_n: int) -> None:
     for mine in by_problem.values():
         chain = [a for a in mine if a["kind"] == "sample" and a["sample"] == 0]
         chain += sorted((a for a in mine if a["kind"] == "retry"), key=lambda a: a["turn"])
-        for before, after in zip(chain, chain[1:]):
+        for before in chain[:-1]:
             assert before["verdict"]["correct"] is False, "a retry after a right attempt"
         last = chain[-1]
         assert len(chain) == retry_n or last["verdict"]["correct"] is not False, "a failure left unretried"

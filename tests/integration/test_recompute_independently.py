@@ -258,7 +258,7 @@ def test_round_and_summary_figures_recompute_from_the_records(root):
         metric, held = cfg["evaluation"]["metric"], cfg["evaluation"]["validation"]
         on = cfg["evaluation"]["select_on"] or ("validation" if held else "last")
         evaluated = [r for r in rounds if "eval" in r["figures"]]
-        pick = (lambda r: r["figures"]["eval"]) if on == "test" else (lambda r: r["figures"][on]["eval"])
+        pick = (lambda r: r["figures"]["eval"]) if on == "test" else (lambda r, on=on: r["figures"][on]["eval"])
         best = evaluated[-1] if on == "last" else max(evaluated, key=lambda r: (pick(r)[metric]["value"], -r["round"]))
         assert summary["best_round"] == best["round"] and summary["chosen_on"] == on
         assert summary["optimistic"] == (on == "test" and len(evaluated) > 1)

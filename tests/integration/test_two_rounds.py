@@ -219,7 +219,6 @@ def test_a_round_whose_generations_run_to_the_length_limit_warns(finished):
     from types import SimpleNamespace
 
     from round_records import figures_of
-
     from secondtry.loop import warn_if_cut
 
     cfg, history, _ = finished

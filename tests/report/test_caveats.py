@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from round_records import est, round_of
-
 from secondtry.records import RoundResult, RunSummary
 from secondtry.report.caveats import CAVEATS, MIN_EXAMPLES, Context, caveats
 from secondtry.report.prose import Fig, markdown

@@ -23,6 +23,9 @@ from secondtry.report.tables import pct
 from secondtry.store import RunDirError, read_jsonl, write_jsonl
 from secondtry.types import Attempt, Verdict, attempt_from_dict
 
+# the shared runs (tests/conftest.py: report_runs), the pages in Chromium
+pytestmark = pytest.mark.integration
+
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 EXTRA = {
@@ -285,8 +288,8 @@ def test_index_and_short_runs_in_chromium(runs, browser):
 def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     from types import SimpleNamespace
 
-    from secondtry.report.dashboard import Compute, gained_rows
     from round_records import round_of
+    from secondtry.report.dashboard import Compute, gained_rows
 
     def rnd(k, device, gain=None, flips=None):
         figures = {"eval": {}, **({"delta_from_base": gain} if gain else {}),

@@ -7,7 +7,6 @@ every word the render shows must be a whole word of its title, header, cells or 
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -15,7 +14,8 @@ from rich.console import Console
 from secondtry.report import tables
 from secondtry.report.tables import Narrow, column_widths, fit
 
-pytestmark = pytest.mark.timeout(2400)  # the shared runs (tests/conftest.py: report_runs) are made once
+# the shared runs (tests/conftest.py: report_runs) are made once
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 BOX = set("│┃┏┓┗┛┣┫┳┻╋━─┡┩╇┠┨┯┷┼┌┐└┘├┤┬┴╞╡╪═║╔╗╚╝╠╣╦╩╬")
 WIDTH = 80

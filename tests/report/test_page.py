@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from secondtry.cli import app
 
-pytestmark = pytest.mark.timeout(2400)  # the shared runs (tests/conftest.py: report_runs) are made once
+# the shared runs (tests/conftest.py: report_runs) are made once
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 SECTIONS = ("prediction", "decay", "amortized", "conclusion", "caveats")
 NUMBER = re.compile(r"(?<![\w@.\-/#])[+\-−]?\d+(?:\.\d+)?")
 PLAIN_NUMBERS = {"95", "0"}  # "a 95% CI", "includes 0": fixed words of the prose, not figures of the run

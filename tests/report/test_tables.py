@@ -1,7 +1,6 @@
 """The summary's text parts that depend on a round's figures alone."""
 
 from round_records import round_of
-
 from secondtry.records import RoundResult
 from secondtry.report.tables import cut_lines
 
@@ -33,9 +32,8 @@ def test_p_values_below_a_float_s_range_read_as_a_bound_not_zero():
 
 
 def test_a_sampled_gain_without_a_greedy_gain_reads_as_sharpening():
-    from secondtry.report.tables import sharpening
-
     from secondtry.records import Estimate
+    from secondtry.report.tables import sharpening
 
     def fig(lo, hi):
         return Estimate((lo + hi) / 2, (lo, hi), 100)
@@ -50,9 +48,8 @@ def test_a_sampled_gain_without_a_greedy_gain_reads_as_sharpening():
 
 def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
     from secondtry.evaluation.metrics import compare_evals
-    from secondtry.report.tables import ratio, undefined_lines
-
     from secondtry.records import EvalRecord
+    from secondtry.report.tables import ratio, undefined_lines
 
     def recs(rights):
         return [EvalRecord(str(i), bool(r), (bool(r), bool(r)), (bool(r),), {"1": float(r)})
@@ -72,7 +69,8 @@ def test_a_planted_toy_world_is_stated_and_a_neutral_one_is_not(tmp_path):
     import json
 
     from secondtry.report.runs import RunConfig
-    from secondtry.report.tables import toy_world as world_of, world_line as line_of
+    from secondtry.report.tables import toy_world as world_of
+    from secondtry.report.tables import world_line as line_of
 
     def world_line(data):
         return line_of(RunConfig(data))

@@ -12,6 +12,8 @@ from secondtry.report import compare_rows, round_rows
 from secondtry.report.tables import pct
 from secondtry.store import read_json, read_jsonl
 
+pytestmark = pytest.mark.integration  # pretraining and whole demo runs
+
 
 @pytest.fixture(scope="module")
 def demo_runs(tiny_model, tmp_path_factory):

@@ -10,6 +10,8 @@ import secondtry.toy.model as toy_model_module
 from secondtry.tasks.synthetic import generate
 from secondtry.toy import RECIPES, build_model, build_tokenizer, pretrain, toy_model
 
+pytestmark = pytest.mark.integration  # pretraining and whole demo runs
+
 SOLUTION = re.compile(r"\d+[+-]\d+=\d+(\|\d+[+-]\d+=\d+)*\|Answer: \d+")
 CHAT = [{"role": "system", "content": "Be exact."}, {"role": "user", "content": "4+5"},
         {"role": "assistant", "content": "4+5=9|Answer: 9"}, {"role": "user", "content": "Try again carefully."},

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from peft import PeftModel, get_peft_model
 
-from secondtry.backends.hf import adapter_base, load_model
 from secondtry.config import build_config
+from secondtry.models import adapter_base, load_model
 from secondtry.training import adapters
 from secondtry.training.sft import lora_config
+
+pytestmark = pytest.mark.integration  # training
 
 CPU = torch.device("cpu")
 

@@ -4,11 +4,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from secondtry.backends.hf import load_tokenizer
 from secondtry.config import build_config
+from secondtry.models import load_tokenizer
 from secondtry.training.attention import VARLEN, varlen_attention
 from secondtry.training.sft import build_trainer
 from secondtry.types import Example, Message
+
+pytestmark = pytest.mark.integration  # training
 
 # lengths differ, so the packs hold several examples of unequal sizes
 EXAMPLES = [Example(f"p{i}", (Message("user", f"{i}*{i}+{i}=?" + " ok" * (i % 3)),),

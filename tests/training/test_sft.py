@@ -10,6 +10,8 @@ from secondtry.log import Bar, Log
 from secondtry.training import train
 from secondtry.types import Example, Message
 
+pytestmark = pytest.mark.integration  # training
+
 
 def cfg(model, **training):
     return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
@@ -56,7 +58,7 @@ def test_max_epochs_caps_the_steps_of_a_round_with_few_examples(tiny_model, tmp_
 
 
 def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):
-    from secondtry.backends.hf import load_tokenizer
+    from secondtry.models import load_tokenizer
     from secondtry.training.sft import build_trainer
 
     tok = load_tokenizer(str(tiny_model))
@@ -80,7 +82,7 @@ def test_full_fine_tuning_changes_embeddings_too(tiny_model, tmp_path):
 def test_a_failed_training_leaves_no_staging_folder(tiny_model, tmp_path):
     import pytest
 
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="no_such_module"):  # PEFT finds no such module in the model
         train(str(tiny_model), EXAMPLES, cfg(tiny_model, target_modules=["no_such_module"]), tmp_path / "m", seed=0)
     assert not list(tmp_path.glob(".train-*")) and not (tmp_path / "m").exists()
 
@@ -230,7 +232,7 @@ def test_a_damaged_checkpoint_is_not_resumed_from(tiny_model, tmp_path, monkeypa
 def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp_path, packing):
     """filter.retry_example: turn trains problem -> failed attempt -> retry prompt -> retry: every token
     before the retry, the failed attempt's included, is context only."""
-    from secondtry.backends.hf import load_tokenizer
+    from secondtry.models import load_tokenizer
     from secondtry.training.sft import build_trainer
 
     failed, retry = "2+2=5|Answer: 5", "2+2=4|Answer: 4"

@@ -16,6 +16,7 @@ from secondtry.types import Problem
 from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import build_program, extract_code, verify
 
+pytestmark = pytest.mark.integration  # programs in bubblewrap sandboxes
 
 MISSING = sandbox.unavailable()
 needs_sandbox = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")

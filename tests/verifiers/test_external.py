@@ -27,6 +27,7 @@ def test_doctests() -> None:
     assert doctest.testmod(ext).failed == 0
 
 
+@pytest.mark.integration
 @needs_bwrap
 @pytest.mark.parametrize(("completion", "correct", "reason"), [
     ("```text\nQED\n```", True, "checker accepted"),

@@ -21,9 +21,9 @@ from secondtry.tasks.code import load_humaneval, load_mbpp
 from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import verify, verify_one_process
 
-
 MISSING = sandbox.unavailable()
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")]
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 # among them: prompt helpers (10, 32, 38), a tolerance check with abs() (4), tests opening with `def check` (64)
 HUMANEVAL_SAMPLE = [f"HumanEval/{i}" for i in (0, 4, 10, 32, 38, 64)]

@@ -11,6 +11,8 @@ import pytest
 from secondtry.types import Problem
 from secondtry.verifiers import cgroup, code, sandbox
 
+pytestmark = pytest.mark.integration  # programs in sandboxes under a memory cgroup
+
 CAP_MB = 256
 SLACK_MB = 64
 

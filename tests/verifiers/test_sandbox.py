@@ -22,9 +22,9 @@ import pytest
 from secondtry.types import Problem
 from secondtry.verifiers import cgroup, code, sandbox, seccomp
 
-
 MISSING = sandbox.unavailable()
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")]
 
 TIMEOUT = 1.0  # the attacks' time limit: those that hang are killed at this
 ROOT = os.geteuid() == 0
@@ -544,7 +544,8 @@ def test_concurrent_sweeps_never_change_the_folder_around_the_runs(tmp_path):
         for folder in folders:
             for j in range(10):
                 Path(folder, f"f{j}").write_text("x")
-        sweepers = [threading.Thread(target=lambda: [sandbox._rmtree(f) for f in folders]) for _ in range(4)]
+        sweepers = [threading.Thread(target=lambda fs: [sandbox._rmtree(f) for f in fs], args=(folders,))
+                    for _ in range(4)]
         for t in sweepers:
             t.start()
         for t in sweepers:

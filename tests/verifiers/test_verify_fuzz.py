@@ -16,6 +16,7 @@ from secondtry.verifiers.pool import VerifierPool
 pytestmark = pytest.mark.timeout(300)
 
 
+@pytest.mark.integration
 def test_fuzz_through_the_pool() -> None:
     items = pathological(150, seed=7)
     limit = 1.5

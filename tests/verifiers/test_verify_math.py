@@ -219,6 +219,7 @@ def test_every_math500_reference_solution_verifies() -> None:
     assert not bad, bad[:5]
 
 
+@pytest.mark.integration
 @needs_data
 def test_math500_wrong_answers_rejected() -> None:
     rows = _rows("test")[:200]

@@ -20,7 +20,7 @@ import pytest
 import secondtry.verifiers.arithmetic as module
 from secondtry.types import Problem
 from secondtry.verifiers import CHECKS_STEPS, VERIFIERS, check_options
-from secondtry.verifiers.arithmetic import check, stated_steps, verify
+from secondtry.verifiers.arithmetic import stated_steps, verify
 
 EXCEPTIONS = Path(__file__).with_name("gsm8k_steps_exceptions.json")
 
@@ -145,6 +145,7 @@ def _failures(data_dir):
     return out
 
 
+@pytest.mark.integration
 def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
     """Every GSM8K reference solution (train and test) passes, except those listed in
     gsm8k_steps_exceptions.json, each with its reason: GSM8K's own arithmetic errors (a step wrong as
@@ -292,6 +293,7 @@ def planted_set(data_dir, size: int = 1200):
     return out
 
 
+@pytest.mark.integration
 def test_planted_errors_fail(data_dir):
     planted = planted_set(data_dir)
     assert len(planted) >= 500
@@ -303,6 +305,7 @@ def test_planted_errors_fail(data_dir):
         assert sum(mine) / len(mine) >= 0.9, kind
 
 
+@pytest.mark.integration
 def test_figures(data_dir):
     """Prints the figures of docs/verifiers.md: run with -s."""
     failing = _failures(data_dir)

@@ -15,7 +15,8 @@ from secondtry.verifiers.pool import VerifierPool, verify_all
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TIMEOUT = 1.0
-pytestmark = pytest.mark.timeout(120)  # a pool that fails to cut off a hang must fail, not stall
+# a pool that fails to cut off a hang must fail, not stall
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def toy(problem: Problem, completion: str, *, suffix: str = "") -> Verdict:

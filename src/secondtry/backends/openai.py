@@ -36,14 +36,16 @@ import concurrent.futures
 import json
 import os
 import random
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Sequence
+from typing import Any
 
 from ..config import Config, SamplingConfig
 from ..log import Log
+from ..models import ModelLoadError, adapter_base, load_tokenizer
 from ..types import Completion, Message
-from .hf import ModelLoadError, adapter_base, load_tokenizer, render, row_seed
+from .hf import render, row_seed
 from .servers import Launcher, ServerDied, adapter_name, load_adapter, request_model, unload_adapter
 
 MAX_BACKOFF_S = 60.0

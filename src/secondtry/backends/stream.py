@@ -19,8 +19,9 @@ text whichever way it was batched (up to float rounding of batched matrix produc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import SamplingConfig
 from ..types import Completion, Message

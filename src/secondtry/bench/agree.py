@@ -66,8 +66,9 @@ def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: 
     import torch
 
     from ..backends.engine import Engine
-    from ..backends.hf import load_model, load_tokenizer, render, resolve_device
+    from ..backends.hf import render
     from ..config import TaskConfig
+    from ..models import load_model, load_tokenizer, resolve_device
     from ..tasks import TASKS
     from ..types import Message
 

@@ -27,7 +27,8 @@ import random
 import statistics
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 QWEN3_1_7B = dict(model_type="qwen3", hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
                   num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151936, rope_theta=1e6,
@@ -130,7 +131,7 @@ def tune_attention(kernels, kv_heads: int, heads: int, head_dim: int, rows: int,
     best = max((k for k, v in results.items() if isinstance(v, int)), key=lambda k: results[k])
     block_n, warps, stages = map(int, best.split("/"))
     kernels.ATTN.update(BLOCK_N=block_n, num_warps=warps, num_stages=stages)
-    del kc, vc
+    kc = vc = None  # free the caches before the next measurement
     torch.cuda.empty_cache()
     return {"attn_gb_s": results, "attn_best": best}
 
@@ -149,7 +150,7 @@ def gemm_rates(model, rows: tuple[int, ...] = (256, 512)) -> dict[str, Any]:
     for r in rows:
         for name, w in shapes.items():
             x = torch.randn(r, w.shape[1], dtype=w.dtype, device=w.device)
-            ms = triton.testing.do_bench(lambda: F.linear(x, w), warmup=10, rep=50, return_mode="median")
+            ms = triton.testing.do_bench(lambda x=x, w=w: F.linear(x, w), warmup=10, rep=50, return_mode="median")
             out[f"{name}@{r}"] = round(2 * r * w.numel() / (ms / 1e3) / 1e12)
     return {"gemm_tflop_s": out}
 
@@ -162,7 +163,8 @@ def time_engine(engine, prompts: list[list[int]], new: list[int], temperature: f
     _sync()
     wall = time.perf_counter() - start
     generated = sum(len(o.tokens) for row in outs for o in row)
-    assert generated == sum(new), "EOS ignored: every request runs to its length"
+    if generated != sum(new):  # EOS is ignored: every request runs to its length
+        raise RuntimeError(f"the engine generated {generated} tokens, the requests asked for {sum(new)}")
     return {"tok_s": round(generated / wall), "wall_s": round(wall, 2), "tokens": generated,
             "decode_steps": engine.steps - steps, "slots": engine.slots,
             "prefill_s": round(engine.stats.get("prefill", 0), 2), "decode_s": round(engine.stats.get("decode", 0), 2)}

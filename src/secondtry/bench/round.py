@@ -41,8 +41,9 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FULL_TRAIN, FULL_EVAL = 12000, 500
 
@@ -88,7 +89,8 @@ def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
     from .generate import random_model
 
     tok = build_tokenizer(texts, arch["vocab_size"])
-    assert len(tok) == arch["vocab_size"], (len(tok), arch["vocab_size"])
+    if len(tok) != arch["vocab_size"]:
+        raise RuntimeError(f"the benchmark tokenizer has {len(tok)} tokens, the architecture {arch['vocab_size']}")
     model = random_model(arch, device)
     for c in (model.config, model.generation_config):
         c.eos_token_id, c.pad_token_id, c.bos_token_id = tok.eos_token_id, tok.pad_token_id, None

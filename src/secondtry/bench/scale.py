@@ -29,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def gpu_counts(gpus: int) -> list[int]:
@@ -145,7 +146,9 @@ def _generate(p: dict[str, Any]) -> dict[str, Any]:
         gathered = distributed.gather((mine, [row[0].tokens for row in outs], own))
         wall = time.perf_counter() - start
         by_request = {i: t for ids, toks, _ in gathered for i, t in zip(ids, toks)}
-        assert sorted(by_request) == list(range(p["requests"])), "every request came back once"
+        if sorted(by_request) != list(range(p["requests"])):
+            raise RuntimeError(f"the ranks returned {len(by_request)} distinct requests, not the "
+                               f"{p['requests']} asked for")
         generated = sum(len(t) for t in by_request.values())
         out.update({f"{name}tok_s": round(generated / wall), f"{name}wall_s": round(wall, 2),
                     f"{name}tokens": generated, f"{name}rank_wall_s": [round(w, 2) for _, _, w in gathered]})

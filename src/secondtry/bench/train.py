@@ -34,8 +34,9 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .generate import MODELS, _device, _sync, random_model
 

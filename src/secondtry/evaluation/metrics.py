@@ -12,8 +12,18 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ..records import (Comparison, EvalFigures, EvalRecord, Estimate, FilterStats, GainedLost, Gains, Rate,
-                       RoundFigures, TrainFigures)
+from ..records import (
+    Comparison,
+    Estimate,
+    EvalFigures,
+    EvalRecord,
+    FilterStats,
+    GainedLost,
+    Gains,
+    Rate,
+    RoundFigures,
+    TrainFigures,
+)
 from ..types import Attempt, Kind
 from .retry import flips, retry_lift
 from .stats import bootstrap_statistic, estimate, paired_delta, rate, sign_test

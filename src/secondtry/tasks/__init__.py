@@ -6,7 +6,8 @@ tasks: secondtry/plugins.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from secondtry.config import TaskConfig
 from secondtry.plugins import register

@@ -25,18 +25,18 @@ import math
 import os
 import shutil
 import sys
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import distributed
-from ..backends.hf import adapter_base, load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..config import Config
 from ..log import Log
 from ..memory import fit_batch
+from ..models import adapter_base, load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..store import check_seal, crash_point, fsync_tree, seal, write_text
 from ..types import Example
 from . import adapters

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from secondtry.plugins import register
 from secondtry.types import Problem, Verdict

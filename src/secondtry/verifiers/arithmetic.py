@@ -32,9 +32,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Sequence
 
 from ..types import Problem, Verdict
 from .numeric import DEFAULT_EXTRACTORS
@@ -208,7 +208,7 @@ class Lin:
     b: Fraction
 
     @staticmethod
-    def of(x: "Lin | Fraction | int") -> "Lin":
+    def of(x: Lin | Fraction | int) -> Lin:
         return x if isinstance(x, Lin) else Lin(Fraction(0), Fraction(x))
 
     def __add__(self, o): return Lin(self.a + Lin.of(o).a, self.b + Lin.of(o).b)  # noqa: E704

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from secondtry.types import Problem, Verdict
 from secondtry.verifiers import sandbox as _sandbox
@@ -119,7 +119,7 @@ def verify(problem: Problem, completion: str, *, command: Sequence[str] = ("coqc
     path = f"{_sandbox.INSIDE}/{name}" if method == "bwrap" else name
     argv = [part.replace("{file}", path) for part in command]
     if cwd:
-        argv = ["/bin/sh", "-c", f'cd "$1" && shift && exec "$@"', "sh", cwd, *argv]
+        argv = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", cwd, *argv]
     r = _sandbox.run({name: candidate(problem, completion, template)}, argv, timeout_s=timeout_s,
                     memory_mb=memory_mb, nproc=64, nofile=256, fsize_mb=64, disk_mb=256, sandbox=sandbox,
                     binds=binds)

@@ -28,10 +28,11 @@ math-verify's own reading of the whole text.
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from secondtry.tasks.math import last_boxed
 
@@ -109,6 +110,12 @@ def spelled_number(text: str) -> str | None:
     return ("-" if m["sign"] else "") + value
 
 
+def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
+    """The last of the matches, or None; the earlier ones are not kept."""
+    tail = collections.deque(matches, maxlen=1)
+    return tail[0] if tail else None
+
+
 def _clean(rest: str) -> str:
     """The answer at the start of `rest`: a whole math segment, else the text up to the sentence end."""
     rest = rest.replace("**", "").strip()
@@ -135,9 +142,7 @@ def answer_header(text: str) -> str | None:
         return _clean(m.group(1))
     if "nswer" not in text and "NSWER" not in text:  # cheap reject before the multiline scan
         return None
-    found = None
-    for found in _HEADER.finditer(text):
-        pass
+    found = _last(_HEADER.finditer(text))
     if found is None:
         return None
     if found["rest"]:
@@ -171,14 +176,10 @@ def last_math(text: str) -> str | None:
     Segments are $…$, \(…\), $$…$$ and \[…\]; "so the total is 12 apples." reads 12. A segment the
     text never closes (a cut-off completion) holds no answer.
     """
-    segment = None
-    for segment in _INLINE_MATH.finditer(text):
-        pass
+    segment = _last(_INLINE_MATH.finditer(text))
     start = segment.end() if segment else 0
     opened = _OPENING.search(text, start)  # a segment that never closes (a cut-off text): no answer in it
-    number = None
-    for number in _BARE_NUMBER.finditer(text, start, opened.start() if opened else len(text)):
-        pass
+    number = _last(_BARE_NUMBER.finditer(text, start, opened.start() if opened else len(text)))
     if number is not None:
         return number.group(0)
     if segment is None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from secondtry.types import Problem, Verdict, problem_from_dict
 

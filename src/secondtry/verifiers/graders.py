@@ -16,8 +16,8 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 Grader = Callable[[str, str], "bool | None"]
 

@@ -27,8 +27,9 @@ import functools
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Literal, Sequence
+from typing import Literal
 
 from secondtry.tasks.math import boxes, last_boxed  # noqa: F401  (re-exported: callers read boxes from here)
 from secondtry.types import Problem, Verdict

@@ -15,8 +15,8 @@ Verdict(correct=True, extracted='18', reason='match', steps=None, details={'extr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 from secondtry.types import Problem, Verdict
 from secondtry.verifiers.extract import get as get_extractor

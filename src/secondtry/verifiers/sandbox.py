@@ -68,9 +68,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from . import cgroup as _cgroup
 from . import seccomp as _seccomp
