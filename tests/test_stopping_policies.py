@@ -94,17 +94,20 @@ def test_the_decision_records_the_measured_inputs_only():
 
 def test_enforce_false_records_where_the_policies_would_have_stopped():
     """With stopping.enforce: false the run goes on; its summary names the first round a policy stopped."""
+    import dataclasses
+
+    from round_records import round_of
     from secondtry.loop import summarize_run
-    from secondtry.types import Decision, RoundResult
+    from secondtry.records import PolicyStop
+    from secondtry.types import Decision
 
     def result(k, stop, policy=None):
-        figures = {"eval": {"pass1_sampled": {"value": 0.1 * k}}}
-        return RoundResult(k, f"m{k}", k > 0, figures, {}, Decision(stop, policy or "continue", policy))
+        r = round_of(k, figures={"eval": {"pass1_sampled": {"value": 0.1 * k}}})
+        return dataclasses.replace(r, decision=Decision(stop, policy or "continue", policy))
 
     history = [result(0, False), result(1, True, "negative_gain"), result(2, True, "max_rounds")]
     for enforce in (True, False):
         cfg = build_config({**BASE, "stopping": {"enforce": enforce, "max_rounds": 2}})
         summary = summarize_run(cfg, history)
-        assert summary["policy_stop"] == {"round": 1, "reason": "negative_gain", "policy": "negative_gain",
-                                          "enforced": enforce}
-        assert summary["stopped_by"] == "max_rounds" and summary["rounds"] == 2
+        assert summary.policy_stop == PolicyStop(1, "negative_gain", "negative_gain", enforce)
+        assert summary.stopped_by == "max_rounds" and summary.rounds == 2
