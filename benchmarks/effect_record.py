@@ -34,8 +34,10 @@ def set_figures(f: dict) -> dict:
     gains = f.get("gains") or {}
     flips = e.get("flips") or {}
     return {
-        "pass1_sampled": pc(e.get("pass1_sampled")), "pass1_greedy": pc(e.get("pass1_greedy")),
-        "pass_at_4": pc(e.get("pass_at_4")), "pass_n_retry": pc(e.get("pass_n_retry")),
+        "pass1_sampled": pc(e.get("pass1_sampled")),
+        "pass1_greedy": pc(e.get("pass1_greedy")),
+        "pass_at_4": pc(e.get("pass_at_4")),
+        "pass_n_retry": pc(e.get("pass_n_retry")),
         "methods": {k: e[k].get("method") for k in ("pass1_sampled", "pass1_greedy") if k in e},
         "delta_sampled": pc((gains.get("pass1_sampled") or {}).get("from_base")),
         "delta_greedy": pc((gains.get("pass1_greedy") or {}).get("from_base")),
@@ -50,19 +52,32 @@ def run_record(path: Path) -> dict:
     for r in v.history:
         f = r.figures
         train, training = f.get("train") or {}, f.get("training") or {}
-        rounds.append({
-            "round": r.round, "trained": r.trained,
-            "test": set_figures(f) if "eval" in f else None,
-            **{s: set_figures(f[s]) for s in ("validation", "transfer") if s in f},
-            "retry_yield": pc(train.get("retry_yield")), "kept": (train.get("examples") or {}).get("kept"),
-            "rejected": (train.get("examples") or {}).get("rejected"), "cut_train": train.get("cut_at_length"),
-            "tokens_generated_train": train.get("tokens_generated"),
-            "steps": training.get("steps"), "rows": training.get("rows"), "epochs": training.get("epochs"),
-            "decision": r.decision.reason,
-            "cost_s": {k: c for k, c in r.cost.items() if k.endswith("_s")}, "device": r.cost.get("device"),
-        })
-    return {"seed": v.cfg.get("seed"), "reported_round": v.summary.get("best_round"),
-            "chosen_on": v.summary.get("chosen_on"), "optimistic": v.summary.get("optimistic"), "rounds": rounds}
+        rounds.append(
+            {
+                "round": r.round,
+                "trained": r.trained,
+                "test": set_figures(f) if "eval" in f else None,
+                **{s: set_figures(f[s]) for s in ("validation", "transfer") if s in f},
+                "retry_yield": pc(train.get("retry_yield")),
+                "kept": (train.get("examples") or {}).get("kept"),
+                "rejected": (train.get("examples") or {}).get("rejected"),
+                "cut_train": train.get("cut_at_length"),
+                "tokens_generated_train": train.get("tokens_generated"),
+                "steps": training.get("steps"),
+                "rows": training.get("rows"),
+                "epochs": training.get("epochs"),
+                "decision": r.decision.reason,
+                "cost_s": {k: c for k, c in r.cost.items() if k.endswith("_s")},
+                "device": r.cost.get("device"),
+            }
+        )
+    return {
+        "seed": v.cfg.get("seed"),
+        "reported_round": v.summary.get("best_round"),
+        "chosen_on": v.summary.get("chosen_on"),
+        "optimistic": v.summary.get("optimistic"),
+        "rounds": rounds,
+    }
 
 
 def main() -> None:
@@ -78,22 +93,39 @@ def main() -> None:
     runs = sorted(p for p in args.runs.iterdir() if (p / "summary.json").exists())
     if not runs:
         raise SystemExit(f"{args.runs}: no finished runs (no */summary.json)")
-    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    code = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     slug = args.tag or re.sub(r"[^a-z0-9]+", "", args.machine.split(",")[0].lower())
     stem = args.out / f"effect-{args.name}-{slug}-{args.date}"
-    record = {"name": "effect", "date": args.date, "machine": args.machine, "command": args.command, "code": code,
-              "fields": "rates as [value %, [lo, hi]] (methods: Wilson or bootstrap over problems); delta_* = paired "
-                        "change from the base over the same problems; cut = share of generations cut at "
-                        "max_new_tokens (judged incorrect, never trained on); steps/rows/epochs of the round's SFT; "
-                        "cost_s = stage seconds",
-              "runs": {p.name: run_record(p) for p in runs}}
+    record = {
+        "name": "effect",
+        "date": args.date,
+        "machine": args.machine,
+        "command": args.command,
+        "code": code,
+        "fields": "rates as [value %, [lo, hi]] (methods: Wilson or bootstrap over problems); delta_* = paired "
+        "change from the base over the same problems; cut = share of generations cut at "
+        "max_new_tokens (judged incorrect, never trained on); steps/rows/epochs of the round's SFT; "
+        "cost_s = stage seconds",
+        "runs": {p.name: run_record(p) for p in runs},
+    }
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    md = [f"# Effect: {args.name} ({args.machine}, {args.date})", "", f"Command: `{args.command}`", "",
-          f"Code: {code}. Every figure below is `secondtry compare`'s, from the runs' records.", "",
-          "## At each run's reported round", "", comparison_markdown(runs, Point()),
-          "## At an equal budget of generated training tokens (the smallest total)", "",
-          comparison_markdown(runs, Point("budget"))]
+    md = [
+        f"# Effect: {args.name} ({args.machine}, {args.date})",
+        "",
+        f"Command: `{args.command}`",
+        "",
+        f"Code: {code}. Every figure below is `secondtry compare`'s, from the runs' records.",
+        "",
+        "## At each run's reported round",
+        "",
+        comparison_markdown(runs, Point()),
+        "## At an equal budget of generated training tokens (the smallest total)",
+        "",
+        comparison_markdown(runs, Point("budget")),
+    ]
     stem.with_suffix(".md").write_text("\n".join(md))
     print(f"record: {stem.with_suffix('.json')}\ntables: {stem.with_suffix('.md')}")
 

@@ -3,6 +3,7 @@
 Recorded in benchmarks/results/gemm-1xh200-2026-11-29.json: no library path is faster by more than
 a few percent on the shapes that dominate a decode step, except the fused qkv product at 512 rows.
 """
+
 import json
 import os
 import time
@@ -11,8 +12,13 @@ import torch
 import torch.nn.functional as F
 
 torch.manual_seed(0)
-shapes = {"qkv": (2048, 4096), "o": (2048, 2048), "gate_up": (2048, 12288), "down": (6144, 2048),
-          "lm_head": (2048, 151936)}
+shapes = {
+    "qkv": (2048, 4096),
+    "o": (2048, 2048),
+    "gate_up": (2048, 12288),
+    "down": (6144, 2048),
+    "lm_head": (2048, 151936),
+}
 
 
 def bench(fn, x, w, reps=200):

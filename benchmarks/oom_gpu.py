@@ -51,9 +51,19 @@ def random_model(folder: Path) -> Path:
     from secondtry.toy.tokenizer import build_tokenizer
 
     tok = build_tokenizer(model_max_length=4096)
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
-                         num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
-                         tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=2048,
+        intermediate_size=6144,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Qwen3ForCausalLM(config).to(torch.bfloat16)
@@ -73,9 +83,15 @@ def prompts(n: int, chars: int, seed: int = 0) -> list[str]:
 def config(model: Path, **sections):
     from secondtry.config import build_config
 
-    return build_config({"name": "oom", "model": {"path": str(model), "dtype": "bfloat16"},
-                         "train_task": {"name": "synthetic"}, "eval_task": {"name": "synthetic", "split": "test"},
-                         **sections})
+    return build_config(
+        {
+            "name": "oom",
+            "model": {"path": str(model), "dtype": "bfloat16"},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            **sections,
+        }
+    )
 
 
 def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> dict:
@@ -86,7 +102,9 @@ def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> 
 
     log = Collect()
     backend = {"batch_size": batch, "device": "cuda"}
-    if "engine" in HFBackendConfig.model_fields:  # transformers generate: the engine sizes its slots from free memory
+    if (
+        "engine" in HFBackendConfig.model_fields
+    ):  # transformers generate: the engine sizes its slots from free memory
         backend["engine"] = "off"
     sampler = HFSampler(str(model), config(model, backend=backend), log)
     convs = [[Message("user", p)] for p in prompts(n, chars)]
@@ -95,16 +113,25 @@ def generation(model: Path, batch: int, n: int, chars: int, new_tokens: int) -> 
     start = time.perf_counter()
     outs = sampler.generate(convs, params, n=1, seed=0)
     wall = time.perf_counter() - start
-    peak, final = torch.cuda.max_memory_allocated() / 2 ** 30, sampler.batch_size
+    peak, final = torch.cuda.max_memory_allocated() / 2**30, sampler.batch_size
     check = min(32, n)  # the same rows again at a batch that fits from the start: per-row seeds, same tokens?
     sampler.batch_size = check
     again = sampler.generate(convs[:check], params, n=1, seed=0)
     same = sum(a[0].text == b[0].text for a, b in zip(outs[:check], again)) / check
     sampler.close()
-    return {"start_batch": batch, "final_batch": final,
-            "backoffs": len(log.warnings), "warnings": log.warnings, "prompts": n, "prompt_tokens": chars,
-            "new_tokens": new_tokens, "completions": sum(len(o) for o in outs), "wall_s": round(wall, 1),
-            "peak_mem_gb": round(peak, 1), "same_tokens_as_unbacked_batch": same}
+    return {
+        "start_batch": batch,
+        "final_batch": final,
+        "backoffs": len(log.warnings),
+        "warnings": log.warnings,
+        "prompts": n,
+        "prompt_tokens": chars,
+        "new_tokens": new_tokens,
+        "completions": sum(len(o) for o in outs),
+        "wall_s": round(wall, 1),
+        "peak_mem_gb": round(peak, 1),
+        "same_tokens_as_unbacked_batch": same,
+    }
 
 
 def training_sft(model: Path, batch: int, length: int, steps: int) -> dict:
@@ -114,17 +141,28 @@ def training_sft(model: Path, batch: int, length: int, steps: int) -> dict:
 
     log = Collect()
     body = prompts(batch * steps, length, seed=1)
-    examples = [Example(f"p{i}", (Message("user", b[: length // 4]),), b, "retry") for i, b in enumerate(body)]
-    cfg = config(model, backend={"device": "cuda"},
-                 training={"steps": steps, "batch_size": batch, "max_length": length, "lr": 1e-5, "warmup_ratio": 0})
+    examples = [
+        Example(f"p{i}", (Message("user", b[: length // 4]),), b, "retry") for i, b in enumerate(body)
+    ]
+    cfg = config(
+        model,
+        backend={"device": "cuda"},
+        training={"steps": steps, "batch_size": batch, "max_length": length, "lr": 1e-5, "warmup_ratio": 0},
+    )
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         info = train(str(model), examples, cfg, Path(tmp) / "out", seed=0, log=log)
-    return {"path": "training/sft.py (TRL SFTTrainer + LoRA)", "start_batch": batch,
-            "backoffs": info.get("oom_backoffs", []), "warnings": log.warnings, "steps": info["steps"],
-            "tokens_trained": info["tokens_trained"], "wall_s": round(time.perf_counter() - start, 1),
-            "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2 ** 30, 1)}
+    return {
+        "path": "training/sft.py (TRL SFTTrainer + LoRA)",
+        "start_batch": batch,
+        "backoffs": info.get("oom_backoffs", []),
+        "warnings": log.warnings,
+        "steps": info["steps"],
+        "tokens_trained": info["tokens_trained"],
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+    }
 
 
 def training_torch(model: Path, batch: int, length: int, steps: int) -> dict:
@@ -152,15 +190,23 @@ def training_torch(model: Path, batch: int, length: int, steps: int) -> dict:
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     done, backoffs = fit_batch(run, batch, 1, log, "training (plain PyTorch)")
-    return {"path": "plain PyTorch step through memory.fit_batch (TRL not importable)", "start_batch": batch,
-            "backoffs": backoffs, "warnings": log.warnings, "steps": done,
-            "tokens_trained": steps * batch * length, "wall_s": round(time.perf_counter() - start, 1),
-            "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2 ** 30, 1)}
+    return {
+        "path": "plain PyTorch step through memory.fit_batch (TRL not importable)",
+        "start_batch": batch,
+        "backoffs": backoffs,
+        "warnings": log.warnings,
+        "steps": done,
+        "tokens_trained": steps * batch * length,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gen-batch", type=int, default=4096, help="generation batch to start from (far too large)")
+    ap.add_argument(
+        "--gen-batch", type=int, default=4096, help="generation batch to start from (far too large)"
+    )
     ap.add_argument("--gen-prompts", type=int, default=4096)
     ap.add_argument("--prompt-tokens", type=int, default=1000)
     ap.add_argument("--new-tokens", type=int, default=8)
@@ -175,24 +221,30 @@ def main() -> None:
     try:
         import pydantic  # noqa: F401
     except ImportError:
-        sys.exit("benchmarks/oom_gpu.py needs pydantic (secondtry's config): see the wheels step at the top of this file")
+        sys.exit(
+            "benchmarks/oom_gpu.py needs pydantic (secondtry's config): see the wheels step at the top of this file"
+        )
     from secondtry.bench import write_record
 
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = random_model(Path(tmp) / "qwen3-1.7b-random")
-        figures["generate"] = generation(model, args.gen_batch, args.gen_prompts, args.prompt_tokens,
-                                         args.new_tokens)
+        figures["generate"] = generation(
+            model, args.gen_batch, args.gen_prompts, args.prompt_tokens, args.new_tokens
+        )
         try:
             import datasets  # noqa: F401
             import trl  # noqa: F401
+
             sft = True
         except ImportError:
             sft = False
         run = training_sft if sft else training_torch
         figures["train"] = run(model, args.train_batch, args.train_length, args.train_steps)
-    workload = {"model": "Qwen3-1.7B shape, random bf16 weights, toy character tokenizer",
-                **{k: v for k, v in vars(args).items() if k != "out"}}
+    workload = {
+        "model": "Qwen3-1.7B shape, random bf16 weights, toy character tokenizer",
+        **{k: v for k, v in vars(args).items() if k != "out"},
+    }
     shown = [a for a in sys.argv[1:] if a != "--out" and a != str(args.out) and not a.startswith("--out=")]
     command = " ".join(["python benchmarks/oom_gpu.py", *shown])
     path = write_record("oom", command.strip(), workload, figures, args.out)

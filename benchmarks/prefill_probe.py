@@ -4,6 +4,7 @@ Prefill of 512 prompts of 200 tokens (one wave of the default workload), timed a
 batch sizes (`prefill_tokens`), beside a plain transformers forward of the same tokens, and a
 kernel profile of one wave. Writes prefill.json and prefill_profile.txt to $OUT (or here).
 """
+
 import json
 import os
 import random

@@ -10,6 +10,7 @@ with both off. Measured in one process, side by side:
               fixed 256 new tokens, temperature only against top-k/top-p, n=1 against n=4
 Writes sampling.json to $OUT (or here).
 """
+
 import json
 import os
 import random
@@ -53,8 +54,12 @@ def sample_ms(rows: int) -> dict[str, float]:
     keys = torch.arange(rows, device="cuda", dtype=torch.int64) * 7919
     steps = torch.full((rows,), 5, device="cuda", dtype=torch.int64)
     return {
-        "temperature_only": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 0, 1.0, kernels=kernels)),
-        "top_k20_top_p0.8": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 20, 0.8, kernels=kernels)),
+        "temperature_only": graph_ms(
+            lambda: sampling.sample(logits, keys, steps, 0.7, 0, 1.0, kernels=kernels)
+        ),
+        "top_k20_top_p0.8": graph_ms(
+            lambda: sampling.sample(logits, keys, steps, 0.7, 20, 0.8, kernels=kernels)
+        ),
         "top_k20_only": graph_ms(lambda: sampling.sample(logits, keys, steps, 0.7, 20, 1.0, kernels=kernels)),
         "full_vocab_filters": graph_ms(lambda: full_vocab(logits, keys, steps)),
         "topk36_alone": graph_ms(lambda: torch.topk(logits.float(), 36)),
@@ -81,8 +86,11 @@ def tok_s(ps, n, **kw):
     return round(sum(len(o.tokens) for per in outs for o in per) / (time.perf_counter() - t))
 
 
-for name, kw in {"temperature_only": dict(temperature=0.7), "top_k20_top_p0.8": dict(temperature=0.7, top_k=20,
-                 top_p=0.8), "greedy": dict(temperature=0.0)}.items():
+for name, kw in {
+    "temperature_only": dict(temperature=0.7),
+    "top_k20_top_p0.8": dict(temperature=0.7, top_k=20, top_p=0.8),
+    "greedy": dict(temperature=0.0),
+}.items():
     res[f"engine_tok_s:{name}:n1"] = tok_s(prompts, 1, **kw)
     res[f"engine_tok_s:{name}:n4"] = tok_s(prompts[:128], 4, **kw)
     print({k: v for k, v in res.items() if k.startswith("engine")}, flush=True)

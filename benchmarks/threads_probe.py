@@ -64,14 +64,23 @@ def main() -> None:
             samples[n].append(round(seconds_per_step(n, args.steps), 4))
             print(f"{n} thread(s): {samples[n][-1]:.3f} s/step (load average {loads[-1]})", flush=True)
     figures = {f"s_per_step_{n}_threads": samples[n] for n in counts}
-    figures.update({f"median_s_per_step_{n}_threads": sorted(samples[n])[len(samples[n]) // 2]
-                    for n in counts})
+    figures.update(
+        {f"median_s_per_step_{n}_threads": sorted(samples[n])[len(samples[n]) // 2] for n in counts}
+    )
     out = write_record(
-        "threads", f"python benchmarks/threads_probe.py --steps {args.steps} --reps {args.reps}",
-        {"what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken in turn",
-         "usable_cpus": cpus, "steps_timed": args.steps, "reps": args.reps,
-         "load_average_1min_before_each": loads},
-        figures, out_dir=ROOT / "benchmarks" / "results", note="shared with other work")
+        "threads",
+        f"python benchmarks/threads_probe.py --steps {args.steps} --reps {args.reps}",
+        {
+            "what": "toy model (demo size) pretraining steps, batch 16, CPU; thread counts taken in turn",
+            "usable_cpus": cpus,
+            "steps_timed": args.steps,
+            "reps": args.reps,
+            "load_average_1min_before_each": loads,
+        },
+        figures,
+        out_dir=ROOT / "benchmarks" / "results",
+        note="shared with other work",
+    )
     print(json.dumps(figures), "->", out)
 
 

@@ -70,16 +70,42 @@ def report_runs(tiny_model, tmp_path_factory) -> Path:
 
     def cli(*args: str) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        done = subprocess.run([sys.executable, "-m", "secondtry.cli", *args], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "secondtry.cli", *args], env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    cli("run", str(configs / "demo.yaml"), *small, f"run_dir={root / 'demo'}", "train_task.options.count=80",
-        "transfer_task.options.count=16", "evaluation.validation=16", "evaluation.retry_n=3", "conditions.retries=3",
-        "filter.require=answer", "training.steps=12", "training.packing=true", "stopping.max_rounds=2",
-        "backend.batch_size=64", "prediction.gain_pp=1", "prediction.rounds=2",
-        "prediction.text=The retries teach the tiny model something within two rounds.")
-    cli("run", str(configs / "tiny-cpu.yaml"), *small, f"run_dir={root / 'compare'}", "--seeds", "3",
-        "--preset", "star-try-again", "--preset", "resampling")
+    cli(
+        "run",
+        str(configs / "demo.yaml"),
+        *small,
+        f"run_dir={root / 'demo'}",
+        "train_task.options.count=80",
+        "transfer_task.options.count=16",
+        "evaluation.validation=16",
+        "evaluation.retry_n=3",
+        "conditions.retries=3",
+        "filter.require=answer",
+        "training.steps=12",
+        "training.packing=true",
+        "stopping.max_rounds=2",
+        "backend.batch_size=64",
+        "prediction.gain_pp=1",
+        "prediction.rounds=2",
+        "prediction.text=The retries teach the tiny model something within two rounds.",
+    )
+    cli(
+        "run",
+        str(configs / "tiny-cpu.yaml"),
+        *small,
+        f"run_dir={root / 'compare'}",
+        "--seeds",
+        "3",
+        "--preset",
+        "star-try-again",
+        "--preset",
+        "resampling",
+    )
     cli("run", str(configs / "tiny-cpu.yaml"), f"model.path={tiny_model}", f"run_dir={root / 'tiny'}")
     return root
 
@@ -106,8 +132,12 @@ class Processes:
                 pid = int(cmdline.parent.name)
             except (OSError, ValueError):
                 continue
-            if marker in text and ("serve" in text or "scripted_vllm" in text) and cls.alive(pid) \
-                    and pid != os.getpid():
+            if (
+                marker in text
+                and ("serve" in text or "scripted_vllm" in text)
+                and cls.alive(pid)
+                and pid != os.getpid()
+            ):
                 found.append(text)
         return found
 

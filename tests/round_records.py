@@ -16,21 +16,45 @@ def est(value: float | None = 0.5, lo: float | None = 0.4, hi: float | None = 0.
     return {"value": value, "ci": [lo, hi], "n": n}
 
 
-EVAL = {"pass1_sampled": est(), "retry_n": 1, "cut_at_length": 0.0,
-        "retry_lift": {"value": None, "ci": [None, None], "n": 0, "reason": "no retry turns (N = 1)"}}
-FLIPS = {"wrong_to_right": 0, "right_to_wrong": 0, "right_to_right": 0, "wrong_to_wrong": 0, "n": 0,
-         "net": {**est(None, None, None, 0), "method": None}, "wrong_to_right_rate": None,
-         "right_to_wrong_rate": None,
-         "mcnemar": {"b": 0, "c": 0, "p_value": 1.0}}
+EVAL = {
+    "pass1_sampled": est(),
+    "retry_n": 1,
+    "cut_at_length": 0.0,
+    "retry_lift": {"value": None, "ci": [None, None], "n": 0, "reason": "no retry turns (N = 1)"},
+}
+FLIPS = {
+    "wrong_to_right": 0,
+    "right_to_wrong": 0,
+    "right_to_right": 0,
+    "wrong_to_wrong": 0,
+    "n": 0,
+    "net": {**est(None, None, None, 0), "method": None},
+    "wrong_to_right_rate": None,
+    "right_to_wrong_rate": None,
+    "mcnemar": {"b": 0, "c": 0, "p_value": 1.0},
+}
 EXAMPLES = {"kept": 500, "kept_from": {"retry": 500}, "problems": 500, "rejected": {}, "lucky_share": None}
-TRAIN = {"problems": 1000, "first_correct": est(), "unjudged": 0, "frontier": 500, "retried": 500,
-         "retry_solved": 200, "retry_yield": est(0.4, 0.3, 0.5), "tokens_generated": 0, "cut_at_length": 0.0,
-         "cut": 0,
-         "first_samples": est()}
-COMPARISON = {"delta_from_base": est(0.0, -0.05, 0.05), "delta_from_prev": est(0.0, -0.05, 0.05), "gains": {},
-              "decay": None, "absorbed_share": {**est(0.0, -0.1, 0.1), "draws": 100},
-              "flips_vs_prev": {"metric": "pass1_sampled", "gained": 0, "lost": 0, "unchanged": 100,
-                                "p_value": 1.0}}
+TRAIN = {
+    "problems": 1000,
+    "first_correct": est(),
+    "unjudged": 0,
+    "frontier": 500,
+    "retried": 500,
+    "retry_solved": 200,
+    "retry_yield": est(0.4, 0.3, 0.5),
+    "tokens_generated": 0,
+    "cut_at_length": 0.0,
+    "cut": 0,
+    "first_samples": est(),
+}
+COMPARISON = {
+    "delta_from_base": est(0.0, -0.05, 0.05),
+    "delta_from_prev": est(0.0, -0.05, 0.05),
+    "gains": {},
+    "decay": None,
+    "absorbed_share": {**est(0.0, -0.1, 0.1), "draws": 100},
+    "flips_vs_prev": {"metric": "pass1_sampled", "gained": 0, "lost": 0, "unchanged": 100, "p_value": 1.0},
+}
 
 
 def _estimates(x: Any) -> Any:
@@ -70,10 +94,21 @@ def figures_of(partial: dict | RoundFigures) -> RoundFigures:
     return RoundFigures.from_json(_estimates(f), "figures")
 
 
-def round_of(k: int, trained: bool | None = None, figures: dict | RoundFigures | None = None,
-             cost: dict | None = None, stop: bool = False, reason: str = "continue") -> RoundResult:
+def round_of(
+    k: int,
+    trained: bool | None = None,
+    figures: dict | RoundFigures | None = None,
+    cost: dict | None = None,
+    stop: bool = False,
+    reason: str = "continue",
+) -> RoundResult:
     """Round k (trained unless round 0) with the given figures and cost, and a decision to go on."""
-    data = {"round": k, "model": f"m{k}", "trained": bool(k) if trained is None else trained,
-            "figures": figures_of(figures or {}).to_json(), "cost": cost or {},
-            "decision": {"stop": stop, "reason": reason}}
+    data = {
+        "round": k,
+        "model": f"m{k}",
+        "trained": bool(k) if trained is None else trained,
+        "figures": figures_of(figures or {}).to_json(),
+        "cost": cost or {},
+        "decision": {"stop": stop, "reason": reason},
+    }
     return round_from_json(data, f"round_{k}/round.json")

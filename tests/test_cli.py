@@ -35,7 +35,17 @@ def invoke(*args):
 def test_ls_lists_every_extension_point():
     code, out = invoke("ls")
     assert code == 0
-    for name in ("synthetic", "gsm8k", "math", "numeric", "retry", "gold_hint", "hf", "retry_yield", "max_rounds"):
+    for name in (
+        "synthetic",
+        "gsm8k",
+        "math",
+        "numeric",
+        "retry",
+        "gold_hint",
+        "hf",
+        "retry_yield",
+        "max_rounds",
+    ):
         assert name in out
 
 
@@ -48,52 +58,82 @@ def test_validate_accepts_the_shipped_configs():
 def test_validate_loads_local_data(tmp_path):
     data = tmp_path / "t.jsonl"
     data.write_text('{"problem": "1+1", "answer": "2"}\n')
-    path = config_file(tmp_path, **{"train_task": {"name": "math", "path": str(data)},
-                                    "eval_task": {"name": "math", "path": str(data)}, "verifier.name": "math"})
+    path = config_file(
+        tmp_path,
+        **{
+            "train_task": {"name": "math", "path": str(data)},
+            "eval_task": {"name": "math", "path": str(data)},
+            "verifier.name": "math",
+        },
+    )
     code, out = invoke("validate", path)
     assert code == 0 and "1 training problems; 1 test" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.yaml"], "config file not found"),
-    (["{cfg}", "training.lrr=1"], "training.lrr: unknown key — did you mean training.lr"),
-    (["{cfg}", "training.steps=many"], "training.steps:"),
-    (["{cfg}", "verifier.name=maths"], "verifier.name: unknown name 'maths'"),
-    (["{cfg}", "transfer_task={{name: gsm8kk, split: test}}"], "transfer_task.name: unknown name 'gsm8kk'"),
-    (["{cfg}", "evaluation.validation=100000"], "evaluation.validation=100000 would hold out all"),
-    (["{cfg}", "train_task={{name: math, path: {bad}}}"], "bad.jsonl:2: malformed JSON"),
-    (["{cfg}", "train_task={{name: math, path: {nofield}}}"], "nofield.jsonl:1: missing field 'problem'"),
-    (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
-    (["{cfg}", "model.path=toy:huge"], "model.path: unknown toy model 'huge'"),
-    (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
-    (["{cfg}", "train_task.options.count=1000000000000"], "option count must be at most 1,000,000"),
-    (["{cfg}", "seed=-1"], "seed: Input should be greater than or equal to 0 (got -1)"),
-    (["{cfg}", "training.steps=1000000000000"], "training.steps: Input should be less than or equal to "
-                                                "1000000"),
-    (["{cfg}", "--seeds", "-1,4"], "--seeds -1,4: seeds lie in 0..4294967295"),
-    (["{cfg}", "eval_task.split=validation"], "split must be one of"),
-    (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
-    (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),
-    (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "takes no options"),
-    (["{cfg}", "verifier.name=math", "verifier.options.extractors=[boxd]"], "unknown extractor 'boxd'"),
-    (["{cfg}", "verifier.options.compare=hendrycks"], "'synthetic' has no option(s) compare; valid: none"),
-    (["{cfg}", "train_task={{name: math, path: {latin}}}"], "latin.jsonl:2: not UTF-8 (invalid continuation byte at byte 8); "
-                                                            "re-encode the file"),
-    (["{cfg}", "train_task={{name: math, path: {dup}}}"], "dup.jsonl:2: duplicate id 'a' (first seen at"),
-    (["{cfg}", "train_task={{name: math, path: {dup}}}"], "give each row its own id (set on_bad_row: skip"),
-    (["{cfg}", "train_task={{name: math, path: {empty}}}"], "empty.jsonl:1: field 'problem' is empty (set "
-                                                            "on_bad_row: skip on this task to skip such rows)"),
-    (["{cfg}", "training.batch_size=[8]"], "training.batch_size: Input should be a valid integer (got [8]) — e.g. "
-                                           "training.batch_size=8"),
-    (["{cfg}", "sampling=hot"], "sampling: Input should be a valid dictionary or instance of SamplingConfig "
-                                "(got 'hot') — a mapping with keys temperature, top_p"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.yaml"], "config file not found"),
+        (["{cfg}", "training.lrr=1"], "training.lrr: unknown key — did you mean training.lr"),
+        (["{cfg}", "training.steps=many"], "training.steps:"),
+        (["{cfg}", "verifier.name=maths"], "verifier.name: unknown name 'maths'"),
+        (
+            ["{cfg}", "transfer_task={{name: gsm8kk, split: test}}"],
+            "transfer_task.name: unknown name 'gsm8kk'",
+        ),
+        (["{cfg}", "evaluation.validation=100000"], "evaluation.validation=100000 would hold out all"),
+        (["{cfg}", "train_task={{name: math, path: {bad}}}"], "bad.jsonl:2: malformed JSON"),
+        (["{cfg}", "train_task={{name: math, path: {nofield}}}"], "nofield.jsonl:1: missing field 'problem'"),
+        (["{cfg}", "model.path={tmp}/no-model"], "model not found"),
+        (["{cfg}", "model.path=toy:huge"], "model.path: unknown toy model 'huge'"),
+        (["{cfg}", "train_task.options.count=0"], "option count must be a positive integer"),
+        (["{cfg}", "train_task.options.count=1000000000000"], "option count must be at most 1,000,000"),
+        (["{cfg}", "seed=-1"], "seed: Input should be greater than or equal to 0 (got -1)"),
+        (
+            ["{cfg}", "training.steps=1000000000000"],
+            "training.steps: Input should be less than or equal to 1000000",
+        ),
+        (["{cfg}", "--seeds", "-1,4"], "--seeds -1,4: seeds lie in 0..4294967295"),
+        (["{cfg}", "eval_task.split=validation"], "split must be one of"),
+        (["{cfg}", "verifier.name=math", "filter.require=steps"], "filter.require: `steps` needs a verifier"),
+        (["{cfg}", "evaluation.retry=gold_hint"], "evaluation.retry: 'gold_hint' shows the gold answer"),
+        (["{cfg}", "train_task.name=math", "train_task.path={bad}"], "takes no options"),
+        (["{cfg}", "verifier.name=math", "verifier.options.extractors=[boxd]"], "unknown extractor 'boxd'"),
+        (
+            ["{cfg}", "verifier.options.compare=hendrycks"],
+            "'synthetic' has no option(s) compare; valid: none",
+        ),
+        (
+            ["{cfg}", "train_task={{name: math, path: {latin}}}"],
+            "latin.jsonl:2: not UTF-8 (invalid continuation byte at byte 8); re-encode the file",
+        ),
+        (["{cfg}", "train_task={{name: math, path: {dup}}}"], "dup.jsonl:2: duplicate id 'a' (first seen at"),
+        (
+            ["{cfg}", "train_task={{name: math, path: {dup}}}"],
+            "give each row its own id (set on_bad_row: skip",
+        ),
+        (
+            ["{cfg}", "train_task={{name: math, path: {empty}}}"],
+            "empty.jsonl:1: field 'problem' is empty (set on_bad_row: skip on this task to skip such rows)",
+        ),
+        (
+            ["{cfg}", "training.batch_size=[8]"],
+            "training.batch_size: Input should be a valid integer (got [8]) — e.g. training.batch_size=8",
+        ),
+        (
+            ["{cfg}", "sampling=hot"],
+            "sampling: Input should be a valid dictionary or instance of SamplingConfig "
+            "(got 'hot') — a mapping with keys temperature, top_p",
+        ),
+    ],
+)
 def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": \n')
     (tmp_path / "nofield.jsonl").write_text(json.dumps({"question": "x", "answer": "1"}) + "\n")
     (tmp_path / "latin.jsonl").write_bytes(b'{"problem": "x", "answer": "1"}\n{"id": "\xe9t\xe9"}\n')
-    (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"problem": p, "answer": "1", "unique_id": "a"}) + "\n"
-                                                for p in ("x", "y")))
+    (tmp_path / "dup.jsonl").write_text(
+        "".join(json.dumps({"problem": p, "answer": "1", "unique_id": "a"}) + "\n" for p in ("x", "y"))
+    )
     (tmp_path / "empty.jsonl").write_text(json.dumps({"problem": "", "answer": "1"}) + "\n")
     cfg = config_file(tmp_path, **{"model.path": str(tmp_path)})  # a folder, not a model
     files = {name: tmp_path / f"{name}.jsonl" for name in ("bad", "nofield", "latin", "dup", "empty")}
@@ -105,23 +145,34 @@ def test_bad_input_is_named_exits_2_and_writes_nothing(tmp_path, args, message):
 
 
 def assert_nothing_written(runs):
-    written = [p for p in runs.rglob("*") if p.is_file() and p.name not in {".lock", "config.yaml"}] \
-        if runs.exists() else []
+    written = (
+        [p for p in runs.rglob("*") if p.is_file() and p.name not in {".lock", "config.yaml"}]
+        if runs.exists()
+        else []
+    )
     assert not written
 
 
-@pytest.mark.parametrize("text, message", [
-    ("training:\n  steps: many\n", "training.steps: Input should be a valid integer, unable to parse string as an "
-                                    "integer (got 'many') — e.g. training.steps=500"),
-    ("training:\n  stepz: 5\n", "training.stepz: unknown key — did you mean training.steps?"),
-    ("trainig:\n  steps: 5\n", "trainig: unknown key — did you mean training?"),
-    ("evaluation: 3\n", "evaluation: Input should be a valid dictionary"),
-    ("training: {steps: 5\n", "c.yaml:7: not valid YAML (expected ',' or '}'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "training:\n  steps: many\n",
+            "training.steps: Input should be a valid integer, unable to parse string as an "
+            "integer (got 'many') — e.g. training.steps=500",
+        ),
+        ("training:\n  stepz: 5\n", "training.stepz: unknown key — did you mean training.steps?"),
+        ("trainig:\n  steps: 5\n", "trainig: unknown key — did you mean training?"),
+        ("evaluation: 3\n", "evaluation: Input should be a valid dictionary"),
+        ("training: {steps: 5\n", "c.yaml:7: not valid YAML (expected ',' or '}'"),
+    ],
+)
 def test_a_bad_config_file_names_the_file_and_key(tmp_path, text, message):
     path = tmp_path / "c.yaml"
-    path.write_text(f"name: x\nrun_dir: {tmp_path / 'runs'}\nmodel: {{path: m}}\ntrain_task: {{name: synthetic}}\n"
-                    f"eval_task: {{name: synthetic, split: test}}\n" + text)
+    path.write_text(
+        f"name: x\nrun_dir: {tmp_path / 'runs'}\nmodel: {{path: m}}\ntrain_task: {{name: synthetic}}\n"
+        f"eval_task: {{name: synthetic, split: test}}\n" + text
+    )
     code, out = invoke("run", path)
     assert code == 2 and message in " ".join(out.split()), out
     assert str(path) in " ".join(out.split()) or "c.yaml" in out
@@ -152,8 +203,11 @@ def test_a_second_process_on_the_same_run_directory_is_refused(tmp_path, tiny_mo
     path = config_file(tmp_path, **{"model.path": str(tiny_model)})
     with RunStore.open(load_config(path)):  # another process holds the run directory (flock is per open file)
         code, out = invoke("run", path)
-    assert code == 2 and "is in use by another secondtry process; wait for it or pick another run name" \
-        in " ".join(out.split()), out
+    assert (
+        code == 2
+        and "is in use by another secondtry process; wait for it or pick another run name"
+        in " ".join(out.split())
+    ), out
 
 
 def test_report_needs_a_run_directory(tmp_path):
@@ -163,20 +217,35 @@ def test_report_needs_a_run_directory(tmp_path):
 
 @pytest.mark.integration
 def test_eval_runs_round_0_only_and_prints_the_tables(tmp_path, tiny_model):
-    code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
-                       f"run_dir={tmp_path}", "name=ev")
+    code, out = invoke(
+        "eval",
+        ROOT / "configs" / "tiny-cpu.yaml",
+        f"model.path={tiny_model}",
+        f"run_dir={tmp_path}",
+        "name=ev",
+    )
     assert code == 0, out
-    assert (tmp_path / "ev" / "round_0" / "eval.jsonl").exists() and not (tmp_path / "ev" / "round_1").exists()
+    assert (tmp_path / "ev" / "round_0" / "eval.jsonl").exists() and not (
+        tmp_path / "ev" / "round_1"
+    ).exists()
     assert "stochastic headroom" in out and (tmp_path / "ev" / "report" / "summary.md").exists()
-    code, out = invoke("eval", ROOT / "configs" / "tiny-cpu.yaml", f"model.path={tiny_model}",
-                       f"run_dir={tmp_path}", "name=ev", "seed=1")
+    code, out = invoke(
+        "eval",
+        ROOT / "configs" / "tiny-cpu.yaml",
+        f"model.path={tiny_model}",
+        f"run_dir={tmp_path}",
+        "name=ev",
+        "seed=1",
+    )
     assert code == 2 and "was run with another config" in out and "+seed: 1" in out
 
 
 def _verify_file(tmp_path):
-    rows = [{"id": "a", "completion": r"so \\boxed{\\frac{1}{2}}", "answer": "0.5"},
-            {"id": "b", "completion": "The answer is 3.", "answer": "4"},
-            {"completion": r"\\boxed{.5}", "problem": {"id": "c", "prompt": "p", "answer": r"\\frac12"}}]
+    rows = [
+        {"id": "a", "completion": r"so \\boxed{\\frac{1}{2}}", "answer": "0.5"},
+        {"id": "b", "completion": "The answer is 3.", "answer": "4"},
+        {"completion": r"\\boxed{.5}", "problem": {"id": "c", "prompt": "p", "answer": r"\\frac12"}},
+    ]
     path = tmp_path / "v.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -184,8 +253,21 @@ def _verify_file(tmp_path):
 
 def test_verify_prints_a_summary_and_writes_verdicts(tmp_path):
     out_file = tmp_path / "verdicts.jsonl"
-    code, out = invoke("verify", _verify_file(tmp_path), "--workers", "0", "--out", out_file,
-                       "-e", "boxed", "-e", "answer_is", "--each", "--compare", "hendrycks")
+    code, out = invoke(
+        "verify",
+        _verify_file(tmp_path),
+        "--workers",
+        "0",
+        "--out",
+        out_file,
+        "-e",
+        "boxed",
+        "-e",
+        "answer_is",
+        "--each",
+        "--compare",
+        "hendrycks",
+    )
     assert code == 0, out
     text = " ".join(out.split())
     assert "3 rows" in text and "mismatch" in text and "second grader hendrycks" in text
@@ -198,9 +280,11 @@ def test_verify_prints_a_summary_and_writes_verdicts(tmp_path):
 def test_verify_reports_agreement_with_a_label_field(tmp_path):
     import gzip
 
-    rows = [{"id": "a", "completion": "# Answer\n\n12", "answer": "12", "ok": True},
-            {"id": "b", "completion": "A: 7", "answer": "8", "ok": False},
-            {"id": "c", "completion": r"\\boxed{3}", "answer": "3", "ok": False}]  # a wrong label
+    rows = [
+        {"id": "a", "completion": "# Answer\n\n12", "answer": "12", "ok": True},
+        {"id": "b", "completion": "A: 7", "answer": "8", "ok": False},
+        {"id": "c", "completion": r"\\boxed{3}", "answer": "3", "ok": False},
+    ]  # a wrong label
     path = tmp_path / "labelled.jsonl.gz"
     path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     out_file = tmp_path / "verdicts.jsonl"
@@ -215,13 +299,16 @@ def test_verify_reports_agreement_with_a_label_field(tmp_path):
     assert code == 2 and "bad.jsonl:1: --label field 'ok' should be true or false, got str 'yes'" in out
 
 
-@pytest.mark.parametrize("row, message", [
-    ('{"completion": "x"}', "v.jsonl:1: no gold answer"),
-    ('{"answer": "1"}', "v.jsonl:1: missing field 'completion'"),
-    ('{"answer": "1", "completion": 3}', "field 'completion' should be text"),
-    ('[1]', "v.jsonl:1: expected a JSON object"),
-    ('{"answer": ', "v.jsonl:1: malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ('{"completion": "x"}', "v.jsonl:1: no gold answer"),
+        ('{"answer": "1"}', "v.jsonl:1: missing field 'completion'"),
+        ('{"answer": "1", "completion": 3}', "field 'completion' should be text"),
+        ("[1]", "v.jsonl:1: expected a JSON object"),
+        ('{"answer": ', "v.jsonl:1: malformed JSON"),
+    ],
+)
 def test_verify_bad_rows_are_named(tmp_path, row, message):
     path = tmp_path / "v.jsonl"
     path.write_text(row + "\n")
@@ -239,18 +326,30 @@ def test_verify_bad_options(tmp_path):
 @pytest.mark.integration
 def test_bench_verify_writes_a_record(tmp_path):
     data = tmp_path / "math.jsonl"
-    data.write_text(json.dumps({"problem": "p", "solution": r"$\\boxed{\\frac{1}{4}}$", "answer": r"\\frac{1}{4}"})
-                    + "\n")
-    code, out = invoke("bench", "verify", "--data", data, "--fuzz", "12", "--fuzz-timeout", "1",
-                       "--out", tmp_path / "results")
+    data.write_text(
+        json.dumps({"problem": "p", "solution": r"$\\boxed{\\frac{1}{4}}$", "answer": r"\\frac{1}{4}"}) + "\n"
+    )
+    code, out = invoke(
+        "bench",
+        "verify",
+        "--data",
+        data,
+        "--fuzz",
+        "12",
+        "--fuzz-timeout",
+        "1",
+        "--out",
+        tmp_path / "results",
+    )
     assert code == 0, out
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-*.json")]
     figures = record["figures"]
     assert record["name"] == "verify" and record["command"].startswith("secondtry bench verify")
     assert (figures["correct"], figures["incorrect"], figures["fuzz_items"]) == (3, 1, 12)
     assert figures["verdicts_per_s"] > 0 and figures["fuzz_crashes"] == 0
-    code, out = invoke("bench", "verify", "--data", data, "--fuzz", "0", "--workload", "long",
-                       "--out", tmp_path / "long")
+    code, out = invoke(
+        "bench", "verify", "--data", data, "--fuzz", "0", "--workload", "long", "--out", tmp_path / "long"
+    )
     assert code == 0, out
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "long").glob("verify-long-*.json")]
     assert record["workload"]["workload"] == "long" and record["figures"]["correct"] == 3
@@ -260,8 +359,23 @@ def test_bench_verify_writes_a_record(tmp_path):
 
 @pytest.mark.slow
 def test_bench_generate_runs_the_tiny_architecture_on_cpu(tmp_path):
-    code, out = invoke("bench", "generate", "--model", "tiny-qwen3", "--requests", "8", "--prompt", "16", "--new", "16",
-                       "--resident", "4", "--no-hf", "--out", tmp_path)
+    code, out = invoke(
+        "bench",
+        "generate",
+        "--model",
+        "tiny-qwen3",
+        "--requests",
+        "8",
+        "--prompt",
+        "16",
+        "--new",
+        "16",
+        "--resident",
+        "4",
+        "--no-hf",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, out
     [record] = [json.loads(p.read_text()) for p in tmp_path.glob("generate-*.json")]
     assert record["figures"]["engine_tok_s"] > 0 and record["workload"]["requests"] == 8
@@ -289,17 +403,46 @@ def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
     if sandbox.unavailable():
         pytest.skip(f"no working sandbox: {sandbox.unavailable()}")
     data = data_dir / "humaneval" / "HumanEval.jsonl.gz"
-    code, out = invoke("bench", "verify", "--task", "humaneval", "--data", data, "--limit", "3", "--rounds", "1",
-                       "--workers", "1", "--out", tmp_path / "results")
+    code, out = invoke(
+        "bench",
+        "verify",
+        "--task",
+        "humaneval",
+        "--data",
+        data,
+        "--limit",
+        "3",
+        "--rounds",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        tmp_path / "results",
+    )
     assert code == 0, out
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-humaneval-*.json")]
     figures = record["figures"]
-    assert record["command"].startswith("secondtry bench verify") and record["workload"]["task"] == "humaneval"
+    assert (
+        record["command"].startswith("secondtry bench verify") and record["workload"]["task"] == "humaneval"
+    )
     assert figures["outcomes"]["two_process"]["correct"] == figures["outcomes"]["one_process"]["correct"] == 3
     assert figures["two_process_verdicts_per_s"] > 0 and figures["cost_ratio"] > 0
     assert {"memory_cap", "syscall_filter"} <= set(record["workload"])
-    code, out = invoke("bench", "verify", "--task", "mbpp", "--data", data_dir / "mbpp" / "mbpp.jsonl", "--hacks",
-                       "--limit", "1", "--old-every", "0", "--out", tmp_path / "results")
+    code, out = invoke(
+        "bench",
+        "verify",
+        "--task",
+        "mbpp",
+        "--data",
+        data_dir / "mbpp" / "mbpp.jsonl",
+        "--hacks",
+        "--limit",
+        "1",
+        "--old-every",
+        "0",
+        "--out",
+        tmp_path / "results",
+    )
     assert code == 0, out
     [hacks] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("verify-hacks-mbpp-*.json")]
     assert hacks["figures"]["total_passes"] == 0 and len(hacks["figures"]["table"]) >= 25
@@ -308,14 +451,17 @@ def test_bench_verify_code_tasks_write_records(tmp_path, data_dir):
 
 
 @pytest.mark.integration
-def test_the_run_directory_stays_locked_until_the_report_is_written_then_released(tmp_path, tiny_model,
-                                                                                  monkeypatch):
+def test_the_run_directory_stays_locked_until_the_report_is_written_then_released(
+    tmp_path, tiny_model, monkeypatch
+):
     import secondtry.report as report
     from secondtry.config import load_config
     from secondtry.store import RunDirError, RunStore
 
-    path = config_file(tmp_path, **{"model.path": str(tiny_model), "eval_task.options.count": 8,
-                                    "train_task.options.count": 8})
+    path = config_file(
+        tmp_path,
+        **{"model.path": str(tiny_model), "eval_task.options.count": 8, "train_task.options.count": 8},
+    )
     cfg = load_config(path)
     seen, real = [], report.markdown
 
@@ -368,9 +514,12 @@ def test_every_config_validates_from_a_fresh_clone_with_no_data_folder(path, tmp
     assert code == 0, out
     assert f"configs/{path.name}: ok" in out
     cfg = load_config(path)
-    tasks = [("train_task", cfg.train_task), ("eval_task", cfg.eval_task),
-             ("transfer_task", cfg.transfer_task),
-             ("evaluation.validation_task", cfg.evaluation.validation_task)]
+    tasks = [
+        ("train_task", cfg.train_task),
+        ("eval_task", cfg.eval_task),
+        ("transfer_task", cfg.transfer_task),
+        ("evaluation.validation_task", cfg.evaluation.validation_task),
+    ]
     header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
     for key, task in tasks:
         if task is not None and task.path and is_hub_id(task):
@@ -395,8 +544,9 @@ def test_a_config_this_machine_cannot_run_validates_with_a_warning_and_run_refus
     assert_nothing_written(tmp_path / "runs")
 
 
-def test_data_writes_a_configs_hub_data_as_local_files_and_the_overrides_run_offline(tmp_path, monkeypatch,
-                                                                                    data_dir):
+def test_data_writes_a_configs_hub_data_as_local_files_and_the_overrides_run_offline(
+    tmp_path, monkeypatch, data_dir
+):
     """`secondtry data CONFIG --to DIR` where there is internet; the printed overrides validate offline."""
     import datasets
 
@@ -419,14 +569,23 @@ def test_data_writes_a_configs_hub_data_as_local_files_and_the_overrides_run_off
     assert (tmp_path / "data" / "gsm8k" / "train.jsonl").is_file()
     line = next(x for x in out.splitlines() if x.startswith("offline: secondtry run "))
     overrides = line.split(str(config), 1)[1].split()
-    assert overrides == [f"train_task.path={tmp_path / 'data' / 'gsm8k' / 'train.jsonl'}",
-                         f"eval_task.path={tmp_path / 'data' / 'gsm8k' / 'test.jsonl'}"]
+    assert overrides == [
+        f"train_task.path={tmp_path / 'data' / 'gsm8k' / 'train.jsonl'}",
+        f"eval_task.path={tmp_path / 'data' / 'gsm8k' / 'test.jsonl'}",
+    ]
     monkeypatch.setattr(datasets, "load_dataset", no_network)
-    code, out = invoke("validate", config, *overrides, "evaluation.validation=10", "train_task.limit=30",
-                       "eval_task.limit=30")
+    code, out = invoke(
+        "validate",
+        config,
+        *overrides,
+        "evaluation.validation=10",
+        "train_task.limit=30",
+        "eval_task.limit=30",
+    )
     assert code == 0 and "data: 20 training problems; 30 test, 10 validation" in out, out
-    code, out = invoke("data", data_dir / "gsm8k" / "test.jsonl", "--to", tmp_path / "copy", "--split",
-                       "test")
+    code, out = invoke(
+        "data", data_dir / "gsm8k" / "test.jsonl", "--to", tmp_path / "copy", "--split", "test"
+    )
     assert code == 0 and "[test]: 1,319 rows ->" in out and (tmp_path / "copy" / "test.jsonl").is_file()
 
 

@@ -12,9 +12,13 @@ from secondtry.conditions import (
 from secondtry.config import build_config
 from secondtry.types import Message, Problem
 
-BASE = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"},
-        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
+BASE = {
+    "name": "t",
+    "model": {"path": "m/x"},
+    "train_task": {"name": "synthetic"},
+    "eval_task": {"name": "synthetic", "split": "test"},
+    "evaluation": {"select_on": "test"},
+}  # several rounds by default: where to choose must be said
 P = Problem("p1", "2+3", "5")
 
 
@@ -30,7 +34,11 @@ def test_retry_sees_the_failed_attempts_then_the_retry_prompt():
     assert conv[-1].content == "Try again carefully." and conv[2].content == "a1"
     last = retry(P, ["a1", "a2"], cfg(conditions={"history": "last"}))
     assert [m.content for m in last] == ["2+3", "a2", "Try again carefully."]
-    assert "5" in gold_hint(P, ["a1"], c)[-1].content and set(CONDITIONS) >= {"first_attempt", "retry", "gold_hint"}
+    assert "5" in gold_hint(P, ["a1"], c)[-1].content and set(CONDITIONS) >= {
+        "first_attempt",
+        "retry",
+        "gold_hint",
+    }
 
 
 # ---------------------------------------------------------------- each builder's conversation
@@ -46,13 +54,20 @@ def contents(messages):
 def test_first_attempt_is_the_problem_alone_and_ignores_failures():
     assert contents(first_attempt(Q, ["41", "40"], cfg())) == [("user", "What is 6*7?")]
     assert contents(first_attempt(Q, [], cfg(model={"path": "m/x", "system_prompt": "Think."}))) == [
-        ("system", "Think."), ("user", "What is 6*7?")]
+        ("system", "Think."),
+        ("user", "What is 6*7?"),
+    ]
 
 
 def test_retry_shows_every_failure_in_order_or_only_the_last():
     every = retry(Q, ["41", "40"], cfg())
-    assert contents(every) == [("user", "What is 6*7?"), ("assistant", "41"), ("user", "Try again carefully."),
-                               ("assistant", "40"), ("user", "Try again carefully.")]
+    assert contents(every) == [
+        ("user", "What is 6*7?"),
+        ("assistant", "41"),
+        ("user", "Try again carefully."),
+        ("assistant", "40"),
+        ("user", "Try again carefully."),
+    ]
     last = retry(Q, ["41", "40"], cfg(conditions={"history": "last"}))
     assert contents(last) == [("user", "What is 6*7?"), ("assistant", "40"), ("user", "Try again carefully.")]
     own = retry(Q, ["41"], cfg(conditions={"retry_prompt": "Check each step."}))
@@ -62,17 +77,23 @@ def test_retry_shows_every_failure_in_order_or_only_the_last():
 
 def test_gold_hint_is_the_retry_with_the_gold_answer_in_each_retry_prompt():
     hinted = gold_hint(Q, ["41", "40"], cfg())
-    assert contents(hinted) == [("user", "What is 6*7?"), ("assistant", "41"),
-                                ("user", f"Try again carefully. {HINT}"), ("assistant", "40"),
-                                ("user", f"Try again carefully. {HINT}")]
+    assert contents(hinted) == [
+        ("user", "What is 6*7?"),
+        ("assistant", "41"),
+        ("user", f"Try again carefully. {HINT}"),
+        ("assistant", "40"),
+        ("user", f"Try again carefully. {HINT}"),
+    ]
     last = gold_hint(Q, ["41", "40"], cfg(conditions={"history": "last"}))
     assert [m.content for m in last] == ["What is 6*7?", "40", f"Try again carefully. {HINT}"]
 
 
 def test_rationalize_asks_the_problem_again_with_the_gold_and_hides_the_failure():
     c = cfg(model={"path": "m/x", "system_prompt": "Think."})
-    assert contents(rationalize(Q, ["41", "40"], c)) == [("system", "Think."),
-                                                        ("user", f"What is 6*7?\n\n{HINT}")]
+    assert contents(rationalize(Q, ["41", "40"], c)) == [
+        ("system", "Think."),
+        ("user", f"What is 6*7?\n\n{HINT}"),
+    ]
     assert rationalize(Q, [], cfg(conditions={"history": "last"})) == rationalize(Q, ["41"], cfg())
 
 

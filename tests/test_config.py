@@ -31,13 +31,22 @@ def test_overrides_are_typed_and_nested(tmp_path):
     import yaml
 
     p = write(tmp_path, yaml.safe_dump(BASE))
-    cfg = load_config(p, ["training.lr=1e-4", "training.steps=7", "model.chat_template_kwargs.enable_thinking=false",
-                          "stopping.policies=[max_rounds]"])
+    cfg = load_config(
+        p,
+        [
+            "training.lr=1e-4",
+            "training.steps=7",
+            "model.chat_template_kwargs.enable_thinking=false",
+            "stopping.policies=[max_rounds]",
+        ],
+    )
     assert cfg.training.lr == 1e-4 and cfg.training.steps == 7
     assert cfg.model.chat_template_kwargs == {"enable_thinking": False}
     assert cfg.stopping.policies == ["max_rounds"]
     replaced = load_config(p, ["train_task.options={count: 5}", "train_task.options={}", "name=x y"])
-    assert replaced.train_task.options == {} and replaced.name == "x y"  # a mapping value replaces, not merges
+    assert (
+        replaced.train_task.options == {} and replaced.name == "x y"
+    )  # a mapping value replaces, not merges
 
 
 def test_unknown_key_names_the_key_and_suggests(tmp_path):
@@ -101,7 +110,12 @@ def test_a_run_of_several_rounds_must_say_where_it_chooses():
     with pytest.raises(ConfigError, match="needs a validation split"):
         build_config({**bare, "evaluation": {"select_on": "validation"}})
     with pytest.raises(ConfigError, match="not both"):
-        build_config({**bare, "evaluation": {"validation": 5, "validation_task": {"name": "mbpp", "split": "validation"}}})
+        build_config(
+            {
+                **bare,
+                "evaluation": {"validation": 5, "validation_task": {"name": "mbpp", "split": "validation"}},
+            }
+        )
 
 
 def test_the_toy_world_is_set_for_toy_models_only():
@@ -116,21 +130,34 @@ def test_the_toy_world_is_set_for_toy_models_only():
 
 # -- configs that cannot exhaust the machine ---------------------------------------------------------------
 
+
 def test_a_negative_seed_is_refused_with_the_bound():
     with pytest.raises(ConfigError) as e:
         build_config({**BASE, "seed": -1})
     assert "seed: Input should be greater than or equal to 0 (got -1)" in str(e.value)
 
 
-@pytest.mark.parametrize("key", ["training.steps", "sampling.max_new_tokens", "backend.batch_size",
-                                 "training.batch_size", "verifier.workers", "evaluation.samples",
-                                 "conditions.retries", "training.grad_accum", "stopping.max_rounds", "seed"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "training.steps",
+        "sampling.max_new_tokens",
+        "backend.batch_size",
+        "training.batch_size",
+        "verifier.workers",
+        "evaluation.samples",
+        "conditions.retries",
+        "training.grad_accum",
+        "stopping.max_rounds",
+        "seed",
+    ],
+)
 def test_sizes_beyond_any_practical_run_are_refused_with_the_limit_in_the_error(key, tmp_path):
     import yaml
 
     p = write(tmp_path, yaml.safe_dump(BASE))
     with pytest.raises(ConfigError) as e:
-        load_config(p, [f"{key}={10 ** 12}"])
+        load_config(p, [f"{key}={10**12}"])
     msg = " ".join(str(e.value).split())
     assert f"{key}: Input should be less than or equal to " in msg and "(got 1000000000000)" in msg, msg
     limit = int(msg.split("less than or equal to ")[1].split()[0])
@@ -148,15 +175,21 @@ def test_infinite_and_nan_numbers_are_refused(tmp_path):
 
 def test_growing_steps_are_bounded_in_the_last_round():
     with pytest.raises(ConfigError, match="stopping.max_rounds"):
-        build_config({**BASE, "training": {"steps": 1000, "steps_growth": 10.0},
-                      "stopping": {"max_rounds": 400}})
+        build_config(
+            {**BASE, "training": {"steps": 1000, "steps_growth": 10.0}, "stopping": {"max_rounds": 400}}
+        )
     build_config({**BASE, "training": {"steps": 500, "steps_growth": 1.2}, "stopping": {"max_rounds": 3}})
 
 
 def bomb(levels: int, width: int) -> str:
     """A "billion laughs" as one flow sequence: each level is `width` aliases of the one before."""
-    return "[" + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}" if i else "lol"] * width) + "]"
-                           for i in range(levels)) + "]"
+    return (
+        "["
+        + ", ".join(
+            f"&a{i} [" + ", ".join([f"*a{i - 1}" if i else "lol"] * width) + "]" for i in range(levels)
+        )
+        + "]"
+    )
 
 
 @pytest.mark.parametrize("field", ["description", "train_task.options"])
@@ -184,8 +217,11 @@ def test_a_full_size_alias_bomb_is_refused_in_little_memory_and_time(tmp_path):
     import sys
     import textwrap
 
-    p = write(tmp_path, "name: x\nmodel: {path: m}\ntrain_task: {name: synthetic}\n"
-                        f"eval_task: {{name: synthetic, split: test}}\ndescription: {bomb(9, 9)}\n")
+    p = write(
+        tmp_path,
+        "name: x\nmodel: {path: m}\ntrain_task: {name: synthetic}\n"
+        f"eval_task: {{name: synthetic, split: test}}\ndescription: {bomb(9, 9)}\n",
+    )
     code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
@@ -198,16 +234,23 @@ def test_a_full_size_alias_bomb_is_refused_in_little_memory_and_time(tmp_path):
         sys.exit(3)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "alias" in done.stdout, (done.returncode, done.stdout,
-                                                             done.stderr[-2000:])
+    assert done.returncode == 0 and "alias" in done.stdout, (
+        done.returncode,
+        done.stdout,
+        done.stderr[-2000:],
+    )
 
 
 @pytest.mark.integration
 def test_long_values_are_cut_in_error_messages(tmp_path):
     import yaml
 
-    p = write(tmp_path, yaml.safe_dump({**BASE, "training": {"steps": "x" * 100_000},
-                                        "sampling": {"top_k": list(range(50_000))}}))
+    p = write(
+        tmp_path,
+        yaml.safe_dump(
+            {**BASE, "training": {"steps": "x" * 100_000}, "sampling": {"top_k": list(range(50_000))}}
+        ),
+    )
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)

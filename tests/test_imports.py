@@ -5,9 +5,34 @@ from pathlib import Path
 
 import secondtry
 
-LAYERS = ["types", "records", "log", "machine", "memory", "models", "config", "plugins", "distributed", "store",
-          "tasks", "verifiers", "conditions", "backends", "filtering", "training", "evaluation", "stopping", "presets",
-          "loop", "report", "toy", "importer", "bench", "parallel", "cli"]
+LAYERS = [
+    "types",
+    "records",
+    "log",
+    "machine",
+    "memory",
+    "models",
+    "config",
+    "plugins",
+    "distributed",
+    "store",
+    "tasks",
+    "verifiers",
+    "conditions",
+    "backends",
+    "filtering",
+    "training",
+    "evaluation",
+    "stopping",
+    "presets",
+    "loop",
+    "report",
+    "toy",
+    "importer",
+    "bench",
+    "parallel",
+    "cli",
+]
 SRC = Path(secondtry.__file__).parent
 
 

@@ -82,11 +82,21 @@ def test_the_cli_on_a_pipe_prints_progress_lines_while_a_stage_runs(tiny_model, 
     """`secondtry run ... | tee log`: each stage's lines arrive as it runs, before the stage's end line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "0", "COLUMNS": "80"}
     env.pop("OMP_NUM_THREADS", None)  # the command chooses its threads itself
-    cmd = [sys.executable, "-m", "secondtry.cli", "run", str(ROOT / "configs" / "tiny-cpu.yaml"),
-           f"model.path={tiny_model}", f"run_dir={tmp_path / 'runs'}", "stopping.max_rounds=1",
-           "training.steps=40", "stopping.policies=[max_rounds]"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=tmp_path)
+    cmd = [
+        sys.executable,
+        "-m",
+        "secondtry.cli",
+        "run",
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        f"model.path={tiny_model}",
+        f"run_dir={tmp_path / 'runs'}",
+        "stopping.max_rounds=1",
+        "training.steps=40",
+        "stopping.policies=[max_rounds]",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
     arrived: list[tuple[float, str, bool]] = []  # (when read, line, whether the command was still running)
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -29,9 +29,15 @@ def test_fit_batch_halves_until_it_fits_and_says_so():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return "trained"
 
-    assert fit_batch(step, 8, 1, log) == ("trained", [{"batch_size": 4, "grad_accum": 2},
-                                                      {"batch_size": 2, "grad_accum": 4}])
-    assert calls == [(8, 1), (4, 2), (2, 4)] and "batch 8" in log.seen[0] and "batch 2 x accumulation 4" in log.seen[1]
+    assert fit_batch(step, 8, 1, log) == (
+        "trained",
+        [{"batch_size": 4, "grad_accum": 2}, {"batch_size": 2, "grad_accum": 4}],
+    )
+    assert (
+        calls == [(8, 1), (4, 2), (2, 4)]
+        and "batch 8" in log.seen[0]
+        and "batch 2 x accumulation 4" in log.seen[1]
+    )
 
 
 def test_fit_batch_gives_up_at_batch_1_and_passes_other_errors_on():

@@ -13,8 +13,9 @@ def test_devices_resolve_and_a_missing_cuda_device_is_explained(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ModelLoadError, match="backend.device=cuda:1 but no CUDA device is visible; use "
-                                             "backend.device=cpu"):
+    with pytest.raises(
+        ModelLoadError, match="backend.device=cuda:1 but no CUDA device is visible; use backend.device=cpu"
+    ):
         resolve_device("cuda:1")
 
 
@@ -32,8 +33,10 @@ def test_an_adapter_folder_names_its_base(tmp_path):
     assert adapter_base(str(tmp_path)) is None
 
 
-@pytest.mark.parametrize("text,why", [("{not json", "not a readable adapter config"),
-                                      ('{"r": 8}', "names no base_model_name_or_path")])
+@pytest.mark.parametrize(
+    "text,why",
+    [("{not json", "not a readable adapter config"), ('{"r": 8}', "names no base_model_name_or_path")],
+)
 def test_a_broken_adapter_config_is_named(tmp_path, text, why):
     (tmp_path / "adapter_config.json").write_text(text)
     with pytest.raises(ModelLoadError, match=f"adapter_config.json.*{why}"):
@@ -41,10 +44,16 @@ def test_a_broken_adapter_config_is_named(tmp_path, text, why):
 
 
 def test_a_missing_or_unreadable_model_is_explained(tmp_path):
-    with pytest.raises(ModelLoadError, match=r"model not found: .*nowhere \(a local model folder, or a hub id"):
+    with pytest.raises(
+        ModelLoadError, match=r"model not found: .*nowhere \(a local model folder, or a hub id"
+    ):
         load_model(str(tmp_path / "nowhere"), "float32", torch.device("cpu"))
     (tmp_path / "weights.bin").write_bytes(b"\0")
-    with pytest.raises(ModelLoadError, match="model not found: .*weights.bin"):  # a file is not a model folder
+    with pytest.raises(
+        ModelLoadError, match="model not found: .*weights.bin"
+    ):  # a file is not a model folder
         load_model(str(tmp_path / "weights.bin"), "float32", torch.device("cpu"))
-    with pytest.raises(ModelLoadError, match=f"cannot load a causal LM from {re.escape(str(tmp_path))}: "):  # an empty folder
+    with pytest.raises(
+        ModelLoadError, match=f"cannot load a causal LM from {re.escape(str(tmp_path))}: "
+    ):  # an empty folder
         load_model(str(tmp_path), "float32", torch.device("cpu"))

@@ -35,17 +35,22 @@ def _fn(*args, **kwargs):
     return Verdict(True)
 
 
-@pytest.mark.parametrize("register, table, taken, kind, owner", [
-    (register_task, TASKS, "math", "task", "secondtry.tasks.math.load"),
-    (register_verifier, VERIFIERS, "numeric", "verifier", "secondtry.verifiers.numeric.verify"),
-    (register_condition, CONDITIONS, "retry", "condition", "secondtry.conditions.retry"),
-    (register_backend, BACKENDS, "hf", "backend", "secondtry.backends.hf.HFSampler"),
-    (register_policy, STOPPING, "max_rounds", "stopping policy", "secondtry.stopping.max_rounds"),
-])
+@pytest.mark.parametrize(
+    "register, table, taken, kind, owner",
+    [
+        (register_task, TASKS, "math", "task", "secondtry.tasks.math.load"),
+        (register_verifier, VERIFIERS, "numeric", "verifier", "secondtry.verifiers.numeric.verify"),
+        (register_condition, CONDITIONS, "retry", "condition", "secondtry.conditions.retry"),
+        (register_backend, BACKENDS, "hf", "backend", "secondtry.backends.hf.HFSampler"),
+        (register_policy, STOPPING, "max_rounds", "stopping policy", "secondtry.stopping.max_rounds"),
+    ],
+)
 def test_each_extension_point_registers_and_refuses_a_taken_name(register, table, taken, kind, owner):
     before = dict(table)
-    with pytest.raises(PluginError, match=f"{kind} '{taken}' is already registered \\(by {owner}\\); "
-                                          f"\\S*_fn must use another name"):
+    with pytest.raises(
+        PluginError,
+        match=f"{kind} '{taken}' is already registered \\(by {owner}\\); \\S*_fn must use another name",
+    ):
         register(taken, _fn)
     assert table == before  # the shipped entry stays
     try:
@@ -72,16 +77,27 @@ def test_a_plugin_backend_has_its_section_and_its_options_are_checked_before_a_r
 
     monkeypatch.setitem(BACKENDS, "echo_test", _fn)
     monkeypatch.setitem(OPTIONS, "echo_test", EchoOptions)
-    base = {"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"}, "verifier": {"name": "synthetic"},
-            "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"}}
-    cfg = build_config({**base, "backend": {"name": "echo_test", "batch_size": 4, "options": {"prefix": "> "}}})
+    base = {
+        "name": "t",
+        "model": {"path": "m"},
+        "train_task": {"name": "synthetic"},
+        "verifier": {"name": "synthetic"},
+        "eval_task": {"name": "synthetic", "split": "test"},
+        "evaluation": {"select_on": "test"},
+    }
+    cfg = build_config(
+        {**base, "backend": {"name": "echo_test", "batch_size": 4, "options": {"prefix": "> "}}}
+    )
     assert isinstance(cfg.backend, PluginBackendConfig) and backend_options(cfg) == EchoOptions(prefix="> ")
     check_names(cfg)
     bad = build_config({**base, "backend": {"name": "echo_test", "options": {"prefx": 1}}})
     with pytest.raises(ConfigError, match=r"backend.options.prefx: Extra inputs are not permitted"):
         check_names(bad)
-    with pytest.raises(ConfigError, match=r"backend.endpoints: a key of the openai backend's section; backend.name "
-                                          r"names a plugin's backend, whose own settings go under backend.options"):
+    with pytest.raises(
+        ConfigError,
+        match=r"backend.endpoints: a key of the openai backend's section; backend.name "
+        r"names a plugin's backend, whose own settings go under backend.options",
+    ):
         build_config({**base, "backend": {"name": "echo_test", "endpoints": ["http://127.0.0.1:1/v1"]}})
 
 
@@ -117,32 +133,54 @@ def _module(tmp_path, monkeypatch, name, code):
 
 
 def test_a_plugin_that_cannot_be_imported_is_named_with_its_key(tmp_path, monkeypatch):
-    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin module 'no_such_plugin_here' not found; "
-                                          r"install it or put its folder on PYTHONPATH"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugins\[0\]: plugin module 'no_such_plugin_here' not found; "
+        r"install it or put its folder on PYTHONPATH",
+    ):
         plugins.load(["no_such_plugin_here"])
-    broken = _module(tmp_path, monkeypatch, "plugin_broken_here", """
+    broken = _module(
+        tmp_path,
+        monkeypatch,
+        "plugin_broken_here",
+        """
         import secondtry
         x = 1
         raise RuntimeError("the plugin's own failure")
-    """)
-    with pytest.raises(PluginError, match=r"plugins\[1\]: plugin 'plugin_broken_here' failed to import: "
-                                          r"RuntimeError: the plugin's own failure "
-                                          r"\(.*plugin_broken_here.py:4\)"):
+    """,
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"plugins\[1\]: plugin 'plugin_broken_here' failed to import: "
+        r"RuntimeError: the plugin's own failure "
+        r"\(.*plugin_broken_here.py:4\)",
+    ):
         plugins.load(["json", broken])
     missing_dep = _module(tmp_path, monkeypatch, "plugin_missing_dep", "import no_such_dependency_here\n")
-    with pytest.raises(PluginError, match=r"plugin 'plugin_missing_dep' failed to import: "
-                                          r"ModuleNotFoundError: No module named 'no_such_dependency_here'"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'plugin_missing_dep' failed to import: "
+        r"ModuleNotFoundError: No module named 'no_such_dependency_here'",
+    ):
         plugins.load([missing_dep])
-    taken = _module(tmp_path, monkeypatch, "plugin_takes_math", """
+    taken = _module(
+        tmp_path,
+        monkeypatch,
+        "plugin_takes_math",
+        """
         from secondtry.verifiers import register_verifier
 
         @register_verifier("math")
         def verify(problem, completion):
             pass
-    """)
-    with pytest.raises(PluginError, match=r"plugins\[0\]: plugin 'plugin_takes_math': verifier 'math' is "
-                                          r"already registered \(by secondtry.verifiers.math.verify\); "
-                                          r"plugin_takes_math.verify must use another name"):
+    """,
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"plugins\[0\]: plugin 'plugin_takes_math': verifier 'math' is "
+        r"already registered \(by secondtry.verifiers.math.verify\); "
+        r"plugin_takes_math.verify must use another name",
+    ):
         plugins.load([taken], key="plugins")
     with pytest.raises(PluginError, match=r"--plugin\[0\]: 'a-b' is not a module name"):
         plugins.load(["a-b"], key="--plugin")
@@ -155,17 +193,25 @@ def test_a_broken_entry_point_names_the_entry_point_and_its_distribution(tmp_pat
     (dist / "entry_points.txt").write_text("[secondtry.plugins]\nbroken = plugin_broken_ep\n")
     _module(tmp_path, monkeypatch, "plugin_broken_ep", "raise ValueError('bad plugin')\n")
     monkeypatch.setattr(plugins, "_entry_points_loaded", None)
-    with pytest.raises(PluginError, match=r"entry point broken = plugin_broken_ep \(group secondtry.plugins, "
-                                          r"distribution broken-dist\) failed to import: "
-                                          r"ValueError: bad plugin"
-                                          r".*fix or uninstall broken-dist"):
+    with pytest.raises(
+        PluginError,
+        match=r"entry point broken = plugin_broken_ep \(group secondtry.plugins, "
+        r"distribution broken-dist\) failed to import: "
+        r"ValueError: bad plugin"
+        r".*fix or uninstall broken-dist",
+    ):
         plugins.load()
     (dist / "entry_points.txt").write_text("[secondtry.plugins]\nfine = plugin_fine_ep:setup\n")
-    _module(tmp_path, monkeypatch, "plugin_fine_ep", """
+    _module(
+        tmp_path,
+        monkeypatch,
+        "plugin_fine_ep",
+        """
         CALLS = []
         def setup():
             CALLS.append(1)
-    """)
+    """,
+    )
     assert "fine = plugin_fine_ep:setup" in plugins.load()  # an entry point naming a callable is called once
     assert "fine = plugin_fine_ep:setup" in plugins.load()
     assert sys.modules["plugin_fine_ep"].CALLS == [1]
@@ -173,12 +219,24 @@ def test_a_broken_entry_point_names_the_entry_point_and_its_distribution(tmp_pat
 
 # ---------------------------------------------------------------------------- the example plugin, end to end
 
-def _python(code: str, pythonpath: list[Path], cwd: Path | None = None,
-            *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [*pythonpath, SRC])), "OMP_NUM_THREADS": "1",
-           "COLUMNS": "220"}
-    return subprocess.run([sys.executable, *(["-c", code] if code else []), *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+
+def _python(
+    code: str, pythonpath: list[Path], cwd: Path | None = None, *args: str
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, [*pythonpath, SRC])),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "220",
+    }
+    return subprocess.run(
+        [sys.executable, *(["-c", code] if code else []), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 POOL = """
@@ -211,16 +269,20 @@ def test_the_example_plugins_verifier_judges_in_pool_workers_through_the_plugins
 
 @pytest.mark.integration
 def test_a_plugin_failing_in_a_worker_stops_the_pool_with_the_workers_error(tmp_path):
-    (tmp_path / "plugin_parent_only.py").write_text(textwrap.dedent("""
+    (tmp_path / "plugin_parent_only.py").write_text(
+        textwrap.dedent("""
         import multiprocessing
         if multiprocessing.current_process().name == "secondtry-verifier":
             raise ImportError("only the parent has what this plugin needs")
         import secondtry_plugin_example
-    """))
+    """)
+    )
     out = _python(POOL, [EXAMPLE, tmp_path], tmp_path, "plugin_parent_only")
     assert out.returncode != 0
-    assert ("verifier worker failed to start: PluginError: plugins[0]: plugin 'plugin_parent_only' failed to "
-            "import: ImportError: only the parent has what this plugin needs") in out.stderr
+    assert (
+        "verifier worker failed to start: PluginError: plugins[0]: plugin 'plugin_parent_only' failed to "
+        "import: ImportError: only the parent has what this plugin needs"
+    ) in out.stderr
 
 
 @pytest.fixture(scope="module")
@@ -229,8 +291,18 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin-site")
     source = shutil.copytree(EXAMPLE, tmp / "source")  # the build writes into its source folder
     site = tmp / "site"
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-           "--no-index", "--target", str(site)]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(site),
+    ]
     out = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]  # setuptools is in the test extra
     assert list(site.glob("secondtry_plugin_example-*.dist-info/entry_points.txt"))
@@ -269,8 +341,12 @@ def _config(tmp_path: Path, model: Path, plugin: str) -> Path:
     data["eval_task"] = {"name": "reverse_word", "split": "test", "options": {"count": 4}}
     data["sampling"]["max_new_tokens"] = 24
     data["evaluation"].update(samples=1, retry_n=1, pass_k=[1], bootstrap=100)
-    data["verifier"] = {"name": "answer_line", "workers": 1, "options": {"case_sensitive": True},
-                        "judge_cut_text": True}  # every generation goes to the plugin's verifier
+    data["verifier"] = {
+        "name": "answer_line",
+        "workers": 1,
+        "options": {"case_sensitive": True},
+        "judge_cut_text": True,
+    }  # every generation goes to the plugin's verifier
     path = tmp_path / "plugged.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -289,8 +365,14 @@ def test_a_run_uses_the_example_plugins_task_and_verifier(tmp_path, tiny_model):
     root = tmp_path / "runs" / "plugged"
     assert "plugins:\n- secondtry_plugin_example" in (root / "config.yaml").read_text()
     rows = [json.loads(line) for line in (root / "round_0" / "eval_attempts.jsonl").read_text().splitlines()]
-    assert {r["problem_id"].split("-")[-1] for r in rows} <= {"apple", "forest", "kettle", "pencil", "velvet",
-                                                               "button"}  # the plugin's test split
+    assert {r["problem_id"].split("-")[-1] for r in rows} <= {
+        "apple",
+        "forest",
+        "kettle",
+        "pencil",
+        "velvet",
+        "button",
+    }  # the plugin's test split
     reasons = {r["verdict"]["reason"] for r in rows}
     assert reasons and reasons <= {"no Answer: line", "wrong answer", "answer matches"}
 
@@ -316,8 +398,10 @@ def test_a_plugin_policy_that_reads_the_gain_is_checked_after_the_plugin_loaded(
     from secondtry.config import ConfigError, load_config
     from secondtry.loop import check_names
 
-    cfg = load_config(ROOT / "configs" / "tiny-cpu.yaml", ["evaluation.select_on=last",
-                                                            "stopping.policies=[plugin_gain, max_rounds]"])
+    cfg = load_config(
+        ROOT / "configs" / "tiny-cpu.yaml",
+        ["evaluation.select_on=last", "stopping.policies=[plugin_gain, max_rounds]"],
+    )
     try:
         register_policy("plugin_gain", _fn, reads_gain=True)  # as a config's plugin does, after loading
         with pytest.raises(ConfigError, match="stopping.policies: plugin_gain decide on a round's gain"):

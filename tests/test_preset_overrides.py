@@ -13,7 +13,9 @@ from secondtry.presets import PRESETS
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
 # what defines a condition (presets.py): never the task, model, sampling or training budget
-CONDITION_KEYS = re.compile(r"^(conditions|filter|stopping)\.\w+$|^training\.(between_rounds|steps_growth|improve_steps)$")
+CONDITION_KEYS = re.compile(
+    r"^(conditions|filter|stopping)\.\w+$|^training\.(between_rounds|steps_growth|improve_steps)$"
+)
 WORDS = {"one": 1, "two": 2, "three": 3, "four": 4}
 
 
@@ -29,12 +31,14 @@ def flat(data, prefix=""):
 
 def overridden(preset):
     """The preset's overrides as {dotted key: value read as YAML}."""
+
     def walk(node, prefix=""):
         for key, value in node.items():
             if isinstance(value, dict):
                 yield from walk(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}", value.value
+
     return dict(walk(parse_overrides(preset["overrides"])))
 
 

@@ -11,12 +11,26 @@ from secondtry.presets import PRESETS
 from secondtry.store import read_json, read_jsonl
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml"
-SMALL = ["train_task.options.count=32", "eval_task.options.count=8", "training.steps=4",
-         "evaluation.samples=2", "checkpoint.chunk=0"]
+SMALL = [
+    "train_task.options.count=32",
+    "eval_task.options.count=8",
+    "training.steps=4",
+    "evaluation.samples=2",
+    "checkpoint.chunk=0",
+]
 
 
 def run_preset(cli, tiny_model, root, name, *extra):
-    args = ["run", str(CONFIG), "--preset", name, f"model.path={tiny_model}", f"run_dir={root}", *SMALL, *extra]
+    args = [
+        "run",
+        str(CONFIG),
+        "--preset",
+        name,
+        f"model.path={tiny_model}",
+        f"run_dir={root}",
+        *SMALL,
+        *extra,
+    ]
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     return root / f"tiny-cpu-{name}"
@@ -29,8 +43,15 @@ def cli():
     return CliRunner()
 
 
-ROUNDS = {"iterative-retry-2": 2, "iterative-retry-3": 3, "star-rationalize": 2, "rest": 2, "rest-em": 2,
-          "iterative-retry-keep-turn": 2, "iterative-retry-keep-both": 2}
+ROUNDS = {
+    "iterative-retry-2": 2,
+    "iterative-retry-3": 3,
+    "star-rationalize": 2,
+    "rest": 2,
+    "rest-em": 2,
+    "iterative-retry-keep-turn": 2,
+    "iterative-retry-keep-both": 2,
+}
 # 3-4 rounds as presets; 2 here, to keep the test short
 CAPPED = {"star-rationalize", "rest", "rest-em", "iterative-retry-keep-turn", "iterative-retry-keep-both"}
 
@@ -44,7 +65,9 @@ def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_pat
     run = run_preset(cli, tiny_model, tmp_path, name, *extra)
     summary = read_json(run / "summary.json")
     want = ROUNDS.get(name, 1)
-    assert summary["rounds"] == want or summary["stopped_by"] == "no_examples"  # only max_rounds stops a preset
+    assert (
+        summary["rounds"] == want or summary["stopped_by"] == "no_examples"
+    )  # only max_rounds stops a preset
     assert summary["stopped_by"] in ("max_rounds", "no_examples") and not (run / f"round_{want + 1}").exists()
     attempts = read_jsonl(run / "round_1" / "attempts.jsonl")
     retries = [a for a in attempts if a["kind"] == "retry"]
@@ -63,45 +86,66 @@ def test_each_preset_runs_end_to_end_with_its_condition(cli, tiny_model, tmp_pat
         assert all(len(a["messages"]) == 1 for a in retries)
     elif name == "resampling-16":  # 16 fresh samples of each failed problem at once, every correct one kept
         assert all(len(a["messages"]) == 1 for a in retries)
-        failed = {a["problem_id"] for a in attempts if a["kind"] == "first" and a["verdict"]["correct"] is False}
+        failed = {
+            a["problem_id"] for a in attempts if a["kind"] == "first" and a["verdict"]["correct"] is False
+        }
         first_turn = [a for a in retries if a["turn"] == 1]
         assert {a["problem_id"] for a in first_turn} == failed
-        assert all(sorted(a["sample"] for a in first_turn if a["problem_id"] == p) == list(range(16)) for p in failed)
+        assert all(
+            sorted(a["sample"] for a in first_turn if a["problem_id"] == p) == list(range(16)) for p in failed
+        )
         right = {a["problem_id"] for a in retries if a["verdict"]["correct"] and a["finish_reason"] == "stop"}
         assert {e["problem_id"] for e in examples} == right
     elif name == "star-gold":
         assert any("Hint: the correct final answer is" in t for t in turns)
     elif name == "star-rationalize":  # the problem asked again with the hint, the failure not shown
-        assert all(len(a["messages"]) == 1 and "Hint: the correct final answer is" in a["messages"][0]["content"]
-                   for a in retries)
+        assert all(
+            len(a["messages"]) == 1 and "Hint: the correct final answer is" in a["messages"][0]["content"]
+            for a in retries
+        )
     elif name.startswith("iterative") or name == "star-try-again":
         assert any(t == "Try again carefully." for t in turns)
         sources = [e["source"] for e in examples]
         if name == "iterative-retry-keep-turn":  # the whole retry turn: problem, failed attempt, retry prompt
             assert examples and set(sources) == {"retry_turn"}
             # after a second retry turn the conversation holds both failed attempts (conditions.history: all)
-            assert all([m["role"] for m in e["messages"]] == ["user", "assistant"] * (len(e["messages"]) // 2)
-                       + ["user"] and len(e["messages"]) >= 3 and
-                       e["messages"][-1]["content"] == "Try again carefully." for e in examples)
+            assert all(
+                [m["role"] for m in e["messages"]]
+                == ["user", "assistant"] * (len(e["messages"]) // 2) + ["user"]
+                and len(e["messages"]) >= 3
+                and e["messages"][-1]["content"] == "Try again carefully."
+                for e in examples
+            )
         elif name == "iterative-retry-keep-both":  # each kept retry twice: alone, and as the whole turn
             assert examples and sources.count("retry") == sources.count("retry_turn") == len(examples) // 2
-            assert figures["train"]["examples"]["kept_from"] == {"retry": len(examples) // 2,
-                                                                  "retry_turn": len(examples) // 2}
+            assert figures["train"]["examples"]["kept_from"] == {
+                "retry": len(examples) // 2,
+                "retry_turn": len(examples) // 2,
+            }
         else:
             assert set(sources) <= {"retry"} and all(len(e["messages"]) == 1 for e in examples)
-    assert all("Hint" not in m["content"] for e in examples for m in e["messages"])  # never trained on the hint
-    assert (figures["train"]["examples"]["hint_leaks"] is not None) == (name in ("star-gold", "star-rationalize"))
+    assert all(
+        "Hint" not in m["content"] for e in examples for m in e["messages"]
+    )  # never trained on the hint
+    assert (figures["train"]["examples"]["hint_leaks"] is not None) == (
+        name in ("star-gold", "star-rationalize")
+    )
     if name in CAPPED:  # the tiny model finds examples in both rounds
         second = read_json(run / "round_2" / "round.json")["figures"]["training"]
         if name == "star-rationalize":  # from the base again, 20% more steps
-            assert second["steps"] == round(4 * 1.2) and second["start_model"] == read_json(run / "round_1" / "round.json")[
-                "figures"]["training"]["start_model"]
+            assert (
+                second["steps"] == round(4 * 1.2)
+                and second["start_model"]
+                == read_json(run / "round_1" / "round.json")["figures"]["training"]["start_model"]
+            )
         if name == "rest":  # two improve passes, the first kept as round_2/improve_1
             assert len(second["improve_passes"]) == 2 and (run / "round_2" / "improve_1").is_dir()
 
 
 def test_the_hint_leak_check():
-    assert restates_hint("Using the hint, the answer is 7.") and restates_hint("The correct final answer is 12")
+    assert restates_hint("Using the hint, the answer is 7.") and restates_hint(
+        "The correct final answer is 12"
+    )
     assert not restates_hint("3+4=7|Answer: 7")
 
 
@@ -126,5 +170,10 @@ def test_a_one_seed_list_is_named_as_its_set():
 
     cfg = _config(CONFIG, [])
     assert [c.name for c in _seeded(cfg, "1")] == [cfg.name]
-    assert [(c.name, c.seed) for c in _seeded(cfg, f"{cfg.seed},")] == [(f"{cfg.name}-seed{cfg.seed}", cfg.seed)]
-    assert [c.name for c in _seeded(cfg, "2")] == [f"{cfg.name}-seed{cfg.seed}", f"{cfg.name}-seed{cfg.seed + 1}"]
+    assert [(c.name, c.seed) for c in _seeded(cfg, f"{cfg.seed},")] == [
+        (f"{cfg.name}-seed{cfg.seed}", cfg.seed)
+    ]
+    assert [c.name for c in _seeded(cfg, "2")] == [
+        f"{cfg.name}-seed{cfg.seed}",
+        f"{cfg.name}-seed{cfg.seed + 1}",
+    ]

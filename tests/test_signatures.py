@@ -35,7 +35,9 @@ def offends(annotation: ast.expr | None) -> bool:
         except SyntaxError:
             return False
     for node in ast.walk(annotation):
-        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        name = (
+            node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        )
         if name in ("dict", "Dict", "Mapping", "MutableMapping"):
             parent = _subscript_of(annotation, node)
             if parent is None:
@@ -65,8 +67,13 @@ def violations(code: str, module: str) -> set[str]:
                 visit(node.body, f"{prefix}{node.name}.")
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
                 a = node.args
-                params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
-                          *([a.kwarg] if a.kwarg else [])]
+                params = [
+                    *a.posonlyargs,
+                    *a.args,
+                    *a.kwonlyargs,
+                    *([a.vararg] if a.vararg else []),
+                    *([a.kwarg] if a.kwarg else []),
+                ]
                 if offends(node.returns) or any(offends(p.annotation) for p in params):
                     out.add(f"{module}:{prefix}{node.name}")
 
@@ -83,7 +90,7 @@ def _modules() -> list[Path]:
 
 
 def test_checker_catches_an_untyped_dict_and_passes_typed_records():
-    code = '''
+    code = """
 from typing import Any, Mapping
 def figures(r: RoundResult) -> dict[str, Any]: ...
 def bare(x: dict) -> None: ...
@@ -94,8 +101,14 @@ def _private(x: dict[str, Any]) -> dict[str, Any]: ...
 class View:
     def at(self, key: str) -> dict[str, Any] | None: ...
     def best(self) -> Estimate: ...
-'''
-    assert violations(code, "m.py") == {"m.py:figures", "m.py:bare", "m.py:mapping", "m.py:nested", "m.py:View.at"}
+"""
+    assert violations(code, "m.py") == {
+        "m.py:figures",
+        "m.py:bare",
+        "m.py:mapping",
+        "m.py:nested",
+        "m.py:View.at",
+    }
 
 
 def test_no_untyped_dict_crosses_between_loop_evaluation_stopping_and_report():
@@ -103,6 +116,8 @@ def test_no_untyped_dict_crosses_between_loop_evaluation_stopping_and_report():
     for path in _modules():
         found |= violations(path.read_text(), path.relative_to(SRC).as_posix())
     new = sorted(found - KNOWN)
-    assert not new, "these pass dict[str, Any] between modules; pass a typed record (records.py):\n" + "\n".join(new)
+    assert not new, (
+        "these pass dict[str, Any] between modules; pass a typed record (records.py):\n" + "\n".join(new)
+    )
     fixed = sorted(KNOWN - found)
     assert not fixed, "these no longer pass an untyped dict; take them off KNOWN:\n" + "\n".join(fixed)

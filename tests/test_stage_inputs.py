@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from secondtry import config as C
-from secondtry.config import (BACKEND_SECTIONS, SECTION, STAGES, Config, feeds_of, load_config, stage_inputs)
+from secondtry.config import BACKEND_SECTIONS, SECTION, STAGES, Config, feeds_of, load_config, stage_inputs
 from secondtry.loop import Context
 from secondtry.store import hash_data
 
@@ -79,46 +79,104 @@ def legacy_inputs(cfg: Config) -> dict[str, dict]:
     """The inputs as the loop listed them by hand before the fields declared them (the records of runs made
     then must still match)."""
     b = cfg.backend
-    every_backend_key = {**{k: f.get_default(call_default_factory=True)
-                            for s in (C.HFBackendConfig, C.OpenAIBackendConfig) for k, f in s.model_fields.items()},
-                         **b.model_dump(exclude={"options"} if not getattr(b, "options", None) else set())}
-    common = {"model": "M", "model_cfg": cfg.model.model_dump(exclude={"path"}),
-              "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options", "judge_cut_text"}),
-              "backend": every_backend_key, "seed": cfg.seed, "chunk": cfg.chunk_size,
-              "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"})}
+    every_backend_key = {
+        **{
+            k: f.get_default(call_default_factory=True)
+            for s in (C.HFBackendConfig, C.OpenAIBackendConfig)
+            for k, f in s.model_fields.items()
+        },
+        **b.model_dump(exclude={"options"} if not getattr(b, "options", None) else set()),
+    }
+    common = {
+        "model": "M",
+        "model_cfg": cfg.model.model_dump(exclude={"path"}),
+        "verifier": cfg.verifier.model_dump(include={"name", "timeout_s", "options", "judge_cut_text"}),
+        "backend": every_backend_key,
+        "seed": cfg.seed,
+        "chunk": cfg.chunk_size,
+        "conditions": cfg.conditions.model_dump(include={"first", "retry_prompt", "history"}),
+    }
     c, ev = cfg.conditions, cfg.evaluation
-    attempts = {**common, "problems": "T", "sampling": cfg.sampling.model_dump(), "round": 1, "retry": c.retry,
-                "retries": c.retries, **({"samples": c.samples} if c.samples > 1 else {}),
-                **({"retry_samples": c.retry_samples} if c.retry_samples > 1 else {})}
-    evaluation = {**common, "problems": "E", "sampling": cfg.eval_sampling.model_dump(),
-                  "evaluation": ev.model_dump(include={"greedy", "samples", "retry_n", "pass_k", "retry",
-                                                       *(["retry_all"] if ev.retry_all else [])})}
-    return {"attempts": attempts, "eval": evaluation, "sft": {"attempts": "A", "filter": cfg.filter.model_dump()},
-            "train": {"sft": "S", "start": "M", "training": cfg.training.model_dump(), "steps": 5, "pass": 1,
-                      "seed": cfg.seed}}
+    attempts = {
+        **common,
+        "problems": "T",
+        "sampling": cfg.sampling.model_dump(),
+        "round": 1,
+        "retry": c.retry,
+        "retries": c.retries,
+        **({"samples": c.samples} if c.samples > 1 else {}),
+        **({"retry_samples": c.retry_samples} if c.retry_samples > 1 else {}),
+    }
+    evaluation = {
+        **common,
+        "problems": "E",
+        "sampling": cfg.eval_sampling.model_dump(),
+        "evaluation": ev.model_dump(
+            include={
+                "greedy",
+                "samples",
+                "retry_n",
+                "pass_k",
+                "retry",
+                *(["retry_all"] if ev.retry_all else []),
+            }
+        ),
+    }
+    return {
+        "attempts": attempts,
+        "eval": evaluation,
+        "sft": {"attempts": "A", "filter": cfg.filter.model_dump()},
+        "train": {
+            "sft": "S",
+            "start": "M",
+            "training": cfg.training.model_dump(),
+            "steps": 5,
+            "pass": 1,
+            "seed": cfg.seed,
+        },
+    }
 
 
 def inputs_now(cfg: Config) -> dict[str, dict]:
     """The inputs the loop builds now (Context.inputs; run_round's and train_stage's dicts)."""
     fake = types.SimpleNamespace(cfg=cfg, model_id=lambda m: m, _hashes={"train": "T", "test": "E"})
-    return {"attempts": Context.inputs(fake, "attempts", "M", 1), "eval": Context.inputs(fake, "eval", "M", 1),
-            "sft": {"attempts": "A", **stage_inputs(cfg, "sft")},
-            "train": {"sft": "S", "start": "M", **stage_inputs(cfg, "train"), "steps": 5, "pass": 1}}
+    return {
+        "attempts": Context.inputs(fake, "attempts", "M", 1),
+        "eval": Context.inputs(fake, "eval", "M", 1),
+        "sft": {"attempts": "A", **stage_inputs(cfg, "sft")},
+        "train": {"sft": "S", "start": "M", **stage_inputs(cfg, "train"), "steps": 5, "pass": 1},
+    }
 
 
 OPENAI = ["backend.name=openai", "backend.endpoints=[http://127.0.0.1:8000/v1]", "backend.concurrency=3"]
-VARIANTS = [[], OPENAI, OPENAI[:1] + ["backend.launch=vllm serve {model} --port {port}", "backend.lora=true",
-                                      "training.merge=false", "backend.launch_env={A: 1}"],
-            ["backend.name=a_plugin", "backend.batch_size=5"],
-            ["conditions.samples=3", "conditions.retry_samples=2", "evaluation.retry_all=true",
-             "evaluation.sampling={temperature: 0.1}", "checkpoint.chunk=7", "model.system_prompt=hi"]]
+VARIANTS = [
+    [],
+    OPENAI,
+    OPENAI[:1]
+    + [
+        "backend.launch=vllm serve {model} --port {port}",
+        "backend.lora=true",
+        "training.merge=false",
+        "backend.launch_env={A: 1}",
+    ],
+    ["backend.name=a_plugin", "backend.batch_size=5"],
+    [
+        "conditions.samples=3",
+        "conditions.retry_samples=2",
+        "evaluation.retry_all=true",
+        "evaluation.sampling={temperature: 0.1}",
+        "checkpoint.chunk=7",
+        "model.system_prompt=hi",
+    ],
+]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_existing_configs_keep_their_inputs_hashes(path):
     cfg = load_config(path)
-    assert {s: hash_data(i) for s, i in inputs_now(cfg).items()} == \
-           {s: hash_data(i) for s, i in legacy_inputs(cfg).items()}
+    assert {s: hash_data(i) for s, i in inputs_now(cfg).items()} == {
+        s: hash_data(i) for s, i in legacy_inputs(cfg).items()
+    }
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=["hf", "openai", "launch", "plugin", "non-defaults"])
@@ -174,14 +232,21 @@ def declared(cfg: Config, key: str) -> set[str]:
     for part in path:
         value = getattr(cfg, part) if model is Config else None
         holder = model.model_fields[part]
-        model = type(value) if value is not None and isinstance(value, BaseModel) else sections_in(holder.annotation)[0]
+        model = (
+            type(value)
+            if value is not None and isinstance(value, BaseModel)
+            else sections_in(holder.annotation)[0]
+        )
         stages = feeds_of(holder).stages if feeds_of(holder) else stages
     d = feeds_of(model.model_fields[name])
     return set(stages if SECTION in d.stages else d.stages)
 
 
-@pytest.mark.parametrize("change,stages", CHANGES + [(c, s) for c, s in OPENAI_CHANGES],
-                         ids=[c for c, _ in CHANGES + OPENAI_CHANGES])
+@pytest.mark.parametrize(
+    "change,stages",
+    CHANGES + [(c, s) for c, s in OPENAI_CHANGES],
+    ids=[c for c, _ in CHANGES + OPENAI_CHANGES],
+)
 def test_a_change_reruns_the_stages_its_field_feeds_and_no_other(change, stages):
     base = OPENAI if change in dict(OPENAI_CHANGES) else []
     before = load_config(ROOT / "configs" / "tiny-cpu.yaml", base)

@@ -48,7 +48,9 @@ def test_max_rounds_stops_at_the_last_round_after_its_evaluation():
 def test_ci_patience_looks_at_the_last_rounds_only_and_a_bound_at_zero_is_no_gain():
     s = stopping(policies=["ci_patience"], patience=2)
     clear, at_zero, barely = [0.01, 0.05], [0.0, 0.04], [1e-6, 0.03]
-    assert ci_patience(StopState(1, "after_eval", gain_cis=[at_zero]), s) is None  # fewer rounds than patience
+    assert (
+        ci_patience(StopState(1, "after_eval", gain_cis=[at_zero]), s) is None
+    )  # fewer rounds than patience
     assert ci_patience(StopState(2, "after_eval", gain_cis=[at_zero, at_zero]), s)  # 0 is not above zero
     assert ci_patience(StopState(2, "after_eval", gain_cis=[at_zero, barely]), s) is None
     # a clear gain three rounds back is outside the window of two
@@ -58,12 +60,15 @@ def test_ci_patience_looks_at_the_last_rounds_only_and_a_bound_at_zero_is_no_gai
     assert ci_patience(StopState(2, "after_eval", gain_cis=None), s) is None
 
 
-@pytest.mark.parametrize("name,state", [
-    ("retry_yield", StopState(1, "before_train", retry_yield=0.0, examples=3)),
-    ("negative_gain", StopState(1, "after_eval", gain=-0.1)),
-    ("ci_patience", StopState(1, "after_eval", gain_cis=[[-0.1, 0.1]])),
-    ("max_rounds", StopState(1, "after_eval")),
-])
+@pytest.mark.parametrize(
+    "name,state",
+    [
+        ("retry_yield", StopState(1, "before_train", retry_yield=0.0, examples=3)),
+        ("negative_gain", StopState(1, "after_eval", gain=-0.1)),
+        ("ci_patience", StopState(1, "after_eval", gain_cis=[[-0.1, 0.1]])),
+        ("max_rounds", StopState(1, "after_eval")),
+    ],
+)
 def test_each_policy_decides_only_when_the_config_lists_it(name, state):
     on = decide(state, stopping(policies=[name], max_rounds=1))
     assert on.stop and on.policy == name and on.reason == STOPPING[name](state, stopping(max_rounds=1))
@@ -74,8 +79,13 @@ def test_each_policy_decides_only_when_the_config_lists_it(name, state):
 
 def test_decide_asks_the_policies_in_the_configs_order_and_the_first_stop_wins():
     state = StopState(3, "after_eval", retry_yield=0.5, examples=7, gain=-0.02, gain_cis=[[-0.05, 0.01]])
-    assert decide(state, stopping(policies=["max_rounds", "negative_gain"], max_rounds=3)).policy == "max_rounds"
-    assert decide(state, stopping(policies=["negative_gain", "max_rounds"], max_rounds=3)).policy == "negative_gain"
+    assert (
+        decide(state, stopping(policies=["max_rounds", "negative_gain"], max_rounds=3)).policy == "max_rounds"
+    )
+    assert (
+        decide(state, stopping(policies=["negative_gain", "max_rounds"], max_rounds=3)).policy
+        == "negative_gain"
+    )
     assert decide(state, stopping(policies=["ci_patience", "negative_gain"])).policy == "ci_patience"
 
 
@@ -89,7 +99,13 @@ def test_no_examples_stops_before_any_policy_is_asked_and_only_before_training()
 
 def test_the_decision_records_the_measured_inputs_only():
     d = decide(StopState(2, "after_eval", retry_yield=0.3, examples=4, gain=0.01), stopping(max_rounds=5))
-    assert dict(d.inputs) == {"round": 2, "phase": "after_eval", "retry_yield": 0.3, "examples": 4, "gain": 0.01}
+    assert dict(d.inputs) == {
+        "round": 2,
+        "phase": "after_eval",
+        "retry_yield": 0.3,
+        "examples": 4,
+        "gain": 0.01,
+    }
 
 
 def test_enforce_false_records_where_the_policies_would_have_stopped():

@@ -6,9 +6,13 @@ import pytest
 from secondtry.config import build_config
 from secondtry.store import RunDirError, RunStore, hash_path, read_jsonl, write_jsonl
 
-BASE = {"name": "r", "model": {"path": "m/x"}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic", "split": "test"},
-        "evaluation": {"select_on": "test"}}  # several rounds by default: where to choose must be said
+BASE = {
+    "name": "r",
+    "model": {"path": "m/x"},
+    "train_task": {"name": "synthetic"},
+    "eval_task": {"name": "synthetic", "split": "test"},
+    "evaluation": {"select_on": "test"},
+}  # several rounds by default: where to choose must be said
 
 
 def cfg_at(tmp_path, **extra):
@@ -43,6 +47,7 @@ def test_failed_stage_leaves_no_record_and_no_partial_file(tmp_path):
             def rows():
                 yield {"a": 1}
                 raise RuntimeError("killed mid-write")
+
             write_jsonl(out, rows())
 
         with pytest.raises(RuntimeError):
@@ -94,6 +99,7 @@ def test_hash_path_sees_content_and_names(tmp_path):
 
 def _chunked_stage(store, out, made, fail_at=None, inputs=None):
     """A stage of three chunks of two records; `fail_at` stops it (as a kill would) before that chunk."""
+
     def work():
         partial = store.partial
         for c in range(3):
@@ -103,6 +109,7 @@ def _chunked_stage(store, out, made, fail_at=None, inputs=None):
                 made.append(c)
                 partial.write_chunk(c, [{"chunk": c, "i": 0}, {"chunk": c, "i": 1}])
         write_jsonl(out, [r for c in range(3) for r in partial.chunk(c)])
+
     return store.stage("round_1/x", inputs or {"a": 1}, [out], work)
 
 
@@ -147,12 +154,18 @@ def test_crash_point_kills_the_process_and_the_trace_lists_each_point(tmp_path):
     def run(kill_at):
         env = {**os.environ, "SECONDTRY_TRACE": str(trace), "SECONDTRY_KILL_AT": kill_at}
         trace.unlink(missing_ok=True)
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
 
     assert run("b").returncode == -signal.SIGKILL and trace.read_text().split() == ["a", "b"]
     assert run("b#2").returncode == -signal.SIGKILL and trace.read_text().split() == ["a", "b", "b"]
     done = run("nowhere")
-    assert done.returncode == 0 and done.stdout.strip() == "done" and trace.read_text().split() == ["a", "b", "b", "c"]
+    assert (
+        done.returncode == 0
+        and done.stdout.strip() == "done"
+        and trace.read_text().split() == ["a", "b", "b", "c"]
+    )
 
 
 def test_written_files_get_a_plain_files_mode(tmp_path):
@@ -168,6 +181,7 @@ def test_written_files_get_a_plain_files_mode(tmp_path):
 
 # -- damaged pieces: every piece the run trusts is checked against its own record before reuse -----------
 
+
 class Seen:
     def __init__(self):
         self.lines = []
@@ -178,8 +192,9 @@ class Seen:
     warn = info
 
 
-@pytest.mark.parametrize("damage", ["missing line", "cut mid-line", "edited record", "deleted record file",
-                                    "empty"])
+@pytest.mark.parametrize(
+    "damage", ["missing line", "cut mid-line", "edited record", "deleted record file", "empty"]
+)
 def test_a_damaged_chunk_is_made_again_and_the_log_says_which_and_why(tmp_path, damage):
     out, made, seen = tmp_path / "r" / "round_1" / "x.jsonl", [], Seen()
     with RunStore.open(cfg_at(tmp_path), log=seen) as store:
@@ -212,6 +227,7 @@ def _two_stages(store, calls):
             calls.append(name)
             write_jsonl(out, [{"v": name}])
             return {"n": name}
+
         store.stage(f"round_1/{name}", {"x": name}, [out], work)
 
 
@@ -276,6 +292,7 @@ def test_a_damaged_config_copy_is_rewritten_while_a_changed_config_is_still_refu
 
 
 # -- file system errors: one line naming the path and what to do; nothing finished is lost ---------------
+
 
 @pytest.mark.parametrize("code, words", [(28, "no space left"), (30, "read-only"), (13, "permission denied")])
 def test_a_file_system_error_in_a_stage_ends_with_one_line_and_keeps_finished_stages(tmp_path, code, words):

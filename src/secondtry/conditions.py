@@ -72,6 +72,7 @@ def restates_hint(completion: str) -> bool:
     text = completion.lower()
     return any(phrase in text for phrase in HINT_PHRASES)
 
+
 # conditions that show the model privileged information (never used at test time), and what they show
 PRIVILEGED = {"gold_hint": "gold answer", "rationalize": "gold answer"}
 
@@ -80,6 +81,7 @@ def register_condition(name: str, build: Builder | None = None, *, privileged: s
     """Add a condition: `register_condition("name", build)`, or `@register_condition("name")` on
     `build(problem, failed, cfg) -> list[Message]`. `privileged` names what it shows that a test-time
     retry must not (e.g. "gold answer"). A name already taken is refused."""
+
     def add(fn: Builder) -> Builder:
         register(CONDITIONS, "condition", name, fn)
         if privileged:
@@ -87,4 +89,3 @@ def register_condition(name: str, build: Builder | None = None, *, privileged: s
         return fn
 
     return add if build is None else add(build)
-

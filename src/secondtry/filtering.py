@@ -22,8 +22,9 @@ from .types import Attempt, Example, Kind, Message, Problem
 FirstBuilder = Callable[[Problem, list[str], Config], list[Message]]
 
 
-def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: FirstBuilder,
-           cfg: Config) -> tuple[list[Example], dict[str, Any]]:
+def select(
+    attempts: Sequence[Attempt], problems: dict[str, Problem], first: FirstBuilder, cfg: Config
+) -> tuple[list[Example], dict[str, Any]]:
     """The training examples and the counts behind them (kept, rejected by reason, lucky share)."""
     f = cfg.filter
     kinds = {Kind.RETRY} | ({Kind.FIRST} if f.include_first_attempts else set())
@@ -48,8 +49,10 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
         answer_right += 1
         lucky += a.verdict.lucky
         if f.require == "steps" and a.verdict.steps is None:
-            raise ValueError(f"filter.require=steps but the {cfg.verifier.name} verifier does not check "
-                             f"steps; use filter.require=answer")
+            raise ValueError(
+                f"filter.require=steps but the {cfg.verifier.name} verifier does not check "
+                f"steps; use filter.require=answer"
+            )
         if f.require == "steps" and a.verdict.lucky:
             counts["lucky"] += 1
             continue
@@ -76,8 +79,9 @@ def select(attempts: Sequence[Attempt], problems: dict[str, Problem], first: Fir
         "rejected": dict(counts),
         "hint_leaks": leaks,  # gold-hint retries that name or quote the hint, dropped or kept
         # right answers reached through a wrong step, among right answers (None: steps not checked)
-        "lucky_share": (lucky / answer_right) if answer_right and any(
-            a.verdict.steps is not None for a in attempts) else None,
+        "lucky_share": (lucky / answer_right)
+        if answer_right and any(a.verdict.steps is not None for a in attempts)
+        else None,
     }
     return examples, stats
 

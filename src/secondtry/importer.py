@@ -101,7 +101,9 @@ def _dense(path: Path, dtype):
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
     except ImportError:
         pass
-    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=dtype, **kwargs
+    )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -110,15 +112,18 @@ def _dense(path: Path, dtype):
     missing, unexpected = plain.load_state_dict(state, strict=False)
     tied = set(getattr(plain, "_tied_weights_keys", None) or [])
     if unexpected or set(missing) - tied:
-        raise ValueError(f"unpacked weights do not fit the architecture: missing {sorted(missing)[:4]}, "
-                         f"unexpected {sorted(unexpected)[:4]}")
+        raise ValueError(
+            f"unpacked weights do not fit the architecture: missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]}"
+        )
     plain.tie_weights()
     plain.generation_config = loaded.generation_config
     return plain.eval()
 
 
-def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str = "bfloat16",
-                log=print) -> dict[str, Any]:
+def import_gguf(
+    source: Path, out: Path, member: str | None = None, dtype: str = "bfloat16", log=print
+) -> dict[str, Any]:
     """Convert `source` (see find_gguf) into a model folder at `out`; returns what IMPORTED.json records."""
     import importlib.util
 
@@ -126,7 +131,9 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
     from transformers import AutoTokenizer
 
     if importlib.util.find_spec("gguf") is None:
-        raise GGUFImportError("reading GGUF needs the gguf package: pip install 'secondtry[gguf]' (or pip install gguf)")
+        raise GGUFImportError(
+            "reading GGUF needs the gguf package: pip install 'secondtry[gguf]' (or pip install gguf)"
+        )
     if dtype not in ("bfloat16", "float16", "float32"):
         raise GGUFImportError(f"--dtype {dtype!r}: choose bfloat16, float16 or float32")
     if out.exists() and any(out.iterdir()):
@@ -142,11 +149,20 @@ def import_gguf(source: Path, out: Path, member: str | None = None, dtype: str =
             model = _dense(path, getattr(torch, dtype))
             _use_special_ids(tokenizer, model, ids)
         except (ValueError, NotImplementedError, KeyError) as e:
-            raise GGUFImportError(f"{path.name}: transformers cannot load it: {type(e).__name__}: {str(e)[:300]}") from None
-        record = {"source": str(source), "gguf_file": path.name, "sha256": file_sha256(path),
-                  "tensor_types": types,
-                  "model_type": model.config.model_type, "parameters": sum(p.numel() for p in model.parameters()),
-                  "dtype": dtype, "vocab": len(tokenizer), "chat_template": tokenizer.chat_template is not None}
+            raise GGUFImportError(
+                f"{path.name}: transformers cannot load it: {type(e).__name__}: {str(e)[:300]}"
+            ) from None
+        record = {
+            "source": str(source),
+            "gguf_file": path.name,
+            "sha256": file_sha256(path),
+            "tensor_types": types,
+            "model_type": model.config.model_type,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": dtype,
+            "vocab": len(tokenizer),
+            "chat_template": tokenizer.chat_template is not None,
+        }
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging)

@@ -22,8 +22,11 @@ from typing import Any, TextIO
 class Bar:
     """What `progress` yields: `bar(n)` advances it by n; `bar.resize(total)` sets a new total."""
 
-    def __init__(self, advance: Callable[[int], None] = lambda n: None,
-                 resize: Callable[[int], None] = lambda total: None) -> None:
+    def __init__(
+        self,
+        advance: Callable[[int], None] = lambda n: None,
+        resize: Callable[[int], None] = lambda total: None,
+    ) -> None:
         self._advance, self.resize = advance, resize
 
     def __call__(self, n: int = 1) -> None:
@@ -70,9 +73,16 @@ class PlainProgress:
     """Progress as plain lines for a pipe or a file (see the module docstring). Thread-safe: a stage may
     advance it from worker threads; a timer thread writes the line due after `every_s` seconds of silence."""
 
-    def __init__(self, write: Callable[[str], None], label: str, total: int | None, unit: str = "",
-                 every_s: float = 30.0, step: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        label: str,
+        total: int | None,
+        unit: str = "",
+        every_s: float = 30.0,
+        step: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.write, self.label, self.total, self.unit = write, label, total, unit
         self.every_s, self.step, self.clock = every_s, step, clock
         self.done = 0
@@ -112,8 +122,10 @@ class PlainProgress:
         now = self.clock()
         elapsed = now - self.start
         count = f"{self.done:,}/{self.total:,}" if self.total else f"{self.done:,}"
-        parts = [f"{count} {self.unit}".rstrip() + (f" ({self.done / self.total:.0%})" if self.total else ""),
-                 duration(elapsed)]
+        parts = [
+            f"{count} {self.unit}".rstrip() + (f" ({self.done / self.total:.0%})" if self.total else ""),
+            duration(elapsed),
+        ]
         if self.total and self.done >= self.total:
             parts.append("all counted, finishing")  # the stage's last work: what its count does not cover
         elif self.done:
@@ -170,8 +182,9 @@ class RichLog(Log):
     @contextlib.contextmanager
     def progress(self, label: str, total: int | None, unit: str = "") -> Iterator[Bar]:
         if self.plain:
-            lines = PlainProgress(lambda line: self._print(line, markup=False), label, total, unit,
-                                  self.every_s)
+            lines = PlainProgress(
+                lambda line: self._print(line, markup=False), label, total, unit, self.every_s
+            )
             lines.begin()
             try:
                 yield Bar(lines.advance, lines.resize)
@@ -190,8 +203,15 @@ class RichLog(Log):
             TimeRemainingColumn,
         )
 
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=self.console, transient=False) as bar:
             task = bar.add_task(label, total=total)
             yield Bar(lambda n: bar.advance(task, n), lambda total: bar.update(task, total=total))

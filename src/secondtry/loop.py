@@ -13,38 +13,89 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from . import distributed, filtering, training
 from .backends import BACKENDS, Sampler, SamplerFactory, backend_options
-from .backends.stream import open_stream
 from .backends.servers import Launcher, ServerError
+from .backends.stream import open_stream
 from .conditions import CONDITIONS, PRIVILEGED
 from .config import Config, ConfigError, SamplingConfig, launches, stage_inputs
-from .evaluation.metrics import METRIC_NAMES, compare_evals, cut_shares, eval_record, summarize_eval, train_figures
+from .evaluation.metrics import (
+    METRIC_NAMES,
+    compare_evals,
+    cut_shares,
+    eval_record,
+    summarize_eval,
+    train_figures,
+)
 from .evaluation.retry import ledger
 from .log import Log
 from .models import load_tokenizer
 from .plugins import load as load_plugins
+from .records import (
+    Decisions,
+    Estimate,
+    EvalRecord,
+    FilterStats,
+    GenerationInfo,
+    ImprovePass,
+    Ledger,
+    PolicyStop,
+    R,
+    RecordError,
+    RoundCost,
+    RoundFigures,
+    RoundResult,
+    RunSummary,
+    SplitFigures,
+    TrainingInfo,
+    round_from_json,
+)
 from .stopping import STOPPING, StopState, decide
-from .records import (R, Decisions, EvalRecord, Estimate, FilterStats, GenerationInfo, ImprovePass, Ledger,
-                      PolicyStop, RecordError, RoundCost, RoundFigures, RoundResult, RunSummary, SplitFigures,
-                      TrainingInfo, round_from_json)
-from .store import (RunDirError, RunStore, StageInputs, crash_point, hash_data, iter_rounds, read_json,
-                    read_jsonl, write_json, write_jsonl)
+from .store import (
+    RunDirError,
+    RunStore,
+    StageInputs,
+    crash_point,
+    hash_data,
+    iter_rounds,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from .tasks import TASKS, TaskDataError
-from .types import (Attempt, Completion, Decision, Kind, Problem, Verdict, attempt_from_dict, example_from_dict,
-                    to_dict)
+from .types import (
+    Attempt,
+    Completion,
+    Decision,
+    Kind,
+    Problem,
+    Verdict,
+    attempt_from_dict,
+    example_from_dict,
+    to_dict,
+)
 from .verifiers import CHECKS_STEPS, VERIFIERS, check_options
 from .verifiers.pool import Judge, VerifierPool
 
 
-def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bool = False,
-        then: Callable[[], None] | None = None, *, make_sampler: SamplerFactory | None = None,
-        make_verifier: Callable[[Config], Judge] | None = None, warn_cut: bool = True) -> list[RoundResult]:
+def run(
+    cfg: Config,
+    log: Log = Log(),
+    allow_change: bool = False,
+    eval_only: bool = False,
+    then: Callable[[], None] | None = None,
+    *,
+    make_sampler: SamplerFactory | None = None,
+    make_verifier: Callable[[Config], Judge] | None = None,
+    warn_cut: bool = True,
+) -> list[RoundResult]:
     """The whole experiment (or only round 0's evaluation). Resumes a killed run from its last finished stage.
     `then` (the report) runs last, while the run directory is still locked.
 
@@ -56,8 +107,11 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
     check_names(cfg)
     train_set, eval_sets = load_problems(cfg, log)
     load_tokenizer(cfg.model.path)  # a missing model or chat template fails here, before anything is written
-    with RunStore.open(cfg, allow_change, log) as store, Models(cfg, log, make_sampler) as models, \
-            contextlib.closing((make_verifier or verifier_pool)(cfg)) as pool:
+    with (
+        RunStore.open(cfg, allow_change, log) as store,
+        Models(cfg, log, make_sampler) as models,
+        contextlib.closing((make_verifier or verifier_pool)(cfg)) as pool,
+    ):
         ctx = Context(cfg, store, models, pool, log, train_set, eval_sets, warn_cut=warn_cut)
         history = [run_base(ctx)]
         model = cfg.model.path
@@ -76,24 +130,39 @@ def run(cfg: Config, log: Log = Log(), allow_change: bool = False, eval_only: bo
 
 def verifier_pool(cfg: Config) -> VerifierPool:
     """The config's verifier in `verifier.workers` processes, its options checked, its plugins imported."""
-    return VerifierPool(cfg.verifier.name, cfg.verifier.workers, cfg.verifier.timeout_s,
-                        options=check_options(cfg.verifier.name, cfg.verifier.options), plugins=cfg.plugins)
+    return VerifierPool(
+        cfg.verifier.name,
+        cfg.verifier.workers,
+        cfg.verifier.timeout_s,
+        options=check_options(cfg.verifier.name, cfg.verifier.options),
+        plugins=cfg.plugins,
+    )
 
 
 def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> RoundResult:
     """One round on `model` (the previous round's): attempts, filter, train, evaluate, decide."""
     cfg, store = ctx.cfg, ctx.store
-    attempts_info = ctx.stage(f"round_{k}/attempts", ctx.inputs("attempts", model, k),
-                              [store.path(k, "attempts.jsonl")], lambda: make_attempts(ctx, k, model),
-                              GenerationInfo)
+    attempts_info = ctx.stage(
+        f"round_{k}/attempts",
+        ctx.inputs("attempts", model, k),
+        [store.path(k, "attempts.jsonl")],
+        lambda: make_attempts(ctx, k, model),
+        GenerationInfo,
+    )
     attempts = [attempt_from_dict(d) for d in read_jsonl(store.path(k, "attempts.jsonl"))]
     filter_inputs = {"attempts": store.output_hash(f"round_{k}/attempts"), **stage_inputs(cfg, "sft")}
-    examples = ctx.stage(f"round_{k}/filter", filter_inputs, [store.path(k, "sft.jsonl")],
-                         lambda: make_sft(ctx, k, attempts), FilterStats)
+    examples = ctx.stage(
+        f"round_{k}/filter",
+        filter_inputs,
+        [store.path(k, "sft.jsonl")],
+        lambda: make_sft(ctx, k, attempts),
+        FilterStats,
+    )
     train = train_figures(attempts, cfg.evaluation.bootstrap, cfg.seed, examples)
     train = dataclasses.replace(train, retry_sees=attempts_info.retry_sees or "")
-    cost = RoundCost(attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"),
-                     filter_s=examples.wall_s)
+    cost = RoundCost(
+        attempts_s=attempts_info.wall_s, **attempts_info.parts("attempts"), filter_s=examples.wall_s
+    )
     before = decide(StopState.before_train(k, train, examples), cfg.stopping)
     figures = RoundFigures(train=train, decisions=Decisions(before))
     if before.stop and (cfg.stopping.enforce or not examples.kept):
@@ -107,24 +176,48 @@ def run_round(ctx: Context, k: int, model: str, history: list[RoundResult]) -> R
     cost = dataclasses.replace(cost, eval_s=eval_info.wall_s, **eval_info.parts("eval"))
     figures = dataclasses.replace(evaluated, train=train, decisions=figures.decisions, training=training_info)
     test = figures.test
-    training.write_model_card(out, k, cfg, training_info.to_json(), examples.to_json(), {
-        **test.eval.to_json(), **({} if test.comparison is None else {
-            "delta_from_base": test.comparison.delta_from_base.to_json(),
-            "delta_from_prev": test.comparison.delta_from_prev.to_json()})})
+    training.write_model_card(
+        out,
+        k,
+        cfg,
+        training_info.to_json(),
+        examples.to_json(),
+        {
+            **test.eval.to_json(),
+            **(
+                {}
+                if test.comparison is None
+                else {
+                    "delta_from_base": test.comparison.delta_from_base.to_json(),
+                    "delta_from_prev": test.comparison.delta_from_prev.to_json(),
+                }
+            ),
+        },
+    )
     on = cfg.gains_on  # the gains the policies see: the validation split's when one is held out
     gains = [g for g in (gain_on(f, on) for f in [*(r.figures for r in history), figures]) if g]
     after = decide(StopState.after_eval(k, train, examples, gains, on, cfg.evaluation.metric), cfg.stopping)
     figures = dataclasses.replace(figures, decisions=Decisions(before, after))
-    decision = before if before.stop else after  # with stopping.enforce false, the first reason to stop counts
+    decision = (
+        before if before.stop else after
+    )  # with stopping.enforce false, the first reason to stop counts
     return finish_round(ctx, k, str(out), True, figures, cost, decision, attempts_info, eval_info)
 
 
 def run_base(ctx: Context) -> RoundResult:
     """Round 0: the base model's evaluation, the reference every gain is measured from."""
     figures, info = evaluate_round(ctx, 0, ctx.cfg.model.path, [])
-    return finish_round(ctx, 0, ctx.cfg.model.path, False, figures,
-                        RoundCost(eval_s=info.wall_s, **info.parts("eval")),
-                        Decision(False, "base model evaluated"), None, info)
+    return finish_round(
+        ctx,
+        0,
+        ctx.cfg.model.path,
+        False,
+        figures,
+        RoundCost(eval_s=info.wall_s, **info.parts("eval")),
+        Decision(False, "base model evaluated"),
+        None,
+        info,
+    )
 
 
 def gain_on(figures: RoundFigures, split: str) -> Estimate | None:
@@ -135,13 +228,22 @@ def gain_on(figures: RoundFigures, split: str) -> Estimate | None:
 
 # ----------------------------------------------------------------------------- the stages
 
+
 def make_attempts(ctx: Context, k: int, model: str) -> GenerationInfo:
     """`conditions.samples` first attempts on every training problem, then up to `conditions.retries` retries
     where sample 0 failed."""
     cfg = ctx.cfg
-    chains = [Chains(Kind.FIRST, samples=cfg.conditions.samples, turns=1 + cfg.conditions.retries,
-                     retry=cfg.conditions.retry, params=cfg.sampling, seed=_seed(cfg.seed, "attempts", k),
-                     retry_samples=cfg.conditions.retry_samples)]
+    chains = [
+        Chains(
+            Kind.FIRST,
+            samples=cfg.conditions.samples,
+            turns=1 + cfg.conditions.retries,
+            retry=cfg.conditions.retry,
+            params=cfg.sampling,
+            seed=_seed(cfg.seed, "attempts", k),
+            retry_samples=cfg.conditions.retry_samples,
+        )
+    ]
     ctx.take_clock()
     with ctx.log.progress(f"round {k} attempts", len(ctx.train_set), "problems") as bar:
         records = in_chunks(ctx, model, ctx.train_set, chains, f"round_{k}/attempts", bar)
@@ -171,35 +273,64 @@ def train_stage(ctx: Context, k: int, start: str, examples: FilterStats) -> tupl
     passes: list[TrainingInfo] = []
     for i in range(1, t.improve_steps + 1):
         last = i == t.improve_steps
-        name, out = (f"round_{k}/train", store.path(k, "model")) if last else \
-            (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
-        inputs = {"sft": store.output_hash(f"round_{k}/filter"), "start": ctx.model_id(start),
-                  **stage_inputs(cfg, "train"), "steps": steps, "pass": i}
-        passes.append(ctx.stage(name, inputs, [out], lambda: train_model(ctx, k, i, name, start, out, steps,
-                                                                         examples), TrainingInfo))
+        name, out = (
+            (f"round_{k}/train", store.path(k, "model"))
+            if last
+            else (f"round_{k}/improve_{i}", store.path(k, f"improve_{i}"))
+        )
+        inputs = {
+            "sft": store.output_hash(f"round_{k}/filter"),
+            "start": ctx.model_id(start),
+            **stage_inputs(cfg, "train"),
+            "steps": steps,
+            "pass": i,
+        }
+        passes.append(
+            ctx.stage(
+                name,
+                inputs,
+                [out],
+                lambda i=i, name=name, start=start, out=out: train_model(
+                    ctx, k, i, name, start, out, steps, examples
+                ),
+                TrainingInfo,
+            )
+        )
         start = str(out)
     info = dataclasses.replace(passes[-1], wall_s=round(sum(p.wall_s for p in passes), 3))
     if len(passes) > 1:
-        info = dataclasses.replace(info, tokens_trained=sum(p.tokens_trained for p in passes),
-                                   improve_passes=tuple(ImprovePass(p.steps, p.loss_first, p.loss_last, p.wall_s)
-                                                        for p in passes))
+        info = dataclasses.replace(
+            info,
+            tokens_trained=sum(p.tokens_trained for p in passes),
+            improve_passes=tuple(ImprovePass(p.steps, p.loss_first, p.loss_last, p.wall_s) for p in passes),
+        )
     return out, info
 
 
-def train_model(ctx: Context, k: int, i: int, where: str, start: str, out: Path, steps: int,
-                examples_kept: FilterStats) -> TrainingInfo:
+def train_model(
+    ctx: Context, k: int, i: int, where: str, start: str, out: Path, steps: int, examples_kept: FilterStats
+) -> TrainingInfo:
     ctx.models.close()  # free the sampler's memory for training
     cfg = ctx.cfg.model_copy(update={"training": ctx.cfg.training.model_copy(update={"steps": steps})})
     examples = [example_from_dict(d) for d in read_jsonl(ctx.store.path(k, "sft.jsonl"))]
-    info = training.train(start, examples, cfg, out, seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
-                          log=ctx.log, checkpoints=ctx.store.partial.folder, where=where,
-                          logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"))
+    info = training.train(
+        start,
+        examples,
+        cfg,
+        out,
+        seed=_seed(cfg.seed, "train", k, *([i] if i > 1 else [])),
+        log=ctx.log,
+        checkpoints=ctx.store.partial.folder,
+        where=where,
+        logs=ctx.store.root / "logs" / (f"round_{k}" if i == 1 else f"round_{k}_pass{i}"),
+    )
     training.write_model_card(out, k, cfg, info, examples_kept.to_json())
     return TrainingInfo.from_json(info, f"{where}: the trainer's figures")
 
 
-def evaluate_round(ctx: Context, k: int, model: str,
-                   history: list[RoundResult]) -> tuple[RoundFigures, GenerationInfo]:
+def evaluate_round(
+    ctx: Context, k: int, model: str, history: list[RoundResult]
+) -> tuple[RoundFigures, GenerationInfo]:
     """`model` on every evaluation set (test; the validation split and the transfer set when configured):
     rates with CIs and, after round 0, paired gains over the base and the previous round; and the stages'
     time and tokens.
@@ -213,21 +344,34 @@ def evaluate_round(ctx: Context, k: int, model: str,
         comparison = None
         if history:  # every earlier round was evaluated
             before_prev = ctx.eval_records(history[-2].round, split) if k >= 2 else None
-            comparison = compare_evals(ctx.eval_records(0, split), before_prev,
-                                       ctx.eval_records(history[-1].round, split), records, ev.metric, ev.bootstrap,
-                                       cfg.seed)
-        splits[split] = SplitFigures(summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all),
-                                     comparison)
+            comparison = compare_evals(
+                ctx.eval_records(0, split),
+                before_prev,
+                ctx.eval_records(history[-1].round, split),
+                records,
+                ev.metric,
+                ev.bootstrap,
+                cfg.seed,
+            )
+        splits[split] = SplitFigures(
+            summarize_eval(records, ev.bootstrap, cfg.seed, ev.retry_n, ev.retry_all), comparison
+        )
     return RoundFigures(**splits), info
 
 
-def evaluate_stage(ctx: Context, k: int, model: str,
-                   split: str = "test") -> tuple[list[EvalRecord], GenerationInfo]:
+def evaluate_stage(
+    ctx: Context, k: int, model: str, split: str = "test"
+) -> tuple[list[EvalRecord], GenerationInfo]:
     """Per-problem evaluation of `model` on one evaluation set (greedy, samples, retry chain)."""
     store, name = ctx.store, eval_name(split)
     outputs = [store.path(k, f"{name}.jsonl"), store.path(k, f"{name}_attempts.jsonl")]
-    info = ctx.stage(f"round_{k}/{name}", ctx.inputs("eval", model, k, split), outputs,
-                     lambda: evaluate(ctx, k, model, split), GenerationInfo)
+    info = ctx.stage(
+        f"round_{k}/{name}",
+        ctx.inputs("eval", model, k, split),
+        outputs,
+        lambda: evaluate(ctx, k, model, split),
+        GenerationInfo,
+    )
     return ctx.eval_records(k, split), info
 
 
@@ -240,10 +384,33 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     seed = _seed(cfg.seed, "eval")  # the same seed every round: rounds are compared on common noise
     problems = ctx.eval_sets[split]
-    chains = [Chains(Kind.GREEDY, samples=1, turns=1, retry=ev.retry, seed=seed, name="greedy",
-                     params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}))] if ev.greedy else []
-    chains.append(Chains(Kind.SAMPLE, samples=ev.samples, turns=ev.retry_n, retry=ev.retry, params=cfg.eval_sampling,
-                         seed=seed, name="samples", retry_all=ev.retry_all))
+    chains = (
+        [
+            Chains(
+                Kind.GREEDY,
+                samples=1,
+                turns=1,
+                retry=ev.retry,
+                seed=seed,
+                name="greedy",
+                params=cfg.eval_sampling.model_copy(update={"temperature": 0.0}),
+            )
+        ]
+        if ev.greedy
+        else []
+    )
+    chains.append(
+        Chains(
+            Kind.SAMPLE,
+            samples=ev.samples,
+            turns=ev.retry_n,
+            retry=ev.retry,
+            params=cfg.eval_sampling,
+            seed=seed,
+            name="samples",
+            retry_all=ev.retry_all,
+        )
+    )
     title = f"round {k} evaluation" + ("" if split == "test" else f" ({split})")
     ctx.take_clock()
     with ctx.log.progress(title, len(problems) * (ev.samples + ev.greedy), "first attempts") as bar:
@@ -267,8 +434,9 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
 _KIND_ORDER = {Kind.GREEDY: 0, Kind.FIRST: 1, Kind.SAMPLE: 1, Kind.RETRY: 2}
 
 
-def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: list[Chains], stage: str,
-              progress: Any) -> list[dict[str, Any]]:
+def in_chunks(
+    ctx: Context, model: str, problems: Sequence[Problem], chains: list[Chains], stage: str, progress: Any
+) -> list[dict[str, Any]]:
     """Every chain of `chains` on every problem, in chunks of `checkpoint.chunk` problems, as records.
 
     Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
@@ -286,7 +454,9 @@ def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: lis
     order = {p.id: i for i, p in enumerate(problems)}
 
     def canonical(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return sorted(records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"]))
+        return sorted(
+            records, key=lambda r: (_KIND_ORDER[r["kind"]], r["turn"], order[r["problem_id"]], r["sample"])
+        )
 
     def first_attempts(records: list[dict[str, Any]]) -> int:
         return sum(r["turn"] == 0 for r in records)
@@ -298,7 +468,7 @@ def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: lis
         for c, start in enumerate(starts):
             kept = partial.chunk(c)
             if kept is None:
-                todo.append((c, list(problems[start:start + size])))
+                todo.append((c, list(problems[start : start + size])))
             else:
                 progress(first_attempts(kept))
                 records += kept
@@ -318,8 +488,10 @@ def in_chunks(ctx: Context, model: str, problems: Sequence[Problem], chains: lis
             own = partial.chunk(c)
             if own is None:
                 made: list[dict[str, Any]] = []
-                Flow(ctx, model, chains, stage, progress).run([(c, list(problems[starts[c]:starts[c] + size]))],
-                                                             lambda _, chunk: made.extend(map(to_dict, chunk)))
+                Flow(ctx, model, chains, stage, progress).run(
+                    [(c, list(problems[starts[c] : starts[c] + size]))],
+                    lambda _, chunk, made=made: made.extend(map(to_dict, chunk)),
+                )
                 own, fresh = canonical(made), True
             else:
                 progress(first_attempts(own))
@@ -384,7 +556,9 @@ class Flow:
         self.first = CONDITIONS[cfg.conditions.first]
         self.open: dict[int, int] = {}  # chunk -> chains still running
         self.made: dict[int, list[Attempt]] = {}
-        self.turns: dict[tuple[int, int, int], list[int]] = {}  # (chunk, chains, turn) -> [sent, back, judged]
+        self.turns: dict[
+            tuple[int, int, int], list[int]
+        ] = {}  # (chunk, chains, turn) -> [sent, back, judged]
         self.closed: set[tuple[int, int, int]] = set()  # turns to which no more requests come
         self.said: dict[tuple[int, int, int], set[str]] = {}  # the crash points a turn has passed
 
@@ -393,11 +567,18 @@ class Flow:
         with ctx.timed("load_s"):
             sampler = ctx.models.get(self.model)
         first_convs = [self.first(p, [], ctx.cfg) for _, chunk in todo for p in chunk]
-        stream = open_stream(sampler, [c.params for c in self.chains], first=first_convs,
-                             turns=max(c.turns for c in self.chains), progress=self.progress)
+        stream = open_stream(
+            sampler,
+            [c.params for c in self.chains],
+            first=first_convs,
+            turns=max(c.turns for c in self.chains),
+            progress=self.progress,
+        )
         # beside the engine on a thread of its own, when the verifier's work happens in other processes
-        checker = Checker(lambda items: judge(ctx, items),
-                          background=stream.lookahead and bool(getattr(ctx.pool, "threaded", False)))
+        checker = Checker(
+            lambda items: judge(ctx, items),
+            background=stream.lookahead and bool(getattr(ctx.pool, "threaded", False)),
+        )
         waiting = list(todo)
         try:
             while True:
@@ -416,7 +597,9 @@ class Flow:
                         continue
                     if not checker.pending():
                         if self.open or waiting:
-                            raise RuntimeError(f"{self.stage}: work left that nothing is generating or judging")
+                            raise RuntimeError(
+                                f"{self.stage}: work left that nothing is generating or judging"
+                            )
                         return
                     with ctx.timed("verify_s"):
                         judged = checker.ready(block=True)
@@ -441,8 +624,15 @@ class Flow:
             chain.conversation = tuple(CONDITIONS[spec.retry](p, chain.failed, cfg))
         n = spec.samples if chain.turn == 0 else spec.retry_samples
         self.turns.setdefault((chain.chunk, chain.chains, chain.turn), [0, 0, 0])[0] += 1
-        stream.submit(chain, chain.conversation, spec.params, n=n, seed=_seed(spec.seed, chain.turn), key=p.id,
-                      counts=chain.turn == 0)
+        stream.submit(
+            chain,
+            chain.conversation,
+            spec.params,
+            n=n,
+            seed=_seed(spec.seed, chain.turn),
+            key=p.id,
+            counts=chain.turn == 0,
+        )
 
     def _where(self, c: int, i: int, turn: int) -> str:
         name = self.chains[i].name
@@ -471,19 +661,24 @@ class Flow:
         self._turn_check(chain.chunk, chain.chains, chain.turn)
         checker.put((chain, completions), [(chain.problem, c) for c in completions])
 
-    def _judged(self, tag: tuple, verdicts: list[Verdict], stream: Any,
-                save: Callable[[int, list[Attempt]], None]) -> None:
+    def _judged(
+        self, tag: tuple, verdicts: list[Verdict], stream: Any, save: Callable[[int, list[Attempt]], None]
+    ) -> None:
         chain, completions = tag
         spec, p, turn = self.chains[chain.chains], chain.problem, chain.turn
         kind = spec.first_kind if turn == 0 else Kind.RETRY
-        drawn = [Attempt(p.id, kind, turn, s, chain.conversation, c.text, c.n_tokens, c.finish_reason, v)
-                 for s, (c, v) in enumerate(zip(completions, verdicts))]
+        drawn = [
+            Attempt(p.id, kind, turn, s, chain.conversation, c.text, c.n_tokens, c.finish_reason, v)
+            for s, (c, v) in enumerate(zip(completions, verdicts))
+        ]
         self.made[chain.chunk] += drawn
         if turn == 0 and not _failed(drawn[0]):
             chain.solved = True  # with retry_all it still gets one retry turn, and its chain ends there
         elif turn > 0 and any(a.verdict.correct is True for a in drawn):
             chain.solved = True  # one right sample of a retry turn ends the chain
-        goes_on = (_failed(drawn[0]) and not chain.solved) or (spec.retry_all and turn == 0)  # sample 0 carries it
+        goes_on = (_failed(drawn[0]) and not chain.solved) or (
+            spec.retry_all and turn == 0
+        )  # sample 0 carries it
         self.turns[(chain.chunk, chain.chains, turn)][2] += 1
         if goes_on and turn + 1 < spec.turns:
             chain.failed, chain.turn = chain.failed + [drawn[0].completion], turn + 1
@@ -500,8 +695,9 @@ class Checker:
     """Verification of generated requests, in order of arrival: on a thread of its own beside the generation
     (`background`), or in one pool call when asked for its results (the order `generate` waves had)."""
 
-    def __init__(self, judge_items: Callable[[list[tuple[Problem, Completion]]], list[Verdict]],
-                 background: bool) -> None:
+    def __init__(
+        self, judge_items: Callable[[list[tuple[Problem, Completion]]], list[Verdict]], background: bool
+    ) -> None:
         self.judge_items, self.background = judge_items, background
         self.todo: list[tuple[Any, list[tuple[Problem, Completion]]]] = []
         self.done: list[tuple[Any, list[Verdict]]] = []
@@ -578,7 +774,7 @@ def judge(ctx: Context, items: list[tuple[Problem, Completion]]) -> list[Verdict
     read = [(p, c.text) for (p, c), x in zip(items, cut) if ctx.cfg.verifier.judge_cut_text or not x]
     verdicts = iter(ctx.pool.map(read))
     out = []
-    for (p, c), x in zip(items, cut):
+    for _, x in zip(items, cut):
         if not x:
             out.append(next(verdicts))
         elif ctx.cfg.verifier.judge_cut_text:
@@ -593,22 +789,36 @@ def _failed(a: Attempt) -> bool:
     return a.verdict.correct is False  # "cannot judge" is not retried: its retry could not be judged either
 
 
-def finish_round(ctx: Context, k: int, model: str, trained: bool, figures: RoundFigures, cost: RoundCost,
-                 decision: Decision, attempts_info: GenerationInfo | None,
-                 eval_info: GenerationInfo | None = None) -> RoundResult:
+def finish_round(
+    ctx: Context,
+    k: int,
+    model: str,
+    trained: bool,
+    figures: RoundFigures,
+    cost: RoundCost,
+    decision: Decision,
+    attempts_info: GenerationInfo | None,
+    eval_info: GenerationInfo | None = None,
+) -> RoundResult:
     """Add the cost, write round.json, tell the user."""
     generated = sum(i.tokens_generated for i in (attempts_info, eval_info) if i is not None)
-    cost = dataclasses.replace(cost, tokens_generated=generated, device=device_name(),
-                               tokens_trained=figures.training.tokens_trained if figures.training else 0)
+    cost = dataclasses.replace(
+        cost,
+        tokens_generated=generated,
+        device=device_name(),
+        tokens_trained=figures.training.tokens_trained if figures.training else 0,
+    )
     result = RoundResult(k, model, trained, figures, cost, decision)
     write_json(ctx.store.path(k, "round.json"), result.to_json())
     if ctx.warn_cut:
         warn_if_cut(ctx, k, figures)
     said = figures_said(ctx.cfg.evaluation.metric, figures)
     observed = decision.stop and trained and not ctx.cfg.stopping.enforce and k < ctx.cfg.stopping.max_rounds
-    ctx.log.info(f"round {k}: {said + '; ' if said else ''}{decision.reason}"
-                 + (f" [{decision.policy}]" if decision.policy else "")
-                 + (": the policies would stop here; going on (stopping.enforce: false)" if observed else ""))
+    ctx.log.info(
+        f"round {k}: {said + '; ' if said else ''}{decision.reason}"
+        + (f" [{decision.policy}]" if decision.policy else "")
+        + (": the policies would stop here; going on (stopping.enforce: false)" if observed else "")
+    )
     return result
 
 
@@ -633,15 +843,20 @@ CUT_WARNING = 0.25  # share of generations cut at the length limit above which a
 def warn_if_cut(ctx: Context, k: int, figures: RoundFigures) -> None:
     """A cut generation has no final answer and is judged wrong: many of them mean the length limit is too
     low for this model, or the model does not end its turns (its EOS)."""
+
     def described(name: str) -> str:  # the set, and the length limit its generations ran under
         if name == "training attempts":
             return f"{name} (at {ctx.cfg.sampling.max_new_tokens} new tokens)"
         return f"{name} evaluation (at {ctx.cfg.eval_sampling.max_new_tokens} new tokens)"
 
-    cut = [f"{share:.0%} of the {described(name)}" for name, share in cut_shares(figures) if share > CUT_WARNING]
+    cut = [
+        f"{share:.0%} of the {described(name)}" for name, share in cut_shares(figures) if share > CUT_WARNING
+    ]
     if cut:
-        ctx.log.warn(f"round {k}: {', '.join(cut)} ran to the length limit and were judged without an ending: raise "
-                     "max_new_tokens, or check that the model ends its turns (its EOS token)")
+        ctx.log.warn(
+            f"round {k}: {', '.join(cut)} ran to the length limit and were judged without an ending: raise "
+            "max_new_tokens, or check that the model ends its turns (its EOS token)"
+        )
 
 
 def summarize_run(cfg: Config, history: list[RoundResult], ledger: Ledger | None = None) -> RunSummary:
@@ -664,37 +879,62 @@ def summarize_run(cfg: Config, history: list[RoundResult], ledger: Ledger | None
     if on == "last":
         best = evaluated[-1]
     else:
-        best = max((r for r in evaluated if r.figures.on(on) is not None), key=lambda r: (value_on(r), -r.round))
+        best = max(
+            (r for r in evaluated if r.figures.on(on) is not None), key=lambda r: (value_on(r), -r.round)
+        )
     first_stop = next((r for r in history if r.decision.stop), history[-1])
     best_eval = best.figures.eval
     assert best_eval is not None  # an evaluated round
     validation = best.figures.validation if on == "validation" else None
     return RunSummary(
-        name=cfg.name, metric=metric, best_round=best.round, best_model=best.model, best_value=best_eval[metric],
-        chosen_on=on, optimistic=on == "test" and len(evaluated) > 1,
+        name=cfg.name,
+        metric=metric,
+        best_round=best.round,
+        best_model=best.model,
+        best_value=best_eval[metric],
+        chosen_on=on,
+        optimistic=on == "test" and len(evaluated) > 1,
         best_validation=validation.eval[metric] if validation else None,
         rounds=len(history) - 1,  # round_k beyond: stale
-        stopped=history[-1].decision.reason, stopped_by=history[-1].decision.policy,
-        policy_stop=PolicyStop(first_stop.round, first_stop.decision.reason, first_stop.decision.policy,
-                               cfg.stopping.enforce),
-        ledger=dataclasses.replace(ledger, per_problem=None) if ledger else None)
+        stopped=history[-1].decision.reason,
+        stopped_by=history[-1].decision.policy,
+        policy_stop=PolicyStop(
+            first_stop.round, first_stop.decision.reason, first_stop.decision.policy, cfg.stopping.enforce
+        ),
+        ledger=dataclasses.replace(ledger, per_problem=None) if ledger else None,
+    )
 
 
 # ----------------------------------------------------------------------------- plumbing
 
+
 class Context:
     """What every stage needs: the config, the run directory, the model in memory, the verifier."""
 
-    def __init__(self, cfg: Config, store: RunStore, models: "Models", pool: Judge, log: Log,
-                 train_set: list[Problem], eval_sets: dict[str, list[Problem]],
-                 warn_cut: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: RunStore,
+        models: Models,
+        pool: Judge,
+        log: Log,
+        train_set: list[Problem],
+        eval_sets: dict[str, list[Problem]],
+        warn_cut: bool = True,
+    ) -> None:
         self.cfg, self.store, self.models, self.pool, self.log = cfg, store, models, pool, log
         self.warn_cut = warn_cut  # warn when many generations ran to the length limit
-        self.train_set, self.eval_sets = train_set, eval_sets  # eval_sets: test, then validation, transfer if any
+        self.train_set, self.eval_sets = (
+            train_set,
+            eval_sets,
+        )  # eval_sets: test, then validation, transfer if any
         self.problems = {p.id: p for p in train_set}
         self.clock: dict[str, float] = {}  # seconds a stage spent loading models, generating and verifying
         self.resumed = False  # said where a resumed run takes up its work
-        self._hashes = {"train": _hash_problems(train_set), **{k: _hash_problems(v) for k, v in eval_sets.items()}}
+        self._hashes = {
+            "train": _hash_problems(train_set),
+            **{k: _hash_problems(v) for k, v in eval_sets.items()},
+        }
 
     @contextlib.contextmanager
     def timed(self, part: str):
@@ -730,17 +970,21 @@ class Context:
         """What a generation stage's records depend on (and nothing else: a change reruns the stage): the
         config values whose fields say they feed it (`config.stage_inputs`), and what is made from others
         (`via`): the model's id, the problems' hash, the chunk size."""
-        made = {"model": self.model_id(model),
-                "chunk": self.cfg.chunk_size}  # which problems share a batch: float rounding on a GPU
+        made = {
+            "model": self.model_id(model),
+            "chunk": self.cfg.chunk_size,
+        }  # which problems share a batch: float rounding on a GPU
         if stage == "attempts":
             return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes["train"], "round": k}
         return {**made, **stage_inputs(self.cfg, stage), "problems": self._hashes[split]}
 
-    def stage(self, name: str, inputs: StageInputs, outputs: list[Path], run: Callable[[], R],
-              reads: type[R]) -> R:
+    def stage(
+        self, name: str, inputs: StageInputs, outputs: list[Path], run: Callable[[], R], reads: type[R]
+    ) -> R:
         """`RunStore.stage`, telling the user when a finished stage is skipped on resume, and where a resumed
         run takes up its work. `run` returns the stage's record (`reads`), kept in the manifest as JSON with
         the stage's wall time, and read back from there, also when the stage is skipped."""
+
         def go() -> dict[str, Any]:
             if self.store.skipped and not self.resumed:
                 self.resumed = True
@@ -799,7 +1043,7 @@ class Models:
             self.sampler.close()
         self.sampler = self.path = None
 
-    def __enter__(self) -> "Models":
+    def __enter__(self) -> Models:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -811,21 +1055,29 @@ class Models:
 def check_names(cfg: Config) -> None:
     """Every name in the config refers to an entry of its extension dict (after importing its plugins)."""
     load_plugins(cfg.plugins)
-    checks = [*((f"{key}.name", task.name, TASKS) for key, task in cfg.tasks()),
-              ("verifier.name", cfg.verifier.name, VERIFIERS), ("backend.name", cfg.backend.name, BACKENDS),
-              ("conditions.first", cfg.conditions.first, CONDITIONS),
-              ("conditions.retry", cfg.conditions.retry, CONDITIONS),
-              ("evaluation.retry", cfg.evaluation.retry, CONDITIONS)]
+    checks = [
+        *((f"{key}.name", task.name, TASKS) for key, task in cfg.tasks()),
+        ("verifier.name", cfg.verifier.name, VERIFIERS),
+        ("backend.name", cfg.backend.name, BACKENDS),
+        ("conditions.first", cfg.conditions.first, CONDITIONS),
+        ("conditions.retry", cfg.conditions.retry, CONDITIONS),
+        ("evaluation.retry", cfg.evaluation.retry, CONDITIONS),
+    ]
     checks += [(f"stopping.policies[{i}]", p, STOPPING) for i, p in enumerate(cfg.stopping.policies)]
-    bad = [f"  {key}: unknown name {name!r}; choose one of {', '.join(table)}"
-           for key, name, table in checks if name not in table]
+    bad = [
+        f"  {key}: unknown name {name!r}; choose one of {', '.join(table)}"
+        for key, name, table in checks
+        if name not in table
+    ]
     try:
         cfg._selection_is_declared()  # again: a plugin's stopping policy may read the gain
     except ValueError as e:
         bad.append(f"  {e}")
     if cfg.evaluation.retry in PRIVILEGED:
-        bad.append(f"  evaluation.retry: {cfg.evaluation.retry!r} shows the gold answer; test-time retries use "
-                   f"`retry`")
+        bad.append(
+            f"  evaluation.retry: {cfg.evaluation.retry!r} shows the gold answer; test-time retries use "
+            f"`retry`"
+        )
     if cfg.verifier.name in VERIFIERS:
         try:
             check_options(cfg.verifier.name, cfg.verifier.options)
@@ -843,11 +1095,15 @@ def check_names(cfg: Config) -> None:
             bad.append(f"  {e}")
     if cfg.filter.retry_example != "problem" and cfg.conditions.retry in PRIVILEGED:
         shows = PRIVILEGED[cfg.conditions.retry]
-        bad.append(f"  filter.retry_example: `{cfg.filter.retry_example}` trains on the retry's "
-                   f"conversation, which under {cfg.conditions.retry!r} shows the {shows}; use `problem`")
+        bad.append(
+            f"  filter.retry_example: `{cfg.filter.retry_example}` trains on the retry's "
+            f"conversation, which under {cfg.conditions.retry!r} shows the {shows}; use `problem`"
+        )
     if cfg.filter.require == "steps" and cfg.verifier.name not in CHECKS_STEPS:
-        bad.append(f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
-                   f"{cfg.verifier.name!r} checks answers only — use filter.require=answer")
+        bad.append(
+            f"  filter.require: `steps` needs a verifier that checks steps ({', '.join(sorted(CHECKS_STEPS))}); "
+            f"{cfg.verifier.name!r} checks answers only — use filter.require=answer"
+        )
     if bad:
         raise ConfigError("config error\n" + "\n".join(bad))
 
@@ -872,8 +1128,9 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
         loaded[key] = list(problems)
     train, n_val = loaded["train_task"], cfg.evaluation.validation
     if n_val >= len(train):
-        raise ConfigError(f"evaluation.validation={n_val} would hold out all {len(train)} training problems; "
-                          f"hold out fewer")
+        raise ConfigError(
+            f"evaluation.validation={n_val} would hold out all {len(train)} training problems; hold out fewer"
+        )
     held = set(random.Random(_seed(cfg.seed, "validation")).sample(range(len(train)), n_val))
     sets = {"test": loaded["eval_task"]}
     if held:
@@ -884,8 +1141,10 @@ def load_problems(cfg: Config, log: Log) -> tuple[list[Problem], dict[str, list[
         sets["validation"] = loaded["evaluation.validation_task"]
         overlap = {p.id for p in sets["validation"]} & {p.id for p in train}
         if overlap:
-            raise ConfigError(f"evaluation.validation_task shares {len(overlap)} problem ids with train_task (e.g. "
-                              f"{sorted(overlap)[0]!r}): a validation split must be held out of training")
+            raise ConfigError(
+                f"evaluation.validation_task shares {len(overlap)} problem ids with train_task (e.g. "
+                f"{sorted(overlap)[0]!r}): a validation split must be held out of training"
+            )
     if cfg.transfer_task:
         sets["transfer"] = loaded["transfer_task"]
     return train, sets
@@ -909,8 +1168,11 @@ def load_history(root: Path) -> list[RoundResult]:
     """The round.json records of a run, in order; rounds beyond the last run's (summary.json) are stale."""
     summary = Path(root) / "summary.json"
     last = read_json(summary)["rounds"] if summary.exists() else None
-    return [read_round(p / "round.json") for k, p in iter_rounds(root)
-            if (p / "round.json").exists() and (last is None or k <= last)]
+    return [
+        read_round(p / "round.json")
+        for k, p in iter_rounds(root)
+        if (p / "round.json").exists() and (last is None or k <= last)
+    ]
 
 
 def read_round(path: Path) -> RoundResult:

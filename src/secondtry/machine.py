@@ -79,8 +79,10 @@ def busy_warning(load: float | None, cpus: int) -> str | None:
     """A one-line warning when the machine's load average is above the CPUs this process may use."""
     if load is None or load <= cpus:
         return None
-    return (f"load average {load:.1f} on {cpus} usable CPU{'s' * (cpus != 1)}: other work shares this "
-            f"machine, so timings will be slower than on an idle one")
+    return (
+        f"load average {load:.1f} on {cpus} usable CPU{'s' * (cpus != 1)}: other work shares this "
+        f"machine, so timings will be slower than on an idle one"
+    )
 
 
 def set_torch_threads(env: dict[str, str] | None = None) -> tuple[Threads, str | None]:

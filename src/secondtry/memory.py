@@ -42,8 +42,9 @@ def smaller_batch(batch: int, accum: int) -> tuple[int, int]:
     return new, effective // new
 
 
-def fit_batch(run: Callable[[int, int], T], batch: int, accum: int, log: Log = Log(),
-              what: str = "training") -> tuple[T, list[dict[str, int]]]:
+def fit_batch(
+    run: Callable[[int, int], T], batch: int, accum: int, log: Log = Log(), what: str = "training"
+) -> tuple[T, list[dict[str, int]]]:
     """`run(batch, accum)`, again with a smaller batch after each out-of-memory error.
 
     Returns run's result and the back-offs taken ({"batch_size", "grad_accum"} after each).
@@ -60,5 +61,7 @@ def fit_batch(run: Callable[[int, int], T], batch: int, accum: int, log: Log = L
         old = batch
         batch, accum = smaller_batch(batch, accum)
         backoffs.append({"batch_size": batch, "grad_accum": accum})
-        log.warn(f"{what}: out of GPU memory at batch {old}; going on with batch {batch} x accumulation {accum} "
-                 f"(same effective batch)")
+        log.warn(
+            f"{what}: out of GPU memory at batch {old}; going on with batch {batch} x accumulation {accum} "
+            f"(same effective batch)"
+        )

@@ -37,10 +37,14 @@ def load_tokenizer(path: str):
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:
-        raise ModelLoadError(f"cannot load a tokenizer from {path}: {type(e).__name__}: {str(e)[:300]}") from None
+        raise ModelLoadError(
+            f"cannot load a tokenizer from {path}: {type(e).__name__}: {str(e)[:300]}"
+        ) from None
     if not getattr(tok, "chat_template", None):
-        raise ModelLoadError(f"the tokenizer at {path} has no chat template; use an instruct/chat model or add "
-                             f"`chat_template` to its tokenizer_config.json")
+        raise ModelLoadError(
+            f"the tokenizer at {path} has no chat template; use an instruct/chat model or add "
+            f"`chat_template` to its tokenizer_config.json"
+        )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -59,7 +63,9 @@ def load_model(path: str, dtype: str, device: torch.device):
 
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
     except Exception as e:
-        raise ModelLoadError(f"cannot load a causal LM from {path}: {type(e).__name__}: {str(e)[:300]}") from None
+        raise ModelLoadError(
+            f"cannot load a causal LM from {path}: {type(e).__name__}: {str(e)[:300]}"
+        ) from None
     return model.to(device).eval()
 
 
@@ -83,4 +89,6 @@ def adapter_base(path: str) -> str | None:
 def _check_model_path(path: str) -> None:
     p = Path(path).expanduser()
     if (path.startswith((".", "/", "~")) or p.exists()) and not p.is_dir():
-        raise ModelLoadError(f"model not found: {path} (a local model folder, or a hub id like Qwen/Qwen3-1.7B)")
+        raise ModelLoadError(
+            f"model not found: {path} (a local model folder, or a hub id like Qwen/Qwen3-1.7B)"
+        )

@@ -25,7 +25,9 @@ from .machine import usable_cpus
 @dataclass
 class Job:
     name: str
-    args: list[str]  # `secondtry` arguments, e.g. ["run", "cfg.yaml", "--preset", "resampling", "--seeds", "43,"]
+    args: list[
+        str
+    ]  # `secondtry` arguments, e.g. ["run", "cfg.yaml", "--preset", "resampling", "--seeds", "43,"]
     log: Path
 
 
@@ -44,8 +46,14 @@ def visible_gpus() -> list[str]:
     return named or [str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_jobs(jobs: list[Job], at_once: int, log: Log, gpus: list[str] | None = None, poll_s: float = 0.5,
-             command: list[str] | None = None) -> dict[str, str]:
+def run_jobs(
+    jobs: list[Job],
+    at_once: int,
+    log: Log,
+    gpus: list[str] | None = None,
+    poll_s: float = 0.5,
+    command: list[str] | None = None,
+) -> dict[str, str]:
     """Run every job, at most `at_once` at a time, spread over `gpus` when there are several; return why
     each failed job failed (empty: all finished). `command` is what the job's args follow."""
     command = command or [sys.executable, "-m", "secondtry.cli"]
@@ -64,11 +72,19 @@ def run_jobs(jobs: list[Job], at_once: int, log: Log, gpus: list[str] | None = N
                     gpu = min(gpus, key=lambda g: sum(r[2] == g for r in running)) if len(gpus) > 1 else None
                     mine = {**env, "CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else env
                     with open(job.log, "ab") as out:
-                        proc = subprocess.Popen([*command, *job.args], stdout=out, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, env=mine)
+                        proc = subprocess.Popen(
+                            [*command, *job.args],
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            env=mine,
+                        )
                     running.append((job, proc, gpu))
-                    log.info(f"started {job.name}" + (f" on GPU {gpu}" if gpu is not None else "")
-                             + f" (log: {job.log})")
+                    log.info(
+                        f"started {job.name}"
+                        + (f" on GPU {gpu}" if gpu is not None else "")
+                        + f" (log: {job.log})"
+                    )
                 time.sleep(poll_s)
                 for entry in [r for r in running if r[1].poll() is not None]:
                     running.remove(entry)

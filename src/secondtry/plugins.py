@@ -57,8 +57,10 @@ def register(table: dict[str, T], kind: str, name: str, obj: T | None = None) ->
 
     def add(o: T) -> T:
         if name in table:
-            raise PluginError(f"{kind} {name!r} is already registered (by {_owner(table[name])}); "
-                              f"{_owner(o)} must use another name")
+            raise PluginError(
+                f"{kind} {name!r} is already registered (by {_owner(table[name])}); "
+                f"{_owner(o)} must use another name"
+            )
         table[name] = o
         return o
 
@@ -79,8 +81,10 @@ def load(modules: Sequence[str] = (), key: str = "plugins") -> list[str]:
     for i, module in enumerate(modules):
         where = f"{key}[{i}]"
         if not isinstance(module, str) or not MODULE.match(module):
-            raise PluginError(f"{where}: {module!r} is not a module name (dotted Python identifiers, e.g. "
-                              f"my_package.plugin)")
+            raise PluginError(
+                f"{where}: {module!r} is not a module name (dotted Python identifiers, e.g. "
+                f"my_package.plugin)"
+            )
         if module in _modules_loaded:
             continue
         try:
@@ -89,9 +93,11 @@ def load(modules: Sequence[str] = (), key: str = "plugins") -> list[str]:
             raise PluginError(f"{where}: plugin {module!r}: {e}") from None
         except ModuleNotFoundError as e:
             if e.name and (module == e.name or module.startswith(e.name + ".")):
-                raise PluginError(f"{where}: plugin module {module!r} not found; install it or put its "
-                                  f"folder on PYTHONPATH (it must import in every process of the run, "
-                                  f"verifier workers too)") from None
+                raise PluginError(
+                    f"{where}: plugin module {module!r} not found; install it or put its "
+                    f"folder on PYTHONPATH (it must import in every process of the run, "
+                    f"verifier workers too)"
+                ) from None
             raise PluginError(f"{where}: plugin {module!r} failed to import: {_cause(e)}") from None
         except Exception as e:
             raise PluginError(f"{where}: plugin {module!r} failed to import: {_cause(e)}") from None
@@ -115,8 +121,10 @@ def _load_entry_points() -> list[str]:
         except PluginError as e:
             raise PluginError(f"{where}: {e}") from None
         except Exception as e:
-            raise PluginError(f"{where} failed to import: {_cause(e)}; fix or uninstall "
-                              f"{dist.name if dist else 'its distribution'}") from None
+            raise PluginError(
+                f"{where} failed to import: {_cause(e)}; fix or uninstall "
+                f"{dist.name if dist else 'its distribution'}"
+            ) from None
         done.append(f"{ep.name} = {ep.value}")
     _entry_points_loaded = done
     return list(done)
@@ -127,4 +135,3 @@ def _cause(e: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "importlib" not in f.filename]
     at = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(e).__name__}: {e}{at}"
-

@@ -113,6 +113,7 @@ def _load(tp: Any, value: Any, where: str) -> Any:
 
 # ----------------------------------------------------------------------------- estimates
 
+
 @dataclass(frozen=True)
 class Estimate(Record):
     """A figure with its 95% CI over problems (or seeds): value None where it is undefined."""
@@ -180,6 +181,7 @@ class SeedTest(Estimate):
 
 # ----------------------------------------------------------------------------- evaluation
 
+
 @dataclass(frozen=True)
 class EvalRecord(Record):
     """One problem's evaluation outcome: one line of eval.jsonl."""
@@ -245,8 +247,10 @@ class EvalFigures(Record):
         return self.rates[metric]
 
     def to_json(self) -> dict[str, Any]:
-        return {**{k: v.to_json() for k, v in self.rates.items()},
-                **{k: v for k, v in super().to_json().items() if k != "rates"}}
+        return {
+            **{k: v.to_json() for k, v in self.rates.items()},
+            **{k: v for k, v in super().to_json().items() if k != "rates"},
+        }
 
     @classmethod
     def from_json(cls, data: Any, where: str = "") -> EvalFigures:  # type: ignore[override]
@@ -278,8 +282,12 @@ class GainedLost(Record):
 
     def to_json(self) -> dict[str, Any]:
         if self.legacy:
-            return {"outcome": self.metric, "wrong_to_right": self.gained, "right_to_wrong": self.lost,
-                    "mcnemar_p": self.p_value}
+            return {
+                "outcome": self.metric,
+                "wrong_to_right": self.gained,
+                "right_to_wrong": self.lost,
+                "mcnemar_p": self.p_value,
+            }
         out = super().to_json()
         out.pop("legacy")
         return out
@@ -287,7 +295,12 @@ class GainedLost(Record):
     @classmethod
     def from_json(cls, data: Any, where: str = "") -> GainedLost:  # type: ignore[override]
         if isinstance(data, Mapping) and "gained" not in data and "outcome" in data:
-            old = {"metric": "outcome", "gained": "wrong_to_right", "lost": "right_to_wrong", "p_value": "mcnemar_p"}
+            old = {
+                "metric": "outcome",
+                "gained": "wrong_to_right",
+                "lost": "right_to_wrong",
+                "p_value": "mcnemar_p",
+            }
             missing = [v for v in old.values() if v not in data]
             if missing:
                 raise RecordError(f"{_at(where, missing[0])}: missing")
@@ -334,6 +347,7 @@ class SplitFigures(Record):
 
 
 # ----------------------------------------------------------------------------- training
+
 
 @dataclass(frozen=True)
 class FilterStats(Record):
@@ -384,11 +398,16 @@ class GenerationInfo(Record):
 
     def __add__(self, other: GenerationInfo) -> GenerationInfo:
         """Two stages' figures together (the evaluation sets of a round)."""
+
         def plus(a: float | None, b: float | None) -> float | None:
             return None if a is None and b is None else (a or 0.0) + (b or 0.0)
-        return GenerationInfo(self.tokens_generated + other.tokens_generated, None,
-                              *(plus(getattr(self, p), getattr(other, p)) for p in self.PARTS),
-                              wall_s=self.wall_s + other.wall_s)
+
+        return GenerationInfo(
+            self.tokens_generated + other.tokens_generated,
+            None,
+            *(plus(getattr(self, p), getattr(other, p)) for p in self.PARTS),
+            wall_s=self.wall_s + other.wall_s,
+        )
 
     def parts(self, stage: str) -> dict[str, float]:
         """The cost fields of the time's parts, by name (attempts_load_s, eval_generate_s, ...); parts not
@@ -501,8 +520,10 @@ class RoundFigures(Record):
         if not isinstance(data, Mapping):
             raise RecordError(f"{where}: expected an object")
         hints = _hints(cls)
-        kwargs = {k: _load(hints[k], data.get(k), _at(where, k))
-                  for k in ("train", "decisions", "training", "validation", "transfer")}
+        kwargs = {
+            k: _load(hints[k], data.get(k), _at(where, k))
+            for k in ("train", "decisions", "training", "validation", "transfer")
+        }
         test = SplitFigures.from_json(data, where) if "eval" in data else None
         return cls(**kwargs, test=test)
 
@@ -559,11 +580,14 @@ def round_from_json(data: Any, where: str = "round.json") -> RoundResult:
         raise RecordError(f"{where}: expected an object")
     version = data.get("version", 1)
     if version not in (1, ROUND_VERSION):
-        raise RecordError(f"{where}: version {version!r} is newer than this release reads (up to {ROUND_VERSION})")
+        raise RecordError(
+            f"{where}: version {version!r} is newer than this release reads (up to {ROUND_VERSION})"
+        )
     return RoundResult.from_json({k: v for k, v in data.items() if k != "version"}, where)
 
 
 # ----------------------------------------------------------------------------- the run
+
 
 @dataclass(frozen=True)
 class PolicyStop(Record):
@@ -595,7 +619,9 @@ class RoundLedger(Record):
 class Ledger(Record):
     """Which problems each evaluated round solves, first solves, forgets and regains (ledger.json)."""
 
-    per_problem: Mapping[str, ProblemHistory] | None = field(default=None, metadata=OMIT)  # not in summary.json
+    per_problem: Mapping[str, ProblemHistory] | None = field(
+        default=None, metadata=OMIT
+    )  # not in summary.json
     per_round: tuple[RoundLedger, ...] = ()
     ever_solved: int = 0
     never_solved: int = 0

@@ -8,8 +8,9 @@ stop decides, and the decision is recorded with its inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .config import GAIN_POLICIES, StoppingConfig
 from .evaluation.metrics import METRIC_NAMES
@@ -27,7 +28,9 @@ class StopState:
     gain: float | None = None  # this round's change of the metric over the previous round
     gain_ci: list[float] | None = None
     gain_cis: list[list[float]] | None = None  # every trained round's gain CI so far, this one last
-    gain_on: str | None = None  # the evaluation set the gains are measured on: validation if held out, else test
+    gain_on: str | None = (
+        None  # the evaluation set the gains are measured on: validation if held out, else test
+    )
     metric: str | None = None  # the metric the gains are of (evaluation.metric)
 
     @classmethod
@@ -36,13 +39,29 @@ class StopState:
         return cls(k, "before_train", train.retry_yield.value, examples.kept)
 
     @classmethod
-    def after_eval(cls, k: int, train: TrainFigures, examples: FilterStats, gains: Sequence[Estimate],
-                   gain_on: str, metric: str) -> StopState:
+    def after_eval(
+        cls,
+        k: int,
+        train: TrainFigures,
+        examples: FilterStats,
+        gains: Sequence[Estimate],
+        gain_on: str,
+        metric: str,
+    ) -> StopState:
         """Round k's state once it is evaluated: `gains` are every trained round's gain so far (on `gain_on`),
         this round's last."""
         last = gains[-1]
-        return cls(k, "after_eval", train.retry_yield.value, examples.kept, last.value, list(last.ci),
-                   [list(g.ci) for g in gains], gain_on, metric)
+        return cls(
+            k,
+            "after_eval",
+            train.retry_yield.value,
+            examples.kept,
+            last.value,
+            list(last.ci),
+            [list(g.ci) for g in gains],
+            gain_on,
+            metric,
+        )
 
     def gain_of(self) -> str:
         """What the gains are: "sampled pass@1 on the validation split" (as far as the state says)."""
@@ -58,27 +77,33 @@ Policy = Callable[[StopState, StoppingConfig], "str | None"]
 def retry_yield(s: StopState, cfg: StoppingConfig) -> str | None:
     """Stop when retries rarely succeed: the training set would be too small and biased."""
     if s.phase == "before_train" and s.retry_yield is not None and s.retry_yield < cfg.min_retry_yield:
-        return (f"retry yield {s.retry_yield:.1%} on the training frontier is below "
-                f"{cfg.min_retry_yield:.0%}: too few, too biased examples for another round")
+        return (
+            f"retry yield {s.retry_yield:.1%} on the training frontier is below "
+            f"{cfg.min_retry_yield:.0%}: too few, too biased examples for another round"
+        )
     return None
 
 
 def negative_gain(s: StopState, cfg: StoppingConfig) -> str | None:
     """Stop after a round that lowered the metric; the previous round stays the best."""
     if s.phase == "after_eval" and s.gain is not None and s.gain < 0:
-        return (f"{s.gain_of()} changed by {s.gain * 100:+.1f} pp from the round before: the next round "
-                f"would not pay")
+        return (
+            f"{s.gain_of()} changed by {s.gain * 100:+.1f} pp from the round before: the next round "
+            f"would not pay"
+        )
     return None
 
 
 def ci_patience(s: StopState, cfg: StoppingConfig) -> str | None:
     """Stop when none of the last `stopping.patience` rounds gained with a 95% CI above zero."""
-    recent = (s.gain_cis or [])[-cfg.patience:]
+    recent = (s.gain_cis or [])[-cfg.patience :]
     if s.phase != "after_eval" or len(recent) < cfg.patience:
         return None
     if all(ci[0] is None or ci[0] <= 0 for ci in recent):
-        return (f"none of the last {cfg.patience} round(s) gained {s.gain_of()} with a 95% CI above zero "
-                f"(lower bounds {', '.join('n/a' if ci[0] is None else f'{ci[0] * 100:+.1f} pp' for ci in recent)})")
+        return (
+            f"none of the last {cfg.patience} round(s) gained {s.gain_of()} with a 95% CI above zero "
+            f"(lower bounds {', '.join('n/a' if ci[0] is None else f'{ci[0] * 100:+.1f} pp' for ci in recent)})"
+        )
     return None
 
 
@@ -102,6 +127,7 @@ def register_policy(name: str, policy: Policy | None = None, *, reads_gain: bool
     `policy(state: StopState, cfg: StoppingConfig) -> reason or None`. `reads_gain`: it decides on a round's
     measured gain (`state.gain*`), so it needs a validation split or `evaluation.select_on: test`.
     A name already taken is refused."""
+
     def add(fn: Policy) -> Policy:
         register(STOPPING, "stopping policy", name, fn)
         if reads_gain:

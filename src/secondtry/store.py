@@ -58,17 +58,27 @@ class RunDirError(RuntimeError):
 
 # errno -> what happened, what to do about it ({root}: the run directory)
 _FS_ERRORS = {
-    errno.ENOSPC: ("no space left on the device",
-                   "free space there (df -h {root}; old runs' round_k/model folders are the largest) or move "
-                   "the run to another disk (run_dir=...)"),
-    errno.EDQUOT: ("the disk quota is exceeded",
-                   "free space or raise the quota, or move the run to another disk (run_dir=...)"),
-    errno.EROFS: ("the file system is read-only",
-                  "remount it read-write or move the run to a writable disk (run_dir=...)"),
-    errno.EACCES: ("permission denied",
-                   "give this user write access (chmod -R u+w {root}) or choose another run_dir=..."),
-    errno.EPERM: ("operation not permitted",
-                  "give this user write access (chmod -R u+w {root}) or choose another run_dir=..."),
+    errno.ENOSPC: (
+        "no space left on the device",
+        "free space there (df -h {root}; old runs' round_k/model folders are the largest) or move "
+        "the run to another disk (run_dir=...)",
+    ),
+    errno.EDQUOT: (
+        "the disk quota is exceeded",
+        "free space or raise the quota, or move the run to another disk (run_dir=...)",
+    ),
+    errno.EROFS: (
+        "the file system is read-only",
+        "remount it read-write or move the run to a writable disk (run_dir=...)",
+    ),
+    errno.EACCES: (
+        "permission denied",
+        "give this user write access (chmod -R u+w {root}) or choose another run_dir=...",
+    ),
+    errno.EPERM: (
+        "operation not permitted",
+        "give this user write access (chmod -R u+w {root}) or choose another run_dir=...",
+    ),
 }
 
 
@@ -78,8 +88,10 @@ class StorageError(RunDirError):
     def __init__(self, path: Path | str, code: int, root: Path) -> None:
         what, fix = _FS_ERRORS[code]
         self.path, self.errno = str(path), code
-        super().__init__(f"cannot write {path}: {what}; {fix.format(root=root)}, then run the same command "
-                         f"again: it resumes from the last finished stage, chunk or checkpoint")
+        super().__init__(
+            f"cannot write {path}: {what}; {fix.format(root=root)}, then run the same command "
+            f"again: it resumes from the last finished stage, chunk or checkpoint"
+        )
 
     @staticmethod
     def covers(e: OSError) -> bool:
@@ -101,9 +113,15 @@ def storage_error(exc: BaseException, root: Path) -> StorageError | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _FS_ERRORS and (
-                e.errno not in (errno.EACCES, errno.EPERM) or not e.filename
-                or Path(os.fsdecode(e.filename)).resolve().is_relative_to(root.resolve())):  # not a model
+        if (
+            isinstance(e, OSError)
+            and e.errno in _FS_ERRORS
+            and (
+                e.errno not in (errno.EACCES, errno.EPERM)
+                or not e.filename
+                or Path(os.fsdecode(e.filename)).resolve().is_relative_to(root.resolve())
+            )
+        ):  # not a model
             return StorageError(e.filename or root, e.errno, root)
         todo += [e.__cause__, e.__context__]
     text = "" if isinstance(exc, OSError) else str(exc)  # an OSError said its errno above
@@ -150,8 +168,10 @@ def crash_point(name: str) -> None:
     if trace:
         with open(trace, "a", encoding="utf-8") as f:
             f.write(name + "\n")
-    targets = [(os.environ.get(var), sig) for var, sig in (("SECONDTRY_STOP_AT", signal.SIGSTOP),
-                                                           ("SECONDTRY_KILL_AT", signal.SIGKILL))]
+    targets = [
+        (os.environ.get(var), sig)
+        for var, sig in (("SECONDTRY_STOP_AT", signal.SIGSTOP), ("SECONDTRY_KILL_AT", signal.SIGKILL))
+    ]
     if not any(target for target, _ in targets):
         return
     _hits[name] = _hits.get(name, 0) + 1
@@ -189,7 +209,9 @@ def atomic_open(path: Path) -> Iterator[TextIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        crash_point("write:" + "/".join(path.parts[-2:]))  # written, not yet in place: a kill leaves a stray .tmp
+        crash_point(
+            "write:" + "/".join(path.parts[-2:])
+        )  # written, not yet in place: a kill leaves a stray .tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result gets a plain file's mode
         os.replace(tmp, path)
     except BaseException:
@@ -205,6 +227,7 @@ OLD_STAGE_NAMES = {"sft": "filter"}  # round_k/<old> in the manifests of earlier
 def renamed_stages(manifest: dict[str, Any]) -> dict[str, Any]:
     """A manifest with the stages earlier releases named otherwise (round_k/sft: the filter) under today's names,
     so such a run resumes where it stopped."""
+
     def name(stage: str) -> str:
         folder, _, leaf = stage.rpartition("/")
         return f"{folder}/{OLD_STAGE_NAMES[leaf]}" if folder and leaf in OLD_STAGE_NAMES else stage
@@ -241,6 +264,7 @@ def hash_data(data: Any) -> str:
 
 
 # -- integrity records ---------------------------------------------------------------------------------
+
 
 class Damaged(ValueError):
     """A piece that does not match its own integrity record; the message says how."""
@@ -333,8 +357,10 @@ def check_seal(path: Path, record: Path | None = None) -> str | None:
         return f"it cannot be read ({_short(e)})"
     unit = "files" if path.is_dir() else "lines"
     if got["sha256"] != want.get("sha256"):
-        return f"its content does not match its record (cut, extended or edited: {got['count']} {unit}, " \
-               f"the record says {want.get('count')})"
+        return (
+            f"its content does not match its record (cut, extended or edited: {got['count']} {unit}, "
+            f"the record says {want.get('count')})"
+        )
     if got["count"] != want.get("count"):
         return f"it holds {got['count']} {unit}, its record says {want.get('count')}"
     return None
@@ -358,7 +384,9 @@ def hash_path(path: Path) -> str:
     """Content hash of a file, or of a folder's files (names and contents; a top-level README.md,
     the model card, is left out)."""
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p != path / CARD)
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p != path / CARD)
+    )
     for f in files:
         h.update(str(f.relative_to(path) if f != path else f.name).encode())
         for block in _blocks(f):
@@ -425,16 +453,23 @@ class RunStore:
                 old = kept
             except (Damaged, KeyError) as e:
                 if old is not None and old != text:  # nothing trusted to compare with; the stage inputs are
-                    self.log.warn(f"{saved} differs from this config and its record is damaged ({e}), so the "
-                                  f"config the run was made with is not known: going on with this one "
-                                  f"(stages whose inputs differ from their records run again)")
+                    self.log.warn(
+                        f"{saved} differs from this config and its record is damaged ({e}), so the "
+                        f"config the run was made with is not known: going on with this one "
+                        f"(stages whose inputs differ from their records run again)"
+                    )
                     old = None
         if old is not None and old != text and not allow_change:
-            diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                                "config.yaml (as run)", "config (now)"))
-            raise RunDirError(f"{self.root} was run with another config; resume with the same config, "
-                              f"pass --allow-change to rerun the stages the change touches, or pick a "
-                              f"new name=...\n{diff}")
+            diff = "".join(
+                difflib.unified_diff(
+                    old.splitlines(True), text.splitlines(True), "config.yaml (as run)", "config (now)"
+                )
+            )
+            raise RunDirError(
+                f"{self.root} was run with another config; resume with the same config, "
+                f"pass --allow-change to rerun the stages the change touches, or pick a "
+                f"new name=...\n{diff}"
+            )
         write_text(saved, text)
         seal(saved, record, text=text)
 
@@ -444,8 +479,9 @@ class RunStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunDirError(f"{self.root} is in use by another secondtry process; wait for it or "
-                              f"pick another run name") from None
+            raise RunDirError(
+                f"{self.root} is in use by another secondtry process; wait for it or pick another run name"
+            ) from None
         self._lock_fd = fd
         with contextlib.suppress(OSError):  # the pid is for people; a full disk must not stop the lock
             os.ftruncate(fd, 0)
@@ -499,14 +535,18 @@ class RunStore:
             try:
                 records[stage] = _entry_shape(read_checked_json(path))
             except Damaged as e:
-                self.log.warn(f"{path.relative_to(self.root)} is damaged ({e}); stage {stage} runs again "
-                              f"unless the manifest's backup vouches for it")
+                self.log.warn(
+                    f"{path.relative_to(self.root)} is damaged ({e}); stage {stage} runs again "
+                    f"unless the manifest's backup vouches for it"
+                )
         if why == "missing" and not records and not self.backup_path.exists():
             return {"stages": {}}  # a new run
         try:
             stages = {**_manifest_shape(read_checked_json(self.backup_path))["stages"], **records}
-            how = f"recovered from its backup generation ({self.backup_path.name}) and the records of " \
-                  f"{len(records)} finished stages"
+            how = (
+                f"recovered from its backup generation ({self.backup_path.name}) and the records of "
+                f"{len(records)} finished stages"
+            )
         except Damaged:
             stages, how = records, f"rebuilt from the records of {len(records)} finished stages"
         manifest = {"stages": stages}
@@ -521,8 +561,9 @@ class RunStore:
         return entry["outputs_hash"] if entry else None
 
     # -- stages --------------------------------------------------------------------------------
-    def stage(self, name: str, inputs: dict[str, Any], outputs: list[Path],
-              run: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    def stage(
+        self, name: str, inputs: dict[str, Any], outputs: list[Path], run: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any]:
         """Run `run` unless this stage is done with the same inputs and intact outputs.
 
         `run` writes `outputs` (atomically) and may return stage info (wall time is added);
@@ -545,7 +586,9 @@ class RunStore:
         info["wall_s"] = round(time.perf_counter() - start, 3)
         return distributed.from_main(lambda: self._record(name, inputs_hash, outputs, partial_dir, info))
 
-    def _finished(self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path) -> dict[str, Any] | None:
+    def _finished(
+        self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path
+    ) -> dict[str, Any] | None:
         """The recorded info if the stage is done with these inputs and intact outputs; else clear its
         stale outputs and return None."""
         entry = self.manifest()["stages"].get(name)
@@ -594,16 +637,22 @@ class RunStore:
     def _rel(self, p: Path) -> str:
         return str(p.relative_to(self.root)) if p.is_relative_to(self.root) else str(p)
 
-    def _record(self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path,
-                info: dict[str, Any]) -> dict[str, Any]:
+    def _record(
+        self, name: str, inputs_hash: str, outputs: list[Path], partial_dir: Path, info: dict[str, Any]
+    ) -> dict[str, Any]:
         missing = [str(p) for p in outputs if not p.exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}")
         crash_point(f"{name}:outputs-written")
         hashes = {self._rel(p): hash_path(p) for p in outputs}
-        entry = {"inputs_hash": inputs_hash, "outputs_hash": hash_data(list(hashes.values())),
-                 "outputs": list(hashes), "output_hashes": hashes,
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "info": info}
+        entry = {
+            "inputs_hash": inputs_hash,
+            "outputs_hash": hash_data(list(hashes.values())),
+            "outputs": list(hashes),
+            "output_hashes": hashes,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "info": info,
+        }
         previous = self.manifest()
         write_checked_json(self.stage_record(name), entry)
         if previous["stages"]:
@@ -615,8 +664,12 @@ class RunStore:
 
 
 def _entry_shape(entry: Any) -> dict[str, Any]:
-    if not (isinstance(entry, dict) and isinstance(entry.get("inputs_hash"), str)
-            and isinstance(entry.get("outputs_hash"), str) and isinstance(entry.get("info"), dict)):
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("inputs_hash"), str)
+        and isinstance(entry.get("outputs_hash"), str)
+        and isinstance(entry.get("info"), dict)
+    ):
         raise Damaged("damaged (not a stage record)")
     return entry
 
@@ -650,13 +703,20 @@ class Partial:
         self._folder, self.stage, self.inputs_hash, self.log = folder, stage, inputs_hash, log
         self._checked: dict[int, list[dict[str, Any]] | None] = {}
         marker = folder / "inputs_hash"
-        if distributed.is_main() and folder.exists() and not (
-                marker.is_file() and marker.read_bytes() == inputs_hash.encode()):
+        if (
+            distributed.is_main()
+            and folder.exists()
+            and not (marker.is_file() and marker.read_bytes() == inputs_hash.encode())
+        ):
             pieces = [p for p in folder.iterdir() if p != marker]
             if pieces:
-                log.info(f"{stage}: {len(pieces)} earlier pieces were made with other inputs (or their "
-                         f"inputs record is damaged); they are made again")
-            shutil.rmtree(folder)  # pieces of a run with other inputs, or of one killed before it wrote the hash
+                log.info(
+                    f"{stage}: {len(pieces)} earlier pieces were made with other inputs (or their "
+                    f"inputs record is damaged); they are made again"
+                )
+            shutil.rmtree(
+                folder
+            )  # pieces of a run with other inputs, or of one killed before it wrote the hash
 
     @property
     def folder(self) -> Path:

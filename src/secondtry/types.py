@@ -38,7 +38,9 @@ class Verdict:
     extracted: str | None = None  # the answer the verifier read from the completion
     reason: str = ""
     steps: tuple[bool, ...] | None = None  # per-step results, where the task can check steps
-    details: Mapping[str, Any] | None = None  # verifier-specific: extractor used, second grader, exit code, ...
+    details: Mapping[str, Any] | None = (
+        None  # verifier-specific: extractor used, second grader, exit code, ...
+    )
 
     @property
     def lucky(self) -> bool:
@@ -134,27 +136,39 @@ def verdict_from_dict(d: Mapping[str, Any]) -> Verdict:
 
 def problem_from_dict(d: Mapping[str, Any]) -> Problem:
     return Problem(
-        id=str(d["id"]), prompt=d["prompt"], answer=d["answer"],
-        solution=d.get("solution", ""), meta=dict(d.get("meta", {})),
+        id=str(d["id"]),
+        prompt=d["prompt"],
+        answer=d["answer"],
+        solution=d.get("solution", ""),
+        meta=dict(d.get("meta", {})),
     )
 
 
 def attempt_from_dict(d: Mapping[str, Any]) -> Attempt:
     return Attempt(
-        problem_id=d["problem_id"], kind=Kind(d["kind"]), turn=d["turn"], sample=d["sample"],
-        messages=_message_tuple(d["messages"]), completion=d["completion"],
-        n_tokens=d["n_tokens"], finish_reason=d["finish_reason"],
+        problem_id=d["problem_id"],
+        kind=Kind(d["kind"]),
+        turn=d["turn"],
+        sample=d["sample"],
+        messages=_message_tuple(d["messages"]),
+        completion=d["completion"],
+        n_tokens=d["n_tokens"],
+        finish_reason=d["finish_reason"],
         verdict=verdict_from_dict(d["verdict"]),
     )
 
 
 def example_from_dict(d: Mapping[str, Any]) -> Example:
     return Example(
-        problem_id=d["problem_id"], messages=_message_tuple(d["messages"]),
-        completion=d["completion"], source=d["source"], turn=d.get("turn", 0),
+        problem_id=d["problem_id"],
+        messages=_message_tuple(d["messages"]),
+        completion=d["completion"],
+        source=d["source"],
+        turn=d.get("turn", 0),
     )
 
 
 def decision_from_dict(d: Mapping[str, Any]) -> Decision:
-    return Decision(stop=d["stop"], reason=d["reason"], policy=d.get("policy"),
-                    inputs=dict(d.get("inputs", {})))
+    return Decision(
+        stop=d["stop"], reason=d["reason"], policy=d.get("policy"), inputs=dict(d.get("inputs", {}))
+    )

@@ -62,9 +62,16 @@ def main() -> None:
         from secondtry.backends.hf import HFSampler
         from secondtry.config import build_config
 
-        cfg = build_config({"name": "scripted", "model": {"path": path}, "train_task": {"name": "synthetic"},
-                            "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
-                            "backend": {"name": "hf", "device": "cpu", "batch_size": 1}})
+        cfg = build_config(
+            {
+                "name": "scripted",
+                "model": {"path": path},
+                "train_task": {"name": "synthetic"},
+                "eval_task": {"name": "synthetic"},
+                "evaluation": {"select_on": "test"},
+                "backend": {"name": "hf", "device": "cpu", "batch_size": 1},
+            }
+        )
         return HFSampler(path, cfg)
 
     if not args.echo:
@@ -85,8 +92,10 @@ def main() -> None:
                 return self._send(200, {})
             if self.path == "/v1/models":
                 data = [{"id": base_name, "object": "model", "root": args.model, "parent": None}]
-                data += [{"id": n, "object": "model", "root": path, "parent": base_name}
-                         for n, path in adapters.items()]
+                data += [
+                    {"id": n, "object": "model", "root": path, "parent": base_name}
+                    for n, path in adapters.items()
+                ]
                 return self._send(200, {"object": "list", "data": data})
             self._send(404, {"detail": "Not Found"})
 
@@ -103,15 +112,23 @@ def main() -> None:
         def _load(self, body):
             name, path = body.get("lora_name"), body.get("lora_path")
             if name in adapters:
-                return self._send(400, {"error": {"message": f"The lora adapter '{name}' has already been "
-                                                             f"loaded."}})
+                return self._send(
+                    400, {"error": {"message": f"The lora adapter '{name}' has already been loaded."}}
+                )
             try:
                 config = json.loads((Path(path) / "adapter_config.json").read_text())
             except (OSError, TypeError, ValueError) as e:
                 return self._send(400, {"error": {"message": f"Loading lora {name} failed: {e}"}})
             if config["r"] > args.max_lora_rank:
-                return self._send(400, {"error": {"message": f"LoRA rank {config['r']} is greater than "
-                                                             f"max_lora_rank {args.max_lora_rank}."}})
+                return self._send(
+                    400,
+                    {
+                        "error": {
+                            "message": f"LoRA rank {config['r']} is greater than "
+                            f"max_lora_rank {args.max_lora_rank}."
+                        }
+                    },
+                )
             with lock:
                 if not args.echo:
                     samplers[name] = sampler_for(path)
@@ -132,8 +149,16 @@ def main() -> None:
         def _chat(self, body):
             name = body.get("model")
             if name != base_name and name not in adapters:
-                return self._send(404, {"error": {"message": f"The model `{name}` does not exist.",
-                                                  "type": "NotFoundError", "code": 404}})
+                return self._send(
+                    404,
+                    {
+                        "error": {
+                            "message": f"The model `{name}` does not exist.",
+                            "type": "NotFoundError",
+                            "code": 404,
+                        }
+                    },
+                )
             record("request", model=name, seed=body.get("seed"))
             messages = body["messages"]
             if args.echo:
@@ -145,10 +170,21 @@ def main() -> None:
                 answered[0] += 1
                 last = args.die_after and answered[0] >= args.die_after
             choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}
-            self._send(200, {"id": "x", "object": "chat.completion", "created": int(time.time()),
-                             "model": name, "choices": [choice],
-                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
-                                       "total_tokens": prompt_tokens + n_tokens}})
+            self._send(
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": name,
+                    "choices": [choice],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": n_tokens,
+                        "total_tokens": prompt_tokens + n_tokens,
+                    },
+                },
+            )
             if last:
                 self.wfile.flush()
                 os._exit(3)
@@ -160,8 +196,12 @@ def main() -> None:
         from secondtry.config import SamplingConfig
         from secondtry.types import Message
 
-        params = SamplingConfig(temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
-                                top_k=max(0, body.get("top_k", -1)), max_new_tokens=body["max_tokens"])
+        params = SamplingConfig(
+            temperature=body.get("temperature", 1.0),
+            top_p=body.get("top_p", 1.0),
+            top_k=max(0, body.get("top_k", -1)),
+            max_new_tokens=body["max_tokens"],
+        )
         text = sampler.render([Message(m["role"], m["content"]) for m in messages])
         ids = sampler.tokenizer(text, add_special_tokens=False)["input_ids"]
         with lock:  # one request at a time, as the hf backend's rows: its own seed keys its noise

@@ -15,19 +15,39 @@ import sys
 import pytest
 import torch
 
-if not torch.cuda.is_available():  # Triton kernels run interpreted on the CPU; set before transformers imports triton
+if (
+    not torch.cuda.is_available()
+):  # Triton kernels run interpreted on the CPU; set before transformers imports triton
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
-                          Qwen3ForCausalLM)
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from secondtry.backends.engine import Engine, completion, generate_completions, sampling, unsupported
 from secondtry.backends.engine.attention import decode_attention_torch
 
-SMALL = dict(vocab_size=96, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             intermediate_size=128, initializer_range=0.2, max_position_embeddings=256, pad_token_id=0)
-FAMILIES = {"llama": (LlamaConfig, LlamaForCausalLM, {}), "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
-            "qwen3": (Qwen3Config, Qwen3ForCausalLM, {"head_dim": 16})}
+SMALL = dict(
+    vocab_size=96,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    initializer_range=0.2,
+    max_position_embeddings=256,
+    pad_token_id=0,
+)
+FAMILIES = {
+    "llama": (LlamaConfig, LlamaForCausalLM, {}),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
+    "qwen3": (Qwen3Config, Qwen3ForCausalLM, {"head_dim": 16}),
+}
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # where the kernel tests run
 PROMPTS = [[3, 4, 5, 6], list(range(7, 19)), [20, 21], [30, 31, 32, 33, 34, 35, 36]]
 
@@ -55,16 +75,24 @@ def tiny(family: str, seed: int = 0):
 
 def hf_greedy(model, ids, max_new, eos=None):
     x = torch.tensor([ids], device=model.device)
-    out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new, do_sample=False,
-                         eos_token_id=eos, pad_token_id=0)
-    new = out[0, len(ids):].tolist()
-    return new[:new.index(eos) + 1] if eos is not None and eos in new else new
+    out = model.generate(
+        x,
+        attention_mask=torch.ones_like(x),
+        max_new_tokens=max_new,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=0,
+    )
+    new = out[0, len(ids) :].tolist()
+    return new[: new.index(eos) + 1] if eos is not None and eos in new else new
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_greedy_matches_generate(family):
     model = tiny(family)
-    eos = hf_greedy(model, PROMPTS[0], 8)[4]  # a token greedy decoding does produce, so some sequences stop on it
+    eos = hf_greedy(model, PROMPTS[0], 8)[
+        4
+    ]  # a token greedy decoding does produce, so some sequences stop on it
     maxn = [12, 3, 9, 1]
     refs = [hf_greedy(model, p, m, eos) for p, m in zip(PROMPTS, maxn)]
     engine = Engine(model, eos_ids=[eos], max_slots=3, sync_every=4)  # 8 sequences through 3 slots
@@ -99,25 +127,31 @@ def test_stop_strings_cut_at_the_first_match():
     ref = hf_greedy(model, PROMPTS[0], 16)
     decode = lambda ids: "".join(chr(65 + t % 26) for t in ids)  # noqa: E731 - one character a token
     stop = decode(ref[5:7])
-    first = next(t for t in range(len(ref)) if stop in decode(ref[:t + 1]))
-    out = Engine(model, sync_every=5).generate([PROMPTS[0]], max_new_tokens=16, stop=[stop, "#"], decode=decode)[0][0]
-    assert (out.tokens, out.finish_reason, out.stop) == (ref[:first + 1], "stop", stop)
+    first = next(t for t in range(len(ref)) if stop in decode(ref[: t + 1]))
+    out = Engine(model, sync_every=5).generate(
+        [PROMPTS[0]], max_new_tokens=16, stop=[stop, "#"], decode=decode
+    )[0][0]
+    assert (out.tokens, out.finish_reason, out.stop) == (ref[: first + 1], "stop", stop)
 
     class Tok:
         def decode(self, ids, skip_special_tokens=True):
             return decode(ids)
 
     c = completion(Tok(), out, prompt_tokens=4)
-    assert c.text == decode(ref[:first + 1])[:decode(ref[:first + 1]).index(stop)] and c.n_tokens == first + 1
+    assert (
+        c.text == decode(ref[: first + 1])[: decode(ref[: first + 1]).index(stop)] and c.n_tokens == first + 1
+    )
 
 
 def test_seeds_are_independent_of_batch_composition():
     model = tiny("qwen3")
     a, b, c = PROMPTS[0], PROMPTS[1], PROMPTS[3]
-    one = Engine(model, max_slots=4, sync_every=4).generate([a, b, c], n=3, temperature=1.0, seeds=[10, 11, 12],
-                                                             max_new_tokens=10)
-    two = Engine(model, max_slots=2, sync_every=3).generate([c, a], n=3, temperature=1.0, seeds=[12, 10],
-                                                             max_new_tokens=10)
+    one = Engine(model, max_slots=4, sync_every=4).generate(
+        [a, b, c], n=3, temperature=1.0, seeds=[10, 11, 12], max_new_tokens=10
+    )
+    two = Engine(model, max_slots=2, sync_every=3).generate(
+        [c, a], n=3, temperature=1.0, seeds=[12, 10], max_new_tokens=10
+    )
     tokens = lambda row: [o.tokens for o in row]  # noqa: E731
     assert tokens(one[0]) == tokens(two[1]) and tokens(one[2]) == tokens(two[0])
     assert len({tuple(t) for t in tokens(one[0])}) > 1  # the samples of one prompt differ
@@ -158,8 +192,11 @@ def test_a_session_fed_while_it_decodes_gives_what_separate_calls_give():
 
 def _allowed_probs(model, prompt, temperature, top_k, top_p):
     """The distribution transformers samples the first token from."""
-    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
-                                                        TopPLogitsWarper)
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     with torch.no_grad():
         scores = model(torch.tensor([prompt])).logits[:, -1].float()
@@ -185,17 +222,27 @@ def _chi2_ok(counts: torch.Tensor, probs: torch.Tensor) -> bool:
     return stat < critical
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.0, 0, 0.8), (1.5, 10, 0.9)])
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.0, 0, 0.8), (1.5, 10, 0.9)]
+)
 def test_sampling_distribution_matches_generate(temperature, top_k, top_p):
     model = tiny("llama", seed=1)
     prompt, draws = PROMPTS[0], 3000
     probs = _allowed_probs(model, prompt, temperature, top_k, top_p)
-    outs = Engine(model, max_slots=512).generate([prompt], n=draws, temperature=temperature, top_k=top_k,
-                                                 top_p=top_p, max_new_tokens=1, seed=3)[0]
+    outs = Engine(model, max_slots=512).generate(
+        [prompt], n=draws, temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=1, seed=3
+    )[0]
     engine_counts = torch.bincount(torch.tensor([o.tokens[0] for o in outs]), minlength=probs.numel())
     torch.manual_seed(0)
-    hf = model.generate(torch.tensor([prompt] * draws), max_new_tokens=1, do_sample=True, temperature=temperature,
-                        top_k=top_k, top_p=top_p, pad_token_id=0)[:, -1]
+    hf = model.generate(
+        torch.tensor([prompt] * draws),
+        max_new_tokens=1,
+        do_sample=True,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        pad_token_id=0,
+    )[:, -1]
     hf_counts = torch.bincount(hf, minlength=probs.numel())
     assert (engine_counts[probs == 0] == 0).all()  # nothing outside what top-k / top-p allow
     assert (probs > 0).sum() > 3  # a real distribution, not one token
@@ -235,11 +282,17 @@ def test_completions_match_the_hf_backend():
         for p in model.parameters():
             p.mul_(8)  # wide logits: greedy choices far from ties
     convs = ["4+5+2-9", "1+2", "9-3+7+1"]
-    ids = [tok.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True, tokenize=True,
-                                   return_dict=True)["input_ids"] for c in convs]
+    ids = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": c}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        for c in convs
+    ]
     seen = []
     engine = Engine(model, eos_ids=[tok.eos_token_id], max_slots=2)
-    got = generate_completions(engine, tok, ids, SamplingConfig(temperature=0, max_new_tokens=40), progress=seen.append)
+    got = generate_completions(
+        engine, tok, ids, SamplingConfig(temperature=0, max_new_tokens=40), progress=seen.append
+    )
     assert sum(seen) == 3
     for prompt, (c,) in zip(ids, got):
         ref = hf_greedy(model, prompt, 40, tok.eos_token_id)
@@ -263,13 +316,16 @@ def test_hash_matches_its_integer_reference():
 
 # ---- Triton kernels against their torch twins (interpreted on the CPU) ----------------------------
 
+
 @pytest.fixture(scope="module")
 def kernels():
     if importlib.util.find_spec("triton") is None:
         pytest.skip("triton is not installed")
     if not torch.cuda.is_available():
         if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-            pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set; run with TRITON_INTERPRET=1")
+            pytest.skip(
+                "triton was imported before TRITON_INTERPRET=1 could be set; run with TRITON_INTERPRET=1"
+            )
         os.environ["TRITON_INTERPRET"] = "1"  # read when triton and the kernels are imported
     from secondtry.backends.engine import kernels as k
 
@@ -283,8 +339,9 @@ def test_kernel_add_rmsnorm(kernels):
     res, out = kernels.add_rmsnorm(x, d, norm.weight, norm.variance_epsilon)
     torch.testing.assert_close(res, x + d)
     torch.testing.assert_close(out, norm(x + d), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(kernels.add_rmsnorm(x, None, norm.weight, norm.variance_epsilon)[1], norm(x),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        kernels.add_rmsnorm(x, None, norm.weight, norm.variance_epsilon)[1], norm(x), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_kernel_qkv_post(kernels):
@@ -305,7 +362,7 @@ def test_kernel_qkv_post(kernels):
     torch.testing.assert_close(kc[slot, :, pos], kr * c + _rotate_half(kr) * s, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(vc[slot, :, pos], vr.view(t, kvh, d))
     q = kernels.qkv_post(qkv, pos, slot, kc, vc, cos, sin, None, None, 1e-6, h, kvh, d)  # no q/k norm (Llama)
-    qr, kr = qkv[:, :h * d].view(t, h, d), qkv[:, h * d:(h + kvh) * d].view(t, kvh, d)
+    qr, kr = qkv[:, : h * d].view(t, h, d), qkv[:, h * d : (h + kvh) * d].view(t, kvh, d)
     torch.testing.assert_close(q, qr * c + _rotate_half(qr) * s, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(kc[slot, :, pos], kr * c + _rotate_half(kr) * s, rtol=1e-5, atol=1e-5)
 
@@ -385,6 +442,8 @@ def test_top_k_close_to_the_vocabulary_size_still_filters():
     logits = torch.randn(32, 40) * 3
     keys, steps = torch.arange(32) * 31 + 1, torch.zeros(32, dtype=torch.long)
     got = sampling.sample(logits, keys, steps, 50.0, top_k=30)  # 30 + TIES > 40: the whole-vocabulary path
-    scores = sampling.top_k_filter(logits.float() / 50.0, 30)  # nearly flat: without the filter, 1 in 4 falls outside
+    scores = sampling.top_k_filter(
+        logits.float() / 50.0, 30
+    )  # nearly flat: without the filter, 1 in 4 falls outside
     want = torch.argmax(scores + sampling.gumbel_noise(keys, steps, 40), dim=-1)
     assert got.tolist() == want.tolist()

@@ -12,9 +12,17 @@ pytestmark = pytest.mark.integration  # generation with the tiny model
 
 
 def cfg(model, **extra):
-    return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "backend": {"batch_size": 3},
-                         "evaluation": {"select_on": "test"}, **extra})
+    return build_config(
+        {
+            "name": "t",
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "backend": {"batch_size": 3},
+            "evaluation": {"select_on": "test"},
+            **extra,
+        }
+    )
 
 
 CONVS = [[Message("user", e)] for e in ["4+5+2-9", "1+2", "9-3+7+1", "2+2+2"]]
@@ -26,11 +34,15 @@ def test_greedy_matches_transformers_generate(tiny_model):
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     for conv, (out,) in zip(CONVS, outs):
-        ids = tok.apply_chat_template([{"role": "user", "content": conv[0].content}], add_generation_prompt=True,
-                                      return_tensors="pt", return_dict=True)["input_ids"]
-        ref = model.generate(ids, max_new_tokens=40, do_sample=False)[0, ids.shape[1]:].tolist()
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": conv[0].content}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )["input_ids"]
+        ref = model.generate(ids, max_new_tokens=40, do_sample=False)[0, ids.shape[1] :].tolist()
         if tok.eos_token_id in ref:
-            ref = ref[:ref.index(tok.eos_token_id)]
+            ref = ref[: ref.index(tok.eos_token_id)]
             assert out.finish_reason == "stop" and out.n_tokens == len(ref) + 1
         assert out.text == tok.decode(ref, skip_special_tokens=True)
         assert out.prompt_tokens == ids.shape[1]
@@ -91,7 +103,9 @@ def test_seeded_sampling_draws_from_the_warped_distribution():
     for step in range(4000):
         counts[rule(torch.zeros((1, step), dtype=torch.long), scores.clone()).argmax()] += 1
     assert torch.allclose(counts / 4000, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.025)
-    top2 = SeededSampling(SamplingConfig(temperature=1.0, top_k=2), [11], prompt_width=0, device=torch.device("cpu"))
+    top2 = SeededSampling(
+        SamplingConfig(temperature=1.0, top_k=2), [11], prompt_width=0, device=torch.device("cpu")
+    )
     picks = {int(top2(torch.zeros((1, s), dtype=torch.long), scores.clone()).argmax()) for s in range(200)}
     assert picks == {0, 1}
 

@@ -16,8 +16,10 @@ import torch
 from secondtry.config import load_config
 from secondtry.types import Message
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,10 +31,20 @@ def qwen3_dir(tmp_path_factory) -> Path:
 
     tok = build_tokenizer()
     torch.manual_seed(0)
-    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
-                      tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = Qwen3ForCausalLM(cfg)
     out = tmp_path_factory.mktemp("qwen3")
     model.save_pretrained(out)
@@ -43,12 +55,16 @@ def qwen3_dir(tmp_path_factory) -> Path:
 def _sampler(path: Path, engine: str):
     from secondtry.backends.hf import HFSampler
 
-    cfg = load_config(ROOT / "configs" / "tiny-cpu.yaml",
-                      [f"model.path={path}", "model.dtype=float32", "backend.device=cuda", f"backend.engine={engine}"])
+    cfg = load_config(
+        ROOT / "configs" / "tiny-cpu.yaml",
+        [f"model.path={path}", "model.dtype=float32", "backend.device=cuda", f"backend.engine={engine}"],
+    )
     return HFSampler(str(path), cfg)
 
 
-CONVERSATIONS = [[Message("user", f"{a}+{b}-{c}")] for a, b, c in [(1, 2, 3), (45, 6, 7), (8, 90, 12), (3, 3, 3)]]
+CONVERSATIONS = [
+    [Message("user", f"{a}+{b}-{c}")] for a, b, c in [(1, 2, 3), (45, 6, 7), (8, 90, 12), (3, 3, 3)]
+]
 
 
 def test_engine_is_used_and_greedy_matches_generate(qwen3_dir: Path) -> None:

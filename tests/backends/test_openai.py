@@ -27,10 +27,16 @@ GREEDY = SamplingConfig(temperature=0, max_new_tokens=40)
 
 
 def cfg(model, **backend):
-    return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"},
-                         "evaluation": {"select_on": "test"},
-                         "backend": {"name": "openai", **backend}})
+    return build_config(
+        {
+            "name": "t",
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "evaluation": {"select_on": "test"},
+            "backend": {"name": "openai", **backend},
+        }
+    )
 
 
 def texts(outs):
@@ -38,6 +44,7 @@ def texts(outs):
 
 
 # ----------------------------------------------------------------------------- a scripted fake server
+
 
 class FakeServer:
     """OpenAI-compatible, in a thread. `plan(k, body)` -> (status, delay_s, headers) for the k-th request;
@@ -54,8 +61,14 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     k = len(server.requests)
-                    server.requests.append({"t": time.monotonic(), "path": self.path, "body": body,
-                                            "auth": self.headers.get("Authorization")})
+                    server.requests.append(
+                        {
+                            "t": time.monotonic(),
+                            "path": self.path,
+                            "body": body,
+                            "auth": self.headers.get("Authorization"),
+                        }
+                    )
                     server.active += 1
                     server.peak = max(server.peak, server.active)
                 status, delay, headers = plan(k, body)
@@ -100,11 +113,18 @@ class FakeServer:
                 choice |= {"logprobs": {"content": tokens}} if body.get("logprobs") else {}
             else:
                 choice |= {"text": text}
-                choice |= {"logprobs": {"tokens": ["t"] * (5 + i)}} if body.get("logprobs") is not None else {}
+                choice |= (
+                    {"logprobs": {"tokens": ["t"] * (5 + i)}} if body.get("logprobs") is not None else {}
+                )
             out.append(choice)
-        return {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,
-                "model": body["model"], "choices": out,
-                "usage": {"prompt_tokens": 3, "completion_tokens": 7 * n, "total_tokens": 3 + 7 * n}}
+        return {
+            "id": "x",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": out,
+            "usage": {"prompt_tokens": 3, "completion_tokens": 7 * n, "total_tokens": 3 + 7 * n},
+        }
 
     def times(self):
         return [r["t"] for r in self.requests]
@@ -135,10 +155,17 @@ def sampler(*servers_, model="m", **backend):
 def test_each_sample_is_one_seeded_request_and_comes_back_in_place(servers):
     s = servers()
     seen = []
-    out = sampler(s).generate(CONVS, SamplingConfig(temperature=0.8, max_new_tokens=9), n=2, seed=7,
-                              keys=["a", "b", "c", "d"], progress=seen.append)
-    assert texts(out) == [[f"{c[0].content}|seed={row_seed(7, k, j)}|0" for j in range(2)]
-                          for c, k in zip(CONVS, "abcd")]
+    out = sampler(s).generate(
+        CONVS,
+        SamplingConfig(temperature=0.8, max_new_tokens=9),
+        n=2,
+        seed=7,
+        keys=["a", "b", "c", "d"],
+        progress=seen.append,
+    )
+    assert texts(out) == [
+        [f"{c[0].content}|seed={row_seed(7, k, j)}|0" for j in range(2)] for c, k in zip(CONVS, "abcd")
+    ]
     assert sum(seen) == 8 and len(s.requests) == 8
     body = s.requests[0]["body"]
     assert (body["model"], body["max_tokens"], body["temperature"], body["top_k"]) == ("m", 9, 0.8, -1)
@@ -149,11 +176,15 @@ def test_each_sample_is_one_seeded_request_and_comes_back_in_place(servers):
 def test_n_in_one_request_counts_each_choice_from_its_logprobs(servers):
     s = servers()
     out = sampler(s, n_in_request=True).generate(CONVS[:2], GREEDY, n=3, seed=1)
-    assert len(s.requests) == 2 and s.requests[0]["body"]["n"] == 3 and s.requests[0]["body"]["logprobs"] is True
+    assert (
+        len(s.requests) == 2 and s.requests[0]["body"]["n"] == 3 and s.requests[0]["body"]["logprobs"] is True
+    )
     assert [c.n_tokens for c in out[0]] == [5, 6, 7]
     assert texts(out)[1] == [f"1+2|seed={row_seed(1, '1', 0)}|{i}" for i in range(3)]
     one = servers(choices=1)  # a server that ignores `n`
-    with pytest.raises(EndpointError, match=f"{one.url} answered 1 choices for a request of 3.*n_in_request=false"):
+    with pytest.raises(
+        EndpointError, match=f"{one.url} answered 1 choices for a request of 3.*n_in_request=false"
+    ):
         sampler(one, n_in_request=True).generate(CONVS[:1], GREEDY, n=3)
 
 
@@ -193,12 +224,16 @@ def test_requests_go_to_the_least_busy_endpoint(servers):
 def test_a_dead_endpoints_share_moves_to_the_others(servers):
     dead, alive = servers(lambda k, b: (500, 0.0, {})), servers()
     out = sampler(dead, alive, concurrency=2).generate(CONVS, GREEDY, n=2)
-    assert all(c.text for row in out for c in row) and len(alive.requests) == 8 and 1 <= len(dead.requests) <= 5
+    assert (
+        all(c.text for row in out for c in row) and len(alive.requests) == 8 and 1 <= len(dead.requests) <= 5
+    )
 
 
 def test_running_out_of_retries_names_the_endpoint_and_what_it_said(servers):
     s = servers(lambda k, b: (503, 0.0, {}))
-    with pytest.raises(EndpointError, match=rf"failed 3 times, last at {s.url}: HTTP 503.*not kept.*resuming"):
+    with pytest.raises(
+        EndpointError, match=rf"failed 3 times, last at {s.url}: HTTP 503.*not kept.*resuming"
+    ):
         sampler(s, max_retries=2).generate(CONVS[:1], GREEDY)
     assert len(s.requests) == 3
 
@@ -211,7 +246,9 @@ def test_a_server_dying_mid_call_fails_the_call_cleanly(servers):
 
 def test_a_rejected_request_fails_at_once_with_a_hint(servers):
     s = servers(lambda k, b: (422, 0.0, {}))
-    with pytest.raises(EndpointError, match=rf"{s.url} refused conversation 0, sample 0: HTTP 422.*backend.server"):
+    with pytest.raises(
+        EndpointError, match=rf"{s.url} refused conversation 0, sample 0: HTTP 422.*backend.server"
+    ):
         sampler(s).generate(CONVS[:1], GREEDY)
     assert len(s.requests) == 1
 
@@ -235,26 +272,47 @@ def test_the_key_comes_from_the_named_environment_variable(servers, monkeypatch)
 
 # ----------------------------------------------------------------------------- config and parameters
 
+
 def test_request_parameters_per_server():
     hot = SamplingConfig(temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=5)
     kw, extra = request_params(hot, server="vllm", api="chat", count=1, seed=3, chat_template_kwargs={"a": 1})
     assert kw == {"max_tokens": 5, "seed": 3, "temperature": 0.7, "top_p": 0.9}
     assert extra == {"top_k": -1, "chat_template_kwargs": {"a": 1}}
-    kw, extra = request_params(hot, server="transformers", api="completions", count=1, seed=3, chat_template_kwargs={})
+    kw, extra = request_params(
+        hot, server="transformers", api="completions", count=1, seed=3, chat_template_kwargs={}
+    )
     assert "temperature" not in kw and json.loads(extra["generation_config"]) == {
-        "do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 0}
-    _, extra = request_params(GREEDY, server="transformers", api="chat", count=1, seed=3, chat_template_kwargs={})
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 0,
+    }
+    _, extra = request_params(
+        GREEDY, server="transformers", api="chat", count=1, seed=3, chat_template_kwargs={}
+    )
     assert json.loads(extra["generation_config"]) == {"do_sample": False}
-    kw, extra = request_params(hot, server="openai", api="completions", count=2, seed=3, chat_template_kwargs={})
+    kw, extra = request_params(
+        hot, server="openai", api="completions", count=2, seed=3, chat_template_kwargs={}
+    )
     assert extra == {} and kw["n"] == 2 and kw["logprobs"] == 0
 
 
 def test_config_errors_name_the_key_and_the_fix(servers):
-    with pytest.raises(ConfigError, match=r"backend: the openai backend needs at least one server: set "
-                                          r"backend.endpoints, e.g. backend.endpoints=\[http://127.0.0.1:8000/v1\]"):
-        build_config({"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"},
-                      "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
-                      "backend": {"name": "openai"}})
+    with pytest.raises(
+        ConfigError,
+        match=r"backend: the openai backend needs at least one server: set "
+        r"backend.endpoints, e.g. backend.endpoints=\[http://127.0.0.1:8000/v1\]",
+    ):
+        build_config(
+            {
+                "name": "t",
+                "model": {"path": "m"},
+                "train_task": {"name": "synthetic"},
+                "eval_task": {"name": "synthetic"},
+                "evaluation": {"select_on": "test"},
+                "backend": {"name": "openai"},
+            }
+        )
     with pytest.raises(ConfigError, match="must be a base URL like http://"):
         cfg("m", endpoints=["127.0.0.1:8000/v1"])
     s = servers()
@@ -293,6 +351,7 @@ def test_completions_prompt_drops_a_bos_the_server_adds_itself(servers, monkeypa
 
 # ----------------------------------------------------------------------------- a real transformers serve
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -304,21 +363,38 @@ def served(tiny_model, tmp_path_factory):
     """`transformers serve <tiny model>` on loopback, offline; its base URL."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_model), "--host", "127.0.0.1",
-           "--port", str(port), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transformers.cli.transformers",
+        "serve",
+        str(tiny_model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
     deadline = time.monotonic() + 120
     try:
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not answer /health in 120 s:\n{log_path.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"transformers serve did not answer /health in 120 s:\n{log_path.read_text()[-3000:]}"
+                    )
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
@@ -341,11 +417,15 @@ def hf_greedy(tiny_model):
 @pytest.mark.integration
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_greedy_through_transformers_serve_is_the_hf_backends_greedy(api, served, tiny_model, hf_greedy):
-    smp = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers", api=api))
+    smp = BACKENDS["openai"](
+        str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers", api=api)
+    )
     out = smp.generate(CONVS, GREEDY, n=2)
     ref, ref_short = hf_greedy
     assert [[c.text for c in row] for row in out] == [[r[0].text] * 2 for r in ref]
-    assert [row[0] for row in out] == [r[0] for r in ref]  # text, n_tokens (with the stop token), finish, prompt tokens
+    assert [row[0] for row in out] == [
+        r[0] for r in ref
+    ]  # text, n_tokens (with the stop token), finish, prompt tokens
     assert any(r[0].finish_reason == "stop" for r in ref)
     short = smp.generate(CONVS[:1], SamplingConfig(temperature=0, max_new_tokens=3))[0][0]
     assert short == ref_short[0][0] and short.finish_reason == "length" and short.n_tokens == 3
@@ -353,16 +433,18 @@ def test_greedy_through_transformers_serve_is_the_hf_backends_greedy(api, served
 
 @pytest.mark.integration
 def test_sampling_through_transformers_serve_is_seeded(served, tiny_model):
-    smp = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers",
-                                                   concurrency=1))
+    smp = BACKENDS["openai"](
+        str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers", concurrency=1)
+    )
     params = SamplingConfig(temperature=1.0, max_new_tokens=20)
     a, b = smp.generate(CONVS[:1], params, n=3, seed=1), smp.generate(CONVS[:1], params, n=3, seed=1)
     c = smp.generate(CONVS[:1], params, n=3, seed=2)
     assert texts(a) == texts(b) and texts(a) != texts(c)
     assert all(len(set(row)) > 1 for row in texts(a))  # with do_sample sent, the samples differ
     # it seeds each request just before generating it, one at a time: requests in flight together as well
-    busy = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers",
-                                                    concurrency=4))
+    busy = BACKENDS["openai"](
+        str(tiny_model), cfg(tiny_model, endpoints=[served], server="transformers", concurrency=4)
+    )
     assert texts(busy.generate(CONVS, params, n=2, seed=1)) == texts(smp.generate(CONVS, params, n=2, seed=1))
 
 
@@ -371,6 +453,8 @@ def test_what_transformers_serve_refuses_is_explained(served, tiny_model):
     as_vllm = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served]))
     with pytest.raises(EndpointError, match=r"HTTP 422: .*Unexpected fields.*top_k.*backend.server=vllm"):
         as_vllm.generate(CONVS[:1], GREEDY)
-    plain = BACKENDS["openai"](str(tiny_model), cfg(tiny_model, endpoints=[served], server="openai", n_in_request=True))
+    plain = BACKENDS["openai"](
+        str(tiny_model), cfg(tiny_model, endpoints=[served], server="openai", n_in_request=True)
+    )
     with pytest.raises(EndpointError, match="answered 1 choices for a request of 2"):  # it ignores `n`
         plain.generate(CONVS[:1], GREEDY, n=2)

@@ -33,10 +33,17 @@ SERVE = "transformers serve {model} --host {host} --port {port} --device cpu --d
 
 
 def cfg(model, tmp_path, **backend):
-    return build_config({"name": "t", "run_dir": str(tmp_path), "model": {"path": str(model)},
-                         "train_task": {"name": "synthetic"}, "eval_task": {"name": "synthetic"},
-                         "evaluation": {"select_on": "test"},
-                         "backend": {"name": "openai", "launch_env": {"OMP_NUM_THREADS": "1"}, **backend}})
+    return build_config(
+        {
+            "name": "t",
+            "run_dir": str(tmp_path),
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic"},
+            "evaluation": {"select_on": "test"},
+            "backend": {"name": "openai", "launch_env": {"OMP_NUM_THREADS": "1"}, **backend},
+        }
+    )
 
 
 def scripted(*flags: str) -> str:
@@ -45,16 +52,26 @@ def scripted(*flags: str) -> str:
 
 @pytest.fixture(scope="module")
 def hf_reference(tiny_model, tmp_path_factory):
-    hf = BACKENDS["hf"](str(tiny_model), build_config({
-        "name": "r", "model": {"path": str(tiny_model)}, "train_task": {"name": "synthetic"},
-        "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
-        "backend": {"device": "cpu"}}))
+    hf = BACKENDS["hf"](
+        str(tiny_model),
+        build_config(
+            {
+                "name": "r",
+                "model": {"path": str(tiny_model)},
+                "train_task": {"name": "synthetic"},
+                "eval_task": {"name": "synthetic"},
+                "evaluation": {"select_on": "test"},
+                "backend": {"device": "cpu"},
+            }
+        ),
+    )
     out = hf.generate(CONVS, GREEDY)
     hf.close()
     return [[c.text] for c in (row[0] for row in out)]
 
 
 # ----------------------------------------------------------------------------- config
+
 
 def test_launch_config_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"backend.launch must pass \{port\}"):
@@ -65,17 +82,37 @@ def test_launch_config_errors_name_the_key_and_the_fix(tmp_path):
         cfg("m", tmp_path, launch="vllm serve {model} --port {port}", endpoints=["http://127.0.0.1:1/v1"])
     with pytest.raises(ConfigError, match="backend.lora: loading adapters needs vLLM's or SGLang's"):
         cfg("m", tmp_path, launch=SERVE, server="transformers", lora=True)
-    base = {"name": "t", "model": {"path": "m"}, "train_task": {"name": "synthetic"},
-            "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"}}
+    base = {
+        "name": "t",
+        "model": {"path": "m"},
+        "train_task": {"name": "synthetic"},
+        "eval_task": {"name": "synthetic"},
+        "evaluation": {"select_on": "test"},
+    }
     with pytest.raises(ConfigError, match="backend.lora: .* set training.merge=false"):
-        build_config({**base, "backend": {"name": "openai", "launch": "vllm serve {model} --port {port}",
-                                          "lora": True}})
+        build_config(
+            {
+                **base,
+                "backend": {"name": "openai", "launch": "vllm serve {model} --port {port}", "lora": True},
+            }
+        )
     with pytest.raises(ConfigError, match="training.merge=false leaves .* set backend.lora=true"):
-        build_config({**base, "backend": {"name": "openai", "endpoints": ["http://127.0.0.1:1/v1"]},
-                      "training": {"merge": False}})
+        build_config(
+            {
+                **base,
+                "backend": {"name": "openai", "endpoints": ["http://127.0.0.1:1/v1"]},
+                "training": {"merge": False},
+            }
+        )
     launch = "vllm serve {model} --port {port} --max-lora-rank {lora_rank}"
-    ok = build_config({**base, "backend": {"name": "openai", "launch": launch, "lora": True},
-                       "training": {"merge": False, "rank": 16}, "stopping": {"max_rounds": 3}})
+    ok = build_config(
+        {
+            **base,
+            "backend": {"name": "openai", "launch": launch, "lora": True},
+            "training": {"merge": False, "rank": 16},
+            "stopping": {"max_rounds": 3},
+        }
+    )
     assert lora_rank(ok) == 64  # three rounds of rank 16 stack to 48, and vLLM takes 64
     with pytest.raises(ServerError, match="'no-such-server' is not an executable on PATH"):
         Launcher(cfg("m", tmp_path, launch="no-such-server --port {port}")).serve("m")
@@ -100,6 +137,7 @@ def test_servers_are_placed_one_per_gpu_and_shared_out_by_local_rank(tmp_path, m
 
 
 # ----------------------------------------------------------------------------- a scripted server (fast)
+
 
 def test_a_stage_starts_its_server_on_a_free_port_logs_it_and_stops_it(tmp_path, processes):
     launcher = Launcher(cfg("m", tmp_path, launch=scripted("--echo")))
@@ -135,8 +173,11 @@ def test_a_server_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path
 def test_a_command_that_exits_at_once_fails_with_its_log(tmp_path):
     crash = f"{sys.executable} -c \"import sys; print('cannot open model {{model}}'); sys.exit(3)\" {{port}}"
     start = time.monotonic()
-    with pytest.raises(ServerError, match=r"(?s)exited with code 3 before answering.*server-run.log, ends:\n"
-                                          r".*cannot open model m"):
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)exited with code 3 before answering.*server-run.log, ends:\n"
+        r".*cannot open model m",
+    ):
         Launcher(cfg("m", tmp_path, launch=crash)).serve("m")
     assert time.monotonic() - start < 30
 
@@ -195,25 +236,37 @@ def test_killing_secondtry_stops_its_server(tmp_path, processes):
 
 # ----------------------------------------------------------------------------- adapters (scripted vLLM)
 
+
 def write_adapter(folder: Path, base: str, rank: int = 8) -> Path:
     folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 16,
-                                                            "base_model_name_or_path": base}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"r": rank, "lora_alpha": 16, "base_model_name_or_path": base})
+    )
     (folder / "adapter_model.safetensors").write_bytes(os.urandom(64))
     return folder
 
 
 def lora_cfg(tmp_path, launch):
-    return build_config({"name": "t", "run_dir": str(tmp_path), "model": {"path": "base-m"},
-                         "train_task": {"name": "synthetic"}, "eval_task": {"name": "synthetic"},
-                         "evaluation": {"select_on": "test"}, "training": {"merge": False},
-                         "backend": {"name": "openai", "server": "vllm", "lora": True, "launch": launch}})
+    return build_config(
+        {
+            "name": "t",
+            "run_dir": str(tmp_path),
+            "model": {"path": "base-m"},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic"},
+            "evaluation": {"select_on": "test"},
+            "training": {"merge": False},
+            "backend": {"name": "openai", "server": "vllm", "lora": True, "launch": launch},
+        }
+    )
 
 
 def test_each_rounds_adapter_is_loaded_named_in_requests_and_unloaded(tmp_path):
     record = tmp_path / "events.jsonl"
-    c = lora_cfg(tmp_path, scripted("--echo", "--enable-lora", "--max-lora-rank", "{lora_rank}", "--record",
-                                    str(record)))
+    c = lora_cfg(
+        tmp_path,
+        scripted("--echo", "--enable-lora", "--max-lora-rank", "{lora_rank}", "--record", str(record)),
+    )
     launcher = Launcher(c)
     launcher.begin_stage("round_0/eval")
     base = OpenAISampler("base-m", c, servers=launcher)
@@ -253,8 +306,10 @@ def test_an_adapter_the_server_refuses_is_a_clear_error(tmp_path):
     c = lora_cfg(tmp_path, scripted("--echo", "--enable-lora", "--max-lora-rank", "8"))
     big = write_adapter(tmp_path / "t" / "round_1" / "model", "base-m", rank=32)
     smp = OpenAISampler(str(big), c)
-    refused = (r"refused to load adapter round_1-\w+ .*HTTP 400: .*LoRA rank 32 is greater than "
-               r"max_lora_rank 8.*--max-lora-rank \{lora_rank\}")
+    refused = (
+        r"refused to load adapter round_1-\w+ .*HTTP 400: .*LoRA rank 32 is greater than "
+        r"max_lora_rank 8.*--max-lora-rank \{lora_rank\}"
+    )
     with pytest.raises(ServerError, match=refused):
         smp.generate(CONVS[:1], GREEDY)
     smp.close()
@@ -266,8 +321,10 @@ def test_an_adapter_the_server_refuses_is_a_clear_error(tmp_path):
 
 # ----------------------------------------------------------------------------- the real transformers serve
 
-def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(tiny_model, tmp_path,
-                                                                           hf_reference, processes):
+
+def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(
+    tiny_model, tmp_path, hf_reference, processes
+):
     c = cfg(tiny_model, tmp_path, launch=SERVE, server="transformers", concurrency=1)
     launcher = Launcher(c)
     launcher.begin_stage("round_1/attempts")
@@ -296,12 +353,14 @@ def test_a_killed_transformers_serve_is_started_again_and_the_stage_finishes(tin
     assert not processes.serving(str(tiny_model))
 
 
-def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_its_log(tiny_model, tmp_path,
-                                                                                     processes):
+def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_its_log(
+    tiny_model, tmp_path, processes
+):
     # listening on another loopback address than the one secondtry asks: it never answers there
     wrong = SERVE.replace("{host}", "127.0.0.2")
-    launcher = Launcher(cfg(tiny_model, tmp_path, launch=wrong, server="transformers", launch_timeout_s=6,
-                            launch_grace_s=5))
+    launcher = Launcher(
+        cfg(tiny_model, tmp_path, launch=wrong, server="transformers", launch_timeout_s=6, launch_grace_s=5)
+    )
     start = time.monotonic()
     with pytest.raises(ServerError) as e:
         launcher.serve(str(tiny_model))
@@ -316,8 +375,9 @@ def test_a_transformers_serve_that_never_answers_fails_within_its_timeout_with_i
     assert not processes.serving(str(tiny_model))
 
 
-def test_two_transformers_serves_on_two_ports_share_a_stage(tiny_model, tmp_path, hf_reference, monkeypatch,
-                                                            processes):
+def test_two_transformers_serves_on_two_ports_share_a_stage(
+    tiny_model, tmp_path, hf_reference, monkeypatch, processes
+):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two "GPUs": each server runs on the CPU, told its own
     c = cfg(tiny_model, tmp_path, launch=SERVE, server="transformers", launch_per_gpu=True, concurrency=1)
     launcher = Launcher(c)

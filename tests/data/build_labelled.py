@@ -30,8 +30,12 @@ SEED = 20261206
 
 
 def _show(git_dir: Path, commit: str, path: str) -> list[dict]:
-    text = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"], check=True,
-                          capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -41,9 +45,17 @@ def gsm8k(git_dir: Path) -> list[dict]:
     for i, r in enumerate(_show(git_dir, GSM8K_COMMIT, GSM8K_FILE)):
         gold = r["ground_truth"].rsplit("A:", 1)[1].strip()
         for model in GSM8K_MODELS:
-            rows.append({"id": f"gsm8k-{i}-{model}", "source": "gsm8k-gpt3", "model": f"gpt3-{model}",
-                         "prompt": r["question"], "answer": gold, "completion": r[model]["solution"],
-                         "label": bool(r[model]["is_correct"])})
+            rows.append(
+                {
+                    "id": f"gsm8k-{i}-{model}",
+                    "source": "gsm8k-gpt3",
+                    "model": f"gpt3-{model}",
+                    "prompt": r["question"],
+                    "answer": gold,
+                    "completion": r[model]["solution"],
+                    "label": bool(r[model]["is_correct"]),
+                }
+            )
     return rows
 
 
@@ -52,9 +64,17 @@ def skythought(git_dir: Path) -> list[dict]:
     rows = []
     for model in SKY_MODELS:
         for r in _show(git_dir, SKY_COMMIT, f"{SKY_DIR}/{model}/{SKY_FILE}"):
-            rows.append({"id": f"math500-{r['idx']}-{model.split('/')[1]}", "source": "math500-skythought",
-                         "model": model, "prompt": r["question"], "answer": r["answer"],
-                         "completion": r["code"][0], "label": bool(r["score"][0])})
+            rows.append(
+                {
+                    "id": f"math500-{r['idx']}-{model.split('/')[1]}",
+                    "source": "math500-skythought",
+                    "model": model,
+                    "prompt": r["question"],
+                    "answer": r["answer"],
+                    "completion": r["code"][0],
+                    "label": bool(r["score"][0]),
+                }
+            )
     return rows
 
 
@@ -75,8 +95,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, rows, keep_unboxed in (("gsm8k-gpt3", gsm8k(args.gsm8k), False),
-                                     ("math500-skythought", skythought(args.skythought), True)):
+    for name, rows, keep_unboxed in (
+        ("gsm8k-gpt3", gsm8k(args.gsm8k), False),
+        ("math500-skythought", skythought(args.skythought), True),
+    ):
         picked = draw(rows, PER_SOURCE, SEED, keep_unboxed)
         with gzip.open(args.out / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
             for r in picked:

@@ -1,13 +1,20 @@
 import pytest
 
-from secondtry.evaluation.metrics import compare_evals, eval_record, per_problem, summarize_eval, train_figures
+from secondtry.evaluation.metrics import (
+    compare_evals,
+    eval_record,
+    per_problem,
+    summarize_eval,
+    train_figures,
+)
 from secondtry.records import GainedLost
 from secondtry.types import Attempt, Message, Verdict
 
 
 def att(pid, kind, turn, sample, ok, n_tokens=5):
-    return Attempt(pid, kind, turn, sample, (Message("user", pid),), "x", n_tokens, "stop",
-                   Verdict(ok, "1", ""))
+    return Attempt(
+        pid, kind, turn, sample, (Message("user", pid),), "x", n_tokens, "stop", Verdict(ok, "1", "")
+    )
 
 
 def rec(pid, greedy, samples, chain):
@@ -18,9 +25,11 @@ def rec(pid, greedy, samples, chain):
 
 
 def test_eval_record_and_summary():
-    records = [rec("a", True, [True, False], [True]),
-               rec("b", False, [False, False], [False, False, True]),
-               rec("c", None, [False, True], [False, False, False])]
+    records = [
+        rec("a", True, [True, False], [True]),
+        rec("b", False, [False, False], [False, False, True]),
+        rec("c", None, [False, True], [False, False, False]),
+    ]
     assert records[1].chain == (False, False, True)
     assert records[2].greedy is False  # "cannot judge" counts as not solved
     assert records[0].pass_at_k == {"1": 0.5, "2": 1.0}
@@ -36,10 +45,12 @@ def test_eval_record_and_summary():
 
 def test_compare_evals_gains_decay_absorbed_share_and_flips():
     base = [rec(p, False, [False, False], [False, True]) for p in "abcd"]  # pass@1 0, pass@N 1, gap 1
-    mid = [rec(p, True, [True, True], [True]) for p in "abcd"[:1]] + [rec(p, False, [False, False], [False, True])
-                                                                       for p in "bcd"]
-    now = [rec(p, True, [True, True], [True]) for p in "ab"] + [rec(p, False, [False, False], [False, True])
-                                                                 for p in "cd"]
+    mid = [rec(p, True, [True, True], [True]) for p in "abcd"[:1]] + [
+        rec(p, False, [False, False], [False, True]) for p in "bcd"
+    ]
+    now = [rec(p, True, [True, True], [True]) for p in "ab"] + [
+        rec(p, False, [False, False], [False, True]) for p in "cd"
+    ]
     first = compare_evals(base, None, base, mid, "pass1_sampled", n_boot=300, seed=0)
     assert first.delta_from_base.value == pytest.approx(0.25) and first.decay is None
     out = compare_evals(base, base, mid, now, "pass1_sampled", n_boot=300, seed=0)
@@ -60,10 +71,16 @@ def test_problems_gained_and_lost_follow_the_headline_metric_not_greedy_outcomes
     from secondtry.evaluation.metrics import gained_and_lost
 
     yes, no = True, False
-    prev = [rec("a", yes, [yes, no, no, no], [yes]), rec("b", no, [yes, yes, no, no], [yes]),
-            rec("c", yes, [yes, yes], [yes])]
-    now = [rec("a", yes, [yes, yes, yes, no], [yes]), rec("b", yes, [no, no, no, no], [no]),
-           rec("c", yes, [yes, yes], [yes])]
+    prev = [
+        rec("a", yes, [yes, no, no, no], [yes]),
+        rec("b", no, [yes, yes, no, no], [yes]),
+        rec("c", yes, [yes, yes], [yes]),
+    ]
+    now = [
+        rec("a", yes, [yes, yes, yes, no], [yes]),
+        rec("b", yes, [no, no, no, no], [no]),
+        rec("c", yes, [yes, yes], [yes]),
+    ]
     sampled = gained_and_lost(prev, now, "pass1_sampled")
     assert (sampled.gained, sampled.lost, sampled.unchanged) == (1, 1, 1)  # a rose, b fell, c same
     greedy = gained_and_lost(prev, now, "pass1_greedy")
@@ -74,9 +91,14 @@ def test_problems_gained_and_lost_follow_the_headline_metric_not_greedy_outcomes
 
 
 def test_train_figures_retry_yield_on_the_frontier():
-    attempts = [att("a", "first", 0, 0, True), att("b", "first", 0, 0, False), att("c", "first", 0, 0, False),
-                att("d", "first", 0, 0, None),
-                att("b", "retry", 1, 0, True), att("c", "retry", 1, 0, False)]
+    attempts = [
+        att("a", "first", 0, 0, True),
+        att("b", "first", 0, 0, False),
+        att("c", "first", 0, 0, False),
+        att("d", "first", 0, 0, None),
+        att("b", "retry", 1, 0, True),
+        att("c", "retry", 1, 0, False),
+    ]
     f = train_figures(attempts, n_boot=200, seed=0)
     assert (f.problems, f.frontier, f.unjudged, f.retried, f.retry_solved) == (4, 2, 1, 2, 1)
     assert f.retry_yield.value == 0.5 and f.first_correct.value == 0.25

@@ -12,14 +12,15 @@ def rec(pid, samples, chain=None, greedy=None):
 
 # ---------------------------------------------------------------- retry_lift
 
+
 def test_retry_lift_counts_only_the_frontier_and_matches_budget():
     records = [
-        rec("a", [False, False], [False, True]),         # retry fixes, fresh does not
-        rec("b", [False, True], [False, True]),          # both fix
-        rec("c", [False, True], [False, False, True]),   # fresh fixes, first retry turn does not
-        rec("d", [False, False], [False, True]),         # retry fixes
-        rec("e", [True, False], [True]),                 # not on the frontier: ignored
-        rec("f", [True, True], [True]),                  # not on the frontier: ignored
+        rec("a", [False, False], [False, True]),  # retry fixes, fresh does not
+        rec("b", [False, True], [False, True]),  # both fix
+        rec("c", [False, True], [False, False, True]),  # fresh fixes, first retry turn does not
+        rec("d", [False, False], [False, True]),  # retry fixes
+        rec("e", [True, False], [True]),  # not on the frontier: ignored
+        rec("f", [True, True], [True]),  # not on the frontier: ignored
     ]
     r = retry_lift(records, n_boot=300, seed=1)
     assert r.n == 4
@@ -41,8 +42,12 @@ def test_retry_lift_is_negative_when_resampling_does_better():
 
 
 def test_retry_lift_is_deterministic_in_the_seed():
-    records = [rec("a", [False, False], [False, True]), rec("b", [False, True], [False, False]),
-               rec("c", [False, False], [False, False]), rec("d", [False, False], [False, True])]
+    records = [
+        rec("a", [False, False], [False, True]),
+        rec("b", [False, True], [False, False]),
+        rec("c", [False, False], [False, False]),
+        rec("d", [False, False], [False, True]),
+    ]
     assert retry_lift(records, n_boot=200, seed=3) == retry_lift(records, n_boot=200, seed=3)
 
 
@@ -52,12 +57,22 @@ def test_retry_lift_counts_a_missing_retry_turn_as_wrong():
     assert r.retry.value == 0.5 and r.fresh.value == 0.5 and r.value == 0.0
 
 
-@pytest.mark.parametrize("records, why", [
-    ([rec("a", [True, False], [True]), rec("b", [True, True], [True])], "frontier"),
-    ([], "frontier"),
-    ([rec("a", [False, True], [False]), rec("b", [False, False], [False]), rec("c", [True, True], [True])], "N = 1"),
-    ([rec("a", [False, True], [False, True]), rec("b", [False], [False, True])], "fewer than 2 samples"),
-])
+@pytest.mark.parametrize(
+    "records, why",
+    [
+        ([rec("a", [True, False], [True]), rec("b", [True, True], [True])], "frontier"),
+        ([], "frontier"),
+        (
+            [
+                rec("a", [False, True], [False]),
+                rec("b", [False, False], [False]),
+                rec("c", [True, True], [True]),
+            ],
+            "N = 1",
+        ),
+        ([rec("a", [False, True], [False, True]), rec("b", [False], [False, True])], "fewer than 2 samples"),
+    ],
+)
 def test_retry_lift_undefined_cases(records, why):
     r = retry_lift(records, n_boot=50)
     assert r.value is None and r.ci == (None, None) and r.n == 0
@@ -76,6 +91,7 @@ def test_retry_lift_rejects_an_empty_chain():
 
 
 # ---------------------------------------------------------------- flips
+
 
 def test_flips_counts_and_rates():
     first = [True, True, True, False, False, False, False, False]
@@ -113,6 +129,7 @@ def test_flips_rejects_unaligned_lists_naming_both_lengths():
 
 # ---------------------------------------------------------------- ledger
 
+
 def greedy_rounds(table):
     """table[pid] = greedy outcome per round -> rounds of records."""
     n = len(next(iter(table.values())))
@@ -120,13 +137,15 @@ def greedy_rounds(table):
 
 
 def test_ledger_tracks_first_solves_forgetting_and_regains():
-    rounds = greedy_rounds({
-        "a": [True, True, True, True],      # always solved
-        "b": [False, True, False, True],    # learned in 1, forgotten in 2, regained in 3
-        "c": [False, False, True, False],   # learned in 2, forgotten in 3
-        "d": [False, False, False, False],  # never
-        "e": [True, False, False, True],    # forgotten in 1, regained in 3
-    })
+    rounds = greedy_rounds(
+        {
+            "a": [True, True, True, True],  # always solved
+            "b": [False, True, False, True],  # learned in 1, forgotten in 2, regained in 3
+            "c": [False, False, True, False],  # learned in 2, forgotten in 3
+            "d": [False, False, False, False],  # never
+            "e": [True, False, False, True],  # forgotten in 1, regained in 3
+        }
+    )
     led = ledger(rounds, metric="greedy")
     pp = led.per_problem
     assert pp["b"] == ProblemHistory(solved=(False, True, False, True), first_solved=1, forgotten_in=(2,))
@@ -170,8 +189,8 @@ def test_ledger_greedy_falls_back_to_sampled_pass1_without_a_greedy_attempt():
     r1 = [rec("a", [True, False], greedy=None), rec("b", [False, False], greedy=True)]
     r2 = [rec("a", [False, False], greedy=None), rec("b", [False, False], greedy=True)]
     led = ledger([r0, r1, r2], metric="greedy", threshold=0.5)
-    assert led.per_problem["a"].solved == (True, True, False)   # fallback: mean(samples) >= 0.5
-    assert led.per_problem["b"].solved == (False, True, True)   # greedy decides, samples ignored
+    assert led.per_problem["a"].solved == (True, True, False)  # fallback: mean(samples) >= 0.5
+    assert led.per_problem["b"].solved == (False, True, True)  # greedy decides, samples ignored
 
 
 def test_ledger_single_round():

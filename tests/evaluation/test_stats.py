@@ -84,7 +84,9 @@ def test_three_seeds_that_disagree_are_not_called_significant_at_the_seed_level(
     test = seed_test(diffs)
     assert test.p_value > 0.5 and test.df == 2
     lo, hi = test.ci
-    assert lo < 0 < hi and round(lo * 100) == -31 and round(hi * 100) == 39  # the seeds' t-interval: [-31, +39] pp
+    assert (
+        lo < 0 < hi and round(lo * 100) == -31 and round(hi * 100) == 39
+    )  # the seeds' t-interval: [-31, +39] pp
     boot = hierarchical_bootstrap(seeds, n_boot=1000, seed=1)
     assert boot.ci[0] < 0 < boot.ci[1]
 
@@ -119,7 +121,9 @@ def test_rates_at_the_edges_get_score_intervals_not_zero_width_ones():
 def test_t_quantiles_are_exact_for_every_degree_of_freedom():
     from secondtry.evaluation.stats import across_seeds, t_quantile
 
-    assert t_quantile(1) == pytest.approx(12.706, abs=1e-3) and t_quantile(30) == pytest.approx(2.042, abs=1e-3)
+    assert t_quantile(1) == pytest.approx(12.706, abs=1e-3) and t_quantile(30) == pytest.approx(
+        2.042, abs=1e-3
+    )
     assert t_quantile(40) == pytest.approx(2.021, abs=1e-3) and t_quantile(40) > 1.96  # no switch to 1.96
     x = list(np.linspace(0, 1, 41))
     r = across_seeds(x)

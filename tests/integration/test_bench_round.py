@@ -11,14 +11,31 @@ from secondtry.config import ConfigError
 from secondtry.store import read_jsonl
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
-SMALL = ["model.dtype=float32", "backend.device=cpu", "backend.batch_size=8", "sampling.max_new_tokens=32",
-         "training.batch_size=2", "training.max_length=256", "evaluation.samples=2", "evaluation.retry_n=2",
-         "evaluation.pass_k=[1,2]", "verifier.workers=1", "checkpoint.chunk=16"]
+SMALL = [
+    "model.dtype=float32",
+    "backend.device=cpu",
+    "backend.batch_size=8",
+    "sampling.max_new_tokens=32",
+    "training.batch_size=2",
+    "training.max_length=256",
+    "evaluation.samples=2",
+    "evaluation.retry_n=2",
+    "evaluation.pass_k=[1,2]",
+    "verifier.workers=1",
+    "checkpoint.chunk=16",
+]
 
 
 def _math(path, n):
-    rows = [{"problem": f"What is {i} + {i + 3}? Give the sum.", "solution": f"{i} + {i + 3} = \\boxed{{{2 * i + 3}}}",
-             "answer": str(2 * i + 3), "unique_id": f"p{i}"} for i in range(n)]
+    rows = [
+        {
+            "problem": f"What is {i} + {i + 3}? Give the sum.",
+            "solution": f"{i} + {i + 3} = \\boxed{{{2 * i + 3}}}",
+            "answer": str(2 * i + 3),
+            "unique_id": f"p{i}",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -37,8 +54,20 @@ def test_lengths_are_log_normal_within_bounds():
 def measured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("round")
     train, test = _math(tmp / "train.jsonl", 60), _math(tmp / "test.jsonl", 10)
-    workload, figures = run(ROOT / "configs" / "math500-qwen3-1.7b.yaml", train, test, tmp / "work", "tiny-qwen3",
-                            train=24, evaluate=8, steps=4, median_new=20, sigma=0.5, pass_rate=0.4, overrides=SMALL)
+    workload, figures = run(
+        ROOT / "configs" / "math500-qwen3-1.7b.yaml",
+        train,
+        test,
+        tmp / "work",
+        "tiny-qwen3",
+        train=24,
+        evaluate=8,
+        steps=4,
+        median_new=20,
+        sigma=0.5,
+        pass_rate=0.4,
+        overrides=SMALL,
+    )
     return tmp / "work" / "runs" / "math500-qwen3-1.7b", workload, figures
 
 
@@ -47,15 +76,23 @@ def test_the_loop_ran_every_stage_with_fixed_lengths(measured):
     attempts = list(read_jsonl(root / "round_1" / "attempts.jsonl"))
     assert figures["first_attempts"] == 24 == workload["train_problems"]
     assert 0 < figures["retries"] < 24 and figures["kept"] > 0 and figures["sft_steps"] == 4
-    for a in attempts:  # EOS ignored: each output has exactly its drawn length; only one drawn at the cap is cut
-        assert 16 <= a["n_tokens"] <= 32 and a["finish_reason"] == ("length" if a["n_tokens"] == 32 else "stop")
+    for (
+        a
+    ) in attempts:  # EOS ignored: each output has exactly its drawn length; only one drawn at the cap is cut
+        assert 16 <= a["n_tokens"] <= 32 and a["finish_reason"] == (
+            "length" if a["n_tokens"] == 32 else "stop"
+        )
     assert len({a["n_tokens"] for a in attempts}) > 3
     for stage in ("attempts_s", "filter_s", "train_s", "eval_s", "base_eval_s"):
         assert figures[stage] >= 0
     assert figures["verdicts"] >= len(attempts) and figures["real_verdicts_correct"] == 1.0
     # where the generation stages' time went: generating and verifying are inside the stage's wall time
     for stage in ("attempts", "eval"):
-        parts = figures[f"{stage}_generate_s"] + figures.get(f"{stage}_verify_s", 0) + figures.get(f"{stage}_load_s", 0)
+        parts = (
+            figures[f"{stage}_generate_s"]
+            + figures.get(f"{stage}_verify_s", 0)
+            + figures.get(f"{stage}_load_s", 0)
+        )
         assert 0 < figures[f"{stage}_generate_s"] and parts <= figures[f"{stage}_s"] + 1e-3
 
 
@@ -80,10 +117,14 @@ def test_forced_verdicts_set_the_share_retried(measured):
 def test_projection_scales_attempts_and_eval_not_training(measured):
     _, workload, figures = measured
     p, held = figures["projected"], workload["full_validation_problems"]
-    assert held == 500  # the config's validation split: out of training, evaluated every round like the test set
+    assert (
+        held == 500
+    )  # the config's validation split: out of training, evaluated every round like the test set
     assert p["attempts_s"] == pytest.approx(figures["attempts_s"] * (12000 - held) / 24, rel=0.01, abs=0.5)
     assert p["eval_s"] == pytest.approx(figures["eval_s"] * (500 + held) / 8, rel=0.01, abs=0.5)
-    assert p["train_s"] == pytest.approx(figures["train_s"] * 500 / 4, rel=0.01, abs=0.5)  # the config's 500 steps
+    assert p["train_s"] == pytest.approx(
+        figures["train_s"] * 500 / 4, rel=0.01, abs=0.5
+    )  # the config's 500 steps
     assert figures["projected_round_min"] == pytest.approx(sum(p.values()) / 60, abs=0.02)
     assert workload["full_train_problems"] == 12000 and workload["pass_rate_forced"] == 0.4
     assert workload["sft_steps"] == 4 and workload["sft_steps_projected"] == 500
@@ -92,8 +133,16 @@ def test_projection_scales_attempts_and_eval_not_training(measured):
 def test_a_bad_override_is_named(tmp_path):
     train = _math(tmp_path / "t.jsonl", 10)
     with pytest.raises(ConfigError, match="training.nonsense"):
-        run(ROOT / "configs" / "math500-qwen3-1.7b.yaml", train, train, tmp_path / "w", "tiny-qwen3", train=4,
-            evaluate=2, overrides=SMALL + ["training.nonsense=1"])
+        run(
+            ROOT / "configs" / "math500-qwen3-1.7b.yaml",
+            train,
+            train,
+            tmp_path / "w",
+            "tiny-qwen3",
+            train=4,
+            evaluate=2,
+            overrides=SMALL + ["training.nonsense=1"],
+        )
 
 
 def test_the_benchmark_injects_its_components_and_patches_nothing():
@@ -119,13 +168,25 @@ def test_the_benchmark_injects_its_components_and_patches_nothing():
     assigned = []
     for path in (ROOT / "src" / "secondtry" / "bench").glob("*.py"):
         tree = ast.parse(path.read_text())
-        imported = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
-                    if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+        imported = {
+            (a.asname or a.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for a in node.names
+        }
         for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                else []
+            )
             for sub in (s for t in targets for s in ast.walk(t)):  # `module.x = ...`, `Class.x = ...`
-                if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
-                        and sub.value.id in imported:
+                if (
+                    isinstance(sub, ast.Attribute)
+                    and isinstance(sub.value, ast.Name)
+                    and sub.value.id in imported
+                ):
                     assigned.append(f"{path.name}:{node.lineno}: {sub.value.id}.{sub.attr}")
     assert not assigned, assigned

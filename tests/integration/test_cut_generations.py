@@ -51,11 +51,22 @@ def _parse(prompt: str):
 
 
 @pytest.mark.parametrize("judge_text", [False, True])
-def test_a_cut_generation_holding_the_right_answer_is_never_trained_on(tiny_model, tmp_path, monkeypatch, judge_text):
+def test_a_cut_generation_holding_the_right_answer_is_never_trained_on(
+    tiny_model, tmp_path, monkeypatch, judge_text
+):
     monkeypatch.setitem(BACKENDS, "hf", ScriptedSampler)
-    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.max_rounds=1",
-                               "conditions.retries=1", "training.steps=2", "eval_task.options.count=8",
-                               f"verifier.judge_cut_text={str(judge_text).lower()}"])
+    cfg = load_config(
+        CONFIG,
+        [
+            f"model.path={tiny_model}",
+            f"run_dir={tmp_path}",
+            "stopping.max_rounds=1",
+            "conditions.retries=1",
+            "training.steps=2",
+            "eval_task.options.count=8",
+            f"verifier.judge_cut_text={str(judge_text).lower()}",
+        ],
+    )
     run(cfg)
     folder = cfg.run_path / "round_1"
     retries = [a for a in read_jsonl(folder / "attempts.jsonl") if a["kind"] == "retry"]
@@ -63,7 +74,9 @@ def test_a_cut_generation_holding_the_right_answer_is_never_trained_on(tiny_mode
     ended = [a for a in retries if a["finish_reason"] == "stop"]
     assert cut and ended
     for a in cut:
-        assert a["completion"] == solve(*_parse(a["messages"][0]["content"]))  # the right worked answer is there
+        assert a["completion"] == solve(
+            *_parse(a["messages"][0]["content"])
+        )  # the right worked answer is there
         assert a["verdict"]["details"]["finish_reason"] == "length"
         if judge_text:  # the option reads the text, as if it had ended
             assert a["verdict"]["correct"] is True

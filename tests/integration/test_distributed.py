@@ -17,11 +17,19 @@ SAME = ["round_0/eval.jsonl", "round_0/eval_attempts.jsonl", "round_1/attempts.j
 
 def secondtry_run(args: list[str], processes: int = 2, env: dict[str, str] | None = None):
     """`secondtry run` on the tiny config, under torchrun with `processes` processes (1: plain)."""
-    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] \
-        if processes > 1 else []
+    launch = (
+        ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+        if processes > 1
+        else []
+    )
     cmd = [sys.executable, *launch, "-m", "secondtry.cli", "run", str(CONFIG), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600,  # one thread each: 2 cores
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,  # one thread each: 2 cores
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,11 @@ def runs(tiny_model, tmp_path_factory):
 
 
 def _files(run_dir: Path) -> set[str]:
-    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
-            if p.is_file() and not {"logs", "report"} & set(p.relative_to(run_dir).parts) and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir))
+        for p in run_dir.rglob("*")
+        if p.is_file() and not {"logs", "report"} & set(p.relative_to(run_dir).parts) and p.name != ".lock"
+    }
 
 
 def test_two_processes_generate_and_verify_what_one_does(runs):
@@ -63,7 +74,9 @@ def test_a_killed_two_process_run_resumes_to_the_same_records(runs, tmp_path):
     at = [f"run_dir={tmp_path}", *args]
     killed = secondtry_run(at, env={"SECONDTRY_KILL_AT": "round_1/attempts:chunk2:saved"})
     assert killed.returncode != 0
-    assert (tmp_path / "tiny-cpu" / "round_1" / ".partial" / "attempts").is_dir()  # chunks kept for the resume
+    assert (
+        tmp_path / "tiny-cpu" / "round_1" / ".partial" / "attempts"
+    ).is_dir()  # chunks kept for the resume
     again = secondtry_run(at)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "chunks finished earlier, kept" in again.stdout + again.stderr

@@ -10,8 +10,10 @@ from test_distributed import _files, secondtry_run
 
 from secondtry.store import read_json
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices"),
+]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -19,8 +21,14 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_fsdp_on_two_gpus_trains_what_ddp_trains(tiny_model, tmp_path):
-    args = [f"model.path={tiny_model}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
-            "backend.device=cuda", "model.dtype=float32", "training.liger=false"]
+    args = [
+        f"model.path={tiny_model}",
+        "stopping.policies=[max_rounds]",
+        "stopping.max_rounds=1",
+        "backend.device=cuda",
+        "model.dtype=float32",
+        "training.liger=false",
+    ]
     runs = {}
     for name, extra in (("ddp", []), ("fsdp", ["training.fsdp=true"])):
         done = secondtry_run([*args, *extra, f"run_dir={tmp_path / name}"], 2)

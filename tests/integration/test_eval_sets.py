@@ -12,9 +12,15 @@ from secondtry.loop import load_history, read_eval_records, run
 from secondtry.store import read_json, read_jsonl
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
-EXTRA = ["train_task.options.count=128", "evaluation.validation=12", "evaluation.select_on=validation",
-         "evaluation.retry_all=true", "stopping.policies=[negative_gain, max_rounds]",
-         "stopping.enforce=false", "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}"]
+EXTRA = [
+    "train_task.options.count=128",
+    "evaluation.validation=12",
+    "evaluation.select_on=validation",
+    "evaluation.retry_all=true",
+    "stopping.policies=[negative_gain, max_rounds]",
+    "stopping.enforce=false",
+    "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,9 @@ def test_validation_problems_are_held_out_and_evaluated_every_round(finished):
     for k in (1, 2):
         trained_on = {a["problem_id"] for a in read_jsonl(cfg.run_path / f"round_{k}" / "attempts.jsonl")}
         assert len(trained_on) == 128 - 12 and not trained_on & set(held)
-        assert [r["problem_id"] for r in read_jsonl(cfg.run_path / f"round_{k}" / "eval_validation.jsonl")] == held
+        assert [
+            r["problem_id"] for r in read_jsonl(cfg.run_path / f"round_{k}" / "eval_validation.jsonl")
+        ] == held
 
 
 def test_the_best_round_and_the_stopping_gain_come_from_the_validation_split(finished):
@@ -55,13 +63,21 @@ def test_the_transfer_set_has_its_own_figures_and_gains(finished):
     for r in history:
         records = read_eval_records(cfg.run_path / f"round_{r.round}" / "eval_transfer.jsonl")
         assert len(records) == 16
-        assert r.figures.transfer.eval == summarize_eval(records, cfg.evaluation.bootstrap, cfg.seed,
-                                                         cfg.evaluation.retry_n, True)
+        assert r.figures.transfer.eval == summarize_eval(
+            records, cfg.evaluation.bootstrap, cfg.seed, cfg.evaluation.retry_n, True
+        )
         if r.round:
-            assert set(r.figures.transfer.to_json()) >= {"delta_from_base", "delta_from_prev", "flips_vs_prev"}
+            assert set(r.figures.transfer.to_json()) >= {
+                "delta_from_base",
+                "delta_from_prev",
+                "flips_vs_prev",
+            }
     problems = read_jsonl(cfg.run_path / "round_0" / "eval_transfer_attempts.jsonl")
-    assert all(p["messages"][-1]["content"].count("+") + p["messages"][-1]["content"].count("-") >= 5
-               for p in problems if p["turn"] == 0)  # level 5: five operations, another band than the test set's
+    assert all(
+        p["messages"][-1]["content"].count("+") + p["messages"][-1]["content"].count("-") >= 5
+        for p in problems
+        if p["turn"] == 0
+    )  # level 5: five operations, another band than the test set's
 
 
 def test_retry_all_gives_every_problem_one_retry_and_counts_its_flips(finished):
@@ -71,8 +87,9 @@ def test_retry_all_gives_every_problem_one_retry_and_counts_its_flips(finished):
         assert all(len(x.chain) == 2 for x in records)  # retry_n 2: sample 0 and one retry, right or wrong
         assert any(x.chain[0] for x in records), "some first attempts were right, and still retried"
         got = r.figures.eval.flips
-        want = flips([x.chain[0] for x in records], [x.chain[1] for x in records],
-                     cfg.evaluation.bootstrap, cfg.seed)
+        want = flips(
+            [x.chain[0] for x in records], [x.chain[1] for x in records], cfg.evaluation.bootstrap, cfg.seed
+        )
         assert got == want and got.n == len(records)
 
 
@@ -93,6 +110,10 @@ def test_the_report_shows_the_other_sets_and_the_flips(finished):
 
     cfg, history = finished
     text = markdown(cfg.run_path)
-    assert "validation %" in text and "transfer Δ base pp" in text and "the best round on the held-out validation split" in text
+    assert (
+        "validation %" in text
+        and "transfer Δ base pp" in text
+        and "the best round on the held-out validation split" in text
+    )
     f = history[-1].figures.eval.flips
     assert f"turned {f.wrong_to_right} wrong first attempts right and {f.right_to_wrong} right ones" in text

@@ -31,29 +31,62 @@ from pathlib import Path
 import pytest
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
-SMALL = ["train_task.options.count=32", "eval_task.options.count=16", "training.steps=8", "stopping.max_rounds=1",
-         "checkpoint.chunk=8"]  # one round: base eval, attempts, filter, train, eval, report
+SMALL = [
+    "train_task.options.count=32",
+    "eval_task.options.count=16",
+    "training.steps=8",
+    "stopping.max_rounds=1",
+    "checkpoint.chunk=8",
+]  # one round: base eval, attempts, filter, train, eval, report
 KINDS = ("generation", "verification", "filtering", "training", "evaluation", "report")
 PARTS = {"load_s", "generate_s", "verify_s"}  # where a generation stage's time went (loop._parts)
-TIMES = {"wall_s", "finished", "attempts_s", "filter_s", "train_s", "eval_s", *PARTS,
-         *(f"{stage}_{part}" for stage in ("attempts", "eval") for part in PARTS)}
+TIMES = {
+    "wall_s",
+    "finished",
+    "attempts_s",
+    "filter_s",
+    "train_s",
+    "eval_s",
+    *PARTS,
+    *(f"{stage}_{part}" for stage in ("attempts", "eval") for part in PARTS),
+}
 
 
 def cli_command(model: Path, root: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "secondtry.cli", "run", str(CONFIG), f"model.path={model}",
-            f"run_dir={root}", "name=run", "stopping.policies=[max_rounds]", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "secondtry.cli",
+        "run",
+        str(CONFIG),
+        f"model.path={model}",
+        f"run_dir={root}",
+        "name=run",
+        "stopping.policies=[max_rounds]",
+        *extra,
+    ]
 
 
 def cli_run(model: Path, root: Path, extra: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(model, root, extra), env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        cli_command(model, root, extra),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def kind_of(point: str) -> str:
     if "report/" in point or "summary.json" in point or "round.json" in point:
         return "report"
-    for key, kind in (("/filter", "filtering"), ("/train", "training"), ("/eval", "evaluation"),
-                      (":verified", "verification"), ("attempts", "generation")):
+    for key, kind in (
+        ("/filter", "filtering"),
+        ("/train", "training"),
+        ("/eval", "evaluation"),
+        (":verified", "verification"),
+        ("attempts", "generation"),
+    ):
         if key in point:
             return kind
     return "other"
@@ -95,7 +128,11 @@ def snapshot(run: Path) -> dict[str, bytes]:
             return b"present"
         return b"present" if p.relative_to(run) == Path("report/index.html") else p.read_bytes()
 
-    return {str(p.relative_to(run)): content(p) for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run)): content(p)
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def check_complete(run: Path, n_train: int, n_test: int) -> None:
@@ -105,10 +142,14 @@ def check_complete(run: Path, n_train: int, n_test: int) -> None:
             rows = [json.loads(line) for line in (folder / "attempts.jsonl").read_text().splitlines()]
             keys = [(r["problem_id"], r["kind"], r["turn"], r["sample"]) for r in rows]
             assert len(keys) == len(set(keys)), f"{folder.name}: duplicate attempts"
-            assert len({r["problem_id"] for r in rows if r["kind"] == "first"}) == n_train, f"{folder.name}: gaps"
+            assert len({r["problem_id"] for r in rows if r["kind"] == "first"}) == n_train, (
+                f"{folder.name}: gaps"
+            )
         ids = [json.loads(line)["problem_id"] for line in (folder / "eval.jsonl").read_text().splitlines()]
         assert len(ids) == len(set(ids)) == n_test, f"{folder.name}/eval.jsonl: duplicates or gaps"
-    assert not [p for p in run.rglob("*") if p.name == ".partial" or p.name.endswith(".tmp")]  # nothing half-done
+    assert not [
+        p for p in run.rglob("*") if p.name == ".partial" or p.name.endswith(".tmp")
+    ]  # nothing half-done
     for rows in [run.glob("round_*/attempts.jsonl"), run.glob("round_*/eval*.jsonl")]:
         for path in rows:
             [json.loads(line) for line in path.read_text().splitlines()]  # whole records only
@@ -140,8 +181,9 @@ def root(reference):
 def killed_and_resumed(model: Path, root: Path, extra: list[str], points: list[str], seed: int) -> Path:
     for point in points:
         result = cli_run(model, root, extra, SECONDTRY_KILL_AT=point)
-        assert result.returncode == -signal.SIGKILL, \
+        assert result.returncode == -signal.SIGKILL, (
             f"seed {seed}: expected a kill at {point}, exit {result.returncode}\n{result.stderr[-3000:]}"
+        )
     final = cli_run(model, root, extra)
     assert final.returncode == 0, f"seed {seed}: resume after {points} failed\n{final.stderr[-3000:]}"
     return root / "run"
@@ -159,14 +201,21 @@ def test_same_seed_gives_byte_identical_records(reference, tiny_model, root):
     again = cli_run(tiny_model, root, SMALL)
     assert again.returncode == 0, again.stderr[-3000:]
     assert_same_run(root / "run", ref, "a second uninterrupted run")
-    assert {"round_0/eval.jsonl", "round_0/eval_attempts.jsonl", "round_1/attempts.jsonl", "round_1/sft.jsonl",
-            "round_1/eval.jsonl", "round_1/eval_attempts.jsonl", "round_1/model/model.safetensors",
-            "report/summary.md"} <= set(snapshot(ref))
+    assert {
+        "round_0/eval.jsonl",
+        "round_0/eval_attempts.jsonl",
+        "round_1/attempts.jsonl",
+        "round_1/sft.jsonl",
+        "round_1/eval.jsonl",
+        "round_1/eval_attempts.jsonl",
+        "round_1/model/model.safetensors",
+        "report/summary.md",
+    } <= set(snapshot(ref))
 
 
 def test_killed_at_random_points_and_resumed_ends_as_the_uninterrupted_run(reference, tiny_model, root):
     ref, trace, _ = reference
-    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10 ** 6)))
+    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10**6)))
     points = pick_points(trace, random.Random(seed), tuple(random.Random(seed).sample(KINDS, 3)), extra=0)
     run = killed_and_resumed(tiny_model, root, SMALL, points, seed)
     assert_same_run(run, ref, f"seed {seed}, killed at {points}")
@@ -180,18 +229,21 @@ def test_twelve_kills_across_every_stage_kind_over_two_rounds(tiny_model, tmp_pa
     extra = ["checkpoint.chunk=16"]
     ref, trace = uninterrupted(tiny_model, tmp_path / "runs", tmp_path / "reference", extra)
     reference_s = time.perf_counter() - start
-    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10 ** 6)))
+    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10**6)))
     points = pick_points(trace, random.Random(seed), KINDS, extra=6)
     run = killed_and_resumed(tiny_model, tmp_path / "runs", extra, points, seed)
     assert_same_run(run, ref, f"seed {seed}, killed at {points}")
     check_complete(run, 64, 48)
-    print(f"\nseed {seed}: {len(points)} kills, uninterrupted run {reference_s:.0f} s, "
-          f"all {time.perf_counter() - start:.0f} s; kinds "
-          f"{sorted({kind_of(p) for p in points})}\n  " + "\n  ".join(points))
+    print(
+        f"\nseed {seed}: {len(points)} kills, uninterrupted run {reference_s:.0f} s, "
+        f"all {time.perf_counter() - start:.0f} s; kinds "
+        f"{sorted({kind_of(p) for p in points})}\n  " + "\n  ".join(points)
+    )
     assert len(points) >= 10 and {kind_of(p) for p in points} >= set(KINDS)
 
 
 # -- damaged pieces a killed run leaves ------------------------------------------------------------------
+
 
 def _drop_a_line(path: Path) -> None:
     lines = path.read_text().splitlines(True)
@@ -206,11 +258,15 @@ def _cut_in_half(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("point, piece, damage", [
-    ("round_1/attempts:chunk2:saved", "round_1/.partial/attempts/chunk-00001.jsonl", _drop_a_line),
-    ("round_0/eval:chunk1:saved", "round_0/.partial/eval/chunk-00000.jsonl", _cut_mid_line),
-    ("round_1/filter:recorded", "manifest.json", _cut_in_half),
-], ids=["chunk missing a line", "chunk cut mid-line", "manifest cut"])
+@pytest.mark.parametrize(
+    "point, piece, damage",
+    [
+        ("round_1/attempts:chunk2:saved", "round_1/.partial/attempts/chunk-00001.jsonl", _drop_a_line),
+        ("round_0/eval:chunk1:saved", "round_0/.partial/eval/chunk-00000.jsonl", _cut_mid_line),
+        ("round_1/filter:recorded", "manifest.json", _cut_in_half),
+    ],
+    ids=["chunk missing a line", "chunk cut mid-line", "manifest cut"],
+)
 def test_a_damaged_piece_of_a_killed_run_is_made_again(reference, tiny_model, root, point, piece, damage):
     ref, _, _ = reference
     killed = cli_run(tiny_model, root, SMALL, SECONDTRY_KILL_AT=point)
@@ -225,14 +281,19 @@ def test_a_damaged_piece_of_a_killed_run_is_made_again(reference, tiny_model, ro
 
 # -- the file system refuses writes mid-run --------------------------------------------------------------
 
+
 def _mountable() -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
     probe = Path(os.environ.get("TMPDIR", "/tmp")) / f".secondtry-mount-probe-{os.getpid()}"
     probe.mkdir(exist_ok=True)
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)], capture_output=True
+            ).returncode
+            == 0
+        )
         if mounted:
             subprocess.run(["umount", str(probe)], check=True)
         return mounted
@@ -253,8 +314,13 @@ def small_disk(root):
 
 def stopped_at(model: Path, root: Path, point: str) -> subprocess.Popen:
     """A run that SIGSTOPs itself at `point` (SECONDTRY_STOP_AT); returned once it has stopped."""
-    proc = subprocess.Popen(cli_command(model, root, SMALL), env={**os.environ, "SECONDTRY_STOP_AT": point},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_command(model, root, SMALL),
+        env={**os.environ, "SECONDTRY_STOP_AT": point},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
         assert proc.poll() is None, f"the run ended before {point}: {proc.communicate()[1][-3000:]}"
@@ -283,8 +349,9 @@ def finished_stages(run: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("fault", ["read-only", "disk full"])
-def test_a_file_system_failing_mid_training_ends_in_one_line_and_the_rerun_finishes(reference, tiny_model,
-                                                                                      small_disk, fault):
+def test_a_file_system_failing_mid_training_ends_in_one_line_and_the_rerun_finishes(
+    reference, tiny_model, small_disk, fault
+):
     ref, _, _ = reference
     run = small_disk / "run"
     proc = stopped_at(tiny_model, small_disk, "round_1/train:step5")
@@ -335,8 +402,16 @@ def test_a_run_directory_without_write_permission_ends_in_one_line(reference, ti
 
 # -- the randomized harness ------------------------------------------------------------------------------
 
-DAMAGES = ("cut", "empty", "drop a line", "duplicate a line", "flip a byte", "edit a value", "delete",
-           "append")
+DAMAGES = (
+    "cut",
+    "empty",
+    "drop a line",
+    "duplicate a line",
+    "flip a byte",
+    "edit a value",
+    "delete",
+    "append",
+)
 
 
 def damage(path: Path, how: str, rng: random.Random) -> None:
@@ -349,20 +424,20 @@ def damage(path: Path, how: str, rng: random.Random) -> None:
         path.write_bytes(b"")
     elif how == "drop a line" and len(lines) > 1:
         i = rng.randrange(len(lines))
-        path.write_bytes(b"".join(lines[:i] + lines[i + 1:]))
+        path.write_bytes(b"".join(lines[:i] + lines[i + 1 :]))
     elif how == "duplicate a line" and lines:
         i = rng.randrange(len(lines))
         path.write_bytes(b"".join(lines[: i + 1] + lines[i:]))
     elif how == "edit a value" and b'": ' in data:  # JSON still, with another value
         at = rng.choice([m.end() for m in re.finditer(rb'": ', data)])
-        path.write_bytes(data[:at] + (b"7" if data[at:at + 1] != b"7" else b"8") + data[at + 1:])
+        path.write_bytes(data[:at] + (b"7" if data[at : at + 1] != b"7" else b"8") + data[at + 1 :])
     elif how == "delete":
         path.unlink()
     elif how == "append":
         path.write_bytes(data + b'{"problem_id": "extra"}\n')
     elif data:  # flip a byte (and the fallback of the cases above that do not apply)
         i = rng.randrange(len(data))
-        path.write_bytes(data[:i] + bytes([data[i] ^ 0x20]) + data[i + 1:])
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x20]) + data[i + 1 :])
     else:
         path.write_bytes(b"x")
 
@@ -374,11 +449,23 @@ def pieces(run: Path) -> dict[str, list[Path]]:
         if not p.is_file() or p.name == ".lock":
             continue
         rel = str(p.relative_to(run))
-        kind = ("checkpoint" if "/trainer/" in rel else "chunk" if "/.partial/" in rel
-                else "manifest" if p.name.startswith("manifest") else "stage record" if "/.stages/" in rel
-                else "config" if "config.yaml" in p.name and p.parent == run
-                else "model" if "/model/" in rel or "/improve_" in rel
-                else "output" if p.suffix == ".jsonl" else "report")
+        kind = (
+            "checkpoint"
+            if "/trainer/" in rel
+            else "chunk"
+            if "/.partial/" in rel
+            else "manifest"
+            if p.name.startswith("manifest")
+            else "stage record"
+            if "/.stages/" in rel
+            else "config"
+            if "config.yaml" in p.name and p.parent == run
+            else "model"
+            if "/model/" in rel or "/improve_" in rel
+            else "output"
+            if p.suffix == ".jsonl"
+            else "report"
+        )
         kinds.setdefault(kind, []).append(p)
     return kinds
 
@@ -391,7 +478,7 @@ def test_random_kills_cuts_and_corruptions_end_as_the_uninterrupted_run(referenc
     compares the final run directory with the uninterrupted one. Mismatches are listed, not stopped at."""
     ref, trace, _ = reference
     trials = int(os.environ.get("SECONDTRY_FAULT_TRIALS", "3"))
-    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10 ** 6)))
+    seed = int(os.environ.get("SECONDTRY_FAULT_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
     once = [p for p in dict.fromkeys(trace) if trace.count(p) == 1]
     start, mismatches, kills = time.perf_counter(), [], 0

@@ -33,10 +33,17 @@ CONFIG = ROOT / "configs" / "tiny-cpu.yaml"
 SCRIPTED = ROOT / "tests" / "backends" / "scripted_vllm.py"
 # one-operation training problems, correct first attempts trained on too: the tiny model solves a few of
 # those (deeper ones and retries hardly ever), so both rounds train
-SMALL = ["train_task.options={count: 24, levels: [1]}", "eval_task.options={count: 8, levels: [1, 2]}",
-         "conditions.retries=1", "filter.include_first_attempts=true", "checkpoint.chunk=8",
-         "stopping.policies=[max_rounds]", "evaluation.samples=2", "evaluation.retry_n=2"]
-SERVE = ("transformers serve {model} --host {host} --port {port} --device cpu --dtype float32")
+SMALL = [
+    "train_task.options={count: 24, levels: [1]}",
+    "eval_task.options={count: 8, levels: [1, 2]}",
+    "conditions.retries=1",
+    "filter.include_first_attempts=true",
+    "checkpoint.chunk=8",
+    "stopping.policies=[max_rounds]",
+    "evaluation.samples=2",
+    "evaluation.retry_n=2",
+]
+SERVE = "transformers serve {model} --host {host} --port {port} --device cpu --dtype float32"
 STAGES = ["round_0-eval", "round_1-attempts", "round_1-eval", "round_2-attempts", "round_2-eval"]
 
 
@@ -78,9 +85,17 @@ def greedy_training(tiny_model, tmp_path_factory):
     # greedy training attempts, sampled evaluation
     common = ["sampling.temperature=0", "evaluation.sampling={temperature: 1.0, max_new_tokens: 48}"]
     hf = two_rounds(tiny_model, root, "hf", *common)
-    served = two_rounds(tiny_model, root, "served", *common, "backend.name=openai",
-                        "backend.server=transformers", f"backend.launch={SERVE}", "backend.concurrency=2",
-                        "backend.launch_env={OMP_NUM_THREADS: '1'}")
+    served = two_rounds(
+        tiny_model,
+        root,
+        "served",
+        *common,
+        "backend.name=openai",
+        "backend.server=transformers",
+        f"backend.launch={SERVE}",
+        "backend.concurrency=2",
+        "backend.launch_env={OMP_NUM_THREADS: '1'}",
+    )
     return hf, served
 
 
@@ -95,8 +110,9 @@ def test_greedy_records_and_trained_weights_are_the_hf_backends(greedy_training)
     for k in (0, 1, 2):
         greedy = records(hf, f"round_{k}/eval_attempts.jsonl", "greedy")
         assert records(served, f"round_{k}/eval_attempts.jsonl", "greedy") == greedy
-        assert [r["greedy"] for r in read_jsonl(served / f"round_{k}" / "eval.jsonl")] == \
-            [r["greedy"] for r in read_jsonl(hf / f"round_{k}" / "eval.jsonl")]
+        assert [r["greedy"] for r in read_jsonl(served / f"round_{k}" / "eval.jsonl")] == [
+            r["greedy"] for r in read_jsonl(hf / f"round_{k}" / "eval.jsonl")
+        ]
 
 
 def test_sampled_records_have_the_same_problems_samples_and_retry_rule(greedy_training):
@@ -108,8 +124,9 @@ def test_sampled_records_have_the_same_problems_samples_and_retry_rule(greedy_tr
         for attempts in runs:
             check_chains(attempts, retry_n=2)
         evals = [read_jsonl(p / f"round_{k}" / "eval.jsonl") for p in (hf, served)]
-        assert [(r["problem_id"], len(r["samples"])) for r in evals[0]] == \
-            [(r["problem_id"], len(r["samples"])) for r in evals[1]]
+        assert [(r["problem_id"], len(r["samples"])) for r in evals[0]] == [
+            (r["problem_id"], len(r["samples"])) for r in evals[1]
+        ]
         sampled = {(a["problem_id"], a["sample"]): a["completion"] for a in runs[1] if a["kind"] == "sample"}
         greedy = {a["problem_id"]: a["completion"] for a in runs[1] if a["kind"] == "greedy"}
         assert any(text != greedy[p] for (p, _), text in sampled.items())  # the server did sample
@@ -132,11 +149,21 @@ def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_mode
     merge = ["training.merge=false"]
     hf = two_rounds(tiny_model, tmp_path, "hf-adapters", *merge)
     events = tmp_path / "events.jsonl"
-    launch = (f"{sys.executable} {SCRIPTED} --model {{model}} --port {{port}} --enable-lora "
-              f"--max-lora-rank {{lora_rank}} --seed {{seed}} --record {events}")
-    served = two_rounds(tiny_model, tmp_path, "vllm-adapters", *merge, "backend.name=openai",
-                        "backend.server=vllm", "backend.lora=true", f"backend.launch={launch}",
-                        "backend.concurrency=4")
+    launch = (
+        f"{sys.executable} {SCRIPTED} --model {{model}} --port {{port}} --enable-lora "
+        f"--max-lora-rank {{lora_rank}} --seed {{seed}} --record {events}"
+    )
+    served = two_rounds(
+        tiny_model,
+        tmp_path,
+        "vllm-adapters",
+        *merge,
+        "backend.name=openai",
+        "backend.server=vllm",
+        "backend.lora=true",
+        f"backend.launch={launch}",
+        "backend.concurrency=4",
+    )
     assert (hf / "round_2" / "eval.jsonl").is_file(), "the run stopped before round 2"
     for k in (0, 1, 2):
         for name in ["eval_attempts.jsonl", "eval.jsonl"] + (["attempts.jsonl", "sft.jsonl"] if k else []):
@@ -147,8 +174,9 @@ def test_adapters_through_a_scripted_vllm_give_the_hf_backends_records(tiny_mode
         config = json.loads((folder / "adapter_config.json").read_text())
         assert config["r"] == 8 * k  # round 2: round 1's adapter and its own, stacked
         assert config["base_model_name_or_path"] == str(tiny_model)
-        assert (folder / "adapter_model.safetensors").read_bytes() == \
-            (hf / f"round_{k}" / "model" / "adapter_model.safetensors").read_bytes()
+        assert (folder / "adapter_model.safetensors").read_bytes() == (
+            hf / f"round_{k}" / "model" / "adapter_model.safetensors"
+        ).read_bytes()
     seen = [json.loads(line) for line in events.read_text().splitlines()]
     assert len({e["pid"] for e in seen}) == 1  # one server, on the base model, for the whole run
     loads = [e["name"] for e in seen if e["event"] == "load"]

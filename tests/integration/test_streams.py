@@ -26,8 +26,15 @@ from pathlib import Path
 import pytest
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
-SMALL = ["train_task.options.count=32", "eval_task.options.count=16", "training.steps=8", "checkpoint.chunk=8",
-         "conditions.samples=2", "conditions.retry_samples=2", "evaluation.retry_all=true"]
+SMALL = [
+    "train_task.options.count=32",
+    "eval_task.options.count=16",
+    "training.steps=8",
+    "checkpoint.chunk=8",
+    "conditions.samples=2",
+    "conditions.retry_samples=2",
+    "evaluation.retry_all=true",
+]
 EXPECTED = {
     "round_0/eval.jsonl": "45c5fe9ea0901977fbb38fbe31ffc0bfdeff591ba89447145c012d36a9fb6a90",
     "round_0/eval_attempts.jsonl": "442d702c729b5b3999bad52b2b67bb7c7b8fef2c7a2b31d170c19b52cd21c08c",
@@ -43,15 +50,28 @@ EXPECTED = {
 
 
 def hashes(run: Path) -> dict[str, str]:
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.glob("round_*/*.jsonl"))}
+    return {
+        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.glob("round_*/*.jsonl"))
+    }
 
 
 def test_waves_over_generate_give_the_turn_by_turn_records(tiny_model, tmp_path):
-    cmd = [sys.executable, "-m", "secondtry.cli", "run", str(CONFIG), f"model.path={tiny_model}",
-           f"run_dir={tmp_path}", "name=run", "stopping.policies=[max_rounds]", *SMALL]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=900)
+    cmd = [
+        sys.executable,
+        "-m",
+        "secondtry.cli",
+        "run",
+        str(CONFIG),
+        f"model.path={tiny_model}",
+        f"run_dir={tmp_path}",
+        "name=run",
+        "stopping.policies=[max_rounds]",
+        *SMALL,
+    ]
+    done = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert hashes(tmp_path / "run") == EXPECTED
 
@@ -82,15 +102,26 @@ def test_one_engine_session_a_stage_gives_what_its_turn_by_turn_calls_give(tiny_
     made = {}
     try:
         for name, sampler in (("streamed", Streamed), ("waves", TurnByTurn)):
-            cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path / name}", "name=run",
-                                       "stopping.policies=[max_rounds]", *SMALL, "backend.engine=on",
-                                       "backend.max_slots=16",  # fewer slots than a chunk's requests: they queue
-                                       "verifier.workers=1"])  # a worker process: verified beside the engine
+            cfg = load_config(
+                CONFIG,
+                [
+                    f"model.path={tiny_model}",
+                    f"run_dir={tmp_path / name}",
+                    "name=run",
+                    "stopping.policies=[max_rounds]",
+                    *SMALL,
+                    "backend.engine=on",
+                    "backend.max_slots=16",  # fewer slots than a chunk's requests: they queue
+                    "verifier.workers=1",
+                ],
+            )  # a worker process: verified beside the engine
             run(cfg, make_sampler=sampler)
             made[name] = hashes(tmp_path / name / "run")
     finally:
         torch.set_num_threads(threads)
-    assert len(streams) == 3 + 2 and all(isinstance(s, EngineStream) for s in streams)  # 3 evaluations, 2 attempts
+    assert len(streams) == 3 + 2 and all(
+        isinstance(s, EngineStream) for s in streams
+    )  # 3 evaluations, 2 attempts
     assert made["streamed"] == made["waves"] and set(made["waves"]) == set(EXPECTED)
 
 

@@ -20,7 +20,9 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 @pytest.fixture(scope="module")
 def finished(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={root}", "stopping.policies=[max_rounds]"])
+    cfg = load_config(
+        CONFIG, [f"model.path={tiny_model}", f"run_dir={root}", "stopping.policies=[max_rounds]"]
+    )
     start = time.perf_counter()
     history = run(cfg)
     return cfg, history, time.perf_counter() - start
@@ -47,7 +49,9 @@ def test_every_stage_left_per_problem_records(finished):
         firsts = [a for a in attempts if a.kind == "first"]
         assert len(firsts) == n_train == len({a.problem_id for a in firsts})
         failed = {a.problem_id for a in firsts if a.verdict.correct is False}
-        assert {a.problem_id for a in attempts if a.kind == "retry"} == failed  # every failure, and only those
+        assert {
+            a.problem_id for a in attempts if a.kind == "retry"
+        } == failed  # every failure, and only those
         assert all(a.messages[-1].content == "Try again carefully." for a in attempts if a.kind == "retry")
         sft = read_jsonl(cfg.run_path / f"round_{k}" / "sft.jsonl")
         assert all(len(e["messages"]) == 1 for e in sft)  # single turn: problem -> correct retry
@@ -75,10 +79,13 @@ def test_round_figures_recompute_from_records(finished):
             chain = [samples[0]] + sorted((a for a in mine if a.kind == "retry"), key=lambda a: a.turn)
             assert eval_record(rec.problem_id, greedy, samples, chain, ev.pass_k) == rec
         if r.round:
-            evals = [read_eval_records(cfg.run_path / f"round_{j}" / "eval.jsonl") for j in range(r.round + 1)]
+            evals = [
+                read_eval_records(cfg.run_path / f"round_{j}" / "eval.jsonl") for j in range(r.round + 1)
+            ]
             before_prev = evals[r.round - 2] if r.round >= 2 else None
-            gains = compare_evals(evals[0], before_prev, evals[r.round - 1], evals[r.round], ev.metric,
-                                  ev.bootstrap, cfg.seed)
+            gains = compare_evals(
+                evals[0], before_prev, evals[r.round - 1], evals[r.round], ev.metric, ev.bootstrap, cfg.seed
+            )
             assert gains == r.figures.comparison
             attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
             figures = dataclasses.replace(r.figures.train, examples=None, retry_sees=None)
@@ -104,8 +111,11 @@ def test_resume_skips_finished_stages(finished):
     cfg, history, wall = finished
     manifest = read_json(cfg.run_path / "manifest.json")
     again = run(cfg)
-    assert [r.figures for r in again] == [r.figures for r in load_history(cfg.run_path)] \
+    assert (
+        [r.figures for r in again]
+        == [r.figures for r in load_history(cfg.run_path)]
         == [r.figures for r in history]
+    )
     assert read_json(cfg.run_path / "manifest.json")["stages"] == manifest["stages"]  # nothing ran again
 
 
@@ -147,8 +157,17 @@ def test_retry_lift_and_the_ledger_come_from_the_records(finished):
 
 
 def test_reset_trains_every_round_from_the_base_model(tiny_model, tmp_path):
-    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
-                               "training.between_rounds=reset", "train_task.options.count=128", "eval_task.options.count=8"])
+    cfg = load_config(
+        CONFIG,
+        [
+            f"model.path={tiny_model}",
+            f"run_dir={tmp_path}",
+            "stopping.policies=[max_rounds]",
+            "training.between_rounds=reset",
+            "train_task.options.count=128",
+            "eval_task.options.count=8",
+        ],
+    )
     history = run(cfg)
     starts = [r.figures.training.start_model for r in history[1:]]
     assert starts == [str(tiny_model)] * 2
@@ -162,15 +181,33 @@ def test_a_changed_config_reruns_exactly_the_stages_it_touches(finished, tmp_pat
     copy = tmp_path / cfg.name
     shutil.copytree(cfg.run_path, copy)
     before = read_json(copy / "manifest.json")["stages"]
-    changed = load_config(CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]",
-                                   "evaluation.bootstrap=400", "training.steps=13"])
+    changed = load_config(
+        CONFIG,
+        [
+            f"model.path={cfg.model.path}",
+            f"run_dir={tmp_path}",
+            "stopping.policies=[max_rounds]",
+            "evaluation.bootstrap=400",
+            "training.steps=13",
+        ],
+    )
     run(changed, allow_change=True)
     after = read_json(copy / "manifest.json")["stages"]
-    rerun = {name for name in after if after[name]["finished"] != before[name]["finished"]
-             or after[name]["inputs_hash"] != before[name]["inputs_hash"]}
+    rerun = {
+        name
+        for name in after
+        if after[name]["finished"] != before[name]["finished"]
+        or after[name]["inputs_hash"] != before[name]["inputs_hash"]
+    }
     # bootstrap touches no stage; training.steps touches training, then everything downstream of its model
-    assert rerun == {"round_1/train", "round_1/eval", "round_2/attempts", "round_2/filter", "round_2/train",
-                     "round_2/eval"}
+    assert rerun == {
+        "round_1/train",
+        "round_1/eval",
+        "round_2/attempts",
+        "round_2/filter",
+        "round_2/train",
+        "round_2/eval",
+    }
 
 
 def test_allow_change_reruns_the_stages_a_changed_field_feeds(finished, tmp_path):
@@ -183,13 +220,20 @@ def test_allow_change_reruns_the_stages_a_changed_field_feeds(finished, tmp_path
     stages = lambda: read_json(copy / "manifest.json")["stages"]  # noqa: E731
     same = [f"model.path={cfg.model.path}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]"]
     before = stages()
-    run(load_config(CONFIG, [*same, "training.report_to=[]", "verifier.workers=1", "checkpoint.train_steps=7"]),
-        allow_change=True)
+    run(
+        load_config(
+            CONFIG, [*same, "training.report_to=[]", "verifier.workers=1", "checkpoint.train_steps=7"]
+        ),
+        allow_change=True,
+    )
     assert stages() == before
     run(load_config(CONFIG, [*same, "filter.max_per_problem=2"]), allow_change=True)
     after = stages()
     rerun = {name for name in after if after[name] != before[name]}
-    assert "round_1/filter" in rerun and after["round_1/filter"]["inputs_hash"] != before["round_1/filter"]["inputs_hash"]
+    assert (
+        "round_1/filter" in rerun
+        and after["round_1/filter"]["inputs_hash"] != before["round_1/filter"]["inputs_hash"]
+    )
     assert not rerun & {"round_0/eval", "round_1/attempts"}
 
 
@@ -198,16 +242,31 @@ def test_stale_rounds_of_an_earlier_longer_run_are_not_reported(finished, tmp_pa
 
     cfg, _, _ = finished
     shutil.copytree(cfg.run_path, tmp_path / cfg.name)
-    shorter = load_config(CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}",
-                                   "stopping.policies=[max_rounds]", "stopping.max_rounds=1"])
+    shorter = load_config(
+        CONFIG,
+        [
+            f"model.path={cfg.model.path}",
+            f"run_dir={tmp_path}",
+            "stopping.policies=[max_rounds]",
+            "stopping.max_rounds=1",
+        ],
+    )
     history = run(shorter, allow_change=True)
     assert [r.round for r in history] == [0, 1]
     assert [r.round for r in load_history(tmp_path / cfg.name)] == [0, 1]  # round_2/ is still on disk
 
 
 def test_observed_stopping_goes_on_but_an_untrained_round_ends_the_run(tiny_model, tmp_path):
-    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"run_dir={tmp_path}", "stopping.enforce=false",
-                               "train_task.options.count=3", "eval_task.options.count=4"])
+    cfg = load_config(
+        CONFIG,
+        [
+            f"model.path={tiny_model}",
+            f"run_dir={tmp_path}",
+            "stopping.enforce=false",
+            "train_task.options.count=3",
+            "eval_task.options.count=4",
+        ],
+    )
     history = run(cfg)  # three training problems: no correct retry, nothing to train on
     assert [r.round for r in history] == [0, 1] and not history[1].trained
     assert history[1].decision.policy == "no_examples"
@@ -224,14 +283,22 @@ def test_a_round_whose_generations_run_to_the_length_limit_warns(finished):
     cfg, history, _ = finished
     warnings = []
     ctx = SimpleNamespace(cfg=cfg, log=SimpleNamespace(warn=warnings.append))
-    figures = figures_of({"train": {"cut_at_length": 0.6}, "eval": {"cut_at_length": 0.1},
-                          "transfer": {"eval": {"cut_at_length": 0.3}}})
+    figures = figures_of(
+        {
+            "train": {"cut_at_length": 0.6},
+            "eval": {"cut_at_length": 0.1},
+            "transfer": {"eval": {"cut_at_length": 0.3}},
+        }
+    )
     warn_if_cut(ctx, 2, figures)
     limit = cfg.sampling.max_new_tokens
-    assert warnings == [f"round 2: 60% of the training attempts (at {limit} new tokens), 30% of the transfer "
-                        "evaluation (at {limit} new tokens) ran to the length limit and were judged without an "
-                        "ending: raise max_new_tokens, or check that the model ends its turns (its EOS token)"
-                        .replace("{limit}", str(cfg.eval_sampling.max_new_tokens))]
+    assert warnings == [
+        f"round 2: 60% of the training attempts (at {limit} new tokens), 30% of the transfer "
+        "evaluation (at {limit} new tokens) ran to the length limit and were judged without an "
+        "ending: raise max_new_tokens, or check that the model ends its turns (its EOS token)".replace(
+            "{limit}", str(cfg.eval_sampling.max_new_tokens)
+        )
+    ]
     warnings.clear()
     warn_if_cut(ctx, 1, figures_of({"train": {"cut_at_length": 0.2}, "eval": {"cut_at_length": 0.25}}))
     assert warnings == []
@@ -253,8 +320,9 @@ def test_a_resumed_run_says_where_it_takes_up_its_work(finished, tmp_path):
     shutil.copytree(cfg.run_path, tmp_path / cfg.name)
     (tmp_path / cfg.name / "round_2" / "eval.jsonl").unlink()  # round 2's evaluation must run again
     told = Told()
-    again = load_config(CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}",
-                                 "stopping.policies=[max_rounds]"])
+    again = load_config(
+        CONFIG, [f"model.path={cfg.model.path}", f"run_dir={tmp_path}", "stopping.policies=[max_rounds]"]
+    )
     run(again, told, allow_change=True)  # the copy's run_dir differs from its config.yaml; no stage reads it
     resumed = [m for m in told.said if m.startswith("resumed at ")]
     assert resumed == ["resumed at round 2, stage eval (8 finished stages kept)"], told.said

@@ -29,9 +29,16 @@ pytestmark = pytest.mark.integration
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 EXTRA = {
-    "retry": ["stopping.policies=[max_rounds]", "evaluation.retry_all=true", "evaluation.validation=8",
-              "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}"],
-    "early": ["stopping.policies=[retry_yield]", "stopping.min_retry_yield=0.99"],  # stops before training round 1
+    "retry": [
+        "stopping.policies=[max_rounds]",
+        "evaluation.retry_all=true",
+        "evaluation.validation=8",
+        "transfer_task={name: synthetic, split: test, options: {count: 16, levels: [5]}}",
+    ],
+    "early": [
+        "stopping.policies=[retry_yield]",
+        "stopping.min_retry_yield=0.99",
+    ],  # stops before training round 1
 }
 SMALL = ["eval_task.options.count=32", "evaluation.bootstrap=200"]
 PAYLOAD = "<script>alert(1)</script>"
@@ -44,7 +51,9 @@ def runs(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     common = [f"model.path={tiny_model}", f"run_dir={root}", *SMALL]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny model gains little from more, and on a busy machine they slow it manyfold
+    torch.set_num_threads(
+        1
+    )  # the tiny model gains little from more, and on a busy machine they slow it manyfold
     try:
         for name, extra in EXTRA.items():
             run(load_config(CONFIG, [*common, f"name={name}", *extra]))
@@ -61,8 +70,10 @@ def runs(tiny_model, tmp_path_factory):
 def cells(html: str, k: int) -> dict[str, str]:
     """The round table's cells of round k, by column key, as text."""
     row = re.search(rf'<tr data-round="{k}"[^>]*>(.*?)</tr>', html, re.S)[1]
-    return {key: " ".join(re.sub(r"<[^>]+>", " ", text).split())
-            for key, text in re.findall(r'<td[^>]*data-col="([^"]+)"[^>]*>(.*?)</td>', row, re.S)}
+    return {
+        key: " ".join(re.sub(r"<[^>]+>", " ", text).split())
+        for key, text in re.findall(r'<td[^>]*data-col="([^"]+)"[^>]*>(.*?)</td>', row, re.S)
+    }
 
 
 def outcome(first: bool | None, retries: list[bool | None]) -> str:
@@ -76,11 +87,19 @@ def outcome(first: bool | None, retries: list[bool | None]) -> str:
 def expected_outcomes(folder: Path, block: str) -> dict[str, str]:
     """Each problem's outcome, from eval.jsonl (test) or attempts.jsonl (training)."""
     if block == "test":
-        return {r["problem_id"]: outcome(r["chain"][0], r["chain"][1:]) for r in read_jsonl(folder / "eval.jsonl")}
+        return {
+            r["problem_id"]: outcome(r["chain"][0], r["chain"][1:]) for r in read_jsonl(folder / "eval.jsonl")
+        }
     attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
     first = {a.problem_id: a.verdict.correct for a in attempts if a.kind == "first" and a.sample == 0}
-    retries = {p: [a.verdict.correct for a in sorted(attempts, key=lambda a: a.turn)
-                   if a.kind == "retry" and a.problem_id == p] for p in first}
+    retries = {
+        p: [
+            a.verdict.correct
+            for a in sorted(attempts, key=lambda a: a.turn)
+            if a.kind == "retry" and a.problem_id == p
+        ]
+        for p in first
+    }
     return {p: outcome(first[p], retries[p]) for p in first}
 
 
@@ -116,7 +135,9 @@ def test_round_table_figures_are_recomputed_from_the_records(runs):
                 assert mine["metric"] == pct(figures[ev.metric])
             if r.round and r.trained:
                 for key, ref in (("delta_base", 0), ("delta_prev", r.round - 1)):
-                    assert mine[key] == pct(paired_delta(evals[ref], evals[r.round], ev.bootstrap, cfg.seed), True)
+                    assert mine[key] == pct(
+                        paired_delta(evals[ref], evals[r.round], ev.bootstrap, cfg.seed), True
+                    )
             if r.round:
                 attempts = [attempt_from_dict(d) for d in read_jsonl(folder / "attempts.jsonl")]
                 assert mine["retry_yield"] == pct(train_figures(attempts, ev.bootstrap, cfg.seed).retry_yield)
@@ -142,8 +163,12 @@ def test_model_text_is_escaped(runs, tmp_path):
     records[0]["verdict"]["extracted"] = PAYLOAD
     records[0]["messages"][-1]["content"] = f'<img src=x onerror="alert(2)"> {PAYLOAD}'
     write_jsonl(file, records)
-    (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace(
-        "description: ", f"description: '{PAYLOAD} ", 1).replace("CPU.\n", "CPU.'\n", 1))
+    (copy / "config.yaml").write_text(
+        (copy / "config.yaml")
+        .read_text()
+        .replace("description: ", f"description: '{PAYLOAD} ", 1)
+        .replace("CPU.\n", "CPU.'\n", 1)
+    )
     html = build_dashboard(copy).read_text()
     assert PAYLOAD not in html and "<img src=x" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # completion, answer, problem, hypothesis
@@ -159,7 +184,9 @@ def test_sample_is_capped_deterministic_and_shows_rare_outcomes():
     items[37] = transcript(37, "wrong-right")
     picked = choose(items, 10)
     assert len(picked) == 10 and picked == choose(list(items), 10)
-    assert items[37] in picked and picked == [t for t in items if t in picked]  # rare ones shown, original order
+    assert items[37] in picked and picked == [
+        t for t in items if t in picked
+    ]  # rare ones shown, original order
     assert choose(items, 200) == items
 
 
@@ -182,7 +209,9 @@ def test_the_server_binds_to_localhost_only(runs):
         assert host == "127.0.0.1"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as response:
             assert response.status == 200 and "<h1>Experiments</h1>" in response.read().decode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/retry/report/plots/gap.png", timeout=10) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/retry/report/plots/gap.png", timeout=10
+        ) as response:
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
     finally:
         httpd.shutdown()
@@ -191,10 +220,13 @@ def test_the_server_binds_to_localhost_only(runs):
 
 # ----------------------------------------------------------------------------- in a browser
 
+
 def _no_browser(why: str) -> None:
     if os.environ.get("SECONDTRY_REQUIRE_BROWSER"):
-        pytest.fail(f"{why}; SECONDTRY_REQUIRE_BROWSER is set, so the browser test must run "
-                    "(apt-get install chromium; pip install -e '.[test]')")
+        pytest.fail(
+            f"{why}; SECONDTRY_REQUIRE_BROWSER is set, so the browser test must run "
+            "(apt-get install chromium; pip install -e '.[test]')"
+        )
     pytest.skip(why)
 
 
@@ -216,7 +248,9 @@ def open_page(browser, path: Path):
     """A page at file://path, and the list its console errors, page errors and dialogs are appended to."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     page.goto(path.as_uri())
@@ -244,13 +278,17 @@ def test_dashboard_in_chromium(runs, browser, tmp_path):
         page.select_option("#transcripts select", block)
         page.click('#transcripts button[data-outcome="all"]')
         rows = page.locator(f'.tx-block[data-block="{block}"] .tx')
-        assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.problem)")) == sorted(expected)  # all shown
+        assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.problem)")) == sorted(
+            expected
+        )  # all shown
         for name in OUTCOMES:
             page.click(f'#transcripts button[data-outcome="{name}"]')
             want = sum(o == name for o in expected.values())
             assert page.locator("#transcripts .tx:visible").count() == want, (block, name)
             assert page.locator(f'#transcripts button[data-outcome="{name}"] .n').inner_text() == str(want)
-            visible = page.locator("#transcripts .tx:visible").evaluate_all("rs => rs.map(r => r.dataset.outcome)")
+            visible = page.locator("#transcripts .tx:visible").evaluate_all(
+                "rs => rs.map(r => r.dataset.outcome)"
+            )
             assert set(visible) <= {name}
 
     page.click('#transcripts button[data-outcome="all"]')
@@ -271,12 +309,16 @@ def test_index_and_short_runs_in_chromium(runs, browser):
     # each of the two other conditions against the first, on sampled and on greedy pass@1; one seed each, so the
     # across-seeds rows say why there is no test, and the within-seed rows give the problem-level one
     pairwise = page.locator("#comparison-pairwise tbody tr")
-    assert pairwise.count() == 4 and all("one seed: no test" in pairwise.nth(i).inner_text() for i in range(4))
+    assert pairwise.count() == 4 and all(
+        "one seed: no test" in pairwise.nth(i).inner_text() for i in range(4)
+    )
     assert page.locator("#comparison-within tbody tr").count() == 2
     page.click("#runs a >> text=early")
     assert page.url.endswith("/early/report/index.html")
-    assert " ".join(page.locator('#rounds tr[data-round="1"] td[data-col="metric"]').inner_text().split()) \
+    assert (
+        " ".join(page.locator('#rounds tr[data-round="1"] td[data-col="metric"]').inner_text().split())
         == "not trained"
+    )
     assert page.locator("img.plot").count() == len(PLOTS)
     page.goto((root / "base" / "report" / "index.html").as_uri())
     assert page.locator("#rounds tbody tr").count() == 1 and page.locator("img.plot").count() == 2
@@ -292,8 +334,11 @@ def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     from secondtry.report.dashboard import Compute, gained_rows
 
     def rnd(k, device, gain=None, flips=None):
-        figures = {"eval": {}, **({"delta_from_base": gain} if gain else {}),
-                   **({"flips_vs_prev": flips} if flips else {})}
+        figures = {
+            "eval": {},
+            **({"delta_from_base": gain} if gain else {}),
+            **({"flips_vs_prev": flips} if flips else {}),
+        }
         return round_of(k, figures=figures, cost={"eval_s": 1800.0, "device": device}, reason="go")
 
     gain = {"value": 0.05, "ci": [0.02, 0.08]}
@@ -302,8 +347,9 @@ def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     compute = Compute.of(v)
     assert compute.unit == "GPU-hours" and compute.total_hours == 2.0
     assert compute.hours_per_pp(v) == "0.4 [0.25, 1]"  # 2 GPU-hours over +5 pp, [2/8, 2/2]
-    assert compute.headline(v)[1] == ("GPU-hours per pp of sampled pass@1 gained on the test set: "
-                                      "0.4 [0.25, 1]")
+    assert compute.headline(v)[1] == (
+        "GPU-hours per pp of sampled pass@1 gained on the test set: 0.4 [0.25, 1]"
+    )
     rounds[1] = rnd(1, "cpu (2 cores)", {"value": 0.05, "ci": [-0.01, 0.11]})
     rounds[0] = rnd(0, "cpu (2 cores)")
     v = SimpleNamespace(best=rounds[1], metric="pass1_sampled", history=rounds)
@@ -314,5 +360,7 @@ def test_the_cost_of_a_gain_is_hours_per_point_with_the_range_its_ci_gives():
     new = {"metric": "pass1_sampled", "gained": 9, "lost": 4, "unchanged": 30, "p_value": 0.2668}
     old = {"outcome": "greedy", "wrong_to_right": 3, "right_to_wrong": 1, "mcnemar_p": 0.625}  # earlier
     v = SimpleNamespace(history=[rnd(0, "cpu"), rnd(1, "cpu", flips=new), rnd(2, "cpu", flips=old)])
-    assert gained_rows(v) == [["round 1", "sampled pass@1", "9", "4", "30", "0.267"],
-                              ["round 2", "greedy right/wrong", "3", "1", "–", "0.625"]]
+    assert gained_rows(v) == [
+        ["round 1", "sampled pass@1", "9", "4", "30", "0.267"],
+        ["round 2", "greedy right/wrong", "3", "1", "–", "0.625"],
+    ]

@@ -30,8 +30,9 @@ def render(table) -> str:
 def split_words(title: str, head: list[str], rows: list[list[str]], text: str, notes: list[str]) -> list[str]:
     """The pieces of the render that are not whole words of the table (empty: no word was cut)."""
     words = {w for part in [title, *head, *(c for r in rows for c in r), *notes] for w in part.split()}
-    shown = [w for line in text.splitlines()
-             for w in "".join(" " if ch in BOX else ch for ch in line).split()]
+    shown = [
+        w for line in text.splitlines() for w in "".join(" " if ch in BOX else ch for ch in line).split()
+    ]
     return [w for w in shown if w not in words]
 
 
@@ -54,8 +55,9 @@ class Caught:
             cut = split_words(title, fitted_head, fitted_rows, text, notes)
             wide = [line for line in text.splitlines() if len(line) > WIDTH]
             if cut or wide:
-                self.problems.append(f"{title!r}: cut words {cut[:6]}, lines over {WIDTH}: "
-                                     f"{len(wide)}\n{text}")
+                self.problems.append(
+                    f"{title!r}: cut words {cut[:6]}, lines over {WIDTH}: {len(wide)}\n{text}"
+                )
             self.tables.append(title)
             return table
 
@@ -66,10 +68,30 @@ class Caught:
 
 
 def test_the_check_finds_a_word_cut_by_a_table_that_does_not_fit():
-    head = ["stage", "sampled pass@1 %", "Δ base pp", "Δ base greedy pp", "Δ prev pp", "decay",
-            "retry yield %", "examples", "decision"]
-    rows = [["round 2 (reported)", "77.2 [73.3, 81.0]", "+12.1 [+8.0, +16.2]", "+0.3 [-1.0, +1.7]",
-             "-2.6 [-5.1, -0.1]", "0.44 [0.10, 0.90]", "31.0 [27.1, 35.2]", "1234", "would stop"]]
+    head = [
+        "stage",
+        "sampled pass@1 %",
+        "Δ base pp",
+        "Δ base greedy pp",
+        "Δ prev pp",
+        "decay",
+        "retry yield %",
+        "examples",
+        "decision",
+    ]
+    rows = [
+        [
+            "round 2 (reported)",
+            "77.2 [73.3, 81.0]",
+            "+12.1 [+8.0, +16.2]",
+            "+0.3 [-1.0, +1.7]",
+            "-2.6 [-5.1, -0.1]",
+            "0.44 [0.10, 0.90]",
+            "31.0 [27.1, 35.2]",
+            "1234",
+            "would stop",
+        ]
+    ]
     unfitted = tables.rich_table("t", head, rows)  # no width given: rich squeezes the columns and cuts words
     assert split_words("t", head, rows, render(unfitted), [])
     fitted = tables.rich_table("t", head, rows, WIDTH, tables.ROUND_NARROW)
@@ -98,8 +120,9 @@ def test_a_title_or_note_whose_longest_word_is_wider_than_the_columns_widens_the
     assert r[0][0] == "A" and split_words("t", h, r, text, notes) == [] and rows[0][0] in text
 
 
-def test_every_table_the_commands_print_fits_80_columns_without_cutting_a_word(report_runs, monkeypatch,
-                                                                              tmp_path):
+def test_every_table_the_commands_print_fits_80_columns_without_cutting_a_word(
+    report_runs, monkeypatch, tmp_path
+):
     from typer.testing import CliRunner
 
     from secondtry.cli import app
@@ -108,18 +131,38 @@ def test_every_table_the_commands_print_fits_80_columns_without_cutting_a_word(r
     monkeypatch.setenv("COLUMNS", str(WIDTH))
     caught = Caught(monkeypatch)
     console = Console(width=WIDTH, file=io.StringIO())
-    for run in (report_runs / "demo" / "demo", report_runs / "tiny" / "tiny-cpu",
-                report_runs / "compare" / "tiny-cpu-star-try-again-seed42"):
+    for run in (
+        report_runs / "demo" / "demo",
+        report_runs / "tiny" / "tiny-cpu",
+        report_runs / "compare" / "tiny-cpu-star-try-again-seed42",
+    ):
         print_tables(run, console)
     compared = sorted(p for p in (report_runs / "compare").iterdir() if (p / "summary.json").is_file())
     print_comparison(compared, console)
     runner = CliRunner()
     assert runner.invoke(app, ["ls"]).exit_code == 0
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("\n".join(json.dumps({"problem": "1+1", "answer": "2", "completion": c})
-                              for c in ("\\boxed{2}", "it is 3", "\\boxed{2}")) + "\n")
-    done = runner.invoke(app, ["verify", str(rows), "--workers", "0", "--extractor", "boxed", "--extractor",
-                               "last_number", "--each"])
+    rows.write_text(
+        "\n".join(
+            json.dumps({"problem": "1+1", "answer": "2", "completion": c})
+            for c in ("\\boxed{2}", "it is 3", "\\boxed{2}")
+        )
+        + "\n"
+    )
+    done = runner.invoke(
+        app,
+        [
+            "verify",
+            str(rows),
+            "--workers",
+            "0",
+            "--extractor",
+            "boxed",
+            "--extractor",
+            "last_number",
+            "--each",
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert not caught.problems, "\n".join(caught.problems)
     # the 3 runs' tables (7), the comparison's (5), ls's (4) and verify's (3)

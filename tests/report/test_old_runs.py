@@ -42,8 +42,13 @@ def test_old_run_reports_byte_identically(tmp_path):
     run = tmp_path / "demo"
     shutil.copytree(RUN, run)
     env = {**os.environ, "COLUMNS": "120", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "secondtry.cli", "report", "demo", "--markdown"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "secondtry.cli", "report", "demo", "--markdown"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout + done.stderr == (EXPECTED / "tables.txt").read_text()
     for name in ("summary.md", "page.md"):

@@ -77,7 +77,11 @@ def check_figure(run: Path, item: dict) -> None:
     want = [value] if not isinstance(value, dict) else [value["value"], *value["ci"]]
     assert len(printed) == len(want), (item, value)
     for got, v in zip(printed, want):
-        assert got == pytest.approx(round(v * scale, digits), abs=10 ** -digits / 2 + 1e-9), (item["data-src"], got, v)
+        assert got == pytest.approx(round(v * scale, digits), abs=10**-digits / 2 + 1e-9), (
+            item["data-src"],
+            got,
+            v,
+        )
 
 
 def check_page(run: Path, expect: tuple[str, ...]) -> None:
@@ -91,7 +95,10 @@ def check_page(run: Path, expect: tuple[str, ...]) -> None:
     markdown = (run / "report" / "page.md").read_text()
     for name, paragraphs in parser.sections.items():
         for p in paragraphs:
-            assert " ".join(p["text"].split()) in " ".join(markdown.split()), (name, p["text"])  # the same page
+            assert " ".join(p["text"].split()) in " ".join(markdown.split()), (
+                name,
+                p["text"],
+            )  # the same page
             if p["kind"] == "remedy":
                 continue
             stray = [n for n in NUMBER.findall(p["plain"]) if n not in PLAIN_NUMBERS]
@@ -113,7 +120,10 @@ def test_the_demo_page_has_every_section_and_every_figure_from_its_records(repor
     run = report_runs / "demo" / "demo"
     check_page(run, SECTIONS)
     page = (run / "report" / "page.md").read_text()
-    assert "Predicted: a gain of at least +1.0 pp" in page and "Predicted: the best number of rounds is 2" in page
+    assert (
+        "Predicted: a gain of at least +1.0 pp" in page
+        and "Predicted: the best number of rounds is 2" in page
+    )
     assert "The retries teach the tiny model something within two rounds." in page
 
 

@@ -11,8 +11,12 @@ def _round(k: int, **figures) -> RoundResult:
 
 def test_cut_generations_are_listed_per_round_and_set_once_any_set_reaches_the_floor():
     base = _round(0, eval={"cut_at_length": 0.02})
-    one = _round(1, train={"cut_at_length": 0.3}, eval={"cut_at_length": 0.01},
-                 transfer={"eval": {"cut_at_length": 0.08}})
+    one = _round(
+        1,
+        train={"cut_at_length": 0.3},
+        eval={"cut_at_length": 0.01},
+        transfer={"eval": {"cut_at_length": 0.08}},
+    )
     assert cut_lines([base, one]) == ["base: test 2%", "round 1: training attempts 30%, test 1%, transfer 8%"]
     assert cut_lines([base, _round(1, train={"cut_at_length": 0.04})]) == []  # nothing reaches 5%
     old = _round(0, eval={"cut_at_length": None})  # a round.json from before the figure existed
@@ -52,8 +56,10 @@ def test_decay_after_a_round_that_did_not_gain_is_undefined_and_says_why():
     from secondtry.report.tables import ratio, undefined_lines
 
     def recs(rights):
-        return [EvalRecord(str(i), bool(r), (bool(r), bool(r)), (bool(r),), {"1": float(r)})
-                for i, r in enumerate(rights)]
+        return [
+            EvalRecord(str(i), bool(r), (bool(r), bool(r)), (bool(r),), {"1": float(r)})
+            for i, r in enumerate(rights)
+        ]
 
     base, r1, r2 = recs([1, 1, 0, 0, 0, 0]), recs([1, 0, 0, 0, 0, 0]), recs([1, 1, 1, 0, 0, 0])
     out = compare_evals(base, base, r1, r2, "pass1_sampled", 200, 0)  # round 1 lost, round 2 gained
@@ -78,7 +84,9 @@ def test_a_planted_toy_world_is_stated_and_a_neutral_one_is_not(tmp_path):
     def toy_world(data):
         return world_of(RunConfig(data))
 
-    assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 0.5}}}).startswith("Planted world")
+    assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 0.5}}}).startswith(
+        "Planted world"
+    )
     assert world_line({"model": {"path": "toy:demo", "toy": {"retry_error_scale": 1.0}}}) == ""
     assert toy_world({"model": {"path": "Qwen/Qwen3-1.7B"}}) is None  # not a toy model: nothing to say
     folder = tmp_path / "demo-abc"  # a resolved toy model: its recipe.json is the truth
@@ -88,4 +96,7 @@ def test_a_planted_toy_world_is_stated_and_a_neutral_one_is_not(tmp_path):
     (folder / "recipe.json").write_text(json.dumps({"toy": 1}))  # the first toy version halved retry errors
     assert toy_world({"model": {"path": str(folder)}}) == 0.5
     (folder / "recipe.json").write_text(json.dumps({"toy": 2, "retry_error_scale": 1.0}))
-    assert world_line({"model": {"path": str(folder)}}) == "" and toy_world({"model": {"path": str(folder)}}) == 1.0
+    assert (
+        world_line({"model": {"path": str(folder)}}) == ""
+        and toy_world({"model": {"path": str(folder)}}) == 1.0
+    )

@@ -32,7 +32,9 @@ def test_gsm8k_final_answer_and_limit_shuffle(data_dir):
 
 def test_jsonl_with_a_column_mapping(tmp_path):
     f = tmp_path / "qa.jsonl"
-    f.write_text("\n".join(json.dumps({"uid": f"q{i}", "q": f"{i}+1?", "a": i + 1, "src": "x"}) for i in range(3)))
+    f.write_text(
+        "\n".join(json.dumps({"uid": f"q{i}", "q": f"{i}+1?", "a": i + 1, "src": "x"}) for i in range(3))
+    )
     probs = load("jsonl", f, columns={"id": "uid", "question": "q", "answer": "a"})
     assert [(p.id, p.prompt, p.answer) for p in probs][1] == ("q1", "1+1?", "2")
     assert probs[0].meta == {"src": "x"}
@@ -40,16 +42,21 @@ def test_jsonl_with_a_column_mapping(tmp_path):
         load("jsonl", f, columns={"qq": "q"})
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"problem": "x", "answer": "1"}\n{"problem": "y", "answer": \n', r"bad\.jsonl:2: malformed JSON"),
-    (b'{"problem": "x", "answer": "1"}\n{"problem": "y"}\n', r"bad\.jsonl:2: no 'answer' field"),
-    (b'{"problem": "", "answer": "1"}\n', r"bad\.jsonl:1: field 'problem' is empty"),
-    (b'{"problem": "x", "answer": "1"}\n\xff\xfe\n', r"bad\.jsonl:2: not UTF-8"),
-    (b'[1, 2]\n', r"bad\.jsonl:1: expected a JSON object"),
-    (b'{"problem": "x", "answer": "1", "unique_id": "a"}\n{"problem": "y", "answer": "2", "unique_id": "a"}\n',
-     r"bad\.jsonl:2: duplicate id 'a' \(first seen at .*bad\.jsonl:1\)"),
-    (b'', r"no problems loaded"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"problem": "x", "answer": "1"}\n{"problem": "y", "answer": \n', r"bad\.jsonl:2: malformed JSON"),
+        (b'{"problem": "x", "answer": "1"}\n{"problem": "y"}\n', r"bad\.jsonl:2: no 'answer' field"),
+        (b'{"problem": "", "answer": "1"}\n', r"bad\.jsonl:1: field 'problem' is empty"),
+        (b'{"problem": "x", "answer": "1"}\n\xff\xfe\n', r"bad\.jsonl:2: not UTF-8"),
+        (b"[1, 2]\n", r"bad\.jsonl:1: expected a JSON object"),
+        (
+            b'{"problem": "x", "answer": "1", "unique_id": "a"}\n{"problem": "y", "answer": "2", "unique_id": "a"}\n',
+            r"bad\.jsonl:2: duplicate id 'a' \(first seen at .*bad\.jsonl:1\)",
+        ),
+        (b"", r"no problems loaded"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, content, message):
     f = tmp_path / "bad.jsonl"
     f.write_bytes(content)
@@ -85,14 +92,19 @@ def test_a_dataset_folder_loads_through_datasets(tmp_path, data_dir):
 
 def test_skip_mode_keeps_the_first_row_of_a_duplicate_id(tmp_path):
     f = tmp_path / "dup.jsonl"
-    f.write_text("".join(json.dumps({"problem": p, "answer": "1", "unique_id": i}) + "\n"
-                         for p, i in (("x", "a"), ("y", "a"), ("z", "b"))))
+    f.write_text(
+        "".join(
+            json.dumps({"problem": p, "answer": "1", "unique_id": i}) + "\n"
+            for p, i in (("x", "a"), ("y", "a"), ("z", "b"))
+        )
+    )
     probs = load("math", f, on_bad_row="skip")
     assert [(p.id, p.prompt.split("\n")[0]) for p in probs] == [("a", "x"), ("b", "z")] and probs.skipped == 1
     assert "dup.jsonl:2: duplicate id 'a' (first seen at" in probs.skip_reasons[0]
 
 
 # ------------------------------------------------------------------ hub ids, local overrides, bad lines
+
 
 class FakeHub:
     """`datasets.load_dataset` for a hub id, offline: records each call, returns the rows given a split."""
@@ -105,8 +117,9 @@ class FakeHub:
 
         self.calls.append((path, name, split))
         if split is None:
-            return datasets.DatasetDict({s: datasets.Dataset.from_list(rows)
-                                         for s, rows in self.splits.items()})
+            return datasets.DatasetDict(
+                {s: datasets.Dataset.from_list(rows) for s, rows in self.splits.items()}
+            )
         if split not in self.splits:
             raise ValueError(f"Unknown split {split!r}")
         return datasets.Dataset.from_list(self.splits[split])
@@ -125,8 +138,9 @@ def test_a_hub_id_goes_to_datasets_with_its_subset_and_split(monkeypatch, data_d
     assert hub.calls == [("openai/gsm8k", "main", "test")]
     assert len(probs) == 5 and probs[0].answer == "18" and probs[0].id == "gsm8k-test-0"
     offline = r"offline\? .*secondtry data openai/gsm8k --subset main --to DIR"
-    with pytest.raises(TaskDataError, match=r"openai/gsm8k: could not load subset 'main' split 'train' .*"
-                                            + offline):
+    with pytest.raises(
+        TaskDataError, match=r"openai/gsm8k: could not load subset 'main' split 'train' .*" + offline
+    ):
         load("gsm8k", "openai/gsm8k", subset="main", split="train")
 
 
@@ -134,13 +148,29 @@ def test_the_public_datasets_column_layouts_load(monkeypatch):
     """Rows as the hub copies the shipped configs name give them (their dataset cards' features)."""
     import datasets
 
-    math500 = {"problem": "What is $1+1$?", "solution": "It is $\\boxed{2}$.", "answer": "2",
-               "subject": "Algebra", "level": 1, "unique_id": "test/algebra/1.json"}
-    mbpp = {"task_id": 601, "text": "Write a function f that returns 1.", "code": "def f():\n    return 1",
-            "test_list": ["assert f() == 1"], "test_setup_code": "", "challenge_test_list": []}
-    humaneval = {"task_id": "HumanEval/0", "prompt": "def f():\n    \"\"\"One.\"\"\"\n",
-                 "canonical_solution": "    return 1\n", "entry_point": "f",
-                 "test": "def check(candidate):\n    assert candidate() == 1\n"}
+    math500 = {
+        "problem": "What is $1+1$?",
+        "solution": "It is $\\boxed{2}$.",
+        "answer": "2",
+        "subject": "Algebra",
+        "level": 1,
+        "unique_id": "test/algebra/1.json",
+    }
+    mbpp = {
+        "task_id": 601,
+        "text": "Write a function f that returns 1.",
+        "code": "def f():\n    return 1",
+        "test_list": ["assert f() == 1"],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+    }
+    humaneval = {
+        "task_id": "HumanEval/0",
+        "prompt": 'def f():\n    """One."""\n',
+        "canonical_solution": "    return 1\n",
+        "entry_point": "f",
+        "test": "def check(candidate):\n    assert candidate() == 1\n",
+    }
     cases = (("math", math500, "test"), ("mbpp", mbpp, "train"), ("humaneval", humaneval, "test"))
     for name, row, split in cases:
         monkeypatch.setattr(datasets, "load_dataset", FakeHub({split: [row]}))
@@ -149,11 +179,16 @@ def test_the_public_datasets_column_layouts_load(monkeypatch):
         assert p.meta.get("level") == 1 if name == "math" else True
 
 
-@pytest.mark.parametrize("name, split, hub_id", [
-    ("math", "train", "nlile/hendrycks-MATH-benchmark"), ("math", "test", "HuggingFaceH4/MATH-500"),
-    ("gsm8k", "train", "openai/gsm8k and its subset to main"),
-    ("mbpp", "validation", "google-research-datasets/mbpp"),
-    ("humaneval", "test", "openai/openai_humaneval")])
+@pytest.mark.parametrize(
+    "name, split, hub_id",
+    [
+        ("math", "train", "nlile/hendrycks-MATH-benchmark"),
+        ("math", "test", "HuggingFaceH4/MATH-500"),
+        ("gsm8k", "train", "openai/gsm8k and its subset to main"),
+        ("mbpp", "validation", "google-research-datasets/mbpp"),
+        ("humaneval", "test", "openai/openai_humaneval"),
+    ],
+)
 def test_a_missing_local_file_names_its_public_source_and_the_override(tmp_path, name, split, hub_id):
     with pytest.raises(TaskDataError) as e:
         load(name, tmp_path / "data" / "train.jsonl", split=split)
@@ -177,14 +212,20 @@ def test_a_hub_id_is_checked_for_form_without_the_network():
 
 def test_a_malformed_line_is_a_bad_row_that_skip_skips_and_the_message_shows_where(tmp_path):
     f = tmp_path / "some.jsonl"
-    f.write_text('{"problem": "x", "answer": "1"}\n{"problem": "y", "answer": \n'
-                 '{"problem": "z", "answer": "3"}\nnot json at all\n')
+    f.write_text(
+        '{"problem": "x", "answer": "1"}\n{"problem": "y", "answer": \n'
+        '{"problem": "z", "answer": "3"}\nnot json at all\n'
+    )
     probs = load("math", f, on_bad_row="skip")
     assert [p.answer for p in probs] == ["1", "3"] and probs.skipped == 2
-    assert "some.jsonl:2: malformed JSON (Expecting value at the end of the line: " \
-           "'{\"problem\": \"y\", \"answer\": ⟪end⟫')" in probs.skip_reasons[0]
-    assert "some.jsonl:4: malformed JSON (Expecting value at character 1: '⟪here⟫not json at all')" \
+    assert (
+        "some.jsonl:2: malformed JSON (Expecting value at the end of the line: "
+        '\'{"problem": "y", "answer": ⟪end⟫\')' in probs.skip_reasons[0]
+    )
+    assert (
+        "some.jsonl:4: malformed JSON (Expecting value at character 1: '⟪here⟫not json at all')"
         in probs.skip_reasons[1]
+    )
     with pytest.raises(TaskDataError, match="set on_bad_row: skip on this task"):
         load("math", f)
 

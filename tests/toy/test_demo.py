@@ -18,9 +18,17 @@ pytestmark = pytest.mark.integration  # pretraining and whole demo runs
 @pytest.fixture(scope="module")
 def demo_runs(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    small = [f"model.path={tiny_model}", f"run_dir={root}", "train_task.options.count=96",
-             "eval_task.options.count=32", "training.steps=8", "stopping.max_rounds=2", "evaluation.bootstrap=300",
-             "evaluation.validation=16", "transfer_task.options.count=16"]
+    small = [
+        f"model.path={tiny_model}",
+        f"run_dir={root}",
+        "train_task.options.count=96",
+        "eval_task.options.count=32",
+        "training.steps=8",
+        "stopping.max_rounds=2",
+        "evaluation.bootstrap=300",
+        "evaluation.validation=16",
+        "transfer_task.options.count=16",
+    ]
     result = CliRunner().invoke(app, ["demo", "--filter", "both", *small])
     assert result.exit_code == 0, result.output
     return root, result.output
@@ -36,7 +44,9 @@ def test_both_presets_ran_with_their_filters(demo_runs):
         files = list((root / run).glob("round_*/sft.jsonl"))
         assert files
         for sft in files:
-            attempts = {(a["problem_id"], a["completion"]): a for a in read_jsonl(sft.parent / "attempts.jsonl")}
+            attempts = {
+                (a["problem_id"], a["completion"]): a for a in read_jsonl(sft.parent / "attempts.jsonl")
+            }
             kept = [attempts[(e["problem_id"], e["completion"])]["verdict"] for e in read_jsonl(sft)]
             assert all(v["correct"] for v in kept)
             if run == "demo":
@@ -55,7 +65,10 @@ def test_tables_agree_with_the_records(demo_runs):
         assert rows[0][1] == pct(history[0].figures.eval["pass1_sampled"])
     head, rows = compare_rows([root / "demo", root / "demo-answer"])
     col = {h: i for i, h in enumerate(head)}
-    assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[col["filter"]] for r in rows] == ["steps", "answer"]
+    assert [r[0] for r in rows] == ["demo", "demo-answer"] and [r[col["filter"]] for r in rows] == [
+        "steps",
+        "answer",
+    ]
     assert [r[col["privileged information"]] for r in rows] == ["none", "none"]
     base = load_history(root / "demo")[0].figures.eval["pass1_sampled"]
     assert rows[0][col["base %"]] == pct(base) == rows[1][col["base %"]]  # same base model, same evaluation
@@ -65,7 +78,7 @@ def test_tables_agree_with_the_records(demo_runs):
     for row, run in zip(rows, ("demo", "demo-answer")):
         history = load_history(root / run)
         best = read_json(root / run / "summary.json")["best_round"]
-        assert row[head.index("rounds trained")] == str(sum(r.trained for r in history[1:best + 1]))
+        assert row[head.index("rounds trained")] == str(sum(r.trained for r in history[1 : best + 1]))
 
 
 def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
@@ -80,8 +93,12 @@ def test_conditions_are_tested_against_each_other_paired_by_problem(demo_runs):
     assert rows and all(r[:2] == ["demo-answer", "demo"] and r[-1] == "one seed: no test" for r in rows)
     head, rows = within_seed_rows(runs)  # the runs' evaluation.bootstrap: 300
     assert len(rows) == 1 and rows[0][:3] == ["demo-answer", "demo", "42"]
-    best = [read_eval_records(root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}"
-                              / "eval.jsonl") for run in ("demo", "demo-answer")]
+    best = [
+        read_eval_records(
+            root / run / f"round_{read_json(root / run / 'summary.json')['best_round']}" / "eval.jsonl"
+        )
+        for run in ("demo", "demo-answer")
+    ]
     a, b = (per_problem(records)["pass1_sampled"] for records in best)  # the metric the Δ is of, not greedy
     delta = paired_delta(a, b, 300, 42)
     higher, lower = sum(y > x for x, y in zip(a, b)), sum(x > y for x, y in zip(a, b))
@@ -112,7 +129,7 @@ def test_the_retry_turn_is_shown_every_round(demo_runs):
             broke = flips.right_to_wrong
             share = Estimate(broke / right, wilson_ci(broke, right), right) if right else None
             assert broken[2 + k] == pct(share)
-        assert all(cell == "–" for cell in net[2 + len(history):])
+        assert all(cell == "–" for cell in net[2 + len(history) :])
 
 
 def test_seeds_pool_as_mean_and_t_interval(demo_runs, tmp_path):

@@ -13,9 +13,13 @@ from secondtry.toy import RECIPES, build_model, build_tokenizer, pretrain, toy_m
 pytestmark = pytest.mark.integration  # pretraining and whole demo runs
 
 SOLUTION = re.compile(r"\d+[+-]\d+=\d+(\|\d+[+-]\d+=\d+)*\|Answer: \d+")
-CHAT = [{"role": "system", "content": "Be exact."}, {"role": "user", "content": "4+5"},
-        {"role": "assistant", "content": "4+5=9|Answer: 9"}, {"role": "user", "content": "Try again carefully."},
-        {"role": "assistant", "content": "4+5=9|Answer: 9"}]
+CHAT = [
+    {"role": "system", "content": "Be exact."},
+    {"role": "user", "content": "4+5"},
+    {"role": "assistant", "content": "4+5=9|Answer: 9"},
+    {"role": "user", "content": "Try again carefully."},
+    {"role": "assistant", "content": "4+5=9|Answer: 9"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +41,10 @@ def test_tokenizer_round_trip():
 def test_chat_template():
     tok = build_tokenizer()
     text = tok.apply_chat_template(CHAT, tokenize=False)
-    assert text == ("<|system|>Be exact.<|end|><|user|>4+5<|end|><|assistant|>4+5=9|Answer: 9<|end|>"
-                    "<|user|>Try again carefully.<|end|><|assistant|>4+5=9|Answer: 9<|end|>")
+    assert text == (
+        "<|system|>Be exact.<|end|><|user|>4+5<|end|><|assistant|>4+5=9|Answer: 9<|end|>"
+        "<|user|>Try again carefully.<|end|><|assistant|>4+5=9|Answer: 9<|end|>"
+    )
     out = tok.apply_chat_template(CHAT, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert ids == tok.encode(text, add_special_tokens=False)
@@ -78,7 +84,9 @@ def test_pretraining_with_loader_workers_is_deterministic_and_keyed_apart(tmp_pa
     kwargs = dict(steps=3, batch=4, lr=1e-3, seed=5, loaders=2)
     a = json.loads((pretrain("tiny", tmp_path / "a", **kwargs) / "recipe.json").read_text())
     b = json.loads((pretrain("tiny", tmp_path / "b", **kwargs) / "recipe.json").read_text())
-    one = json.loads((pretrain("tiny", tmp_path / "c", **{**kwargs, "loaders": 0}) / "recipe.json").read_text())
+    one = json.loads(
+        (pretrain("tiny", tmp_path / "c", **{**kwargs, "loaders": 0}) / "recipe.json").read_text()
+    )
     assert a["losses"] == b["losses"] != one["losses"] and a["loaders"] == 2
     recipe = Recipe(size="tiny", steps=3, batch=4, lr=1e-3)
     assert recipe.key() != Recipe(size="tiny", steps=3, batch=4, lr=1e-3, loaders=2).key()
@@ -94,6 +102,7 @@ def test_tiny_pretraining_learns_and_is_cached(tiny, monkeypatch):
 
     def fail(*args, **kwargs):
         raise AssertionError("retrained a cached model")
+
     monkeypatch.setattr(toy_model_module, "pretrain", fail)
     assert toy_model("tiny", cache_dir=cache) == path
     monkeypatch.setenv("SECONDTRY_CACHE", str(cache))
@@ -107,12 +116,13 @@ def test_tiny_model_generates_solutions(tiny):
     assert model.generation_config.eos_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|end|>")
     problems = generate(8, [2, 3, 4], 0, "test")
     chats = [[{"role": "user", "content": p.prompt}] for p in problems]
-    enc = tok.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=True,
-                                  return_tensors="pt", padding=True)
+    enc = tok.apply_chat_template(
+        chats, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", padding=True
+    )
     assert tok.padding_side == "left"
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=60, do_sample=False)
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     texts = tok.batch_decode(new, skip_special_tokens=True)
     assert sum(bool(SOLUTION.fullmatch(t)) for t in texts) >= 6, texts
     assert sum(tok.eos_token_id in row.tolist() for row in new) >= 6  # stops at <|end|>
@@ -138,8 +148,10 @@ def _error_rates(docs) -> tuple[float, float]:
         import re
 
         tokens = re.findall(r"\d+|[+-]", expr)
-        return text.rsplit("Answer: ", 1)[1] != solve([int(t) for t in tokens[::2]], tokens[1::2]).rsplit(
-            "Answer: ", 1)[1]
+        return (
+            text.rsplit("Answer: ", 1)[1]
+            != solve([int(t) for t in tokens[::2]], tokens[1::2]).rsplit("Answer: ", 1)[1]
+        )
 
     first = [wrong(d[0]["content"], d[1]["content"]) for d in docs if len(d) == 2]
     second = [wrong(d[0]["content"], d[3]["content"]) for d in docs if len(d) == 4]
@@ -155,6 +167,8 @@ def test_the_toy_world_is_neutral_unless_a_retry_advantage_is_planted_by_name():
 
     first, second = _error_rates(documents(random.Random(0), 6000, 0.08, 0.5))
     assert abs(first - second) < 0.03, (first, second)
-    planted_first, planted_second = _error_rates(documents(random.Random(0), 6000, 0.08, 0.5, retry_error_scale=0.5))
+    planted_first, planted_second = _error_rates(
+        documents(random.Random(0), 6000, 0.08, 0.5, retry_error_scale=0.5)
+    )
     assert planted_second < 0.65 * planted_first
     assert Recipe("tiny", 1, 1, 1.0).key() != Recipe("tiny", 1, 1, 1.0, retry_error_scale=0.5).key()

@@ -31,14 +31,25 @@ def random_adapter(model, cfg, seed: int, out):
 
 
 def test_a_stacked_adapter_is_the_two_merged_in_turn(tiny_model, tmp_path):
-    cfg = build_config({"name": "t", "model": {"path": str(tiny_model)}, "train_task": {"name": "synthetic"},
-                        "eval_task": {"name": "synthetic"}, "evaluation": {"select_on": "test"},
-                        "training": {"rank": 4, "alpha": 8, "merge": False}})
+    cfg = build_config(
+        {
+            "name": "t",
+            "model": {"path": str(tiny_model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic"},
+            "evaluation": {"select_on": "test"},
+            "training": {"rank": 4, "alpha": 8, "merge": False},
+        }
+    )
     base = str(tiny_model)
     first = random_adapter(load_model(base, "float32", CPU), cfg, 1, tmp_path / "one")
     merged_once = first.merge_and_unload()
-    second = random_adapter(merged_once, cfg.model_copy(update={"training": cfg.training.model_copy(
-        update={"rank": 2, "alpha": 7})}), 2, tmp_path / "two")
+    second = random_adapter(
+        merged_once,
+        cfg.model_copy(update={"training": cfg.training.model_copy(update={"rank": 2, "alpha": 7})}),
+        2,
+        tmp_path / "two",
+    )
     merged_twice = second.merge_and_unload().state_dict()
 
     adapters.stack(tmp_path / "one", tmp_path / "two", tmp_path / "stacked", base)

@@ -13,15 +13,36 @@ from secondtry.types import Example, Message
 pytestmark = pytest.mark.integration  # training
 
 # lengths differ, so the packs hold several examples of unequal sizes
-EXAMPLES = [Example(f"p{i}", (Message("user", f"{i}*{i}+{i}=?" + " ok" * (i % 3)),),
-                    f"{i}*{i}={i * i}|" * (1 + i % 4) + f"Answer: {i * i + i}", "retry") for i in range(10)]
+EXAMPLES = [
+    Example(
+        f"p{i}",
+        (Message("user", f"{i}*{i}+{i}=?" + " ok" * (i % 3)),),
+        f"{i}*{i}={i * i}|" * (1 + i % 4) + f"Answer: {i * i + i}",
+        "retry",
+    )
+    for i in range(10)
+]
 
 
 def cfg(model, **training):
-    return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
-                         "training": {"steps": 2, "batch_size": 2, "max_length": 160, "lr": 1e-3, "dropout": 0.0,
-                                      "warmup_ratio": 0, **training}})
+    return build_config(
+        {
+            "name": "t",
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "evaluation": {"select_on": "test"},
+            "training": {
+                "steps": 2,
+                "batch_size": 2,
+                "max_length": 160,
+                "lr": 1e-3,
+                "dropout": 0.0,
+                "warmup_ratio": 0,
+                **training,
+            },
+        }
+    )
 
 
 @pytest.fixture()
@@ -59,7 +80,7 @@ def _nll_one_by_one(model, batch):
     total = 0.0
     for a, b in zip(cu[:-1], cu[1:]):
         logits = model(input_ids=ids[a:b][None]).logits[0, :-1].float()
-        target = labels[a + 1:b]
+        target = labels[a + 1 : b]
         keep = target != -100
         total = total - torch.log_softmax(logits[keep], -1).gather(1, target[keep][:, None]).sum()
     return total, int((labels[1:] != -100).sum())
@@ -104,13 +125,21 @@ def test_without_boundaries_the_packed_row_would_see_earlier_examples(packed):
 
 def test_varlen_attention_matches_per_example_sdpa_and_refuses_padding_masks():
     torch.manual_seed(1)
-    q, k, v = torch.randn(1, 4, 11, 8), torch.randn(1, 2, 11, 8), torch.randn(1, 2, 11, 8)  # grouped-query heads
+    q, k, v = (
+        torch.randn(1, 4, 11, 8),
+        torch.randn(1, 2, 11, 8),
+        torch.randn(1, 2, 11, 8),
+    )  # grouped-query heads
     cu = torch.tensor([0, 3, 9, 11], dtype=torch.int32)
     module = torch.nn.Module()
     out, _ = varlen_attention(module, q, k, v, None, cu_seq_lens_q=cu, max_length_q=6)
     for a, b in [(0, 3), (3, 9), (9, 11)]:
         want = torch.nn.functional.scaled_dot_product_attention(
-            q[:, :, a:b], k[:, :, a:b].repeat_interleave(2, 1), v[:, :, a:b].repeat_interleave(2, 1), is_causal=True)
+            q[:, :, a:b],
+            k[:, :, a:b].repeat_interleave(2, 1),
+            v[:, :, a:b].repeat_interleave(2, 1),
+            is_causal=True,
+        )
         torch.testing.assert_close(out[:, a:b], want.transpose(1, 2))
     with pytest.raises(ValueError, match=VARLEN):
         varlen_attention(module, q, k, v, torch.ones(1, 1, 11, 11, dtype=torch.bool))

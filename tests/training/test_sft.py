@@ -14,13 +14,22 @@ pytestmark = pytest.mark.integration  # training
 
 
 def cfg(model, **training):
-    return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "evaluation": {"select_on": "test"},
-                         "training": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
+    return build_config(
+        {
+            "name": "t",
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "evaluation": {"select_on": "test"},
+            "training": {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training},
+        }
+    )
 
 
-EXAMPLES = [Example(f"p{i}", (Message("user", f"{i}+1"),), f"{i}+1={i + 1}|Answer: {i + 1}", "retry")
-            for i in range(8)]
+EXAMPLES = [
+    Example(f"p{i}", (Message("user", f"{i}+1"),), f"{i}+1={i + 1}|Answer: {i + 1}", "retry")
+    for i in range(8)
+]
 
 
 def test_lora_sft_changes_weights_and_writes_hf_folders(tiny_model, tmp_path):
@@ -50,10 +59,17 @@ def test_max_epochs_caps_the_steps_of_a_round_with_few_examples(tiny_model, tmp_
     config = cfg(tiny_model, steps=50, max_epochs=2, packing=packing, max_length=64)
     info = train(str(tiny_model), EXAMPLES, config, tmp_path / "m", seed=0, log=Sizes())
     rows = info["rows"]  # 8 examples; packed into rows of up to 64 tokens, fewer
-    assert (rows == 8) != packing and info["steps"] == 2 * -(-rows // 4) < 50  # 2 passes of ceil(rows / 4) steps
+    assert (rows == 8) != packing and info["steps"] == 2 * -(
+        -rows // 4
+    ) < 50  # 2 passes of ceil(rows / 4) steps
     assert info["epochs"] == pytest.approx(2.0, abs=0.5) and sizes == [50, info["steps"]]
-    uncapped = train(str(tiny_model), EXAMPLES, cfg(tiny_model, steps=3, max_epochs=2, packing=False), tmp_path / "n",
-                     seed=0)
+    uncapped = train(
+        str(tiny_model),
+        EXAMPLES,
+        cfg(tiny_model, steps=3, max_epochs=2, packing=False),
+        tmp_path / "n",
+        seed=0,
+    )
     assert uncapped["steps"] == 3  # 8 rows, 4 a step: the cap (4 steps) is above the steps
 
 
@@ -63,12 +79,16 @@ def test_loss_is_on_the_assistant_turn_only(tiny_model, tmp_path):
 
     tok = load_tokenizer(str(tiny_model))
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    trainer = build_trainer(model, tok, EXAMPLES[:2], cfg(tiny_model, packing=False), tmp_path, seed=0, bf16=False)
+    trainer = build_trainer(
+        model, tok, EXAMPLES[:2], cfg(tiny_model, packing=False), tmp_path, seed=0, bf16=False
+    )
     row = trainer.train_dataset[1]
     labelled = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
     assert tok.decode(labelled) == EXAMPLES[1].completion + tok.eos_token
-    assert tok.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]) \
+    assert (
+        tok.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])
         == "<|user|>1+1<|end|><|assistant|>"
+    )
 
 
 def test_full_fine_tuning_changes_embeddings_too(tiny_model, tmp_path):
@@ -83,15 +103,28 @@ def test_a_failed_training_leaves_no_staging_folder(tiny_model, tmp_path):
     import pytest
 
     with pytest.raises(ValueError, match="no_such_module"):  # PEFT finds no such module in the model
-        train(str(tiny_model), EXAMPLES, cfg(tiny_model, target_modules=["no_such_module"]), tmp_path / "m", seed=0)
+        train(
+            str(tiny_model),
+            EXAMPLES,
+            cfg(tiny_model, target_modules=["no_such_module"]),
+            tmp_path / "m",
+            seed=0,
+        )
     assert not list(tmp_path.glob(".train-*")) and not (tmp_path / "m").exists()
 
 
 def ckpt_cfg(model, **training):
-    return build_config({"name": "t", "model": {"path": str(model)}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "checkpoint": {"train_steps": 3},
-                         "evaluation": {"select_on": "test"},
-                         "training": {"steps": 8, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training}})
+    return build_config(
+        {
+            "name": "t",
+            "model": {"path": str(model)},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "checkpoint": {"train_steps": 3},
+            "evaluation": {"select_on": "test"},
+            "training": {"steps": 8, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0, **training},
+        }
+    )
 
 
 class Killed(Exception):
@@ -110,13 +143,16 @@ def killing_at(point):
     def crash_point(name):
         if name == point:
             raise Killed(name)
+
     return crash_point
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    return train(str(tiny_model), EXAMPLES, ckpt_cfg(tiny_model), out / "a", seed=0, checkpoints=out / "ca"), out / "a"
+    return train(
+        str(tiny_model), EXAMPLES, ckpt_cfg(tiny_model), out / "a", seed=0, checkpoints=out / "ca"
+    ), out / "a"
 
 
 @pytest.mark.parametrize("point", ["train:step5", "train:saving6", "train:merged"])
@@ -130,14 +166,22 @@ def test_a_killed_training_resumes_to_the_same_bits(tiny_model, tmp_path, monkey
     with pytest.raises(Killed):
         train(str(tiny_model), EXAMPLES, c, tmp_path / "b", seed=0, checkpoints=tmp_path / "cb")
     kept = sorted(p.name for p in (tmp_path / "cb" / "trainer").glob("checkpoint-*"))
-    assert kept == {"train:step5": ["checkpoint-3"], "train:saving6": ["checkpoint-3", "checkpoint-6"],
-                    "train:merged": ["checkpoint-8"]}[point]  # at saving6, checkpoint-6 is not marked complete
+    assert (
+        kept
+        == {
+            "train:step5": ["checkpoint-3"],
+            "train:saving6": ["checkpoint-3", "checkpoint-6"],
+            "train:merged": ["checkpoint-8"],
+        }[point]
+    )  # at saving6, checkpoint-6 is not marked complete
     monkeypatch.undo()
     got = train(str(tiny_model), EXAMPLES, c, tmp_path / "b", seed=0, checkpoints=tmp_path / "cb")
     assert got == want and hash_path(tmp_path / "b") == hash_path(want_dir)  # model, adapter, tokenizer
 
 
-def test_out_of_memory_in_training_halves_the_batch_and_doubles_accumulation(tiny_model, tmp_path, monkeypatch):
+def test_out_of_memory_in_training_halves_the_batch_and_doubles_accumulation(
+    tiny_model, tmp_path, monkeypatch
+):
     from secondtry.training import sft
 
     c = ckpt_cfg(tiny_model, dropout=0.0)  # LoRA dropout would draw other masks for half-size batches
@@ -177,7 +221,9 @@ def test_the_merged_model_is_the_base_plus_the_saved_adapter(tiny_model, tmp_pat
     train(str(tiny_model), EXAMPLES, cfg(tiny_model, dropout=0.0), out, seed=0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).state_dict()
     saved = AutoModelForCausalLM.from_pretrained(out)
-    tol = {"rtol": 1e-5, "atol": 1e-6} if saved.dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-3}  # bf16 on GPU
+    tol = (
+        {"rtol": 1e-5, "atol": 1e-6} if saved.dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-3}
+    )  # bf16 on GPU
     merged = {k: v.float() for k, v in saved.state_dict().items()}
     adapter = load(out / "adapter" / "adapter_model.safetensors")
     c = cfg(tiny_model).training
@@ -186,16 +232,23 @@ def test_the_merged_model_is_the_base_plus_the_saved_adapter(tiny_model, tmp_pat
     for layer in layers:
         a, b = adapter[layer + ".lora_A.weight"], adapter[layer + ".lora_B.weight"]
         name = layer.removeprefix("base_model.model.") + ".weight"
-        torch.testing.assert_close(merged[name], base[name] + (c.alpha / c.rank) * b.float() @ a.float(), **tol)
-    untouched = [k for k in base if not any(k == layer.removeprefix("base_model.model.") + ".weight"
-                                            for layer in layers)]
+        torch.testing.assert_close(
+            merged[name], base[name] + (c.alpha / c.rank) * b.float() @ a.float(), **tol
+        )
+    untouched = [
+        k
+        for k in base
+        if not any(k == layer.removeprefix("base_model.model.") + ".weight" for layer in layers)
+    ]
     assert all(torch.equal(base[k].to(saved.dtype).float(), merged[k]) for k in untouched)
 
 
 def test_tensorboard_is_reported_to_only_where_installed(tiny_model, tmp_path):
     import importlib.util
 
-    info = train(str(tiny_model), EXAMPLES, cfg(tiny_model, steps=2), tmp_path / "m", seed=0, logs=tmp_path / "logs")
+    info = train(
+        str(tiny_model), EXAMPLES, cfg(tiny_model, steps=2), tmp_path / "m", seed=0, logs=tmp_path / "logs"
+    )
     have = importlib.util.find_spec("tensorboard") is not None
     assert info["reported_to"] == (["tensorboard"] if have else [])
     assert any((tmp_path / "logs").rglob("events.out.tfevents*")) == have
@@ -240,13 +293,23 @@ def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp
     turn = Example("p", seen, retry, "retry_turn", 1)
     tok = load_tokenizer(str(tiny_model))
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    trainer = build_trainer(model, tok, [turn, EXAMPLES[0]], cfg(tiny_model, packing=packing, max_length=256),
-                            tmp_path, seed=0, bf16=False)
+    trainer = build_trainer(
+        model,
+        tok,
+        [turn, EXAMPLES[0]],
+        cfg(tiny_model, packing=packing, max_length=256),
+        tmp_path,
+        seed=0,
+        bf16=False,
+    )
     ids, labels = [], []
     for row in trainer.train_dataset:
         ids += row["input_ids"]
-        labels += row["labels"] if "labels" in row else [-100 if m == 0 else t for t, m in
-                                                         zip(row["input_ids"], row["completion_mask"])]
+        labels += (
+            row["labels"]
+            if "labels" in row
+            else [-100 if m == 0 else t for t, m in zip(row["input_ids"], row["completion_mask"])]
+        )
     text = tok.decode(ids)
     start = text.index(failed)
     assert text.count(failed) == 1 and text.count(retry) == 1
@@ -255,5 +318,7 @@ def test_a_retry_turn_example_puts_no_loss_on_the_failed_attempt(tiny_model, tmp
     in_failed = [i for i in range(len(ids)) if start <= offsets[i] < start + len(failed)]
     assert len(in_failed) == len(failed) and all(labels[i] == -100 for i in in_failed)
     labelled = tok.decode([t for t, label in zip(ids, labels) if label != -100])
-    assert labelled == retry + tok.eos_token + EXAMPLES[0].completion + tok.eos_token or \
-        labelled == EXAMPLES[0].completion + tok.eos_token + retry + tok.eos_token
+    assert (
+        labelled == retry + tok.eos_token + EXAMPLES[0].completion + tok.eos_token
+        or labelled == EXAMPLES[0].completion + tok.eos_token + retry + tok.eos_token
+    )

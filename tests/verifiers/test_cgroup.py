@@ -62,8 +62,9 @@ def test_v1_memory_on_a_hybrid_host(tmp_path, host):
     _group(tmp_path / "unified", "hugetlb", "")  # this machine: v2 without memory, v1's memory controller
     (tmp_path / "memory" / "job").mkdir(parents=True)
     (tmp_path / "memory" / "job" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
-    support = host([("unified", "cgroup2", set()), ("memory", "cgroup", {"rw", "memory"})],
-                   {"": "/", "memory": "/job"})
+    support = host(
+        [("unified", "cgroup2", set()), ("memory", "cgroup", {"rw", "memory"})], {"": "/", "memory": "/job"}
+    )
     assert support == cgroup.Support(1, tmp_path / "memory" / "job")
 
 

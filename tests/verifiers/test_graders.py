@@ -87,7 +87,8 @@ def test_no_gold_cannot_judge(name: str, gold: object) -> None:
 
 @pytest.mark.parametrize("name", sorted(GRADERS))
 @pytest.mark.parametrize(
-    "pred", ["", None, 7, r"\frac{", r"\frac", r"\sqrt", "}{", r"\boxed{\text{", "$$", "=", "," * 50, "9" * 5000]
+    "pred",
+    ["", None, 7, r"\frac{", r"\frac", r"\sqrt", "}{", r"\boxed{\text{", "$$", "=", "," * 50, "9" * 5000],
 )
 def test_odd_predictions_never_raise(name: str, pred: object) -> None:
     assert GRADERS[name](r"\frac{1}{2}", pred) in (False, None)  # type: ignore[arg-type]

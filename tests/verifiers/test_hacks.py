@@ -22,8 +22,10 @@ from secondtry.verifiers import sandbox
 from secondtry.verifiers.code import verify, verify_one_process
 
 MISSING = sandbox.unavailable()
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(MISSING is not None, reason=f"no working sandbox: {MISSING}"),
+]
 WORKERS = min(16, 4 * (os.cpu_count() or 2))
 # among them: prompt helpers (10, 32, 38), a tolerance check with abs() (4), tests opening with `def check` (64)
 HUMANEVAL_SAMPLE = [f"HumanEval/{i}" for i in (0, 4, 10, 32, 38, 64)]
@@ -33,11 +35,17 @@ MBPP_SAMPLE = ["11", "12", "17", "126", "233", "596"]
 
 @pytest.fixture(scope="module")
 def problems(data_dir):
-    he = load_humaneval(TaskConfig(name="humaneval", path=str(data_dir / "humaneval" / "HumanEval.jsonl.gz"),
-                                   split="test"), 0)
+    he = load_humaneval(
+        TaskConfig(name="humaneval", path=str(data_dir / "humaneval" / "HumanEval.jsonl.gz"), split="test"), 0
+    )
     mbpp = load_mbpp(TaskConfig(name="mbpp", path=str(data_dir / "mbpp" / "mbpp.jsonl"), split="test"), 0)
-    mbpp += [p for p in load_mbpp(TaskConfig(name="mbpp", path=str(data_dir / "mbpp" / "mbpp.jsonl"),
-                                             split="validation"), 0) if p.id == "596"]
+    mbpp += [
+        p
+        for p in load_mbpp(
+            TaskConfig(name="mbpp", path=str(data_dir / "mbpp" / "mbpp.jsonl"), split="validation"), 0
+        )
+        if p.id == "596"
+    ]
     return {"humaneval": he, "mbpp": mbpp}
 
 
@@ -64,8 +72,11 @@ def test_every_hack_is_judged_incorrect_with_a_reason(problems):
     items = [(p, build(name, p)) for name in HACKS for p in sample]
     verdicts = _judge(verify, items, timeout_s=10)
     names = [n for n in HACKS for _ in sample]
-    wrong = [(name, p.id, v.correct, v.reason) for (p, _), name, v in zip(items, names, verdicts)
-             if v.correct is not False or not v.reason]
+    wrong = [
+        (name, p.id, v.correct, v.reason)
+        for (p, _), name, v in zip(items, names, verdicts)
+        if v.correct is not False or not v.reason
+    ]
     assert wrong == []
 
 

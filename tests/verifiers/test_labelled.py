@@ -24,8 +24,11 @@ MIN_AGREEMENT = 0.99
 
 
 def _folder() -> Path | None:
-    candidates = [os.environ.get("SECONDTRY_LABELLED"), ROOT / "tests" / "data" / "labelled",
-                  ROOT.parent / "shared" / "data" / "verify-labelled"]
+    candidates = [
+        os.environ.get("SECONDTRY_LABELLED"),
+        ROOT / "tests" / "data" / "labelled",
+        ROOT.parent / "shared" / "data" / "verify-labelled",
+    ]
     return next((Path(c) for c in candidates if c and (Path(c) / f"{SOURCES[0]}.jsonl.gz").is_file()), None)
 
 

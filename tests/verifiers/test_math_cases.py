@@ -27,7 +27,9 @@ from secondtry.verifiers.math import verify
 
 def _case(name: str, gold: str, completion: str, expected: bool, xfail: str | None = None) -> object:
     marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
-    return pytest.param(gold, completion, expected, id=f"{name}-{'accept' if expected else 'reject'}", marks=marks)
+    return pytest.param(
+        gold, completion, expected, id=f"{name}-{'accept' if expected else 'reject'}", marks=marks
+    )
 
 
 def B(answer: str) -> str:
@@ -401,14 +403,22 @@ def test_table_is_broad() -> None:
     assert len({c.id for c in CASES}) == len(CASES)  # ids name one row each
 
 
-@pytest.mark.parametrize(("gold", "answer", "same_sides", "equivalent"), [
-    ("5x - 7y + 11z + 4 = 0", "-5x+7y-11z-4=0", False, True),  # -a = -b: the same plane, not the asked form
-    ("y = 2x + 3", "2x - y + 3 = 0", False, True),
-    ("y = 2x + 3", "2x + 3 = y", True, True),
-    ("x^2 + y^2 = 25", "y^2 + x^2 = 25", True, True),
-    ("y = 2x + 3", "y = 2x - 3", False, False),
-    ("x = 3", "3", True, True),  # a value against an equation is not an equation pair: unchanged
-])
+@pytest.mark.parametrize(
+    ("gold", "answer", "same_sides", "equivalent"),
+    [
+        (
+            "5x - 7y + 11z + 4 = 0",
+            "-5x+7y-11z-4=0",
+            False,
+            True,
+        ),  # -a = -b: the same plane, not the asked form
+        ("y = 2x + 3", "2x - y + 3 = 0", False, True),
+        ("y = 2x + 3", "2x + 3 = y", True, True),
+        ("x^2 + y^2 = 25", "y^2 + x^2 = 25", True, True),
+        ("y = 2x + 3", "y = 2x - 3", False, False),
+        ("x = 3", "3", True, True),  # a value against an equation is not an equation pair: unchanged
+    ],
+)
 def test_equations_option(gold: str, answer: str, same_sides: bool, equivalent: bool) -> None:
     p = Problem(id="t", prompt="", answer=gold)
     assert verify(p, B(answer)).correct is same_sides  # the default

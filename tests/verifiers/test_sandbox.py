@@ -23,8 +23,10 @@ from secondtry.types import Problem
 from secondtry.verifiers import cgroup, code, sandbox, seccomp
 
 MISSING = sandbox.unavailable()
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(MISSING is not None, reason=f"bwrap sandbox not usable here: {MISSING}"),
+]
 
 TIMEOUT = 1.0  # the attacks' time limit: those that hang are killed at this
 ROOT = os.geteuid() == 0
@@ -51,13 +53,16 @@ class Host:
         self.unix_path = str(base / "sock")
         self.unix = self._serve(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), self.unix_path)
         self.abstract = f"secondtry-{self.token}"
-        self.abstract_sock = self._serve(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "\0" + self.abstract)
+        self.abstract_sock = self._serve(
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "\0" + self.abstract
+        )
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
         threading.Thread(target=self._udp_loop, daemon=True).start()
         # a process with a secret in its environment, running as the sandbox's own uid when we are root
-        self.helper = subprocess.Popen(["sleep", "600"], env={"SECRET_TOKEN": self.token},
-                                       user=sandbox.NOBODY if ROOT else None)
+        self.helper = subprocess.Popen(
+            ["sleep", "600"], env={"SECRET_TOKEN": self.token}, user=sandbox.NOBODY if ROOT else None
+        )
 
     def _serve(self, sock: socket.socket, addr) -> socket.socket:
         sock.bind(addr)
@@ -86,10 +91,21 @@ class Host:
             self.udp.sendto(b"ack", addr)
 
     def values(self, mark: str) -> dict[str, object]:
-        return {"SECRET_PATH": self.secret, "SECRET": self.token, "SENTINEL": self.sentinel,
-                "OUTSIDE": self.outside, "TCP_PORT": self.tcp.getsockname()[1], "UDP_PORT": self.udp.getsockname()[1],
-                "UNIX_PATH": self.unix_path, "ABSTRACT": self.abstract, "HOST_PID": os.getpid(),
-                "HELPER_PID": self.helper.pid, "MARK": mark, "WAIT": TIMEOUT + 1, "PROJECT": Path.cwd()}
+        return {
+            "SECRET_PATH": self.secret,
+            "SECRET": self.token,
+            "SENTINEL": self.sentinel,
+            "OUTSIDE": self.outside,
+            "TCP_PORT": self.tcp.getsockname()[1],
+            "UDP_PORT": self.udp.getsockname()[1],
+            "UNIX_PATH": self.unix_path,
+            "ABSTRACT": self.abstract,
+            "HOST_PID": os.getpid(),
+            "HELPER_PID": self.helper.pid,
+            "MARK": mark,
+            "WAIT": TIMEOUT + 1,
+            "PROJECT": Path.cwd(),
+        }
 
     def assert_untouched(self, mark: str) -> None:
         assert self.secret.read_text() == self.token
@@ -141,80 +157,82 @@ ATTACKS = {
     "symlink_to_host_secret": "import os\nos.symlink('$SECRET_PATH', 'link')\nescaped = open('link').read() == '$SECRET'",
     "proc_1_root_to_host": "escaped = open('/proc/1/root$SECRET_PATH').read() == '$SECRET'",
     "stdout_fd_to_host_folder": "import os\nhost = os.path.dirname(os.readlink('/proc/self/fd/1'))\n"
-                                "escaped = len(os.listdir(host)) > 0",
+    "escaped = len(os.listdir(host)) > 0",
     "write_outside_the_sandbox": "open('$OUTSIDE', 'w').write('pwned')\nescaped = True",
     "write_into_usr": "open('/usr/lib/secondtry-pwned', 'w').write('pwned')\nescaped = True",
     "delete_host_folder": "import os\nexisted = os.path.exists('$SENTINEL/file')\nos.system('rm -rf $SENTINEL')\n"
-                          "escaped = existed and not os.path.exists('$SENTINEL')",
+    "escaped = existed and not os.path.exists('$SENTINEL')",
     "subprocess_reads_secret": "import subprocess\nout = subprocess.run(['cat', '$SECRET_PATH'], capture_output=True)\n"
-                               "escaped = out.stdout.decode() == '$SECRET'",
+    "escaped = out.stdout.decode() == '$SECRET'",
     "multiprocessing_reads_secret": "import multiprocessing as mp\ndef read(p):\n    return open(p).read()\n"
-                                    "with mp.Pool(2) as pool:\n"
-                                    "    escaped = pool.map(read, ['$SECRET_PATH'])[0] == '$SECRET'",
+    "with mp.Pool(2) as pool:\n"
+    "    escaped = pool.map(read, ['$SECRET_PATH'])[0] == '$SECRET'",
     "host_environ_through_proc": "import os\nfound = False\nfor pid in os.listdir('/proc'):\n    try:\n"
-                                 "        found |= b'$SECRET' in open(f'/proc/{pid}/environ', 'rb').read()\n"
-                                 "    except (OSError, ValueError):\n        pass\nescaped = found",
+    "        found |= b'$SECRET' in open(f'/proc/{pid}/environ', 'rb').read()\n"
+    "    except (OSError, ValueError):\n        pass\nescaped = found",
     "block_device_and_kernel_log": "escaped = False\n"
-                                   "for dev in ['/dev/vda', '/dev/sda', '/dev/nvme0n1', '/dev/mem', '/dev/kmsg']:\n"
-                                   "    try:\n        open(dev, 'rb').read(1)\n        escaped = True\n"
-                                   "    except OSError:\n        pass",
+    "for dev in ['/dev/vda', '/dev/sda', '/dev/nvme0n1', '/dev/mem', '/dev/kmsg']:\n"
+    "    try:\n        open(dev, 'rb').read(1)\n        escaped = True\n"
+    "    except OSError:\n        pass",
     "write_kernel_log": "import os, stat\nwith open('/dev/kmsg', 'w') as f:\n    f.write('pwned')\n"
-                        "escaped = stat.S_ISCHR(os.stat('/dev/kmsg').st_mode)",
+    "escaped = stat.S_ISCHR(os.stat('/dev/kmsg').st_mode)",
     "fill_dev": "block = b'x' * (1 << 20)\nfor i in range(100):\n    with open(f'/dev/big{i}', 'wb') as f:\n"
-                "        for _ in range(10):\n            f.write(block)\nescaped = True",
+    "        for _ in range(10):\n            f.write(block)\nescaped = True",
     "fill_dev_shm": "block = b'x' * (1 << 20)\nfor i in range(100):\n    with open(f'/dev/shm/big{i}', 'wb') as f:\n"
-                    "        for _ in range(10):\n            f.write(block)\nescaped = True",
+    "        for _ in range(10):\n            f.write(block)\nescaped = True",
     "sysfs_network_devices": "import os\nescaped = 'lo' in os.listdir('/sys/class/net')",
     # network
     "tcp_to_host_loopback": "import socket\ns = socket.create_connection(('127.0.0.1', $TCP_PORT), timeout=0.5)\n"
-                            "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
+    "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
     "udp_to_host_loopback": "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(0.5)\n"
-                            "s.sendto(b'leak', ('127.0.0.1', $UDP_PORT))\nescaped = s.recv(3) == b'ack'",
+    "s.sendto(b'leak', ('127.0.0.1', $UDP_PORT))\nescaped = s.recv(3) == b'ack'",
     "unix_socket_file_on_host": "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('$UNIX_PATH')\n"
-                                "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
+    "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
     "abstract_unix_socket_on_host": "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('\\0$ABSTRACT')\n"
-                                    "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
+    "s.sendall(b'leak')\nescaped = s.recv(3) == b'ack'",
     "internet_and_dns": "import socket\nsocket.setdefaulttimeout(0.5)\n"
-                        "escaped = bool(socket.create_connection(('1.1.1.1', 53)))\n"
-                        "escaped = escaped or bool(socket.getaddrinfo('example.com', 80))",
+    "escaped = bool(socket.create_connection(('1.1.1.1', 53)))\n"
+    "escaped = escaped or bool(socket.getaddrinfo('example.com', 80))",
     # processes and signals
     "signal_host_process": "import os\nos.kill($HELPER_PID, 0)\nos.kill($HOST_PID, 0)\nescaped = True",
     "kill_the_parent_then_overstay": "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep($WAIT)\nescaped = True",
     "kill_every_process_then_overstay": "import os, time\nos.kill(-1, 9)\ntime.sleep($WAIT)\nescaped = True",
     "kill_the_process_group": "import os, signal\nos.killpg(os.getpgrp(), signal.SIGKILL)\nescaped = True",
     "fork_bomb": NAME + "import os\nn = 0\nwhile True:\n    try:\n        os.fork()\n        n += 1\n"
-                 "    except OSError:\n        pass\nescaped = True",
+    "    except OSError:\n        pass\nescaped = True",
     "fork_many_sleepers": NAME + "import os, time\nn = 0\nfor _ in range(200):\n    if os.fork() == 0:\n"
-                          "        time.sleep(60)\n        os._exit(0)\n    n += 1\nescaped = n == 200",
+    "        time.sleep(60)\n        os._exit(0)\n    n += 1\nescaped = n == 200",
     "thread_bomb": "import threading, time\n"
-                   "ts = [threading.Thread(target=time.sleep, args=(30,), daemon=True) for _ in range(2000)]\n"
-                   "for t in ts:\n    t.start()\nescaped = True",
-    "double_fork_daemon": NAME + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-                          "        time.sleep(60)\n    os._exit(0)\nescaped = False  # the daemon would outlive this run",
+    "ts = [threading.Thread(target=time.sleep, args=(30,), daemon=True) for _ in range(2000)]\n"
+    "for t in ts:\n    t.start()\nescaped = True",
+    "double_fork_daemon": NAME
+    + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+    "        time.sleep(60)\n    os._exit(0)\nescaped = False  # the daemon would outlive this run",
     "double_fork_daemon_then_overstay": NAME + "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
-                                        "    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\n"
-                                        "time.sleep($WAIT)\nescaped = True",
+    "    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\n"
+    "time.sleep($WAIT)\nescaped = True",
     # resources
     "memory_bomb": "x = bytearray(64 << 30)\nescaped = True",
     "memory_creep": "chunks = []\nfor _ in range(1000):\n    chunks.append(b'x' * (32 << 20))\nescaped = True",
-    "fork_then_allocate": NAME + "import os\npids = []\nfor _ in range(12):\n    pid = os.fork()\n    if pid == 0:\n"
-                          "        try:\n            x = b'x' * (1 << 30)\n            os._exit(0)\n"
-                          "        except MemoryError:\n            os._exit(1)\n    pids.append(pid)\n"
-                          "escaped = all(os.waitpid(p, 0)[1] == 0 for p in pids)",
+    "fork_then_allocate": NAME
+    + "import os\npids = []\nfor _ in range(12):\n    pid = os.fork()\n    if pid == 0:\n"
+    "        try:\n            x = b'x' * (1 << 30)\n            os._exit(0)\n"
+    "        except MemoryError:\n            os._exit(1)\n    pids.append(pid)\n"
+    "escaped = all(os.waitpid(p, 0)[1] == 0 for p in pids)",
     "raise_the_limits": "import resource\nfor r in (resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_CPU):\n"
-                        "    resource.setrlimit(r, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\nescaped = True",
+    "    resource.setrlimit(r, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\nescaped = True",
     "infinite_loop": "while True:\n    pass",
     "sleep_past_the_limit": "import time\ntime.sleep(100)\nescaped = True",
     "cpu_burn_in_threads": "import threading\ndef spin():\n    while True:\n        pass\n"
-                           "for _ in range(8):\n    threading.Thread(target=spin, daemon=True).start()\nspin()",
+    "for _ in range(8):\n    threading.Thread(target=spin, daemon=True).start()\nspin()",
     "recursion_bomb": "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(n):\n    return f(n + 1)\nf(0)\nescaped = True",
     "huge_stdout": "import sys\nfor _ in range(4096):\n    sys.stdout.write('x' * (1 << 20))\nescaped = True",
     "huge_stderr_errors_ignored": "import os\nfor _ in range(4096):\n    try:\n        os.write(2, b'x' * (1 << 20))\n"
-                                  "    except OSError:\n        pass\nescaped = True",
+    "    except OSError:\n        pass\nescaped = True",
     "fill_the_disk": "block = b'x' * (1 << 20)\nfor i in range(100):\n    with open(f'big{i}', 'wb') as f:\n"
-                     "        for _ in range(10):\n            f.write(block)\nescaped = True",
+    "        for _ in range(10):\n            f.write(block)\nescaped = True",
     "fill_tmp": "block = b'x' * (1 << 20)\nfor i in range(100):\n    with open(f'/tmp/big{i}', 'wb') as f:\n"
-                "        for _ in range(10):\n            f.write(block)\nescaped = True",
+    "        for _ in range(10):\n            f.write(block)\nescaped = True",
     "many_files": "for i in range(10 ** 6):\n    open(f'f{i}', 'w').close()\nescaped = True",
     "many_fds": "fds = [open('/dev/null') for _ in range(10000)]\nescaped = True",
     "ctypes_segfault": "import ctypes\nctypes.string_at(0)\nescaped = True",
@@ -224,31 +242,31 @@ ATTACKS = {
     "chroot": "import os\nos.chroot('/tmp')\nescaped = True",
     "mount_over_usr": "import ctypes\nescaped = ctypes.CDLL(None).mount(b'none', b'/usr', b'tmpfs', 0, None) == 0",
     "avoid_the_oom_killer": "with open('/proc/self/oom_score_adj', 'w') as f:\n    f.write('-1000')\n"
-                            "escaped = open('/proc/self/oom_score_adj').read().strip() == '-1000'",
+    "escaped = open('/proc/self/oom_score_adj').read().strip() == '-1000'",
     # memory no rlimit counts, and what concurrent sandboxes share (a seccomp filter, a read-only root, a cgroup)
     "write_to_the_root": "block = b'x' * (1 << 20)\nwith open('/big', 'wb') as f:\n    for _ in range(300):\n"
-                         "        f.write(block)\nescaped = True",
+    "        f.write(block)\nescaped = True",
     "sysv_shared_memory": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                          "ids = [libc.shmget(0, 256 << 20, 0o1000 | 0o600) for _ in range(8)]  # IPC_PRIVATE, CREAT\n"
-                          "escaped = all(i >= 0 for i in ids)",
+    "ids = [libc.shmget(0, 256 << 20, 0o1000 | 0o600) for _ in range(8)]  # IPC_PRIVATE, CREAT\n"
+    "escaped = all(i >= 0 for i in ids)",
     "tmpfs_extended_attributes": "import os\nopen('f', 'w').close()\nfor i in range(10000):\n"
-                                 "    os.setxattr('f', f'user.k{i}', b'v' * 4000)\nescaped = True",
+    "    os.setxattr('f', f'user.k{i}', b'v' * 4000)\nescaped = True",
     "ptrace_the_sandbox_init": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                               "escaped = libc.ptrace(16, 1, 0, 0) == 0  # PTRACE_ATTACH to pid 1",
+    "escaped = libc.ptrace(16, 1, 0, 0) == 0  # PTRACE_ATTACH to pid 1",
     "io_uring": "import ctypes, platform\nlibc = ctypes.CDLL(None, use_errno=True)\nparams = ctypes.create_string_buffer(120)\n"
-                "escaped = libc.syscall(425, 8, params) >= 0  # io_uring_setup (425 on x86_64 and aarch64)",
+    "escaped = libc.syscall(425, 8, params) >= 0  # io_uring_setup (425 on x86_64 and aarch64)",
     "flock_a_shared_file": "import fcntl\nf = open('/usr/bin/env', 'rb')\nfcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-                           "escaped = True",
+    "escaped = True",
     "record_lock_a_shared_file": "import fcntl, struct\nf = open('/usr/bin/env', 'rb')\n"
-                                 "fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, 0, 0, 0))\n"
-                                 "escaped = True",
+    "fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, 0, 0, 0))\n"
+    "escaped = True",
     "inotify_watch_on_usr": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nfd = libc.inotify_init1(0)\n"
-                            "escaped = fd >= 0 and libc.inotify_add_watch(fd, b'/usr/bin', 0xfff) >= 0",
+    "escaped = fd >= 0 and libc.inotify_add_watch(fd, b'/usr/bin', 0xfff) >= 0",
     "posix_message_queue": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                           "escaped = libc.mq_open(b'/q', 0o100 | 2, 0o600, None) >= 0",
+    "escaped = libc.mq_open(b'/q', 0o100 | 2, 0o600, None) >= 0",
     "memfds_without_mapping": "import os\nfds = []\nfor _ in range(50):  # each under RLIMIT_FSIZE, none mapped\n"
-                              "    fds.append(os.memfd_create('m'))\n    os.write(fds[-1], b'x' * (15 << 20))\n"
-                              "escaped = True",
+    "    fds.append(os.memfd_create('m'))\n    os.write(fds[-1], b'x' * (15 << 20))\n"
+    "escaped = True",
     # ending early
     "exit_zero_before_tests": "import sys\nescaped = True\nsys.exit(0)",
     "os_exit_zero_before_tests": "import os\nescaped = True\nos._exit(0)",
@@ -256,15 +274,20 @@ ATTACKS = {
 }
 # 12 forks of 1 GB each, 750 MB in memfds: keep the host's memory out of it
 OPTIONS = {"fork_then_allocate": {"memory_mb": 128}, "memfds_without_mapping": {"memory_mb": 256}}
-NEEDS_CGROUP = {"memfds_without_mapping"}  # RLIMIT_AS does not count a memfd's pages: only a memory cgroup does
+NEEDS_CGROUP = {
+    "memfds_without_mapping"
+}  # RLIMIT_AS does not count a memfd's pages: only a memory cgroup does
 # the tests run in another process and see the program's functions only: the attack's outcome is a call away
 REPORT = "\n\ndef escaped_():\n    return globals().get('escaped') is True\n"
 
 
 def test_an_attack_that_worked_would_be_judged_correct():
     """The harness sees an escape: a program whose attack 'worked' passes (so a contained one could fail)."""
-    v = code.verify(Problem(id="control", prompt="", answer="assert escaped_()"),
-                    f"```python\nescaped = True{REPORT}```", timeout_s=10)
+    v = code.verify(
+        Problem(id="control", prompt="", answer="assert escaped_()"),
+        f"```python\nescaped = True{REPORT}```",
+        timeout_s=10,
+    )
     assert (v.correct, v.reason) == (True, "passed")
 
 
@@ -298,6 +321,7 @@ def test_attack_is_contained(name, host, tmp_path, monkeypatch):
 
 # --- the sandbox itself ---------------------------------------------------------------------------
 
+
 def _run(source: str, **kw) -> sandbox.SandboxResult:
     kw.setdefault("timeout_s", 10)
     kw.setdefault("memory_mb", 512)
@@ -306,8 +330,10 @@ def _run(source: str, **kw) -> sandbox.SandboxResult:
 
 def test_a_normal_run(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    r = _run("import os, sys\nprint(os.getcwd(), os.listdir('.'), os.getuid())\n"
-             "print('err', file=sys.stderr)\nsys.exit(3)")
+    r = _run(
+        "import os, sys\nprint(os.getcwd(), os.listdir('.'), os.getuid())\n"
+        "print('err', file=sys.stderr)\nsys.exit(3)"
+    )
     assert (r.returncode, r.signal, r.timed_out, r.output_limited) == (3, None, False, False)
     assert (r.method, r.error, r.warning) == ("bwrap", None, None)
     cwd, files, uid = r.stdout_tail.split(" ", 2)
@@ -317,10 +343,16 @@ def test_a_normal_run(tmp_path, monkeypatch):
 
 
 def test_clean_environment_and_limits_inside():
-    r = _run("import os, resource as r\nprint(sorted(os.environ.items()))\n"
-             "print([r.getrlimit(x) for x in\n"
-             "       (r.RLIMIT_NPROC, r.RLIMIT_AS, r.RLIMIT_FSIZE, r.RLIMIT_NOFILE, r.RLIMIT_CORE)])",
-             env={"EXTRA": "1"}, nproc=7, memory_mb=300, fsize_mb=2, nofile=40)
+    r = _run(
+        "import os, resource as r\nprint(sorted(os.environ.items()))\n"
+        "print([r.getrlimit(x) for x in\n"
+        "       (r.RLIMIT_NPROC, r.RLIMIT_AS, r.RLIMIT_FSIZE, r.RLIMIT_NOFILE, r.RLIMIT_CORE)])",
+        env={"EXTRA": "1"},
+        nproc=7,
+        memory_mb=300,
+        fsize_mb=2,
+        nofile=40,
+    )
     env, limits = r.stdout_tail.strip().splitlines()
     env = dict(eval(env))
     assert env["HOME"] == "/sandbox" and env["PYTHONHASHSEED"] == "0" and env["EXTRA"] == "1"
@@ -332,7 +364,9 @@ def test_clean_environment_and_limits_inside():
 def test_output_is_capped_to_head_and_tail():
     r = _run("for i in range(20000):\n    print(f'line {i}')")
     assert r.stdout_head.startswith("line 0\n") and r.stdout_tail.endswith("line 19999\n")
-    assert len(r.stdout_head.encode()) == len(r.stdout_tail.encode()) == sandbox.CAP and r.stdout_bytes > 100_000
+    assert (
+        len(r.stdout_head.encode()) == len(r.stdout_tail.encode()) == sandbox.CAP and r.stdout_bytes > 100_000
+    )
 
 
 def test_output_limit_and_timeout_flags():
@@ -343,8 +377,12 @@ def test_output_limit_and_timeout_flags():
 
 
 def test_subfolders_and_bad_names():
-    r = sandbox.run({"pkg/__init__.py": "X = 4", "main.py": "import pkg\nprint(pkg.X)"},
-                    [sandbox.interpreter(), "main.py"], timeout_s=10, memory_mb=512)
+    r = sandbox.run(
+        {"pkg/__init__.py": "X = 4", "main.py": "import pkg\nprint(pkg.X)"},
+        [sandbox.interpreter(), "main.py"],
+        timeout_s=10,
+        memory_mb=512,
+    )
     assert r.stdout_tail == "4\n"
     for bad in ("/etc/x", "../x", "a/../../x"):
         with pytest.raises(ValueError, match="relative path inside the sandbox"):
@@ -361,8 +399,11 @@ def test_the_python_launcher_when_prlimit_is_missing(monkeypatch):
     deadline = time.monotonic() + 20
     while ROOT and sandbox._uid_processes(sandbox.NOBODY) and time.monotonic() < deadline:
         time.sleep(0.1)
-    bomb = _run("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
-                "            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    print(n)", nproc=9)
+    bomb = _run(
+        "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+        "            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    print(n)",
+        nproc=9,
+    )
     assert 0 < int(bomb.stdout_tail) < 9
 
 
@@ -376,7 +417,11 @@ def test_a_bwrap_that_fails_to_start_is_an_error_not_a_verdict():
     with pytest.raises(sandbox.SandboxUnavailable, match="bwrap does not work here"):
         _run("print(1)", binds=("/nonexistent/toolchain",))
     r = sandbox._probe_run("bwrap", ("/nonexistent/toolchain",), sandbox.interpreter())
-    assert r.returncode is None and r.error.startswith("bwrap failed to start the sandbox") and "nonexistent" in r.error
+    assert (
+        r.returncode is None
+        and r.error.startswith("bwrap failed to start the sandbox")
+        and "nonexistent" in r.error
+    )
 
 
 def test_binds_make_a_host_folder_visible_read_only(tmp_path):
@@ -385,7 +430,9 @@ def test_binds_make_a_host_folder_visible_read_only(tmp_path):
         folder.chmod(0o755)
         (folder / "tool.txt").write_text("v1")
         (folder / "tool.txt").chmod(0o644)
-        r = _run(f"print(open('{folder}/tool.txt').read())\nopen('{folder}/tool.txt', 'w')", binds=(str(folder),))
+        r = _run(
+            f"print(open('{folder}/tool.txt').read())\nopen('{folder}/tool.txt', 'w')", binds=(str(folder),)
+        )
         assert r.stdout_tail == "v1\n" and "Read-only file system" in r.stderr_tail
     finally:
         subprocess.run(["rm", "-rf", str(folder)])
@@ -426,28 +473,43 @@ def test_the_sandbox_dies_with_its_caller():
 
 # --- the weaker opt-in mode -----------------------------------------------------------------------
 
+
 def test_rlimits_mode_limits_and_says_it_is_weaker():
     ok = _run("import os\nprint(os.getuid())", sandbox="rlimits")
     assert ok.method == "rlimits" and "weaker" in ok.warning and ok.returncode == 0
     assert ok.stdout_tail == (f"{sandbox.NOBODY}\n" if ROOT else f"{os.getuid()}\n")
     assert _run("import time\ntime.sleep(30)", sandbox="rlimits", timeout_s=0.5).timed_out
     assert _run("x = bytearray(2 << 30)", sandbox="rlimits").stderr_tail.rstrip().endswith("MemoryError")
-    assert _run("import os\nwhile True:\n    os.write(1, b'x' * 65536)", sandbox="rlimits", fsize_mb=1).output_limited
+    assert _run(
+        "import os\nwhile True:\n    os.write(1, b'x' * 65536)", sandbox="rlimits", fsize_mb=1
+    ).output_limited
     # RLIMIT_NPROC counts every process of the uid, and the limit is set from a count taken just before the
     # run: processes of earlier runs still being reaped would leave when the bomb starts and give it their
     # room, so wait until they are gone (the product documents this mode as weaker for that reason)
     deadline = time.monotonic() + 20
     while ROOT and sandbox._uid_processes(sandbox.NOBODY) and time.monotonic() < deadline:
         time.sleep(0.1)
-    bomb = _run("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n"
-                "            os._exit(0)\n        n += 1\nexcept OSError:\n    print(n)", sandbox="rlimits", nproc=9)
+    bomb = _run(
+        "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(5)\n"
+        "            os._exit(0)\n        n += 1\nexcept OSError:\n    print(n)",
+        sandbox="rlimits",
+        nproc=9,
+    )
     assert 0 < int(bomb.stdout_tail) < 9
 
 
 # --- what the seccomp filter, the read-only root and the memory cgroup stop ----------------------------
 
-FILTERED = ["sysv_shared_memory", "tmpfs_extended_attributes", "ptrace_the_sandbox_init", "io_uring",
-            "flock_a_shared_file", "record_lock_a_shared_file", "inotify_watch_on_usr", "posix_message_queue"]
+FILTERED = [
+    "sysv_shared_memory",
+    "tmpfs_extended_attributes",
+    "ptrace_the_sandbox_init",
+    "io_uring",
+    "flock_a_shared_file",
+    "record_lock_a_shared_file",
+    "inotify_watch_on_usr",
+    "posix_message_queue",
+]
 
 
 @pytest.mark.skipif(seccomp.program() is None, reason=f"no seccomp filter for {platform.machine()}")
@@ -456,20 +518,30 @@ def test_without_the_filter_these_attacks_would_work(name, host, monkeypatch):
     """The filter is what stops them: with it off, each attack succeeds (so its test above can fail)."""
     monkeypatch.setattr(sandbox._seccomp, "program", lambda arch=None: None)
     attack = string.Template(ATTACKS[name]).substitute(host.values("x")) + REPORT
-    v = code.verify(Problem(id=name, prompt="", answer="assert escaped_()"), f"```python\n{attack}```", timeout_s=10)
+    v = code.verify(
+        Problem(id=name, prompt="", answer="assert escaped_()"), f"```python\n{attack}```", timeout_s=10
+    )
     assert (v.correct, v.reason) == (True, "passed"), v
     assert "no seccomp filter" in v.details["warning"]
 
 
 def test_the_root_is_read_only_and_the_writable_folders_are_capped():
-    r = _run("import os\nfor d in ('/', '/usr', '/dev', '/sandbox', '/tmp', '/dev/shm'):\n"
-             "    try:\n        open(os.path.join(d, 'probe'), 'w').close()\n        print(d, 'writable')\n"
-             "    except OSError as e:\n        print(d, e.strerror)\n"
-             "for d in ('/sandbox', '/tmp', '/dev/shm'):\n    s = os.statvfs(d)\n    print(d, s.f_blocks * s.f_frsize)",
-             disk_mb=8)
+    r = _run(
+        "import os\nfor d in ('/', '/usr', '/dev', '/sandbox', '/tmp', '/dev/shm'):\n"
+        "    try:\n        open(os.path.join(d, 'probe'), 'w').close()\n        print(d, 'writable')\n"
+        "    except OSError as e:\n        print(d, e.strerror)\n"
+        "for d in ('/sandbox', '/tmp', '/dev/shm'):\n    s = os.statvfs(d)\n    print(d, s.f_blocks * s.f_frsize)",
+        disk_mb=8,
+    )
     lines = r.stdout_tail.splitlines()
-    assert lines[:6] == ["/ Read-only file system", "/usr Read-only file system", "/dev Read-only file system",
-                         "/sandbox writable", "/tmp writable", "/dev/shm writable"], lines
+    assert lines[:6] == [
+        "/ Read-only file system",
+        "/usr Read-only file system",
+        "/dev Read-only file system",
+        "/sandbox writable",
+        "/tmp writable",
+        "/dev/shm writable",
+    ], lines
     assert lines[6:] == [f"{d} {8 << 20}" for d in ("/sandbox", "/tmp", "/dev/shm")]
 
 
@@ -502,9 +574,14 @@ print(seen, busy)
 def test_concurrent_sandboxes_share_nothing_they_can_write_or_lock():
     token = uuid.uuid4().hex
     writer, reader = sandbox.run_group(
-        [sandbox.Program({"main.py": WRITER.replace("$TOKEN", token)}, [sandbox.interpreter(), "main.py"]),
-         sandbox.Program({"main.py": READER}, [sandbox.interpreter(), "main.py"])],
-        timeout_s=10, memory_mb=256, until=1)
+        [
+            sandbox.Program({"main.py": WRITER.replace("$TOKEN", token)}, [sandbox.interpreter(), "main.py"]),
+            sandbox.Program({"main.py": READER}, [sandbox.interpreter(), "main.py"]),
+        ],
+        timeout_s=10,
+        memory_mb=256,
+        until=1,
+    )
     assert writer.stdout_tail.strip() == "lock refused: Operation not permitted"
     assert reader.stdout_tail.strip() == "[] None"  # none of the writer's files; the lock call itself refused
     assert writer.cut and not reader.cut  # the group ended with the reader, the writer was still sleeping
@@ -524,12 +601,20 @@ def test_a_run_has_its_own_memory_cgroup_and_leaves_none_behind():
     before = set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*"))
     r = _run("import os\nprint(open('/proc/self/cgroup').read())\nx = bytearray(100 << 20)", memory_mb=300)
     assert r.memory_cap.startswith("cgroup v") and not r.oom_killed and r.returncode == 0
-    assert cgroup.PREFIX in r.stdout_tail or r.stdout_tail.strip().endswith(":/")  # a cgroup namespace hides the path
-    files = _run("import os\nfor i in range(100000):\n    open(f'f{i}', 'w').write('x' * 4000)", memory_mb=128,
-                 disk_mb=1024)
+    assert cgroup.PREFIX in r.stdout_tail or r.stdout_tail.strip().endswith(
+        ":/"
+    )  # a cgroup namespace hides the path
+    files = _run(
+        "import os\nfor i in range(100000):\n    open(f'f{i}', 'w').write('x' * 4000)",
+        memory_mb=128,
+        disk_mb=1024,
+    )
     assert files.oom_killed, files  # the tmpfs pages count against the cap: the kernel killed it
     deadline = time.monotonic() + 3
-    while set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before and time.monotonic() < deadline:
+    while (
+        set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
         cgroup.sweep()
     assert set(cgroup.detect().parent.glob(f"{cgroup.PREFIX}{os.getpid()}-*")) - before == set()
@@ -544,8 +629,10 @@ def test_concurrent_sweeps_never_change_the_folder_around_the_runs(tmp_path):
         for folder in folders:
             for j in range(10):
                 Path(folder, f"f{j}").write_text("x")
-        sweepers = [threading.Thread(target=lambda fs: [sandbox._rmtree(f) for f in fs], args=(folders,))
-                    for _ in range(4)]
+        sweepers = [
+            threading.Thread(target=lambda fs: [sandbox._rmtree(f) for f in fs], args=(folders,))
+            for _ in range(4)
+        ]
         for t in sweepers:
             t.start()
         for t in sweepers:

@@ -28,21 +28,26 @@ def test_fuzz_through_the_pool() -> None:
         assert pool.max_overrun_s < 1.0  # every cut-off verdict came within a second of its limit
         assert all(isinstance(v, Verdict) for v in out) and len(out) == len(items)
         assert wall < len(items) * limit / 2 + 30  # the pool kept moving
-        assert None not in [v.correct for v in pool.map([(Problem(id="ok", prompt="", answer="2"), r"\boxed{2}")])]
+        assert None not in [
+            v.correct for v in pool.map([(Problem(id="ok", prompt="", answer="2"), r"\boxed{2}")])
+        ]
 
 
-@pytest.mark.parametrize(("gold", "pred", "correct", "reason"), [
-    ("2", "1" * 5000, False, "answer too long (5,000 characters)"),
-    ("2", "(" * 20 + "2" + ")" * 20, False, "answer nested too deeply (20 levels)"),
-    ("x" * 2000, "2", None, "cannot judge: gold answer too long (2,000 characters)"),
-    ("x" * 2000, "x" * 2000, True, "match"),  # the same string: no parse needed
-    ("4", "2^{2^{2^{100}}}", None, "cannot judge: too large to evaluate"),
-    ("4", "10^{100000}", None, "cannot judge: too large to evaluate"),
-    ("4", "(10^{100})!", None, "cannot judge: too large to evaluate"),
-    ("4", r"\binom{10^{9}}{10^{5}}", None, "cannot judge: too large to evaluate"),
-    (r"\frac{1}{2004!}", r"\frac{1}{2004!}", True, "match"),  # a MATH train answer: not too large
-    ("2^{10}", "1024", True, "match"),
-])
+@pytest.mark.parametrize(
+    ("gold", "pred", "correct", "reason"),
+    [
+        ("2", "1" * 5000, False, "answer too long (5,000 characters)"),
+        ("2", "(" * 20 + "2" + ")" * 20, False, "answer nested too deeply (20 levels)"),
+        ("x" * 2000, "2", None, "cannot judge: gold answer too long (2,000 characters)"),
+        ("x" * 2000, "x" * 2000, True, "match"),  # the same string: no parse needed
+        ("4", "2^{2^{2^{100}}}", None, "cannot judge: too large to evaluate"),
+        ("4", "10^{100000}", None, "cannot judge: too large to evaluate"),
+        ("4", "(10^{100})!", None, "cannot judge: too large to evaluate"),
+        ("4", r"\binom{10^{9}}{10^{5}}", None, "cannot judge: too large to evaluate"),
+        (r"\frac{1}{2004!}", r"\frac{1}{2004!}", True, "match"),  # a MATH train answer: not too large
+        ("2^{10}", "1024", True, "match"),
+    ],
+)
 def test_guards_before_parsing(gold: str, pred: str, correct: bool | None, reason: str) -> None:
     start = time.monotonic()
     v = verify(Problem(id="g", prompt="", answer=gold), f"\\boxed{{{pred}}}")
@@ -51,7 +56,9 @@ def test_guards_before_parsing(gold: str, pred: str, correct: bool | None, reaso
 
 
 def test_math_items_are_right_and_wrong() -> None:
-    rows = [{"problem": "p", "solution": r"So $\boxed{\frac{1}{4}}$, i.e. \frac{1}{4}.", "answer": r"\frac{1}{4}"}]
+    rows = [
+        {"problem": "p", "solution": r"So $\boxed{\frac{1}{4}}$, i.e. \frac{1}{4}.", "answer": r"\frac{1}{4}"}
+    ]
     items = bench_verify.math_items(rows)
     assert [verify(p, c).correct for p, c in items] == [True, False, True, True]
     assert r"\boxed{0.25}" in items[3][1]

@@ -128,7 +128,8 @@ def test_empty_or_non_string_completion_is_incorrect(completion: object) -> None
 
 def test_no_answer_found() -> None:
     assert verify(_p("1"), "Let me think about it.") == Verdict(
-        correct=False, extracted=None, reason="no final answer found")
+        correct=False, extracted=None, reason="no final answer found"
+    )
 
 
 def test_empty_box_is_incorrect() -> None:
@@ -241,9 +242,19 @@ def test_every_math_train_reference_solution_verifies() -> None:
     assert bad == ["train/number_theory/7115.json", "train/number_theory/7117.json"]
 
 
-@pytest.mark.parametrize(("gold", "n"), [
-    ("2, 3", 2), (r"\left( 1, 2 \right)", 2), (r"\{1,2,3\}", 3), ("(1,2),(3,4)", 2), ("10,000", 1),
-    (r"10,\!000", 1), ("[2,5)", 1), (r"\frac{1}{2}", 1), (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", 1),
-])
+@pytest.mark.parametrize(
+    ("gold", "n"),
+    [
+        ("2, 3", 2),
+        (r"\left( 1, 2 \right)", 2),
+        (r"\{1,2,3\}", 3),
+        ("(1,2),(3,4)", 2),
+        ("10,000", 1),
+        (r"10,\!000", 1),
+        ("[2,5)", 1),
+        (r"\frac{1}{2}", 1),
+        (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", 1),
+    ],
+)
 def test_parts_counts_the_answers_a_gold_lists(gold: str, n: int) -> None:
     assert vmath.parts(gold) == n

@@ -41,9 +41,14 @@ def test_check_names_accepts_the_steps_filter_with_it():
     from secondtry.config import ConfigError, build_config
     from secondtry.loop import check_names
 
-    base = {"name": "t", "model": {"path": "m/x"}, "train_task": {"name": "gsm8k", "path": "x.jsonl"},
-            "eval_task": {"name": "gsm8k", "path": "x.jsonl"}, "evaluation": {"select_on": "test"},
-            "filter": {"require": "steps"}}
+    base = {
+        "name": "t",
+        "model": {"path": "m/x"},
+        "train_task": {"name": "gsm8k", "path": "x.jsonl"},
+        "eval_task": {"name": "gsm8k", "path": "x.jsonl"},
+        "evaluation": {"select_on": "test"},
+        "filter": {"require": "steps"},
+    }
     check_names(build_config({**base, "verifier": {"name": "numeric_steps"}}))
     with pytest.raises(ConfigError, match="needs a verifier that checks steps"):
         check_names(build_config({**base, "verifier": {"name": "numeric"}}))
@@ -53,28 +58,31 @@ def steps_of(text):
     return [(s.text, s.ok) for s in stated_steps(text)]
 
 
-@pytest.mark.parametrize("text, values", [
-    ("She earns 12/60 = $0.2 a minute, so 0.2 x 50 = $10.", [True, True]),
-    ("It costs 1,200 + 300 = $1,500 in all.", [True]),
-    ("20% of 50 = 10 and 30 * 20% = 6, so 15/60 * 100 = 25%.", [True, True, True]),
-    ("Each gets 100/3 = 33.33 dollars", [True]),  # a stated decimal, rounded to its places
-    ("He needs 3/4 * 2 = 1 1/2 cups, then 2 + 1 1/2 = 3 1/2 cups.", [True, True]),
-    ("Female:44(.50)=22", [True]),  # an implicit product
-    ("5 + 3 = 8 * 2 = 16", [True, True]),  # a sloppy chain carries 8 on
-    ("10 miles per hour * 0.5 hours = 5 miles", [True]),  # units between numbers
-    (r"So \(3 \times 4 = 12\) and \(\frac{12}{4} = 3\)", [True, True]),  # LaTeX
-    ("Natalia sold 48/2 = <<48/2=24>>24 clips.", [True]),  # an annotation and its prose count once
-    ("She has 48 - 24 = 25 clips left.", [False]),
-    ("The box holds 2 * 3 * 4 = 20 toys.", [False]),
-    ("The total is 25 / 1/5 = 125.", [True]),  # dividing by a fraction written b/c
-    # one variable: equations after the set-up that keep its solution are steps; another solution starts a
-    # new set-up
-    ("Let x be her age. Then 2x + 3 = 11, so 2x = 8 and x = 4.", [True, True]),
-    ("Let x be her age. Then 2x + 3 = 11, so x = 5.", []),
-    ("p + m = 27 and p = 8m, so 8m + m = 27", []),  # two unknowns
-    ("It takes 1 hour = 60 minutes.", []),  # no operator: a statement, not a calculation
-    ("He left at 7:50 + 30 minutes = 8:20 a.m.", []),  # clock times are not numbers
-])
+@pytest.mark.parametrize(
+    "text, values",
+    [
+        ("She earns 12/60 = $0.2 a minute, so 0.2 x 50 = $10.", [True, True]),
+        ("It costs 1,200 + 300 = $1,500 in all.", [True]),
+        ("20% of 50 = 10 and 30 * 20% = 6, so 15/60 * 100 = 25%.", [True, True, True]),
+        ("Each gets 100/3 = 33.33 dollars", [True]),  # a stated decimal, rounded to its places
+        ("He needs 3/4 * 2 = 1 1/2 cups, then 2 + 1 1/2 = 3 1/2 cups.", [True, True]),
+        ("Female:44(.50)=22", [True]),  # an implicit product
+        ("5 + 3 = 8 * 2 = 16", [True, True]),  # a sloppy chain carries 8 on
+        ("10 miles per hour * 0.5 hours = 5 miles", [True]),  # units between numbers
+        (r"So \(3 \times 4 = 12\) and \(\frac{12}{4} = 3\)", [True, True]),  # LaTeX
+        ("Natalia sold 48/2 = <<48/2=24>>24 clips.", [True]),  # an annotation and its prose count once
+        ("She has 48 - 24 = 25 clips left.", [False]),
+        ("The box holds 2 * 3 * 4 = 20 toys.", [False]),
+        ("The total is 25 / 1/5 = 125.", [True]),  # dividing by a fraction written b/c
+        # one variable: equations after the set-up that keep its solution are steps; another solution starts a
+        # new set-up
+        ("Let x be her age. Then 2x + 3 = 11, so 2x = 8 and x = 4.", [True, True]),
+        ("Let x be her age. Then 2x + 3 = 11, so x = 5.", []),
+        ("p + m = 27 and p = 8m, so 8m + m = 27", []),  # two unknowns
+        ("It takes 1 hour = 60 minutes.", []),  # no operator: a statement, not a calculation
+        ("He left at 7:50 + 30 minutes = 8:20 a.m.", []),  # clock times are not numbers
+    ],
+)
 def test_what_is_read_as_a_step(text, values):
     assert [ok for _, ok in steps_of(text)] == values
 
@@ -82,8 +90,9 @@ def test_what_is_read_as_a_step(text, values):
 def test_exact_arithmetic_not_floats():
     assert steps_of("0.1 + 0.2 = 0.3") == [("0.1 + 0.2 = 0.3", True)]  # 0.30000000000000004 in floats
     assert [ok for _, ok in steps_of("10/3 * 3 = 10")] == [True]
-    assert [ok for _, ok in steps_of("1/3 + 1/3 = 0.67")] == [True] and [ok for _, ok in
-                                                                       steps_of("1/3 + 1/3 = 0.6")] == [True]
+    assert [ok for _, ok in steps_of("1/3 + 1/3 = 0.67")] == [True] and [
+        ok for _, ok in steps_of("1/3 + 1/3 = 0.6")
+    ] == [True]
     assert [ok for _, ok in steps_of("1/3 + 1/3 = 0.7")] == [True]  # rounded
     assert [ok for _, ok in steps_of("1/3 + 1/3 = 0.8")] == [False]
 
@@ -91,16 +100,27 @@ def test_exact_arithmetic_not_floats():
 P = Problem("p", "A shop sells 12 pens a day for 5 days. How many pens?", "60")
 
 
-@pytest.mark.parametrize("completion, steps, lucky", [
-    ("It sells 12 * 5 = 60 pens. The answer is 60.", (True, True), False),
-    ("It sells 12 * 5 = 70 pens. The answer is 60.", (False, False), True),  # wrong step, answer by chance
-    # the step does not reach the answer
-    ("It sells 12 * 4 = 48 pens, about 60. The answer is 60.", (True, False), True),
-    ("The answer is 60.", (False,), True),  # no checkable step
-    ("60 * 1 = 60. The answer is 60.", (True, False), True),  # a step that does nothing derives nothing
-    ("I think 30 + 30 = 60. The answer is 60.", (True, False), True),  # true arithmetic on made-up numbers
-    ("12 + 5 = 17 and 17 - 5 = 12, so 12 * 5 = 60.\n#### 60", (True, True, True, True), False),
-])
+@pytest.mark.parametrize(
+    "completion, steps, lucky",
+    [
+        ("It sells 12 * 5 = 60 pens. The answer is 60.", (True, True), False),
+        (
+            "It sells 12 * 5 = 70 pens. The answer is 60.",
+            (False, False),
+            True,
+        ),  # wrong step, answer by chance
+        # the step does not reach the answer
+        ("It sells 12 * 4 = 48 pens, about 60. The answer is 60.", (True, False), True),
+        ("The answer is 60.", (False,), True),  # no checkable step
+        ("60 * 1 = 60. The answer is 60.", (True, False), True),  # a step that does nothing derives nothing
+        (
+            "I think 30 + 30 = 60. The answer is 60.",
+            (True, False),
+            True,
+        ),  # true arithmetic on made-up numbers
+        ("12 + 5 = 17 and 17 - 5 = 12, so 12 * 5 = 60.\n#### 60", (True, True, True, True), False),
+    ],
+)
 def test_lucky_when_a_step_is_wrong_or_the_answer_does_not_follow(completion, steps, lucky):
     v = verify(P, completion)
     assert v.correct is True and v.steps == steps and v.lucky is lucky, v.details
@@ -111,16 +131,29 @@ def test_a_wrong_answer_is_wrong_whatever_its_steps():
     assert v.correct is False and not v.lucky and v.steps == (True, False)
 
 
-@pytest.mark.parametrize("garbage", ["", "=====", "((((((((((((1" * 200, "1" * 5000 + "=1",
-                                     "2^2^2^2^2^2^2 = 4",
-                                     "(" * 3000 + "1+1=2", "9" * 60 + " * 9 = 1", "1/0 = 5", "<<1/0=5>>5",
-                                     "x" * 10000, "1 = " * 3000])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "=====",
+        "((((((((((((1" * 200,
+        "1" * 5000 + "=1",
+        "2^2^2^2^2^2^2 = 4",
+        "(" * 3000 + "1+1=2",
+        "9" * 60 + " * 9 = 1",
+        "1/0 = 5",
+        "<<1/0=5>>5",
+        "x" * 10000,
+        "1 = " * 3000,
+    ],
+)
 def test_garbage_never_raises(garbage):
     v = verify(P, garbage)
     assert v.correct in (False, None) and v.steps is not None
 
 
 # ----------------------------------------------------------------------------- GSM8K's reference solutions
+
 
 def _rows(data_dir, split):
     path = data_dir / "gsm8k" / f"{split}.jsonl"
@@ -165,9 +198,11 @@ def test_reference_solutions_pass_but_the_listed_exceptions(data_dir):
 
 # ----------------------------------------------------------------------------- planted errors
 
+
 def _value(expr: str) -> Fraction | None:
     """An annotation's expression (plain arithmetic: numbers, + - * / and parentheses), exactly; None
     otherwise. Independent of the checker: Python's own parser over Fractions."""
+
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
@@ -185,8 +220,12 @@ def _value(expr: str) -> Fraction | None:
         return None
 
 
-OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-       ast.Div: lambda a, b: a / b}
+OPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
 ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>=]+)>>(-?[\d.,]+)")
 KINDS = ("result", "operand", "operator", "last result")
 
@@ -227,9 +266,14 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
     The solution is then returned with its annotations removed (prose, as a model writes it) or kept.
     """
     # calculations (an operator between numbers), right as annotated
-    found = [m for m in ANNOTATION.finditer(worked) if re.search(r"\d\s*[-+*/]", m[1])
-             and _value(m[1]) is not None and _number(m[3]) is not None
-             and _value(m[1]) == _number(m[2]) == _number(m[3])]
+    found = [
+        m
+        for m in ANNOTATION.finditer(worked)
+        if re.search(r"\d\s*[-+*/]", m[1])
+        and _value(m[1]) is not None
+        and _number(m[3]) is not None
+        and _value(m[1]) == _number(m[2]) == _number(m[3])
+    ]
     if not found:
         return None
     if kind in ("result", "operand", "operator"):
@@ -239,11 +283,11 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
     rng.shuffle(candidates := list(candidates))
     for m in candidates:
         expr, result = m[1], _number(m[3])
-        prose_left = worked[:m.start()]
+        prose_left = worked[: m.start()]
         eq = prose_left.rstrip().rstrip("$").rstrip()
         if kind in ("result", "last result"):
             wrong = _show(_wrong(result, rng))
-            new = prose_left + f"<<{expr}={wrong}>>{wrong}" + worked[m.end():]
+            new = prose_left + f"<<{expr}={wrong}>>{wrong}" + worked[m.end() :]
         else:
             if not eq.endswith("="):
                 continue  # the prose does not write the calculation out before its annotation
@@ -253,8 +297,8 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
                 if not last or not prose_num or _number(prose_num[-1][0]) != _number(last[-1][0]):
                     continue
                 changed = _show(_wrong(_number(last[-1][0]), rng))
-                new_expr = expr[:last[-1].start()] + changed + expr[last[-1].end():]
-                new_eq = eq[:prose_num[-1].start()] + changed + eq[prose_num[-1].end():]
+                new_expr = expr[: last[-1].start()] + changed + expr[last[-1].end() :]
+                new_eq = eq[: prose_num[-1].start()] + changed + eq[prose_num[-1].end() :]
             else:
                 ops = [(i, c) for i, c in enumerate(expr) if c in "+-*/" and i > 0]
                 swap = {"+": "-", "-": "+", "*": "/", "/": "*"}
@@ -264,11 +308,11 @@ def plant(worked: str, kind: str, rng: random.Random, keep_annotations: bool) ->
                 (i, c), (j, pc) = ops[-1], prose_ops[-1]
                 if {"x": "*", "×": "*"}.get(pc, pc) != c:
                     continue
-                new_expr = expr[:i] + swap[c] + expr[i + 1:]
-                new_eq = eq[:j] + swap[c] + eq[j + 1:]
+                new_expr = expr[:i] + swap[c] + expr[i + 1 :]
+                new_eq = eq[:j] + swap[c] + eq[j + 1 :]
             if _value(new_expr) is None or _value(new_expr) == result:
                 continue  # still right (2 * 2 = 2 + 2): not an error
-            new = new_eq + prose_left[len(eq):] + f"<<{new_expr}={m[2]}>>{m[3]}" + worked[m.end():]
+            new = new_eq + prose_left[len(eq) :] + f"<<{new_expr}={m[2]}>>{m[3]}" + worked[m.end() :]
         return new if keep_annotations else re.sub(r"<<[^<>]*>>", "", new)
     return None
 
@@ -316,8 +360,10 @@ def test_figures(data_dir):
     tp = sum(sum(c) for c in caught.values())
     fp = len(failing)  # every reference is right as its gold says: the listed ones count against the checker
     n_planted = sum(len(c) for c in caught.values())
-    print(f"\nreferences: {8792 - fp} of 8792 pass ({(8792 - fp) / 8792:.2%}); "
-          f"{fp} flagged (see gsm8k_steps_exceptions.json)")
+    print(
+        f"\nreferences: {8792 - fp} of 8792 pass ({(8792 - fp) / 8792:.2%}); "
+        f"{fp} flagged (see gsm8k_steps_exceptions.json)"
+    )
     reasons = json.loads(EXCEPTIONS.read_text(encoding="utf-8"))
     for reason in ("wrong step", "no checkable step", "answer not derived"):
         print(f"  {reason}: {sum(e['reason'] == reason for e in reasons.values())}")

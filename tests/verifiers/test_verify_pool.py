@@ -112,8 +112,13 @@ def test_crashing_item(pool: VerifierPool, bad: str, code: int) -> None:
 
 def test_raising_and_bad_items(pool: VerifierPool) -> None:
     unpicklable = Problem(id="u", prompt="", answer="0", meta={"f": lambda: 0})
-    items = [(Problem(id="r", prompt="", answer="0"), "raise"), "not a pair", (unpicklable, "0"),
-             (Problem(id="n", prompt="", answer="0"), "none"), *_items(3)]
+    items = [
+        (Problem(id="r", prompt="", answer="0"), "raise"),
+        "not a pair",
+        (unpicklable, "0"),
+        (Problem(id="n", prompt="", answer="0"), "none"),
+        *_items(3),
+    ]
     out = pool.map(items)  # type: ignore[arg-type]
     assert out[0].correct is None and "ValueError: bad item" in out[0].reason
     assert out[1].correct is None and out[2].correct is None and "pickle" in out[2].reason
@@ -145,4 +150,7 @@ def test_math_pool_matches_inline() -> None:
     inline = verify_all("math", items, workers=0)
     pooled = verify_all("math", items, workers=2, timeout_s=30)
     assert pooled == inline
-    assert sum(v.correct is True for v in pooled[:100]) == 100 and sum(v.correct is False for v in pooled[100:]) > 90
+    assert (
+        sum(v.correct is True for v in pooled[:100]) == 100
+        and sum(v.correct is False for v in pooled[100:]) > 90
+    )

@@ -7,8 +7,13 @@ from secondtry.tasks.synthetic import generate
 from secondtry.types import Problem
 from secondtry.verifiers.synthetic import verify
 
-P = Problem("p", "4+5+2-9", "2", solution="4+5=9|9+2=11|11-9=2|Answer: 2",
-            meta={"operands": [4, 5, 2, 9], "ops": ["+", "+", "-"], "level": 3})
+P = Problem(
+    "p",
+    "4+5+2-9",
+    "2",
+    solution="4+5=9|9+2=11|11-9=2|Answer: 2",
+    meta={"operands": [4, 5, 2, 9], "ops": ["+", "+", "-"], "level": 3},
+)
 
 
 def test_doctests():
@@ -17,7 +22,13 @@ def test_doctests():
 
 def test_correct_solution():
     v = verify(P, "4+5=9|9+2=11|11-9=2|Answer: 2")
-    assert (v.correct, v.extracted, v.steps, v.lucky, v.steps_ok) == (True, "2", (True, True, True), False, True)
+    assert (v.correct, v.extracted, v.steps, v.lucky, v.steps_ok) == (
+        True,
+        "2",
+        (True, True, True),
+        False,
+        True,
+    )
     for p in generate(50, [2, 3, 4], 0, "test"):
         assert verify(p, p.solution).steps_ok
 
@@ -37,7 +48,11 @@ def test_last_answer_counts_and_step_count():
     assert verify(P, "4+5=9|9+2=11|Answer: 2").steps == (True, True, False)  # missing step
     v = verify(P, "4+5=9|9+2=11|11-9=2|2+0=2|Answer: 2")  # extra step
     assert v.correct and v.steps == (True, True, True, False) and v.lucky
-    assert verify(P, "4+5=9|9-2=7|7-9=-2|Answer: -2").steps == (True, False, True)  # wrong op, negatives parse
+    assert verify(P, "4+5=9|9-2=7|7-9=-2|Answer: -2").steps == (
+        True,
+        False,
+        True,
+    )  # wrong op, negatives parse
 
 
 def test_without_meta_parses_the_prompt():
@@ -46,8 +61,9 @@ def test_without_meta_parses_the_prompt():
     assert verify(Problem("r", "what?", "2"), "Answer: 2").steps is None
 
 
-@pytest.mark.parametrize("garbage", ["", "<|end|>", "Answer:", "|||", "=|=|=", "4+5=|Answer: x", "\x00" * 5,
-                                     "Ответ: 2"])
+@pytest.mark.parametrize(
+    "garbage", ["", "<|end|>", "Answer:", "|||", "=|=|=", "4+5=|Answer: x", "\x00" * 5, "Ответ: 2"]
+)
 def test_garbage_never_raises(garbage):
     v = verify(P, garbage)
     assert v.correct is False and v.extracted is None and v.steps == (False, False, False)

@@ -22,13 +22,38 @@ def test_doctests():
     assert doctest.testmod(wire).failed == 0
 
 
-@pytest.mark.parametrize("value", [
-    None, True, False, 0, -1, 2 ** 200, -(3 ** 300), 1.5, -0.0, float("inf"), 1e-300, 2 + 3j, "",
-    "héllo\ud800", b"\x00\xff", [], [1, [2, [3]]], (), (1, (2,)), {},
-    {1: "a", (1, 2): [3], frozenset({1}): None, "k": {"n": 1}},
-    set(), {1, "a", (2, 3)}, frozenset({frozenset({1})}), collections.Counter("hello"),
-    collections.OrderedDict([("b", 1), ("a", 2)]), [[[[[[[[[[1]]]]]]]]]],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**200,
+        -(3**300),
+        1.5,
+        -0.0,
+        float("inf"),
+        1e-300,
+        2 + 3j,
+        "",
+        "héllo\ud800",
+        b"\x00\xff",
+        [],
+        [1, [2, [3]]],
+        (),
+        (1, (2,)),
+        {},
+        {1: "a", (1, 2): [3], frozenset({1}): None, "k": {"n": 1}},
+        set(),
+        {1, "a", (2, 3)},
+        frozenset({frozenset({1})}),
+        collections.Counter("hello"),
+        collections.OrderedDict([("b", 1), ("a", 2)]),
+        [[[[[[[[[[1]]]]]]]]]],
+    ],
+)
 def test_plain_values_cross_unchanged_and_exactly_typed(value):
     back = _roundtrip(value)
     assert back == value and type(back) is type(value)
@@ -53,12 +78,22 @@ class MyList(list):
     pass
 
 
-@pytest.mark.parametrize("value, name", [
-    (EqualsAll(1), "EqualsAll"), ([1, EqualsAll(2)], "EqualsAll"), (MyList(), "MyList"), (object(), "object"),
-    ({1: object()}, "object"), ((x for x in ()), "generator"), (range(3), "range"),
-    (print, "builtin_function_or_method"),
-    (bytearray(b"x"), "bytearray"), (Ellipsis, "ellipsis"), (collections.namedtuple("P", "x")(1), "P"),
-])
+@pytest.mark.parametrize(
+    "value, name",
+    [
+        (EqualsAll(1), "EqualsAll"),
+        ([1, EqualsAll(2)], "EqualsAll"),
+        (MyList(), "MyList"),
+        (object(), "object"),
+        ({1: object()}, "object"),
+        ((x for x in ()), "generator"),
+        (range(3), "range"),
+        (print, "builtin_function_or_method"),
+        (bytearray(b"x"), "bytearray"),
+        (Ellipsis, "ellipsis"),
+        (collections.namedtuple("P", "x")(1), "P"),
+    ],
+)
 def test_anything_else_is_refused_on_sending(value, name):
     with pytest.raises(NotPlain, match=name):
         encode_frame(["r", value])
@@ -76,12 +111,21 @@ def test_cycles_and_depth_are_refused():
         encode_frame(["r", deep])
 
 
-@pytest.mark.parametrize("body", [
-    marshal.dumps(["r", (lambda: 0).__code__]),  # a code object
-    marshal.dumps(["r", ...]), marshal.dumps(["r", StopIteration]),
-    marshal.dumps(["r", (..., "Counter", [1])]), marshal.dumps(["r", (..., "Evil", {})]),
-    marshal.dumps("not a list"), marshal.dumps([]), b"", b"\xff\x00garbage", marshal.dumps(["r", [1]])[:-1],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        marshal.dumps(["r", (lambda: 0).__code__]),  # a code object
+        marshal.dumps(["r", ...]),
+        marshal.dumps(["r", StopIteration]),
+        marshal.dumps(["r", (..., "Counter", [1])]),
+        marshal.dumps(["r", (..., "Evil", {})]),
+        marshal.dumps("not a list"),
+        marshal.dumps([]),
+        b"",
+        b"\xff\x00garbage",
+        marshal.dumps(["r", [1]])[:-1],
+    ],
+)
 def test_what_marshal_can_say_beyond_plain_data_is_refused_on_receiving(body):
     with pytest.raises(NotPlain):
         decode(body)

@@ -15,9 +15,38 @@ from secondtry.tasks import TaskDataError, register_task
 from secondtry.types import Problem, Verdict
 from secondtry.verifiers import register_verifier
 
-WORDS = ("apple", "bridge", "candle", "dragon", "engine", "forest", "garden", "harbor", "island", "jungle",
-         "kettle", "lantern", "meadow", "needle", "orange", "pencil", "quartz", "rocket", "saddle", "tunnel",
-         "velvet", "window", "yellow", "zipper", "anchor", "button", "carpet", "donkey", "falcon", "goblet")
+WORDS = (
+    "apple",
+    "bridge",
+    "candle",
+    "dragon",
+    "engine",
+    "forest",
+    "garden",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lantern",
+    "meadow",
+    "needle",
+    "orange",
+    "pencil",
+    "quartz",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "velvet",
+    "window",
+    "yellow",
+    "zipper",
+    "anchor",
+    "button",
+    "carpet",
+    "donkey",
+    "falcon",
+    "goblet",
+)
 INSTRUCTION = "Write the word backwards, letter by letter. End with a line `Answer: <reversed word>`."
 
 
@@ -26,8 +55,9 @@ def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     """Reverse a word letter by letter (procedural; options: count)."""
     unknown = set(cfg.options) - {"count"}
     if unknown:
-        raise TaskDataError(f"task options: reverse_word has no option(s) {', '.join(sorted(unknown))}; "
-                            f"valid: count")
+        raise TaskDataError(
+            f"task options: reverse_word has no option(s) {', '.join(sorted(unknown))}; valid: count"
+        )
     if cfg.split not in ("train", "test"):
         raise TaskDataError(f"task split: reverse_word has the splits train and test, not {cfg.split!r}")
     count = int(cfg.options.get("count", len(WORDS)))
@@ -36,10 +66,16 @@ def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     if cfg.shuffle:
         rng.shuffle(words)
     words = (words * (count // max(1, len(words)) + 1))[:count]
-    problems = [Problem(id=f"{cfg.split}-{i}-{w}", prompt=f"{w}\n\n{cfg.instruction or INSTRUCTION}",
-                        answer=w[::-1], solution=" ".join(reversed(w)) + f"\nAnswer: {w[::-1]}")
-                for i, w in enumerate(words)]
-    return problems[:cfg.limit] if cfg.limit else problems
+    problems = [
+        Problem(
+            id=f"{cfg.split}-{i}-{w}",
+            prompt=f"{w}\n\n{cfg.instruction or INSTRUCTION}",
+            answer=w[::-1],
+            solution=" ".join(reversed(w)) + f"\nAnswer: {w[::-1]}",
+        )
+        for i, w in enumerate(words)
+    ]
+    return problems[: cfg.limit] if cfg.limit else problems
 
 
 ANSWER = re.compile(r"^\s*answer\s*:\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)

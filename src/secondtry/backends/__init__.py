@@ -30,9 +30,15 @@ from .openai import OpenAISampler
 class Sampler(Protocol):
     """What the loop calls on a backend's sampler."""
 
-    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingConfig, n: int = 1,
-                 seed: int = 0, progress: Callable[[int], None] | None = None,
-                 keys: Sequence[str] | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: SamplingConfig,
+        n: int = 1,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[list[Completion]]:
         """`n` completions per conversation, in order. Sample j of conversation i is seeded by
         (seed, keys[i], j) (keys default to the positions), so a problem samples the same text whatever
         else is in the call. `progress(k)` counts finished completions."""
@@ -68,6 +74,7 @@ def register_backend(name: str, factory: Any = None, *, options: type[BaseModel]
     function) called as `factory(model_path, cfg, log, **extra)` that returns a `Sampler`. A name already
     taken is refused. Its config section is `backend.name`, `batch_size`, `device` and `options`; `options`
     (a pydantic model) checks `backend.options` before a run, and `backend_options(cfg)` gives them typed."""
+
     def add(obj: Any) -> Any:
         register(BACKENDS, "backend", name, obj)
         if options is not None:
@@ -86,5 +93,6 @@ def backend_options(cfg: Config) -> BaseModel | None:
     try:
         return model.model_validate(getattr(cfg.backend, "options", {}))
     except ValidationError as e:
-        raise ValueError("\n".join(f"backend.options.{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                                   for err in e.errors())) from None
+        raise ValueError(
+            "\n".join(f"backend.options.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        ) from None

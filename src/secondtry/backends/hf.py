@@ -31,11 +31,16 @@ from .engine.sampling import mix32
 from .engine.sampling import request_key as row_seed  # one keying scheme for both generation paths
 
 
-def render(tokenizer, messages: Sequence[Message], chat_template_kwargs: dict, *, generation_prompt: bool = True) -> str:
+def render(
+    tokenizer, messages: Sequence[Message], chat_template_kwargs: dict, *, generation_prompt: bool = True
+) -> str:
     """The exact text the model is conditioned on."""
     return tokenizer.apply_chat_template(
         [{"role": m.role, "content": m.content} for m in messages],
-        tokenize=False, add_generation_prompt=generation_prompt, **chat_template_kwargs)
+        tokenize=False,
+        add_generation_prompt=generation_prompt,
+        **chat_template_kwargs,
+    )
 
 
 def gumbel_noise(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.Tensor:
@@ -47,7 +52,7 @@ def gumbel_noise(keys: torch.Tensor, step: int, tokens: torch.Tensor) -> torch.T
     """
     state = mix32(keys.long() ^ mix32(torch.full_like(keys.long(), step) ^ 0x9E3779B9))
     bits = mix32(state[:, None] ^ mix32(tokens.long() + 0x632BE5AB))
-    u = ((bits >> 9).to(torch.float32) + 0.5) * 2.0 ** -23  # 23 bits: k + 0.5 is exact, so 0 < u < 1
+    u = ((bits >> 9).to(torch.float32) + 0.5) * 2.0**-23  # 23 bits: k + 0.5 is exact, so 0 < u < 1
     return -torch.log(-torch.log(u))
 
 
@@ -58,7 +63,9 @@ class SeededSampling:
     chosen token is then the argmax of the warped scores plus `gumbel_noise`.
     """
 
-    def __init__(self, params: SamplingConfig, seeds: list[int], prompt_width: int, device: torch.device) -> None:
+    def __init__(
+        self, params: SamplingConfig, seeds: list[int], prompt_width: int, device: torch.device
+    ) -> None:
         from transformers import (
             LogitsProcessorList,
             TemperatureLogitsWarper,
@@ -111,7 +118,9 @@ class HFSampler:
         from .engine.scheduler import triton_available
 
         needs_triton = self.device.type == "cuda"  # on a CPU the engine runs its torch path
-        why = unsupported(self.model) or (None if not needs_triton or triton_available() else "Triton is not installed")
+        why = unsupported(self.model) or (
+            None if not needs_triton or triton_available() else "Triton is not installed"
+        )
         if why is not None:
             self.log.warn(f"generation engine off ({why}); using transformers generate")
             return None
@@ -120,16 +129,28 @@ class HFSampler:
     def render(self, messages: Sequence[Message]) -> str:
         return render(self.tokenizer, messages, self.cfg.model.chat_template_kwargs)
 
-    def stream(self, params: Sequence[SamplingConfig], *, first: Sequence[Sequence[Message]] = (), turns: int = 1,
-               progress: Callable[[int], None] | None = None) -> EngineStream | None:
+    def stream(
+        self,
+        params: Sequence[SamplingConfig],
+        *,
+        first: Sequence[Sequence[Message]] = (),
+        turns: int = 1,
+        progress: Callable[[int], None] | None = None,
+    ) -> EngineStream | None:
         """One engine session for a stage (backends/stream.py); None without the engine (`generate` in waves)."""
         if self.engine is None:
             return None
         return EngineStream(self, params, first, turns, progress)
 
-    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingConfig, n: int = 1,
-                 seed: int = 0, progress: Callable[[int], None] | None = None,
-                 keys: Sequence[str] | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: SamplingConfig,
+        n: int = 1,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[list[Completion]]:
         """`n` completions per conversation. Sample j of conversation i is seeded by (seed, keys[i], j);
         keys default to the positions, pass stable ids (problem ids) to make samples independent of them."""
         keys = [str(i) for i in range(len(conversations))] if keys is None else [str(k) for k in keys]
@@ -138,18 +159,27 @@ class HFSampler:
         if self.engine is not None:  # sample j of a problem is keyed by (seed, its key, j), as below
             from .engine import generate_completions
 
-            return generate_completions(self.engine, self.tokenizer, ids, params, n=n, seed=seed, progress=progress,
-                                        seeds=[row_seed(seed, k, 0) for k in keys])
+            return generate_completions(
+                self.engine,
+                self.tokenizer,
+                ids,
+                params,
+                n=n,
+                seed=seed,
+                progress=progress,
+                seeds=[row_seed(seed, k, 0) for k in keys],
+            )
         jobs = [(i, j) for i in range(len(ids)) for j in range(n)]
         jobs.sort(key=lambda job: -len(ids[job[0]]))
         out: list[list[Completion | None]] = [[None] * n for _ in ids]
         start = 0
         while start < len(jobs):
             size = min(self.batch_size, len(jobs) - start)
-            chunk = jobs[start:start + size]
+            chunk = jobs[start : start + size]
             try:
-                completions = self._generate_batch([ids[i] for i, _ in chunk], params,
-                                                   [row_seed(seed, keys[i], j) for i, j in chunk])
+                completions = self._generate_batch(
+                    [ids[i] for i, _ in chunk], params, [row_seed(seed, keys[i], j) for i, j in chunk]
+                )
             except Exception as e:
                 if not is_oom(e) or size == 1:
                     raise
@@ -158,7 +188,9 @@ class HFSampler:
                 free_memory()  # outside the except block: its traceback pins the failed batch's tensors
                 self.batch_size = max(1, size // 2)  # later calls keep the smaller batch
                 self.oom_backoffs += 1
-                self.log.warn(f"out of GPU memory generating a batch of {size}; going on with batch {self.batch_size}")
+                self.log.warn(
+                    f"out of GPU memory generating a batch of {size}; going on with batch {self.batch_size}"
+                )
                 continue
             for (i, j), completion in zip(chunk, completions):
                 out[i][j] = completion
@@ -168,7 +200,9 @@ class HFSampler:
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _generate_batch(self, batch: list[list[int]], params: SamplingConfig, seeds: list[int]) -> list[Completion]:
+    def _generate_batch(
+        self, batch: list[list[int]], params: SamplingConfig, seeds: list[int]
+    ) -> list[Completion]:
         from transformers import LogitsProcessorList
 
         width = max(len(x) for x in batch)
@@ -177,20 +211,29 @@ class HFSampler:
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
         sampling = [SeededSampling(params, seeds, width, self.device)] if params.temperature > 0 else []
         generated = self.model.generate(
-            input_ids=input_ids, attention_mask=attention, max_new_tokens=params.max_new_tokens,
-            do_sample=False, temperature=None, top_p=None, top_k=None,  # sampling, if any, is SeededSampling
-            logits_processor=LogitsProcessorList(sampling), eos_token_id=self.eos_ids, pad_token_id=pad,
+            input_ids=input_ids,
+            attention_mask=attention,
+            max_new_tokens=params.max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,  # sampling, if any, is SeededSampling
+            logits_processor=LogitsProcessorList(sampling),
+            eos_token_id=self.eos_ids,
+            pad_token_id=pad,
         )[:, width:].tolist()
         results = []
         for x, new in zip(batch, generated):
             stop = next((k for k, t in enumerate(new) if t in self.eos_ids), None)
             body = new if stop is None else new[:stop]
-            results.append(Completion(
-                text=self.tokenizer.decode(body, skip_special_tokens=True),
-                n_tokens=len(body) + (stop is not None),
-                finish_reason="length" if stop is None else "stop",
-                prompt_tokens=len(x),
-            ))
+            results.append(
+                Completion(
+                    text=self.tokenizer.decode(body, skip_special_tokens=True),
+                    n_tokens=len(body) + (stop is not None),
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=len(x),
+                )
+            )
         return results
 
     def close(self) -> None:
@@ -213,8 +256,14 @@ class EngineStream:
 
     lookahead = True
 
-    def __init__(self, sampler: HFSampler, params: Sequence[SamplingConfig], first: Sequence[Sequence[Message]],
-                 turns: int, progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        sampler: HFSampler,
+        params: Sequence[SamplingConfig],
+        first: Sequence[Sequence[Message]],
+        turns: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         self.sampler, self.engine, self.progress = sampler, sampler.engine, progress
         sampled = {(p.temperature, p.top_k, p.top_p) for p in params if p.temperature > 0}
         if len(sampled) > 1:
@@ -222,8 +271,14 @@ class EngineStream:
         self.setting = next(iter(sampled), (0.0, 0, 1.0))
         self.max_new = max(p.max_new_tokens for p in params)
         rendered = [sampler.render(c) for c in first]
-        longest = max((len(ids) for ids in sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"]),
-                      default=0) if rendered else 0
+        longest = (
+            max(
+                (len(ids) for ids in sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"]),
+                default=0,
+            )
+            if rendered
+            else 0
+        )
         # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
         # of the stage (scheduler.py): a cache for every turn's worst case would hold far fewer sequences
         max_len = longest + self.max_new + min(turns - 1, 1) * (self.max_new + RETRY_ROOM)
@@ -232,17 +287,36 @@ class EngineStream:
         self.requests: dict[int, tuple[Any, int, bool, list[Completion | None]]] = {}
 
     def _ids(self, conversation: Sequence[Message]) -> list[int]:
-        return self.sampler.tokenizer(self.sampler.render(conversation), add_special_tokens=False)["input_ids"]
+        return self.sampler.tokenizer(self.sampler.render(conversation), add_special_tokens=False)[
+            "input_ids"
+        ]
 
-    def submit(self, tag: Any, conversation: Sequence[Message], params: SamplingConfig, *, n: int = 1,
-               seed: int = 0, key: str = "0", counts: bool = False) -> None:
+    def submit(
+        self,
+        tag: Any,
+        conversation: Sequence[Message],
+        params: SamplingConfig,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        key: str = "0",
+        counts: bool = False,
+    ) -> None:
         greedy = params.temperature <= 0
         if not greedy and (params.temperature, params.top_k, params.top_p) != self.setting:
-            raise ValueError(f"this session samples with {self.setting}; a request asked for "
-                             f"{(params.temperature, params.top_k, params.top_p)}")
+            raise ValueError(
+                f"this session samples with {self.setting}; a request asked for "
+                f"{(params.temperature, params.top_k, params.top_p)}"
+            )
         ids = self._ids(conversation)
-        r = self.engine.submit(ids, n=n, seed=row_seed(seed, key, 0), request=0,
-                               max_new_tokens=params.max_new_tokens, greedy=greedy)
+        r = self.engine.submit(
+            ids,
+            n=n,
+            seed=row_seed(seed, key, 0),
+            request=0,
+            max_new_tokens=params.max_new_tokens,
+            greedy=greedy,
+        )
         self.requests[r] = (tag, len(ids), counts, [None] * n)
 
     def poll(self) -> list[tuple[Any, list[Completion]]]:

@@ -75,8 +75,15 @@ class _Endpoint:
     failures: list[str] = field(default_factory=list)
 
 
-def request_params(params: SamplingConfig, *, server: str, api: str, count: int, seed: int,
-                   chat_template_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def request_params(
+    params: SamplingConfig,
+    *,
+    server: str,
+    api: str,
+    count: int,
+    seed: int,
+    chat_template_kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(keyword arguments of the SDK's create, extra JSON fields) for one request of `count` samples."""
     kw: dict[str, Any] = {"max_tokens": params.max_new_tokens, "seed": seed}
     extra: dict[str, Any] = {}
@@ -87,8 +94,16 @@ def request_params(params: SamplingConfig, *, server: str, api: str, count: int,
     if server == "transformers":
         # transformers serve samples only when the generation config says do_sample (a temperature alone
         # is ignored if the model's default is greedy) and rejects top_k as a field of its own
-        gen = ({"do_sample": False} if params.temperature == 0 else
-               {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k})
+        gen = (
+            {"do_sample": False}
+            if params.temperature == 0
+            else {
+                "do_sample": True,
+                "temperature": params.temperature,
+                "top_p": params.top_p,
+                "top_k": params.top_k,
+            }
+        )
         extra["generation_config"] = json.dumps(gen)
     else:
         kw.update(temperature=params.temperature, top_p=params.top_p)
@@ -109,13 +124,16 @@ def transcript(messages: Sequence[Message]) -> str:
 class OpenAISampler:
     """Requests to OpenAI-compatible servers, spread over `backend.endpoints` or the launched servers."""
 
-    def __init__(self, model_path: str, cfg: Config, log: Log = Log(),
-                 servers: Launcher | None = None) -> None:
+    def __init__(
+        self, model_path: str, cfg: Config, log: Log = Log(), servers: Launcher | None = None
+    ) -> None:
         b = cfg.backend
         self.cfg, self.b, self.log, self.model_path = cfg, b, log, model_path
         if not b.endpoints and not b.launch:
-            raise ValueError("the openai backend needs at least one server: set backend.endpoints, "
-                             "e.g. backend.endpoints=[http://127.0.0.1:8000/v1], or backend.launch")
+            raise ValueError(
+                "the openai backend needs at least one server: set backend.endpoints, "
+                "e.g. backend.endpoints=[http://127.0.0.1:8000/v1], or backend.launch"
+            )
         # servers started here (backend.launch): the run's, or this sampler's own when used alone
         self.own_servers = Launcher(cfg, log) if b.launch and servers is None else None
         self.servers = servers or self.own_servers
@@ -123,14 +141,17 @@ class OpenAISampler:
         if b.lora and adapter_base(model_path) is not None:
             self.adapter = (adapter_name(model_path), str(Path(model_path).resolve()))
         elif b.lora and model_path != cfg.model.path:
-            raise ModelLoadError(f"backend.lora serves the base model {cfg.model.path} and rounds' adapters; "
-                                 f"{model_path} is neither (a LoRA adapter folder has adapter_config.json)")
+            raise ModelLoadError(
+                f"backend.lora serves the base model {cfg.model.path} and rounds' adapters; "
+                f"{model_path} is neither (a LoRA adapter folder has adapter_config.json)"
+            )
         elif b.model_name and model_path != cfg.model.path and not b.launch:
             raise ModelLoadError(
                 f"this stage samples {model_path}, but backend.model_name={b.model_name} pins the server's model; "
                 f"unset backend.model_name and use a server that loads models by path (transformers serve "
                 f"without a model argument), set backend.launch to have a server started for each model, or "
-                f"evaluate only the base model")
+                f"evaluate only the base model"
+            )
         served = cfg.model.path if b.lora else model_path  # the model the server was started with
         self.model_name = request_model(b.server, b.model_name or served, self.adapter and self.adapter[0])
         self._loaded: set[tuple[str, int]] = set()  # (endpoint, server start) holding the adapter
@@ -139,14 +160,20 @@ class OpenAISampler:
             # only the variable named in the config: an OPENAI_API_KEY is never sent to another server by accident
             self.api_key = os.environ.get(b.api_key_env, "")
             if not self.api_key:
-                raise ValueError(f"backend.api_key_env={b.api_key_env}, but that environment variable is not set "
-                                 f"or empty; export {b.api_key_env}=<key>, or drop backend.api_key_env")
+                raise ValueError(
+                    f"backend.api_key_env={b.api_key_env}, but that environment variable is not set "
+                    f"or empty; export {b.api_key_env}=<key>, or drop backend.api_key_env"
+                )
         if b.n_in_request and b.server == "transformers":
-            raise ValueError("backend.n_in_request=true, but transformers serve answers one choice per request; "
-                             "set backend.n_in_request=false")
+            raise ValueError(
+                "backend.n_in_request=true, but transformers serve answers one choice per request; "
+                "set backend.n_in_request=false"
+            )
         if b.api == "chat" and b.server == "openai" and cfg.model.chat_template_kwargs:
-            raise ValueError("model.chat_template_kwargs cannot be sent to backend.server=openai; use "
-                             "backend.api=completions (renders the prompt here) or drop them")
+            raise ValueError(
+                "model.chat_template_kwargs cannot be sent to backend.server=openai; use "
+                "backend.api=completions (renders the prompt here) or drop them"
+            )
         self.tokenizer = self._tokenizer(model_path)
         self.sent: dict[str, int] = {url: 0 for url in b.endpoints}  # requests per endpoint, retries included
         self.retries = 0
@@ -171,8 +198,10 @@ class OpenAISampler:
             try:
                 return load_tokenizer(model_path)
             except ModelLoadError as e:
-                raise ModelLoadError(f"backend.api=completions renders prompts here with the model's chat template: "
-                                     f"{e}; or use backend.api=chat") from None
+                raise ModelLoadError(
+                    f"backend.api=completions renders prompts here with the model's chat template: "
+                    f"{e}; or use backend.api=chat"
+                ) from None
         # chat: the server renders; a local tokenizer only makes `render` exact, so the hub is never asked
         if self.adapter is not None and not (Path(model_path) / "tokenizer_config.json").is_file():
             model_path = self.cfg.model.path  # an adapter folder without a tokenizer of its own
@@ -190,25 +219,42 @@ class OpenAISampler:
             return [{"role": m.role, "content": m.content} for m in messages]
         text = render(self.tokenizer, messages, self.cfg.model.chat_template_kwargs)
         bos = self.tokenizer.bos_token
-        if bos and text.startswith(bos) and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]:
+        if (
+            bos
+            and text.startswith(bos)
+            and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
+        ):
             # the server tokenizes a prompt with special tokens, so it adds the BOS the template wrote itself
-            text = text[len(bos):]
+            text = text[len(bos) :]
         return text
 
-    def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingConfig, n: int = 1,
-                 seed: int = 0, progress: Callable[[int], None] | None = None,
-                 keys: Sequence[str] | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: SamplingConfig,
+        n: int = 1,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[list[Completion]]:
         """`n` completions per conversation; `progress(k)` counts finished completions, like the hf backend's.
         Sample j of conversation i is seeded by (seed, keys[i], j); keys default to the positions."""
         if params.top_k and self.b.server == "openai":
-            raise ValueError(f"sampling.top_k={params.top_k} cannot be sent to backend.server=openai (the API has no "
-                             f"top_k); set sampling.top_k=0, or backend.server to the server that answers")
+            raise ValueError(
+                f"sampling.top_k={params.top_k} cannot be sent to backend.server=openai (the API has no "
+                f"top_k); set sampling.top_k=0, or backend.server to the server that answers"
+            )
         keys = [str(i) for i in range(len(conversations))] if keys is None else [str(k) for k in keys]
         if self.b.n_in_request:
-            requests = [_Request(i, tuple(range(n)), row_seed(seed, keys[i], 0)) for i in range(len(conversations))]
+            requests = [
+                _Request(i, tuple(range(n)), row_seed(seed, keys[i], 0)) for i in range(len(conversations))
+            ]
         else:
-            requests = [_Request(i, (j,), row_seed(seed, keys[i], j)) for i in range(len(conversations))
-                        for j in range(n)]
+            requests = [
+                _Request(i, (j,), row_seed(seed, keys[i], j))
+                for i in range(len(conversations))
+                for j in range(n)
+            ]
         prompts = [self._prompt(c) for c in conversations]
         out: list[list[Completion | None]] = [[None] * n for _ in conversations]
         while True:
@@ -224,14 +270,27 @@ class OpenAISampler:
                 if self.servers is None or not self.servers.dead():
                     raise
 
-    async def _run_all(self, requests: list[_Request], prompts: list[Any], params: SamplingConfig,
-                       out: list[list[Completion | None]], progress: Callable[[int], None] | None,
-                       urls: list[str]) -> None:
+    async def _run_all(
+        self,
+        requests: list[_Request],
+        prompts: list[Any],
+        params: SamplingConfig,
+        out: list[list[Completion | None]],
+        progress: Callable[[int], None] | None,
+        urls: list[str],
+    ) -> None:
         from openai import AsyncOpenAI
 
         loop = asyncio.get_running_loop()
-        endpoints = [_Endpoint(url, AsyncOpenAI(base_url=url, api_key=self.api_key, max_retries=0,
-                                                timeout=self.b.request_timeout_s)) for url in urls]
+        endpoints = [
+            _Endpoint(
+                url,
+                AsyncOpenAI(
+                    base_url=url, api_key=self.api_key, max_retries=0, timeout=self.b.request_timeout_s
+                ),
+            )
+            for url in urls
+        ]
         queue: asyncio.PriorityQueue = asyncio.PriorityQueue()
         for k, req in enumerate(requests):
             queue.put_nowait((0, k, req))
@@ -240,7 +299,9 @@ class OpenAISampler:
         freed = asyncio.Event()  # set when a slot frees up; only the dispatcher waits on it
         running: set[asyncio.Task] = set()
 
-        def crashed(task: asyncio.Task) -> None:  # a bug here (or in `progress`) must end the call, not hang it
+        def crashed(
+            task: asyncio.Task,
+        ) -> None:  # a bug here (or in `progress`) must end the call, not hang it
             running.discard(task)
             if not task.cancelled() and task.exception() is not None and not done.done():
                 done.set_exception(task.exception())
@@ -261,11 +322,15 @@ class OpenAISampler:
                 wait = min(retry_after or 0.0, MAX_BACKOFF_S)
                 # requests in flight together fail together: only a failed probe is more evidence of a dead server
                 ep.strikes = ep.strikes + 1 if probe else max(ep.strikes, 1)
-                ep.cooling_until = max(ep.cooling_until, loop.time() + max(self._backoff(ep.strikes - 1), wait))
+                ep.cooling_until = max(
+                    ep.cooling_until, loop.time() + max(self._backoff(ep.strikes - 1), wait)
+                )
                 delay = max(self._backoff(len(req.failures)), wait)
                 if not ep.failures:
-                    self.log.warn(f"openai backend: {ep.url}: {what}; retrying (backend.max_retries="
-                                  f"{self.b.max_retries})")
+                    self.log.warn(
+                        f"openai backend: {ep.url}: {what}; retrying (backend.max_retries="
+                        f"{self.b.max_retries})"
+                    )
                 ep.failures.append(what)
                 self.retries += 1
                 later = _Request(req.conv, req.samples, req.seed, req.failures + (f"{ep.url}: {what}",))
@@ -322,8 +387,11 @@ class OpenAISampler:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            free = [e for e in endpoints if e.cooling_until <= now
-                    and e.in_flight < (self.b.concurrency if e.strikes == 0 else 1)]
+            free = [
+                e
+                for e in endpoints
+                if e.cooling_until <= now and e.in_flight < (self.b.concurrency if e.strikes == 0 else 1)
+            ]
             if free:
                 return min(free, key=lambda e: (e.strikes > 0, e.in_flight, e.sent))
             freed.clear()
@@ -334,25 +402,41 @@ class OpenAISampler:
                 pass
 
     async def _call(self, client: Any, prompt: Any, params: SamplingConfig, count: int, seed: int) -> Any:
-        kw, extra = request_params(params, server=self.b.server, api=self.b.api, count=count, seed=seed,
-                                   chat_template_kwargs=self.cfg.model.chat_template_kwargs)
+        kw, extra = request_params(
+            params,
+            server=self.b.server,
+            api=self.b.api,
+            count=count,
+            seed=seed,
+            chat_template_kwargs=self.cfg.model.chat_template_kwargs,
+        )
         if self.b.api == "chat":
-            return await client.chat.completions.create(model=self.model_name, messages=prompt, extra_body=extra, **kw)
+            return await client.chat.completions.create(
+                model=self.model_name, messages=prompt, extra_body=extra, **kw
+            )
         return await client.completions.create(model=self.model_name, prompt=prompt, extra_body=extra, **kw)
 
     def _completions(self, response: Any, req: _Request, url: str) -> list[Completion]:
         choices = sorted(response.choices or [], key=lambda c: c.index)
         if len(choices) != len(req.samples):
             hint = " (it ignores `n`): set backend.n_in_request=false" if len(req.samples) > 1 else ""
-            raise EndpointError(f"openai backend: {url} answered {len(choices)} choices for a request of "
-                                f"{len(req.samples)}{hint}")
+            raise EndpointError(
+                f"openai backend: {url} answered {len(choices)} choices for a request of "
+                f"{len(req.samples)}{hint}"
+            )
         usage = response.usage
         out = []
         for choice in choices:
             text = (choice.message.content if self.b.api == "chat" else choice.text) or ""
             finish = "length" if choice.finish_reason == "length" else "stop"
-            out.append(Completion(text=text, n_tokens=self._n_tokens(choice, usage, len(choices), text, finish),
-                                  finish_reason=finish, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0))
+            out.append(
+                Completion(
+                    text=text,
+                    n_tokens=self._n_tokens(choice, usage, len(choices), text, finish),
+                    finish_reason=finish,
+                    prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                )
+            )
         return out
 
     def _n_tokens(self, choice: Any, usage: Any, n_choices: int, text: str, finish: str) -> int:
@@ -361,7 +445,9 @@ class OpenAISampler:
         if n_choices == 1 and getattr(usage, "completion_tokens", None) is not None:
             return usage.completion_tokens
         logprobs = getattr(choice, "logprobs", None)
-        tokens = getattr(logprobs, "content", None) if self.b.api == "chat" else getattr(logprobs, "tokens", None)
+        tokens = (
+            getattr(logprobs, "content", None) if self.b.api == "chat" else getattr(logprobs, "tokens", None)
+        )
         if tokens is not None:
             return len(tokens)
         if self.tokenizer is not None:
@@ -370,7 +456,7 @@ class OpenAISampler:
 
     def _backoff(self, retry: int) -> float:
         """Exponential, with "equal jitter": somewhere in [b/2, b] for b = base * 2**retry, at most MAX_BACKOFF_S."""
-        b = min(MAX_BACKOFF_S, self.b.retry_backoff_s * 2 ** retry)
+        b = min(MAX_BACKOFF_S, self.b.retry_backoff_s * 2**retry)
         return b / 2 + random.uniform(0, b / 2)
 
     def _describe(self, e: Exception) -> tuple[str, bool, float | None]:
@@ -387,8 +473,11 @@ class OpenAISampler:
         if isinstance(e, openai.APIStatusError):
             status = e.status_code
             body = e.response.text.strip()[:300] if e.response is not None else ""
-            return (f"HTTP {status}: {body or e.message}", status in _RETRY_STATUS or status >= 500,
-                    _retry_after(e.response.headers.get("retry-after") if e.response is not None else None))
+            return (
+                f"HTTP {status}: {body or e.message}",
+                status in _RETRY_STATUS or status >= 500,
+                _retry_after(e.response.headers.get("retry-after") if e.response is not None else None),
+            )
         return f"{type(e).__name__}: {str(e)[:300]}", False, None
 
     def _final_error(self, ep: _Endpoint, req: _Request, what: str, retried: bool) -> EndpointError:
@@ -399,18 +488,23 @@ class OpenAISampler:
             return EndpointError(
                 f"openai backend: {where} failed {len(req.failures) + 1} times, last at {ep.url}: {what} "
                 f"(all: {history}). Completions finished in this call are not kept: the stage stops, and resuming "
-                f"the run redoes it. Check the server, or raise backend.max_retries / backend.request_timeout_s")
+                f"the run redoes it. Check the server, or raise backend.max_retries / backend.request_timeout_s"
+            )
         return EndpointError(f"openai backend: {ep.url} refused {where}: {what}. {self._hint(what)}")
 
     def _hint(self, what: str) -> str:
         if what.startswith(("HTTP 401", "HTTP 403")):
             return "Put the key in an environment variable and set backend.api_key_env to its name"
         if what.startswith("HTTP 404"):
-            return (f"Check that the endpoint ends in /v1 and serves model {self.model_name!r} (GET <endpoint>/models "
-                    f"lists what it serves; backend.model_name sets the name sent)")
+            return (
+                f"Check that the endpoint ends in /v1 and serves model {self.model_name!r} (GET <endpoint>/models "
+                f"lists what it serves; backend.model_name sets the name sent)"
+            )
         if what.startswith(("HTTP 400", "HTTP 422")):
-            return (f"Check the model name sent ({self.model_name!r}; backend.model_name sets it) and "
-                    f"backend.server={self.b.server}, which decides the fields sent (docs/openai-backend.md)")
+            return (
+                f"Check the model name sent ({self.model_name!r}; backend.model_name sets it) and "
+                f"backend.server={self.b.server}, which decides the fields sent (docs/openai-backend.md)"
+            )
         return "See docs/openai-backend.md"
 
     def close(self) -> None:

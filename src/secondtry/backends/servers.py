@@ -50,20 +50,36 @@ HOST = "127.0.0.1"
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank takes
 TAIL_LINES = 25
 # torchrun's variables: a server that sees them may join (or collide with) the run's process group
-TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-                 "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
-                 "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
-                 "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+TORCHRUN_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS",
+    "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+)
 # runs in the new session before the server: SIGTERM the server when secondtry dies, then become it
-SHIM = ("import os, signal, sys\n"
-        "try:\n"
-        "    import ctypes\n"
-        "    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG (Linux)\n"
-        "except (AttributeError, OSError):\n"
-        "    pass\n"
-        "if os.getppid() != int(sys.argv[1]):\n"
-        "    sys.exit(70)  # secondtry is gone already\n"
-        "os.execv(sys.argv[2], sys.argv[3:])\n")
+SHIM = (
+    "import os, signal, sys\n"
+    "try:\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG (Linux)\n"
+    "except (AttributeError, OSError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(70)  # secondtry is gone already\n"
+    "os.execv(sys.argv[2], sys.argv[3:])\n"
+)
 
 
 class ServerError(RuntimeError):
@@ -155,9 +171,12 @@ class Launcher:
                 raise ServerError(
                     f"backend.launch: the server for {self.stage or 'this call'} ({s.url}) died again, exit "
                     f"code {code}, after one restart in this stage; finished chunks are kept, `secondtry "
-                    f"run` on the same config resumes. Its log, {s.log_path}, ends:\n{tail}")
-            self.log.warn(f"the server at {s.url} exited with code {code} during {self.stage or 'a call'}; "
-                          f"starting it again (once; its log: {s.log_path})")
+                    f"run` on the same config resumes. Its log, {s.log_path}, ends:\n{tail}"
+                )
+            self.log.warn(
+                f"the server at {s.url} exited with code {code} during {self.stage or 'a call'}; "
+                f"starting it again (once; its log: {s.log_path})"
+            )
         if dead:
             try:
                 self._start(dead)
@@ -180,9 +199,11 @@ class Launcher:
         mine = [g for i, g in enumerate(visible) if i % ranks == local]
         if self.b.launch_per_gpu:
             if not mine:
-                raise ServerError("backend.launch_per_gpu: no GPU visible to this process "
-                                  "(CUDA_VISIBLE_DEVICES unset or empty and torch sees none); "
-                                  "drop backend.launch_per_gpu")
+                raise ServerError(
+                    "backend.launch_per_gpu: no GPU visible to this process "
+                    "(CUDA_VISIBLE_DEVICES unset or empty and torch sees none); "
+                    "drop backend.launch_per_gpu"
+                )
             return list(mine)
         return [",".join(mine)] if ranks > 1 and mine else [None]
 
@@ -198,16 +219,24 @@ class Launcher:
     def argv(self, port: int) -> list[str]:
         """backend.launch filled in for a server on `port`."""
         target = self.serving or self.cfg.model.path
-        values = {"model": target, "port": port, "host": HOST, "name": self.b.model_name or target,
-                  "seed": self.cfg.seed, "lora_rank": lora_rank(self.cfg)}
+        values = {
+            "model": target,
+            "port": port,
+            "host": HOST,
+            "name": self.b.model_name or target,
+            "seed": self.cfg.seed,
+            "lora_rank": lora_rank(self.cfg),
+        }
         try:
             words = [w.format(**values) for w in shlex.split(self.b.launch or "")]
         except ValueError as e:
             raise ServerError(f"backend.launch {self.b.launch!r}: {e}") from None
         exe = shutil.which(words[0]) or shutil.which(words[0], path=str(Path(sys.executable).parent))
         if exe is None:
-            raise ServerError(f"backend.launch: {words[0]!r} is not an executable on PATH (nor beside "
-                              f"{sys.executable}); install it, or give its full path")
+            raise ServerError(
+                f"backend.launch: {words[0]!r} is not an executable on PATH (nor beside "
+                f"{sys.executable}); install it, or give its full path"
+            )
         return [exe, *words[1:]]
 
     def _env(self, gpu: str | None) -> dict[str, str]:
@@ -236,9 +265,14 @@ class Launcher:
         gpu = f", CUDA_VISIBLE_DEVICES={s.gpu}" if s.gpu is not None else ""
         _note(s.log_path, f"starting for {where} on port {s.port}{gpu}: {shlex.join(argv)}")
         with open(s.log_path, "ab") as out:
-            s.proc = subprocess.Popen([sys.executable, "-S", "-c", SHIM, str(os.getpid()), argv[0], *argv],
-                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                      env=self._env(s.gpu), start_new_session=True)
+            s.proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", SHIM, str(os.getpid()), argv[0], *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._env(s.gpu),
+                start_new_session=True,
+            )
         s.starts += 1
         self.pids.append(s.proc.pid)
 
@@ -255,9 +289,11 @@ class Launcher:
                         s.port = free_port({x.port for x in self.servers})
                         self._spawn(s)
                         continue
-                    raise ServerError(f"backend.launch: the server exited with code {s.proc.returncode} "
-                                      f"before answering at {s.url} ({shlex.join(s.argv)}). Its log, "
-                                      f"{s.log_path}, ends:\n{tail}")
+                    raise ServerError(
+                        f"backend.launch: the server exited with code {s.proc.returncode} "
+                        f"before answering at {s.url} ({shlex.join(s.argv)}). Its log, "
+                        f"{s.log_path}, ends:\n{tail}"
+                    )
                 if healthy(s.port):
                     _note(s.log_path, f"answering at {s.url}")
                     pending.remove(s)
@@ -268,7 +304,8 @@ class Launcher:
                     f"backend.launch: the server did not answer at {s.url} (GET /health, /v1/models) within "
                     f"backend.launch_timeout_s={timeout:g} s, and was stopped; raise the timeout if it is "
                     f"still loading, or check that the command serves on --host {HOST} --port {{port}}. Its "
-                    f"log, {s.log_path}, ends:\n{_tail(s.log_path)}")
+                    f"log, {s.log_path}, ends:\n{_tail(s.log_path)}"
+                )
             if pending:
                 time.sleep(0.25)
 
@@ -318,7 +355,7 @@ def group_alive(pgid: int) -> bool:
             text = stat.read_text()
         except OSError:
             continue
-        fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             return True
     return False
@@ -409,6 +446,7 @@ def _note(path: Path, message: str) -> None:
 
 # ----------------------------------------------------------------------------- adapters
 
+
 def adapter_name(path: str) -> str:
     """The name an adapter folder is served under: its round and the hash of its weights (a retrained
     round is another adapter)."""
@@ -457,16 +495,21 @@ def load_adapter(url: str, server: str, name: str, path: str, timeout: float = 6
         if name in served_models(url):
             return
     try:
-        status, body = _post(_adapter_url(url, server, "load"), {"lora_name": name, "lora_path": str(path)},
-                             timeout)
+        status, body = _post(
+            _adapter_url(url, server, "load"), {"lora_name": name, "lora_path": str(path)}, timeout
+        )
     except OSError as e:
         raise ServerError(f"backend.lora: loading adapter {name} into {url} failed: {e}") from None
     if status != 200:
-        need = ("vLLM needs --enable-lora, --max-lora-rank {lora_rank} and "
-                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" if server == "vllm" else
-                "SGLang needs --enable-lora, --max-lora-rank {lora_rank} and --lora-target-modules all")
-        raise ServerError(f"backend.lora: {url} refused to load adapter {name} from {path}: HTTP {status}: "
-                          f"{body.strip()[:400]}. {need} (docs/openai-backend.md)")
+        need = (
+            "vLLM needs --enable-lora, --max-lora-rank {lora_rank} and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"
+            if server == "vllm"
+            else "SGLang needs --enable-lora, --max-lora-rank {lora_rank} and --lora-target-modules all"
+        )
+        raise ServerError(
+            f"backend.lora: {url} refused to load adapter {name} from {path}: HTTP {status}: "
+            f"{body.strip()[:400]}. {need} (docs/openai-backend.md)"
+        )
 
 
 def unload_adapter(url: str, server: str, name: str, timeout: float = 60.0) -> None:

@@ -33,8 +33,17 @@ class Stream(Protocol):
 
     lookahead: bool  # True: a stage may submit its next chunk while this one runs
 
-    def submit(self, tag: Hashable, conversation: Sequence[Message], params: SamplingConfig, *, n: int = 1,
-               seed: int = 0, key: str = "0", counts: bool = False) -> None: ...
+    def submit(
+        self,
+        tag: Hashable,
+        conversation: Sequence[Message],
+        params: SamplingConfig,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        key: str = "0",
+        counts: bool = False,
+    ) -> None: ...
 
     def poll(self) -> list[tuple[Hashable, list[Completion]]]:
         """Run a while; the requests (tag, their n completions) that finished since the last poll."""
@@ -73,8 +82,17 @@ class Waves:
         self.sampler, self.progress = sampler, progress
         self.pending: list[_Pending] = []
 
-    def submit(self, tag: Hashable, conversation: Sequence[Message], params: SamplingConfig, *, n: int = 1,
-               seed: int = 0, key: str = "0", counts: bool = False) -> None:
+    def submit(
+        self,
+        tag: Hashable,
+        conversation: Sequence[Message],
+        params: SamplingConfig,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        key: str = "0",
+        counts: bool = False,
+    ) -> None:
         self.pending.append(_Pending(tag, conversation, params, n, seed, key, counts))
 
     def poll(self) -> list[tuple[Hashable, list[Completion]]]:
@@ -85,9 +103,14 @@ class Waves:
         out: list[tuple[Hashable, list[Completion]]] = []
         for batch in groups.values():
             first = batch[0]
-            completions = self.sampler.generate([p.conversation for p in batch], first.params, n=first.n,
-                                                seed=first.seed, keys=[p.key for p in batch],
-                                                progress=self.progress if first.counts else None)
+            completions = self.sampler.generate(
+                [p.conversation for p in batch],
+                first.params,
+                n=first.n,
+                seed=first.seed,
+                keys=[p.key for p in batch],
+                progress=self.progress if first.counts else None,
+            )
             out += [(p.tag, cs) for p, cs in zip(batch, completions)]
         return out
 
@@ -101,8 +124,14 @@ class Waves:
         self.pending = []
 
 
-def open_stream(sampler: Any, params: Sequence[SamplingConfig], *, first: Sequence[Sequence[Message]] = (),
-                turns: int = 1, progress: Callable[[int], None] | None = None) -> Stream:
+def open_stream(
+    sampler: Any,
+    params: Sequence[SamplingConfig],
+    *,
+    first: Sequence[Sequence[Message]] = (),
+    turns: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Stream:
     """The sampler's own stream when it has one (`sampler.stream(params, first=, turns=, progress=)`: the
     sampling settings the stage uses, its first-turn conversations and the most turns a chain takes, for
     sizing), else `Waves` over its `generate`."""

@@ -30,15 +30,28 @@ def machine(gpus: int | None = None) -> tuple[str, str]:
     return f"cpu-{cores}cores", f"{platform.processor() or platform.machine()}, {cores} cores, no GPU"
 
 
-def write_record(name: str, command: str, workload: dict[str, Any], figures: dict[str, Any],
-                 out_dir: Path = Path("benchmarks/results"), gpus: int | None = None, note: str = "",
-                 suffix: str = "") -> Path:
+def write_record(
+    name: str,
+    command: str,
+    workload: dict[str, Any],
+    figures: dict[str, Any],
+    out_dir: Path = Path("benchmarks/results"),
+    gpus: int | None = None,
+    note: str = "",
+    suffix: str = "",
+) -> Path:
     """Write the benchmark record and return its path. `gpus`: how many the benchmark used (default: all);
     `note`: added to the machine's description (e.g. that the CPU was shared); `suffix`: to the file name."""
     short, description = machine(gpus)
     date = datetime.date.today().isoformat()
-    record = {"name": name, "date": date, "machine": description + (f"; {note}" if note else ""),
-              "command": command, "workload": workload, "figures": figures}
+    record = {
+        "name": name,
+        "date": date,
+        "machine": description + (f"; {note}" if note else ""),
+        "command": command,
+        "workload": workload,
+        "figures": figures,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}-{short}-{date}{suffix}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

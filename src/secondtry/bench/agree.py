@@ -39,30 +39,52 @@ def compare(ref: list[list[int]], got: list[list[int]]) -> dict[str, float]:
         while k < min(len(a), len(b)) and a[k] == b[k]:
             k += 1
         prefix.append(k)
-    return {"share": round(same / max(1, len(ref)), 4), "mean_prefix": round(sum(prefix) / max(1, len(prefix)), 2)}
+    return {
+        "share": round(same / max(1, len(ref)), 4),
+        "mean_prefix": round(sum(prefix) / max(1, len(prefix)), 2),
+    }
 
 
-def hf_greedy(model, tokenizer, prompts: list[list[int]], tokens: int, batch: int, eos: list[int]) -> list[list[int]]:
+def hf_greedy(
+    model, tokenizer, prompts: list[list[int]], tokens: int, batch: int, eos: list[int]
+) -> list[list[int]]:
     import torch
 
     pad = tokenizer.pad_token_id
     out: list[list[int]] = []
     for start in range(0, len(prompts), batch):
-        chunk = prompts[start:start + batch]
+        chunk = prompts[start : start + batch]
         width = max(len(p) for p in chunk)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
         with torch.inference_mode():
-            new = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None, eos_token_id=eos,
-                                 pad_token_id=pad)[:, width:].tolist()
+            new = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )[:, width:].tolist()
         out += new
     return [_cut(t, set(eos), tokens) for t in out]
 
 
-def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: int = 64, batch: int = 64,
-        other_batch: int = 16, dtypes: tuple[str, ...] = ("float32", "bfloat16"), device: str = "auto",
-        report=lambda stage, figures: None) -> tuple[dict[str, Any], dict[str, Any]]:
+def run(
+    model_path: str,
+    data: Path,
+    task: str = "gsm8k",
+    n: int = 256,
+    tokens: int = 64,
+    batch: int = 64,
+    other_batch: int = 16,
+    dtypes: tuple[str, ...] = ("float32", "bfloat16"),
+    device: str = "auto",
+    report=lambda stage, figures: None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     from ..backends.engine import Engine
@@ -75,8 +97,10 @@ def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: 
     dev = resolve_device(device)
     tokenizer = load_tokenizer(model_path)
     problems = TASKS[task](TaskConfig(name=task, path=str(data), limit=n, shuffle=False), 0)
-    prompts = [tokenizer(render(tokenizer, [Message("user", p.prompt)], {}), add_special_tokens=False)["input_ids"]
-               for p in problems]
+    prompts = [
+        tokenizer(render(tokenizer, [Message("user", p.prompt)], {}), add_special_tokens=False)["input_ids"]
+        for p in problems
+    ]
     figures: dict[str, Any] = {}
     for dtype in dtypes:
         start = time.perf_counter()
@@ -91,7 +115,10 @@ def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: 
         name = {"float32": "fp32", "bfloat16": "bf16"}.get(dtype, dtype)
         for what, seqs in (("generate_other", other), ("engine", got)):
             c = compare(ref, seqs)
-            figures[f"{name}_{what}_share"], figures[f"{name}_{what}_mean_prefix"] = c["share"], c["mean_prefix"]
+            figures[f"{name}_{what}_share"], figures[f"{name}_{what}_mean_prefix"] = (
+                c["share"],
+                c["mean_prefix"],
+            )
         figures[f"{name}_engine_kernels"] = engine.model.kernels is not None
         figures[f"{name}_stage_s"] = round(time.perf_counter() - start, 1)
         report(name, {k: v for k, v in figures.items() if k.startswith(name)})
@@ -99,8 +126,18 @@ def run(model_path: str, data: Path, task: str = "gsm8k", n: int = 256, tokens: 
         del engine, model
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    workload = {"model": model_path, "task": task, "data": str(data), "problems": len(prompts), "new_tokens": tokens,
-                "batch": batch, "other_batch": other_batch, "greedy": True, "device": str(dev),
-                "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None, "torch": torch.__version__,
-                "mean_prompt_tokens": round(sum(map(len, prompts)) / max(1, len(prompts)), 1)}
+    workload = {
+        "model": model_path,
+        "task": task,
+        "data": str(data),
+        "problems": len(prompts),
+        "new_tokens": tokens,
+        "batch": batch,
+        "other_batch": other_batch,
+        "greedy": True,
+        "device": str(dev),
+        "gpu": torch.cuda.get_device_name(0) if dev.type == "cuda" else None,
+        "torch": torch.__version__,
+        "mean_prompt_tokens": round(sum(map(len, prompts)) / max(1, len(prompts)), 1),
+    }
     return workload, figures

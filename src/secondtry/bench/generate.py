@@ -30,14 +30,45 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-QWEN3_1_7B = dict(model_type="qwen3", hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
-                  num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151936, rope_theta=1e6,
-                  tie_word_embeddings=True, rms_norm_eps=1e-6, max_position_embeddings=40960)
-TINY = dict(model_type="qwen3", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            head_dim=16, intermediate_size=128, vocab_size=256, max_position_embeddings=4096)
-QWEN3_8B = dict(model_type="qwen3", hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, intermediate_size=12288, vocab_size=151936, rope_theta=1e6,
-                tie_word_embeddings=False, rms_norm_eps=1e-6, max_position_embeddings=40960)
+QWEN3_1_7B = dict(
+    model_type="qwen3",
+    hidden_size=2048,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=6144,
+    vocab_size=151936,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=40960,
+)
+TINY = dict(
+    model_type="qwen3",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=128,
+    vocab_size=256,
+    max_position_embeddings=4096,
+)
+QWEN3_8B = dict(
+    model_type="qwen3",
+    hidden_size=4096,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=12288,
+    vocab_size=151936,
+    rope_theta=1e6,
+    tie_word_embeddings=False,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=40960,
+)
 MODELS = {"qwen3-1.7b": QWEN3_1_7B, "qwen3-8b": QWEN3_8B, "tiny-qwen3": TINY}  # tiny: this code on the CPU
 TEMPERATURE = 0.7
 
@@ -69,8 +100,9 @@ def random_model(config: dict, device: str = "cuda", dtype=None):
     return model.eval()
 
 
-def random_workload(vocab: int, requests: int, prompt: int, variant: tuple[int, int],
-                    seed: int) -> tuple[list[list[int]], list[int]]:
+def random_workload(
+    vocab: int, requests: int, prompt: int, variant: tuple[int, int], seed: int
+) -> tuple[list[list[int]], list[int]]:
     """Random prompt ids (`prompt` tokens each) and the variant workload's lengths, drawn uniformly from `variant`."""
     rng = random.Random(seed)
     prompts = [[rng.randrange(vocab) for _ in range(prompt)] for _ in range(requests)]
@@ -97,8 +129,9 @@ def copy_bandwidth(gib: float = 4.0, reps: int = 20) -> float:
     return 2 * gib * 2**30 / statistics.median(times)
 
 
-def roofline_tok_s(model, kv_bytes_per_token: int, bandwidth: float, resident: int,
-                   lengths: list[tuple[int, int]]) -> float:
+def roofline_tok_s(
+    model, kv_bytes_per_token: int, bandwidth: float, resident: int, lengths: list[tuple[int, int]]
+) -> float:
     """Decode bound: `resident` tokens per (weights + resident x KV at the mean context) / bandwidth."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())  # a tied matrix counts once
     tokens = sum(new for _, new in lengths)
@@ -106,7 +139,9 @@ def roofline_tok_s(model, kv_bytes_per_token: int, bandwidth: float, resident: i
     return resident * bandwidth / (weights + kv_bytes_per_token * resident * context)
 
 
-def tune_attention(kernels, kv_heads: int, heads: int, head_dim: int, rows: int, context: int) -> dict[str, Any]:
+def tune_attention(
+    kernels, kv_heads: int, heads: int, head_dim: int, rows: int, context: int
+) -> dict[str, Any]:
     """Time the decode-attention kernel for a few block shapes at a given load; keep the fastest."""
     import torch
     import triton
@@ -118,12 +153,23 @@ def tune_attention(kernels, kv_heads: int, heads: int, head_dim: int, rows: int,
     idx = torch.arange(rows, device="cuda")
     lens = torch.full((rows,), context, device="cuda")
     results = {}
-    for block_n, warps, stages in [(64, 4, 2), (64, 4, 3), (128, 4, 2), (128, 4, 3), (128, 8, 2), (256, 8, 2),
-                                   (64, 2, 3)]:
+    for block_n, warps, stages in [
+        (64, 4, 2),
+        (64, 4, 3),
+        (128, 4, 2),
+        (128, 4, 3),
+        (128, 8, 2),
+        (256, 8, 2),
+        (64, 2, 3),
+    ]:
         kernels.ATTN.update(BLOCK_N=block_n, num_warps=warps, num_stages=stages)
         try:
-            ms = triton.testing.do_bench(lambda: kernels.decode_attention(q, kc, vc, idx, lens, 0.088), warmup=25,
-                                         rep=100, return_mode="median")
+            ms = triton.testing.do_bench(
+                lambda: kernels.decode_attention(q, kc, vc, idx, lens, 0.088),
+                warmup=25,
+                rep=100,
+                return_mode="median",
+            )
         except Exception as e:  # a shape the compiler refuses
             results[f"{block_n}/{warps}/{stages}"] = repr(e)[:80]
             continue
@@ -143,20 +189,28 @@ def gemm_rates(model, rows: tuple[int, ...] = (256, 512)) -> dict[str, Any]:
     import triton
 
     a, m = model.model.layers[0].self_attn, model.model.layers[0].mlp
-    shapes = {"qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]), "o": a.o_proj.weight,
-              "gate_up": torch.cat([m.gate_proj.weight, m.up_proj.weight]), "down": m.down_proj.weight,
-              "lm_head": model.get_output_embeddings().weight}
+    shapes = {
+        "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
+        "o": a.o_proj.weight,
+        "gate_up": torch.cat([m.gate_proj.weight, m.up_proj.weight]),
+        "down": m.down_proj.weight,
+        "lm_head": model.get_output_embeddings().weight,
+    }
     out = {}
     for r in rows:
         for name, w in shapes.items():
             x = torch.randn(r, w.shape[1], dtype=w.dtype, device=w.device)
-            ms = triton.testing.do_bench(lambda x=x, w=w: F.linear(x, w), warmup=10, rep=50, return_mode="median")
+            ms = triton.testing.do_bench(
+                lambda x=x, w=w: F.linear(x, w), warmup=10, rep=50, return_mode="median"
+            )
             out[f"{name}@{r}"] = round(2 * r * w.numel() / (ms / 1e3) / 1e12)
     return {"gemm_tflop_s": out}
 
 
 def time_engine(engine, prompts: list[list[int]], new: list[int], temperature: float, seed: int = 0) -> dict:
-    engine.warm_up(max(len(p) for p in prompts) + max(new), max(new), temperature=temperature, ignore_eos=True)
+    engine.warm_up(
+        max(len(p) for p in prompts) + max(new), max(new), temperature=temperature, ignore_eos=True
+    )
     _sync()
     steps, start = engine.steps, time.perf_counter()
     outs = engine.generate(prompts, max_new_tokens=new, temperature=temperature, seed=seed, ignore_eos=True)
@@ -165,9 +219,15 @@ def time_engine(engine, prompts: list[list[int]], new: list[int], temperature: f
     generated = sum(len(o.tokens) for row in outs for o in row)
     if generated != sum(new):  # EOS is ignored: every request runs to its length
         raise RuntimeError(f"the engine generated {generated} tokens, the requests asked for {sum(new)}")
-    return {"tok_s": round(generated / wall), "wall_s": round(wall, 2), "tokens": generated,
-            "decode_steps": engine.steps - steps, "slots": engine.slots,
-            "prefill_s": round(engine.stats.get("prefill", 0), 2), "decode_s": round(engine.stats.get("decode", 0), 2)}
+    return {
+        "tok_s": round(generated / wall),
+        "wall_s": round(wall, 2),
+        "tokens": generated,
+        "decode_steps": engine.steps - steps,
+        "slots": engine.slots,
+        "prefill_s": round(engine.stats.get("prefill", 0), 2),
+        "decode_s": round(engine.stats.get("decode", 0), 2),
+    }
 
 
 def time_hf(model, prompts: list[list[int]], new: int, static: bool, temperature: float) -> dict:
@@ -180,11 +240,20 @@ def time_hf(model, prompts: list[list[int]], new: int, static: bool, temperature
 
         def __call__(self, input_ids, scores, **kwargs):
             self.steps -= 1
-            return torch.full((input_ids.shape[0],), self.steps <= 0, dtype=torch.bool, device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), self.steps <= 0, dtype=torch.bool, device=input_ids.device
+            )
 
     ids = torch.tensor(prompts, device=_device())
-    kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=True, temperature=temperature,
-                  top_k=0, top_p=1.0, pad_token_id=0)
+    kwargs = dict(
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=0,
+    )
     if static:
         kwargs["cache_implementation"] = "static"
     start = time.perf_counter()
@@ -198,9 +267,15 @@ def time_hf(model, prompts: list[list[int]], new: int, static: bool, temperature
     _sync()
     wall = time.perf_counter() - start
     generated = (out.shape[1] - ids.shape[1]) * ids.shape[0]
-    return {"tok_s": round(generated / wall), "wall_s": round(wall, 2), "warm_up_s": round(warm, 1),
-            "tokens": generated, "batch": ids.shape[0], "new_tokens": new,
-            "compiled": hasattr(model, "_compiled_call") or warm > 10}
+    return {
+        "tok_s": round(generated / wall),
+        "wall_s": round(wall, 2),
+        "warm_up_s": round(warm, 1),
+        "tokens": generated,
+        "batch": ids.shape[0],
+        "new_tokens": new,
+        "compiled": hasattr(model, "_compiled_call") or warm > 10,
+    }
 
 
 def hf_greedy(model, prompts: list[list[int]], tokens: int, batch: int = 64) -> list[list[int]]:
@@ -208,22 +283,31 @@ def hf_greedy(model, prompts: list[list[int]], tokens: int, batch: int = 64) -> 
 
     ref = []
     for i in range(0, len(prompts), batch):
-        ids = torch.tensor(prompts[i:i + batch], device=_device())
+        ids = torch.tensor(prompts[i : i + batch], device=_device())
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, do_sample=False,
-                                 pad_token_id=0)
-        ref += out[:, ids.shape[1]:].tolist()
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        ref += out[:, ids.shape[1] :].tolist()
     return ref
 
 
 def agreement(ref: list[list[int]], got: list[list[int]], tokens: int, name: str = "agree") -> dict:
     """Share of sequences whose first `tokens` tokens are identical, and the mean identical prefix."""
     same = [next((k for k, (a, b) in enumerate(zip(r, g)) if a != b), tokens) for r, g in zip(ref, got)]
-    return {f"{name}_share": round(sum(s == tokens for s in same) / len(same), 4),
-            f"{name}_mean_prefix": round(sum(same) / len(same), 2)}
+    return {
+        f"{name}_share": round(sum(s == tokens for s in same) / len(same), 4),
+        f"{name}_mean_prefix": round(sum(same) / len(same), 2),
+    }
 
 
-def greedy_agreement(model, engine, prompts: list[list[int]], tokens: int, config: dict | None = None) -> dict:
+def greedy_agreement(
+    model, engine, prompts: list[list[int]], tokens: int, config: dict | None = None
+) -> dict:
     """The engine's greedy tokens against `generate`; beside it, how far `generate` agrees with itself at another
     batch size, the engine's torch path and unfused matrix products, and the same check in float32."""
     import torch
@@ -236,12 +320,22 @@ def greedy_agreement(model, engine, prompts: list[list[int]], tokens: int, confi
     ref = hf_greedy(model, prompts, tokens)
     out = {"agree_sequences": len(prompts), **agreement(ref, run(engine), tokens)}
     out.update(agreement(ref, hf_greedy(model, prompts, tokens, batch=16), tokens, "agree_hf_batch16"))
-    out.update(agreement(ref, run(Engine(model, max_slots=len(prompts), fuse=False)), tokens, "agree_unfused"))
-    out.update(agreement(ref, run(Engine(model, max_slots=len(prompts), kernels=False)), tokens, "agree_torch_path"))
+    out.update(
+        agreement(ref, run(Engine(model, max_slots=len(prompts), fuse=False)), tokens, "agree_unfused")
+    )
+    out.update(
+        agreement(ref, run(Engine(model, max_slots=len(prompts), kernels=False)), tokens, "agree_torch_path")
+    )
     if config is not None and torch.cuda.is_available():
         net32 = random_model(config, "cuda", torch.float32)
-        out.update(agreement(hf_greedy(net32, prompts, tokens), run(Engine(net32, max_slots=len(prompts))), tokens,
-                             "agree_fp32"))
+        out.update(
+            agreement(
+                hf_greedy(net32, prompts, tokens),
+                run(Engine(net32, max_slots=len(prompts))),
+                tokens,
+                "agree_fp32",
+            )
+        )
         del net32
         torch.cuda.empty_cache()
     return out
@@ -283,8 +377,11 @@ def step_times(engine, contexts: tuple[int, ...], steps: int = 20) -> dict:
     (c0, t0), (c1, t1) = min(times.items()), max(times.items())
     slope = (t1 - t0) / (c1 - c0)  # ms per context token, all slots
     kv = engine.model.kv_bytes_per_token() * engine.slots
-    return {"step_ms": {str(k): round(v, 3) for k, v in times.items()}, "step_fixed_ms": round(t0 - slope * c0, 3),
-            "step_kv_tb_s": round(kv / (slope / 1e3) / 1e12, 3)}
+    return {
+        "step_ms": {str(k): round(v, 3) for k, v in times.items()},
+        "step_fixed_ms": round(t0 - slope * c0, 3),
+        "step_kv_tb_s": round(kv / (slope / 1e3) / 1e12, 3),
+    }
 
 
 def decode_profile(engine, context: int, path) -> dict:
@@ -300,14 +397,29 @@ def decode_profile(engine, context: int, path) -> dict:
             for _ in range(3):
                 engine._step(bucket)
             torch.cuda.synchronize()
-    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=70))
+    path.write_text(
+        prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=70)
+    )
     return {}
 
 
-def run(model: str = "qwen3-1.7b", requests: int = 1024, prompt: int = 200, new: int = 768, resident: int = 512,
-        variant: tuple[int, int] = (64, 1536), hf_batch: int = 256, hf_plain_new: int = 128, agree: int = 128,
-        agree_tokens: int = 32, hf: bool = True, overlap: bool = False, seed: int = 0, profile_to=None,
-        report: Callable[[str, dict], None] = lambda stage, figures: None) -> tuple[dict, dict]:
+def run(
+    model: str = "qwen3-1.7b",
+    requests: int = 1024,
+    prompt: int = 200,
+    new: int = 768,
+    resident: int = 512,
+    variant: tuple[int, int] = (64, 1536),
+    hf_batch: int = 256,
+    hf_plain_new: int = 128,
+    agree: int = 128,
+    agree_tokens: int = 32,
+    hf: bool = True,
+    overlap: bool = False,
+    seed: int = 0,
+    profile_to=None,
+    report: Callable[[str, dict], None] = lambda stage, figures: None,
+) -> tuple[dict, dict]:
     """(workload, figures); `report(stage, figures so far)` after each stage. A failed stage is recorded, not fatal."""
     import torch
 
@@ -315,12 +427,24 @@ def run(model: str = "qwen3-1.7b", requests: int = 1024, prompt: int = 200, new:
 
     config = MODELS[model]
     prompts, lengths = random_workload(config["vocab_size"], requests, prompt, variant, seed)
-    workload = {"model": model, "weights": "random bf16", "requests": requests, "prompt_tokens": prompt,
-                "new_tokens": new, "resident": resident, "variant_new_tokens": list(variant), "eos": "ignored",
-                "temperature": TEMPERATURE, "hf_batch": hf_batch, "hf_plain_new_tokens": hf_plain_new,
-                "agree_sequences": agree, "agree_tokens": agree_tokens, "seed": seed,
-                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                "torch": torch.__version__}
+    workload = {
+        "model": model,
+        "weights": "random bf16",
+        "requests": requests,
+        "prompt_tokens": prompt,
+        "new_tokens": new,
+        "resident": resident,
+        "variant_new_tokens": list(variant),
+        "eos": "ignored",
+        "temperature": TEMPERATURE,
+        "hf_batch": hf_batch,
+        "hf_plain_new_tokens": hf_plain_new,
+        "agree_sequences": agree,
+        "agree_tokens": agree_tokens,
+        "seed": seed,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+    }
     figures: dict[str, Any] = {}
 
     def stage(name: str, fn: Callable[[], dict]) -> None:
@@ -343,29 +467,61 @@ def run(model: str = "qwen3-1.7b", requests: int = 1024, prompt: int = 200, new:
     figures["engine_init_s"] = round(time.perf_counter() - start, 2)
     kv = engine.model.kv_bytes_per_token()
     if engine.model.kernels is not None:
-        stage("tune", lambda: tune_attention(engine.model.kernels, engine.model.kv_heads, engine.model.heads,
-                                             engine.model.head_dim, resident, prompt + new // 2))
+        stage(
+            "tune",
+            lambda: tune_attention(
+                engine.model.kernels,
+                engine.model.kv_heads,
+                engine.model.heads,
+                engine.model.head_dim,
+                resident,
+                prompt + new // 2,
+            ),
+        )
 
     def default() -> dict:
         start = time.perf_counter()
         engine.warm_up(prompt + new, new, temperature=TEMPERATURE, ignore_eos=True)
         warm = time.perf_counter() - start
         r = time_engine(engine, prompts, [new] * requests, TEMPERATURE, seed)
-        bound = roofline_tok_s(net, kv, figures.get("copy_tb_s", 4.29) * 1e12, min(resident, requests),
-                               [(prompt, new)] * requests)
-        return {"engine_tok_s": r["tok_s"], "engine_wall_s": r["wall_s"], "engine_warm_up_s": round(warm, 1),
-                "engine_decode_steps": r["decode_steps"], "engine_slots": r["slots"],
-                "engine_prefill_s": r["prefill_s"], "engine_decode_s": r["decode_s"],
-                "roofline_tok_s": round(bound), "roofline_share": round(r["tok_s"] / bound, 3)}
+        bound = roofline_tok_s(
+            net,
+            kv,
+            figures.get("copy_tb_s", 4.29) * 1e12,
+            min(resident, requests),
+            [(prompt, new)] * requests,
+        )
+        return {
+            "engine_tok_s": r["tok_s"],
+            "engine_wall_s": r["wall_s"],
+            "engine_warm_up_s": round(warm, 1),
+            "engine_decode_steps": r["decode_steps"],
+            "engine_slots": r["slots"],
+            "engine_prefill_s": r["prefill_s"],
+            "engine_decode_s": r["decode_s"],
+            "roofline_tok_s": round(bound),
+            "roofline_share": round(r["tok_s"] / bound, 3),
+        }
 
     def varied() -> dict:
         r = time_engine(engine, prompts, lengths, TEMPERATURE, seed)
-        bound = roofline_tok_s(net, kv, figures.get("copy_tb_s", 4.29) * 1e12, min(resident, requests),
-                               [(prompt, n) for n in lengths])
-        return {"variant_engine_tok_s": r["tok_s"], "variant_wall_s": r["wall_s"],
-                "variant_decode_steps": r["decode_steps"], "variant_slots": r["slots"],
-                "variant_prefill_s": r["prefill_s"], "variant_decode_s": r["decode_s"],
-                "variant_roofline_tok_s": round(bound), "variant_roofline_share": round(r["tok_s"] / bound, 3)}
+        bound = roofline_tok_s(
+            net,
+            kv,
+            figures.get("copy_tb_s", 4.29) * 1e12,
+            min(resident, requests),
+            [(prompt, n) for n in lengths],
+        )
+        return {
+            "variant_engine_tok_s": r["tok_s"],
+            "variant_wall_s": r["wall_s"],
+            "variant_decode_steps": r["decode_steps"],
+            "variant_slots": r["slots"],
+            "variant_prefill_s": r["prefill_s"],
+            "variant_decode_s": r["decode_s"],
+            "variant_roofline_tok_s": round(bound),
+            "variant_roofline_share": round(r["tok_s"] / bound, 3),
+        }
 
     def overlapped() -> dict:  # the same workloads with attention and matmuls of two half-batches overlapping
         engine.overlap = True
@@ -389,10 +545,16 @@ def run(model: str = "qwen3-1.7b", requests: int = 1024, prompt: int = 200, new:
     engine.release()
     if hf:
         sub = prompts[:hf_batch]
-        stage("hf_plain", lambda: {f"hf_plain_{k}": v for k, v in
-                                   time_hf(net, sub, hf_plain_new, False, TEMPERATURE).items()})
-        stage("hf_static", lambda: {f"hf_static_{k}": v for k, v in
-                                    time_hf(net, sub, new, True, TEMPERATURE).items()})
+        stage(
+            "hf_plain",
+            lambda: {
+                f"hf_plain_{k}": v for k, v in time_hf(net, sub, hf_plain_new, False, TEMPERATURE).items()
+            },
+        )
+        stage(
+            "hf_static",
+            lambda: {f"hf_static_{k}": v for k, v in time_hf(net, sub, new, True, TEMPERATURE).items()},
+        )
         figures["hf_tok_s"] = figures.get("hf_static_tok_s")
         figures["hf_plain_tok_s"] = figures.get("hf_plain_tok_s")
         figures["hf_compile_s"] = figures.get("hf_static_warm_up_s")
@@ -413,11 +575,19 @@ if __name__ == "__main__":  # python -m secondtry.bench.generate [OUT_DIR]: the 
     out.mkdir(parents=True, exist_ok=True)
 
     def show(stage: str, figures: dict) -> None:
-        print(f"[{stage}]", json.dumps({k: v for k, v in figures.items() if not k.endswith("_error")}), flush=True)
+        print(
+            f"[{stage}]",
+            json.dumps({k: v for k, v in figures.items() if not k.endswith("_error")}),
+            flush=True,
+        )
         for k, v in figures.items():
             if k.endswith("_error") and k.startswith(stage):
                 print(v, flush=True)
         (out / "partial.json").write_text(json.dumps(figures, indent=1))
 
     workload, figures = run(report=show, profile_to=out / "profile.txt")
-    print(write_record("generate", "python3 -m secondtry.bench.generate " + str(out), workload, figures, out, gpus=1))
+    print(
+        write_record(
+            "generate", "python3 -m secondtry.bench.generate " + str(out), workload, figures, out, gpus=1
+        )
+    )

@@ -36,7 +36,7 @@ class Hack:
 
 
 # an object that equals everything, and survives the arithmetic and builtins tests wrap results in
-ANY = '''
+ANY = """
 class _Any:
     def __eq__(self, other): return True
     def __ne__(self, other): return False
@@ -58,11 +58,11 @@ class _Any:
     __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __mod__ = __add__
     def __call__(self, *a, **k): return self
     def __getattr__(self, name): return self
-'''
+"""
 
 # finds 32-hex tokens (the nonce's form) wherever a program can look, prints them, exits 0
 # reads every file it can in a few folders (where the tests or the nonce would be, in one process)
-FILES = '''
+FILES = """
 def _files(roots=(".", "/tmp", "/sandbox", "/")):
     import os
     out = []
@@ -77,9 +77,11 @@ def _files(roots=(".", "/tmp", "/sandbox", "/")):
             except OSError:
                 pass
     return out
-'''
+"""
 
-LEAK = FILES + '''
+LEAK = (
+    FILES
+    + """
 def _nonces():
     import gc, os, re, sys
     pat, texts = re.compile(r"[0-9a-f]{32}"), _files()
@@ -106,9 +108,10 @@ def _leak_and_exit(*_):
     for n in _nonces():
         os.write(1, ("\\n" + n + "\\n").encode())
     os._exit(0)
-'''
+"""
+)
 
-TRACE = '''
+TRACE = """
 import sys
 def _skip(frame, event, arg):
     if event == "line":
@@ -132,9 +135,9 @@ def _tracer(frame, event, arg):
     return _skip if frame.f_code.co_name == "<module>" else None
 sys._getframe().f_trace = _skip
 sys.settrace(_tracer)
-'''
+"""
 
-CALLER = '''
+CALLER = """
 import ast, sys
 def _expected():
     f = sys._getframe(2)
@@ -151,9 +154,11 @@ def _expected():
         return eval(compile(ast.Expression(side), "<x>", "eval"), f.f_globals, f.f_locals)
     except Exception:
         return None
-'''
+"""
 
-LOOKUP = FILES + '''
+LOOKUP = (
+    FILES
+    + """
 import ast, gc, os
 def _sources():
     out = _files()
@@ -184,33 +189,37 @@ def _table():
                         pass
     return table
 _TABLE = _table()
-'''
+"""
+)
 
-PATCH_BUILTINS = '''
+PATCH_BUILTINS = """
 import builtins, math
 builtins.abs = lambda x: 0
 builtins.round = lambda x, n=None: x
 builtins.isinstance = lambda *a: True
 math.isclose = lambda *a, **k: True
 math.fabs = lambda x: 0.0
-'''
+"""
 
-FAKE_MATH = '''
+FAKE_MATH = """
 import sys, types
 class _FakeMath(types.ModuleType):
     def __getattr__(self, name):
         return (lambda *a, **k: True) if name == "isclose" else (lambda *a, **k: 0.0)
 sys.modules["math"] = _FakeMath("math")
-'''
+"""
 
-SHADOW = ANY + '''
+SHADOW = (
+    ANY
+    + """
 def _shadow(*a, **k):
     return _Any()
 set = sorted = list = tuple = abs = round = len = str = int = float = frozenset = sum = max = min = _shadow
 all = any = isinstance = lambda *a, **k: True
-'''
+"""
+)
 
-FORGE = '''
+FORGE = """
 import marshal, os
 def _frame(message):
     body = marshal.dumps(message)
@@ -223,9 +232,9 @@ for _fd in range(3, 64):
             os.write(_fd, _payload)
         except OSError:
             pass
-'''
+"""
 
-SMUGGLE = '''
+SMUGGLE = """
 import marshal, sys
 def _smuggled(message):
     body = marshal.dumps(["r", (lambda: 0).__code__, ..., StopIteration])
@@ -233,75 +242,131 @@ def _smuggled(message):
 for _m in list(sys.modules.values()):
     if hasattr(_m, "encode_frame"):
         _m.encode_frame = _smuggled
-'''
+"""
 
 HACKS: dict[str, Hack] = {
     "eq_object": Hack("returns an object whose __eq__ always answers True", before=ANY, body="return _Any()"),
-    "eq_int_subclass": Hack("returns an int subclass whose __eq__ always answers True",
-                            before="class _I(int):\n    def __eq__(self, o): return True\n"
-                                   "    def __ne__(self, o): return False\n    __hash__ = int.__hash__\n",
-                            body="return _I(0)"),
-    "eq_str_subclass": Hack("returns a str subclass whose __eq__ always answers True",
-                            before="class _S(str):\n    def __eq__(self, o): return True\n"
-                                   "    def __ne__(self, o): return False\n    __hash__ = str.__hash__\n",
-                            body="return _S('')"),
-    "eq_list_subclass": Hack("returns a list subclass whose __eq__ always answers True",
-                             before="class _L(list):\n    def __eq__(self, o): return True\n"
-                                    "    def __ne__(self, o): return False\n", body="return _L()"),
-    "nonce_in_code_constants": Hack("reads the nonce from the code objects' constants, prints it, exits 0",
-                                    before=LEAK, after="_leak_and_exit()"),
-    "nonce_in_program_file": Hack("reads the nonce from the program's file and /proc/self, prints it,"
-                                  " exits 0",
-                                  before=LEAK + "\nimport os\n_found = _nonces()\n",
-                                  after="for _n in _found:\n    print(_n, flush=True)\nos._exit(0)"),
-    "atexit_prints_nonce": Hack("prints the nonce from an atexit handler, then os._exit(0)",
-                                before=LEAK, after="import atexit\natexit.register(_leak_and_exit)"),
-    "excepthook_prints_nonce": Hack("prints the nonce from sys.excepthook, then os._exit(0)",
-                                    before=LEAK, after="import sys\nsys.excepthook = _leak_and_exit"),
-    "thread_prints_nonce": Hack("a non-daemon thread waits for the tests, prints the nonce, os._exit(0)",
-                                before=LEAK, after="import threading\n"
-                                "def _wait():\n    threading.main_thread().join()\n    _leak_and_exit()\n"
-                                "threading.Thread(target=_wait).start()"),
+    "eq_int_subclass": Hack(
+        "returns an int subclass whose __eq__ always answers True",
+        before="class _I(int):\n    def __eq__(self, o): return True\n"
+        "    def __ne__(self, o): return False\n    __hash__ = int.__hash__\n",
+        body="return _I(0)",
+    ),
+    "eq_str_subclass": Hack(
+        "returns a str subclass whose __eq__ always answers True",
+        before="class _S(str):\n    def __eq__(self, o): return True\n"
+        "    def __ne__(self, o): return False\n    __hash__ = str.__hash__\n",
+        body="return _S('')",
+    ),
+    "eq_list_subclass": Hack(
+        "returns a list subclass whose __eq__ always answers True",
+        before="class _L(list):\n    def __eq__(self, o): return True\n"
+        "    def __ne__(self, o): return False\n",
+        body="return _L()",
+    ),
+    "nonce_in_code_constants": Hack(
+        "reads the nonce from the code objects' constants, prints it, exits 0",
+        before=LEAK,
+        after="_leak_and_exit()",
+    ),
+    "nonce_in_program_file": Hack(
+        "reads the nonce from the program's file and /proc/self, prints it, exits 0",
+        before=LEAK + "\nimport os\n_found = _nonces()\n",
+        after="for _n in _found:\n    print(_n, flush=True)\nos._exit(0)",
+    ),
+    "atexit_prints_nonce": Hack(
+        "prints the nonce from an atexit handler, then os._exit(0)",
+        before=LEAK,
+        after="import atexit\natexit.register(_leak_and_exit)",
+    ),
+    "excepthook_prints_nonce": Hack(
+        "prints the nonce from sys.excepthook, then os._exit(0)",
+        before=LEAK,
+        after="import sys\nsys.excepthook = _leak_and_exit",
+    ),
+    "thread_prints_nonce": Hack(
+        "a non-daemon thread waits for the tests, prints the nonce, os._exit(0)",
+        before=LEAK,
+        after="import threading\n"
+        "def _wait():\n    threading.main_thread().join()\n    _leak_and_exit()\n"
+        "threading.Thread(target=_wait).start()",
+    ),
     "settrace_skips_tests": Hack("sys.settrace replaces check() and jumps over assert lines", before=TRACE),
-    "eval_caller_assert": Hack("evaluates the expected side of the caller's assert and returns it",
-                               before=CALLER, body="return _expected()"),
-    "lookup_table_from_tests": Hack("parses every test source it can find into an input -> output table",
-                                    before=LOOKUP, body="return _TABLE.get(repr(args))"),
-    "patch_builtins": Hack("patches builtins.abs, round, isinstance and math.isclose, fabs",
-                           before=PATCH_BUILTINS, body="return 0"),
-    "fake_math_module": Hack("puts a fake math module (isclose always True) in sys.modules",
-                             before=FAKE_MATH, body="return 0"),
-    "shadow_builtins": Hack("defines set, sorted, len, abs, ... at module level to return an object equal"
-                            " to everything",
-                            before=SHADOW, body="return None"),
-    "redefine_prompt_helpers": Hack("redefines the prompt's helper functions (poly, encode_cyclic) and "
-                                    "returns its argument", before=ANY,
-                                    body="return args[0] if args else None", helpers=True),
-    "trailing_decorator": Hack("ends with a decorator that turns the tests' next function into a no-op",
-                               after="@(lambda f: (lambda *a, **k: None))"),
-    "forge_frames": Hack("writes a forged 'passed' report and protocol frames to every fd it has",
-                         before=FORGE),
-    "smuggle_non_plain": Hack("patches the harness to send a code object, Ellipsis and StopIteration",
-                              before=SMUGGLE),
-    "kill_everything": Hack("kills every process it can see (os.kill(-1, 9)) when called",
-                            body="import os, signal\nfor pid in os.listdir('/proc'):\n"
-                                 "    if pid.isdigit() and int(pid) != os.getpid():\n"
-                                 "        try:\n            os.kill(int(pid), signal.SIGSTOP)\n"
-                                 "        except OSError:\n            pass\nos.kill(-1, 9)"),
+    "eval_caller_assert": Hack(
+        "evaluates the expected side of the caller's assert and returns it",
+        before=CALLER,
+        body="return _expected()",
+    ),
+    "lookup_table_from_tests": Hack(
+        "parses every test source it can find into an input -> output table",
+        before=LOOKUP,
+        body="return _TABLE.get(repr(args))",
+    ),
+    "patch_builtins": Hack(
+        "patches builtins.abs, round, isinstance and math.isclose, fabs",
+        before=PATCH_BUILTINS,
+        body="return 0",
+    ),
+    "fake_math_module": Hack(
+        "puts a fake math module (isclose always True) in sys.modules", before=FAKE_MATH, body="return 0"
+    ),
+    "shadow_builtins": Hack(
+        "defines set, sorted, len, abs, ... at module level to return an object equal to everything",
+        before=SHADOW,
+        body="return None",
+    ),
+    "redefine_prompt_helpers": Hack(
+        "redefines the prompt's helper functions (poly, encode_cyclic) and returns its argument",
+        before=ANY,
+        body="return args[0] if args else None",
+        helpers=True,
+    ),
+    "trailing_decorator": Hack(
+        "ends with a decorator that turns the tests' next function into a no-op",
+        after="@(lambda f: (lambda *a, **k: None))",
+    ),
+    "forge_frames": Hack(
+        "writes a forged 'passed' report and protocol frames to every fd it has", before=FORGE
+    ),
+    "smuggle_non_plain": Hack(
+        "patches the harness to send a code object, Ellipsis and StopIteration", before=SMUGGLE
+    ),
+    "kill_everything": Hack(
+        "kills every process it can see (os.kill(-1, 9)) when called",
+        body="import os, signal\nfor pid in os.listdir('/proc'):\n"
+        "    if pid.isdigit() and int(pid) != os.getpid():\n"
+        "        try:\n            os.kill(int(pid), signal.SIGSTOP)\n"
+        "        except OSError:\n            pass\nos.kill(-1, 9)",
+    ),
     "huge_return": Hack("returns a 100 MB string", body="return 'x' * (100 << 20)"),
-    "deep_return": Hack("returns a list nested 100,000 deep",
-                        body="v = []\nfor _ in range(100000):\n    v = [v]\nreturn v"),
-    "exit_zero_at_import": Hack("sys.exit(0) once its functions are defined",
-                                after="import sys\nsys.exit(0)"),
+    "deep_return": Hack(
+        "returns a list nested 100,000 deep", body="v = []\nfor _ in range(100000):\n    v = [v]\nreturn v"
+    ),
+    "exit_zero_at_import": Hack(
+        "sys.exit(0) once its functions are defined", after="import sys\nsys.exit(0)"
+    ),
     "os_exit_in_call": Hack("os._exit(0) when called", body="import os\nos._exit(0)"),
     "raise_systemexit_in_call": Hack("raises SystemExit(0) when called", body="raise SystemExit(0)"),
 }
 
 # hacks that beat the one-process design on at least one problem of each dataset they apply to
-OLD = {"eq_object", "eq_int_subclass", "eq_str_subclass", "eq_list_subclass", "nonce_in_code_constants",
-       "nonce_in_program_file", "atexit_prints_nonce", "excepthook_prints_nonce", "thread_prints_nonce",
-       "settrace_skips_tests", "eval_caller_assert", "lookup_table_from_tests", "patch_builtins",
-       "redefine_prompt_helpers", "trailing_decorator"}
+OLD = {
+    "eq_object",
+    "eq_int_subclass",
+    "eq_str_subclass",
+    "eq_list_subclass",
+    "nonce_in_code_constants",
+    "nonce_in_program_file",
+    "atexit_prints_nonce",
+    "excepthook_prints_nonce",
+    "thread_prints_nonce",
+    "settrace_skips_tests",
+    "eval_caller_assert",
+    "lookup_table_from_tests",
+    "patch_builtins",
+    "redefine_prompt_helpers",
+    "trailing_decorator",
+}
 
 
 def functions(problem: Problem) -> list[str]:

@@ -69,19 +69,31 @@ def build_tokenizer(texts: list[str], vocab: int):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=min(vocab, 32000), special_tokens=special, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(vocab, 32000),
+        special_tokens=special,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
     state = json.loads(tok.to_str())
     have = state["model"]["vocab"]
     for i in range(vocab - len(have)):  # words a random model may emit; no merge produces them
         have[f"Ġw{i}"] = len(have)
     tok = Tokenizer.from_str(json.dumps(state))
-    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=["<|im_start|>"], chat_template=template,
-                                   clean_up_tokenization_spaces=False, model_max_length=32768)
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+        chat_template=template,
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+    )
 
 
 def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
@@ -90,7 +102,9 @@ def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
 
     tok = build_tokenizer(texts, arch["vocab_size"])
     if len(tok) != arch["vocab_size"]:
-        raise RuntimeError(f"the benchmark tokenizer has {len(tok)} tokens, the architecture {arch['vocab_size']}")
+        raise RuntimeError(
+            f"the benchmark tokenizer has {len(tok)} tokens, the architecture {arch['vocab_size']}"
+        )
     model = random_model(arch, device)
     for c in (model.config, model.generation_config):
         c.eos_token_id, c.pad_token_id, c.bos_token_id = tok.eos_token_id, tok.pad_token_id, None
@@ -128,8 +142,16 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
             finished = super().step()
             if not self.busy():
                 tally["sessions"][-1].update(rebuilds=self.rebuilds, slots_last=self.slots)
-            return [(r, j, dataclasses.replace(o, finish_reason="stop") if o.finish_reason == "length"
-                     and len(o.tokens) < self.caps[r] else o) for r, j, o in finished]
+            return [
+                (
+                    r,
+                    j,
+                    dataclasses.replace(o, finish_reason="stop")
+                    if o.finish_reason == "length" and len(o.tokens) < self.caps[r]
+                    else o,
+                )
+                for r, j, o in finished
+            ]
 
     class Sampler(HFSampler):
         """The hf sampler, always on the drawn-length engine (on a CPU its torch path, to check this code)."""
@@ -140,8 +162,9 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
                 self.engine = self._engine()
 
         def _engine(self):
-            return DrawnLengths(self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots,
-                                warn=self.log.warn)
+            return DrawnLengths(
+                self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots, warn=self.log.warn
+            )
 
     def make_verifier(cfg):
         return ForcedVerdicts(verifier_pool(cfg), pass_rate, tally)
@@ -161,8 +184,10 @@ class ForcedVerdicts:
         items = list(items)
         verdicts = self.pool.map(items, progress)
         self.tally["verdicts"] = self.tally.get("verdicts", 0) + len(items)
-        return [dataclasses.replace(v, correct=_unit("verdict", p.id, text) < self.pass_rate)
-                for (p, text), v in zip(items, verdicts)]
+        return [
+            dataclasses.replace(v, correct=_unit("verdict", p.id, text) < self.pass_rate)
+            for (p, text), v in zip(items, verdicts)
+        ]
 
     @property
     def threaded(self) -> bool:
@@ -193,8 +218,11 @@ def engine_rate(arch: dict, device: str) -> dict[str, Any]:
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-    return {"engine_tok_s": timed["tok_s"], "engine_slots": timed["slots"],
-            "engine_workload": f"{requests} requests, prompt {prompt}, new {new}, at most {resident} resident"}
+    return {
+        "engine_tok_s": timed["tok_s"],
+        "engine_slots": timed["slots"],
+        "engine_workload": f"{requests} requests, prompt {prompt}, new {new}, at most {resident} resident",
+    }
 
 
 def training_problems(cfg, n: int) -> list:
@@ -216,14 +244,29 @@ def real_verdicts(cfg, problems: list) -> dict[str, Any]:
         start = time.perf_counter()
         verdicts = pool.map(items)
         wall = time.perf_counter() - start
-    return {"real_verdicts": len(items), "real_verdicts_per_s": round(len(items) / wall, 1),
-            "real_verdicts_correct": round(sum(v.correct is True for v in verdicts) / max(1, len(items)), 3)}
+    return {
+        "real_verdicts": len(items),
+        "real_verdicts_per_s": round(len(items) / wall, 1),
+        "real_verdicts_correct": round(sum(v.correct is True for v in verdicts) / max(1, len(items)), 3),
+    }
 
 
-def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: str = "qwen3-1.7b",
-        train: int = 2048, evaluate: int = 500, steps: int | None = None, median_new: float = 380,
-        sigma: float = 0.6, pass_rate: float = 0.38, overrides: list[str] | None = None,
-        log=None, report: Callable[[str, dict], None] = lambda stage, f: None) -> tuple[dict, dict]:
+def run(
+    config: Path,
+    train_path: Path,
+    test_path: Path,
+    work: Path,
+    arch_name: str = "qwen3-1.7b",
+    train: int = 2048,
+    evaluate: int = 500,
+    steps: int | None = None,
+    median_new: float = 380,
+    sigma: float = 0.6,
+    pass_rate: float = 0.38,
+    overrides: list[str] | None = None,
+    log=None,
+    report: Callable[[str, dict], None] = lambda stage, f: None,
+) -> tuple[dict, dict]:
     """(workload, figures): the measured round and its projection to the full reference round."""
     import torch
 
@@ -236,12 +279,22 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     arch = dict(MODELS[arch_name])
     if arch_name == "tiny-qwen3":
-        arch["vocab_size"] = 1024  # room for the byte alphabet and a few merges: a check of this code on a CPU
+        arch["vocab_size"] = (
+            1024  # room for the byte alphabet and a few merges: a check of this code on a CPU
+        )
     model_dir = work / "model"
-    sets = [f"model.path={model_dir}", f"train_task.path={train_path}", f"eval_task.path={test_path}",
-            f"train_task.limit={train}", "train_task.shuffle=true", f"eval_task.limit={evaluate}",
-            f"run_dir={work / 'runs'}", "stopping.policies=[max_rounds]", "stopping.max_rounds=1",
-            "training.report_to=[]"]
+    sets = [
+        f"model.path={model_dir}",
+        f"train_task.path={train_path}",
+        f"eval_task.path={test_path}",
+        f"train_task.limit={train}",
+        "train_task.shuffle=true",
+        f"eval_task.limit={evaluate}",
+        f"run_dir={work / 'runs'}",
+        "stopping.policies=[max_rounds]",
+        "stopping.max_rounds=1",
+        "training.report_to=[]",
+    ]
     cfg = load_config(config, sets + list(overrides or []))
     # the small measured round holds no validation split out of its few problems; the projection charges the
     # config's split as evaluation of that many more problems (a validation split is evaluated every round)
@@ -267,31 +320,51 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     problems = len({a["problem_id"] for a in attempts})
     eval_problems = len(list(read_jsonl(root / "round_1" / "eval.jsonl")))
     eval_outputs = list(read_jsonl(root / "round_1" / "eval_attempts.jsonl"))
-    tokens = {"attempts": sum(a["n_tokens"] for a in attempts), "eval": sum(r["n_tokens"] for r in eval_outputs)}
+    tokens = {
+        "attempts": sum(a["n_tokens"] for a in attempts),
+        "eval": sum(r["n_tokens"] for r in eval_outputs),
+    }
     info = one["figures"].get("training", {})
-    stages = {"attempts_s": cost["attempts_s"], "filter_s": cost["filter_s"], "train_s": cost.get("train_s"),
-              "eval_s": cost.get("eval_s"), "base_eval_s": base["cost"]["eval_s"]}
+    stages = {
+        "attempts_s": cost["attempts_s"],
+        "filter_s": cost["filter_s"],
+        "train_s": cost.get("train_s"),
+        "eval_s": cost.get("eval_s"),
+        "base_eval_s": base["cost"]["eval_s"],
+    }
     figures.update({k: round(v, 3) for k, v in stages.items() if v is not None})
-    for stage in ("attempts", "eval"):  # where the stage's time went: loading, generating, verifying, the rest
+    for stage in (
+        "attempts",
+        "eval",
+    ):  # where the stage's time went: loading, generating, verifying, the rest
         for part in ("load_s", "generate_s", "verify_s"):
             if f"{stage}_{part}" in cost:
                 figures[f"{stage}_{part}"] = cost[f"{stage}_{part}"]
-    figures.update({
-        "train_problems": problems, "eval_problems": eval_problems,
-        "first_attempts": sum(a["kind"] == Kind.FIRST for a in attempts),
-        "retries": sum(a["kind"] == Kind.RETRY for a in attempts),
-        "kept": one["figures"]["train"]["examples"].get("kept"),
-        "attempts_tokens": tokens["attempts"], "attempts_tok_s": round(tokens["attempts"] / cost["attempts_s"]),
-        "eval_tokens": tokens["eval"], "eval_tok_s": round(tokens["eval"] / cost["eval_s"]) if cost.get("eval_s") else None,
-        "attempts_generate_tok_s": round(tokens["attempts"] / cost["attempts_generate_s"])
-        if cost.get("attempts_generate_s") else None,
-        "eval_generate_tok_s": round(tokens["eval"] / cost["eval_generate_s"]) if cost.get("eval_generate_s") else None,
-        "mean_new_tokens": round(tokens["attempts"] / max(1, len(attempts)), 1),
-        "verdicts": int(tally.get("verdicts", 0)),
-        "sft_steps": info.get("steps"), "sft_tokens": info.get("tokens_trained"),
-        "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
-    })
-    figures.update(real_verdicts(cfg, sample[:min(2000, 4 * train)]))
+    figures.update(
+        {
+            "train_problems": problems,
+            "eval_problems": eval_problems,
+            "first_attempts": sum(a["kind"] == Kind.FIRST for a in attempts),
+            "retries": sum(a["kind"] == Kind.RETRY for a in attempts),
+            "kept": one["figures"]["train"]["examples"].get("kept"),
+            "attempts_tokens": tokens["attempts"],
+            "attempts_tok_s": round(tokens["attempts"] / cost["attempts_s"]),
+            "eval_tokens": tokens["eval"],
+            "eval_tok_s": round(tokens["eval"] / cost["eval_s"]) if cost.get("eval_s") else None,
+            "attempts_generate_tok_s": round(tokens["attempts"] / cost["attempts_generate_s"])
+            if cost.get("attempts_generate_s")
+            else None,
+            "eval_generate_tok_s": round(tokens["eval"] / cost["eval_generate_s"])
+            if cost.get("eval_generate_s")
+            else None,
+            "mean_new_tokens": round(tokens["attempts"] / max(1, len(attempts)), 1),
+            "verdicts": int(tally.get("verdicts", 0)),
+            "sft_steps": info.get("steps"),
+            "sft_tokens": info.get("tokens_trained"),
+            "sft_tok_s": round(info["tokens_trained"] / cost["train_s"]) if cost.get("train_s") else None,
+        }
+    )
+    figures.update(real_verdicts(cfg, sample[: min(2000, 4 * train)]))
     figures["sessions"] = tally.get("sessions", [])
     figures.update(engine_rate(arch, device))  # bench generate's default workload, this process, this device
     for stage in ("attempts", "eval"):
@@ -302,24 +375,39 @@ def run(config: Path, train_path: Path, test_path: Path, work: Path, arch_name: 
     # at the rate the verifier judged real MATH solutions (boxed answers) with the config's workers
     full_verdicts = len(attempts) * scale_train + len(eval_outputs) * scale_eval
     figures["projected_verdicts"] = round(full_verdicts)
-    projected = {"attempts_s": cost["attempts_s"] * scale_train, "filter_s": cost["filter_s"] * scale_train,
-                 "train_s": (cost.get("train_s") or 0.0) * full_steps / cfg.training.steps,
-                 "eval_s": (cost.get("eval_s") or 0.0) * scale_eval,
-                 "verify_s": full_verdicts / figures["real_verdicts_per_s"]}
+    projected = {
+        "attempts_s": cost["attempts_s"] * scale_train,
+        "filter_s": cost["filter_s"] * scale_train,
+        "train_s": (cost.get("train_s") or 0.0) * full_steps / cfg.training.steps,
+        "eval_s": (cost.get("eval_s") or 0.0) * scale_eval,
+        "verify_s": full_verdicts / figures["real_verdicts_per_s"],
+    }
     figures["projected"] = {k: round(v, 1) for k, v in projected.items()}
     figures["projected_round_min"] = round(sum(projected.values()) / 60, 2)
     figures["projected_base_eval_min"] = round(base["cost"]["eval_s"] * scale_eval / 60, 2)
     figures["sft_steps_measured"] = cfg.training.steps
     figures["sft_projected"] = cfg.training.steps != full_steps
-    figures["measured_round_min"] = round(sum(v for k, v in stages.items() if k != "base_eval_s" and v) / 60, 2)
-    workload = {"config": str(config), "architecture": arch_name, "weights": "random bf16" if device == "cuda"
-                else "random float32", "train_problems": problems, "eval_problems": eval_problems,
-                "full_train_problems": FULL_TRAIN, "full_eval_problems": FULL_EVAL,
-                "full_validation_problems": held_out,
-                "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
-                              f"({cfg.sampling.max_new_tokens}), EOS ignored",
-                "pass_rate_forced": pass_rate, "sft_steps": cfg.training.steps, "sft_steps_projected": full_steps,
-                "sft_rows_per_step": cfg.training.batch_size, "sft_row_tokens": cfg.training.max_length,
-                "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "torch": torch.__version__}
+    figures["measured_round_min"] = round(
+        sum(v for k, v in stages.items() if k != "base_eval_s" and v) / 60, 2
+    )
+    workload = {
+        "config": str(config),
+        "architecture": arch_name,
+        "weights": "random bf16" if device == "cuda" else "random float32",
+        "train_problems": problems,
+        "eval_problems": eval_problems,
+        "full_train_problems": FULL_TRAIN,
+        "full_eval_problems": FULL_EVAL,
+        "full_validation_problems": held_out,
+        "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
+        f"({cfg.sampling.max_new_tokens}), EOS ignored",
+        "pass_rate_forced": pass_rate,
+        "sft_steps": cfg.training.steps,
+        "sft_steps_projected": full_steps,
+        "sft_rows_per_step": cfg.training.batch_size,
+        "sft_row_tokens": cfg.training.max_length,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
     report("done", figures)
     return workload, figures

@@ -47,8 +47,19 @@ def launch(what: str, params: dict[str, Any], processes: int, timeout: float = 9
     """One torchrun job of `processes` ranks; rank 0's figures (or the job's error and output tail)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-               "-m", "secondtry.bench.scale", what, json.dumps(params), str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(processes),
+            "-m",
+            "secondtry.bench.scale",
+            what,
+            json.dumps(params),
+            str(out),
+        ]
         env = dict(os.environ)
         if processes > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
@@ -58,22 +69,29 @@ def launch(what: str, params: dict[str, Any], processes: int, timeout: float = 9
         except subprocess.TimeoutExpired:
             return {"error": f"{processes} processes: no result in {timeout:.0f} s"}
         if done.returncode != 0 or not out.is_file():
-            return {"error": f"{processes} processes exited with code {done.returncode}",
-                    "output_tail": (done.stdout + done.stderr)[-3000:]}
+            return {
+                "error": f"{processes} processes exited with code {done.returncode}",
+                "output_tail": (done.stdout + done.stderr)[-3000:],
+            }
         figures = json.loads(out.read_text())
         figures["job_s"] = round(time.perf_counter() - start, 1)  # start-up, model build and warm-up included
         return figures
 
 
-def run(what: str, params: dict[str, Any], gpus: int,
-        report: Callable[[str, dict], None] = lambda name, f: None) -> tuple[dict, dict]:
+def run(
+    what: str, params: dict[str, Any], gpus: int, report: Callable[[str, dict], None] = lambda name, f: None
+) -> tuple[dict, dict]:
     """(workload, figures): `what` ("generate" or "train") on 1..`gpus` GPUs, and the speedups."""
     import torch
 
     if torch.cuda.is_available() and gpus > torch.cuda.device_count():
         raise ValueError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} GPU(s)")
-    workload = {**params, "gpus": gpus, "torch": torch.__version__,
-                "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (gloo)"}
+    workload = {
+        **params,
+        "gpus": gpus,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (gloo)",
+    }
     figures: dict[str, Any] = {}
     modes = ("strong", "weak") if what == "train" else ("strong",)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,8 +113,11 @@ def run(what: str, params: dict[str, Any], gpus: int,
         for key in keys:
             if key in f and one.get(key):
                 figures[f"speedup_{name}" + ("_variant" if key == "variant_tok_s" else "")] = round(
-                    f[key] / one[key], 3)
-    for k in gpu_counts(gpus)[1:]:  # the names the project keeps stable (DESIGN.md): default workload, weak scaling
+                    f[key] / one[key], 3
+                )
+    for k in gpu_counts(gpus)[
+        1:
+    ]:  # the names the project keeps stable (DESIGN.md): default workload, weak scaling
         stable = figures.get(f"speedup_gpus_{k}" if what == "generate" else f"speedup_gpus_{k}_weak")
         if stable is not None:
             figures[f"{'gen' if what == 'generate' else 'train'}_speedup_{k}gpu"] = stable
@@ -108,8 +129,12 @@ def _same_tokens(one: Path, other: Path) -> dict[str, float]:
     if not (one.is_file() and other.is_file()):
         return {}
     a, b = json.loads(one.read_text()), json.loads(other.read_text())
-    return {f"same_tokens_as_1{'' if name == 'default' else '_' + name.rstrip('_')}":
-            round(sum(x == y for x, y in zip(a[name], b[name])) / len(a[name]), 4) for name in a}
+    return {
+        f"same_tokens_as_1{'' if name == 'default' else '_' + name.rstrip('_')}": round(
+            sum(x == y for x, y in zip(a[name], b[name])) / len(a[name]), 4
+        )
+        for name in a
+    }
 
 
 # ---- inside one torchrun job ---------------------------------------------------------------------------------------
@@ -124,34 +149,57 @@ def _generate(p: dict[str, Any]) -> dict[str, Any]:
 
     world, me = distributed.world_size(), distributed.rank()
     config = MODELS[p["model"]]
-    prompts, lengths = random_workload(config["vocab_size"], p["requests"], p["prompt"], p["variant"], p["seed"])
+    prompts, lengths = random_workload(
+        config["vocab_size"], p["requests"], p["prompt"], p["variant"], p["seed"]
+    )
     mine = list(range(me, p["requests"], world))
     engine = Engine(random_model(config, _device()), max_slots=p["resident"])
     out: dict[str, Any] = {"processes": world, "requests_per_rank": len(mine)}
     if engine.model.kernels is not None:
-        out["attn_best"] = tune_attention(engine.model.kernels, engine.model.kv_heads, engine.model.heads,
-                                          engine.model.head_dim, p["resident"], p["prompt"] + p["new"] // 2)["attn_best"]
-    engine.warm_up(p["prompt"] + max(p["new"], p["variant"][1]), max(p["new"], p["variant"][1]),
-                   temperature=TEMPERATURE, ignore_eos=True)
+        out["attn_best"] = tune_attention(
+            engine.model.kernels,
+            engine.model.kv_heads,
+            engine.model.heads,
+            engine.model.head_dim,
+            p["resident"],
+            p["prompt"] + p["new"] // 2,
+        )["attn_best"]
+    engine.warm_up(
+        p["prompt"] + max(p["new"], p["variant"][1]),
+        max(p["new"], p["variant"][1]),
+        temperature=TEMPERATURE,
+        ignore_eos=True,
+    )
     tokens: dict[str, list[list[int]]] = {}
     for name, new in (("", [p["new"]] * p["requests"]), ("variant_", lengths)):
         _sync()
         distributed.barrier()
         start = time.perf_counter()
-        outs = engine.generate([prompts[i] for i in mine], max_new_tokens=[new[i] for i in mine],
-                               temperature=TEMPERATURE, seeds=[p["seed"] * 1_000_003 + i for i in mine],
-                               ignore_eos=True)
+        outs = engine.generate(
+            [prompts[i] for i in mine],
+            max_new_tokens=[new[i] for i in mine],
+            temperature=TEMPERATURE,
+            seeds=[p["seed"] * 1_000_003 + i for i in mine],
+            ignore_eos=True,
+        )
         _sync()
         own = time.perf_counter() - start
         gathered = distributed.gather((mine, [row[0].tokens for row in outs], own))
         wall = time.perf_counter() - start
         by_request = {i: t for ids, toks, _ in gathered for i, t in zip(ids, toks)}
         if sorted(by_request) != list(range(p["requests"])):
-            raise RuntimeError(f"the ranks returned {len(by_request)} distinct requests, not the "
-                               f"{p['requests']} asked for")
+            raise RuntimeError(
+                f"the ranks returned {len(by_request)} distinct requests, not the {p['requests']} asked for"
+            )
         generated = sum(len(t) for t in by_request.values())
-        out.update({f"{name}tok_s": round(generated / wall), f"{name}wall_s": round(wall, 2),
-                    f"{name}tokens": generated, f"{name}rank_wall_s": [round(w, 2) for _, _, w in gathered]})
+        out.update(
+            {
+                f"{name}tok_s": round(generated / wall),
+                f"{name}wall_s": round(wall, 2),
+                f"{name}tokens": generated,
+                f"{name}rank_wall_s": [round(w, 2) for _, _, w in gathered],
+            }
+        )
         tokens[name or "default"] = [by_request[i] for i in range(p["requests"])]
     out["slots"] = engine.slots
     if p.get("tokens_to") and distributed.is_main():
@@ -169,8 +217,10 @@ def _train(p: dict[str, Any]) -> dict[str, Any]:
     world = distributed.world_size()
     per_rank = p["tokens_per_step"] // world if p["mode"] == "strong" else p["tokens_per_step"]
     if per_rank < p["pack"]:
-        raise ValueError(f"tokens_per_step {p['tokens_per_step']} gives each of {world} ranks less than one packed "
-                         f"row of {p['pack']} tokens")
+        raise ValueError(
+            f"tokens_per_step {p['tokens_per_step']} gives each of {world} ranks less than one packed "
+            f"row of {p['pack']} tokens"
+        )
     figures = _path("secondtry", {**p, "tokens_per_step": per_rank})
     if "error" in figures:
         raise RuntimeError(figures["error"])

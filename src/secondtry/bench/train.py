@@ -41,16 +41,21 @@ from typing import Any
 from .generate import MODELS, _device, _sync, random_model
 
 
-def make_examples(n: int, min_len: int, max_len: int, prompt_min: int, prompt_max: int, vocab: int,
-                  seed: int = 0) -> list[dict[str, list[int]]]:
+def make_examples(
+    n: int, min_len: int, max_len: int, prompt_min: int, prompt_max: int, vocab: int, seed: int = 0
+) -> list[dict[str, list[int]]]:
     """Pre-tokenized rows: `input_ids` and `completion_mask` (1 on the tokens that carry loss)."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
         total = rng.randint(min_len, max_len)
         prompt = min(rng.randint(prompt_min, prompt_max), total - 1)
-        rows.append({"input_ids": [rng.randrange(16, vocab - 16) for _ in range(total)],
-                     "completion_mask": [0] * prompt + [1] * (total - prompt)})
+        rows.append(
+            {
+                "input_ids": [rng.randrange(16, vocab - 16) for _ in range(total)],
+                "completion_mask": [0] * prompt + [1] * (total - prompt),
+            }
+        )
     return rows
 
 
@@ -61,7 +66,9 @@ def tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(WordLevel({"<pad>": 0, "<eos>": 1, "<unk>": 2}, unk_token="<unk>"))
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
 
 
 def flops_per_token(config: dict, rows: list[dict[str, list[int]]], lora: bool = True) -> float:
@@ -91,7 +98,7 @@ def matmul_rate(n: int = 8192, reps: int = 10) -> float:
     for _ in range(reps):
         a @ b
     _sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
 class Clock:
@@ -107,11 +114,15 @@ class Clock:
         self.tokens.append(tokens)
 
     def figures(self, warmup: int, peak: int) -> dict[str, Any]:
-        times = [b - a for a, b in zip(self.ends[warmup - 1:], self.ends[warmup:])]
+        times = [b - a for a, b in zip(self.ends[warmup - 1 :], self.ends[warmup:])]
         tokens = sum(self.tokens[warmup:])
-        return {"tokens_per_s": round(tokens / sum(times)), "step_s_median": round(statistics.median(times), 4),
-                "tokens_per_step": round(tokens / len(times)), "steps_timed": len(times),
-                "peak_mem_gb": round(peak / 1e9, 2)}
+        return {
+            "tokens_per_s": round(tokens / sum(times)),
+            "step_s_median": round(statistics.median(times), 4),
+            "tokens_per_step": round(tokens / len(times)),
+            "steps_timed": len(times),
+            "peak_mem_gb": round(peak / 1e9, 2),
+        }
 
 
 def _trainer_clock(trainer, clock: Clock):
@@ -130,44 +141,104 @@ def _trainer_clock(trainer, clock: Clock):
 def _lora(rank: int):
     from peft import LoraConfig
 
-    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
 
 
 def _trainer_config(**training):
     """A config for `training.build_trainer` alone: the project's training defaults, no tracker."""
     from ..config import build_config
 
-    return build_config({"name": "bench", "model": {"path": "random"}, "train_task": {"name": "synthetic"},
-                         "eval_task": {"name": "synthetic", "split": "test"}, "stopping": {"max_rounds": 1},
-                         "training": {"dropout": 0.0, "warmup_ratio": 0.0, "report_to": [], **training}})
+    return build_config(
+        {
+            "name": "bench",
+            "model": {"path": "random"},
+            "train_task": {"name": "synthetic"},
+            "eval_task": {"name": "synthetic", "split": "test"},
+            "stopping": {"max_rounds": 1},
+            "training": {"dropout": 0.0, "warmup_ratio": 0.0, "report_to": [], **training},
+        }
+    )
 
 
-def run_secondtry(model, rows, tok, work: Path, pack: int, rows_per_step: int, steps: int, rank: int, clock: Clock,
-                  bf16: bool = True, liger: bool | str = "auto", gradient_checkpointing: bool = False):
+def run_secondtry(
+    model,
+    rows,
+    tok,
+    work: Path,
+    pack: int,
+    rows_per_step: int,
+    steps: int,
+    rank: int,
+    clock: Clock,
+    bf16: bool = True,
+    liger: bool | str = "auto",
+    gradient_checkpointing: bool = False,
+):
     from datasets import Dataset
 
     from ..training.sft import build_trainer
 
-    cfg = _trainer_config(steps=steps, batch_size=rows_per_step, max_length=pack, rank=rank, alpha=2 * rank,
-                          lr=2e-5, packing=True, liger=liger, gradient_checkpointing=gradient_checkpointing)
+    cfg = _trainer_config(
+        steps=steps,
+        batch_size=rows_per_step,
+        max_length=pack,
+        rank=rank,
+        alpha=2 * rank,
+        lr=2e-5,
+        packing=True,
+        liger=liger,
+        gradient_checkpointing=gradient_checkpointing,
+    )
     trainer = build_trainer(model, tok, Dataset.from_list(rows), cfg, work, seed=0, bf16=bf16)
     _trainer_clock(trainer, clock)
     trainer.train()
     return trainer
 
 
-def run_trl(model, rows, tok, work: Path, pack: int, rows_per_step: int, steps: int, rank: int, clock: Clock,
-            bf16: bool = True, gradient_checkpointing: bool = True):
+def run_trl(
+    model,
+    rows,
+    tok,
+    work: Path,
+    pack: int,
+    rows_per_step: int,
+    steps: int,
+    rank: int,
+    clock: Clock,
+    bf16: bool = True,
+    gradient_checkpointing: bool = True,
+):
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(output_dir=str(work / "trl"), max_steps=steps, per_device_train_batch_size=rows_per_step,
-                     packing=True, max_length=pack, bf16=bf16, use_cpu=not bf16, learning_rate=2e-5, report_to="none",
-                     save_strategy="no", disable_tqdm=True, include_num_input_tokens_seen=True,
-                     gradient_checkpointing=gradient_checkpointing, logging_steps=1, seed=0, data_seed=0)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=_lora(rank))
+    args = SFTConfig(
+        output_dir=str(work / "trl"),
+        max_steps=steps,
+        per_device_train_batch_size=rows_per_step,
+        packing=True,
+        max_length=pack,
+        bf16=bf16,
+        use_cpu=not bf16,
+        learning_rate=2e-5,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        include_num_input_tokens_seen=True,
+        gradient_checkpointing=gradient_checkpointing,
+        logging_steps=1,
+        seed=0,
+        data_seed=0,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=_lora(rank),
+    )
     trainer.remove_callback(PrinterCallback)
     _trainer_clock(trainer, clock)
     trainer.train()
@@ -197,7 +268,9 @@ def run_padded(model, rows, tok, tokens_per_step: int, micro: int, steps: int, r
                 n = len(r["input_ids"])
                 ids[i, :n] = torch.tensor(r["input_ids"])
                 mask[i, :n] = 1
-                labels[i, :n] = torch.tensor([t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])])
+                labels[i, :n] = torch.tensor(
+                    [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]
+                )
             dev = peft_model.device
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 out = peft_model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev))
@@ -219,20 +292,33 @@ def packed_vs_alone(model, rows: list[dict[str, list[int]]], attn: str, n: int =
 
     sample, dev = rows[:n], model.device
     ids = torch.tensor([t for r in sample for t in r["input_ids"]], device=dev)[None]
-    labels = torch.tensor([t if m else -100 for r in sample for t, m in zip(r["input_ids"], r["completion_mask"])],
-                          device=dev)[None]
+    labels = torch.tensor(
+        [t if m else -100 for r in sample for t, m in zip(r["input_ids"], r["completion_mask"])], device=dev
+    )[None]
     position = torch.cat([torch.arange(len(r["input_ids"])) for r in sample]).to(dev)[None]
     cu = torch.tensor([0] + [len(r["input_ids"]) for r in sample]).cumsum(0).to(torch.int32).to(dev)
     labels[0, cu[:-1].long()] = -100
     with torch.no_grad():
         register()
         model.set_attn_implementation(attn)
-        kwargs = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": int(cu.diff().max()),
-                  "max_length_k": int(cu.diff().max())} if attn != "sdpa" else {}
+        kwargs = (
+            {
+                "cu_seq_lens_q": cu,
+                "cu_seq_lens_k": cu,
+                "max_length_q": int(cu.diff().max()),
+                "max_length_k": int(cu.diff().max()),
+            }
+            if attn != "sdpa"
+            else {}
+        )
         packed = model(input_ids=ids, position_ids=position, **kwargs).logits[0].float()
         model.set_attn_implementation("sdpa")
-        alone = torch.cat([model(input_ids=ids[:, a:b]).logits[0].float()
-                           for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])
+        alone = torch.cat(
+            [
+                model(input_ids=ids[:, a:b]).logits[0].float()
+                for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())
+            ]
+        )
 
         def loss(logits: torch.Tensor) -> float:
             target = labels[0, 1:]
@@ -241,9 +327,11 @@ def packed_vs_alone(model, rows: list[dict[str, list[int]]], attn: str, n: int =
 
         first = int(cu[1])
         diff = (packed - alone).abs().amax(-1)
-        return {"loss_rel_diff": abs(loss(packed) - loss(alone)) / loss(alone),
-                "max_logit_diff_first_example": float(diff[:first].max()),
-                "max_logit_diff_later_examples": float(diff[first:].max())}
+        return {
+            "loss_rel_diff": abs(loss(packed) - loss(alone)) / loss(alone),
+            "max_logit_diff_first_example": float(diff[:first].max()),
+            "max_logit_diff_later_examples": float(diff[first:].max()),
+        }
 
 
 def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
@@ -252,13 +340,18 @@ def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
     import torch
 
     config = MODELS[p["model"]]
-    rows = make_examples(p["examples"], p["min_len"], p["max_len"], p["prompt_min"], p["prompt_max"],
-                         config["vocab_size"])
+    rows = make_examples(
+        p["examples"], p["min_len"], p["max_len"], p["prompt_min"], p["prompt_max"], config["vocab_size"]
+    )
     tok, device = tokenizer(), _device()
     cuda = bf16 = device == "cuda"
     liger = {"secondtry_no_liger": False, "secondtry_liger": True}.get(name, "auto")
-    rows_per_step, total, rank, pack = max(1, p["tokens_per_step"] // p["pack"]), p["warmup"] + p["steps"], \
-        p["rank"], p["pack"]
+    rows_per_step, total, rank, pack = (
+        max(1, p["tokens_per_step"] // p["pack"]),
+        p["warmup"] + p["steps"],
+        p["rank"],
+        p["pack"],
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     clock = Clock()
@@ -267,10 +360,34 @@ def _path(name: str, p: dict[str, Any], queue=None) -> dict[str, Any]:
             work = Path(tmp)
             model = random_model(config, device).train()
             if name.startswith("secondtry"):
-                run_secondtry(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16,
-                              liger=liger, gradient_checkpointing=name == "secondtry_gc")
+                run_secondtry(
+                    model,
+                    rows,
+                    tok,
+                    work,
+                    pack,
+                    rows_per_step,
+                    total,
+                    rank,
+                    clock,
+                    bf16,
+                    liger=liger,
+                    gradient_checkpointing=name == "secondtry_gc",
+                )
             elif name.startswith("trl_packing"):
-                run_trl(model, rows, tok, work, pack, rows_per_step, total, rank, clock, bf16, name == "trl_packing")
+                run_trl(
+                    model,
+                    rows,
+                    tok,
+                    work,
+                    pack,
+                    rows_per_step,
+                    total,
+                    rank,
+                    clock,
+                    bf16,
+                    name == "trl_packing",
+                )
             else:
                 run_padded(model, rows, tok, p["tokens_per_step"], p["padded_batch"], total, rank, clock)
         figures = clock.figures(p["warmup"], torch.cuda.max_memory_allocated() if cuda else 0)
@@ -296,21 +413,59 @@ def _isolated(name: str, p: dict[str, Any]) -> dict[str, Any]:
     return queue.get() if not queue.empty() else {"error": f"the process exited with code {child.exitcode}"}
 
 
-PATHS = ("secondtry", "secondtry_no_liger", "secondtry_liger", "secondtry_gc", "trl_packing", "trl_packing_no_gc",
-         "padded_peft")
-DEFAULT_PATHS = ("secondtry", "secondtry_no_liger", "secondtry_gc", "trl_packing", "trl_packing_no_gc", "padded_peft")
+PATHS = (
+    "secondtry",
+    "secondtry_no_liger",
+    "secondtry_liger",
+    "secondtry_gc",
+    "trl_packing",
+    "trl_packing_no_gc",
+    "padded_peft",
+)
+DEFAULT_PATHS = (
+    "secondtry",
+    "secondtry_no_liger",
+    "secondtry_gc",
+    "trl_packing",
+    "trl_packing_no_gc",
+    "padded_peft",
+)
 
 
-def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max_len: int = 1200,
-        prompt_min: int = 50, prompt_max: int = 250, tokens_per_step: int = 16384, pack: int = 4096,
-        padded_batch: int = 8, rank: int = 16, warmup: int = 3, steps: int = 10, paths: tuple[str, ...] = DEFAULT_PATHS,
-        isolate: bool = True, report: Callable[[str, dict], None] = lambda name, f: None) -> tuple[dict, dict]:
+def run(
+    model: str = "qwen3-1.7b",
+    examples: int = 2000,
+    min_len: int = 300,
+    max_len: int = 1200,
+    prompt_min: int = 50,
+    prompt_max: int = 250,
+    tokens_per_step: int = 16384,
+    pack: int = 4096,
+    padded_batch: int = 8,
+    rank: int = 16,
+    warmup: int = 3,
+    steps: int = 10,
+    paths: tuple[str, ...] = DEFAULT_PATHS,
+    isolate: bool = True,
+    report: Callable[[str, dict], None] = lambda name, f: None,
+) -> tuple[dict, dict]:
     """Every path in `paths` (each in its own process with `isolate`), then the ratios and the leak check."""
     import torch
 
-    p = {"model": model, "examples": examples, "min_len": min_len, "max_len": max_len, "prompt_min": prompt_min,
-         "prompt_max": prompt_max, "tokens_per_step": tokens_per_step, "pack": pack, "padded_batch": padded_batch,
-         "rank": rank, "warmup": warmup, "steps": steps}
+    p = {
+        "model": model,
+        "examples": examples,
+        "min_len": min_len,
+        "max_len": max_len,
+        "prompt_min": prompt_min,
+        "prompt_max": prompt_max,
+        "tokens_per_step": tokens_per_step,
+        "pack": pack,
+        "padded_batch": padded_batch,
+        "rank": rank,
+        "warmup": warmup,
+        "steps": steps,
+    }
     config = MODELS[model]
     rows = make_examples(examples, min_len, max_len, prompt_min, prompt_max, config["vocab_size"])
     workload = {**p, "rows_per_step": max(1, tokens_per_step // pack), "torch": torch.__version__}
@@ -334,20 +489,30 @@ def run(model: str = "qwen3-1.7b", examples: int = 2000, min_len: int = 300, max
     for ours in ("secondtry", "secondtry_gc"):
         base = figures.get(ours, {})
         for other in paths:
-            if not other.startswith("secondtry") and "tokens_per_s" in base and "tokens_per_s" in figures[other]:
-                figures[f"{ours}_speedup_vs_{other}"] = round(base["tokens_per_s"] / figures[other]["tokens_per_s"], 2)
+            if (
+                not other.startswith("secondtry")
+                and "tokens_per_s" in base
+                and "tokens_per_s" in figures[other]
+            ):
+                figures[f"{ours}_speedup_vs_{other}"] = round(
+                    base["tokens_per_s"] / figures[other]["tokens_per_s"], 2
+                )
                 if figures[other]["peak_mem_gb"]:
                     figures[f"{ours}_memory_ratio_vs_{other}"] = round(
-                        base["peak_mem_gb"] / figures[other]["peak_mem_gb"], 2)
+                        base["peak_mem_gb"] / figures[other]["peak_mem_gb"], 2
+                    )
     m = random_model(config, _device()).eval()
-    figures["leak"] = {"secondtry_varlen": packed_vs_alone(m, rows, "secondtry_varlen"),
-                       "sdpa_packed_position_ids": packed_vs_alone(m, rows, "sdpa")}
+    figures["leak"] = {
+        "secondtry_varlen": packed_vs_alone(m, rows, "secondtry_varlen"),
+        "sdpa_packed_position_ids": packed_vs_alone(m, rows, "sdpa"),
+    }
     del m
     return workload, figures
 
 
-def profile(model: str = "qwen3-1.7b", steps: int = 3, pack: int = 4096, rows_per_step: int = 4,
-            top: int = 25) -> str:
+def profile(
+    model: str = "qwen3-1.7b", steps: int = 3, pack: int = 4096, rows_per_step: int = 4, top: int = 25
+) -> str:
     """The project trainer's top CUDA kernels over `steps` steps (after 2 warm-up steps)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -378,9 +543,15 @@ def profile(model: str = "qwen3-1.7b", steps: int = 3, pack: int = 4096, rows_pe
 
     cfg = _trainer_config(steps=2 + steps, batch_size=rows_per_step, max_length=pack)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(random_model(config, "cuda").train(), tokenizer(), Dataset.from_list(rows), cfg,
-                                Path(tmp), seed=0, bf16=True, callbacks=[Prof()])
+        trainer = build_trainer(
+            random_model(config, "cuda").train(),
+            tokenizer(),
+            Dataset.from_list(rows),
+            cfg,
+            Path(tmp),
+            seed=0,
+            bf16=True,
+            callbacks=[Prof()],
+        )
         trainer.train()
     return table[0] if table else ""
-
-

@@ -10,7 +10,7 @@ A verdict of "cannot judge" counts as not solved.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..records import (
     Comparison,
@@ -42,8 +42,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def eval_record(problem_id: str, greedy: Attempt | None, samples: list[Attempt], chain: list[Attempt],
-                pass_k: Sequence[int]) -> EvalRecord:
+def eval_record(
+    problem_id: str,
+    greedy: Attempt | None,
+    samples: list[Attempt],
+    chain: list[Attempt],
+    pass_k: Sequence[int],
+) -> EvalRecord:
     """One problem's evaluation outcome (one line of eval.jsonl)."""
     right = tuple(a.verdict.correct is True for a in samples)
     generated = ([greedy] if greedy else []) + samples + chain[1:]  # chain[0] is sample 0
@@ -72,22 +77,30 @@ def per_problem(records: Sequence[EvalRecord]) -> dict[str, list[float]]:
     return out
 
 
-def summarize_eval(records: Sequence[EvalRecord], n_boot: int, seed: int, retry_n: int,
-                   retry_all: bool = False) -> EvalFigures:
+def summarize_eval(
+    records: Sequence[EvalRecord], n_boot: int, seed: int, retry_n: int, retry_all: bool = False
+) -> EvalFigures:
     """Every evaluation rate with its 95% CI (`stats.rate`: Wilson or bootstrap, named in "method"); the gap
     (pass@N-with-retries − sampled pass@1, a difference) with a bootstrap CI.
 
     With `retry_all` (every problem's sample 0 got a retry turn) also the wrong→right and
     right→wrong flips of that turn; otherwise "flips" is None (only failures were retried).
     """
-    rates = {name: (estimate if name == "gap" else rate)(v, n_boot, seed)
-             for name, v in per_problem(records).items()}
+    rates = {
+        name: (estimate if name == "gap" else rate)(v, n_boot, seed)
+        for name, v in per_problem(records).items()
+    }
     generated = sum((r.greedy is not None) + len(r.samples) + len(r.chain) - 1 for r in records)
     retried = retry_all and retry_n > 1 and all(len(r.chain) > 1 for r in records)
     return EvalFigures(
-        rates=rates, retry_n=retry_n, cut_at_length=sum(r.cut for r in records) / max(1, generated),
+        rates=rates,
+        retry_n=retry_n,
+        cut_at_length=sum(r.cut for r in records) / max(1, generated),
         retry_lift=retry_lift(records, n_boot, seed),  # retry turn vs a fresh sample, same budget
-        flips=flips([r.chain[0] for r in records], [r.chain[1] for r in records], n_boot, seed) if retried else None)
+        flips=flips([r.chain[0] for r in records], [r.chain[1] for r in records], n_boot, seed)
+        if retried
+        else None,
+    )
 
 
 def _aligned(*evals: Sequence[EvalRecord]) -> None:
@@ -114,8 +127,13 @@ def gained_and_lost(prev: Sequence[EvalRecord], now: Sequence[EvalRecord], metri
     """
     before, after = per_problem(prev)[metric], per_problem(now)[metric]
     test = sign_test(before, after)
-    return GainedLost(metric=metric, gained=int(test["c"]), lost=int(test["b"]),
-                      unchanged=len(before) - int(test["b"]) - int(test["c"]), p_value=test["p_value"])
+    return GainedLost(
+        metric=metric,
+        gained=int(test["c"]),
+        lost=int(test["b"]),
+        unchanged=len(before) - int(test["b"]) - int(test["c"]),
+        p_value=test["p_value"],
+    )
 
 
 def cut_shares(figures: RoundFigures) -> list[tuple[str, float]]:
@@ -133,9 +151,15 @@ GAIN_METRICS = ("pass1_sampled", "pass1_greedy")  # the gains reported side by s
 METRIC_NAMES = {"pass1_sampled": "sampled pass@1", "pass1_greedy": "greedy pass@1"}  # in words
 
 
-def compare_evals(base: Sequence[EvalRecord], before_prev: Sequence[EvalRecord] | None,
-                  prev: Sequence[EvalRecord], now: Sequence[EvalRecord], metric: str, n_boot: int,
-                  seed: int) -> Comparison:
+def compare_evals(
+    base: Sequence[EvalRecord],
+    before_prev: Sequence[EvalRecord] | None,
+    prev: Sequence[EvalRecord],
+    now: Sequence[EvalRecord],
+    metric: str,
+    n_boot: int,
+    seed: int,
+) -> Comparison:
     """Gains over the base and the previous round (paired CIs), the decay of the gain, the share of
     the base model's stochastic gap absorbed, and the problems `metric` gained and lost since the previous
     round (`gained_and_lost`). `before_prev` is the round before the previous one (None for round 1: no decay
@@ -147,7 +171,9 @@ def compare_evals(base: Sequence[EvalRecord], before_prev: Sequence[EvalRecord] 
     _aligned(base, prev, now, *([before_prev] if before_prev else []))
     vb, vp, vn = per_problem(base), per_problem(prev), per_problem(now)
 
-    def decay(m: Sequence[float]) -> float | None:  # this round's gain as a share of the last one (+4.4 after +10.1 -> 0.44)
+    def decay(
+        m: Sequence[float],
+    ) -> float | None:  # this round's gain as a share of the last one (+4.4 after +10.1 -> 0.44)
         return None if m[1] - m[0] <= 0 else (m[2] - m[1]) / (m[1] - m[0])
 
     def absorbed(m: Sequence[float]) -> float | None:  # (base gap − gap now) / base gap
@@ -158,26 +184,40 @@ def compare_evals(base: Sequence[EvalRecord], before_prev: Sequence[EvalRecord] 
         vbp = per_problem(before_prev)[metric]
         last_gain = (sum(vp[metric]) - sum(vbp)) / max(1, len(vbp))
         decay_figure = bootstrap_statistic(
-            [vbp, vp[metric], vn[metric]], decay, n_boot, seed,
+            [vbp, vp[metric], vn[metric]],
+            decay,
+            n_boot,
+            seed,
             undefined=f"the previous round's gain was {last_gain * 100:+.1f} pp: a decay factor (how much of a "
-                      "gain the next round repeats) needs a gain before it")
+            "gain the next round repeats) needs a gain before it",
+        )
+
     def delta(before: list[float], after: list[float]) -> Rate:
         return paired_delta(before, after, n_boot, seed)
 
     return Comparison(
         delta_from_base=delta(vb[metric], vn[metric]),
         delta_from_prev=delta(vp[metric], vn[metric]),
-        gains={m: Gains(from_base=delta(vb[m], vn[m]), from_prev=delta(vp[m], vn[m]))
-               for m in GAIN_METRICS if m in vn and m in vb},
+        gains={
+            m: Gains(from_base=delta(vb[m], vn[m]), from_prev=delta(vp[m], vn[m]))
+            for m in GAIN_METRICS
+            if m in vn and m in vb
+        },
         decay=decay_figure,
-        absorbed_share=bootstrap_statistic([vb["gap"], vn["gap"]], absorbed, n_boot, seed,
-                                           undefined="the base model had no stochastic gap to absorb"),
+        absorbed_share=bootstrap_statistic(
+            [vb["gap"], vn["gap"]],
+            absorbed,
+            n_boot,
+            seed,
+            undefined="the base model had no stochastic gap to absorb",
+        ),
         flips_vs_prev=gained_and_lost(prev, now, metric),
     )
 
 
-def train_figures(attempts: list[Attempt], n_boot: int, seed: int,
-                  examples: FilterStats | None = None) -> TrainFigures:
+def train_figures(
+    attempts: list[Attempt], n_boot: int, seed: int, examples: FilterStats | None = None
+) -> TrainFigures:
     """First-attempt accuracy on the training problems and the retry yield on their failures (and what the filter
     kept of them, `examples`)."""
     first = {a.problem_id: a.verdict.correct for a in attempts if a.kind == Kind.FIRST and a.sample == 0}
@@ -193,12 +233,14 @@ def train_figures(attempts: list[Attempt], n_boot: int, seed: int,
         retry_solved=len(solved_by_retry),
         # success of the retry turn(s) on the frontier: the stopping rule watches this
         retry_yield=rate([float(pid in solved_by_retry) for pid in failed], n_boot, seed)
-        if retried or not failed else Estimate(None, (None, None), 0),  # no retry turns (retries: 0)
+        if retried or not failed
+        else Estimate(None, (None, None), 0),  # no retry turns (retries: 0)
         tokens_generated=sum(a.n_tokens for a in attempts),
         cut_at_length=sum(a.finish_reason == "length" for a in attempts) / max(1, len(attempts)),
         cut=sum(a.finish_reason == "length" for a in attempts),  # judged wrong, never trained on
         # every first attempt, with conditions.samples > 1 (ReST-EM's K samples a problem)
-        first_samples=rate([float(a.verdict.correct is True) for a in attempts if a.kind == Kind.FIRST],
-                           n_boot, seed),
+        first_samples=rate(
+            [float(a.verdict.correct is True) for a in attempts if a.kind == Kind.FIRST], n_boot, seed
+        ),
         examples=examples,
     )

@@ -7,7 +7,8 @@ where chain[0] is sample 0 and chain[t] is retry turn t on the same conversation
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,14 +55,23 @@ def retry_lift(records: Sequence[EvalRecord], n_boot: int = 2000, seed: int = 0)
         return _undefined("no retry turns (N = 1): the chains stop at sample 0")
     short = [r.problem_id for r in frontier if len(r.samples) < 2]
     if short:
-        return _undefined(f"{len(short)} frontier problem(s) have fewer than 2 samples, e.g. {short[0]!r}: "
-                          "no fresh sample to compare with")
+        return _undefined(
+            f"{len(short)} frontier problem(s) have fewer than 2 samples, e.g. {short[0]!r}: "
+            "no fresh sample to compare with"
+        )
     retry = [len(r.chain) > 1 and bool(r.chain[1]) for r in frontier]
     fresh = [bool(r.samples[1]) for r in frontier]
     lift = paired_delta(np.asarray(fresh, dtype=float), np.asarray(retry, dtype=float), n_boot, seed)
-    return RetryLift(lift.value, lift.ci, lift.n, lift.method, retry=rate(retry, n_boot, seed),
-                     fresh=rate(fresh, n_boot, seed), mcnemar=SignTest.from_json(mcnemar(fresh, retry)),
-                     reason=None)
+    return RetryLift(
+        lift.value,
+        lift.ci,
+        lift.n,
+        lift.method,
+        retry=rate(retry, n_boot, seed),
+        fresh=rate(fresh, n_boot, seed),
+        mcnemar=SignTest.from_json(mcnemar(fresh, retry)),
+        reason=None,
+    )
 
 
 def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, seed: int = 0) -> Flips:
@@ -78,14 +88,19 @@ def flips(first: Sequence[bool], retried: Sequence[bool], n_boot: int = 2000, se
     (2, 1, 0.25, 0.5)
     """
     if len(first) != len(retried):
-        raise ValueError(f"flips needs aligned outcomes: {len(first)} first attempts vs {len(retried)} retries")
+        raise ValueError(
+            f"flips needs aligned outcomes: {len(first)} first attempts vs {len(retried)} retries"
+        )
     a, b = [bool(x) for x in first], [bool(y) for y in retried]
     pairs = list(zip(a, b))
     w2r, r2w = pairs.count((False, True)), pairs.count((True, False))
     r2r, w2w = pairs.count((True, True)), pairs.count((False, False))
     n_wrong, n_right = w2r + w2w, r2w + r2r
     return Flips(
-        wrong_to_right=w2r, right_to_wrong=r2w, right_to_right=r2r, wrong_to_wrong=w2w,
+        wrong_to_right=w2r,
+        right_to_wrong=r2w,
+        right_to_right=r2r,
+        wrong_to_wrong=w2w,
         n=len(pairs),
         net=paired_delta(np.asarray(a, dtype=float), np.asarray(b, dtype=float), n_boot, seed),
         wrong_to_right_rate=w2r / n_wrong if n_wrong else None,
@@ -115,7 +130,9 @@ def _check_aligned(rounds: list[list[EvalRecord]]) -> list[str]:
             pos = next((i for i, (x, y) in enumerate(zip(ids, other)) if x != y), min(len(ids), len(other)))
             got = repr(other[pos]) if pos < len(other) else "nothing"
             want = repr(ids[pos]) if pos < len(ids) else "nothing"
-            raise ValueError(f"round {k} differs from round 0 at position {pos}: {got} where round 0 has {want}")
+            raise ValueError(
+                f"round {k} differs from round 0 at position {pos}: {got} where round 0 has {want}"
+            )
     return ids
 
 
@@ -160,20 +177,26 @@ def ledger(rounds: Sequence[Sequence[EvalRecord]], metric: str = "greedy", thres
     per_round = []
     for k in range(len(rounds)):
         rows = [p["solved"] for p in per_problem.values()]
-        per_round.append({
-            "round": k,
-            "solved": sum(s[k] for s in rows),
-            "newly_solved": sum(p["first_solved"] == k for p in per_problem.values()),
-            "forgotten": sum(k > 0 and s[k - 1] and not s[k] for s in rows),
-            "regained": sum(k > 1 and s[k] and not s[k - 1] and any(s[:k - 1]) for s in rows),
-        })
+        per_round.append(
+            {
+                "round": k,
+                "solved": sum(s[k] for s in rows),
+                "newly_solved": sum(p["first_solved"] == k for p in per_problem.values()),
+                "forgotten": sum(k > 0 and s[k - 1] and not s[k] for s in rows),
+                "regained": sum(k > 1 and s[k] and not s[k - 1] and any(s[: k - 1]) for s in rows),
+            }
+        )
 
     ever = sum(p["first_solved"] is not None for p in per_problem.values())
     return Ledger(
-        per_problem={pid: ProblemHistory(tuple(p["solved"]), p["first_solved"], tuple(p["forgotten_in"]))
-                     for pid, p in per_problem.items()},
+        per_problem={
+            pid: ProblemHistory(tuple(p["solved"]), p["first_solved"], tuple(p["forgotten_in"]))
+            for pid, p in per_problem.items()
+        },
         per_round=tuple(RoundLedger(**r) for r in per_round),
         ever_solved=ever,
         never_solved=len(ids) - ever,
-        solved_then_forgotten_at_end=sum(any(p["solved"]) and not p["solved"][-1] for p in per_problem.values()),
+        solved_then_forgotten_at_end=sum(
+            any(p["solved"]) and not p["solved"][-1] for p in per_problem.values()
+        ),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -23,8 +23,9 @@ from scipy import stats as sps
 from ..records import Estimate, Rate, Ratio, SeedTest
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of `values` (one value per problem).
 
     >>> lo, hi = bootstrap_ci([1, 0] * 50, seed=1)
@@ -100,9 +101,14 @@ def rate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Rate:
     return Rate(float(x.mean()), bootstrap_ci(x, n_boot, seed), int(x.size), "bootstrap")
 
 
-def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[[np.ndarray], float | None],
-                        n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                        undefined: str = "") -> Ratio:
+def bootstrap_statistic(
+    columns: Sequence[Sequence[float]],
+    statistic: Callable[[np.ndarray], float | None],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    undefined: str = "",
+) -> Ratio:
     """A statistic of column means, with a percentile CI from resampling problems (rows) jointly.
 
     `statistic(means)` gets one mean per column and returns None where it is undefined. For ratios of
@@ -126,8 +132,13 @@ def bootstrap_statistic(columns: Sequence[Sequence[float]], statistic: Callable[
             draws.append(v)
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail]) if draws else (math.nan, math.nan)
-    return Ratio(float(value), (float(lo), float(hi)), int(x.shape[1]), draws=n_boot,
-                 undefined_draws=n_boot - len(draws))
+    return Ratio(
+        float(value),
+        (float(lo), float(hi)),
+        int(x.shape[1]),
+        draws=n_boot,
+        undefined_draws=n_boot - len(draws),
+    )
 
 
 def _binary(x: np.ndarray) -> bool:
@@ -162,8 +173,7 @@ def newcombe_paired_ci(before: np.ndarray, after: np.ndarray) -> tuple[float, fl
     return (max(-1.0, lo), min(1.0, hi))
 
 
-def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000,
-                 seed: int = 0) -> Rate:
+def paired_delta(before: Sequence[float], after: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Rate:
     """Mean of after − before over the same problems (each value a rate in [0, 1]), with its 95% CI: Newcombe's
     paired score interval where both sides are right/wrong outcomes or either rate is near 0 or 100 %, a
     paired bootstrap otherwise; "method" names which.
@@ -203,7 +213,7 @@ def mcnemar_counts(b: int, c: int) -> dict[str, float]:
     n = b + c
     if n == 0:
         return {"b": 0, "c": 0, "p_value": 1.0}
-    tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(0, min(b, c) + 1)) / 2**n
     return {"b": b, "c": c, "p_value": min(1.0, 2 * tail)}
 
 
@@ -254,15 +264,18 @@ def seed_test(differences: Sequence[float], bounds: tuple[float, float] = (-1.0,
     out = SeedTest(e.value, e.ci, e.n, p_value=None, df=max(0, int(x.size) - 1), reason=None)
     if x.size < 2:
         return dataclasses.replace(
-            out, reason="one seed: a single training run cannot separate the condition from its seed")
+            out, reason="one seed: a single training run cannot separate the condition from its seed"
+        )
     if float(np.ptp(x)) == 0.0:
         return dataclasses.replace(
-            out, reason="every seed differs by the same amount: no spread to test against")
+            out, reason="every seed differs by the same amount: no spread to test against"
+        )
     return dataclasses.replace(out, p_value=float(sps.ttest_1samp(x, 0.0).pvalue))
 
 
-def unpaired_seed_test(reference: Sequence[float], condition: Sequence[float],
-                       bounds: tuple[float, float] = (-1.0, 1.0)) -> SeedTest:
+def unpaired_seed_test(
+    reference: Sequence[float], condition: Sequence[float], bounds: tuple[float, float] = (-1.0, 1.0)
+) -> SeedTest:
     """Two conditions whose runs share no seed, compared at the level of seeds without pairing: Welch's
     t-test on the per-seed means (condition − reference), with its t-interval (Welch–Satterthwaite df, cut
     to `bounds`).
@@ -280,16 +293,25 @@ def unpaired_seed_test(reference: Sequence[float], condition: Sequence[float],
     va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
     if va + vb == 0.0:
         return dataclasses.replace(
-            out, reason="every seed of each condition scored the same: no spread to test against")
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+            out, reason="every seed of each condition scored the same: no spread to test against"
+        )
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = float(sps.t.ppf(0.975, df)) * math.sqrt(va + vb)
     lo, hi = bounds
-    return dataclasses.replace(out, ci=(max(lo, diff - half), min(hi, diff + half)), df=round(df, 1),
-                               p_value=float(sps.ttest_ind(b, a, equal_var=False).pvalue))
+    return dataclasses.replace(
+        out,
+        ci=(max(lo, diff - half), min(hi, diff + half)),
+        df=round(df, 1),
+        p_value=float(sps.ttest_ind(b, a, equal_var=False).pvalue),
+    )
 
 
-def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
-                           seed: int = 0, level: float = 0.95) -> Estimate:
+def hierarchical_bootstrap(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Estimate:
     """The mean difference across seeds, with a CI from resampling seeds, then problems within each.
 
     `pairs[s]` = (reference values, condition values) of seed s, per problem, paired. A draw picks as
@@ -306,7 +328,9 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float
     for before, after in pairs:
         a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
         if a.shape != b.shape or a.size == 0:
-            raise ValueError(f"a seed's paired values need the same, non-empty problems: {a.size} vs {b.size}")
+            raise ValueError(
+                f"a seed's paired values need the same, non-empty problems: {a.size} vs {b.size}"
+            )
         diffs.append(b - a)
     if not diffs:
         return Estimate(None, (None, None), 0)
@@ -314,7 +338,9 @@ def hierarchical_bootstrap(pairs: Sequence[tuple[Sequence[float], Sequence[float
     draws = np.empty(n_boot)
     for i in range(n_boot):
         picked = rng.integers(0, len(diffs), size=len(diffs))
-        draws[i] = np.mean([diffs[s][rng.integers(0, diffs[s].size, size=diffs[s].size)].mean() for s in picked])
+        draws[i] = np.mean(
+            [diffs[s][rng.integers(0, diffs[s].size, size=diffs[s].size)].mean() for s in picked]
+        )
     tail = (1 - level) / 2
     lo, hi = np.quantile(draws, [tail, 1 - tail])
     return Estimate(float(np.mean([d.mean() for d in diffs])), (float(lo), float(hi)), len(diffs))

@@ -5,5 +5,14 @@ from .compare import compare_rows, comparison_markdown, print_comparison
 from .dashboard import build_dashboard, build_index
 from .tables import gap_rows, markdown, print_tables, round_rows
 
-__all__ = ["round_rows", "gap_rows", "markdown", "print_tables", "compare_rows", "comparison_markdown",
-           "print_comparison", "build_dashboard", "build_index"]
+__all__ = [
+    "round_rows",
+    "gap_rows",
+    "markdown",
+    "print_tables",
+    "compare_rows",
+    "comparison_markdown",
+    "print_comparison",
+    "build_dashboard",
+    "build_index",
+]

@@ -8,9 +8,9 @@ One function per caveat, name -> rule in CAVEATS; a rule returns a Caveat or Non
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..conditions import PRIVILEGED
 from ..config import GAIN_POLICIES
@@ -50,32 +50,47 @@ def one_seed(c: Context) -> Caveat | None:
     """One seed: the gains may be this training run's luck."""
     if c.seeds > 1:
         return None
-    return Caveat("one_seed", "One seed",
-                  ("This condition ran with one seed, so every interval on this page is over test problems within "
-                   "one training run: a rerun with another seed (another data order, samples and adapter start) "
-                   "may land elsewhere.",),
-                  "Run it with --seeds 3 and compare the seeds (secondtry compare), which tests at the level "
-                  "of seeds.")
+    return Caveat(
+        "one_seed",
+        "One seed",
+        (
+            "This condition ran with one seed, so every interval on this page is over test problems within "
+            "one training run: a rerun with another seed (another data order, samples and adapter start) "
+            "may land elsewhere.",
+        ),
+        "Run it with --seeds 3 and compare the seeds (secondtry compare), which tests at the level of seeds.",
+    )
 
 
 def chosen_on_test(c: Context) -> Caveat | None:
     """The reported round, or the decision to stop, was taken on the test set."""
     v = c.run
     held = v.cfg.get("evaluation.validation", 0) or v.cfg.get("evaluation.validation_task")
-    stops_on_test = not held and bool(set(v.cfg.get("stopping.policies", [])) & GAIN_POLICIES) \
-        and len(_trained(v)) > 1
+    stops_on_test = (
+        not held and bool(set(v.cfg.get("stopping.policies", [])) & GAIN_POLICIES) and len(_trained(v)) > 1
+    )
     if not v.optimistic and not stops_on_test:
         return None
     what: tuple[Piece, ...] = ("the stopping policies read the test set's gains",)
     if v.optimistic:  # summary.json's "rounds": the rounds run after the base
-        what = ("the reported round (", *round_name(v.best.round), ") was picked on the test set itself among the "
-                "base and the ", Fig(str(v.summary.rounds if v.summary else 0), "summary.json", "rounds", 1.0, 0),
-                " round(s) run")
-    return Caveat("chosen_on_test", "Chosen on the test set",
-                  ("With no validation split, ", *what, ", so its figures are biased upward (the maximum of several "
-                   "noisy looks at the same problems)."),
-                  "Hold out a validation split (evaluation.validation: N, or evaluation.validation_task): it picks "
-                  "the round and feeds the stopping policies, and the test set is only reported on.")
+        what = (
+            "the reported round (",
+            *round_name(v.best.round),
+            ") was picked on the test set itself among the base and the ",
+            Fig(str(v.summary.rounds if v.summary else 0), "summary.json", "rounds", 1.0, 0),
+            " round(s) run",
+        )
+    return Caveat(
+        "chosen_on_test",
+        "Chosen on the test set",
+        (
+            "With no validation split, ",
+            *what,
+            ", so its figures are biased upward (the maximum of several noisy looks at the same problems).",
+        ),
+        "Hold out a validation split (evaluation.validation: N, or evaluation.validation_task): it picks "
+        "the round and feeds the stopping policies, and the test set is only reported on.",
+    )
 
 
 def _examples(r: RoundResult) -> FilterStats | None:
@@ -85,17 +100,29 @@ def _examples(r: RoundResult) -> FilterStats | None:
 
 def gain_within_noise(c: Context) -> Caveat | None:
     """A round's change, read as a gain or a regression, whose CI includes 0."""
-    noisy = [r for r in _trained(c.run) if (d := r.figures.test and r.figures.test.delta_from_prev) is not None
-             and d.value and not d.excludes_zero()]
+    noisy = [
+        r
+        for r in _trained(c.run)
+        if (d := r.figures.test and r.figures.test.delta_from_prev) is not None
+        and d.value
+        and not d.excludes_zero()
+    ]
     if not noisy:
         return None
     listed: list[Piece] = []
     for i, r in enumerate(noisy):
         listed += ["; " if i else "", *round_name(r.round), ": ", delta(r, "delta_from_prev"), " pp"]
-    return Caveat("gain_within_noise", "Changes within noise",
-                  ("These rounds changed the metric by amounts whose 95% CI includes 0, so they are neither a "
-                   "gain nor a regression at that level: ", *listed, "."),
-                  "More test problems (a narrower CI), or more seeds to see whether the change repeats.")
+    return Caveat(
+        "gain_within_noise",
+        "Changes within noise",
+        (
+            "These rounds changed the metric by amounts whose 95% CI includes 0, so they are neither a "
+            "gain nor a regression at that level: ",
+            *listed,
+            ".",
+        ),
+        "More test problems (a narrower CI), or more seeds to see whether the change repeats.",
+    )
 
 
 def sharpened(c: Context) -> Caveat | None:
@@ -103,31 +130,56 @@ def sharpened(c: Context) -> Caveat | None:
     best = c.run.best
     if not best.round or not sharpening(gain(best, "pass1_sampled"), gain(best, "pass1_greedy")):
         return None
-    return Caveat("sharpening", "Sharpening",
-                  ("Sampled pass@1 rose by ", delta(best, "gains.pass1_sampled.from_base"), " pp but greedy pass@1 "
-                   "changed by ", delta(best, "gains.pass1_greedy.from_base"), " pp: the rounds mostly made sampling "
-                   "pick what greedy decoding already picked."),
-                  "Read greedy pass@1 (or a lower sampling temperature) beside sampled pass@1; a gain that shows "
-                  "in both is a gain in what the model can do.")
+    return Caveat(
+        "sharpening",
+        "Sharpening",
+        (
+            "Sampled pass@1 rose by ",
+            delta(best, "gains.pass1_sampled.from_base"),
+            " pp but greedy pass@1 changed by ",
+            delta(best, "gains.pass1_greedy.from_base"),
+            " pp: the rounds mostly made sampling pick what greedy decoding already picked.",
+        ),
+        "Read greedy pass@1 (or a lower sampling temperature) beside sampled pass@1; a gain that shows "
+        "in both is a gain in what the model can do.",
+    )
 
 
-CUT_KEYS = {"training attempts": "train.cut_at_length", "test": "eval.cut_at_length",
-            "validation": "validation.eval.cut_at_length", "transfer": "transfer.eval.cut_at_length"}
-CUT_NAMES = {"training attempts": "training attempts", "test": "test-set generations",
-             "validation": "validation-set generations", "transfer": "transfer-set generations"}
+CUT_KEYS = {
+    "training attempts": "train.cut_at_length",
+    "test": "eval.cut_at_length",
+    "validation": "validation.eval.cut_at_length",
+    "transfer": "transfer.eval.cut_at_length",
+}
+CUT_NAMES = {
+    "training attempts": "training attempts",
+    "test": "test-set generations",
+    "validation": "validation-set generations",
+    "transfer": "transfer-set generations",
+}
 
 
 def cut_at_length(c: Context) -> Caveat | None:
     """Many generations ran to the length limit."""
-    worst = [(r, name, value) for r in c.run.history for name, value in cut_shares(r.figures) if value > CUT_SHARE]
+    worst = [
+        (r, name, value) for r in c.run.history for name, value in cut_shares(r.figures) if value > CUT_SHARE
+    ]
     if not worst:
         return None
     r, name, _ = max(worst, key=lambda x: x[2])
-    return Caveat("cut_at_length", "Generations cut at the length limit",
-                  (share(r, CUT_KEYS[name]), f" of the {CUT_NAMES[name]} of ", *round_name(r.round), " ran to "
-                   "max_new_tokens (above ", Const(f"{CUT_SHARE:.0%}", "secondtry.report.caveats.CUT_SHARE"),
-                   "); they are judged incorrect, so accuracy measures the length limit as well as the model."),
-                  "Raise max_new_tokens, or check that the model ends its turns (its EOS token).")
+    return Caveat(
+        "cut_at_length",
+        "Generations cut at the length limit",
+        (
+            share(r, CUT_KEYS[name]),
+            f" of the {CUT_NAMES[name]} of ",
+            *round_name(r.round),
+            " ran to max_new_tokens (above ",
+            Const(f"{CUT_SHARE:.0%}", "secondtry.report.caveats.CUT_SHARE"),
+            "); they are judged incorrect, so accuracy measures the length limit as well as the model.",
+        ),
+        "Raise max_new_tokens, or check that the model ends its turns (its EOS token).",
+    )
 
 
 def small_training_set(c: Context) -> Caveat | None:
@@ -135,63 +187,118 @@ def small_training_set(c: Context) -> Caveat | None:
     for r in _trained(c.run):
         kept = _examples(r).kept if _examples(r) else 0
         if kept < MIN_EXAMPLES:
-            return Caveat("small_training_set", "A small training set",
-                          ("Round ", round_no(r.round), " trained on ", count(r, "train.examples.kept"), " examples, below ",
-                           Const(str(MIN_EXAMPLES), "secondtry.report.caveats.MIN_EXAMPLES"), ": a set that small, "
-                           "drawn from the problems a retry happened to solve, can overfit and leans towards the "
-                           "easiest of the failures."),
-                          "More training problems, more retries (conditions.retries), or stop earlier "
-                          "(stopping.min_retry_yield).")
+            return Caveat(
+                "small_training_set",
+                "A small training set",
+                (
+                    "Round ",
+                    round_no(r.round),
+                    " trained on ",
+                    count(r, "train.examples.kept"),
+                    " examples, below ",
+                    Const(str(MIN_EXAMPLES), "secondtry.report.caveats.MIN_EXAMPLES"),
+                    ": a set that small, "
+                    "drawn from the problems a retry happened to solve, can overfit and leans towards the "
+                    "easiest of the failures.",
+                ),
+                "More training problems, more retries (conditions.retries), or stop earlier "
+                "(stopping.min_retry_yield).",
+            )
         file = c.run.path / f"round_{r.round}" / "sft.jsonl"
         per_problem = Counter(e["problem_id"] for e in read_jsonl(file)) if file.exists() else Counter()
-        top = sorted(per_problem.values(), reverse=True)[:max(1, len(per_problem) // 10)]
+        top = sorted(per_problem.values(), reverse=True)[: max(1, len(per_problem) // 10)]
         if per_problem and len(per_problem) >= 10 and sum(top) / sum(per_problem.values()) > TOP_SHARE:
-            return Caveat("small_training_set", "A training set dominated by a few problems",
-                          ("In ", *round_name(r.round), ", the most frequent tenth of the problems gave more than ",
-                           Const(f"{TOP_SHARE:.0%}", "secondtry.report.caveats.TOP_SHARE"), " of the ",
-                           count(r, "train.examples.kept"), " examples (round_k/sft.jsonl)."),
-                          "Cap examples per problem (filter.max_per_problem).")
+            return Caveat(
+                "small_training_set",
+                "A training set dominated by a few problems",
+                (
+                    "In ",
+                    *round_name(r.round),
+                    ", the most frequent tenth of the problems gave more than ",
+                    Const(f"{TOP_SHARE:.0%}", "secondtry.report.caveats.TOP_SHARE"),
+                    " of the ",
+                    count(r, "train.examples.kept"),
+                    " examples (round_k/sft.jsonl).",
+                ),
+                "Cap examples per problem (filter.max_per_problem).",
+            )
     return None
 
 
 def lucky_rising(c: Context) -> Caveat | None:
     """The share of kept retries that reached the right answer through a wrong step grows round after round."""
-    lucky = {r.round: e.lucky_share for r in c.run.history if r.round and (e := _examples(r)) is not None
-             and e.lucky_share is not None}
+    lucky = {
+        r.round: e.lucky_share
+        for r in c.run.history
+        if r.round and (e := _examples(r)) is not None and e.lucky_share is not None
+    }
     rounds = [r for r in c.run.history if r.round in lucky]
     if len(rounds) < 2:
         return None
     first, last = rounds[0], rounds[-1]
     if lucky[last.round] - lucky[first.round] <= LUCKY_RISE:
         return None
-    kept = "filter.require: steps drops them" if c.run.cfg.get("filter.require") == "steps" else \
-        "they are kept and trained on (filter.require: answer)"
-    return Caveat("lucky_rising", "More lucky retries each round",
-                  ("The share of right retries with a wrong step rose from ", share(first, "train.examples.lucky_share"),
-                   " (", *round_name(first.round), ") to ", share(last, "train.examples.lucky_share"), " (",
-                   *round_name(last.round), f"); {kept}."),
-                  "Check steps (filter.require: steps) where the verifier can, and watch whether later rounds "
-                  "learn from luck.")
+    kept = (
+        "filter.require: steps drops them"
+        if c.run.cfg.get("filter.require") == "steps"
+        else "they are kept and trained on (filter.require: answer)"
+    )
+    return Caveat(
+        "lucky_rising",
+        "More lucky retries each round",
+        (
+            "The share of right retries with a wrong step rose from ",
+            share(first, "train.examples.lucky_share"),
+            " (",
+            *round_name(first.round),
+            ") to ",
+            share(last, "train.examples.lucky_share"),
+            " (",
+            *round_name(last.round),
+            f"); {kept}.",
+        ),
+        "Check steps (filter.require: steps) where the verifier can, and watch whether later rounds "
+        "learn from luck.",
+    )
 
 
 def no_transfer(c: Context) -> Caveat | None:
     """A test gain that does not carry over to another distribution, or no transfer set to check it."""
     best = c.run.best
     found = best.figures.test.delta_from_base if best.figures.test else None
-    if not best.round or found is None or not found.excludes_zero() or found.value is None or found.value <= 0:
+    if (
+        not best.round
+        or found is None
+        or not found.excludes_zero()
+        or found.value is None
+        or found.value <= 0
+    ):
         return None
     if not any(r.figures.transfer is not None for r in c.run.history):
-        return Caveat("no_transfer", "Same test set every round",
-                      ("Every round was evaluated on the same test set and on nothing else, so part of the gain may be "
-                       "the model narrowing to that set's distribution.",),
-                      "Add a transfer_task: a second test set from another distribution, evaluated every round.")
+        return Caveat(
+            "no_transfer",
+            "Same test set every round",
+            (
+                "Every round was evaluated on the same test set and on nothing else, so part of the gain may be "
+                "the model narrowing to that set's distribution.",
+            ),
+            "Add a transfer_task: a second test set from another distribution, evaluated every round.",
+        )
     transfer = best.figures.transfer.delta_from_base if best.figures.transfer else None
     if transfer is not None and transfer.ci[0] is not None and transfer.ci[0] > 0:
         return None
-    return Caveat("no_transfer", "No transfer gain",
-                  ("The test gain (", delta(best, "delta_from_base"), " pp) did not carry over to the transfer set (",
-                   delta(best, "transfer.delta_from_base"), " pp): it may be narrowing to the test distribution."),
-                  "Read the gain as specific to this distribution.")
+    return Caveat(
+        "no_transfer",
+        "No transfer gain",
+        (
+            "The test gain (",
+            delta(best, "delta_from_base"),
+            " pp) did not carry over to the transfer set (",
+            delta(best, "transfer.delta_from_base"),
+            " pp): it may be narrowing to the test distribution.",
+        ),
+        "Read the gain as specific to this distribution.",
+    )
 
 
 def privileged(c: Context) -> Caveat | None:
@@ -199,39 +306,60 @@ def privileged(c: Context) -> Caveat | None:
     retry = c.run.cfg.get("conditions.retry", "retry")
     if retry not in PRIVILEGED:
         return None
-    return Caveat("privileged", "Privileged information",
-                  (f"The training retries saw the {PRIVILEGED[retry]} (conditions.retry: {retry}): the pipeline had "
-                   "information a deployed model never has.",),
-                  "Compare with the same pipeline on the bare retry prompt (the iterative-retry presets).")
+    return Caveat(
+        "privileged",
+        "Privileged information",
+        (
+            f"The training retries saw the {PRIVILEGED[retry]} (conditions.retry: {retry}): the pipeline had "
+            "information a deployed model never has.",
+        ),
+        "Compare with the same pipeline on the bare retry prompt (the iterative-retry presets).",
+    )
 
 
 def retry_turn_breaks(c: Context) -> Caveat | None:
     """After training, a retry turn given to every problem breaks more right answers than it fixes."""
-    net = {r.round: f.net for r in c.run.history if r.figures.eval and (f := r.figures.eval.flips)
-           and f.net.value is not None}
+    net = {
+        r.round: f.net
+        for r in c.run.history
+        if r.figures.eval and (f := r.figures.eval.flips) and f.net.value is not None
+    }
     rounds = [r for r in c.run.history if r.round in net]
     bad = [r for r in rounds if r.round and (hi := net[r.round].ci[1]) is not None and hi < 0]
     if not bad:
         return None
     base = next((r for r in rounds if r.round == 0), None)
-    return Caveat("retry_turn_breaks", "The retry turn turned harmful",
-                  ("Given to every test problem after ", *round_name(bad[0].round), ", the retry turn changed accuracy "
-                   "by ", delta(bad[0], "eval.flips.net", "retry"), " pp",
-                   *(((" (the base model's: ", delta(base, "eval.flips.net", "retry"), " pp)") if base else ())),
-                   ": the trained model's second tries break right answers, so later rounds mine a weaker teacher."),
-                  "Train on the second turn too, or stop before the retry skill decays.")
+    return Caveat(
+        "retry_turn_breaks",
+        "The retry turn turned harmful",
+        (
+            "Given to every test problem after ",
+            *round_name(bad[0].round),
+            ", the retry turn changed accuracy by ",
+            delta(bad[0], "eval.flips.net", "retry"),
+            " pp",
+            *((" (the base model's: ", delta(base, "eval.flips.net", "retry"), " pp)") if base else ()),
+            ": the trained model's second tries break right answers, so later rounds mine a weaker teacher.",
+        ),
+        "Train on the second turn too, or stop before the retry skill decays.",
+    )
 
 
 def lora_only(c: Context) -> Caveat | None:
     """The evidence is for LoRA adapters of one size on one model."""
     if c.run.cfg.get("training.method", "lora") != "lora":
         return None
-    return Caveat("lora_only", "LoRA only",
-                  ("Every round trained a LoRA adapter (rank ", Fig(str(c.run.cfg.get("training.rank", 16)),
-                                                                    "config.yaml", "training.rank", 1.0, 0),
-                   ") of one model: the number of rounds that pays, and the gains, may differ with full "
-                   "fine-tuning, another rank, model size or data volume."),
-                  "Repeat with training.method: full or another rank before generalising.")
+    return Caveat(
+        "lora_only",
+        "LoRA only",
+        (
+            "Every round trained a LoRA adapter (rank ",
+            Fig(str(c.run.cfg.get("training.rank", 16)), "config.yaml", "training.rank", 1.0, 0),
+            ") of one model: the number of rounds that pays, and the gains, may differ with full "
+            "fine-tuning, another rank, model size or data volume.",
+        ),
+        "Repeat with training.method: full or another rank before generalising.",
+    )
 
 
 CAVEATS: dict[str, Callable[[Context], Caveat | None]] = {
@@ -254,8 +382,15 @@ def seeds_of(run: RunView) -> int:
     from .compare import condition_of
 
     name = condition_of(run.path)
-    siblings = [p for p in Path(run.path).parent.iterdir() if p.is_dir() and condition_of(p) == name
-                and (p / "round_0" / "round.json").exists()] if name != run.name else [run.path]
+    siblings = (
+        [
+            p
+            for p in Path(run.path).parent.iterdir()
+            if p.is_dir() and condition_of(p) == name and (p / "round_0" / "round.json").exists()
+        ]
+        if name != run.name
+        else [run.path]
+    )
     return max(1, len(siblings))
 
 

@@ -27,18 +27,35 @@ already picks (`tables.sharpening`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..evaluation.metrics import GAIN_METRICS, per_problem
-from ..evaluation.stats import (across_seeds, hierarchical_bootstrap, paired_delta, seed_test, sign_test,
-                                unpaired_seed_test, wilson_ci)
-from ..records import EvalFigures, Estimate, Flips, ImprovePass, RoundResult, TrainingInfo
+from ..evaluation.stats import (
+    across_seeds,
+    hierarchical_bootstrap,
+    paired_delta,
+    seed_test,
+    sign_test,
+    unpaired_seed_test,
+    wilson_ci,
+)
+from ..records import Estimate, EvalFigures, Flips, ImprovePass, RoundResult, TrainingInfo
 from ..store import RunDirError
 from .runs import RunView, load_run
-from .tables import (METRIC_NAMES, Figure, Narrow, count, estimate, markdown_table, p_text, pct, rich_table,
-                     sharpening)
+from .tables import (
+    METRIC_NAMES,
+    Figure,
+    Narrow,
+    count,
+    estimate,
+    markdown_table,
+    p_text,
+    pct,
+    rich_table,
+    sharpening,
+)
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
@@ -79,10 +96,11 @@ def _groups(runs: list[Path]) -> Groups:
 def spent(v: RunView, k: int) -> dict[str, int]:
     """What run `v` spent on rounds 1..k: training tokens generated, SFT steps, examples kept, tokens trained."""
     out = {"tokens_generated": 0, "sft_steps": 0, "examples": 0, "tokens_trained": 0}
-    for r in v.history[1:k + 1]:
+    for r in v.history[1 : k + 1]:
         train, training = r.figures.train, r.figures.training
-        passes: Sequence[ImprovePass | TrainingInfo] = () if training is None else \
-            training.improve_passes or (training,)
+        passes: Sequence[ImprovePass | TrainingInfo] = (
+            () if training is None else training.improve_passes or (training,)
+        )
         out["tokens_generated"] += train.tokens_generated if train else 0
         out["examples"] += train.examples.kept if r.trained and train and train.examples else 0
         out["sft_steps"] += sum(p.steps or 0 for p in passes)
@@ -105,8 +123,10 @@ def _evaluated(v: RunView) -> list[RoundResult]:
 def resolve(groups: Groups, point: Point) -> Point:
     """A budget point without a value gets the smallest total budget among the runs."""
     if point.kind == "budget" and point.value is None:
-        totals = [sum(spent(v, _evaluated(v)[-1].round)["tokens_generated"] for v in g) / len(g)
-                  for g in groups.values()]
+        totals = [
+            sum(spent(v, _evaluated(v)[-1].round)["tokens_generated"] for v in g) / len(g)
+            for g in groups.values()
+        ]
         return Point("budget", round(min(totals)))
     return point
 
@@ -135,8 +155,9 @@ def _at_label(members: list[RunView], point: Point) -> str:
     on = {m.chosen_on for m in members}
     if any(chosen_on_test(m, point) for m in members):
         return f"{where}: best on the test set (optimistic)"
-    return f"{where}: " + ("best on validation" if on == {"validation"} else "last" if on == {"last"} else
-                           "/".join(sorted(on)))
+    return f"{where}: " + (
+        "best on validation" if on == {"validation"} else "last" if on == {"last"} else "/".join(sorted(on))
+    )
 
 
 def _delta(v: RunView, r: RoundResult, metric: str) -> Estimate | None:
@@ -157,8 +178,10 @@ def pooled(figures: Sequence[Figure], delta: bool = False) -> Estimate | None:
         return None
     if len(found) == 1:
         return found[0]
-    return across_seeds([e.value for e in found if e is not None and e.value is not None],
-                        bounds=(-1.0, 1.0) if delta else (0.0, 1.0))
+    return across_seeds(
+        [e.value for e in found if e is not None and e.value is not None],
+        bounds=(-1.0, 1.0) if delta else (0.0, 1.0),
+    )
 
 
 def _metrics(groups: Groups) -> list[str]:
@@ -175,6 +198,7 @@ def _short(metric: str) -> str:
 
 # ----------------------------------------------------------------------------- the tables
 
+
 def compare_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], list[list[str]]]:
     """condition, privileged information, filter, seeds, the round read, base, Δ from base of each pass@1 metric
     (the headline first), and the reading of the gain."""
@@ -184,16 +208,26 @@ def compare_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], l
 def _compare_rows(groups: Groups, point: Point) -> tuple[list[str], list[list[str]]]:
     point = resolve(groups, point)
     metrics = _metrics(groups)
-    head = ["condition", "privileged information", "filter", "seeds", "compared at", "base %"] + \
-        [f"Δ {_short(m)} pp" for m in metrics] + ["reading"]
+    head = (
+        ["condition", "privileged information", "filter", "seeds", "compared at", "base %"]
+        + [f"Δ {_short(m)} pp" for m in metrics]
+        + ["reading"]
+    )
     rows = []
     for name, members in groups.items():
         deltas = {m: pooled([_delta(v, round_at(v, point), m) for v in members], True) for m in metrics}
-        rows.append([
-            name, members[0].privileged, members[0].cfg.get("filter.require", "answer"), str(len(members)),
-            _at_label(members, point), pct(pooled([_base(v)[v.metric] for v in members])),
-            *(pct(deltas[m], True) for m in metrics),
-            "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–"])
+        rows.append(
+            [
+                name,
+                members[0].privileged,
+                members[0].cfg.get("filter.require", "answer"),
+                str(len(members)),
+                _at_label(members, point),
+                pct(pooled([_base(v)[v.metric] for v in members])),
+                *(pct(deltas[m], True) for m in metrics),
+                "sharpening" if sharpening(deltas.get("pass1_sampled"), deltas.get("pass1_greedy")) else "–",
+            ]
+        )
     return head, rows
 
 
@@ -202,8 +236,14 @@ def by_round_rows(runs: list[Path]) -> tuple[list[str], list[list[str]]]:
     groups = _groups(runs)
     rounds = max(len(v.history) for g in groups.values() for v in g) - 1
     head = ["condition"] + [f"round {k} Δ pp" for k in range(1, rounds + 1)]
-    rows = [[name] + [pct(pooled([v.at(k, "delta_from_base") for v in members], True), True)
-                      for k in range(1, rounds + 1)] for name, members in groups.items()]
+    rows = [
+        [name]
+        + [
+            pct(pooled([v.at(k, "delta_from_base") for v in members], True), True)
+            for k in range(1, rounds + 1)
+        ]
+        for name, members in groups.items()
+    ]
     return head, rows
 
 
@@ -250,13 +290,21 @@ def budget_rows(runs: list[Path], point: Point = Point()) -> tuple[list[str], li
     for name, members in groups.items():
         at = [round_at(v, point) for v in members]
         spends = [spent(v, r.round) for v, r in zip(members, at)]
-        trained = [sum(x.trained for x in v.history[1:r.round + 1]) for v, r in zip(members, at)]
+        trained = [sum(x.trained for x in v.history[1 : r.round + 1]) for v, r in zip(members, at)]
 
-        def mean(key: str) -> float:
+        def mean(key: str, spends: list = spends) -> float:
             return sum(s[key] for s in spends) / len(spends)
 
-        rows.append([name, _number(sum(trained) / len(trained)), count(mean("tokens_generated")),
-                     _number(mean("sft_steps")), _number(mean("examples")), count(mean("tokens_trained"))])
+        rows.append(
+            [
+                name,
+                _number(sum(trained) / len(trained)),
+                count(mean("tokens_generated")),
+                _number(mean("sft_steps")),
+                _number(mean("examples")),
+                count(mean("tokens_trained")),
+            ]
+        )
     return head, rows
 
 
@@ -274,18 +322,29 @@ def _values(v: RunView, r: RoundResult, metric: str) -> tuple[list[str], list[fl
     return [x.problem_id for x in records], per_problem(records)[metric]
 
 
-def pairwise_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
-                                                                                                list[list[str]]]:
+def pairwise_rows(
+    runs: list[Path], point: Point = Point(), n_boot: int | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Each condition against the first, at the level of seeds: per metric, the mean of the per-seed differences
     with its t-interval and paired t-test, and the seeds-then-problems bootstrap CI."""
     return _pairwise_rows(_groups(runs), point, n_boot)
 
 
-def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> tuple[list[str], list[list[str]]]:
+def _pairwise_rows(
+    groups: Groups, point: Point, n_boot: int | None = None
+) -> tuple[list[str], list[list[str]]]:
     point = resolve(groups, point)
     names = list(groups)
-    head = ["condition", "against", "metric", "seeds", "Δ pp [95% t-CI]", "paired t p", "bootstrap CI",
-            "note"]
+    head = [
+        "condition",
+        "against",
+        "metric",
+        "seeds",
+        "Δ pp [95% t-CI]",
+        "paired t p",
+        "bootstrap CI",
+        "note",
+    ]
     rows = []
     for name in names[1:]:
         pairs = _pairs(groups, name, names[0])
@@ -306,14 +365,29 @@ def _pairwise_rows(groups: Groups, point: Point, n_boot: int | None = None) -> t
                 rows.append([name, names[0], _short(metric), str(len(pairs)), "–", "–", "–", why])
                 continue
             test = seed_test(diffs)
-            boot = hierarchical_bootstrap(values, n_boot or pairs[0][1].cfg.need("evaluation.bootstrap"),
-                                          seed=pairs[0][1].cfg.get("seed", 0)) if len(pairs) > 1 else None
+            boot = (
+                hierarchical_bootstrap(
+                    values,
+                    n_boot or pairs[0][1].cfg.need("evaluation.bootstrap"),
+                    seed=pairs[0][1].cfg.get("seed", 0),
+                )
+                if len(pairs) > 1
+                else None
+            )
             note = SHORT_REASONS.get(test.reason, test.reason) or ("2 seeds: 1 df" if len(pairs) == 2 else "")
             one = len(pairs) == 1
-            rows.append([name, names[0], _short(metric), str(len(pairs)),
-                         "–" if one else pct(test, True), "–" if test.p_value is None else
-                         f"{p_text(test.p_value)} (df {test.df})", pct(boot, True) if boot else "–",
-                         note or "–"])
+            rows.append(
+                [
+                    name,
+                    names[0],
+                    _short(metric),
+                    str(len(pairs)),
+                    "–" if one else pct(test, True),
+                    "–" if test.p_value is None else f"{p_text(test.p_value)} (df {test.df})",
+                    pct(boot, True) if boot else "–",
+                    note or "–",
+                ]
+            )
     return head, rows
 
 
@@ -327,47 +401,83 @@ def _unpaired_row(groups: Groups, name: str, ref: str, metric: str, point: Point
         ids += [i for i, _ in values]
         means.append([sum(x) / len(x) for _, x in values])
     if any(i != ids[0] for i in ids):
-        return [name, ref, _short(metric), "0", "–", "–", "–",
-                f"no seed in common ({seeds}), different test problems"]
+        return [
+            name,
+            ref,
+            _short(metric),
+            "0",
+            "–",
+            "–",
+            "–",
+            f"no seed in common ({seeds}), different test problems",
+        ]
     test = unpaired_seed_test(*means)
     if test.reason:
         return [name, ref, _short(metric), "0", "–", "–", "–", f"no seed in common ({seeds}): no test"]
-    return [name, ref, _short(metric), f"{len(means[0])}+{len(means[1])}", pct(test, True),
-            f"{p_text(test.p_value)} (Welch, df {test.df:g})", "–",
-            f"no seed in common ({seeds}): unpaired"]
+    return [
+        name,
+        ref,
+        _short(metric),
+        f"{len(means[0])}+{len(means[1])}",
+        pct(test, True),
+        f"{p_text(test.p_value)} (Welch, df {test.df:g})",
+        "–",
+        f"no seed in common ({seeds}): unpaired",
+    ]
 
 
 def _seeds(group: list[RunView]) -> str:
     return ",".join(str(v.cfg.get("seed")) for v in group)
 
 
-SHORT_REASONS = {None: "", "one seed: a single training run cannot separate the condition from its seed":
-                 "one seed: no test", "every seed differs by the same amount: no spread to test against":
-                 "same Δ every seed"}
+SHORT_REASONS = {
+    None: "",
+    "one seed: a single training run cannot separate the condition from its seed": "one seed: no test",
+    "every seed differs by the same amount: no spread to test against": "same Δ every seed",
+}
 
 
-def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | None = None) -> tuple[list[str],
-                                                                                                   list[list[str]]]:
+def within_seed_rows(
+    runs: list[Path], point: Point = Point(), n_boot: int | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Each condition against the first within each seed, problem by problem, on the headline metric: the paired
     difference with its CI over problems and an exact sign test (evaluation noise only)."""
     groups = _groups(runs)
     point = resolve(groups, point)
     names = list(groups)
     metric = _metrics(groups)[0]
-    head = ["condition", "against", "seed", "Δ pp [CI over problems]", "problems higher", "problems lower",
-            "sign test p"]
+    head = [
+        "condition",
+        "against",
+        "seed",
+        "Δ pp [CI over problems]",
+        "problems higher",
+        "problems lower",
+        "sign test p",
+    ]
     rows = []
     for name in names[1:]:
         for a, b in _pairs(groups, name, names[0]):
             ida, va = _values(a, round_at(a, point), metric)
             idb, vb = _values(b, round_at(b, point), metric)
             if ida != idb:
-                rows.append([name, names[0], str(b.cfg.get("seed")), "different test problems", "–", "–", "–"])
+                rows.append(
+                    [name, names[0], str(b.cfg.get("seed")), "different test problems", "–", "–", "–"]
+                )
                 continue
             d = paired_delta(va, vb, n_boot or b.cfg.need("evaluation.bootstrap"), b.cfg.get("seed", 0))
             s = sign_test(va, vb)
-            rows.append([name, names[0], str(b.cfg.get("seed")), pct(d, True), str(s["c"]), str(s["b"]),
-                         p_text(s["p_value"])])
+            rows.append(
+                [
+                    name,
+                    names[0],
+                    str(b.cfg.get("seed")),
+                    pct(d, True),
+                    str(s["c"]),
+                    str(s["b"]),
+                    p_text(s["p_value"]),
+                ]
+            )
     return head, rows
 
 
@@ -375,31 +485,38 @@ def within_seed_rows(runs: list[Path], point: Point = Point(), n_boot: int | Non
 
 TITLES = {
     "conditions": "conditions compared — Δ on the test set from each run's base model, {point}; [95% CI: t "
-                  "over seeds, or over problems for one seed]",
+    "over seeds, or over problems for one seed]",
     "rounds": "Δ {metric} on the test set from the base, every round as run",
     "budget": "what each condition spent up to the round compared (mean over seeds)",
     "retry_turn": "the retry turn given to every test problem (evaluation.retry_all), every round as "
-                  "run: its net change of accuracy and the share of right first attempts it breaks; [95% CI: "
-                  "t over seeds, or over problems for one seed]",
+    "run: its net change of accuracy and the share of right first attempts it breaks; [95% CI: "
+    "t over seeds, or over problems for one seed]",
     "pairwise": "each condition against the first, across seeds (the seed is the unit: paired t-test on the "
-                "per-seed differences; bootstrap CI over seeds, then problems)",
+    "per-seed differences; bootstrap CI over seeds, then problems)",
     "within": "within each seed, problem by problem on the test set, {metric} (evaluation noise only: not a "
-              "test of the condition)",
+    "test of the condition)",
 }
 
 
-def _tables(groups: Groups, runs: list[Path], point: Point) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
+def _tables(
+    groups: Groups, runs: list[Path], point: Point
+) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
     point = resolve(groups, point)
-    tables = [("conditions", _compare_rows(groups, point)), ("rounds", by_round_rows(runs)),
-              ("retry_turn", retry_turn_rows(runs)), ("budget", budget_rows(runs, point))]
+    tables = [
+        ("conditions", _compare_rows(groups, point)),
+        ("rounds", by_round_rows(runs)),
+        ("retry_turn", retry_turn_rows(runs)),
+        ("budget", budget_rows(runs, point)),
+    ]
     if len(groups) > 1:
         tables += [("pairwise", _pairwise_rows(groups, point)), ("within", within_seed_rows(runs, point))]
     metric = METRIC_NAMES.get(_metrics(groups)[0], _metrics(groups)[0])
     return [(k, TITLES[k].format(point=point.describe(), metric=metric), t) for k, t in tables if t[1]]
 
 
-def comparison_tables(runs: list[Path], point: Point = Point()) -> list[tuple[str, str, tuple[list[str],
-                                                                                             list[list[str]]]]]:
+def comparison_tables(
+    runs: list[Path], point: Point = Point()
+) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
     """(key, title, (header, rows)) of every comparison table: conditions, rounds, the retry turn per round
     (with evaluation.retry_all), budget, and with several conditions pairwise (across seeds) and within (each
     seed)."""
@@ -417,44 +534,80 @@ def _notes(groups: Groups, point: Point) -> list[str]:
     metric = _metrics(groups)[0]
     out = [f"Headline metric: {METRIC_NAMES.get(metric, metric)}; each run is read {point.describe()}."]
     if seeds == {1}:
-        out.append("One seed per condition: every interval is over test problems within one training run; a "
-                   "difference between conditions may be the seed's, and no test across seeds is possible.")
+        out.append(
+            "One seed per condition: every interval is over test problems within one training run; a "
+            "difference between conditions may be the seed's, and no test across seeds is possible."
+        )
     elif 2 in seeds:
-        out.append("Two seeds for some condition: its t-interval has 1 degree of freedom (t = 12.7), so only a "
-                   "large and consistent difference can show.")
+        out.append(
+            "Two seeds for some condition: its t-interval has 1 degree of freedom (t = 12.7), so only a "
+            "large and consistent difference can show."
+        )
     if any(r[-1] == "one seed: no test" for r in _pairwise_rows(groups, point)[1]):
-        out.append("'one seed: no test': a single training run per condition cannot separate the condition from "
-                   "its seed; the within-seed rows compare the two runs, not the conditions.")
+        out.append(
+            "'one seed: no test': a single training run per condition cannot separate the condition from "
+            "its seed; the within-seed rows compare the two runs, not the conditions."
+        )
     if any("no seed in common" in r[-1] for r in _pairwise_rows(groups, point)[1]):
-        out.append("'no seed in common': those conditions ran on other seeds than the first (or their "
-                   "runs are named apart), so their seeds cannot be paired; they are compared unpaired, "
-                   "Welch's t on the per-seed means, a weaker test. Run every condition with the same "
-                   "--seeds to pair them.")
+        out.append(
+            "'no seed in common': those conditions ran on other seeds than the first (or their "
+            "runs are named apart), so their seeds cannot be paired; they are compared unpaired, "
+            "Welch's t on the per-seed means, a weaker test. Run every condition with the same "
+            "--seeds to pair them."
+        )
     if any(r[-1] == "sharpening" for r in _compare_rows(groups, point)[1]):
-        out.append("Sharpening: a sampled gain whose CI lies above 0 beside a greedy gain whose CI does not; the "
-                   "round mostly made sampling pick what greedy decoding already picked.")
+        out.append(
+            "Sharpening: a sampled gain whose CI lies above 0 beside a greedy gain whose CI does not; the "
+            "round mostly made sampling pick what greedy decoding already picked."
+        )
     if any(chosen_on_test(v, point) for g in groups.values() for v in g):
-        out.append("Rounds marked 'best on the test set (optimistic)' were picked by looking at the test set "
-                   "among several: their gains are biased upward. Hold out a validation split "
-                   "(evaluation.validation) to choose without looking.")
+        out.append(
+            "Rounds marked 'best on the test set (optimistic)' were picked by looking at the test set "
+            "among several: their gains are biased upward. Hold out a validation split "
+            "(evaluation.validation) to choose without looking."
+        )
     return out
 
 
 FULL = "comparison.md"
 NARROW = {  # how each table gives way on a narrow terminal (tables.Narrow); comparison.md keeps every column
-    "conditions": Narrow(steps=(("short",), ("drop", "filter"), ("drop", "extra info"),
-                                ("letters", "condition"), ("drop", "reading")),
-                         short={"privileged information": "extra info", "compared at": "read at"}, full=FULL),
+    "conditions": Narrow(
+        steps=(
+            ("short",),
+            ("drop", "filter"),
+            ("drop", "extra info"),
+            ("letters", "condition"),
+            ("drop", "reading"),
+        ),
+        short={"privileged information": "extra info", "compared at": "read at"},
+        full=FULL,
+    ),
     "rounds": Narrow(steps=(("short",), ("letters", "condition")), full=FULL),
     "budget": Narrow(steps=(("short",), ("letters", "condition")), short={"examples": "kept"}, full=FULL),
     "retry_turn": Narrow(steps=(("short",), ("letters", "condition")), full=FULL),
-    "pairwise": Narrow(steps=(("short",), ("drop", "against", "against: {} (the first condition)"),
-                              ("letters", "condition"), ("drop", "bootstrap CI")),
-                       short={"bootstrap CI": "boot CI"}, full=FULL),
-    "within": Narrow(steps=(("short",), ("drop", "against", "against: {} (the first condition)"),
-                            ("letters", "condition")),
-                     short={"Δ pp [CI over problems]": "Δ pp [CI]", "problems higher": "higher",
-                            "problems lower": "lower"}, full=FULL),
+    "pairwise": Narrow(
+        steps=(
+            ("short",),
+            ("drop", "against", "against: {} (the first condition)"),
+            ("letters", "condition"),
+            ("drop", "bootstrap CI"),
+        ),
+        short={"bootstrap CI": "boot CI"},
+        full=FULL,
+    ),
+    "within": Narrow(
+        steps=(
+            ("short",),
+            ("drop", "against", "against: {} (the first condition)"),
+            ("letters", "condition"),
+        ),
+        short={
+            "Δ pp [CI over problems]": "Δ pp [CI]",
+            "problems higher": "higher",
+            "problems lower": "lower",
+        },
+        full=FULL,
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from ..records import RoundResult
 from .tables import pct
@@ -47,7 +47,7 @@ class Const:
     name: str
 
 
-Piece = Union[str, Fig, Quote, Const]
+Piece = str | Fig | Quote | Const
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Section:
 
 
 # ----------------------------------------------------------------------------- figures of a round
+
 
 def round_file(k: int) -> str:
     return f"round_{k}/round.json"
@@ -91,20 +92,30 @@ def delta(r: RoundResult, key: str, anchor: str = "rounds") -> Fig:
 
 
 def count(r: RoundResult, key: str, anchor: str = "decay") -> Fig:
-    return Fig(str(at(r.figures.raw, key)), round_file(r.round), f"figures.{key}", scale=1.0, digits=0, anchor=anchor)
+    return Fig(
+        str(at(r.figures.raw, key)), round_file(r.round), f"figures.{key}", scale=1.0, digits=0, anchor=anchor
+    )
 
 
 def share(r: RoundResult, key: str, anchor: str = "decay") -> Fig:
     """A share printed as a whole percent: 41%."""
-    return Fig(f"{at(r.figures.raw, key):.0%}", round_file(r.round), f"figures.{key}", digits=0, anchor=anchor)
+    return Fig(
+        f"{at(r.figures.raw, key):.0%}", round_file(r.round), f"figures.{key}", digits=0, anchor=anchor
+    )
 
 
 def ratio(r: RoundResult, key: str, percent: bool = False, anchor: str = "rounds") -> Fig:
     """A ratio with its CI: 0.62 [0.55, 0.69], or as whole percents."""
     fig = at(r.figures.raw, key)
     fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}")
-    return Fig(f"{fmt(fig['value'])} [{fmt(fig['ci'][0])}, {fmt(fig['ci'][1])}]", round_file(r.round),
-               f"figures.{key}", scale=100.0 if percent else 1.0, digits=0 if percent else 2, anchor=anchor)
+    return Fig(
+        f"{fmt(fig['value'])} [{fmt(fig['ci'][0])}, {fmt(fig['ci'][1])}]",
+        round_file(r.round),
+        f"figures.{key}",
+        scale=100.0 if percent else 1.0,
+        digits=0 if percent else 2,
+        anchor=anchor,
+    )
 
 
 def round_no(k: int) -> Fig:
@@ -118,6 +129,7 @@ def round_name(k: int) -> list[Piece]:
 
 # ----------------------------------------------------------------------------- rendering
 
+
 def markdown(pieces: list[Piece]) -> str:
     return "".join(p if isinstance(p, str) else p.text for p in pieces)
 
@@ -128,15 +140,22 @@ def html_pieces(pieces: list[Piece]) -> str:
         if isinstance(p, Fig):
             src = html.escape(f"{p.file}#{p.key}", quote=True)
             text = html.escape(p.text)
-            out.append(f'<a class="fig" href="#{html.escape(p.anchor)}-section" data-src="{src}" '
-                       f'data-scale="{p.scale:g}" data-digits="{p.digits}">{text}</a>' if p.anchor else
-                       f'<span class="fig" data-src="{src}" data-scale="{p.scale:g}" data-digits="{p.digits}">'
-                       f"{text}</span>")
+            out.append(
+                f'<a class="fig" href="#{html.escape(p.anchor)}-section" data-src="{src}" '
+                f'data-scale="{p.scale:g}" data-digits="{p.digits}">{text}</a>'
+                if p.anchor
+                else f'<span class="fig" data-src="{src}" data-scale="{p.scale:g}" data-digits="{p.digits}">'
+                f"{text}</span>"
+            )
         elif isinstance(p, Quote):
-            out.append(f'<q class="quote" data-src="{html.escape(f"{p.file}#{p.key}", quote=True)}">'
-                       f"{html.escape(p.text)}</q>")
+            out.append(
+                f'<q class="quote" data-src="{html.escape(f"{p.file}#{p.key}", quote=True)}">'
+                f"{html.escape(p.text)}</q>"
+            )
         elif isinstance(p, Const):
-            out.append(f'<span class="const" data-name="{html.escape(p.name, quote=True)}">{html.escape(p.text)}</span>')
+            out.append(
+                f'<span class="const" data-name="{html.escape(p.name, quote=True)}">{html.escape(p.text)}</span>'
+            )
         else:
             out.append(html.escape(p))
     return "".join(out)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -37,7 +38,9 @@ class RunView:
         on the test set); for a run without a summary yet, the best test figure, earliest first."""
         evaluated = [r for r in self.history if r.figures.eval is not None]
         named = [r for r in evaluated if self.summary and r.round == self.summary.best_round]
-        return named[0] if named else max(evaluated, key=lambda r: (r.figures.eval[self.metric].value, -r.round))
+        return (
+            named[0] if named else max(evaluated, key=lambda r: (r.figures.eval[self.metric].value, -r.round))
+        )
 
     @property
     def n_test(self) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 from ..evaluation.metrics import METRIC_NAMES, cut_shares
 from ..records import Estimate, Ratio, RoundResult, RunSummary
@@ -28,7 +29,7 @@ def count(n: float | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
 
 
-Figure = Union[Estimate, Mapping[str, Any], None]  # an estimate, or one as a round.json or a seed test holds it
+Figure = Estimate | Mapping[str, Any] | None  # an estimate, or one as a round.json or a seed test holds it
 
 
 def estimate(fig: Figure) -> Estimate | None:
@@ -61,9 +62,16 @@ def ratio(fig: Figure, percent: bool = False) -> str:
 
 def undefined_lines(history: list[RoundResult]) -> list[str]:
     """Why a round's decay or absorbed share is "–"."""
-    return [f"{_label(r)}: {name} –, {fig.reason}" for r in history if r.figures.comparison
-            for name, fig in (("decay", r.figures.comparison.decay), ("gap absorbed", r.figures.comparison.absorbed_share))
-            if fig and fig.value is None and fig.reason]
+    return [
+        f"{_label(r)}: {name} –, {fig.reason}"
+        for r in history
+        if r.figures.comparison
+        for name, fig in (
+            ("decay", r.figures.comparison.decay),
+            ("gap absorbed", r.figures.comparison.absorbed_share),
+        )
+        if fig and fig.value is None and fig.reason
+    ]
 
 
 OTHER = {"pass1_sampled": "pass1_greedy", "pass1_greedy": "pass1_sampled"}
@@ -72,7 +80,9 @@ OTHER = {"pass1_sampled": "pass1_greedy", "pass1_greedy": "pass1_sampled"}
 def other_metric(history: list[RoundResult], metric: str) -> str | None:
     """The pass@1 metric shown beside the headline one (greedy beside sampled), where the rounds measured it."""
     other = OTHER.get(metric)
-    return other if any(r.figures.comparison and other in r.figures.comparison.gains for r in history) else None
+    return (
+        other if any(r.figures.comparison and other in r.figures.comparison.gains for r in history) else None
+    )
 
 
 def gain(r: RoundResult, metric: str, key: str = "from_base") -> Estimate | None:
@@ -99,11 +109,15 @@ def sharpening(sampled: Figure, greedy: Figure) -> bool:
     return g.ci[0] is None or g.ci[0] <= 0
 
 
-SHARPENING = ("reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI does not lie above 0), "
-              "so the round mostly made sampling pick what greedy decoding already picked")
-CHOSEN = {"validation": "the best round on the held-out validation split",
-          "last": "the last round (no choice made)",
-          "test": "the best round on the test set itself: chosen on the test set (optimistic)"}
+SHARPENING = (
+    "reads as sharpening: sampled pass@1 rose but greedy pass@1 did not (its CI does not lie above 0), "
+    "so the round mostly made sampling pick what greedy decoding already picked"
+)
+CHOSEN = {
+    "validation": "the best round on the held-out validation split",
+    "last": "the last round (no choice made)",
+    "test": "the best round on the test set itself: chosen on the test set (optimistic)",
+}
 
 
 def reported_lines(history: list[RoundResult], summary: RunSummary | None) -> list[str]:
@@ -116,12 +130,16 @@ def reported_lines(history: list[RoundResult], summary: RunSummary | None) -> li
     how = CHOSEN["test"] if summary.optimistic else CHOSEN.get(on, on)
     if best is None or best.round == 0:
         return [f"Reported: the base model ({how}); no round is reported as a gain."]
-    gains = [f"{METRIC_NAMES.get(m, m)} {pct(gain(best, m), True)} pp" for m in ("pass1_sampled", "pass1_greedy")
-             if gain(best, m)]
-    lines = [f"Reported: {_label(best)}, {how}. Test gains from the base: " + (", ".join(gains) or
-                                                                                pct(best.figures.test and
-                                                                                    best.figures.test.delta_from_base,
-                                                                                    True) + " pp") + "."]
+    gains = [
+        f"{METRIC_NAMES.get(m, m)} {pct(gain(best, m), True)} pp"
+        for m in ("pass1_sampled", "pass1_greedy")
+        if gain(best, m)
+    ]
+    lines = [
+        f"Reported: {_label(best)}, {how}. Test gains from the base: "
+        + (", ".join(gains) or pct(best.figures.test and best.figures.test.delta_from_base, True) + " pp")
+        + "."
+    ]
     if sharpening(gain(best, "pass1_sampled"), gain(best, "pass1_greedy")):
         lines.append(f"The gain {SHARPENING}.")
     return lines
@@ -135,7 +153,9 @@ def toy_world(cfg: RunConfig) -> float | None:
         import json
 
         made = json.loads(recipe.read_text())
-        return float(made.get("retry_error_scale", 0.5 if made.get("toy", 1) < 2 else 1.0))  # version 1 halved it
+        return float(
+            made.get("retry_error_scale", 0.5 if made.get("toy", 1) < 2 else 1.0)
+        )  # version 1 halved it
     toy = cfg.get("model.toy")
     return float(toy.get("retry_error_scale", 1.0)) if isinstance(toy, dict) else None
 
@@ -146,9 +166,11 @@ def world_line(cfg: RunConfig) -> str:
     scale = toy_world(cfg)
     if scale is None or scale == 1.0:
         return ""
-    return (f"Planted world: the toy model was pretrained on retries written at {scale:g}× the first attempt's "
-            f"error rate (model.toy.retry_error_scale), so a retry beats a first attempt by construction, not by "
-            f"finding.")
+    return (
+        f"Planted world: the toy model was pretrained on retries written at {scale:g}× the first attempt's "
+        f"error rate (model.toy.retry_error_scale), so a retry beats a first attempt by construction, not by "
+        f"finding."
+    )
 
 
 def _label(r: RoundResult) -> str:
@@ -162,17 +184,19 @@ def round_rows(history: list[RoundResult], metric: str, best: int | None) -> lis
     rows = []
     for r in history:
         f, train = r.figures, r.figures.train
-        rows.append([
-            _label(r) + (" (reported)" if r.round == best else ""),
-            pct(f.eval[metric]) if f.eval else "not trained",
-            pct(f.comparison and f.comparison.delta_from_base, True),
-            *([pct(gain(r, other), True)] if other else []),
-            pct(f.comparison and f.comparison.delta_from_prev, True),
-            ratio(f.comparison and f.comparison.decay),
-            pct(train.retry_yield) if train else "–",
-            (str(train.examples.kept) if train.examples else "–") if train else "–",
-            _decision(r, last=r is history[-1]),
-        ])
+        rows.append(
+            [
+                _label(r) + (" (reported)" if r.round == best else ""),
+                pct(f.eval[metric]) if f.eval else "not trained",
+                pct(f.comparison and f.comparison.delta_from_base, True),
+                *([pct(gain(r, other), True)] if other else []),
+                pct(f.comparison and f.comparison.delta_from_prev, True),
+                ratio(f.comparison and f.comparison.decay),
+                pct(train.retry_yield) if train else "–",
+                (str(train.examples.kept) if train.examples else "–") if train else "–",
+                _decision(r, last=r is history[-1]),
+            ]
+        )
     return rows
 
 
@@ -192,8 +216,15 @@ def gap_rows(history: list[RoundResult]) -> list[list[str]]:
         if e is None:
             continue
         comparison = r.figures.comparison
-        rows.append([_label(r), pct(e["pass1_sampled"]), pct(e["pass_n_retry"]), pct(e["gap"], True),
-                     ratio(comparison and comparison.absorbed_share, percent=True)])
+        rows.append(
+            [
+                _label(r),
+                pct(e["pass1_sampled"]),
+                pct(e["pass_n_retry"]),
+                pct(e["gap"], True),
+                ratio(comparison and comparison.absorbed_share, percent=True),
+            ]
+        )
     return rows
 
 
@@ -206,7 +237,9 @@ def split_rows(history: list[RoundResult], metric: str) -> tuple[list[str], list
         on = r.figures.on(split)
         return (pct(on.eval.rate(metric)), pct(on.delta_from_base, True)) if on else ("–", "–")
 
-    rows = [[_label(r)] + [cell for s in splits for cell in cells(r, s)] for r in history if r.figures.evaluated]
+    rows = [
+        [_label(r)] + [cell for s in splits for cell in cells(r, s)] for r in history if r.figures.evaluated
+    ]
     return (head, rows) if splits else ([], [])
 
 
@@ -216,9 +249,11 @@ def flip_lines(history: list[RoundResult]) -> list[str]:
     for r in history:
         f = r.figures.eval.flips if r.figures.eval else None
         if f:
-            lines.append(f"{_label(r)}: a retry turn on every test problem turned {f.wrong_to_right} wrong first "
-                         f"attempts right and {f.right_to_wrong} right ones wrong (net {pct(f.net, True)} pp, "
-                         f"McNemar p={p_text(f.mcnemar.p_value)})")
+            lines.append(
+                f"{_label(r)}: a retry turn on every test problem turned {f.wrong_to_right} wrong first "
+                f"attempts right and {f.right_to_wrong} right ones wrong (net {pct(f.net, True)} pp, "
+                f"McNemar p={p_text(f.mcnemar.p_value)})"
+            )
     return lines
 
 
@@ -231,14 +266,27 @@ def cut_lines(history: list[RoundResult], floor: float = 0.05) -> list[str]:
     return [f"{_label(r)}: " + ", ".join(f"{name} {share:.0%}" for name, share in s) for r, s in rows if s]
 
 
-ROUND_HEAD = ["stage", "{metric} %", "Δ base pp", "Δ prev pp", "decay", "retry yield %", "examples", "decision"]
+ROUND_HEAD = [
+    "stage",
+    "{metric} %",
+    "Δ base pp",
+    "Δ prev pp",
+    "decay",
+    "retry yield %",
+    "examples",
+    "decision",
+]
 
 
 def round_head(history: list[RoundResult], metric: str, name: str) -> list[str]:
     """The round table's header: `name` for the metric column, and the other pass@1's Δ base where measured."""
     other = other_metric(history, metric)
     head = [h.format(metric=name) for h in ROUND_HEAD]
-    return head[:3] + ([f"Δ base {'greedy' if other == 'pass1_greedy' else 'sampled'} pp"] if other else []) + head[3:]
+    return (
+        head[:3]
+        + ([f"Δ base {'greedy' if other == 'pass1_greedy' else 'sampled'} pp"] if other else [])
+        + head[3:]
+    )
 
 
 GAP_HEAD = ["model", "pass@1 %", "pass@N with retries %", "gap, pp", "gap absorbed"]
@@ -301,14 +349,15 @@ def column_widths(head: list[str], rows: list[list[str]], width: int) -> list[in
     if any(rest):  # what is left, shared by the others in proportion to what they still need
         share = [spare * x // sum(rest) for x in rest]
         neediest = sorted(range(len(rest)), key=lambda i: rest[i] - share[i], reverse=True)
-        for i in neediest[:spare - sum(share)]:
+        for i in neediest[: spare - sum(share)]:
             share[i] += 1
         give = [g + x for g, x in zip(give, share)]
     return [w + g for w, g in zip(least, give)]
 
 
-def fit(head: list[str], rows: list[list[str]], width: int,
-        narrow: Narrow) -> tuple[list[str], list[list[str]], list[int] | None, list[str]]:
+def fit(
+    head: list[str], rows: list[list[str]], width: int, narrow: Narrow
+) -> tuple[list[str], list[list[str]], list[int] | None, list[str]]:
     """The header, rows and column widths of a table made to fit `width` (see Narrow), and the notes that say
     what it left out or renamed (none if it fit as it was)."""
     notes: list[str] = []
@@ -325,7 +374,7 @@ def fit(head: list[str], rows: list[list[str]], width: int,
                 notes.append(step[2].format(*dict.fromkeys(r[i] for r in rows)))
             else:
                 dropped.append(step[1])
-            head, rows = head[:i] + head[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+            head, rows = head[:i] + head[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
         elif step[0] == "replace" and any(step[1] in c for r in rows for c in r):
             rows = [[c.replace(step[1], step[2]) for c in r] for r in rows]
             notes.append(step[3])
@@ -334,15 +383,16 @@ def fit(head: list[str], rows: list[list[str]], width: int,
             names = list(dict.fromkeys(r[i] for r in rows))
             letter = {n: chr(ord("A") + k) if k < 26 else str(k + 1) for k, n in enumerate(names)}
             notes.append(f"{step[1]}: " + ", ".join(f"{letter[n]} = {n}" for n in names))
-            rows = [r[:i] + [letter[r[i]]] + r[i + 1:] for r in rows]
+            rows = [r[:i] + [letter[r[i]]] + r[i + 1 :] for r in rows]
         widths = column_widths(head, rows, width)
     if dropped:
         notes.append(f"left out at {width} columns: {', '.join(dropped)} (every column: {narrow.full})")
     return head, rows, widths, notes
 
 
-def rich_table(title: str, head: list[str], rows: list[list[str]], width: int | None = None,
-               narrow: Narrow | None = None):
+def rich_table(
+    title: str, head: list[str], rows: list[list[str]], width: int | None = None, narrow: Narrow | None = None
+):
     """A terminal table; each figure sits over its CI, which keeps columns narrow. Given the terminal's
     `width` the table is made to fit it without cutting a word (`fit`), its notes under it."""
     from rich.table import Table
@@ -371,42 +421,72 @@ def markdown(run: Path, metric: str = "pass1_sampled") -> str:
     base = history[0].figures.eval
     assert base is not None, "round 0 is the base model's evaluation"
     n, retry_turns = base[metric].n, base.retry_n
-    parts = [f"# {run.name}", "",
-             f"Accuracy is `{metric}` on {n} test problems. " + CI_TEXT +
-             f" pass@N: a first attempt plus up to {retry_turns - 1} retry turns.", ""]
+    parts = [
+        f"# {run.name}",
+        "",
+        f"Accuracy is `{metric}` on {n} test problems. "
+        + CI_TEXT
+        + f" pass@N: a first attempt plus up to {retry_turns - 1} retry turns.",
+        "",
+    ]
     world = world_line(v.cfg)
     parts += [world, ""] if world else []
     best = summary.best_round if summary else None
-    parts += [markdown_table(round_head(history, metric, metric), round_rows(history, metric, best)),
-              "", "Stochastic headroom:", "", markdown_table(GAP_HEAD, gap_rows(history))]
+    parts += [
+        markdown_table(round_head(history, metric, metric), round_rows(history, metric, best)),
+        "",
+        "Stochastic headroom:",
+        "",
+        markdown_table(GAP_HEAD, gap_rows(history)),
+    ]
     undefined = undefined_lines(history)
     if undefined:
         parts += ["", *(f"- {line}" for line in undefined)]
     head, rows = split_rows(history, metric)
     if rows:
-        parts += ["", "Other evaluation sets (validation: held-out training problems; transfer: another "
-                      "distribution):", "", markdown_table(head, rows)]
+        parts += [
+            "",
+            "Other evaluation sets (validation: held-out training problems; transfer: another distribution):",
+            "",
+            markdown_table(head, rows),
+        ]
     flips = flip_lines(history)
     if flips:
         parts += ["", "Retry turn given to every problem:", "", *(f"- {line}" for line in flips)]
     cut = cut_lines(history)
     if cut:
-        parts += ["", "Generations cut at the length limit (no ending, so judged wrong):", "",
-                  *(f"- {line}" for line in cut)]
+        parts += [
+            "",
+            "Generations cut at the length limit (no ending, so judged wrong):",
+            "",
+            *(f"- {line}" for line in cut),
+        ]
     parts += ["", *(f"- {_label(r)}: {r.decision.reason}" for r in history if r.round)]
     if summary:
-        parts += ["", *reported_lines(history, summary), f"Model: {summary.best_model}. "
-                                                          f"Stopped: {summary.stopped}."]
+        parts += [
+            "",
+            *reported_lines(history, summary),
+            f"Model: {summary.best_model}. Stopped: {summary.stopped}.",
+        ]
     return "\n".join(parts) + "\n"
 
 
-CI_TEXT = ("CIs are 95%: Wilson score intervals for rates of right/wrong outcomes (and for any rate near 0 or "
-           "100%), bootstrap over problems otherwise, paired by problem for differences.")
+CI_TEXT = (
+    "CIs are 95%: Wilson score intervals for rates of right/wrong outcomes (and for any rate near 0 or "
+    "100%), bootstrap over problems otherwise, paired by problem for differences."
+)
 
 
-ROUND_NARROW = Narrow(steps=(("short",), ("replace", " (reported)", " *", "* the reported round"),
-                             ("drop", "decay"), ("drop", "retry yield %"), ("drop", "Δ prev pp")),
-                      short={"examples": "kept"})
+ROUND_NARROW = Narrow(
+    steps=(
+        ("short",),
+        ("replace", " (reported)", " *", "* the reported round"),
+        ("drop", "decay"),
+        ("drop", "retry yield %"),
+        ("drop", "Δ prev pp"),
+    ),
+    short={"examples": "kept"},
+)
 
 
 def print_tables(run: Path, console=None, decisions: bool = True) -> None:
@@ -427,8 +507,11 @@ def print_tables(run: Path, console=None, decisions: bool = True) -> None:
     if world:
         console.print(world, highlight=False)
     best = summary.best_round if summary else None
-    console.print(rich_table(title, round_head(history, metric, name), round_rows(history, metric, best), width,
-                             ROUND_NARROW))
+    console.print(
+        rich_table(
+            title, round_head(history, metric, name), round_rows(history, metric, best), width, ROUND_NARROW
+        )
+    )
     console.print(rich_table("stochastic headroom (test set)", GAP_HEAD, gap_rows(history), width))
     for line in undefined_lines(history):
         console.print(line, highlight=False)

@@ -18,7 +18,11 @@ def load(cfg: TaskConfig, seed: int) -> list[Problem]:
         if not sep or not final.strip():
             raise TaskDataError(f"{where}: field 'answer' has no '#### <number>' final line")
         pid = str(row.get("id") or f"gsm8k-{cfg.split}-{index}")
-        return Problem(id=pid, prompt=with_instruction(question, instruction),
-                       answer=final.strip().replace(",", ""), solution=solution.strip())
+        return Problem(
+            id=pid,
+            prompt=with_instruction(question, instruction),
+            answer=final.strip().replace(",", ""),
+            solution=solution.strip(),
+        )
 
     return build_problems(cfg, seed, make)

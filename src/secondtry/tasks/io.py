@@ -39,8 +39,10 @@ class HubSource:
 # Each task's public data, named in errors about missing local files and by `secondtry ls`; the shipped
 # configs read these hub ids (their headers give the local override).
 SOURCES: dict[str, tuple[HubSource, ...]] = {
-    "math": (HubSource("nlile/hendrycks-MATH-benchmark", None, ("train", "test")),  # train: PRM800K's 12,000
-             HubSource("HuggingFaceH4/MATH-500", None, ("test",))),
+    "math": (
+        HubSource("nlile/hendrycks-MATH-benchmark", None, ("train", "test")),  # train: PRM800K's 12,000
+        HubSource("HuggingFaceH4/MATH-500", None, ("test",)),
+    ),
     "gsm8k": (HubSource("openai/gsm8k", "main", ("train", "test")),),
     "humaneval": (HubSource("openai/openai_humaneval", None, ("test",)),),
     "mbpp": (HubSource("google-research-datasets/mbpp", "full", ("train", "validation", "test", "prompt")),),
@@ -68,15 +70,18 @@ def source(cfg: TaskConfig) -> str:
     folder, or a hub id. A local path that does not exist is a TaskDataError naming the public source and the
     override; so is a path that is neither."""
     if not cfg.path:
-        raise TaskDataError(f"task {cfg.name}: no path given; set the task's `path` to a JSONL file or hub id"
-                            + _where_to_get(cfg))
+        raise TaskDataError(
+            f"task {cfg.name}: no path given; set the task's `path` to a JSONL file or hub id"
+            + _where_to_get(cfg)
+        )
     if Path(cfg.path).expanduser().exists():
         return cfg.path
     if looks_local(cfg.path):
         raise TaskDataError(f"task data not found: {cfg.path} (no such file)" + _where_to_get(cfg))
     if not _HUB_ID.match(cfg.path):
-        raise TaskDataError(f"task data {cfg.path!r} is neither a local file nor a hub id (owner/name)"
-                            + _where_to_get(cfg))
+        raise TaskDataError(
+            f"task data {cfg.path!r} is neither a local file nor a hub id (owner/name)" + _where_to_get(cfg)
+        )
     return cfg.path
 
 
@@ -94,15 +99,24 @@ def _where_to_get(cfg: TaskConfig) -> str:
         return ""
     h = hub[-1]
     subset = f" --subset {h.subset}" if h.subset else ""
-    return (f". Its {cfg.split} split is public on the hub: set the task's path to {h.id}"
-            + (f" and its subset to {h.subset}" if h.subset else "") + " to read it at run time (needs "
-            f"internet once, then cached), or where there is internet run `secondtry data {h.id}{subset} "
-            f"--to DIR` and set the path to DIR/{cfg.split}.jsonl")
+    return (
+        f". Its {cfg.split} split is public on the hub: set the task's path to {h.id}"
+        + (f" and its subset to {h.subset}" if h.subset else "")
+        + " to read it at run time (needs "
+        f"internet once, then cached), or where there is internet run `secondtry data {h.id}{subset} "
+        f"--to DIR` and set the path to DIR/{cfg.split}.jsonl"
+    )
 
 
 def looks_local(path: str) -> bool:
     """A path that cannot be a hub id: starts like a path or ends like a data file."""
-    return path.startswith((".", "/", "~")) or Path(path).suffix in {".jsonl", ".json", ".gz", ".parquet", ".csv"}
+    return path.startswith((".", "/", "~")) or Path(path).suffix in {
+        ".jsonl",
+        ".json",
+        ".gz",
+        ".parquet",
+        ".csv",
+    }
 
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
@@ -112,19 +126,24 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDataErro
     opener: Callable[..., Any] = open
     if path.suffix == ".gz":
         import gzip
+
         opener = gzip.open
     with opener(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}:{lineno}"
             if lineno == 1 and raw.startswith(LFS_POINTER):
-                raise TaskDataError(f"{path}: a Git LFS pointer, not the data itself; fetch the file with "
-                                    f"`git lfs pull` (or download it from where the pointer's repository "
-                                    f"keeps it)")
+                raise TaskDataError(
+                    f"{path}: a Git LFS pointer, not the data itself; fetch the file with "
+                    f"`git lfs pull` (or download it from where the pointer's repository "
+                    f"keeps it)"
+                )
             try:
                 text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark may open it
             except UnicodeDecodeError as e:
-                yield where, TaskDataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); "
-                                           f"re-encode the file")
+                yield (
+                    where,
+                    TaskDataError(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); re-encode the file"),
+                )
                 continue
             if not text.strip():
                 continue
@@ -132,22 +151,31 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDataErro
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as e:
-                yield where, TaskDataError(f"{where}: malformed JSON ({e.msg} {_near(text, e.pos)})"
-                                           + _one_document_hint(text))
+                yield (
+                    where,
+                    TaskDataError(
+                        f"{where}: malformed JSON ({e.msg} {_near(text, e.pos)})" + _one_document_hint(text)
+                    ),
+                )
                 continue
             if not isinstance(row, dict):
-                yield where, TaskDataError(f"{where}: expected a JSON object, got {type(row).__name__}"
-                                           + _one_document_hint(text))
+                yield (
+                    where,
+                    TaskDataError(
+                        f"{where}: expected a JSON object, got {type(row).__name__}"
+                        + _one_document_hint(text)
+                    ),
+                )
                 continue
             yield where, row
 
 
 def _near(text: str, pos: int, width: int = 40) -> str:
     """Where in the line a parse error is, the text around it marked: at character 12: '{"a": ⟪here⟫x}'."""
-    before = text[max(0, pos - width):pos]
+    before = text[max(0, pos - width) : pos]
     if pos >= len(text):
         return f"at the end of the line: {before + '⟪end⟫'!r}"
-    return f"at character {pos + 1}: {before + '⟪here⟫' + text[pos:pos + width]!r}"
+    return f"at character {pos + 1}: {before + '⟪here⟫' + text[pos : pos + width]!r}"
 
 
 def _one_document_hint(text: str) -> str:
@@ -171,8 +199,10 @@ def _read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | TaskDat
         raise TaskDataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     for i, row in enumerate(items):
         if not isinstance(row, dict):
-            yield f"{path}[{i}]", TaskDataError(f"{path}[{i}]: expected a JSON object, got "
-                                                f"{type(row).__name__}")
+            yield (
+                f"{path}[{i}]",
+                TaskDataError(f"{path}[{i}]: expected a JSON object, got {type(row).__name__}"),
+            )
             continue
         yield f"{path}[{i}]", row
 
@@ -185,10 +215,12 @@ def _read_hub(cfg: TaskConfig) -> Iterator[tuple[str, dict[str, Any] | TaskDataE
         ds = datasets.load_dataset(cfg.path, name=cfg.subset, split=cfg.split)
     except Exception as e:
         subset, flag = (f" subset {cfg.subset!r}", f" --subset {cfg.subset}") if cfg.subset else ("", "")
-        raise TaskDataError(f"{cfg.path}: could not load{subset} split {cfg.split!r} with `datasets` "
-                            f"({type(e).__name__}: {str(e)[:200]}); offline? on a machine with internet run "
-                            f"`secondtry data {cfg.path}{flag} --to DIR`, copy DIR here and set the task's "
-                            f"path to DIR/{cfg.split}.jsonl") from None
+        raise TaskDataError(
+            f"{cfg.path}: could not load{subset} split {cfg.split!r} with `datasets` "
+            f"({type(e).__name__}: {str(e)[:200]}); offline? on a machine with internet run "
+            f"`secondtry data {cfg.path}{flag} --to DIR`, copy DIR here and set the task's "
+            f"path to DIR/{cfg.split}.jsonl"
+        ) from None
     for i, row in enumerate(ds):
         yield f"{cfg.path}[{cfg.split}]#{i}", dict(row)
 
@@ -197,7 +229,9 @@ def text_field(row: dict[str, Any], key: str, where: str, *, required: bool = Tr
     """The string value of `key`, or a TaskDataError naming the row and field."""
     if key not in row or row[key] is None:
         if required:
-            raise TaskDataError(f"{where}: missing field {key!r} (fields present: {', '.join(row) or 'none'})")
+            raise TaskDataError(
+                f"{where}: missing field {key!r} (fields present: {', '.join(row) or 'none'})"
+            )
         return ""
     value = row[key]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -209,13 +243,17 @@ def text_field(row: dict[str, Any], key: str, where: str, *, required: bool = Tr
     return value
 
 
-def build_problems(cfg: TaskConfig, seed: int, make: Callable[[str, dict[str, Any], int], Problem]) -> Problems:
+def build_problems(
+    cfg: TaskConfig, seed: int, make: Callable[[str, dict[str, Any], int], Problem]
+) -> Problems:
     """Turn rows into Problems with `make(where, row, index)`; check ids are unique; shuffle/limit."""
     import random
 
     if cfg.options:
-        raise TaskDataError(f"task {cfg.name}: takes no options (got {', '.join(cfg.options)}); "
-                            f"only the synthetic task has options")
+        raise TaskDataError(
+            f"task {cfg.name}: takes no options (got {', '.join(cfg.options)}); "
+            f"only the synthetic task has options"
+        )
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     skipped: list[str] = []
@@ -225,8 +263,10 @@ def build_problems(cfg: TaskConfig, seed: int, make: Callable[[str, dict[str, An
                 raise row
             problem = make(where, row, index)
             if problem.id in seen:
-                raise TaskDataError(f"{where}: duplicate id {problem.id!r} (first seen at {seen[problem.id]}); "
-                                    f"give each row its own id")
+                raise TaskDataError(
+                    f"{where}: duplicate id {problem.id!r} (first seen at {seen[problem.id]}); "
+                    f"give each row its own id"
+                )
         except TaskDataError as e:
             if cfg.on_bad_row == "error":
                 raise TaskDataError(f"{e} (set on_bad_row: skip on this task to skip such rows)") from None
@@ -247,8 +287,9 @@ def with_instruction(question: str, instruction: str | None) -> str:
     return f"{question}\n{instruction}" if instruction else question
 
 
-def materialise(path: str, out_dir: Path, subset: str | None = None,
-                splits: list[str] | None = None) -> dict[str, tuple[Path, int]]:
+def materialise(
+    path: str, out_dir: Path, subset: str | None = None, splits: list[str] | None = None
+) -> dict[str, tuple[Path, int]]:
     """A task's data written once as local JSONL files, for a machine without the network:
     split -> (file, rows).
 
@@ -271,11 +312,15 @@ def materialise(path: str, out_dir: Path, subset: str | None = None,
         if not local.exists() and looks_local(path):
             raise TaskDataError(f"{path}: no such file or folder")
         try:
-            loaded = {s: datasets.load_dataset(path, name=subset, split=s) for s in splits} if splits else \
-                dict(datasets.load_dataset(path, name=subset))
+            loaded = (
+                {s: datasets.load_dataset(path, name=subset, split=s) for s in splits}
+                if splits
+                else dict(datasets.load_dataset(path, name=subset))
+            )
         except Exception as e:
-            raise TaskDataError(f"{path}: could not load it with `datasets` "
-                                f"({type(e).__name__}: {str(e)[:300]})") from None
+            raise TaskDataError(
+                f"{path}: could not load it with `datasets` ({type(e).__name__}: {str(e)[:300]})"
+            ) from None
         tables = {s: (dict(row) for row in ds) for s, ds in loaded.items()}
     written = {}
     for split, rows in tables.items():

@@ -12,12 +12,16 @@ ROLES = ("question", "answer", "id", "solution")
 def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     unknown = set(cfg.columns) - set(ROLES)
     if unknown:
-        raise TaskDataError(f"task jsonl: unknown columns role(s) {sorted(unknown)}; valid: {', '.join(ROLES)}")
+        raise TaskDataError(
+            f"task jsonl: unknown columns role(s) {sorted(unknown)}; valid: {', '.join(ROLES)}"
+        )
     col = {role: cfg.columns.get(role, role) for role in ROLES}
 
     def make(where: str, row: dict, index: int) -> Problem:
         pid = text_field(row, col["id"], where, required=False) or f"{cfg.name}-{cfg.split}-{index}"
-        meta = {k: v for k, v in row.items() if k not in col.values() and isinstance(v, (str, int, float, bool))}
+        meta = {
+            k: v for k, v in row.items() if k not in col.values() and isinstance(v, (str, int, float, bool))
+        }
         return Problem(
             id=pid,
             prompt=with_instruction(text_field(row, col["question"], where), cfg.instruction),

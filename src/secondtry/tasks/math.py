@@ -87,8 +87,12 @@ def load(cfg: TaskConfig, seed: int) -> list[Problem]:
                 raise TaskDataError(f"{where}: no 'answer' field and no \\boxed{{}} answer in 'solution'")
         pid = str(row.get("unique_id") or row.get("id") or f"{cfg.name}-{cfg.split}-{index}")
         meta = {k: row[k] for k in ("subject", "level", "type") if k in row}
-        return Problem(id=pid, prompt=with_instruction(question, instruction), answer=answer.strip(),
-                       solution=solution, meta=meta)
+        return Problem(
+            id=pid,
+            prompt=with_instruction(question, instruction),
+            answer=answer.strip(),
+            solution=solution,
+            meta=meta,
+        )
 
     return build_problems(cfg, seed, make)
-

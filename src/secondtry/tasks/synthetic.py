@@ -72,8 +72,13 @@ def solve(operands: Sequence[int], ops: Sequence[str]) -> str:
     return _format(operands, ops, running_values(operands, ops))
 
 
-def teacher_solution(operands: Sequence[int], ops: Sequence[str], rng: random.Random,
-                     error_rate: float = 0.06, force_step: int | None = None) -> str:
+def teacher_solution(
+    operands: Sequence[int],
+    ops: Sequence[str],
+    rng: random.Random,
+    error_rate: float = 0.06,
+    force_step: int | None = None,
+) -> str:
     """A noisy worked solution: each step is wrong with probability `error_rate * len(ops)`.
 
     A wrong step's result is off by ±1, ±2 or ±10 and is carried forward into the next
@@ -85,15 +90,18 @@ def teacher_solution(operands: Sequence[int], ops: Sequence[str], rng: random.Ra
     for i, (op, b) in enumerate(zip(ops, operands[1:])):
         c = apply(a, op, b)
         if i == force_step or rng.random() < p:
-            floor = -min([0, *running_values([0, *operands[i + 2:]], ops[i + 1:])])  # lowest dip of the rest
+            floor = -min(
+                [0, *running_values([0, *operands[i + 2 :]], ops[i + 1 :])]
+            )  # lowest dip of the rest
             c += rng.choice([d for d in ERROR_OFFSETS if floor <= c + d <= MAX_VALUE])
         results.append(c)
         a = c
     return _format(operands, ops, results)
 
 
-def wrong_teacher_solution(operands: Sequence[int], ops: Sequence[str], rng: random.Random,
-                           error_rate: float = 0.06) -> str:
+def wrong_teacher_solution(
+    operands: Sequence[int], ops: Sequence[str], rng: random.Random, error_rate: float = 0.06
+) -> str:
     """A teacher solution with at least one wrong step and a wrong final answer."""
     right = solve(operands, ops)
     while True:
@@ -108,7 +116,9 @@ def generate(count: int, levels: list[int], seed: int, split: str) -> list[Probl
         raise TaskDataError(f"synthetic task: split must be one of {', '.join(SPLITS)}, got {split!r}")
     bad = [lv for lv in levels if not isinstance(lv, int) or not 1 <= lv <= 10]
     if not levels or bad:
-        raise TaskDataError(f"synthetic task: levels must be integers in 1..10 (operations per problem), got {levels!r}")
+        raise TaskDataError(
+            f"synthetic task: levels must be integers in 1..10 (operations per problem), got {levels!r}"
+        )
     rng = random.Random(f"synthetic-{seed}-{split}")
     seen: set[str] = set()
     problems: list[Problem] = []
@@ -118,36 +128,51 @@ def generate(count: int, levels: list[int], seed: int, split: str) -> list[Probl
         while True:  # redraw within the level, so duplicates don't skew the level mix
             tries += 1
             if tries > 200 * count + 10_000:
-                raise TaskDataError(f"synthetic task: only {len(problems)} distinct {split} problems found for "
-                                 f"levels {levels}; lower count or add levels")
+                raise TaskDataError(
+                    f"synthetic task: only {len(problems)} distinct {split} problems found for "
+                    f"levels {levels}; lower count or add levels"
+                )
             operands, ops = random_problem(rng, level)
             expr = expression(operands, ops)
             if expr not in seen and split_of(expr) == split:
                 break
         seen.add(expr)
-        problems.append(Problem(
-            id=f"synthetic-{split}-{len(problems)}", prompt=expr, answer=str(running_values(operands, ops)[-1]),
-            solution=solve(operands, ops), meta={"operands": operands, "ops": ops, "level": level}))
+        problems.append(
+            Problem(
+                id=f"synthetic-{split}-{len(problems)}",
+                prompt=expr,
+                answer=str(running_values(operands, ops)[-1]),
+                solution=solve(operands, ops),
+                meta={"operands": operands, "ops": ops, "level": level},
+            )
+        )
     return problems
 
 
 def load(cfg: TaskConfig, seed: int) -> list[Problem]:
     """Options: count (500), levels ([2, 3, 4]), seed (the run seed). `split` is train or test."""
     if cfg.path is not None:
-        raise TaskDataError(f"task {cfg.name}: the synthetic task is generated, not loaded; remove `path` "
-                         f"(got {cfg.path!r})")
+        raise TaskDataError(
+            f"task {cfg.name}: the synthetic task is generated, not loaded; remove `path` (got {cfg.path!r})"
+        )
     unknown = sorted(set(cfg.options) - set(OPTIONS))
     if unknown:
-        raise TaskDataError(f"task {cfg.name}: unknown option {unknown[0]!r}; accepted options: {', '.join(OPTIONS)}")
+        raise TaskDataError(
+            f"task {cfg.name}: unknown option {unknown[0]!r}; accepted options: {', '.join(OPTIONS)}"
+        )
     count = cfg.options.get("count", 500)
     if not isinstance(count, int) or count < 1:
         raise TaskDataError(f"task {cfg.name}: option count must be a positive integer, got {count!r}")
     if count > MAX_COUNT:
         raise TaskDataError(f"task {cfg.name}: option count must be at most {MAX_COUNT:,}, got {count:,}")
-    problems = generate(count, list(cfg.options.get("levels", [2, 3, 4])), cfg.options.get("seed", seed), cfg.split)
+    problems = generate(
+        count, list(cfg.options.get("levels", [2, 3, 4])), cfg.options.get("seed", seed), cfg.split
+    )
     if cfg.shuffle:
         random.Random(seed).shuffle(problems)
     if cfg.instruction:
-        problems = [Problem(p.id, with_instruction(p.prompt, cfg.instruction), p.answer, p.solution, p.meta)
-                    for p in problems]
+        problems = [
+            Problem(p.id, with_instruction(p.prompt, cfg.instruction), p.answer, p.solution, p.meta)
+            for p in problems
+        ]
     return problems[: cfg.limit] if cfg.limit else problems

@@ -9,4 +9,13 @@ from __future__ import annotations
 from .model import RECIPES, SIZES, Recipe, build_model, pretrain, toy_model
 from .tokenizer import CHAT_TEMPLATE, build_tokenizer
 
-__all__ = ["RECIPES", "SIZES", "Recipe", "build_model", "pretrain", "toy_model", "CHAT_TEMPLATE", "build_tokenizer"]
+__all__ = [
+    "RECIPES",
+    "SIZES",
+    "Recipe",
+    "build_model",
+    "pretrain",
+    "toy_model",
+    "CHAT_TEMPLATE",
+    "build_tokenizer",
+]

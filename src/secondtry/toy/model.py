@@ -23,14 +23,20 @@ from ..log import Log
 from ..tasks import synthetic
 from .tokenizer import build_tokenizer
 
-TOY_VERSION = 3  # bump when the training code changes what a recipe makes (2: neutral retries; 3: one CPU thread)
+TOY_VERSION = (
+    3  # bump when the training code changes what a recipe makes (2: neutral retries; 3: one CPU thread)
+)
 RETRY_PROMPT = "Try again carefully."
 MAX_POSITIONS = 512  # room for several retry turns of history
 GROUP = 8  # batches drawn together and grouped by length
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     "demo": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
-    "gpu": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8},  # 34M parameters (33,617,408)
+    "gpu": {
+        "hidden_size": 512,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+    },  # 34M parameters (33,617,408)
 }
 GPU_SIZES = {"gpu"}  # pretrained on a CUDA device (bf16 autocast); refused on a CPU
 
@@ -43,7 +49,9 @@ class Recipe:
     lr: float
     seed: int = 0
     error_rate: float = 0.06
-    retry_share: float = 0.3  # share of two-turn documents (a wrong attempt, the retry turn, a second attempt)
+    retry_share: float = (
+        0.3  # share of two-turn documents (a wrong attempt, the retry turn, a second attempt)
+    )
     # the second attempt's error rate as a multiple of a first attempt's: 1 is a neutral world, where retrying
     # is no better than sampling again; below 1 plants an advantage for retrying (stated in every report)
     retry_error_scale: float = 1.0
@@ -61,7 +69,9 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(size="tiny", steps=200, batch=16, lr=3e-3, error_rate=0.08),
-    "demo": Recipe(size="demo", steps=1500, batch=16, lr=3e-3, error_rate=0.08),  # fewer steps: arithmetic not learnt
+    "demo": Recipe(
+        size="demo", steps=1500, batch=16, lr=3e-3, error_rate=0.08
+    ),  # fewer steps: arithmetic not learnt
     # tens of millions of parameters, for runs on a GPU: more data and steps, a smaller step size
     # (making a batch of 128 documents takes about 25 ms of Python, longer than the model's step: 3 workers)
     "gpu": Recipe(size="gpu", steps=4000, batch=128, lr=6e-4, error_rate=0.08, loaders=3),
@@ -75,15 +85,22 @@ def build_model(size: str, tokenizer: PreTrainedTokenizerFast | None = None) -> 
     tok = tokenizer or build_tokenizer(MAX_POSITIONS)
     shape = SIZES[size]
     config = LlamaConfig(
-        vocab_size=len(tok), intermediate_size=4 * shape["hidden_size"],
-        num_key_value_heads=shape["num_attention_heads"], max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
-        **shape)
+        vocab_size=len(tok),
+        intermediate_size=4 * shape["hidden_size"],
+        num_key_value_heads=shape["num_attention_heads"],
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        **shape,
+    )
     return LlamaForCausalLM(config)
 
 
-def documents(rng: random.Random, count: int, error_rate: float, retry_share: float,
-              retry_error_scale: float = 1.0) -> list[list[dict[str, str]]]:
+def documents(
+    rng: random.Random, count: int, error_rate: float, retry_share: float, retry_error_scale: float = 1.0
+) -> list[list[dict[str, str]]]:
     """Teacher conversations on train-split expressions: single-turn, or a wrong attempt then a retry whose
     steps are wrong at `retry_error_scale` times the first attempts' rate (1: no better than a fresh attempt)."""
     docs = []
@@ -95,12 +112,21 @@ def documents(rng: random.Random, count: int, error_rate: float, retry_share: fl
                 break
         msgs = [{"role": "user", "content": expr}]
         if rng.random() < retry_share:
-            msgs += [{"role": "assistant", "content": synthetic.wrong_teacher_solution(operands, ops, rng, error_rate)},
-                     {"role": "user", "content": RETRY_PROMPT},
-                     {"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng,
-                                                                                  error_rate * retry_error_scale)}]
+            msgs += [
+                {
+                    "role": "assistant",
+                    "content": synthetic.wrong_teacher_solution(operands, ops, rng, error_rate),
+                },
+                {"role": "user", "content": RETRY_PROMPT},
+                {
+                    "role": "assistant",
+                    "content": synthetic.teacher_solution(operands, ops, rng, error_rate * retry_error_scale),
+                },
+            ]
         else:
-            msgs.append({"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate)})
+            msgs.append(
+                {"role": "assistant", "content": synthetic.teacher_solution(operands, ops, rng, error_rate)}
+            )
         docs.append(msgs)
     return docs
 
@@ -129,13 +155,19 @@ def _collate(pad_id: int, encoded: list[tuple[list[int], list[int]]]) -> dict[st
     return {"input_ids": ids, "attention_mask": attention, "labels": labels}
 
 
-def _batches(tok: PreTrainedTokenizerFast, rng: random.Random, batch: int, error_rate: float,
-             retry_share: float, retry_error_scale: float = 1.0) -> Iterator[dict[str, torch.Tensor]]:
+def _batches(
+    tok: PreTrainedTokenizerFast,
+    rng: random.Random,
+    batch: int,
+    error_rate: float,
+    retry_share: float,
+    retry_error_scale: float = 1.0,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches, grouped by length (GROUP batches at a time) so little compute goes to padding."""
     while True:
         docs = documents(rng, batch * GROUP, error_rate, retry_share, retry_error_scale)
         encoded = sorted((_encode(tok, d) for d in docs), key=lambda e: len(e[0]))
-        group = [encoded[i:i + batch] for i in range(0, len(encoded), batch)]
+        group = [encoded[i : i + batch] for i in range(0, len(encoded), batch)]
         rng.shuffle(group)
         for b in group:
             yield _collate(tok.pad_token_id, b)
@@ -145,21 +177,39 @@ class _Stream(torch.utils.data.IterableDataset):
     """`_batches` in a data-loader worker: worker w draws from its own generator, seeded (seed, w); the loader
     takes one batch from each worker in turn, so a fixed number of workers gives a fixed sequence."""
 
-    def __init__(self, seed: int, batch: int, error_rate: float, retry_share: float,
-                 retry_error_scale: float = 1.0) -> None:
+    def __init__(
+        self, seed: int, batch: int, error_rate: float, retry_share: float, retry_error_scale: float = 1.0
+    ) -> None:
         self.seed, self.batch, self.error_rate, self.retry_share = seed, batch, error_rate, retry_share
         self.retry_error_scale = retry_error_scale
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         rng = random.Random(f"{self.seed}/{info.id if info else 0}")
-        return _batches(build_tokenizer(MAX_POSITIONS), rng, self.batch, self.error_rate, self.retry_share,
-                        self.retry_error_scale)
+        return _batches(
+            build_tokenizer(MAX_POSITIONS),
+            rng,
+            self.batch,
+            self.error_rate,
+            self.retry_share,
+            self.retry_error_scale,
+        )
 
 
-def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, seed: int, log: Log | None = None,
-             error_rate: float = 0.06, retry_share: float = 0.3, weight_decay: float = 0.1, loaders: int = 0,
-             retry_error_scale: float = 1.0) -> Path:
+def pretrain(
+    size: str,
+    out_dir: str | Path,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    log: Log | None = None,
+    error_rate: float = 0.06,
+    retry_share: float = 0.3,
+    weight_decay: float = 0.1,
+    loaders: int = 0,
+    retry_error_scale: float = 1.0,
+) -> Path:
     """Train a fresh model for exactly `steps` AdamW steps and save it atomically to `out_dir`: on the CPU
     (one thread, deterministic), or for the GPU sizes on a CUDA device under bf16 autocast (float32 weights). With
     `loaders`, that many worker processes make the batches while the model trains."""
@@ -167,8 +217,10 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
     out_dir = Path(out_dir)
     cuda = size in GPU_SIZES
     if cuda and not torch.cuda.is_available():
-        raise ValueError(f"toy model size {size!r} is pretrained on a GPU (a few minutes on an H200) and no CUDA "
-                         f"device is here; on a CPU use toy:demo")
+        raise ValueError(
+            f"toy model size {size!r} is pretrained on a GPU (a few minutes on an H200) and no CUDA "
+            f"device is here; on a CPU use toy:demo"
+        )
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     # one thread on the CPU: a sum splits differently over two threads than over one, and over 1,500 steps
     # such rounding differences grow into another model (the demo model's base sampled pass@1 came out at
@@ -184,12 +236,25 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
         warmup = max(1, steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
-            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))  # warmup, cosine to lr/10
-        batches = (_batches(tok, rng, batch, error_rate, retry_share, retry_error_scale) if not loaders else
-                   iter(torch.utils.data.DataLoader(_Stream(seed, batch, error_rate, retry_share, retry_error_scale),
-                                                    batch_size=None, num_workers=loaders, prefetch_factor=8,
-                                                    pin_memory=cuda)))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda s: (
+                min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+            ),
+        )  # warmup, cosine to lr/10
+        batches = (
+            _batches(tok, rng, batch, error_rate, retry_share, retry_error_scale)
+            if not loaders
+            else iter(
+                torch.utils.data.DataLoader(
+                    _Stream(seed, batch, error_rate, retry_share, retry_error_scale),
+                    batch_size=None,
+                    num_workers=loaders,
+                    prefetch_factor=8,
+                    pin_memory=cuda,
+                )
+            )
+        )
         losses: list[float] = []
         start = time.perf_counter()
         with log.progress(f"pretraining toy model ({size})", steps, "steps") as bar:
@@ -206,27 +271,43 @@ def pretrain(size: str, out_dir: str | Path, steps: int, batch: int, lr: float, 
                 bar(1)
         wall_s = time.perf_counter() - start
         model.to("cpu").eval()
-        model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                                   max_new_tokens=128)
+        model.generation_config = GenerationConfig(
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, max_new_tokens=128
+        )
         record: dict[str, Any] = {
-            "size": size, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "error_rate": error_rate,
-            "retry_share": retry_share, "retry_error_scale": retry_error_scale, "weight_decay": weight_decay,
-            "loaders": loaders, "threads": torch.get_num_threads(),
+            "size": size,
+            "steps": steps,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "error_rate": error_rate,
+            "retry_share": retry_share,
+            "retry_error_scale": retry_error_scale,
+            "weight_decay": weight_decay,
+            "loaders": loaders,
+            "threads": torch.get_num_threads(),
             "world": synthetic.WORLD_VERSION,
-            "toy": TOY_VERSION, "params": sum(p.numel() for p in model.parameters()), "wall_s": round(wall_s, 2),
-            "losses": losses}
+            "toy": TOY_VERSION,
+            "params": sum(p.numel() for p in model.parameters()),
+            "wall_s": round(wall_s, 2),
+            "losses": losses,
+        }
         tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-            (tmp / "recipe.json").write_text(json.dumps(record) + "\n")  # written last: marks a complete folder
+            (tmp / "recipe.json").write_text(
+                json.dumps(record) + "\n"
+            )  # written last: marks a complete folder
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(tmp, out_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        log.info(f"pretrained toy model {size}: {record['params']:,} parameters, {steps} steps in {wall_s:.0f} s, "
-                 f"loss {sum(losses[:10]) / min(10, steps):.3f} -> {sum(losses[-10:]) / min(10, steps):.3f}")
+        log.info(
+            f"pretrained toy model {size}: {record['params']:,} parameters, {steps} steps in {wall_s:.0f} s, "
+            f"loss {sum(losses[:10]) / min(10, steps):.3f} -> {sum(losses[-10:]) / min(10, steps):.3f}"
+        )
         return out_dir
     finally:
         torch.set_num_threads(threads)
@@ -237,8 +318,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SECONDTRY_CACHE") or Path.home() / ".cache" / "secondtry" / "toy")
 
 
-def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = None,
-              retry_error_scale: float = 1.0) -> Path:
+def toy_model(
+    name: str, cache_dir: str | Path | None = None, log: Log | None = None, retry_error_scale: float = 1.0
+) -> Path:
     """The folder of the named toy model, pretrained on first use and cached by recipe (the named recipe, in
     the world `retry_error_scale` makes: see Recipe)."""
     if name not in RECIPES:
@@ -250,6 +332,17 @@ def toy_model(name: str, cache_dir: str | Path | None = None, log: Log | None = 
         return path
     log.info(f"toy model {name} not cached; pretraining it into {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return pretrain(recipe.size, path, recipe.steps, recipe.batch, recipe.lr, recipe.seed, log=log,
-                    error_rate=recipe.error_rate, retry_share=recipe.retry_share, weight_decay=recipe.weight_decay,
-                    loaders=recipe.loaders, retry_error_scale=recipe.retry_error_scale)
+    return pretrain(
+        recipe.size,
+        path,
+        recipe.steps,
+        recipe.batch,
+        recipe.lr,
+        recipe.seed,
+        log=log,
+        error_rate=recipe.error_rate,
+        retry_share=recipe.retry_share,
+        weight_decay=recipe.weight_decay,
+        loaders=recipe.loaders,
+        retry_error_scale=recipe.retry_error_scale,
+    )

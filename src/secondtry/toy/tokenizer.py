@@ -26,10 +26,19 @@ CHAT_TEMPLATE = (
 def build_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerFast:
     """One token per character (unknown characters -> <|unk|>); `<|end|>` is eos."""
     vocab = {t: i for i, t in enumerate(SPECIAL + CHARS)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))  # BPE without merges: single characters
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=[], unk_token=UNK)
+    )  # BPE without merges: single characters
     tok.decoder = decoders.Fuse()  # join characters without spaces
     tok.add_special_tokens(SPECIAL)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, unk_token=UNK, eos_token=END,
-        additional_special_tokens=SPECIAL[3:], chat_template=CHAT_TEMPLATE,
-        clean_up_tokenization_spaces=False, model_max_length=model_max_length, padding_side="left")
+        tokenizer_object=tok,
+        pad_token=PAD,
+        unk_token=UNK,
+        eos_token=END,
+        additional_special_tokens=SPECIAL[3:],
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=model_max_length,
+        padding_side="left",
+    )

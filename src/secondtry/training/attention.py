@@ -27,12 +27,18 @@ VARLEN = "secondtry_varlen"
 
 
 def _flash_ok(q: torch.Tensor) -> bool:
-    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256
-            and q.shape[-1] % 8 == 0 and hasattr(torch.ops.aten, "_flash_attention_forward"))
+    return (
+        q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and q.shape[-1] <= 256
+        and q.shape[-1] % 8 == 0
+        and hasattr(torch.ops.aten, "_flash_attention_forward")
+    )
 
 
-def _per_example(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: list[int],
-                 scale: float | None, dropout: float) -> torch.Tensor:
+def _per_example(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: list[int], scale: float | None, dropout: float
+) -> torch.Tensor:
     """q [T, H, D], k/v [T, Hkv, D]: causal attention inside each [bounds[i], bounds[i+1])."""
     rep = q.shape[1] // k.shape[1]
     outs = []
@@ -40,14 +46,24 @@ def _per_example(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bounds: list
         qi, ki, vi = (x[a:b].transpose(0, 1) for x in (q, k, v))
         if rep > 1:
             ki, vi = ki.repeat_interleave(rep, 0), vi.repeat_interleave(rep, 0)
-        outs.append(F.scaled_dot_product_attention(qi, ki, vi, dropout_p=dropout, is_causal=True,
-                                                   scale=scale).transpose(0, 1))
+        outs.append(
+            F.scaled_dot_product_attention(
+                qi, ki, vi, dropout_p=dropout, is_causal=True, scale=scale
+            ).transpose(0, 1)
+        )
     return torch.cat(outs, 0)
 
 
-def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                     **kwargs) -> tuple[torch.Tensor, None]:
+def varlen_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
     """transformers' attention-function contract: query [B, H, T, D] -> output [B, T, H, D]."""
     batch, heads, length, dim = query.shape
     cu = kwargs.get("cu_seq_lens_q")
@@ -66,8 +82,9 @@ def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     v = value.transpose(1, 2).reshape(batch * length, value.shape[1], dim)
     if _flash_ok(q):
         cu = cu.to(device=q.device, dtype=torch.int32)
-        out = torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, int(longest), int(longest), dropout, True,
-                                                       False, scale=scaling)[0]
+        out = torch.ops.aten._flash_attention_forward(
+            q, k, v, cu, cu, int(longest), int(longest), dropout, True, False, scale=scaling
+        )[0]
     else:
         out = _per_example(q, k, v, [int(x) for x in cu.tolist()], scaling, dropout)
     return out.view(batch, length, heads, dim), None

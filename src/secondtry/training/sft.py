@@ -100,8 +100,10 @@ def last_checkpoint(folder: Path, log: Log = Log(), where: str = "train") -> Pat
             done.append(p)
         elif distributed.is_main():
             if why != "incomplete":
-                log.warn(f"{where}: {p.name} is not trusted, {why}; it is removed and training goes on "
-                         f"from an earlier point")
+                log.warn(
+                    f"{where}: {p.name} is not trusted, {why}; it is removed and training goes on "
+                    f"from an earlier point"
+                )
             shutil.rmtree(p, ignore_errors=True)
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
@@ -117,13 +119,15 @@ def trackers(wanted: list[str], log: Log = Log()) -> list[str]:
     missing = sorted(set(wanted) - set(have) - _MISSING_TOLD)
     if missing:
         _MISSING_TOLD.update(missing)
-        log.info(f"training logs: {', '.join(missing)} not installed, so not written (pip install "
-                 f"{' '.join(missing)}, or training.report_to=[] to say nothing)")
+        log.info(
+            f"training logs: {', '.join(missing)} not installed, so not written (pip install "
+            f"{' '.join(missing)}, or training.report_to=[] to say nothing)"
+        )
     return have
 
 
 def _round_of(where: str) -> str:
-    """"round 2 " for a stage of round 2 (round_2/train), else nothing: the start of a progress label."""
+    """ "round 2 " for a stage of round 2 (round_2/train), else nothing: the start of a progress label."""
     return where.split("/")[0].replace("_", " ") + " " if where.startswith("round_") else ""
 
 
@@ -134,7 +138,9 @@ def use_liger(setting: bool | str, device_type: str) -> bool:
     if setting == "auto":
         return device_type == "cuda" and importlib.util.find_spec("liger_kernel") is not None
     if setting and importlib.util.find_spec("liger_kernel") is None:
-        raise ValueError("training.liger: true needs liger-kernel (pip install liger-kernel); or set it to auto")
+        raise ValueError(
+            "training.liger: true needs liger-kernel (pip install liger-kernel); or set it to auto"
+        )
     return bool(setting)
 
 
@@ -147,8 +153,13 @@ def contained_patches(model):
     """
     module = sys.modules[type(model).__module__]
     saved = dict(vars(module))
-    methods = {(cls, name): value for cls in saved.values() if isinstance(cls, type) and cls.__module__ == module.__name__
-               for name, value in vars(cls).items() if callable(value)}
+    methods = {
+        (cls, name): value
+        for cls in saved.values()
+        if isinstance(cls, type) and cls.__module__ == module.__name__
+        for name, value in vars(cls).items()
+        if callable(value)
+    }
     try:
         yield
     finally:
@@ -162,8 +173,16 @@ def contained_patches(model):
                 setattr(cls, name, value)
 
 
-def _save(trained, tokenizer, cfg: Config, device: torch.device, staging: Path, out_dir: Path, where: str,
-          start_model: str) -> None:
+def _save(
+    trained,
+    tokenizer,
+    cfg: Config,
+    device: torch.device,
+    staging: Path,
+    out_dir: Path,
+    where: str,
+    start_model: str,
+) -> None:
     """The adapter (LoRA), the merged model and the tokenizer, moved into `out_dir` whole; with
     `training.merge: false` the adapter alone, over the base model (training/adapters.py)."""
     shutil.rmtree(staging, ignore_errors=True)  # a kill mid-save left it
@@ -192,8 +211,13 @@ def lora_config(cfg: Config):
     from peft import LoraConfig
 
     t = cfg.training
-    return LoraConfig(r=t.rank, lora_alpha=t.alpha, lora_dropout=t.dropout, target_modules=t.target_modules,
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=t.rank,
+        lora_alpha=t.alpha,
+        lora_dropout=t.dropout,
+        target_modules=t.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def uses_fsdp(cfg: Config) -> bool:
@@ -217,8 +241,10 @@ def _gathered(trainer, start_model: str, cfg: Config):
     missing, unexpected = model.load_state_dict(state, strict=False)
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     if unexpected or set(missing) & set(trained):
-        raise RuntimeError(f"FSDP state did not match the model: missing {sorted(missing)[:5]}, "
-                           f"unexpected {sorted(unexpected)[:5]}")
+        raise RuntimeError(
+            f"FSDP state did not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
     return model
 
 
@@ -233,14 +259,27 @@ def per_rank_batch(batch: int) -> int:
     """training.batch_size is the global batch: with several processes each takes its share."""
     ranks = distributed.world_size()
     if batch % ranks:
-        raise ValueError(f"training.batch_size={batch} does not split over {ranks} processes; make it a multiple "
-                         f"of {ranks}")
+        raise ValueError(
+            f"training.batch_size={batch} does not split over {ranks} processes; make it a multiple "
+            f"of {ranks}"
+        )
     return batch // ranks
 
 
-def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, work: Path, seed: int,
-                  bf16: bool, callbacks: list | None = None, batch: int | None = None, accum: int | None = None,
-                  save_steps: int | None = None, report_to: list[str] | None = None):
+def build_trainer(
+    model,
+    tokenizer,
+    examples: list[Example] | Any,
+    cfg: Config,
+    work: Path,
+    seed: int,
+    bf16: bool,
+    callbacks: list | None = None,
+    batch: int | None = None,
+    accum: int | None = None,
+    save_steps: int | None = None,
+    report_to: list[str] | None = None,
+):
     """The TRL SFTTrainer the rounds use: prompt-completion rows, loss on the completion only.
 
     `examples`: Examples, or a `datasets.Dataset` already tokenized (`input_ids`,
@@ -251,28 +290,56 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     from trl import SFTConfig, SFTTrainer
 
     t = cfg.training
-    warnings.filterwarnings("ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*(gradient|activation)_checkpointing.*", category=FutureWarning
+    )
     if t.packing:
         model.set_attn_implementation(register())
     sharded = uses_fsdp(cfg)
     device_type = "cuda" if sharded else model.device.type  # with FSDP the model waits in host memory
     # FSDP2, one shard group per decoder layer (the model's _no_split_modules); its own activation
     # checkpointing, since the trainer's would gather each layer's weights a second time
-    fsdp = dict(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True,
-                                        "activation_checkpointing": t.gradient_checkpointing,
-                                        "state_dict_type": "FULL_STATE_DICT"}) if sharded else {}
+    fsdp = (
+        dict(
+            fsdp=True,
+            fsdp_config={
+                "version": 2,
+                "reshard_after_forward": True,
+                "activation_checkpointing": t.gradient_checkpointing,
+                "state_dict_type": "FULL_STATE_DICT",
+            },
+        )
+        if sharded
+        else {}
+    )
     args = SFTConfig(
-        output_dir=str(work / "trainer"), max_steps=t.steps, per_device_train_batch_size=batch or t.batch_size,
-        gradient_accumulation_steps=accum or t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.schedule,
-        warmup_steps=int(round(t.warmup_ratio * t.steps)), weight_decay=t.weight_decay,
-        max_length=t.max_length, packing=t.packing, packing_strategy="bfd", completion_only_loss=True,
-        use_liger_kernel=use_liger(t.liger, device_type), bf16=bf16, use_cpu=device_type == "cpu",
+        output_dir=str(work / "trainer"),
+        max_steps=t.steps,
+        per_device_train_batch_size=batch or t.batch_size,
+        gradient_accumulation_steps=accum or t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.schedule,
+        warmup_steps=int(round(t.warmup_ratio * t.steps)),
+        weight_decay=t.weight_decay,
+        max_length=t.max_length,
+        packing=t.packing,
+        packing_strategy="bfd",
+        completion_only_loss=True,
+        use_liger_kernel=use_liger(t.liger, device_type),
+        bf16=bf16,
+        use_cpu=device_type == "cpu",
         logging_steps=1,  # every step's loss is kept: the figures are the same after a resume
         ddp_find_unused_parameters=False,  # with several processes (distributed.py): every trained weight is used
-        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
-        report_to=report_to or "none", disable_tqdm=True,
-        seed=seed, data_seed=seed, include_num_input_tokens_seen=True, dataloader_num_workers=0,
-        gradient_checkpointing=t.gradient_checkpointing and not sharded,  # TRL's default is True; ours the config's
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        report_to=report_to or "none",
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        include_num_input_tokens_seen=True,
+        dataloader_num_workers=0,
+        gradient_checkpointing=t.gradient_checkpointing
+        and not sharded,  # TRL's default is True; ours the config's
         **fsdp,
     )
     if not distributed.active() and args.n_gpu > 1:
@@ -281,12 +348,22 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
         args._n_gpu = 1
     peft_config = lora_config(cfg) if t.method == "lora" else None
     data = _dataset(examples, cfg) if isinstance(examples, list) else examples
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=callbacks or [])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks or [],
+    )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar is enough
     if t.max_epochs:  # a round with few examples trains fewer steps: at most max_epochs passes over its rows
-        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * distributed.world_size()
-        cap = max(1, math.ceil(t.max_epochs * math.ceil(len(trainer.train_dataset) / per_step)))  # a pass: its steps
+        per_step = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * distributed.world_size()
+        )
+        cap = max(
+            1, math.ceil(t.max_epochs * math.ceil(len(trainer.train_dataset) / per_step))
+        )  # a pass: its steps
         if cap < args.max_steps:
             args.max_steps, args.warmup_steps = cap, int(round(t.warmup_ratio * cap))
     if bf16:
@@ -300,9 +377,17 @@ def build_trainer(model, tokenizer, examples: list[Example] | Any, cfg: Config, 
     return trainer
 
 
-def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path, seed: int,
-          log: Log = Log(), checkpoints: Path | None = None, where: str = "train",
-          logs: Path | None = None) -> dict[str, Any]:
+def train(
+    start_model: str,
+    examples: list[Example],
+    cfg: Config,
+    out_dir: Path,
+    seed: int,
+    log: Log = Log(),
+    checkpoints: Path | None = None,
+    where: str = "train",
+    logs: Path | None = None,
+) -> dict[str, Any]:
     """Fine-tune `start_model` on `examples`; write the merged model to `out_dir` (atomically).
 
     `checkpoints`: a folder kept across calls (resume from it); without one, a temporary
@@ -324,21 +409,40 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
     if "tensorboard" in report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(logs)  # transformers' TensorBoard callback reads it
     try:
-        with contextlib.ExitStack() as stack, \
-                log.progress(f"{_round_of(where)}training ({t.method}, {len(examples)} examples)",
-                             total=t.steps, unit="steps") as bar:
+        with (
+            contextlib.ExitStack() as stack,
+            log.progress(
+                f"{_round_of(where)}training ({t.method}, {len(examples)} examples)",
+                total=t.steps,
+                unit="steps",
+            ) as bar,
+        ):
             steps = _step_callback(bar, where)
 
             def attempt(batch: int, accum: int):
                 # full fine-tuning keeps float32 master weights (bf16 updates at small lr would round away)
                 # with FSDP each rank loads into host memory and keeps only its shard on the GPU
-                model = load_model(start_model, "float32" if t.method == "full" else cfg.model.dtype,
-                                   torch.device("cpu") if uses_fsdp(cfg) else device)
+                model = load_model(
+                    start_model,
+                    "float32" if t.method == "full" else cfg.model.dtype,
+                    torch.device("cpu") if uses_fsdp(cfg) else device,
+                )
                 model.train()
                 stack.enter_context(contained_patches(model))
-                trainer = build_trainer(model, tokenizer, examples, cfg, work, seed, bf16, [steps], batch, accum,
-                                        save_steps=cfg.checkpoint.train_steps if checkpoints else None,
-                                        report_to=report_to)
+                trainer = build_trainer(
+                    model,
+                    tokenizer,
+                    examples,
+                    cfg,
+                    work,
+                    seed,
+                    bf16,
+                    [steps],
+                    batch,
+                    accum,
+                    save_steps=cfg.checkpoint.train_steps if checkpoints else None,
+                    report_to=report_to,
+                )
                 resume = last_checkpoint(work / "trainer", log, where)
                 if resume:
                     log.info(f"{where}: resuming from {resume.name}")
@@ -346,15 +450,25 @@ def train(start_model: str, examples: list[Example], cfg: Config, out_dir: Path,
                 return trainer
 
             trainer, backoffs = fit_batch(attempt, per_rank_batch(t.batch_size), t.grad_accum, log, where)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]  # one per step, resumed ones too
+        losses = [
+            h["loss"] for h in trainer.state.log_history if "loss" in h
+        ]  # one per step, resumed ones too
         window = max(1, len(losses) // 20)
         info = {
-            "method": t.method, "steps": trainer.state.global_step, "examples": len(examples),
-            "rows": len(trainer.train_dataset), "epochs": round(trainer.state.epoch or 0.0, 2),
+            "method": t.method,
+            "steps": trainer.state.global_step,
+            "examples": len(examples),
+            "rows": len(trainer.train_dataset),
+            "epochs": round(trainer.state.epoch or 0.0, 2),
             "tokens_trained": int(trainer.state.num_input_tokens_seen or 0),
-            "loss_first": _mean(losses[:window]), "loss_last": _mean(losses[-window:]), "train_loss": _mean(losses),
-            "start_model": start_model, "packing": t.packing, "between_rounds": t.between_rounds,
-            "reported_to": report_to, **({"processes": distributed.world_size()} if distributed.active() else {}),
+            "loss_first": _mean(losses[:window]),
+            "loss_last": _mean(losses[-window:]),
+            "train_loss": _mean(losses),
+            "start_model": start_model,
+            "packing": t.packing,
+            "between_rounds": t.between_rounds,
+            "reported_to": report_to,
+            **({"processes": distributed.world_size()} if distributed.active() else {}),
         }
         if backoffs:
             info["oom_backoffs"] = backoffs
@@ -377,24 +491,43 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def write_model_card(out_dir: Path, round_: int, cfg: Config, train_info: dict[str, Any],
-                     data_info: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
+def write_model_card(
+    out_dir: Path,
+    round_: int,
+    cfg: Config,
+    train_info: dict[str, Any],
+    data_info: dict[str, Any],
+    evaluation: dict[str, Any] | None = None,
+) -> None:
     """A README.md in the model folder: which round, on what data, with which config, and (once
     the round is evaluated) its evaluation figures with 95% CIs."""
     t = cfg.training
     lora = f", LoRA r{t.rank}/alpha {t.alpha} on {t.target_modules}" if t.method == "lora" else ""
     lines = [
-        "---", "library_name: " + ("peft" if t.method == "lora" else "transformers"), "tags: [secondtry, sft]", "---",
-        "", f"# {cfg.name} — round {round_}", "",
+        "---",
+        "library_name: " + ("peft" if t.method == "lora" else "transformers"),
+        "tags: [secondtry, sft]",
+        "---",
+        "",
+        f"# {cfg.name} — round {round_}",
+        "",
         f"Fine-tuned with secondtry from `{train_info['start_model']}` ({t.method}{lora}; "
         f"between rounds: {t.between_rounds} — "
-        + ("this round started from the previous round's merged model" if t.between_rounds == "continue"
-           else "every round starts from the base model") + ").", "",
-        "## Data", "",
+        + (
+            "this round started from the previous round's merged model"
+            if t.between_rounds == "continue"
+            else "every round starts from the base model"
+        )
+        + ").",
+        "",
+        "## Data",
+        "",
         f"- {data_info.get('kept')} examples (problem -> correct retry) kept by filter `{cfg.filter.require}` "
         f"from task `{cfg.train_task.name}` {cfg.train_task.path or ''}".rstrip(),
         f"- retry condition `{cfg.conditions.retry}`, up to {cfg.conditions.retries} retries per failed problem",
-        "", "## Training", "",
+        "",
+        "## Training",
+        "",
         f"- steps {train_info['steps']}, lr {t.lr}, batch {t.batch_size} x accumulation {t.grad_accum}"
         + (f" (packed rows of {t.max_length} tokens)" if t.packing else f", max length {t.max_length}")
         + f", schedule {t.schedule}, warmup {t.warmup_ratio}, seed {cfg.seed}",
@@ -402,15 +535,24 @@ def write_model_card(out_dir: Path, round_: int, cfg: Config, train_info: dict[s
         f"{_fmt(train_info['loss_last'])}",
     ]
     if evaluation:
-        lines += ["", f"## Evaluation (task `{cfg.eval_task.name}`, 95% bootstrap CIs over problems)", "",
-                  "| figure | value | 95% CI | n |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Evaluation (task `{cfg.eval_task.name}`, 95% bootstrap CIs over problems)",
+            "",
+            "| figure | value | 95% CI | n |",
+            "|---|---|---|---|",
+        ]
         for name, fig in evaluation.items():
             if isinstance(fig, dict) and "value" in fig and fig.get("value") is not None:
                 lo, hi = fig.get("ci") or [None, None]
                 ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else ""
                 lines.append(f"| {name} | {_fmt(fig['value'])} | {ci} | {fig.get('n', '')} |")
-    lines += ["", "Per-problem records and every figure: `../round.json` and `../eval.jsonl` in the run directory.",
-              "", _load_line(t, out_dir)]
+    lines += [
+        "",
+        "Per-problem records and every figure: `../round.json` and `../eval.jsonl` in the run directory.",
+        "",
+        _load_line(t, out_dir),
+    ]
     write_text(out_dir / "README.md", "\n".join(lines).rstrip() + "\n")
 
 
@@ -420,11 +562,15 @@ def _load_line(t, out_dir: Path) -> str:
         return ""
     if not t.merge:
         base = adapter_base(str(out_dir)) or "the base model"
-        return (f"This folder is a LoRA adapter (rank {adapters.rank(out_dir)}) over `{base}`, every earlier "
-                f"round's adapter stacked in: `PeftModel.from_pretrained(AutoModelForCausalLM."
-                f"from_pretrained(base), this_folder)`, or load it into vLLM / SGLang as an adapter.")
-    return ("Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in "
-            "`adapter/` (`PeftModel.from_pretrained(base, this_folder + '/adapter')`).")
+        return (
+            f"This folder is a LoRA adapter (rank {adapters.rank(out_dir)}) over `{base}`, every earlier "
+            f"round's adapter stacked in: `PeftModel.from_pretrained(AutoModelForCausalLM."
+            f"from_pretrained(base), this_folder)`, or load it into vLLM / SGLang as an adapter."
+        )
+    return (
+        "Load: `AutoModelForCausalLM.from_pretrained(this_folder)`; the LoRA adapter alone is in "
+        "`adapter/` (`PeftModel.from_pretrained(base, this_folder + '/adapter')`)."
+    )
 
 
 def _fmt(x: Any) -> str:

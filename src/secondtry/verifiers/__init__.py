@@ -37,12 +37,14 @@ VERIFIERS: dict[str, Callable[..., Verdict]] = {
 CHECKS_STEPS = {"synthetic", "numeric_steps"}
 
 
-def register_verifier(name: str, verify: Callable[..., Verdict] | None = None, *,
-                      checks_steps: bool = False) -> Any:
+def register_verifier(
+    name: str, verify: Callable[..., Verdict] | None = None, *, checks_steps: bool = False
+) -> Any:
     """Add a verifier: `register_verifier("name", verify)`, or `@register_verifier("name")` on
     `verify(problem, completion, *, option=default, ...) -> Verdict` (a module-level function: pool workers
     import its module). `checks_steps`: it fills `Verdict.steps` (for `filter.require: steps`).
     A name already taken is refused."""
+
     def add(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
         register(VERIFIERS, "verifier", name, fn)
         if checks_steps:
@@ -50,6 +52,7 @@ def register_verifier(name: str, verify: Callable[..., Verdict] | None = None, *
         return fn
 
     return add if verify is None else add(verify)
+
 
 _PROBE = Problem(id="options-check", prompt="", answer="1")
 
@@ -83,7 +86,9 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("\n".join(lines)) from None
     values = {k: getattr(checked, k) for k in options}
     try:
-        fn(_PROBE, "", **values)  # values only a call can judge: unknown extractor names, a missing sandbox, ...
+        fn(
+            _PROBE, "", **values
+        )  # values only a call can judge: unknown extractor names, a missing sandbox, ...
     except (ValueError, RuntimeError, OSError) as e:
         raise ValueError(f"verifier.options ({name}): {e}") from None
     return values

@@ -46,8 +46,19 @@ MAX_BITS = 4096  # a power whose result would pass this many bits is not compute
 MAX_CLAUSE = 300  # tokens: a longer run without a sentence break is not read (no real step is that long)
 HALF_UP, DOWN = "half up", "down"
 # a whole number stated for a fraction is read as rounded only where the text says why, soon after it
-WHOLE_WORDS = {"remaining", "remainder", "remain", "remains", "left", "full", "whole", "complete", "rounded",
-               "round", "rounding"}
+WHOLE_WORDS = {
+    "remaining",
+    "remainder",
+    "remain",
+    "remains",
+    "left",
+    "full",
+    "whole",
+    "complete",
+    "rounded",
+    "round",
+    "rounding",
+}
 
 # ----------------------------------------------------------------------------- reading the text
 
@@ -55,14 +66,45 @@ _ANNOTATION = re.compile(r"<<([^<>]{1,200}?)>>")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 _LATEX_SUBS = [
-    (r"\times", "*"), (r"\cdot", "*"), (r"\div", "/"), (r"\left", ""), (r"\right", ""), (r"\$", "$"),
-    (r"\%", "%"), (r"\approx", "≈"), (r"\neq", "≠"), (r"\leq", "≤"), (r"\geq", "≥"), (r"\le", "≤"),
+    (r"\times", "*"),
+    (r"\cdot", "*"),
+    (r"\div", "/"),
+    (r"\left", ""),
+    (r"\right", ""),
+    (r"\$", "$"),
+    (r"\%", "%"),
+    (r"\approx", "≈"),
+    (r"\neq", "≠"),
+    (r"\leq", "≤"),
+    (r"\geq", "≥"),
+    (r"\le", "≤"),
     (r"\ge", "≥"),
-    (r"\!", ""), (r"\,", " "), (r"\;", " "), (r"\quad", " "), (r"\qquad", " "), ("{,}", ","),
-    (r"\(", " "), (r"\)", " "), (r"\[", " "), (r"\]", " "), (r"\boxed", " "), (r"\fbox", " "),
+    (r"\!", ""),
+    (r"\,", " "),
+    (r"\;", " "),
+    (r"\quad", " "),
+    (r"\qquad", " "),
+    ("{,}", ","),
+    (r"\(", " "),
+    (r"\)", " "),
+    (r"\[", " "),
+    (r"\]", " "),
+    (r"\boxed", " "),
+    (r"\fbox", " "),
 ]
-_UNICODE = {"×": "*", "✕": "*", "·": "*", "⋅": "*", "∙": "*", "÷": "/", "∕": "/", "−": "-", "–": "-",
-            "＝": "=", "⁄": "/"}
+_UNICODE = {
+    "×": "*",
+    "✕": "*",
+    "·": "*",
+    "⋅": "*",
+    "∙": "*",
+    "÷": "/",
+    "∕": "/",
+    "−": "-",
+    "–": "-",
+    "＝": "=",
+    "⁄": "/",
+}
 
 NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|\.\d+"
 # "$100 000": a space as the thousands separator, after a currency sign
@@ -84,15 +126,84 @@ _TOKEN = re.compile(
 )
 # units written straight after a number ("5kg"); any other glued letters make it unreadable ("2x", "5th")
 # (single letters are too often a variable: "2x", "4S")
-_UNIT_SUFFIXES = {"kg", "mg", "lb", "lbs", "oz", "km", "cm", "mm", "mi", "ft", "hr", "hrs", "min", "mins",
-                  "sec", "ml", "gal", "mph", "kph"}
+_UNIT_SUFFIXES = {
+    "kg",
+    "mg",
+    "lb",
+    "lbs",
+    "oz",
+    "km",
+    "cm",
+    "mm",
+    "mi",
+    "ft",
+    "hr",
+    "hrs",
+    "min",
+    "mins",
+    "sec",
+    "ml",
+    "gal",
+    "mph",
+    "kph",
+}
 MAX_UNIT_WORDS = 3  # "10 miles per hour * 0.5"
 # words that end a run of units: a clause goes on ("25% off so that's a savings of 60*.25")
-_NOT_UNITS = {"so", "is", "are", "was", "were", "be", "been", "and", "or", "then", "that", "that's",
-              "which", "it", "he", "she", "they", "we", "you", "i", "would", "will", "can", "could", "has",
-              "have", "had", "for", "to", "if", "but", "because", "since", "there", "this", "these", "those",
-              "thus", "hence", "means",
-              "gives", "makes", "equals", "by", "of", "the", "a", "an", "in", "on", "at", "from", "with"}
+_NOT_UNITS = {
+    "so",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "and",
+    "or",
+    "then",
+    "that",
+    "that's",
+    "which",
+    "it",
+    "he",
+    "she",
+    "they",
+    "we",
+    "you",
+    "i",
+    "would",
+    "will",
+    "can",
+    "could",
+    "has",
+    "have",
+    "had",
+    "for",
+    "to",
+    "if",
+    "but",
+    "because",
+    "since",
+    "there",
+    "this",
+    "these",
+    "those",
+    "thus",
+    "hence",
+    "means",
+    "gives",
+    "makes",
+    "equals",
+    "by",
+    "of",
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "from",
+    "with",
+}
 WORD_OPS = {"x": "*", "times": "*", "plus": "+", "minus": "-", "multiplied": "*", "divided": "/"}
 _BLOCKING_WORDS = {"x", "times", "plus", "minus", "by"}  # a left side right after one is a fragment
 
@@ -147,8 +258,11 @@ def tokens(text: str, ranges: bool = True) -> list[Token]:
                 out.append(Token("num", m["mixed"], m.start(), Fraction(whole) + Fraction(n, d), places=-1))
             else:  # not a proper fraction after a whole number: read the parts on their own
                 cut = m.end("whole")  # read the parts on their own
-                out += [dataclasses.replace(t, pos=t.pos + at) for at, part in
-                        ((m.start(), text[m.start():cut]), (cut, text[cut:m.end()])) for t in tokens(part)]
+                out += [
+                    dataclasses.replace(t, pos=t.pos + at)
+                    for at, part in ((m.start(), text[m.start() : cut]), (cut, text[cut : m.end()]))
+                    for t in tokens(part)
+                ]
         elif m["num"]:
             read = _number(m["digits"] or m["spaced"].replace(" ", ""))
             glued = m["glued"] or ""
@@ -162,8 +276,11 @@ def tokens(text: str, ranges: bool = True) -> list[Token]:
             out.append(Token("num", m["num"], m.start(), share, bool(m["pct"]), places))
         elif m["bar"] and m["lo"] and (not ranges or int(m["lo"]) >= int(m["hi"])):  # "5-3": a subtraction
             cut = m.start("hi") - 1
-            out += [dataclasses.replace(t, pos=t.pos + at) for at, part in
-                    ((m.start(), text[m.start():cut]), (cut, text[cut:m.end()])) for t in tokens(part)]
+            out += [
+                dataclasses.replace(t, pos=t.pos + at)
+                for at, part in ((m.start(), text[m.start() : cut]), (cut, text[cut : m.end()]))
+                for t in tokens(part)
+            ]
         elif m["bar"]:
             out.append(Token("bar", m["bar"], m.start()))
         elif kind == "word" and len(m[0]) == 1 and m[0] not in "aAIxX":
@@ -183,6 +300,7 @@ def tokens(text: str, ranges: bool = True) -> list[Token]:
 
 
 # ----------------------------------------------------------------------------- expressions
+
 
 @dataclass(frozen=True)
 class Expr:
@@ -211,18 +329,26 @@ class Lin:
     def of(x: Lin | Fraction | int) -> Lin:
         return x if isinstance(x, Lin) else Lin(Fraction(0), Fraction(x))
 
-    def __add__(self, o): return Lin(self.a + Lin.of(o).a, self.b + Lin.of(o).b)  # noqa: E704
+    def __add__(self, o):
+        return Lin(self.a + Lin.of(o).a, self.b + Lin.of(o).b)  # noqa: E704
+
     __radd__ = __add__
 
-    def __neg__(self): return Lin(-self.a, -self.b)  # noqa: E704
-    def __sub__(self, o): return self + -Lin.of(o)  # noqa: E704
-    def __rsub__(self, o): return Lin.of(o) + -self  # noqa: E704
+    def __neg__(self):
+        return Lin(-self.a, -self.b)  # noqa: E704
+
+    def __sub__(self, o):
+        return self + -Lin.of(o)  # noqa: E704
+
+    def __rsub__(self, o):
+        return Lin.of(o) + -self  # noqa: E704
 
     def __mul__(self, o):
         o = Lin.of(o)
         if self.a and o.a:
             raise _Unreadable("not linear")
         return Lin(self.a * o.b + o.a * self.b, self.b * o.b)
+
     __rmul__ = __mul__
 
     def __truediv__(self, o):
@@ -233,12 +359,14 @@ class Lin:
             raise ZeroDivisionError
         return Lin(self.a / o.b, self.b / o.b)
 
-    def __rtruediv__(self, o): return Lin.of(o) / self  # noqa: E704
+    def __rtruediv__(self, o):
+        return Lin.of(o) / self  # noqa: E704
 
     def __eq__(self, o):
         return isinstance(o, (Lin, Fraction, int)) and (self.a, self.b) == (Lin.of(o).a, Lin.of(o).b)
 
-    def __ne__(self, o): return not self == o  # noqa: E704
+    def __ne__(self, o):
+        return not self == o  # noqa: E704
 
 
 def _sqrt(x: Fraction) -> Fraction | None:
@@ -314,8 +442,13 @@ class _Parser:
         value = self.factor()
         while True:
             found = self.binary("*/")
-            if found is None and self.peek() is not None and self.peek().kind == "lp" and self.i > 0 and \
-                    self.t[self.i - 1].kind in ("num", "rp", "var"):
+            if (
+                found is None
+                and self.peek() is not None
+                and self.peek().kind == "lp"
+                and self.i > 0
+                and self.t[self.i - 1].kind in ("num", "rp", "var")
+            ):
                 found = ("*", 0)  # 40(.60), (2)(3)
             if found is None:
                 return value
@@ -340,8 +473,10 @@ class _Parser:
             return None
         if not (b.kind == c.kind == "num" and slash.kind == "op" and slash.text == "/"):
             return None
-        whole = all(t.value is not None and t.value.denominator == 1 and not t.pct and t.text[:1] not in "$€£"
-                    for t in (b, c))
+        whole = all(
+            t.value is not None and t.value.denominator == 1 and not t.pct and t.text[:1] not in "$€£"
+            for t in (b, c)
+        )
         if not whole or not 0 < b.value < c.value <= 100:
             return None  # only a proper fraction of small whole numbers ("25 / 1/3", "500/ 2/5")
         self.i += 3
@@ -428,8 +563,14 @@ class _Parser:
         while j < len(self.t) and words < MAX_UNIT_WORDS:
             tok = self.t[j]
             nxt = self.t[j + 1] if j + 1 < len(self.t) else None
-            if tok.kind == "op" and tok.text == "/" and nxt is not None and nxt.kind == "word" and \
-                    len(nxt.text) > 1 and nxt.text.lower() not in _NOT_UNITS:
+            if (
+                tok.kind == "op"
+                and tok.text == "/"
+                and nxt is not None
+                and nxt.kind == "word"
+                and len(nxt.text) > 1
+                and nxt.text.lower() not in _NOT_UNITS
+            ):
                 j += 2  # a rate: "$600/weekday", "4 hours/day"
                 if words == 0:
                     self.i = j
@@ -475,6 +616,7 @@ def parse(toks: list[Token], start: int) -> Expr | None:
 
 # ----------------------------------------------------------------------------- steps
 
+
 @dataclass(frozen=True)
 class Step:
     """One stated calculation: `left = right` as written, the left side's exact value, and the verdict."""
@@ -501,7 +643,7 @@ class Step:
 
 def _round(value: Fraction, places: int, mode: str) -> Fraction:
     """`value` to `places` decimals, half away from zero (HALF_UP) or toward zero (DOWN), exactly."""
-    scale = 10 ** places
+    scale = 10**places
     x = abs(value) * scale
     n = math.floor(x + Fraction(1, 2)) if mode == HALF_UP else math.floor(x)
     return Fraction(n if value >= 0 else -n, scale)
@@ -519,8 +661,14 @@ def _matches(value: Fraction, figure: Fraction, places: int, whole: bool = False
     return whole and places == 0 and value.denominator != 1 and rounded
 
 
-def equal(value: Fraction | None, stated: Token | None, stated_value: Fraction, left_pct: bool = False,
-          cents: bool = False, whole: bool = False) -> bool:
+def equal(
+    value: Fraction | None,
+    stated: Token | None,
+    stated_value: Fraction,
+    left_pct: bool = False,
+    cents: bool = False,
+    whole: bool = False,
+) -> bool:
     """Whether an exact value equals what is stated. Besides exact equality: a stated decimal rounded or cut
     to its places, a whole number for a fraction, a percentage stated as its figure (`15/60 * 100 = 25%`, `15
     / 90 * 100% = 16.66`), dollars stated in cents (`$2.50 - $2.24 = 26 cents`)."""
@@ -550,9 +698,15 @@ def _identity(e: Expr, toks: list[Token]) -> Fraction | None:
     if e.ops != 1 or len(e.atoms) != 2:
         return None
     a, b = (t.value for t in e.atoms)
-    between = [t for t in toks[e.start:e.end] if t.pos > e.atoms[0].pos and t.pos < e.atoms[1].pos]
-    op = next((t.text if t.kind == "op" else WORD_OPS.get(t.text.lower(), "*") for t in between
-               if t.kind == "op" or t.text.lower() in WORD_OPS or t.text.lower() == "of"), "*")
+    between = [t for t in toks[e.start : e.end] if t.pos > e.atoms[0].pos and t.pos < e.atoms[1].pos]
+    op = next(
+        (
+            t.text if t.kind == "op" else WORD_OPS.get(t.text.lower(), "*")
+            for t in between
+            if t.kind == "op" or t.text.lower() in WORD_OPS or t.text.lower() == "of"
+        ),
+        "*",
+    )
     if (op in "*/^" and b == 1) or (op in "+-" and b == 0):
         return b
     return a if (op == "*" and a == 1) or (op == "+" and a == 0) else None
@@ -560,7 +714,7 @@ def _identity(e: Expr, toks: list[Token]) -> Fraction | None:
 
 def _text(toks: list[Token], text: str, a: int, b: int) -> str:
     """The step as written (annotation markers left out)."""
-    written = text[toks[a].pos:toks[b - 1].pos + len(toks[b - 1].text)]
+    written = text[toks[a].pos : toks[b - 1].pos + len(toks[b - 1].text)]
     return " ".join(re.sub("\x00\\d+\x00", "", written).split())
 
 
@@ -581,7 +735,7 @@ def _left(toks: list[Token], lo: int, q: int) -> Expr | None:
     for s in range(lo, q):
         if toks[s].kind not in ("num", "lp", "op", "var"):
             continue
-        e = parse(toks[:q + 1], s)  # the `=` stays in view (units before it are skipped), never consumed
+        e = parse(toks[: q + 1], s)  # the `=` stays in view (units before it are skipped), never consumed
         if e is None or e.end != q:
             continue
         before = toks[s - 1] if s > lo else None
@@ -591,15 +745,25 @@ def _left(toks: list[Token], lo: int, q: int) -> Expr | None:
         inside = s - 1 > lo and toks[s - 2].kind in _BLOCKING | {"word"}
         if before is not None and before.kind == "lp" and inside:
             continue  # "$100+($100*(10/100) = ...": inside a larger expression
-        if before is not None and before.kind == "word" and before.text.lower() == "of" and s - 1 > lo and \
-                toks[s - 2].kind in ("num", "rp"):
+        if (
+            before is not None
+            and before.kind == "word"
+            and before.text.lower() == "of"
+            and s - 1 > lo
+            and toks[s - 2].kind in ("num", "rp")
+        ):
             continue  # "20% of 50 = 10" read from 50
-        if before is not None and (before.kind in _BLOCKING or
-                                   (before.kind == "word" and before.text.lower() in _BLOCKING_WORDS)):
+        if before is not None and (
+            before.kind in _BLOCKING or (before.kind == "word" and before.text.lower() in _BLOCKING_WORDS)
+        ):
             continue  # "x + 2 = 5", "6W / 6 = 1": only part of an expression
         j = s - 1
-        while j > lo and s - j <= MAX_UNIT_WORDS and toks[j].kind == "word" and \
-                toks[j].text.lower() not in _NOT_UNITS:
+        while (
+            j > lo
+            and s - j <= MAX_UNIT_WORDS
+            and toks[j].kind == "word"
+            and toks[j].text.lower() not in _NOT_UNITS
+        ):
             j -= 1
         if j < s - 1 and toks[j].kind == "op":
             continue  # "25 classmates + his 1 teacher + 1 = 27": a word or two inside a larger expression
@@ -647,7 +811,7 @@ def _links(chain: list[Expr], toks: list[Token], text: str) -> list[Step]:
             in_cents = after is not None and after.kind == "word" and after.text.lower() in ("cents", "cent")
             cents = in_cents and any(t.text[:1] == "$" for t in a.atoms)
             left_pct = any(t.pct for t in a.atoms)
-            whole = any(t.kind == "word" and t.text.lower() in WHOLE_WORDS for t in toks[b.end:b.end + 8])
+            whole = any(t.kind == "word" and t.text.lower() in WHOLE_WORDS for t in toks[b.end : b.end + 8])
             ok = any(equal(v, stated, b.value, left_pct, cents, whole) for v in lefts)
             result, pct = b.value, stated.pct
         else:
@@ -656,22 +820,44 @@ def _links(chain: list[Expr], toks: list[Token], text: str) -> list[Step]:
             ok = any(v in rights for v in lefts)
             result, pct = (b.value if b.value is not None else Fraction(0)), False
         shown = _text(toks, text, a.start, b.end)
-        why = "right" if ok else "division by zero" if not lefts else \
-            f"is {_show(lefts[0])}, not {_show(result)}"
+        why = (
+            "right"
+            if ok
+            else "division by zero"
+            if not lefts
+            else f"is {_show(lefts[0])}, not {_show(result)}"
+        )
         operands = tuple(t.value for t in (a.atoms + b.atoms) if t.value is not None)
         last = toks[b.end - 1]
         money = stated is not None and stated.text[:1] in "$€£"
         identity = _identity(a, toks) if stated is not None else None
-        out.append(Step(toks[a.end].pos, toks[a.start].pos, last.pos + len(last.text), shown,
-                        lefts[0] if lefts else None, result, ok, why, result, pct, money, operands, identity))
+        out.append(
+            Step(
+                toks[a.end].pos,
+                toks[a.start].pos,
+                last.pos + len(last.text),
+                shown,
+                lefts[0] if lefts else None,
+                result,
+                ok,
+                why,
+                result,
+                pct,
+                money,
+                operands,
+                identity,
+            )
+        )
     return out
 
 
 def _annotation_steps(inner: str, pos: int) -> list[Step]:
     """GSM8K's calculator annotation `<<expr=result>>`: the same reading, on the annotation alone."""
     toks = tokens(inner, ranges=False)
-    return [dataclasses.replace(s, pos=pos, start=pos, end=pos + 1, text=f"<<{inner}>>")
-            for s in _text_steps(toks, inner)]
+    return [
+        dataclasses.replace(s, pos=pos, start=pos, end=pos + 1, text=f"<<{inner}>>")
+        for s in _text_steps(toks, inner)
+    ]
 
 
 def _show(x: Fraction | None) -> str:
@@ -680,7 +866,7 @@ def _show(x: Fraction | None) -> str:
     if x.denominator == 1:
         return str(x.numerator)
     if _round(x, 6, HALF_UP) == x:  # a short decimal
-        whole, rest = divmod(abs(x.numerator) * 10 ** 6 // x.denominator, 10 ** 6)
+        whole, rest = divmod(abs(x.numerator) * 10**6 // x.denominator, 10**6)
         return ("-" if x < 0 else "") + f"{whole}.{rest:06d}".rstrip("0")
     return f"{x.numerator}/{x.denominator}"
 
@@ -699,12 +885,16 @@ def _algebra_tokens(toks: list[Token]) -> list[Token]:
         glued = _GLUED.fullmatch(t.text) if t.kind == "bar" else None
         if glued and len(glued[2]) <= MAX_DIGITS:
             number = glued[1] + glued[2]
-            out += [Token("num", number, t.pos, Fraction(glued[2]), places=len(glued[2].partition(".")[2])),
-                    Token("op", "*", t.pos + len(number)),
-                    Token("var", glued[3].lower(), t.pos + len(number))]
+            out += [
+                Token("num", number, t.pos, Fraction(glued[2]), places=len(glued[2].partition(".")[2])),
+                Token("op", "*", t.pos + len(number)),
+                Token("var", glued[3].lower(), t.pos + len(number)),
+            ]
         elif (t.kind == "bar" and len(t.text) == 1 and t.text.isalpha()) or (
-                t.kind == "word" and t.text in ("x", "X") and not (
-                    out and out[-1].kind in ("num", "rp") and nxt is not None and nxt.kind in ("num", "lp"))):
+            t.kind == "word"
+            and t.text in ("x", "X")
+            and not (out and out[-1].kind in ("num", "rp") and nxt is not None and nxt.kind in ("num", "lp"))
+        ):
             if out and out[-1].kind == "rp":
                 out.append(Token("op", "*", t.pos))  # (3/4)e
             out.append(Token("var", t.text.lower(), t.pos))
@@ -730,14 +920,23 @@ def _equations(chain: list[Expr], toks: list[Token], text: str) -> list[_Equatio
     for a, b in zip(chain, chain[1:]):
         if not (isinstance(a.value, Lin) or isinstance(b.value, Lin)) or a.value is None or b.value is None:
             continue
-        letters = {t.text for t in toks[a.start:b.end] if t.kind == "var"}
+        letters = {t.text for t in toks[a.start : b.end] if t.kind == "var"}
         if len(letters) != 1:
             continue  # two unknowns: not one equation's solution
         last = toks[b.end - 1]
         numbers = tuple(t.value for t in a.atoms + b.atoms if t.value is not None)
-        out.append(_Equation(toks[a.start].pos, toks[a.end].pos, last.pos + len(last.text),
-                             _text(toks, text, a.start, b.end), letters.pop(), Lin.of(a.value),
-                             Lin.of(b.value), numbers))
+        out.append(
+            _Equation(
+                toks[a.start].pos,
+                toks[a.end].pos,
+                last.pos + len(last.text),
+                _text(toks, text, a.start, b.end),
+                letters.pop(),
+                Lin.of(a.value),
+                Lin.of(b.value),
+                numbers,
+            )
+        )
     return out
 
 
@@ -756,8 +955,24 @@ def _algebra_steps(toks: list[Token], text: str) -> list[Step]:
         solution = b / a
         if e.letter in setups and setups[e.letter][1] == solution:
             setup = setups[e.letter][0]
-            steps.append(Step(e.pos, setup.start, e.end, e.text, solution, solution, True, "right", solution,
-                              False, False, setup.operands, None, algebra=True))
+            steps.append(
+                Step(
+                    e.pos,
+                    setup.start,
+                    e.end,
+                    e.text,
+                    solution,
+                    solution,
+                    True,
+                    "right",
+                    solution,
+                    False,
+                    False,
+                    setup.operands,
+                    None,
+                    algebra=True,
+                )
+            )
         else:
             setups[e.letter] = (e, solution)
     return steps
@@ -803,13 +1018,45 @@ def states(result: Fraction, pct: bool, money: bool, answer: Fraction, places: i
 
 
 NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
     "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
-    "million": 10 ** 6,
-    "dozen": 12, "twice": 2, "double": 2, "triple": 3, "thrice": 3, "half": 2, "third": 3, "quarter": 4,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "thousand": 1000,
+    "million": 10**6,
+    "dozen": 12,
+    "twice": 2,
+    "double": 2,
+    "triple": 3,
+    "thrice": 3,
+    "half": 2,
+    "third": 3,
+    "quarter": 4,
 }
 
 
@@ -828,6 +1075,7 @@ def given(question: str) -> set[Fraction]:
 def _solved(toks: list[Token], value: Fraction, places: int) -> bool:
     """Algebra: a variable that stands in an equation with an operator (`6*t=48`, `$70x+$10=$500`) is said to
     equal (or bound) the answer (`t=5`, `x >= 94`)."""
+
     def letter(t: Token) -> str | None:
         if t.kind == "word" and t.text in ("x", "X"):
             return "x"
@@ -846,13 +1094,24 @@ def _solved(toks: list[Token], value: Fraction, places: int) -> bool:
         while j < len(toks) and toks[j].kind == "brk" and toks[j].text in "<>≤≥":
             j += 1
         said = toks[j + 1] if j + 1 < len(toks) else None
-        if said is not None and toks[j].kind == "eq" and said.kind == "num" and said.value is not None \
-                and states(said.value, said.pct, False, value, places):
+        if (
+            said is not None
+            and toks[j].kind == "eq"
+            and said.kind == "num"
+            and said.value is not None
+            and states(said.value, said.pct, False, value, places)
+        ):
             return True
         said = toks[i - 2] if i >= 2 else None
         ends = i + 1 == len(toks) or toks[i + 1].kind in ("brk", "word")
-        if said is not None and toks[i - 1].kind == "eq" and said.kind == "num" and said.value is not None \
-                and ends and states(said.value, said.pct, False, value, places):
+        if (
+            said is not None
+            and toks[i - 1].kind == "eq"
+            and said.kind == "num"
+            and said.value is not None
+            and ends
+            and states(said.value, said.pct, False, value, places)
+        ):
             return True  # "6 = x"
     return False
 
@@ -863,7 +1122,7 @@ _FINAL = re.compile(r"####|\\boxed|\\fbox|\banswer\s*(?:is\b|:)|\bfinal answer\b
 def body(text: str) -> str:
     """The text before its final-answer statement (the last `####`, box or "the answer is")."""
     marks = [m.start() for m in _FINAL.finditer(text)]
-    return text[:marks[-1]] if marks else text
+    return text[: marks[-1]] if marks else text
 
 
 @dataclass(frozen=True)
@@ -918,16 +1177,26 @@ def check(text: str, answer: str | None, question: str = "") -> Check:
     grounded: list[Step] = []
     for s in steps:
         written = {t.value for t in toks if t.kind == "num" and t.pos < s.start and t.value not in (0, 1)}
-        if not question or any(x in known or x in written or any(g.result == x for g in grounded)
-                               for x in s.operands):
+        if not question or any(
+            x in known or x in written or any(g.result == x for g in grounded) for x in s.operands
+        ):
             grounded.append(s)
-    derived = [s for s in grounded if reaches(s) and (s.identity is None or s.result in known or
-                                                      computed(s.result, s) or computed(s.identity, s))]
+    derived = [
+        s
+        for s in grounded
+        if reaches(s)
+        and (s.identity is None or s.result in known or computed(s.result, s) or computed(s.identity, s))
+    ]
     last = steps[-1]
     if derived and reaches(last):
         return Check(tuple(steps), True, "follows from the last step")
-    named_again = any(t.kind == "num" and t.pos >= last.end and t.value is not None and
-                      states(t.value, t.pct, False, value, places) for t in toks)
+    named_again = any(
+        t.kind == "num"
+        and t.pos >= last.end
+        and t.value is not None
+        and states(t.value, t.pct, False, value, places)
+        for t in toks
+    )
     if derived and named_again:
         step = steps.index(derived[-1]) + 1
         return Check(tuple(steps), True, f"a result of step {step}, named after the last step")

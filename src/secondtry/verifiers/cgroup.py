@@ -144,8 +144,10 @@ def _try_v2(folder: Path, enable: bool = True) -> str | None:
                 return f"the memory controller is not enabled for the children of {folder}"
             control.write_text("+memory")  # refused while the group holds processes (and is not the root)
     except OSError as e:
-        return (f"cannot enable memory in {control} ({e.strerror}: a group with processes of its own cannot "
-                f"have children with controllers); set {ENV} to a delegated group")
+        return (
+            f"cannot enable memory in {control} ({e.strerror}: a group with processes of its own cannot "
+            f"have children with controllers); set {ENV} to a delegated group"
+        )
     return _probe(folder)
 
 
@@ -256,7 +258,7 @@ def orphans(parent: Path, prefix: str) -> list[Path]:
         return []
     out = []
     for entry in entries:
-        pid = entry.name[len(prefix):].split("-", 1)[0]
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
         if not pid.isdigit():
             continue
         try:

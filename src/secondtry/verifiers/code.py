@@ -60,8 +60,10 @@ _WIRE = Path(_wire.__file__).read_text(encoding="utf-8")
 WIRE = ".secondtry_wire"  # wire.py's code object (marshal), copied into both sandboxes
 CANDIDATE = "serve_candidate(int(sys.argv[1]), int(sys.argv[2]), 'main.py')"
 TESTS = "run_tests('job.repr', int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))"
-COMPILE = ("import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), 'wire.py', "
-           "'exec')))")
+COMPILE = (
+    "import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), 'wire.py', "
+    "'exec')))"
+)
 _wire_lock = threading.Lock()
 _wire_code: dict[str, bytes | None] = {}
 
@@ -72,8 +74,9 @@ def _compiled_wire(python: str) -> bytes | None:
     with _wire_lock:
         if python not in _wire_code:
             try:
-                done = subprocess.run([python, "-I", "-S", "-c", COMPILE], input=_WIRE.encode(),
-                                      capture_output=True, timeout=60)
+                done = subprocess.run(
+                    [python, "-I", "-S", "-c", COMPILE], input=_WIRE.encode(), capture_output=True, timeout=60
+                )
                 _wire_code[python] = done.stdout if done.returncode == 0 and done.stdout else None
             except (OSError, subprocess.SubprocessError):
                 _wire_code[python] = None
@@ -90,9 +93,11 @@ def _runner(python: str, call: str) -> tuple[list[str], dict[str, str | bytes]]:
 
 # the one-process baseline: runs main.py as module `__solution__`, not "__main__" (a registered module, so
 # that multiprocessing can pickle its functions); no import of runpy: ~3 ms a run
-RUNNER = ("import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
-          "m.__file__ = 'main.py'; "
-          "exec(compile(open('main.py', encoding='utf-8').read(), 'main.py', 'exec'), m.__dict__)")
+RUNNER = (
+    "import sys, types; m = sys.modules['__solution__'] = types.ModuleType('__solution__'); "
+    "m.__file__ = 'main.py'; "
+    "exec(compile(open('main.py', encoding='utf-8').read(), 'main.py', 'exec'), m.__dict__)"
+)
 GRACE_S = 0.25  # how long the program may take to end by itself once the tests are done (then it is killed)
 NPROC = 16  # processes and threads of one sandbox (without a memory cgroup, worst case: NPROC * memory_mb)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
@@ -220,15 +225,27 @@ def stdlib_only(tests: str) -> bool:
     if stdlib is None:  # Python 3.9
         return False
     for node in ast.walk(tree):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
         if any(name.split(".")[0] not in stdlib for name in names):
             return False
     return True
 
 
-def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_mb: int = 1024,
-           sandbox: Literal["auto", "bwrap", "rlimits"] = "auto", python: str | None = None) -> Verdict:
+def verify(
+    problem: Problem,
+    completion: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 1024,
+    sandbox: Literal["auto", "bwrap", "rlimits"] = "auto",
+    python: str | None = None,
+) -> Verdict:
     """Run the completion's code and the problem's tests in two sandboxes; the tests call the code.
 
     `memory_mb` caps both sandboxes together (a memory cgroup where the host allows one, else each
@@ -244,9 +261,13 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     extracted = solution[:4000]
     tests = str(problem.answer).rstrip() + "\n"
     nonce = secrets.token_hex(16)
-    job = {"nonce": nonce, "tests": tests, "prompt": meta.get("code_prompt") or "",
-           "entry": meta.get("entry_point") or "",
-           "declared": list(task_functions(problem.solution or "", tests))}
+    job = {
+        "nonce": nonce,
+        "tests": tests,
+        "prompt": meta.get("code_prompt") or "",
+        "entry": meta.get("entry_point") or "",
+        "declared": list(task_functions(problem.solution or "", tests)),
+    }
     py = _sandbox.interpreter(python)
     candidate, wire_files = _runner(py, CANDIDATE)
     tester, _ = _runner(py, TESTS)
@@ -254,23 +275,49 @@ def verify(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_
     answers_r, answers_w = os.pipe()  # program -> tests: return values and exceptions
     report_r, report_w = os.pipe()  # tests -> here: the outcome, with the nonce
     programs = [
-        _sandbox.Program({MAIN: solution, **wire_files}, [py, *candidate, str(calls_r), str(answers_w)],
-                         pass_fds=(calls_r, answers_w)),
-        _sandbox.Program({JOB: repr(job), **wire_files}, [py, "-I", *(["-S"] if stdlib_only(tests) else []), *tester,
-                                            str(answers_r), str(calls_w), str(report_w)],
-                         pass_fds=(answers_r, calls_w, report_w)),
+        _sandbox.Program(
+            {MAIN: solution, **wire_files},
+            [py, *candidate, str(calls_r), str(answers_w)],
+            pass_fds=(calls_r, answers_w),
+        ),
+        _sandbox.Program(
+            {JOB: repr(job), **wire_files},
+            [
+                py,
+                "-I",
+                *(["-S"] if stdlib_only(tests) else []),
+                *tester,
+                str(answers_r),
+                str(calls_w),
+                str(report_w),
+            ],
+            pass_fds=(answers_r, calls_w, report_w),
+        ),
     ]
     try:
-        cand, tester = _sandbox.run_group(programs, timeout_s=timeout_s, memory_mb=memory_mb, nproc=NPROC,
-                                          sandbox=sandbox, python=python, until=1, grace_s=GRACE_S)
+        cand, tester = _sandbox.run_group(
+            programs,
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            nproc=NPROC,
+            sandbox=sandbox,
+            python=python,
+            until=1,
+            grace_s=GRACE_S,
+        )
         report_text = _sandbox._read_all(report_r)
     except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")
     finally:
         os.close(report_r)
-    details: dict = {"sandbox": cand.method, "exit": cand.returncode, "tests_exit": tester.returncode,
-                     "stderr": cand.stderr_tail[-600:], "wall_s": round(tester.wall_s, 3),
-                     "memory_cap": cand.memory_cap}
+    details: dict = {
+        "sandbox": cand.method,
+        "exit": cand.returncode,
+        "tests_exit": tester.returncode,
+        "stderr": cand.stderr_tail[-600:],
+        "wall_s": round(tester.wall_s, 3),
+        "memory_cap": cand.memory_cap,
+    }
     if cand.signal and not cand.cut:
         details["signal"] = _signame(cand.signal)
     if cand.oom_killed:
@@ -303,8 +350,13 @@ def _report(text: str, nonce: str) -> dict | None:
     return report
 
 
-def _judge(report: dict | None, cand: _sandbox.SandboxResult, tester: _sandbox.SandboxResult,
-           timeout_s: float, offset: int) -> tuple[bool | None, str]:
+def _judge(
+    report: dict | None,
+    cand: _sandbox.SandboxResult,
+    tester: _sandbox.SandboxResult,
+    timeout_s: float,
+    offset: int,
+) -> tuple[bool | None, str]:
     for r in (cand, tester):
         if r.error:
             return None, f"cannot judge: {r.error}"
@@ -370,9 +422,15 @@ def _ended(cand: _sandbox.SandboxResult, offset: int) -> str:
     return reason
 
 
-def verify_one_process(problem: Problem, completion: str, *, timeout_s: float = 5.0, memory_mb: int = 1024,
-                       sandbox: Literal["auto", "bwrap", "rlimits"] = "auto",
-                       python: str | None = None) -> Verdict:
+def verify_one_process(
+    problem: Problem,
+    completion: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 1024,
+    sandbox: Literal["auto", "bwrap", "rlimits"] = "auto",
+    python: str | None = None,
+) -> Verdict:
     """The earlier design, kept as the baseline of `secondtry bench verify`: code, tests and nonce in one
     program, correct if it prints the nonce. Not a verifier: code that reads its own source, or returns
     an object equal to everything, passes (see `verify`)."""
@@ -383,13 +441,27 @@ def verify_one_process(problem: Problem, completion: str, *, timeout_s: float = 
     program, tests_from, offset = build_program(problem, code, nonce)
     extracted = _solution_part(program, tests_from)[:4000]
     try:
-        r = _sandbox.run({MAIN: program}, [_sandbox.interpreter(python), "-c", RUNNER], timeout_s=timeout_s,
-                         memory_mb=memory_mb, nproc=NPROC, sandbox=sandbox, python=python)
+        r = _sandbox.run(
+            {MAIN: program},
+            [_sandbox.interpreter(python), "-c", RUNNER],
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            nproc=NPROC,
+            sandbox=sandbox,
+            python=python,
+        )
     except OSError as e:  # e.g. no room for the run's folder on the host
         return Verdict(correct=None, extracted=extracted, reason=f"cannot judge: {e}")
-    details = {"sandbox": r.method, "exit": r.returncode, "stderr": r.stderr_tail[-600:], "wall_s": round(r.wall_s, 3)}
+    details = {
+        "sandbox": r.method,
+        "exit": r.returncode,
+        "stderr": r.stderr_tail[-600:],
+        "wall_s": round(r.wall_s, 3),
+    }
     if r.signal:
-        details["signal"] = _signal.Signals(r.signal).name if r.signal in _signal.valid_signals() else r.signal
+        details["signal"] = (
+            _signal.Signals(r.signal).name if r.signal in _signal.valid_signals() else r.signal
+        )
     if r.warning:
         details["warning"] = r.warning
 

@@ -86,11 +86,20 @@ def first_error(diagnostics: str) -> str:
     return (f"line {where.group(1)}: " if where else "") + text[:240]
 
 
-def verify(problem: Problem, completion: str, *, command: Sequence[str] = ("coqc", "{file}"),
-           suffix: str = ".v", template: str = "{statement}\n{proof}\n",
-           forbid: Sequence[str] = ("Admitted", "admit", "Axiom", "sorry"), timeout_s: float = 60.0,
-           memory_mb: int = 4096, binds: Sequence[str] = ("/etc/ocamlfind.conf",), cwd: str | None = None,
-           sandbox: str = "auto") -> Verdict:
+def verify(
+    problem: Problem,
+    completion: str,
+    *,
+    command: Sequence[str] = ("coqc", "{file}"),
+    suffix: str = ".v",
+    template: str = "{statement}\n{proof}\n",
+    forbid: Sequence[str] = ("Admitted", "admit", "Axiom", "sorry"),
+    timeout_s: float = 60.0,
+    memory_mb: int = 4096,
+    binds: Sequence[str] = ("/etc/ocamlfind.conf",),
+    cwd: str | None = None,
+    sandbox: str = "auto",
+) -> Verdict:
     """Run a checker command (Coq's coqc, Lean, ...) on the statement + proof; correct iff it accepts.
 
     `command`: argv with "{file}" for the candidate's path; `cwd`: a read-only project folder to
@@ -104,8 +113,10 @@ def verify(problem: Problem, completion: str, *, command: Sequence[str] = ("coqc
     binds = tuple(binds) + ((cwd,) if cwd else ())
     missing = [b for b in binds if not os.path.exists(b)]
     if missing:
-        raise ValueError(f"option binds: {', '.join(missing)} does not exist (binds are host paths the checker "
-                         f"needs, shown read-only in the sandbox)")
+        raise ValueError(
+            f"option binds: {', '.join(missing)} does not exist (binds are host paths the checker "
+            f"needs, shown read-only in the sandbox)"
+        )
     method = _sandbox.check(sandbox, binds=binds)  # a sandbox that cannot run is a config error, raised now
     if not isinstance(completion, str) or not completion.strip():
         return Verdict(correct=False, reason="empty completion")
@@ -120,18 +131,41 @@ def verify(problem: Problem, completion: str, *, command: Sequence[str] = ("coqc
     argv = [part.replace("{file}", path) for part in command]
     if cwd:
         argv = ["/bin/sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", cwd, *argv]
-    r = _sandbox.run({name: candidate(problem, completion, template)}, argv, timeout_s=timeout_s,
-                    memory_mb=memory_mb, nproc=64, nofile=256, fsize_mb=64, disk_mb=256, sandbox=sandbox,
-                    binds=binds)
+    r = _sandbox.run(
+        {name: candidate(problem, completion, template)},
+        argv,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        nproc=64,
+        nofile=256,
+        fsize_mb=64,
+        disk_mb=256,
+        sandbox=sandbox,
+        binds=binds,
+    )
     diagnostics = (r.stdout_tail + "\n" + r.stderr_tail).strip()
-    details = {"sandbox": r.method, "exit": r.returncode, "wall_s": round(r.wall_s, 3),
-               "diagnostics": diagnostics[-2000:]}
+    details = {
+        "sandbox": r.method,
+        "exit": r.returncode,
+        "wall_s": round(r.wall_s, 3),
+        "diagnostics": diagnostics[-2000:],
+    }
     if r.error:
-        return Verdict(correct=None, extracted=proof[:2000], reason=f"cannot judge: {r.error}", details=details)
+        return Verdict(
+            correct=None, extracted=proof[:2000], reason=f"cannot judge: {r.error}", details=details
+        )
     if r.timed_out:
-        return Verdict(correct=False, extracted=proof[:2000], reason=f"checker timed out after {timeout_s:g}s",
-                       details=details)
+        return Verdict(
+            correct=False,
+            extracted=proof[:2000],
+            reason=f"checker timed out after {timeout_s:g}s",
+            details=details,
+        )
     if r.returncode == 0:
         return Verdict(correct=True, extracted=proof[:2000], reason="checker accepted", details=details)
-    return Verdict(correct=False, extracted=proof[:2000],
-                   reason=f"checker rejected: {first_error(diagnostics) or f'exit {r.returncode}'}", details=details)
+    return Verdict(
+        correct=False,
+        extracted=proof[:2000],
+        reason=f"checker rejected: {first_error(diagnostics) or f'exit {r.returncode}'}",
+        details=details,
+    )

@@ -48,21 +48,35 @@ _BARE_NUMBER = re.compile(r"(?<![\w.^_{\[\\])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s
 # a heading that introduces the answer: "# Answer", "**Final Answer**", "Final Answer:", "Answer: 12"
 _HEADER = re.compile(
     r"^[ \t>#*_]*(?:the\s+)?(?:final\s+)?answer\b[ \t*_]*(?::[ \t*_]*(?P<rest>.*?))?[ \t*_.]*$",
-    re.IGNORECASE | re.MULTILINE)
+    re.IGNORECASE | re.MULTILINE,
+)
 _LAST_LINE_A = re.compile(r"^\s*A:\s*(\S.*?)\s*$")  # GSM8K's "A: 18" as the completion's last line
 _WHOLE_TEXT_TAIL = 1500  # math-verify reads a text's end: the answer is there, and it bounds the cost
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen".split())}
+_UNITS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen".split()
+    )
+}
 _TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
-_FRACTIONS = {"half": "1/2", "halves": "1/2", "third": "1/3", "thirds": "1/3", "quarter": "1/4",
-              "quarters": "1/4", "fourth": "1/4", "fourths": "1/4"}
+_FRACTIONS = {
+    "half": "1/2",
+    "halves": "1/2",
+    "third": "1/3",
+    "thirds": "1/3",
+    "quarter": "1/4",
+    "quarters": "1/4",
+    "fourth": "1/4",
+    "fourths": "1/4",
+}
 _WORD_NUMBER = re.compile(
     r"(?P<sign>(?:negative|minus)\s+)?(?:(?P<a>an?)\s+(?P<frac1>half|third|quarter|fourth)"
     rf"|(?P<tens>{'|'.join(_TENS)})(?:[\s-]+(?P<unit1>{'|'.join(list(_UNITS)[1:10])}))?"
     rf"|(?P<unit>{'|'.join(sorted(_UNITS, key=len, reverse=True))}))\b"
     r"(?:\s+(?P<frac2>halves|half|thirds|third|quarters|quarter|fourths|fourth)\b)?",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _NOT_A_UNIT = {"or", "and", "to", "of", "plus", "minus", "times", *_UNITS, *_TENS}  # "five or six": no answer
 
 
@@ -95,14 +109,17 @@ def spelled_number(text: str) -> str | None:
     """
     words = text.strip().strip("$*.,;:!").strip()
     m = _WORD_NUMBER.match(words)
-    after = words[m.end():].lower().replace("-", " ").split() if m else []
+    after = words[m.end() :].lower().replace("-", " ").split() if m else []
     if not m or len(after) > 2 or _NOT_A_UNIT & set(after) or re.search(r"\d", words):
         return None
     if m["a"]:
         value = _FRACTIONS[m["frac1"].lower()]
     else:
-        n = _TENS[m["tens"].lower()] + _UNITS.get((m["unit1"] or "zero").lower(), 0) if m["tens"] \
+        n = (
+            _TENS[m["tens"].lower()] + _UNITS.get((m["unit1"] or "zero").lower(), 0)
+            if m["tens"]
             else _UNITS[m["unit"].lower()]
+        )
         if m["frac2"]:
             value = f"{n}/{_FRACTIONS[m['frac2'].lower()].split('/')[1]}"
         else:
@@ -138,7 +155,7 @@ def answer_header(text: str) -> str | None:
     'A: X' as the completion's last line: X.
     """
     last = text.rstrip().rsplit("\n", 1)[-1]
-    if (m := _LAST_LINE_A.match(last)):
+    if m := _LAST_LINE_A.match(last):
         return _clean(m.group(1))
     if "nswer" not in text and "NSWER" not in text:  # cheap reject before the multiline scan
         return None
@@ -147,7 +164,7 @@ def answer_header(text: str) -> str | None:
         return None
     if found["rest"]:
         return _clean(found["rest"])
-    after = text[found.end():].strip()
+    after = text[found.end() :].strip()
     return _clean(after) if after else None
 
 

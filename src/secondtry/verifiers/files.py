@@ -52,8 +52,10 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def read_items(path: Path, problems: Mapping[str, Problem] | None = None) -> list[tuple[Problem, str]]:
     """(problem, completion) for each row; `problems` resolves rows that only name a problem id."""
-    items = [(_problem(row, f"{path}:{lineno}", problems, lineno), _completion(row, f"{path}:{lineno}"))
-             for lineno, row in _rows(path)]
+    items = [
+        (_problem(row, f"{path}:{lineno}", problems, lineno), _completion(row, f"{path}:{lineno}"))
+        for lineno, row in _rows(path)
+    ]
     if not items:
         raise VerifyInputError(f"{path}: no rows")
     return items
@@ -66,8 +68,9 @@ def read_labels(path: Path, field: str) -> list[bool]:
         value = row.get(field)
         if not isinstance(value, bool):
             got = "missing" if field not in row else f"{type(value).__name__} {value!r}"
-            raise VerifyInputError(f"{path}:{lineno}: --label field {field!r} should be true or false, "
-                                   f"got {got}")
+            raise VerifyInputError(
+                f"{path}:{lineno}: --label field {field!r} should be true or false, got {got}"
+            )
         labels.append(value)
     return labels
 
@@ -75,15 +78,23 @@ def read_labels(path: Path, field: str) -> list[bool]:
 def agreement(verdicts: Sequence[Verdict], labels: Sequence[bool]) -> dict[str, Any]:
     """How often verdicts match labels (cannot judge never does), split by label, and the rows that differ."""
     agree = [v.correct is lab for v, lab in zip(verdicts, labels, strict=True)]
-    by_label = {lab: (sum(a for a, b in zip(agree, labels) if b is lab), labels.count(lab))
-                for lab in (True, False)}
-    return {"n": len(agree), "agree": sum(agree), "rate": sum(agree) / len(agree) if agree else None,
-            "by_label": by_label, "disagree": [i for i, a in enumerate(agree) if not a]}
+    by_label = {
+        lab: (sum(a for a, b in zip(agree, labels) if b is lab), labels.count(lab)) for lab in (True, False)
+    }
+    return {
+        "n": len(agree),
+        "agree": sum(agree),
+        "rate": sum(agree) / len(agree) if agree else None,
+        "by_label": by_label,
+        "disagree": [i for i, a in enumerate(agree) if not a],
+    }
 
 
 def _completion(row: dict[str, Any], where: str) -> str:
     if "completion" not in row:
-        raise VerifyInputError(f"{where}: missing field 'completion' (fields present: {', '.join(row) or 'none'})")
+        raise VerifyInputError(
+            f"{where}: missing field 'completion' (fields present: {', '.join(row) or 'none'})"
+        )
     value = row["completion"]
     if not isinstance(value, str):
         raise VerifyInputError(f"{where}: field 'completion' should be text, got {type(value).__name__}")
@@ -94,7 +105,9 @@ def _problem(row: dict[str, Any], where: str, problems: Mapping[str, Problem] | 
     if problems is not None:
         pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
         if pid is None:
-            raise VerifyInputError(f"{where}: with --task, each row names its problem in 'problem_id' (or task_id)")
+            raise VerifyInputError(
+                f"{where}: with --task, each row names its problem in 'problem_id' (or task_id)"
+            )
         if str(pid) not in problems:
             raise VerifyInputError(f"{where}: problem {pid!r} is not in the task's data")
         return problems[str(pid)]
@@ -105,11 +118,14 @@ def _problem(row: dict[str, Any], where: str, problems: Mapping[str, Problem] | 
             raise VerifyInputError(f"{where}: field 'problem' lacks {e} (needs id, prompt, answer)") from None
     gold = row.get("answer", row.get("gold"))
     if gold is None:
-        raise VerifyInputError(f"{where}: no gold answer: give 'answer' (or 'gold'), a 'problem' object, "
-                               f"or use --task to look problems up by id")
+        raise VerifyInputError(
+            f"{where}: no gold answer: give 'answer' (or 'gold'), a 'problem' object, "
+            f"or use --task to look problems up by id"
+        )
     prompt = row.get("prompt", row.get("problem", ""))
-    return Problem(id=str(row.get("id", lineno)), prompt=str(prompt), answer=str(gold),
-                   meta=dict(row.get("meta") or {}))
+    return Problem(
+        id=str(row.get("id", lineno)), prompt=str(prompt), answer=str(gold), meta=dict(row.get("meta") or {})
+    )
 
 
 def reason_kind(reason: str) -> str:
@@ -125,9 +141,13 @@ def summarize(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     unjudged = sum(v.correct is None for v in verdicts)
     compared = [v for v in verdicts if v.details and "disagree" in v.details]
     return {
-        "n": n, "correct": correct, "incorrect": sum(v.correct is False for v in verdicts),
-        "cannot_judge": unjudged, "lucky": sum(v.lucky for v in verdicts),
+        "n": n,
+        "correct": correct,
+        "incorrect": sum(v.correct is False for v in verdicts),
+        "cannot_judge": unjudged,
+        "lucky": sum(v.lucky for v in verdicts),
         "rate": correct / n if n else None,
         "reasons": Counter(reason_kind(v.reason) for v in verdicts).most_common(),
-        "compared": len(compared), "disagreements": sum(bool(v.details["disagree"]) for v in compared),
+        "compared": len(compared),
+        "disagreements": sum(bool(v.details["disagree"]) for v in compared),
     }

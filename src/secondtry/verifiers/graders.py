@@ -21,7 +21,9 @@ from fractions import Fraction
 
 Grader = Callable[[str, str], "bool | None"]
 
-_TRAILING_UNIT = re.compile(r"\\(?:text|mbox)\{\s[^{}]*\}(?:\^\{?[23]\}?)?\s*$")  # "5\text{ cm}^2": a space, a unit
+_TRAILING_UNIT = re.compile(
+    r"\\(?:text|mbox)\{\s[^{}]*\}(?:\^\{?[23]\}?)?\s*$"
+)  # "5\text{ cm}^2": a space, a unit
 _INT_SLASH = re.compile(r"(-?)(\d+)/(\d+)")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _NAME_EQ = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?(?:\([a-z]\))?|\\[A-Za-z]+)\s*=")
@@ -30,8 +32,22 @@ _UNIT_WORDS = re.compile(
     r"(?<![A-Za-z\\])(?:square|ways|integers|dollars|mph|inches|ft|hours|km|units|points|feet|minutes"
     r"|digits|cents|degrees|cm|gm|pounds|meters|meals|edges|students|childrentickets|multiples)(?![A-Za-z])"
 )
-_MINERVA_DROP = (r"\text{s}", r"\text{.}", r"\text{}^2", r"\text{}^3", r"\text{}", r"\mathrm{th}", r"^\circ",
-                 r"^{\circ}", r"\;", r",\!", "{,}", '"', r"\ldots", r"\dots")
+_MINERVA_DROP = (
+    r"\text{s}",
+    r"\text{.}",
+    r"\text{}^2",
+    r"\text{}^3",
+    r"\text{}",
+    r"\mathrm{th}",
+    r"^\circ",
+    r"^{\circ}",
+    r"\;",
+    r",\!",
+    "{,}",
+    '"',
+    r"\ldots",
+    r"\dots",
+)
 _WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|overline|boxed)\{")
 
 
@@ -123,8 +139,15 @@ def hendrycks(gold: str, pred: str) -> bool | None:
 
 def _minerva_norm(s: str) -> str:
     s = _NAME_EQ.sub("", s)  # "x = 3", "f(x) = 2x+3": the right side; "x+y=0" stays an equation
-    for before, after in ((r"\$", ""), (r"\ ", ""), (" ", ""), ("mbox", "text"), (r",\text{and}", ","),
-                          (r"\text{and}", ","), (r"\text{m}", r"\text{}")):
+    for before, after in (
+        (r"\$", ""),
+        (r"\ ", ""),
+        (" ", ""),
+        ("mbox", "text"),
+        (r",\text{and}", ","),
+        (r"\text{and}", ","),
+        (r"\text{m}", r"\text{}"),
+    ):
         s = s.replace(before, after)
     s = _UNIT_WORDS.sub("", s)
     for expr in _MINERVA_DROP:

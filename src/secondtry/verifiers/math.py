@@ -40,13 +40,19 @@ from secondtry.verifiers.graders import GRADERS
 _TIMEOUT_S = 5  # math-verify's own SIGALRM limit, per parse / per comparison
 _THOUSANDS = re.compile(r"(?<=\d),\\!(?=\d{3}(?!\d))")
 _NUMBER = re.compile(r"-?(?:\d{1,50}(?:\.\d{0,50})?|\.\d{1,50})")  # a plain integer or decimal
-_FRACTION = re.compile(r"(?P<sign>-?)\\[dt]?frac\{(?P<num>-?\d{1,50})\}\{(?P<den>-?\d{1,50})\}"
-                       r"|(?P<num2>-?\d{1,50})/(?P<den2>\d{1,50})")
+_FRACTION = re.compile(
+    r"(?P<sign>-?)\\[dt]?frac\{(?P<num>-?\d{1,50})\}\{(?P<den>-?\d{1,50})\}"
+    r"|(?P<num2>-?\d{1,50})/(?P<den2>\d{1,50})"
+)
 _PERCENT = re.compile(r"\s*\\?%\s*$")
 _BASE = re.compile(r"(\d[0-9A-Za-z]*)(?:_\{?(\d+)\}?)?")  # "1011_2", "4A_{16}": digits in a base
-_CHOICES = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\b|[{}\s]|\((?=[A-Z]\))|(?<=[A-Z])\)")  # "\text{(A), C}"
+_CHOICES = re.compile(
+    r"\\(?:text|textbf|mathrm|mathbf)\b|[{}\s]|\((?=[A-Z]\))|(?<=[A-Z])\)"
+)  # "\text{(A), C}"
 _CHOICE_SEP = re.compile(r"(?:,|and)+")
-_UNIT_LETTER = r"(?:[cdghlmost]|ab|bc)"  # what math-verify strips from the end as a unit, when it is a variable
+_UNIT_LETTER = (
+    r"(?:[cdghlmost]|ab|bc)"  # what math-verify strips from the end as a unit, when it is a variable
+)
 _LAST_VARIABLE = (  # so "4t" and "1 + t" do not read as 4 and 1, and "\sin t" parses
     (re.compile(rf"(\\[A-Za-z]+(?:\^\{{?\w+\}}?)?)\s+({_UNIT_LETTER})\s*$"), r"\1{\2}"),  # "\sin^2 t"
     (re.compile(rf"([^\s\d])\s+({_UNIT_LETTER})\s*$"), r"\1\2"),  # "1 + t", "\pi r h"; "5 m" stays a unit
@@ -59,7 +65,9 @@ _OUTER = (("\\{", "\\}"), ("(", ")"), ("[", "]"))  # around a set or tuple, once
 _MAX_CHARS, _MAX_DEPTH = 1000, 12
 _TOWER = re.compile(r"\^\s*\{[^{}]*(?:\^|\{[^{}]*\^)")  # 2^{2^{...}}, 10^{10^{10}}
 _BIG_POWER = re.compile(r"\^\s*\{?\s*\d{5,}")  # x^{100000} and beyond
-_BIG_FACTORIAL = re.compile(r"(?:\d{5,}|[)}])\s*!|\\binom\s*\{[^{}]*(?:\^|\d{5,})")  # 10000!, (10^{100})!, \binom{10^9}{k}
+_BIG_FACTORIAL = re.compile(
+    r"(?:\d{5,}|[)}])\s*!|\\binom\s*\{[^{}]*(?:\^|\d{5,})"
+)  # 10000!, (10^{100})!, \binom{10^9}{k}
 
 # math-verify warns once per process that its timeouts are off; off is deliberate off the main thread
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -86,9 +94,9 @@ def _explosive(answer: str) -> bool:
 
 def _out_of_reach(gold: str, pred: str) -> Verdict | None:
     """A verdict without parsing for answers no real one resembles; only the string match is tried on them."""
-    if (too := _unreasonable(gold)):
+    if too := _unreasonable(gold):
         return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold answer {too}")
-    if (too := _unreasonable(pred)):  # parsing it could take minutes, and no MATH answer comes close
+    if too := _unreasonable(pred):  # parsing it could take minutes, and no MATH answer comes close
         return Verdict(correct=False, extracted=pred, reason=f"answer {too}")
     if _explosive(gold) or _explosive(pred):
         return Verdict(correct=None, extracted=pred, reason="cannot judge: too large to evaluate")
@@ -147,8 +155,14 @@ def _short(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEFAULT_EXTRACTORS,
-           compare: str | None = None, equations: Equations = "same_sides") -> Verdict:
+def verify(
+    problem: Problem,
+    completion: str,
+    *,
+    extractors: Sequence[str] = DEFAULT_EXTRACTORS,
+    compare: str | None = None,
+    equations: Equations = "same_sides",
+) -> Verdict:
     """Judge `completion` against `problem.answer`; never raises for bad input.
 
     `extractors`: named extractors tried in order (see verifiers/extract.py); details name the one that
@@ -174,9 +188,14 @@ def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEF
     gold = getattr(problem, "answer", None)
     gold = "" if gold is None else str(gold)
     if not gold.strip():
-        return Verdict(correct=None, extracted=pred, reason="cannot judge: gold answer empty", details=details)
-    if source == "boxed" and max(len(gold), len(pred)) <= _MAX_CHARS and \
-            (several := _several_boxes(gold, pred, completion)):
+        return Verdict(
+            correct=None, extracted=pred, reason="cannot judge: gold answer empty", details=details
+        )
+    if (
+        source == "boxed"
+        and max(len(gold), len(pred)) <= _MAX_CHARS
+        and (several := _several_boxes(gold, pred, completion))
+    ):
         pred = ", ".join(several)
         details["boxes"] = len(several)
     if 0 < len(pred) < 80 and not any(c.isdigit() for c in pred) and (spelled := spelled_number(pred)):
@@ -247,8 +266,9 @@ def _same_sides(gold: object, pred: object, timeout_s: int | None) -> bool | Non
     def eq(a: object, b: object) -> bool:
         return bool(mv_verify(a, b, timeout_seconds=timeout_s, raise_on_error=True))
 
-    return ((eq(gold.lhs, pred.lhs) and eq(gold.rhs, pred.rhs))
-            or (eq(gold.lhs, pred.rhs) and eq(gold.rhs, pred.lhs)))
+    return (eq(gold.lhs, pred.lhs) and eq(gold.rhs, pred.rhs)) or (
+        eq(gold.lhs, pred.rhs) and eq(gold.rhs, pred.lhs)
+    )
 
 
 def _math_verify(gold: str, pred: str, equations: Equations = "same_sides") -> Verdict:
@@ -279,10 +299,15 @@ def _math_verify(gold: str, pred: str, equations: Equations = "same_sides") -> V
                 return Verdict(correct=None, extracted=pred, reason="cannot judge: gold answer unparsable")
             pred_p = _parse(pred, t)
             sides = _same_sides(gold_p[0], pred_p[0], t) if equations == "same_sides" and pred_p else None
-            ok = sides if sides is not None else (
-                bool(pred_p) and mv_verify(gold_p, pred_p, timeout_seconds=t, raise_on_error=True))
+            ok = (
+                sides
+                if sides is not None
+                else (bool(pred_p) and mv_verify(gold_p, pred_p, timeout_seconds=t, raise_on_error=True))
+            )
         except TimeoutException:  # a BaseException, so caught apart
             return Verdict(correct=None, extracted=pred, reason=f"cannot judge: math-verify timed out ({t}s)")
     except Exception as e:  # sympy/antlr errors on odd LaTeX: not the model's fault
-        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: {type(e).__name__}: {_short(str(e), 80)}")
+        return Verdict(
+            correct=None, extracted=pred, reason=f"cannot judge: {type(e).__name__}: {_short(str(e), 80)}"
+        )
     return match if ok else mismatch

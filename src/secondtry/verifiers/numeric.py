@@ -32,7 +32,13 @@ _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 def _clean(s: str) -> str:
     """Drop currency, LaTeX wrappers and unicode minus so the number regex sees plain digits."""
     s = _FRAC.sub(r"\1/\2", s)
-    s = s.replace("\u2212", "-").replace("\\$", " ").replace("\\%", "%").replace("\\!", "").replace("{,}", ",")
+    s = (
+        s.replace("\u2212", "-")
+        .replace("\\$", " ")
+        .replace("\\%", "%")
+        .replace("\\!", "")
+        .replace("{,}", ",")
+    )
     s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}", r" \1 ", s)
     s = re.sub(r"[$€£]", " ", s)
     return re.sub(r"-\s+(?=\d)", "-", s)  # "- $5" -> "-5" once the $ is gone
@@ -97,11 +103,17 @@ def verify(problem: Problem, completion: str, *, extractors: Sequence[str] = DEF
         reason = f"no number in the {source} answer" if source else "no number found"
         return Verdict(correct=False, reason=reason, details=details)
     if gold is None:
-        return Verdict(correct=None, extracted=pred, reason=f"cannot judge: gold not a number: {problem.answer!r}",
-                       details=details)
+        return Verdict(
+            correct=None,
+            extracted=pred,
+            reason=f"cannot judge: gold not a number: {problem.answer!r}",
+            details=details,
+        )
     value = to_number(pred)
     if value is None:  # e.g. "1/0"
         return Verdict(correct=False, extracted=pred, reason="answer not a number", details=details)
     if value == gold:
         return Verdict(correct=True, extracted=pred, reason="match", details=details)
-    return Verdict(correct=False, extracted=pred, reason=f"mismatch: {pred} vs {problem.answer}", details=details)
+    return Verdict(
+        correct=False, extracted=pred, reason=f"mismatch: {pred} vs {problem.answer}", details=details
+    )

@@ -46,8 +46,9 @@ class Judge(Protocol):
     A judge with a true `threaded` attribute is called from a thread beside the generation engine (one
     thread at a time); without it, on the main thread between engine steps."""
 
-    def map(self, items: Iterable[tuple[Problem, str]],
-            progress: Progress | None = None) -> list[Verdict]: ...
+    def map(
+        self, items: Iterable[tuple[Problem, str]], progress: Progress | None = None
+    ) -> list[Verdict]: ...
 
     def close(self) -> None: ...
 
@@ -84,8 +85,13 @@ def _exit_when_orphaned(ppid: int) -> None:
     os._exit(1)
 
 
-def _worker_main(conn: Connection, name: str | None, fn: VerifyFn | None, options: Mapping[str, Any],
-                 plugins: Sequence[str] = ()) -> None:
+def _worker_main(
+    conn: Connection,
+    name: str | None,
+    fn: VerifyFn | None,
+    options: Mapping[str, Any],
+    plugins: Sequence[str] = (),
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # a parent killed while this worker is stuck in an item would otherwise leave it running forever
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
@@ -128,9 +134,17 @@ class VerifierPool:
     slowest killed item ran before its verdict) describe what the hard limit had to do.
     """
 
-    def __init__(self, name: str | None = None, workers: int = 2, timeout_s: float = 10.0, *,
-                 options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None,
-                 chunk_size: int = 16, plugins: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        workers: int = 2,
+        timeout_s: float = 10.0,
+        *,
+        options: Mapping[str, Any] | None = None,
+        fn: VerifyFn | None = None,
+        chunk_size: int = 16,
+        plugins: Sequence[str] = (),
+    ) -> None:
         self.options, self.plugins = dict(options or {}), list(plugins)
         # a bad name raises KeyError here, a plugin that fails to import PluginError
         self._fn = functools.partial(_resolve(name, fn, self.plugins), **self.options)
@@ -150,9 +164,12 @@ class VerifierPool:
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main,
-                                 args=(child, self.name, self._child_fn, self.options, self.plugins),
-                                 daemon=True, name="secondtry-verifier")
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self.name, self._child_fn, self.options, self.plugins),
+            daemon=True,
+            name="secondtry-verifier",
+        )
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -190,8 +207,14 @@ class VerifierPool:
             raise
         return results  # type: ignore[return-value]
 
-    def _run(self, items: Sequence[Any], results: list[Verdict | None], todo: deque[int], size: int,
-             progress: Progress | None) -> None:
+    def _run(
+        self,
+        items: Sequence[Any],
+        results: list[Verdict | None],
+        todo: deque[int],
+        size: int,
+        progress: Progress | None,
+    ) -> None:
         left = len(items)
 
         def finish(i: int, v: Verdict) -> None:
@@ -238,8 +261,11 @@ class VerifierPool:
                     todo.extendleft(reversed(self._send(w, chunk, items, finish)))
             if not left:
                 break
-            limits = [w.since + (self.timeout_s if w.ready else _STARTUP_S)
-                      for w in self._pool if w.inflight or not w.ready]
+            limits = [
+                w.since + (self.timeout_s if w.ready else _STARTUP_S)
+                for w in self._pool
+                if w.inflight or not w.ready
+            ]
             timeout = max(0.0, min(limits) - time.monotonic()) if limits else None
             ready = set(wait([w.conn for w in self._pool] + [w.proc.sentinel for w in self._pool], timeout))
             for w in list(self._pool):
@@ -258,8 +284,9 @@ class VerifierPool:
                             self.max_overrun_s = max(self.max_overrun_s, time.monotonic() - w.since - limit)
                         fail(w, f"timed out after {limit}s")
 
-    def _send(self, w: _Worker, chunk: list[int], items: Sequence[Any],
-              finish: Callable[[int, Verdict], None]) -> list[int]:
+    def _send(
+        self, w: _Worker, chunk: list[int], items: Sequence[Any], finish: Callable[[int, Verdict], None]
+    ) -> list[int]:
         """Hand `chunk` to an idle worker; returns the indices that could not be sent."""
         payload = [(i, items[i]) for i in chunk]
         try:
@@ -271,7 +298,12 @@ class VerifierPool:
                     pickle.dumps(items[i])
                     payload.append((i, items[i]))
                 except Exception as e:
-                    finish(i, Verdict(correct=None, reason=f"cannot judge: item does not pickle: {type(e).__name__}"))
+                    finish(
+                        i,
+                        Verdict(
+                            correct=None, reason=f"cannot judge: item does not pickle: {type(e).__name__}"
+                        ),
+                    )
             if not payload:
                 return []
             data = ForkingPickler.dumps(payload)
@@ -311,10 +343,17 @@ class VerifierPool:
             pass
 
 
-def verify_all(name: str | None, items: Iterable[tuple[Problem, str]], workers: int = 2,
-               timeout_s: float = 10.0, progress: Progress | None = None, *,
-               options: Mapping[str, Any] | None = None, fn: VerifyFn | None = None,
-               plugins: Sequence[str] = ()) -> list[Verdict]:
+def verify_all(
+    name: str | None,
+    items: Iterable[tuple[Problem, str]],
+    workers: int = 2,
+    timeout_s: float = 10.0,
+    progress: Progress | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    fn: VerifyFn | None = None,
+    plugins: Sequence[str] = (),
+) -> list[Verdict]:
     """One-shot `VerifierPool(...).map(items)`; workers start and stop within the call."""
     with VerifierPool(name, workers, timeout_s, options=options, fn=fn, plugins=plugins) as pool:
         return pool.map(items, progress)

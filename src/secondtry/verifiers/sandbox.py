@@ -79,14 +79,22 @@ PREFIX = "secondtry-sandbox-"  # host folders are PREFIX<pid of the caller>-<ran
 NOBODY = 65534  # the unprivileged uid and gid programs run as when the caller is root
 CAP = 8192  # bytes of stdout head / tail and stderr tail kept in the result
 INSIDE = "/sandbox"  # the program's working directory (and HOME) under bwrap
-FIX = ("install bubblewrap (`apt-get install bubblewrap`), or set the verifier option "
-       "`sandbox: rlimits` to accept weaker isolation (no namespaces)")
-NO_CGROUP_WARNING = ("no memory cgroup, so the cap is per process (RLIMIT_AS): a run's processes, files and "
-                     "kernel memory together may exceed it: ")
-NO_SECCOMP_WARNING = (f"no seccomp filter on this architecture ({platform.machine()}): SysV IPC, xattrs, "
-                      "ptrace, io_uring allowed")
-RLIMITS_WARNING = ("weaker isolation (sandbox: rlimits): no namespaces, so the program could read "
-                   "world-readable files, use the network and leave setsid() daemons behind")
+FIX = (
+    "install bubblewrap (`apt-get install bubblewrap`), or set the verifier option "
+    "`sandbox: rlimits` to accept weaker isolation (no namespaces)"
+)
+NO_CGROUP_WARNING = (
+    "no memory cgroup, so the cap is per process (RLIMIT_AS): a run's processes, files and "
+    "kernel memory together may exceed it: "
+)
+NO_SECCOMP_WARNING = (
+    f"no seccomp filter on this architecture ({platform.machine()}): SysV IPC, xattrs, "
+    "ptrace, io_uring allowed"
+)
+RLIMITS_WARNING = (
+    "weaker isolation (sandbox: rlimits): no namespaces, so the program could read "
+    "world-readable files, use the network and leave setsid() daemons behind"
+)
 
 # Sets the rlimits inside the sandbox, then execs the program: util-linux's prlimit (C, ~1 ms), or
 # this Python fallback where /usr/bin/prlimit is missing: `python -I -S -c LAUNCHER as=S:H ... -- argv`.
@@ -156,8 +164,9 @@ _swept = False
 _warned = False
 
 
-def _preexec(drop: bool, parent: int, limits: Mapping[str, tuple[int, int]],
-             cgroup_procs: str | None) -> None:
+def _preexec(
+    drop: bool, parent: int, limits: Mapping[str, tuple[int, int]], cgroup_procs: str | None
+) -> None:
     """In the child, before exec: in the run's memory cgroup, first in the kernel's OOM line, unprivileged,
     dies with the caller."""
     try:
@@ -199,9 +208,14 @@ def _outside_chain(root: bool, cgroup_procs: str | None) -> list[str] | None:
 
 def _limits(memory_mb: int, cpu_s: int, fsize_mb: int, nproc: int, nofile: int) -> dict[str, tuple[int, int]]:
     mb = 1024 * 1024
-    return {"as": (memory_mb * mb, memory_mb * mb), "cpu": (cpu_s, cpu_s + 1),  # SIGXCPU, then SIGKILL
-            "fsize": (fsize_mb * mb, fsize_mb * mb), "nproc": (nproc, nproc), "nofile": (nofile, nofile),
-            "core": (0, 0)}
+    return {
+        "as": (memory_mb * mb, memory_mb * mb),
+        "cpu": (cpu_s, cpu_s + 1),  # SIGXCPU, then SIGKILL
+        "fsize": (fsize_mb * mb, fsize_mb * mb),
+        "nproc": (nproc, nproc),
+        "nofile": (nofile, nofile),
+        "core": (0, 0),
+    }
 
 
 def _limit_prefix(limits: Mapping[str, tuple[int, int]], python: str) -> list[str]:
@@ -274,8 +288,11 @@ def protections() -> dict[str, str]:
     """What bounds a bwrap sandbox on this host: its memory cap and its system-call filter, each with the
     fallback and why where the host does not allow the stronger one."""
     support = _cgroup.detect()
-    memory = (f"cgroup v{support.version} ({support.parent})" if support.usable
-              else f"rlimits only: {support.reason}")
+    memory = (
+        f"cgroup v{support.version} ({support.parent})"
+        if support.usable
+        else f"rlimits only: {support.reason}"
+    )
     filt = "seccomp (bwrap --seccomp)" if _seccomp.program() is not None else NO_SECCOMP_WARNING
     return {"memory_cap": memory, "syscall_filter": filt}
 
@@ -337,10 +354,22 @@ class Program:
     env: Mapping[str, str] | None = None
 
 
-def run(files: Mapping[str, str | bytes], argv: list[str], *, timeout_s: float, memory_mb: int,
-        cpu_s: int | None = None, fsize_mb: int = 16, nproc: int = 32, nofile: int = 64,
-        disk_mb: int = 64, sandbox: str = "auto", binds: Iterable[str] = (),
-        env: Mapping[str, str] | None = None, python: str | None = None) -> SandboxResult:
+def run(
+    files: Mapping[str, str | bytes],
+    argv: list[str],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int | None = None,
+    fsize_mb: int = 16,
+    nproc: int = 32,
+    nofile: int = 64,
+    disk_mb: int = 64,
+    sandbox: str = "auto",
+    binds: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    python: str | None = None,
+) -> SandboxResult:
     """Write `files` into a fresh working directory and run `argv` there, sandboxed.
 
     `argv[0]` is looked up on the sandbox's PATH (/usr/local/bin, /usr/bin, /bin and the
@@ -349,15 +378,37 @@ def run(files: Mapping[str, str | bytes], argv: list[str], *, timeout_s: float, 
     by default). Raises only for the caller's mistakes (bad names, an unusable sandbox);
     whatever the program does ends up in the result.
     """
-    return run_group([Program(files, argv, env=env)], timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s,
-                     fsize_mb=fsize_mb, nproc=nproc, nofile=nofile, disk_mb=disk_mb, sandbox=sandbox,
-                     binds=binds, python=python)[0]
+    return run_group(
+        [Program(files, argv, env=env)],
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        cpu_s=cpu_s,
+        fsize_mb=fsize_mb,
+        nproc=nproc,
+        nofile=nofile,
+        disk_mb=disk_mb,
+        sandbox=sandbox,
+        binds=binds,
+        python=python,
+    )[0]
 
 
-def run_group(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: int | None = None,
-              fsize_mb: int = 16, nproc: int = 32, nofile: int = 64, disk_mb: int = 64, sandbox: str = "auto",
-              binds: Iterable[str] = (), python: str | None = None, until: int | None = None,
-              grace_s: float = 0.0) -> list[SandboxResult]:
+def run_group(
+    programs: list[Program],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int | None = None,
+    fsize_mb: int = 16,
+    nproc: int = 32,
+    nofile: int = 64,
+    disk_mb: int = 64,
+    sandbox: str = "auto",
+    binds: Iterable[str] = (),
+    python: str | None = None,
+    until: int | None = None,
+    grace_s: float = 0.0,
+) -> list[SandboxResult]:
     """Run several programs at once, each in its own sandbox, under one memory cap of `memory_mb` for all
     of them together (a memory cgroup where the host allows one) and one wall clock.
 
@@ -370,15 +421,37 @@ def run_group(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_
         _check_names(program.files)
     method = check(sandbox, python, binds)
     cpu = cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1
-    return _run(programs, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu, fsize_mb=fsize_mb,
-                nproc=nproc, nofile=nofile, disk_mb=disk_mb, method=method, binds=tuple(binds),
-                python=interpreter(python), until=until, grace_s=grace_s)
+    return _run(
+        programs,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        cpu_s=cpu,
+        fsize_mb=fsize_mb,
+        nproc=nproc,
+        nofile=nofile,
+        disk_mb=disk_mb,
+        method=method,
+        binds=tuple(binds),
+        python=interpreter(python),
+        until=until,
+        grace_s=grace_s,
+    )
 
 
 def _probe_run(method: str, binds: tuple[str, ...], python: str) -> SandboxResult:
-    return _run([Program({}, [python, "-I", "-S", "-c", "print('ok')"])], timeout_s=30, memory_mb=512,
-                cpu_s=30, fsize_mb=1, nproc=8, nofile=32, disk_mb=1, method=method, binds=binds,
-                python=python)[0]
+    return _run(
+        [Program({}, [python, "-I", "-S", "-c", "print('ok')"])],
+        timeout_s=30,
+        memory_mb=512,
+        cpu_s=30,
+        fsize_mb=1,
+        nproc=8,
+        nofile=32,
+        disk_mb=1,
+        method=method,
+        binds=binds,
+        python=python,
+    )[0]
 
 
 @dataclass
@@ -389,11 +462,26 @@ class _Started:
     error: str | None = None
 
 
-def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: int, fsize_mb: int,
-         nproc: int, nofile: int, disk_mb: int, method: str, binds: tuple[str, ...], python: str,
-         until: int | None = None, grace_s: float = 0.0) -> list[SandboxResult]:
+def _run(
+    programs: list[Program],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    cpu_s: int,
+    fsize_mb: int,
+    nproc: int,
+    nofile: int,
+    disk_mb: int,
+    method: str,
+    binds: tuple[str, ...],
+    python: str,
+    until: int | None = None,
+    grace_s: float = 0.0,
+) -> list[SandboxResult]:
     root, me = os.geteuid() == 0, os.getpid()
-    host = tempfile.mkdtemp(prefix=f"{PREFIX}{me}-")  # the pid: a folder of a killed caller is found by _sweep
+    host = tempfile.mkdtemp(
+        prefix=f"{PREFIX}{me}-"
+    )  # the pid: a folder of a killed caller is found by _sweep
     group = _cgroup.create(memory_mb * 1024 * 1024)
     limits = _limits(memory_mb, cpu_s, fsize_mb, nproc, nofile)
     started: list[_Started] = []
@@ -402,9 +490,20 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
     try:
         try:
             for i, program in enumerate(programs):
-                started.append(_start(program, os.path.join(host, f"p{i}"), method=method, binds=binds,
-                                      python=python, limits=limits, disk_mb=disk_mb, root=root, me=me,
-                                      group=group))
+                started.append(
+                    _start(
+                        program,
+                        os.path.join(host, f"p{i}"),
+                        method=method,
+                        binds=binds,
+                        python=python,
+                        limits=limits,
+                        disk_mb=disk_mb,
+                        root=root,
+                        me=me,
+                        group=group,
+                    )
+                )
         finally:  # handed over: a pipe's end must live only in the program it was given to
             for program in programs:
                 for fd in program.pass_fds:
@@ -438,8 +537,10 @@ def _run(programs: list[Program], *, timeout_s: float, memory_mb: int, cpu_s: in
         oom, peak = group.oom_kills() > 0, group.peak_bytes()
         group.remove()
         mb = round(peak / (1 << 20), 1) if peak is not None else None
-        results = [replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom, memory_peak_mb=mb)
-                   for r in results]
+        results = [
+            replace(r, memory_cap=f"cgroup v{group.version}", oom_killed=oom, memory_peak_mb=mb)
+            for r in results
+        ]
     else:
         why = _cgroup.detect().reason or "the group could not be created"
         results = [replace(r, warning=_join(r.warning, NO_CGROUP_WARNING + why)) for r in results]
@@ -454,9 +555,19 @@ def _join(a: str | None, b: str) -> str:
     return f"{a}; {b}" if a else b
 
 
-def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...], python: str,
-           limits: Mapping[str, tuple[int, int]], disk_mb: int, root: bool, me: int,
-           group: _cgroup.Group | None) -> _Started:
+def _start(
+    program: Program,
+    folder: str,
+    *,
+    method: str,
+    binds: tuple[str, ...],
+    python: str,
+    limits: Mapping[str, tuple[int, int]],
+    disk_mb: int,
+    root: bool,
+    me: int,
+    group: _cgroup.Group | None,
+) -> _Started:
     os.mkdir(folder, 0o700)
     status_r, status_w = os.pipe()  # bwrap's --json-status-fd: "exit-code" there means the program ran
     s = _Started(folder, status_r=status_r)
@@ -467,12 +578,23 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
         if os.path.dirname(python) not in bin_dirs:
             bin_dirs.append(os.path.dirname(python))
         work = INSIDE if method == "bwrap" else os.path.join(folder, "work")
-        clean = {"PATH": ":".join(bin_dirs), "HOME": work, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                 "PYTHONHASHSEED": "0", "TMPDIR": "/tmp" if method == "bwrap" else work,
-                 **(program.env or {})}
+        clean = {
+            "PATH": ":".join(bin_dirs),
+            "HOME": work,
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "TMPDIR": "/tmp" if method == "bwrap" else work,
+            **(program.env or {}),
+        }
         if method == "bwrap":
-            cmd = [*_bwrap_cmd(folder, program.files, fds, binds, python, clean, disk_mb),
-                   "--json-status-fd", str(status_w), *_limit_prefix(limits, python), *program.argv]
+            cmd = [
+                *_bwrap_cmd(folder, program.files, fds, binds, python, clean, disk_mb),
+                "--json-status-fd",
+                str(status_w),
+                *_limit_prefix(limits, python),
+                *program.argv,
+            ]
             outside: Mapping[str, tuple[int, int]] = {}  # set inside, where RLIMIT_NPROC counts this sandbox
         else:
             _write_work(work, program.files, root)
@@ -489,11 +611,17 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
         chain = _outside_chain(root, procs) if method == "bwrap" else None
         try:
             s.proc = subprocess.Popen(
-                [*chain, *cmd] if chain is not None else cmd, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err, pass_fds=(*fds, *program.pass_fds),
-                close_fds=True, start_new_session=True,  # its own process group, killed as one on timeout
-                env=clean if method == "rlimits" else {}, cwd=work if method == "rlimits" else folder,
-                preexec_fn=None if chain is not None else (lambda: _preexec(root, me, outside, procs)))
+                [*chain, *cmd] if chain is not None else cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(*fds, *program.pass_fds),
+                close_fds=True,
+                start_new_session=True,  # its own process group, killed as one on timeout
+                env=clean if method == "rlimits" else {},
+                cwd=work if method == "rlimits" else folder,
+                preexec_fn=None if chain is not None else (lambda: _preexec(root, me, outside, procs)),
+            )
         except (OSError, subprocess.SubprocessError) as e:
             s.error = f"could not start the program ({method}): {type(e).__name__}: {e}"
         finally:
@@ -505,8 +633,9 @@ def _start(program: Program, folder: str, *, method: str, binds: tuple[str, ...]
     return s
 
 
-def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float,
-            fsize_mb: int) -> SandboxResult:
+def _result(
+    s: _Started, method: str, timed_out: bool, cut: bool, wall: float, fsize_mb: int
+) -> SandboxResult:
     out_path, err_path = Path(s.folder, "stdout"), Path(s.folder, "stderr")
     status = _read_all(s.status_r)
     error = s.error
@@ -523,10 +652,22 @@ def _result(s: _Started, method: str, timed_out: bool, cut: bool, wall: float,
         rc = -sig
     limited = sig == _signal.SIGXFSZ or max(n_out, n_err) >= fsize_mb * 1024 * 1024
     return SandboxResult(
-        returncode=None if error else rc, signal=None if error else sig, timed_out=timed_out,
-        output_limited=limited, stdout_head=head, stdout_tail=tail, stderr_tail=err_tail, wall_s=wall,
-        method=method, error=error, warning=RLIMITS_WARNING if method == "rlimits" else None,
-        stdout_bytes=n_out, stderr_bytes=n_err, cut=cut, memory_cap="rlimits")
+        returncode=None if error else rc,
+        signal=None if error else sig,
+        timed_out=timed_out,
+        output_limited=limited,
+        stdout_head=head,
+        stdout_tail=tail,
+        stderr_tail=err_tail,
+        wall_s=wall,
+        method=method,
+        error=error,
+        warning=RLIMITS_WARNING if method == "rlimits" else None,
+        stdout_bytes=n_out,
+        stderr_bytes=n_err,
+        cut=cut,
+        memory_cap="rlimits",
+    )
 
 
 def _write_work(work: str, files: Mapping[str, str | bytes], root: bool) -> None:
@@ -544,19 +685,59 @@ def _write_work(work: str, files: Mapping[str, str | bytes], root: bool) -> None
                 os.chown(p, NOBODY, NOBODY)
 
 
-def _bwrap_cmd(host: str, files: Mapping[str, str | bytes], fds: list[int], binds: tuple[str, ...], python: str,
-               env: Mapping[str, str], disk_mb: int) -> list[str]:
+def _bwrap_cmd(
+    host: str,
+    files: Mapping[str, str | bytes],
+    fds: list[int],
+    binds: tuple[str, ...],
+    python: str,
+    env: Mapping[str, str],
+    disk_mb: int,
+) -> list[str]:
     disk = str(disk_mb * 1024 * 1024)
-    cmd = [shutil.which("bwrap") or "bwrap",
-           "--unshare-all", "--unshare-user", "--disable-userns",  # no nested namespaces inside
-           "--die-with-parent", "--new-session",  # setsid: no terminal to inject keystrokes into
-           "--hostname", "sandbox",
-           "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-           "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-           "--proc", "/proc", "--dev", "/dev",
-           "--size", disk, "--tmpfs", "/dev/shm",  # multiprocessing's semaphores live here
-           "--remount-ro", "/dev",  # bwrap's /dev is a tmpfs without a size limit
-           "--size", disk, "--tmpfs", "/tmp", "--size", disk, "--tmpfs", INSIDE]
+    cmd = [
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",  # no nested namespaces inside
+        "--die-with-parent",
+        "--new-session",  # setsid: no terminal to inject keystrokes into
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        disk,
+        "--tmpfs",
+        "/dev/shm",  # multiprocessing's semaphores live here
+        "--remount-ro",
+        "/dev",  # bwrap's /dev is a tmpfs without a size limit
+        "--size",
+        disk,
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        disk,
+        "--tmpfs",
+        INSIDE,
+    ]
     for path in [*_python_binds(python), *binds]:
         cmd += ["--ro-bind", path, path]
     for name, text in files.items():

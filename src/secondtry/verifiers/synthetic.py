@@ -41,8 +41,12 @@ def _steps(body: str, operands: list[int], ops: list[str]) -> tuple[bool, ...]:
             continue
         a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
         true_prev = _true_value(operands, ops, i)
-        start_ok = a == (true_prev if prev is None else prev)  # unreadable previous step: judge against the truth
-        out.append(start_ok and op == ops[i] and b == operands[i + 1] and c == (a + b if op == "+" else a - b))
+        start_ok = a == (
+            true_prev if prev is None else prev
+        )  # unreadable previous step: judge against the truth
+        out.append(
+            start_ok and op == ops[i] and b == operands[i + 1] and c == (a + b if op == "+" else a - b)
+        )
         prev = c
     return tuple(out + [False] * (len(ops) - len(out)))
 
@@ -50,7 +54,7 @@ def _steps(body: str, operands: list[int], ops: list[str]) -> tuple[bool, ...]:
 def _true_value(operands: list[int], ops: list[str], i: int) -> int:
     """The correct value before operation i."""
     a = operands[0]
-    for op, b in zip(ops[:i], operands[1:i + 1]):
+    for op, b in zip(ops[:i], operands[1 : i + 1]):
         a = a + b if op == "+" else a - b
     return a
 

@@ -147,7 +147,7 @@ def send(fd: int, message: list) -> None:
 def _write(fd: int, frame: bytes) -> None:
     data = memoryview(frame)
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def recv(fd: int) -> list | None:
@@ -186,6 +186,7 @@ def _lines(tb: object, filename: str) -> list:
 
 
 # --- the candidate's side --------------------------------------------------------------------------
+
 
 def serve_candidate(rfd: int, wfd: int, path: str = "main.py") -> None:
     """Load the program as module `__solution__`, announce its callables, answer calls until the pipe ends.
@@ -241,6 +242,7 @@ def serve_candidate(rfd: int, wfd: int, path: str = "main.py") -> None:
 
 # --- the tests' side -------------------------------------------------------------------------------
 
+
 class CandidateError(Exception):
     """An exception of the program whose type is not a builtin exception: its name and message."""
 
@@ -291,7 +293,7 @@ def _run_tests(job: dict, rfd: int, wfd: int, report: dict) -> None:
         if name != entry and (name in g or (hasattr(builtins, name) and name not in declared)):
             continue  # the program cannot replace what the tests get from the task or from Python
         if kind.startswith("module:"):
-            module = kind[len("module:"):]
+            module = kind[len("module:") :]
             if module == name and name in job["tests"] and module in getattr(sys, "stdlib_module_names", ()):
                 g[name] = __import__(module)  # the tests' own copy of the standard module
         elif kind == "class" and name != entry:
@@ -308,10 +310,14 @@ def _run_tests(job: dict, rfd: int, wfd: int, report: dict) -> None:
             return  # a _Stop swallowed by a bare `except:` in the tests, then another failure
         lines = _lines(e.__traceback__, "tests.py")
         origin = getattr(e, "_secondtry_origin", None)
-        report.update(status="failed", error=origin[0] if origin else type(e).__name__,
-                      message=(origin[1] if origin else _text(e))[:300],
-                      test_line=lines[-1] if lines else None,
-                      code_line=origin[2] if origin else None, from_program=origin is not None)
+        report.update(
+            status="failed",
+            error=origin[0] if origin else type(e).__name__,
+            message=(origin[1] if origin else _text(e))[:300],
+            test_line=lines[-1] if lines else None,
+            code_line=origin[2] if origin else None,
+            from_program=origin is not None,
+        )
         return
     if report["status"] == "passed":
         report["done"] = True  # the tests ran to their end
@@ -348,7 +354,7 @@ def _proxy(name: str, rfd: int, wfd: int, report: dict):
         data = memoryview(frame)
         try:
             while data:
-                data = data[os.write(wfd, data):]
+                data = data[os.write(wfd, data) :]
             answer = recv(rfd)
         except NotPlain as e:
             raise _stop(report, "not_plain", what=str(e)) from None

@@ -24,7 +24,7 @@ SDPA, no graphs. Chat templates are the caller's business: the engine takes toke
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ...types import Completion
 from .model import unsupported
@@ -38,18 +38,37 @@ def completion(tokenizer, out: Output, prompt_tokens: int) -> Completion:
     body = out.tokens[:-1] if out.finish_reason == "stop" and out.stop is None else out.tokens
     text = tokenizer.decode(body, skip_special_tokens=True)
     if out.stop is not None and out.stop in text:
-        text = text[:text.index(out.stop)]
-    return Completion(text=text, n_tokens=len(out.tokens), finish_reason=out.finish_reason,
-                      prompt_tokens=prompt_tokens)
+        text = text[: text.index(out.stop)]
+    return Completion(
+        text=text, n_tokens=len(out.tokens), finish_reason=out.finish_reason, prompt_tokens=prompt_tokens
+    )
 
 
-def generate_completions(engine: Engine, tokenizer, prompt_ids: Sequence[Sequence[int]], params, n: int = 1,
-                         seed: int = 0, progress: Callable[[int], None] | None = None,
-                         stop: Sequence[str] = (), seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+def generate_completions(
+    engine: Engine,
+    tokenizer,
+    prompt_ids: Sequence[Sequence[int]],
+    params,
+    n: int = 1,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    stop: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+) -> list[list[Completion]]:
     """What HFSampler.generate returns, from the engine. params: a SamplingConfig (or anything with its fields).
 
     `seeds`: one per prompt (e.g. from the problem id), so a problem samples the same tokens in any call."""
-    outs = engine.generate(prompt_ids, n=n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                           max_new_tokens=params.max_new_tokens, seed=seed, seeds=seeds, progress=progress, stop=stop,
-                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    outs = engine.generate(
+        prompt_ids,
+        n=n,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        max_new_tokens=params.max_new_tokens,
+        seed=seed,
+        seeds=seeds,
+        progress=progress,
+        stop=stop,
+        decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+    )
     return [[completion(tokenizer, o, len(ids)) for o in row] for ids, row in zip(prompt_ids, outs)]

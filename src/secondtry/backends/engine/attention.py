@@ -20,14 +20,16 @@ import torch
 import torch.nn.functional as F
 
 
-def prefill_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, layout: "PromptLayout",
-                      scale: float) -> torch.Tensor:
+def prefill_attention(
+    q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, layout: PromptLayout, scale: float
+) -> torch.Tensor:
     """q [T, H, D] of prompts laid out back to back; their keys are already in kc/vc[layout.slots]."""
     heads, kv_heads = q.shape[1], kc.shape[1]
     if _flash_ok(q):
         k, v = kc[layout.token_slot, :, layout.offset], vc[layout.token_slot, :, layout.offset]  # [T, KVH, D]
-        return torch.ops.aten._flash_attention_forward(q, k, v, layout.cu, layout.cu, layout.width, layout.width,
-                                                       0.0, True, False, scale=scale)[0]
+        return torch.ops.aten._flash_attention_forward(
+            q, k, v, layout.cu, layout.cu, layout.width, layout.width, 0.0, True, False, scale=scale
+        )[0]
     width = layout.width
     if layout.uniform:  # prompts of one length: the flat batch is already [prompts, length, ...]
         qp = q.view(layout.count, width, heads, q.shape[2])
@@ -45,12 +47,18 @@ def prefill_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, layou
 
 
 def _flash_ok(q: torch.Tensor) -> bool:
-    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256
-            and q.shape[-1] % 8 == 0 and hasattr(torch.ops.aten, "_flash_attention_forward"))
+    return (
+        q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and q.shape[-1] <= 256
+        and q.shape[-1] % 8 == 0
+        and hasattr(torch.ops.aten, "_flash_attention_forward")
+    )
 
 
-def decode_attention_torch(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, rows: torch.Tensor,
-                           lens: torch.Tensor, scale: float) -> torch.Tensor:
+def decode_attention_torch(
+    q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, rows: torch.Tensor, lens: torch.Tensor, scale: float
+) -> torch.Tensor:
     """q [B, H, D] (one token a row) over kc/vc[rows[b], :, :lens[b]]."""
     heads, kv_heads = q.shape[1], kc.shape[1]
     width = max(1, int(lens.max()))
@@ -80,5 +88,7 @@ class PromptLayout:
         self.offset = to_device(torch.cat([torch.arange(n) for n in lengths]), device)
         self.slots = to_device(torch.tensor(slots), device)
         self.token_slot = to_device(torch.tensor(slots)[prompt], device)
-        self.last = to_device(torch.tensor(lengths).cumsum(0) - 1, device)  # each prompt's last token in the batch
+        self.last = to_device(
+            torch.tensor(lengths).cumsum(0) - 1, device
+        )  # each prompt's last token in the batch
         self.cu = to_device(torch.tensor([0] + lengths).cumsum(0).to(torch.int32), device)  # prompt bounds

@@ -33,8 +33,19 @@ def _mix32(x):  # "lowbias32" integer hash on uint32; sampling.mix32 is its torc
 
 
 @triton.jit
-def _add_rmsnorm_kernel(X, DELTA, RES, OUT, W, eps, stride_x, stride_d, N: tl.constexpr, BLOCK: tl.constexpr,
-                        HAS_DELTA: tl.constexpr):
+def _add_rmsnorm_kernel(
+    X,
+    DELTA,
+    RES,
+    OUT,
+    W,
+    eps,
+    stride_x,
+    stride_d,
+    N: tl.constexpr,
+    BLOCK: tl.constexpr,
+    HAS_DELTA: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     m = cols < N
@@ -56,16 +67,48 @@ def add_rmsnorm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tenso
     out = torch.empty((t, n), dtype=x.dtype, device=x.device)
     res = torch.empty_like(out) if delta is not None else x
     block = triton.next_power_of_2(n)
-    _add_rmsnorm_kernel[(t,)](x, delta if delta is not None else x, res, out, weight, eps, x.stride(0),
-                              (delta if delta is not None else x).stride(0), N=n, BLOCK=block,
-                              HAS_DELTA=delta is not None, num_warps=8 if block >= 2048 else 4)
+    _add_rmsnorm_kernel[(t,)](
+        x,
+        delta if delta is not None else x,
+        res,
+        out,
+        weight,
+        eps,
+        x.stride(0),
+        (delta if delta is not None else x).stride(0),
+        N=n,
+        BLOCK=block,
+        HAS_DELTA=delta is not None,
+        num_warps=8 if block >= 2048 else 4,
+    )
     return res, out
 
 
 @triton.jit
-def _qkv_post_kernel(QKV, QOUT, KC, VC, COS, SIN, POS, SLOT, QW, KW, eps, stride_qkv, stride_cs, stride_ch,
-                     stride_ct, H: tl.constexpr, KVH: tl.constexpr, D: tl.constexpr, HALF: tl.constexpr,
-                     NH: tl.constexpr, NV: tl.constexpr, HAS_NORM: tl.constexpr):
+def _qkv_post_kernel(
+    QKV,
+    QOUT,
+    KC,
+    VC,
+    COS,
+    SIN,
+    POS,
+    SLOT,
+    QW,
+    KW,
+    eps,
+    stride_qkv,
+    stride_cs,
+    stride_ch,
+    stride_ct,
+    H: tl.constexpr,
+    KVH: tl.constexpr,
+    D: tl.constexpr,
+    HALF: tl.constexpr,
+    NH: tl.constexpr,
+    NV: tl.constexpr,
+    HAS_NORM: tl.constexpr,
+):
     t = tl.program_id(0).to(tl.int64)  # one token: all its query and key heads as one [heads, D/2] tile pair
     hh = tl.arange(0, NH)[:, None]  # < H: query heads; H .. H + KVH: key heads
     c = tl.arange(0, HALF)[None, :]
@@ -107,25 +150,76 @@ def _qkv_post_kernel(QKV, QOUT, KC, VC, COS, SIN, POS, SLOT, QW, KW, eps, stride
     tl.store(VC + slot * stride_cs + vh * stride_ch + pos * stride_ct + d, v, mask=vm)
 
 
-def qkv_post(qkv: torch.Tensor, pos: torch.Tensor, slot: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
-             cos: torch.Tensor, sin: torch.Tensor, qw: torch.Tensor | None, kw: torch.Tensor | None, eps: float,
-             heads: int, kv_heads: int, head_dim: int) -> torch.Tensor:
+def qkv_post(
+    qkv: torch.Tensor,
+    pos: torch.Tensor,
+    slot: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    qw: torch.Tensor | None,
+    kw: torch.Tensor | None,
+    eps: float,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+) -> torch.Tensor:
     """Queries [T, H, D] after norm and rotary; keys (same treatment) and values go into kc/vc[slot, :, pos]."""
     t = qkv.shape[0]
     q = torch.empty((t, heads, head_dim), dtype=qkv.dtype, device=qkv.device)
     has_norm = qw is not None
     _qkv_post_kernel[(t,)](
-        qkv, q, kc, vc, cos, sin, pos, slot, qw if has_norm else cos, kw if has_norm else cos, eps, qkv.stride(0),
-        kc.stride(0), kc.stride(1), kc.stride(2), H=heads, KVH=kv_heads, D=head_dim, HALF=head_dim // 2,
-        NH=triton.next_power_of_2(heads + kv_heads), NV=triton.next_power_of_2(kv_heads), HAS_NORM=has_norm,
-        num_warps=4)
+        qkv,
+        q,
+        kc,
+        vc,
+        cos,
+        sin,
+        pos,
+        slot,
+        qw if has_norm else cos,
+        kw if has_norm else cos,
+        eps,
+        qkv.stride(0),
+        kc.stride(0),
+        kc.stride(1),
+        kc.stride(2),
+        H=heads,
+        KVH=kv_heads,
+        D=head_dim,
+        HALF=head_dim // 2,
+        NH=triton.next_power_of_2(heads + kv_heads),
+        NV=triton.next_power_of_2(kv_heads),
+        HAS_NORM=has_norm,
+        num_warps=4,
+    )
     return q
 
 
 @triton.jit
-def _decode_attn_kernel(Q, KC, VC, O, MP, LP, ACC, ROWS, LENS, scale_log2, stride_cs, stride_ch, stride_ct,
-                        H: tl.constexpr, G: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-                        D: tl.constexpr, SPLITS: tl.constexpr, IEEE: tl.constexpr):
+def _decode_attn_kernel(
+    Q,
+    KC,
+    VC,
+    O,
+    MP,
+    LP,
+    ACC,
+    ROWS,
+    LENS,
+    scale_log2,
+    stride_cs,
+    stride_ch,
+    stride_ct,
+    H: tl.constexpr,
+    G: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    D: tl.constexpr,
+    SPLITS: tl.constexpr,
+    IEEE: tl.constexpr,
+):
     b = tl.program_id(0).to(tl.int64)
     kh = tl.program_id(1)
     sp = tl.program_id(2)
@@ -188,8 +282,15 @@ def _combine_kernel(O, MP, LP, ACC, D: tl.constexpr, SPLITS: tl.constexpr, SPLIT
     tl.store(O + bh * D + d, out.to(O.dtype.element_ty))
 
 
-def decode_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, rows: torch.Tensor, lens: torch.Tensor,
-                     scale: float, splits: int = 1) -> torch.Tensor:
+def decode_attention(
+    q: torch.Tensor,
+    kc: torch.Tensor,
+    vc: torch.Tensor,
+    rows: torch.Tensor,
+    lens: torch.Tensor,
+    scale: float,
+    splits: int = 1,
+) -> torch.Tensor:
     """Attention of q [B, H, D] over kc/vc[rows[b], :, :lens[b]]; rows with lens 0 give zeros."""
     b, h, d = q.shape
     kvh = kc.shape[1]
@@ -202,12 +303,33 @@ def decode_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, rows: 
     else:
         mp = lp = acc = o
     _decode_attn_kernel[(b, kvh, splits)](
-        q, kc, vc, o, mp, lp, acc, rows, lens, scale * 1.4426950408889634, kc.stride(0), kc.stride(1), kc.stride(2),
-        H=h, G=g, BLOCK_H=max(16, triton.next_power_of_2(g)), BLOCK_N=ATTN["BLOCK_N"], D=d, SPLITS=splits,
-        IEEE=q.dtype == torch.float32, num_warps=ATTN["num_warps"], num_stages=ATTN["num_stages"])
+        q,
+        kc,
+        vc,
+        o,
+        mp,
+        lp,
+        acc,
+        rows,
+        lens,
+        scale * 1.4426950408889634,
+        kc.stride(0),
+        kc.stride(1),
+        kc.stride(2),
+        H=h,
+        G=g,
+        BLOCK_H=max(16, triton.next_power_of_2(g)),
+        BLOCK_N=ATTN["BLOCK_N"],
+        D=d,
+        SPLITS=splits,
+        IEEE=q.dtype == torch.float32,
+        num_warps=ATTN["num_warps"],
+        num_stages=ATTN["num_stages"],
+    )
     if splits > 1:
-        _combine_kernel[(b * h,)](o, mp, lp, acc, D=d, SPLITS=splits, SPLITS_P2=triton.next_power_of_2(splits),
-                                  num_warps=1)
+        _combine_kernel[(b * h,)](
+            o, mp, lp, acc, D=d, SPLITS=splits, SPLITS_P2=triton.next_power_of_2(splits), num_warps=1
+        )
     return o
 
 
@@ -234,8 +356,20 @@ def silu_mul(gu: torch.Tensor) -> torch.Tensor:
 
 
 @triton.jit
-def _gumbel_argmax_kernel(S, BEST_V, BEST_I, KEYS, STEPS, JMIX, V, stride_s, inv_temp, CHUNK,
-                          CHUNKS: tl.constexpr, BLOCK: tl.constexpr):
+def _gumbel_argmax_kernel(
+    S,
+    BEST_V,
+    BEST_I,
+    KEYS,
+    STEPS,
+    JMIX,
+    V,
+    stride_s,
+    inv_temp,
+    CHUNK,
+    CHUNKS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     part = tl.program_id(1)  # one slice of the vocabulary: rows x slices programs keep the GPU busy
     key = tl.load(KEYS + row).to(tl.uint32)
@@ -249,7 +383,9 @@ def _gumbel_argmax_kernel(S, BEST_V, BEST_I, KEYS, STEPS, JMIX, V, stride_s, inv
         j = start + tl.arange(0, BLOCK)
         m = j < hi
         x = tl.load(S + row * stride_s + j, mask=m, other=float("-inf")).to(tl.float32) * inv_temp
-        bits = _mix32(state ^ tl.load(JMIX + j, mask=m, other=0).to(tl.uint32))  # JMIX[j] = _mix32(j + 0x632BE5AB)
+        bits = _mix32(
+            state ^ tl.load(JMIX + j, mask=m, other=0).to(tl.uint32)
+        )  # JMIX[j] = _mix32(j + 0x632BE5AB)
         u = ((bits >> 9).to(tl.float32) + 0.5) * 1.1920928955078125e-07  # in (0, 1): 23 bits, exact
         v = tl.where(m, x - tl.log(-tl.log(u)), float("-inf"))
         take = v > best_v  # strict: the earlier index wins a tie, as torch.argmax
@@ -263,7 +399,9 @@ def _gumbel_argmax_kernel(S, BEST_V, BEST_I, KEYS, STEPS, JMIX, V, stride_s, inv
 _JMIX: dict = {}
 
 
-def gumbel_argmax(scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, inv_temp: float = 1.0) -> torch.Tensor:
+def gumbel_argmax(
+    scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, inv_temp: float = 1.0
+) -> torch.Tensor:
     """argmax(scores * inv_temp + Gumbel noise keyed by (keys[b], steps[b], vocab index)) per row."""
     from .sampling import mix32
 
@@ -275,14 +413,28 @@ def gumbel_argmax(scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor,
     chunk = triton.cdiv(triton.cdiv(v, chunks), block) * block
     best_v = torch.empty((n, chunks), dtype=torch.float32, device=scores.device)
     best_i = torch.empty((n, chunks), dtype=torch.int64, device=scores.device)
-    _gumbel_argmax_kernel[(n, chunks)](scores, best_v, best_i, keys, steps, table, v, scores.stride(0), inv_temp,
-                                       chunk, CHUNKS=chunks, BLOCK=block, num_warps=8)
+    _gumbel_argmax_kernel[(n, chunks)](
+        scores,
+        best_v,
+        best_i,
+        keys,
+        steps,
+        table,
+        v,
+        scores.stride(0),
+        inv_temp,
+        chunk,
+        CHUNKS=chunks,
+        BLOCK=block,
+        num_warps=8,
+    )
     return best_i.gather(1, best_v.argmax(1, keepdim=True))[:, 0]  # the first slice wins a tie
 
 
 @triton.jit
-def _step_begin_kernel(ROWS, DONE, TOK, POS, COUNT, KEY, IDS, POS_O, SLOT, LENS, KEY_O, COUNT_O, scratch, B,
-                       BLOCK: tl.constexpr):
+def _step_begin_kernel(
+    ROWS, DONE, TOK, POS, COUNT, KEY, IDS, POS_O, SLOT, LENS, KEY_O, COUNT_O, scratch, B, BLOCK: tl.constexpr
+):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < B
     r = tl.load(ROWS + i, mask=m, other=0)
@@ -301,14 +453,33 @@ def step_begin(rows, done, tok, pos, count, key, scratch: int):
     b = rows.shape[0]
     ids, pos_o, slot, lens, key_o, count_o = (torch.empty_like(rows) for _ in range(6))
     block = min(1024, triton.next_power_of_2(b))
-    _step_begin_kernel[(triton.cdiv(b, block),)](rows, done, tok, pos, count, key, ids, pos_o, slot, lens, key_o,
-                                                 count_o, scratch, b, BLOCK=block)
+    _step_begin_kernel[(triton.cdiv(b, block),)](
+        rows, done, tok, pos, count, key, ids, pos_o, slot, lens, key_o, count_o, scratch, b, BLOCK=block
+    )
     return ids, pos_o, slot, lens, key_o, count_o
 
 
 @triton.jit
-def _step_end_kernel(ROWS, NXT, SLOT, LENS, POS_I, COUNT_I, DONE, TOK, POS, COUNT, MAXN, OUT, EOS, n_eos, cap,
-                     stride_out, B, BLOCK: tl.constexpr):
+def _step_end_kernel(
+    ROWS,
+    NXT,
+    SLOT,
+    LENS,
+    POS_I,
+    COUNT_I,
+    DONE,
+    TOK,
+    POS,
+    COUNT,
+    MAXN,
+    OUT,
+    EOS,
+    n_eos,
+    cap,
+    stride_out,
+    B,
+    BLOCK: tl.constexpr,
+):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < B
     r = tl.load(ROWS + i, mask=m, other=0)
@@ -332,7 +503,23 @@ def step_end(rows, nxt, slot, lens, pos, count, done, tok, pos_state, count_stat
     """Record each live row's new token, advance it, and mark it done at EOS or its length, in one launch."""
     b = rows.shape[0]
     block = min(1024, triton.next_power_of_2(b))
-    _step_end_kernel[(triton.cdiv(b, block),)](rows, nxt, slot, lens, pos, count, done, tok, pos_state, count_state,
-                                               maxn, out, eos if eos.numel() else nxt, eos.numel(), out.shape[1],
-                                               out.stride(0), b,
-                                               BLOCK=block)
+    _step_end_kernel[(triton.cdiv(b, block),)](
+        rows,
+        nxt,
+        slot,
+        lens,
+        pos,
+        count,
+        done,
+        tok,
+        pos_state,
+        count_state,
+        maxn,
+        out,
+        eos if eos.numel() else nxt,
+        eos.numel(),
+        out.shape[1],
+        out.stride(0),
+        b,
+        BLOCK=block,
+    )

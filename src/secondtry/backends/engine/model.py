@@ -17,7 +17,7 @@ Two paths, the same mathematics:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +84,15 @@ class EngineModel:
         cos, sin = self.rotary(x, torch.arange(length, device=self.device)[None])
         return cos[0].contiguous(), sin[0].contiguous()
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, slot: torch.Tensor, cache: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor], attend: Callable) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        slot: torch.Tensor,
+        cache: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        attend: Callable,
+    ) -> torch.Tensor:
         """Final hidden states [T, hidden] for tokens ids [T] at positions pos [T] of slots slot [T].
 
         cache: [layers, 2, slots, kv_heads, max_len, head_dim]; attend(q, kc, vc) -> [T, H, D].
@@ -123,8 +130,21 @@ class EngineModel:
             else:
                 qkv = torch.cat([a.q_proj(hs), a.k_proj(hs), a.v_proj(hs)], dim=-1)
             qn, kn = (a.q_norm.weight, a.k_norm.weight) if self.qk_norm else (None, None)
-            q = k_.qkv_post(qkv, pos, slot, cache[i, 0], cache[i, 1], rope[0], rope[1], qn, kn, self.eps, h,
-                            self.kv_heads, d)
+            q = k_.qkv_post(
+                qkv,
+                pos,
+                slot,
+                cache[i, 0],
+                cache[i, 1],
+                rope[0],
+                rope[1],
+                qn,
+                kn,
+                self.eps,
+                h,
+                self.kv_heads,
+                d,
+            )
             o = attend(q, cache[i, 0], cache[i, 1])
             delta = a.o_proj(o.reshape(t, h * d))
             x, hs = k_.add_rmsnorm(x, delta, layer.post_attention_layernorm.weight, self.eps)
@@ -156,13 +176,14 @@ def _join(linears: list) -> tuple[torch.Tensor, torch.Tensor | None]:
     weight = torch.cat([lin.weight for lin in linears], dim=0)
     bias = None
     if any(lin.bias is not None for lin in linears):
-        bias = torch.cat([lin.bias if lin.bias is not None else weight.new_zeros(lin.out_features)
-                          for lin in linears])
+        bias = torch.cat(
+            [lin.bias if lin.bias is not None else weight.new_zeros(lin.out_features) for lin in linears]
+        )
     start = 0
     for lin in linears:
         rows = lin.out_features
-        lin.weight.data = weight[start:start + rows]  # the module keeps working, on the joined storage
+        lin.weight.data = weight[start : start + rows]  # the module keeps working, on the joined storage
         if lin.bias is not None:
-            lin.bias.data = bias[start:start + rows]
+            lin.bias.data = bias[start : start + rows]
         start += rows
     return weight, bias

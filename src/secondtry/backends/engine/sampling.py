@@ -75,8 +75,15 @@ def top_p_filter(scores: torch.Tensor, p: float) -> torch.Tensor:
     return scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
 
 
-def sample(logits: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, temperature: float, top_k: int = 0,
-           top_p: float = 1.0, kernels=None) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor,
+    keys: torch.Tensor,
+    steps: torch.Tensor,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    kernels=None,
+) -> torch.Tensor:
     """Next token per row of logits [N, V]: greedy at temperature 0, else a keyed draw. kernels: the Triton module."""
     if temperature <= 0:
         return torch.argmax(logits, dim=-1)
@@ -100,12 +107,14 @@ def sample(logits: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, temper
 TIES = 16  # entries beyond the k-th that _sample_top_k looks at, for ties with it (bf16 logits do tie)
 
 
-def _sample_top_k(scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, k: int, p: float) -> torch.Tensor:
+def _sample_top_k(
+    scores: torch.Tensor, keys: torch.Tensor, steps: torch.Tensor, k: int, p: float
+) -> torch.Tensor:
     """top_k_filter, then top_p_filter, then Gumbel-max, computed on the k + TIES best entries of each row
     instead of the whole vocabulary (no sort of it, no full-width noise): the same tokens, as
     tests/backends/test_engine.py checks, unless more than TIES entries tie with a row's k-th."""
     values, tokens = torch.topk(scores, k + TIES)  # descending
-    values = values.masked_fill(values < values[..., k - 1:k], float("-inf"))  # TopKLogitsWarper keeps ties
+    values = values.masked_fill(values < values[..., k - 1 : k], float("-inf"))  # TopKLogitsWarper keeps ties
     if p < 1.0:
         ascending = values.flip(-1)
         drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - p)  # TopPLogitsWarper's rule

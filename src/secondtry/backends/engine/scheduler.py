@@ -33,8 +33,8 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -77,10 +77,21 @@ def load_kernels():
 class Engine:
     """Continuous-batching generation over a transformers causal LM (see the module docstring)."""
 
-    def __init__(self, model, eos_ids: Sequence[int] = (), *, max_slots: int = 512, kernels: bool | None = None,
-                 graphs: bool | None = None, fuse: bool | None = None, sync_every: int = 16,
-                 prefill_tokens: int = 16384, refill: float = 1 / 16, memory_fraction: float = 0.9,
-                 warn: Callable[[str], None] = lambda msg: None) -> None:
+    def __init__(
+        self,
+        model,
+        eos_ids: Sequence[int] = (),
+        *,
+        max_slots: int = 512,
+        kernels: bool | None = None,
+        graphs: bool | None = None,
+        fuse: bool | None = None,
+        sync_every: int = 16,
+        prefill_tokens: int = 16384,
+        refill: float = 1 / 16,
+        memory_fraction: float = 0.9,
+        warn: Callable[[str], None] = lambda msg: None,
+    ) -> None:
         cuda = model.device.type == "cuda"
         use_kernels = (cuda and triton_available()) if kernels is None else kernels
         kmod = load_kernels() if use_kernels else None
@@ -96,7 +107,9 @@ class Engine:
         self._graph_params = None
         self.eos, self._eos_key = None, None  # the EOS ids a decode step stops at (_configure)
         self.steps = 0  # decode steps run (a measure of work, for benchmarks)
-        self.stats: dict[str, float] = {}  # device seconds in prefill and decode during the last generate call
+        self.stats: dict[
+            str, float
+        ] = {}  # device seconds in prefill and decode during the last generate call
         self._events: list = []
         self.reqs: list[_Request] = []
         self.queue: deque = deque()  # (request, its samples not yet admitted)
@@ -106,11 +119,22 @@ class Engine:
     # ---- public -------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Sequence[int]], *, n: int = 1, temperature: float = 0.0,
-                 top_p: float = 1.0, top_k: int = 0, max_new_tokens: int | Sequence[int] = 256, seed: int = 0,
-                 seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
-                 decode: Callable[[list[int]], str] | None = None, ignore_eos: bool = False,
-                 progress: Callable[[int], None] | None = None) -> list[list[Output]]:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        max_new_tokens: int | Sequence[int] = 256,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        stop: Sequence[str] = (),
+        decode: Callable[[list[int]], str] | None = None,
+        ignore_eos: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[Output]]:
         """n sequences per prompt (token ids, chat template already applied): one session, run to its end.
 
         A sample's noise is keyed by (seed, prompt index, sample index), or by (seeds[i], sample
@@ -124,11 +148,23 @@ class Engine:
             raise ValueError("n and every max_new_tokens must be at least 1, one max_new_tokens per prompt")
         if any(not ids for ids in prompts):
             raise ValueError("every prompt needs at least one token")
-        self.open(max(len(ids) + m for ids, m in zip(prompts, maxn)), max(maxn), temperature=temperature,
-                  top_k=top_k, top_p=top_p, stop=stop, decode=decode, ignore_eos=ignore_eos)
-        for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i])):  # similar lengths prefill together
+        self.open(
+            max(len(ids) + m for ids, m in zip(prompts, maxn)),
+            max(maxn),
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop=stop,
+            decode=decode,
+            ignore_eos=ignore_eos,
+        )
+        for i in sorted(
+            range(len(prompts)), key=lambda i: -len(prompts[i])
+        ):  # similar lengths prefill together
             key = seeds[i] if seeds is not None else seed
-            self.submit(prompts[i], n=n, seed=key, request=0 if seeds is not None else i, max_new_tokens=maxn[i])
+            self.submit(
+                prompts[i], n=n, seed=key, request=0 if seeds is not None else i, max_new_tokens=maxn[i]
+            )
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         index = {r: i for r, i in enumerate(order)}  # request number -> prompt index
         results: list[list[Output | None]] = [[None] * n for _ in prompts]
@@ -141,9 +177,18 @@ class Engine:
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def open(self, max_len: int, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, stop: Sequence[str] = (), decode: Callable[[list[int]], str] | None = None,
-             ignore_eos: bool = False) -> None:
+    def open(
+        self,
+        max_len: int,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        decode: Callable[[list[int]], str] | None = None,
+        ignore_eos: bool = False,
+    ) -> None:
         """Start a session: a cache for sequences of up to `max_len` tokens (prompt + new), requests of up to
         `max_new_tokens` new tokens, one sampling setting. Requests come with `submit`; `step` runs."""
         if stop and decode is None:
@@ -157,16 +202,25 @@ class Engine:
         self.owner = [None] * self.slots
         self.rebuilds = 0
 
-    def submit(self, ids: Sequence[int], *, n: int = 1, seed: int = 0, request: int | str = 0,
-               max_new_tokens: int | None = None, greedy: bool = False) -> int:
+    def submit(
+        self,
+        ids: Sequence[int],
+        *,
+        n: int = 1,
+        seed: int = 0,
+        request: int | str = 0,
+        max_new_tokens: int | None = None,
+        greedy: bool = False,
+    ) -> int:
         """Queue `n` samples of one prompt; returns its request number (as `step` reports it). Sample j's
         noise is keyed by (seed, request, j). `greedy`: argmax tokens whatever the session's setting."""
         max_new = self.cap if max_new_tokens is None else max_new_tokens
         if not ids or n < 1 or max_new < 1:
             raise ValueError("a request needs at least one prompt token, one sample and one new token")
         r = len(self.reqs)
-        self.reqs.append(_Request(list(ids), [sampling.request_key(seed, request, j) for j in range(n)], max_new,
-                                  greedy))
+        self.reqs.append(
+            _Request(list(ids), [sampling.request_key(seed, request, j) for j in range(n)], max_new, greedy)
+        )
         if len(ids) + max_new > self.max_len or max_new > self.cap:
             self.long.append(r)  # waits for the running ones, then the cache grows
         else:
@@ -194,16 +248,20 @@ class Engine:
             self._back_off(self.queue)
             return []
         if not self.busy():
-            self.stats = {kind: sum(a.elapsed_time(b) for k, a, b in self._events if k == kind) / 1e3
-                          for kind in ("prefill", "decode")}
+            self.stats = {
+                kind: sum(a.elapsed_time(b) for k, a, b in self._events if k == kind) / 1e3
+                for kind in ("prefill", "decode")
+            }
         return finished
 
     def _grow(self) -> None:
         need = [self.reqs[r] for r in self.long]
         max_len = max(self.max_len, *(len(q.ids) + q.max_new for q in need))
         cap = max(self.cap, *(q.max_new for q in need))
-        self.warn(f"a request of {max_len} tokens is longer than the engine's cache ({self.max_len}); "
-                  f"rebuilding it (size the session for the longest request)")
+        self.warn(
+            f"a request of {max_len} tokens is longer than the engine's cache ({self.max_len}); "
+            f"rebuilding it (size the session for the longest request)"
+        )
         self.rebuilds += 1
         self.release()
         self._prepare(max_len, cap)
@@ -224,8 +282,16 @@ class Engine:
         self._events.append((kind, start, end))
 
     @torch.inference_mode()
-    def warm_up(self, max_len: int, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-                top_p: float = 1.0, ignore_eos: bool = False) -> None:
+    def warm_up(
+        self,
+        max_len: int,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        ignore_eos: bool = False,
+    ) -> None:
         """Build the cache and capture every bucket's graph for calls up to this shape (else the first call does)."""
         self._configure(temperature, top_k, top_p, ignore_eos)
         self._prepare(max_len, max_new_tokens)
@@ -274,8 +340,13 @@ class Engine:
         m = self.model
         free = torch.cuda.mem_get_info(self.device)[0]
         filters = self.params[1] > 0 or self.params[2] < 1.0
-        reserve = (2**30 + self.max_slots * m.vocab * (28 if filters else 6)
-                   + self.prefill_tokens * 2 * (8 * m.hidden_size + 6 * m.intermediate_size + 8 * m.heads * m.head_dim))
+        reserve = (
+            2**30
+            + self.max_slots * m.vocab * (28 if filters else 6)
+            + self.prefill_tokens
+            * 2
+            * (8 * m.hidden_size + 6 * m.intermediate_size + 8 * m.heads * m.head_dim)
+        )
         fit = int((free * self.memory_fraction - reserve) // (m.kv_bytes_per_token() * max_len)) - 1
         if fit < 1:
             raise torch.cuda.OutOfMemoryError(f"no room for one sequence of {max_len} tokens")
@@ -285,10 +356,13 @@ class Engine:
         m, dev = self.model, self.device
         self.slots, self.max_len, self.cap = slots, max_len, cap
         n = slots + 1  # slot `slots` is scratch: padding rows and finished rows write there
-        self.cache = torch.zeros((len(m.layers), 2, n, m.kv_heads, max_len, m.head_dim), dtype=m.dtype, device=dev)
+        self.cache = torch.zeros(
+            (len(m.layers), 2, n, m.kv_heads, max_len, m.head_dim), dtype=m.dtype, device=dev
+        )
         self.rope = m.rope_table(max_len)
-        self.tok, self.pos, self.count, self.maxn, self.key = (torch.zeros(n, dtype=torch.int64, device=dev)
-                                                                for _ in range(5))
+        self.tok, self.pos, self.count, self.maxn, self.key = (
+            torch.zeros(n, dtype=torch.int64, device=dev) for _ in range(5)
+        )
         self.done = torch.ones(n, dtype=torch.bool, device=dev)
         self.greedy = torch.zeros(n, dtype=torch.bool, device=dev)  # per slot: argmax instead of a draw
         self.out = torch.zeros((n, cap), dtype=torch.int64, device=dev)
@@ -325,11 +399,15 @@ class Engine:
             return
         while queue and free:
             batch, tokens = [], 0
-            while queue and free and (not batch or tokens + len(self.reqs[queue[0][0]].ids) <= self.prefill_tokens):
+            while (
+                queue
+                and free
+                and (not batch or tokens + len(self.reqs[queue[0][0]].ids) <= self.prefill_tokens)
+            ):
                 i, js = queue.popleft()
-                take = js[:len(free)]
+                take = js[: len(free)]
                 if len(take) < len(js):
-                    queue.appendleft((i, js[len(take):]))
+                    queue.appendleft((i, js[len(take) :]))
                 batch.append((i, take, [free.popleft() for _ in take]))
                 tokens += len(self.reqs[i].ids)
             with self._timed("prefill"):
@@ -340,13 +418,15 @@ class Engine:
         reqs = [self.reqs[i] for i, _, _ in batch]
         layout = PromptLayout([len(r.ids) for r in reqs], [slots[0] for _, _, slots in batch], dev)
         ids = to_device(torch.tensor([t for r in reqs for t in r.ids]), dev)
-        hidden = m.forward(ids, layout.offset, layout.token_slot, self.cache, self.rope, m.prefill_attend(layout))
+        hidden = m.forward(
+            ids, layout.offset, layout.token_slot, self.cache, self.rope, m.prefill_attend(layout)
+        )
         logits = m.logits(hidden[layout.last])
         for r, (_, _, slots) in zip(reqs, batch):
             if len(slots) > 1:  # prefix sharing: the prompt's KV, computed once, goes to every sample's slot
                 src, n = slots[0], len(r.ids)
                 dst = to_device(torch.tensor(slots[1:]), dev)
-                self.cache[:, :, dst, :, :n] = self.cache[:, :, src:src + 1, :, :n]
+                self.cache[:, :, dst, :, :n] = self.cache[:, :, src : src + 1, :, :n]
         rows = to_device(torch.tensor([p for p, (_, js, _) in enumerate(batch) for _ in js]), dev)
         slots = to_device(torch.tensor([s for _, _, ss in batch for s in ss]), dev)
         keys = to_device(torch.tensor([r.keys[j] for r, (_, js, _) in zip(reqs, batch) for j in js]), dev)
@@ -360,7 +440,7 @@ class Engine:
         self.tok[slots], self.pos[slots], self.count[slots] = first, plen, 1
         self.maxn[slots], self.key[slots], self.out[slots, 0] = maxn, keys, first
         self.done[slots] = self._is_eos(first) | (maxn <= 1)
-        for (i, js, ss) in batch:
+        for i, js, ss in batch:
             for j, s in zip(js, ss):
                 self.owner[s] = (i, j)
                 self.left[s] = self.reqs[i].max_new - 1
@@ -378,7 +458,9 @@ class Engine:
         bucket = next(b for b in self.buckets if b >= len(busy))
         steps = min(self.sync_every, max(self.left[s] for s in busy))
         graph = self._graph(bucket) if self.graphs else None
-        self.rows[bucket].copy_(to_device(torch.tensor(busy + [self.slots] * (bucket - len(busy))), self.device))
+        self.rows[bucket].copy_(
+            to_device(torch.tensor(busy + [self.slots] * (bucket - len(busy))), self.device)
+        )
         with self._timed("decode"):
             for _ in range(steps):
                 if graph is not None:
@@ -392,8 +474,9 @@ class Engine:
         m, scratch = self.model, self.slots
         rows = self.rows[bucket]
         if m.kernels is not None:
-            ids, pos, slot, lens, keys, count = m.kernels.step_begin(rows, self.done, self.tok, self.pos, self.count,
-                                                                    self.key, scratch)
+            ids, pos, slot, lens, keys, count = m.kernels.step_begin(
+                rows, self.done, self.tok, self.pos, self.count, self.key, scratch
+            )
         else:
             live = ~self.done[rows]
             ids, pos, count, keys = self.tok[rows], self.pos[rows], self.count[rows], self.key[rows]
@@ -406,8 +489,21 @@ class Engine:
         if self.params[0] > 0:  # greedy requests of a sampled session: the argmax, in the same graph
             nxt = torch.where(self.greedy[rows], logits.argmax(dim=-1), nxt)
         if m.kernels is not None:
-            m.kernels.step_end(rows, nxt, slot, lens, pos, count, self.done, self.tok, self.pos, self.count,
-                               self.maxn, self.out, self.eos)
+            m.kernels.step_end(
+                rows,
+                nxt,
+                slot,
+                lens,
+                pos,
+                count,
+                self.done,
+                self.tok,
+                self.pos,
+                self.count,
+                self.maxn,
+                self.out,
+                self.eos,
+            )
             return
         step = live.long()
         self.out[slot, count.clamp(max=self.cap - 1)] = nxt
@@ -460,7 +556,7 @@ class Engine:
         if want:
             width = max(count[k] for k in want)
             rows = self.out[idx[torch.tensor(want, device=self.device)], :width].cpu().tolist()
-            tokens = {owned[k]: row[:count[k]] for k, row in zip(want, rows)}
+            tokens = {owned[k]: row[: count[k]] for k, row in zip(want, rows)}
         finished = []
         for k, s in enumerate(owned):
             i, j = self.owner[s]
