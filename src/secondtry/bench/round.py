@@ -141,7 +141,9 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
         def step(self):
             finished = super().step()
             if not self.busy():
-                tally["sessions"][-1].update(rebuilds=self.rebuilds, slots_last=self.slots)
+                tally["sessions"][-1].update(
+                    rebuilds=self.rebuilds, slots_last=self.slots, backoffs=self.backoffs
+                )
             return [
                 (
                     r,

@@ -115,6 +115,7 @@ class Engine:
         self.queue: deque = deque()  # (request, its samples not yet admitted)
         self.long: list[int] = []  # requests longer than the cache: admitted once all others finished
         self.rebuilds = 0  # cache rebuilds for a request longer than the session's max_len
+        self.backoffs = 0  # out-of-memory back-offs (each halves the slots for the rest of the engine's life)
 
     # ---- public -------------------------------------------------------------------------------
 
@@ -384,6 +385,7 @@ class Engine:
         for i in sorted(waiting, key=lambda i: len(self.reqs[i].ids)):
             queue.appendleft((i, sorted(waiting[i])))
         self.warn(f"out of device memory with {self.slots} slots; going on with {self.slots // 2}")
+        self.backoffs += 1
         self.max_slots = self.slots // 2
         self.prefill_tokens = max(256, self.prefill_tokens // 2)
         max_len, cap = self.max_len, self.cap
