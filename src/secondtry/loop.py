@@ -246,12 +246,12 @@ def make_attempts(ctx: Context, k: int, model: str) -> GenerationInfo:
     ]
     ctx.take_clock()
     with ctx.log.progress(f"round {k} attempts", len(ctx.train_set), "problems") as bar:
-        records = in_chunks(ctx, model, ctx.train_set, chains, f"round_{k}/attempts", bar)
+        attempts = in_chunks(ctx, model, ctx.train_set, chains, f"round_{k}/attempts", bar)
     clock = ctx.take_clock()
-    write_jsonl(ctx.store.path(k, "attempts.jsonl"), records)
-    first_retry = next((r for r in records if r["kind"] == Kind.RETRY), None)
-    rendered = ctx.models.get(model).render(attempt_from_dict(first_retry).messages) if first_retry else ""
-    return GenerationInfo(sum(r["n_tokens"] for r in records), rendered, **clock)
+    write_jsonl(ctx.store.path(k, "attempts.jsonl"), map(to_dict, attempts))
+    first_retry = next((a for a in attempts if a.kind == Kind.RETRY), None)
+    rendered = ctx.models.get(model).render(first_retry.messages) if first_retry else ""
+    return GenerationInfo(sum(a.n_tokens for a in attempts), rendered, **clock)
 
 
 def make_sft(ctx: Context, k: int, attempts: list[Attempt]) -> FilterStats:
@@ -417,7 +417,7 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
         transcripts = in_chunks(ctx, model, problems, chains, f"round_{k}/{eval_name(split)}", bar)
     clock = ctx.take_clock()
     by_problem: dict[str, list[Attempt]] = {}
-    for a in map(attempt_from_dict, transcripts):
+    for a in transcripts:
         by_problem.setdefault(a.problem_id, []).append(a)
     records = []
     for p in problems:
@@ -426,9 +426,9 @@ def evaluate(ctx: Context, k: int, model: str, split: str) -> GenerationInfo:
         samples = sorted((a for a in attempts_of if a.kind == Kind.SAMPLE), key=lambda a: a.sample)
         chain = [samples[0]] + sorted((a for a in attempts_of if a.kind == Kind.RETRY), key=lambda a: a.turn)
         records.append(eval_record(p.id, g, samples, chain, ev.pass_k))
-    write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), transcripts)
+    write_jsonl(ctx.store.path(k, f"{eval_name(split)}_attempts.jsonl"), map(to_dict, transcripts))
     write_jsonl(ctx.store.path(k, f"{eval_name(split)}.jsonl"), (r.to_json() for r in records))
-    return GenerationInfo(sum(r["n_tokens"] for r in transcripts), **clock)
+    return GenerationInfo(sum(a.n_tokens for a in transcripts), **clock)
 
 
 _KIND_ORDER = {Kind.GREEDY: 0, Kind.FIRST: 1, Kind.SAMPLE: 1, Kind.RETRY: 2}
@@ -436,8 +436,8 @@ _KIND_ORDER = {Kind.GREEDY: 0, Kind.FIRST: 1, Kind.SAMPLE: 1, Kind.RETRY: 2}
 
 def in_chunks(
     ctx: Context, model: str, problems: Sequence[Problem], chains: list[Chains], stage: str, progress: Any
-) -> list[dict[str, Any]]:
-    """Every chain of `chains` on every problem, in chunks of `checkpoint.chunk` problems, as records.
+) -> list[Attempt]:
+    """Every chain of `chains` on every problem, in chunks of `checkpoint.chunk` problems: the attempts.
 
     Each finished chunk is saved in the stage's partial folder; a chunk an earlier, killed run
     finished is read back instead of generated again. One process streams all its chunks through
@@ -480,7 +480,7 @@ def in_chunks(
 
         if todo:
             Flow(ctx, model, chains, stage, progress).run(todo, save)
-        return canonical(records)
+        return [attempt_from_dict(r) for r in canonical(records)]
     for wave in range(0, len(starts), ranks):  # one chunk per rank, then every rank gathers them all
         c = wave + me
         own, fresh = None, False
@@ -503,7 +503,7 @@ def in_chunks(
             if theirs_c != c:
                 progress(first_attempts(theirs))
             records += theirs
-    return canonical(records)
+    return [attempt_from_dict(r) for r in canonical(records)]
 
 
 @dataclasses.dataclass(frozen=True)
