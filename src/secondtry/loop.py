@@ -560,7 +560,7 @@ class Flow:
             tuple[int, int, int], list[int]
         ] = {}  # (chunk, chains, turn) -> [sent, back, judged]
         self.closed: set[tuple[int, int, int]] = set()  # turns to which no more requests come
-        self.said: dict[tuple[int, int, int], set[str]] = {}  # the crash points a turn has passed
+        self.said: set[tuple[int, int, int, str]] = set()  # (chunk, chains, turn, point) passed
 
     def run(self, todo: list[tuple[int, list[Problem]]], save: Callable[[int, list[Attempt]], None]) -> None:
         ctx = self.ctx
@@ -643,18 +643,15 @@ class Flow:
         sent, back, judged = self.turns[(c, i, turn)]
         if (c, i, turn) not in self.closed:
             return
-        if back == sent and sent and "g" not in self._said(c, i, turn):
-            self._said(c, i, turn).add("g")
+        if back == sent and sent and (c, i, turn, "generated") not in self.said:
+            self.said.add((c, i, turn, "generated"))
             crash_point(f"{self._where(c, i, turn)}:generated")
-        if judged == sent and sent and "v" not in self._said(c, i, turn):
-            self._said(c, i, turn).add("v")
+        if judged == sent and sent and (c, i, turn, "verified") not in self.said:
+            self.said.add((c, i, turn, "verified"))
             crash_point(f"{self._where(c, i, turn)}:verified")
             self.closed.add((c, i, turn + 1))  # every request of the next turn has been sent
             if (c, i, turn + 1) in self.turns:
                 self._turn_check(c, i, turn + 1)
-
-    def _said(self, c: int, i: int, turn: int) -> set[str]:
-        return self.said.setdefault((c, i, turn), set())
 
     def _generated(self, chain: _Chain, completions: list[Completion], checker: Checker) -> None:
         self.turns[(chain.chunk, chain.chains, chain.turn)][1] += 1
@@ -698,7 +695,7 @@ class Checker:
     def __init__(
         self, judge_items: Callable[[list[tuple[Problem, Completion]]], list[Verdict]], background: bool
     ) -> None:
-        self.judge_items, self.background = judge_items, background
+        self.judge_items = judge_items
         self.todo: list[tuple[Any, list[tuple[Problem, Completion]]]] = []
         self.done: list[tuple[Any, list[Verdict]]] = []
         self.error: BaseException | None = None
@@ -722,10 +719,7 @@ class Checker:
         """The verdicts of finished requests; with `block`, waits until there are some (if any are pending)."""
         if self.thread is None:
             batch, self.todo = self.todo, []
-            if not batch:
-                return []
-            verdicts = iter(self.judge_items([item for _, items in batch for item in items]))
-            return [(tag, [next(verdicts) for _ in items]) for tag, items in batch]
+            return self._judge(batch) if batch else []
         with self.lock:
             while block and not self.done and (self.todo or self.busy) and self.error is None:
                 self.lock.wait()
@@ -744,8 +738,7 @@ class Checker:
                 batch, self.todo = self.todo, []
                 self.busy = len(batch)
             try:
-                verdicts = iter(self.judge_items([item for _, items in batch for item in items]))
-                out = [(tag, [next(verdicts) for _ in items]) for tag, items in batch]
+                out = self._judge(batch)
             except BaseException as e:  # handed to the stage's thread, which raises it
                 with self.lock:
                     self.error, self.busy = e, 0
@@ -755,6 +748,13 @@ class Checker:
                 self.done += out
                 self.busy = 0
                 self.lock.notify_all()
+
+    def _judge(
+        self, batch: list[tuple[Any, list[tuple[Problem, Completion]]]]
+    ) -> list[tuple[Any, list[Verdict]]]:
+        """One verifier call for the batch's items; the verdicts handed back per request."""
+        verdicts = iter(self.judge_items([item for _, items in batch for item in items]))
+        return [(tag, [next(verdicts) for _ in items]) for tag, items in batch]
 
     def close(self) -> None:
         if self.thread is not None:

@@ -69,6 +69,13 @@ def load_model(path: str, dtype: str, device: torch.device):
     return model.to(device).eval()
 
 
+def eos_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a turn: the model's generation config's EOS ids and the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    return sorted(set(eos) | {tokenizer.eos_token_id} - {None})
+
+
 def adapter_base(path: str) -> str | None:
     """The base model of a LoRA adapter folder (adapter_config.json, no config.json of its own), else None."""
     folder = Path(path).expanduser()

@@ -25,7 +25,7 @@ import torch
 from ..config import Config, SamplingConfig
 from ..log import Log
 from ..memory import free_memory, is_oom
-from ..models import load_model, load_tokenizer, resolve_device
+from ..models import eos_ids, load_model, load_tokenizer, resolve_device
 from ..types import Completion, Message
 from .engine.sampling import mix32
 from .engine.sampling import request_key as row_seed  # one keying scheme for both generation paths
@@ -106,9 +106,7 @@ class HFSampler:
         self.model = load_model(model_path, cfg.model.dtype, self.device)
         self.batch_size = cfg.backend.batch_size
         self.oom_backoffs = 0
-        eos = self.model.generation_config.eos_token_id
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        self.eos_ids = sorted(set(eos) | {self.tokenizer.eos_token_id} - {None})
+        self.eos_ids = eos_ids(self.model, self.tokenizer)
         wanted = cfg.backend.engine == "on" or (cfg.backend.engine == "auto" and self.device.type == "cuda")
         self.engine = self._engine() if wanted else None
 
@@ -271,14 +269,9 @@ class EngineStream:
         self.setting = next(iter(sampled), (0.0, 0, 1.0))
         self.max_new = max(p.max_new_tokens for p in params)
         rendered = [sampler.render(c) for c in first]
-        longest = (
-            max(
-                (len(ids) for ids in sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"]),
-                default=0,
-            )
-            if rendered
-            else 0
-        )
+        first_ids = sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"] if rendered else []
+        self.first_ids = {tuple(c): ids for c, ids in zip(first, first_ids)}  # tokenized once: submit reuses
+        longest = max(map(len, first_ids), default=0)
         # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
         # of the stage (scheduler.py): a cache for every turn's worst case would hold far fewer sequences
         max_len = longest + self.max_new + min(turns - 1, 1) * (self.max_new + RETRY_ROOM)
@@ -308,7 +301,7 @@ class EngineStream:
                 f"this session samples with {self.setting}; a request asked for "
                 f"{(params.temperature, params.top_k, params.top_p)}"
             )
-        ids = self._ids(conversation)
+        ids = self.first_ids.pop(tuple(conversation), None) or self._ids(conversation)
         r = self.engine.submit(
             ids,
             n=n,
@@ -340,4 +333,4 @@ class EngineStream:
         return self.engine.waiting() < max(1, self.engine.slots)
 
     def close(self) -> None:
-        self.requests = {}
+        self.requests, self.first_ids = {}, {}

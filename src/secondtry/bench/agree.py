@@ -10,7 +10,8 @@ with the model's chat template (the prompt a run's first attempt gets), measured
   engine          the generation engine (backends/engine), greedy, its own slots and buckets
 
 Each figure is the share of sequences whose first `--tokens` new tokens are identical (a sequence
-ending earlier compares through its EOS), with the mean length of the common prefix.
+ending earlier compares through its EOS), with the mean identical prefix (`bench generate`'s
+`agreement`: a sequence identical through its EOS counts all `--tokens`).
 """
 
 from __future__ import annotations
@@ -18,59 +19,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
-
-
-def _cut(tokens: list[int], eos: set[int], n: int) -> list[int]:
-    """The first n tokens, through the first EOS."""
-    out = []
-    for t in tokens[:n]:
-        out.append(t)
-        if t in eos:
-            break
-    return out
-
-
-def compare(ref: list[list[int]], got: list[list[int]]) -> dict[str, float]:
-    """Share of identical sequences and the mean common prefix."""
-    same = sum(a == b for a, b in zip(ref, got))
-    prefix = []
-    for a, b in zip(ref, got):
-        k = 0
-        while k < min(len(a), len(b)) and a[k] == b[k]:
-            k += 1
-        prefix.append(k)
-    return {
-        "share": round(same / max(1, len(ref)), 4),
-        "mean_prefix": round(sum(prefix) / max(1, len(prefix)), 2),
-    }
-
-
-def hf_greedy(
-    model, tokenizer, prompts: list[list[int]], tokens: int, batch: int, eos: list[int]
-) -> list[list[int]]:
-    import torch
-
-    pad = tokenizer.pad_token_id
-    out: list[list[int]] = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
-        with torch.inference_mode():
-            new = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )[:, width:].tolist()
-        out += new
-    return [_cut(t, set(eos), tokens) for t in out]
 
 
 def run(
@@ -90,9 +38,10 @@ def run(
     from ..backends.engine import Engine
     from ..backends.hf import render
     from ..config import TaskConfig
-    from ..models import load_model, load_tokenizer, resolve_device
+    from ..models import eos_ids, load_model, load_tokenizer, resolve_device
     from ..tasks import TASKS
     from ..types import Message
+    from .generate import agreement, hf_greedy, through_eos
 
     dev = resolve_device(device)
     tokenizer = load_tokenizer(model_path)
@@ -105,20 +54,16 @@ def run(
     for dtype in dtypes:
         start = time.perf_counter()
         model = load_model(model_path, dtype, dev)
-        eos = model.generation_config.eos_token_id
-        eos = sorted({*([eos] if isinstance(eos, int) else list(eos or [])), tokenizer.eos_token_id} - {None})
-        ref = hf_greedy(model, tokenizer, prompts, tokens, batch, eos)
-        other = hf_greedy(model, tokenizer, prompts, tokens, other_batch, eos)
+        eos = eos_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        ref = hf_greedy(model, prompts, tokens, batch, pad, eos)
+        other = hf_greedy(model, prompts, tokens, other_batch, pad, eos)
         engine = Engine(model, eos)
         outs = engine.generate(prompts, max_new_tokens=tokens, temperature=0.0)
-        got = [_cut(row[0].tokens, set(eos), tokens) for row in outs]
+        got = [through_eos(row[0].tokens, set(eos), tokens) for row in outs]
         name = {"float32": "fp32", "bfloat16": "bf16"}.get(dtype, dtype)
-        for what, seqs in (("generate_other", other), ("engine", got)):
-            c = compare(ref, seqs)
-            figures[f"{name}_{what}_share"], figures[f"{name}_{what}_mean_prefix"] = (
-                c["share"],
-                c["mean_prefix"],
-            )
+        figures.update(agreement(ref, other, tokens, f"{name}_generate_other"))
+        figures.update(agreement(ref, got, tokens, f"{name}_engine"))
         figures[f"{name}_engine_kernels"] = engine.model.kernels is not None
         figures[f"{name}_stage_s"] = round(time.perf_counter() - start, 1)
         report(name, {k: v for k, v in figures.items() if k.startswith(name)})

@@ -71,6 +71,7 @@ QWEN3_8B = dict(
 )
 MODELS = {"qwen3-1.7b": QWEN3_1_7B, "qwen3-8b": QWEN3_8B, "tiny-qwen3": TINY}  # tiny: this code on the CPU
 TEMPERATURE = 0.7
+REQUESTS, PROMPT, NEW, RESIDENT = 1024, 200, 768, 512  # the default workload: requests, prompt and new tokens
 
 
 def _device() -> str:
@@ -278,22 +279,42 @@ def time_hf(model, prompts: list[list[int]], new: int, static: bool, temperature
     }
 
 
-def hf_greedy(model, prompts: list[list[int]], tokens: int, batch: int = 64) -> list[list[int]]:
+def hf_greedy(
+    model, prompts: list[list[int]], tokens: int, batch: int = 64, pad: int = 0, eos: list[int] | None = None
+) -> list[list[int]]:
+    """transformers `generate`, greedy, in left-padded batches; with `eos`, each sequence through its first EOS."""
     import torch
 
     ref = []
     for i in range(0, len(prompts), batch):
-        ids = torch.tensor(prompts[i : i + batch], device=_device())
+        chunk = prompts[i : i + batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
         with torch.inference_mode():
             out = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
+                input_ids=ids,
+                attention_mask=mask,
                 max_new_tokens=tokens,
                 do_sample=False,
-                pad_token_id=0,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=eos,
+                pad_token_id=pad,
             )
-        ref += out[:, ids.shape[1] :].tolist()
-    return ref
+        ref += out[:, width:].tolist()
+    return ref if eos is None else [through_eos(t, set(eos), tokens) for t in ref]
+
+
+def through_eos(tokens: list[int], eos: set[int], n: int) -> list[int]:
+    """The first n tokens, through the first EOS."""
+    out = []
+    for t in tokens[:n]:
+        out.append(t)
+        if t in eos:
+            break
+    return out
 
 
 def agreement(ref: list[list[int]], got: list[list[int]], tokens: int, name: str = "agree") -> dict:
@@ -405,17 +426,16 @@ def decode_profile(engine, context: int, path) -> dict:
 
 def run(
     model: str = "qwen3-1.7b",
-    requests: int = 1024,
-    prompt: int = 200,
-    new: int = 768,
-    resident: int = 512,
+    requests: int = REQUESTS,
+    prompt: int = PROMPT,
+    new: int = NEW,
+    resident: int = RESIDENT,
     variant: tuple[int, int] = (64, 1536),
     hf_batch: int = 256,
     hf_plain_new: int = 128,
     agree: int = 128,
     agree_tokens: int = 32,
     hf: bool = True,
-    overlap: bool = False,
     seed: int = 0,
     profile_to=None,
     report: Callable[[str, dict], None] = lambda stage, figures: None,
@@ -523,21 +543,10 @@ def run(
             "variant_roofline_share": round(r["tok_s"] / bound, 3),
         }
 
-    def overlapped() -> dict:  # the same workloads with attention and matmuls of two half-batches overlapping
-        engine.overlap = True
-        try:
-            r = time_engine(engine, prompts, [new] * requests, TEMPERATURE, seed)
-            v = time_engine(engine, prompts, lengths, TEMPERATURE, seed)
-        finally:
-            engine.overlap = False
-        return {"overlap_engine_tok_s": r["tok_s"], "overlap_variant_tok_s": v["tok_s"]}
-
     stage("engine", default)
     if engine.model.kernels is not None and engine.graphs:
         stage("steps", lambda: step_times(engine, (prompt, prompt + new // 2, prompt + new - 24)))
         stage("gemm", lambda: gemm_rates(net))
-        if overlap:
-            stage("overlap", overlapped)
         if profile_to is not None:
             stage("profile", lambda: decode_profile(engine, prompt + new // 2, profile_to))
     stage("agreement", lambda: greedy_agreement(net, engine, prompts[:agree], agree_tokens, config))

@@ -207,10 +207,19 @@ def engine_rate(arch: dict, device: str) -> dict[str, Any]:
     import torch
 
     from ..backends.engine import Engine
-    from .generate import TEMPERATURE, random_model, random_workload, time_engine
+    from .generate import (
+        NEW,
+        PROMPT,
+        REQUESTS,
+        RESIDENT,
+        TEMPERATURE,
+        random_model,
+        random_workload,
+        time_engine,
+    )
 
     cuda = device == "cuda"
-    requests, prompt, new, resident = (1024, 200, 768, 512) if cuda else (16, 16, 24, 8)
+    requests, prompt, new, resident = (REQUESTS, PROMPT, NEW, RESIDENT) if cuda else (16, 16, 24, 8)
     model = random_model(arch, device)
     prompts, _ = random_workload(arch["vocab_size"], requests, prompt, (new, new), seed=0)
     engine = Engine(model, [], max_slots=resident)

@@ -159,15 +159,16 @@ class Engine:
             decode=decode,
             ignore_eos=ignore_eos,
         )
-        for i in sorted(
+        order = sorted(
             range(len(prompts)), key=lambda i: -len(prompts[i])
-        ):  # similar lengths prefill together
+        )  # similar lengths prefill together
+        index = {}  # request number -> prompt index
+        for i in order:
             key = seeds[i] if seeds is not None else seed
-            self.submit(
+            r = self.submit(
                 prompts[i], n=n, seed=key, request=0 if seeds is not None else i, max_new_tokens=maxn[i]
             )
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        index = {r: i for r, i in enumerate(order)}  # request number -> prompt index
+            index[r] = i
         results: list[list[Output | None]] = [[None] * n for _ in prompts]
         while self.busy():
             finished = self.step()
@@ -223,7 +224,7 @@ class Engine:
             _Request(list(ids), [sampling.request_key(seed, request, j) for j in range(n)], max_new, greedy)
         )
         if len(ids) + max_new > self.max_len or max_new > self.cap:
-            self.long.append(r)  # waits for the running ones, then the cache grows
+            self.long.append(r)  # waits until everything else is done, then the cache grows
         else:
             self.queue.append((r, list(range(n))))
         return r
