@@ -145,6 +145,26 @@ def test_a_bad_override_is_named(tmp_path):
         )
 
 
+def test_a_round_that_keeps_nothing_is_named_not_a_traceback(tmp_path):
+    """Every drawn length at the cap: every output is cut, nothing is kept, and the loop stops before the
+    evaluation the benchmark measures; the error names the round and what to change."""
+    train = _math(tmp_path / "t.jsonl", 12)
+    with pytest.raises(ConfigError, match="round_1.*ended before its evaluation"):
+        run(
+            ROOT / "configs" / "math500-qwen3-1.7b.yaml",
+            train,
+            train,
+            tmp_path / "w",
+            "tiny-qwen3",
+            train=6,
+            evaluate=2,
+            steps=2,
+            median_new=400,
+            sigma=0.1,
+            overrides=SMALL,
+        )
+
+
 def test_the_benchmark_injects_its_components_and_patches_nothing():
     """Drawn lengths reach the cap by design, so the benchmark turns the cut warning off through `loop.run`'s
     argument; shipped classes and functions stay as they are, and no module of bench/ assigns to another's."""

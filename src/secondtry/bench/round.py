@@ -281,7 +281,7 @@ def run(
     """(workload, figures): the measured round and its projection to the full reference round."""
     import torch
 
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..loop import run as run_loop
     from ..store import read_json, read_jsonl
     from ..types import Kind
@@ -326,6 +326,12 @@ def run(
     figures["loop_s"] = round(time.perf_counter() - start, 1)
     root = cfg.run_path
     base, one = read_json(root / "round_0" / "round.json"), read_json(root / "round_1" / "round.json")
+    if not (root / "round_1" / "eval.jsonl").is_file():
+        raise ConfigError(
+            f"{root / 'round_1'}: the measured round ended before its evaluation (no retry was kept to train "
+            "on); give it more problems (--train), a higher --pass-rate, or lengths below the cap (--median-new "
+            "under sampling.max_new_tokens)"
+        )
     cost = one["cost"]
     attempts = list(read_jsonl(root / "round_1" / "attempts.jsonl"))
     problems = len({a["problem_id"] for a in attempts})
