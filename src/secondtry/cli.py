@@ -881,6 +881,9 @@ def bench_round(
     ),
     work: Path = typer.Option(Path("bench-round"), "--work", help="folder for the model and the run"),
     sets: list[str] = typer.Option([], "--set", help="config override KEY=VALUE (repeatable)"),
+    waves: bool = typer.Option(
+        False, "--waves", help="generate turn by turn (a call per turn, the path before streams), to compare"
+    ),
     out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the JSON record"),
 ) -> None:
     """The cost of one reference round on this machine, stage by stage, projected to the full round."""
@@ -912,10 +915,11 @@ def bench_round(
             pass_rate,
             sets,
             log=RichLog(),
+            waves=waves,
         )
     except (ConfigError, TaskDataError) as e:
         _fail(str(e))
-    _bench_record("round", workload, figures, out)
+    _bench_record("round-waves" if waves else "round", workload, figures, out, command_name="round")
 
 
 @bench_app.command(name="agree")

@@ -106,6 +106,36 @@ def test_each_generation_stage_is_one_engine_session_set_beside_the_engine_rate(
         assert figures[f"{stage}_share"] == round(figures[f"{stage}_tok_s"] / figures["engine_tok_s"], 3)
 
 
+def test_streamed_stages_keep_the_engine_fuller_than_turn_by_turn_calls(measured, tmp_path):
+    """The same round generated turn by turn (`waves`: a `generate` call per turn and chunk, the path before
+    streams) makes the same tokens in more decode steps: every call drains the engine at its end."""
+    _, _, streamed = measured
+    train, test = _math(tmp_path / "train.jsonl", 60), _math(tmp_path / "test.jsonl", 10)
+    workload, waves = run(
+        ROOT / "configs" / "math500-qwen3-1.7b.yaml",
+        train,
+        test,
+        tmp_path / "work",
+        "tiny-qwen3",
+        train=24,
+        evaluate=8,
+        steps=4,
+        median_new=20,
+        sigma=0.5,
+        pass_rate=0.4,
+        overrides=SMALL,
+        waves=True,
+    )
+    assert workload["generation"] == "turn by turn (--waves)"
+    for key in ("attempts_tokens", "eval_tokens", "first_attempts", "retries", "kept"):
+        assert waves[key] == streamed[key], key  # the same work, the same records
+    assert len(waves["sessions"]) > len(streamed["sessions"]) == 3  # a session per call against one a stage
+    steps = {k: sum(s["decode_steps"] for s in f["sessions"]) for k, f in (("s", streamed), ("w", waves))}
+    tokens = {k: sum(s["decoded_tokens"] for s in f["sessions"]) for k, f in (("s", streamed), ("w", waves))}
+    assert tokens["s"] == tokens["w"] and steps["s"] < steps["w"]
+    assert 0 < waves["occupancy"] < streamed["occupancy"] <= 1
+
+
 def test_forced_verdicts_set_the_share_retried(measured):
     root, _, figures = measured
     first = [a for a in read_jsonl(root / "round_1" / "attempts.jsonl") if a["kind"] == "first"]

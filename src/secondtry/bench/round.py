@@ -114,10 +114,15 @@ def build_model(arch: dict, texts: list[str], out: Path, device: str) -> Path:
     return out
 
 
-def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]) -> dict[str, Any]:
+def seams(
+    median: float, sigma: float, pass_rate: float, tally: dict[str, Any], waves: bool = False
+) -> dict[str, Any]:
     """`loop.run`'s components for this benchmark: samplers whose engine generates drawn lengths with EOS
     ignored, and the config's verifier pool with its verdicts forced to `pass_rate` after it judged.
-    Lengths drawn at the cap count as cut, as a real run's would, and are expected: no warning about them."""
+    Lengths drawn at the cap count as cut, as a real run's would, and are expected: no warning about them.
+    `waves`: the sampler offers no stream, so the loop generates turn by turn (one engine session per
+    `generate` call: the path before streams), for comparison. Each session's decode steps and the tokens
+    they made are tallied: tokens / (steps x slots) is how full the engine was kept (`occupancy`)."""
     from ..backends.engine import Engine
     from ..backends.hf import HFSampler
     from ..loop import verifier_pool
@@ -130,6 +135,7 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
             kwargs["ignore_eos"] = True
             super().open(max_len, max_new_tokens, **kwargs)
             self.caps: dict[int, int] = {}
+            self.steps_at_open, self.decoded = self.steps, 0
             tally.setdefault("sessions", []).append({"max_len": self.max_len, "slots": self.slots})
 
         def submit(self, ids, *, max_new_tokens=None, **kwargs):
@@ -140,9 +146,14 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
 
         def step(self):
             finished = super().step()
+            self.decoded += sum(len(o.tokens) - 1 for _, _, o in finished)  # the first token is prefill's
             if not self.busy():
                 tally["sessions"][-1].update(
-                    rebuilds=self.rebuilds, slots_last=self.slots, backoffs=self.backoffs
+                    rebuilds=self.rebuilds,
+                    slots_last=self.slots,
+                    backoffs=self.backoffs,
+                    decode_steps=self.steps - self.steps_at_open,
+                    decoded_tokens=self.decoded,
                 )
             return [
                 (
@@ -167,6 +178,9 @@ def seams(median: float, sigma: float, pass_rate: float, tally: dict[str, float]
             return DrawnLengths(
                 self.model, self.eos_ids, max_slots=self.cfg.backend.max_slots, warn=self.log.warn
             )
+
+        def stream(self, *args: Any, **kwargs: Any):
+            return None if waves else super().stream(*args, **kwargs)
 
     def make_verifier(cfg):
         return ForcedVerdicts(verifier_pool(cfg), pass_rate, tally)
@@ -276,6 +290,7 @@ def run(
     pass_rate: float = 0.38,
     overrides: list[str] | None = None,
     log=None,
+    waves: bool = False,
     report: Callable[[str, dict], None] = lambda stage, f: None,
 ) -> tuple[dict, dict]:
     """(workload, figures): the measured round and its projection to the full reference round."""
@@ -322,7 +337,9 @@ def run(
     report("model", figures)
     tally: dict[str, float] = {}
     start = time.perf_counter()
-    run_loop(cfg, **({"log": log} if log is not None else {}), **seams(median_new, sigma, pass_rate, tally))
+    run_loop(
+        cfg, **({"log": log} if log is not None else {}), **seams(median_new, sigma, pass_rate, tally, waves)
+    )
     figures["loop_s"] = round(time.perf_counter() - start, 1)
     root = cfg.run_path
     base, one = read_json(root / "round_0" / "round.json"), read_json(root / "round_1" / "round.json")
@@ -383,6 +400,14 @@ def run(
     )
     figures.update(real_verdicts(cfg, sample[: min(2000, 4 * train)]))
     figures["sessions"] = tally.get("sessions", [])
+    # how full the engine was kept: decoded tokens per decode step and slot, over every session of the loop
+    # (a device-free figure: turn-by-turn generation drains the engine at the end of every call)
+    slot_steps = sum(t.get("decode_steps", 0) * t.get("slots_last", t["slots"]) for t in figures["sessions"])
+    figures["occupancy"] = (
+        round(sum(t.get("decoded_tokens", 0) for t in figures["sessions"]) / slot_steps, 3)
+        if slot_steps
+        else None
+    )
     figures.update(engine_rate(arch, device))  # bench generate's default workload, this process, this device
     for stage in ("attempts", "eval"):
         if figures.get(f"{stage}_tok_s") and figures.get("engine_tok_s"):
@@ -419,6 +444,7 @@ def run(
         "new_tokens": f"log-normal, median {median_new}, sigma {sigma}, cut at sampling.max_new_tokens "
         f"({cfg.sampling.max_new_tokens}), EOS ignored",
         "pass_rate_forced": pass_rate,
+        "generation": "turn by turn (--waves)" if waves else "streamed",
         "sft_steps": cfg.training.steps,
         "sft_steps_projected": full_steps,
         "sft_rows_per_step": cfg.training.batch_size,
