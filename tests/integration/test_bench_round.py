@@ -50,24 +50,19 @@ def test_lengths_are_log_normal_within_bounds():
     assert 0.45 < (sum((x - sum(logs) / len(logs)) ** 2 for x in logs) / len(logs)) ** 0.5 < 0.65
 
 
+def _small_round(tmp, problems=60, **kwargs):
+    """A measured round on the tiny architecture: by default 24 training and 8 test problems, 4 SFT steps,
+    short drawn lengths (keyword arguments replace `run`'s)."""
+    train, test = _math(tmp / "train.jsonl", problems), _math(tmp / "test.jsonl", 10)
+    args = dict(train=24, evaluate=8, steps=4, median_new=20, sigma=0.5, pass_rate=0.4, overrides=SMALL)
+    config = ROOT / "configs" / "math500-qwen3-1.7b.yaml"
+    return run(config, train, test, tmp / "work", "tiny-qwen3", **{**args, **kwargs})
+
+
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("round")
-    train, test = _math(tmp / "train.jsonl", 60), _math(tmp / "test.jsonl", 10)
-    workload, figures = run(
-        ROOT / "configs" / "math500-qwen3-1.7b.yaml",
-        train,
-        test,
-        tmp / "work",
-        "tiny-qwen3",
-        train=24,
-        evaluate=8,
-        steps=4,
-        median_new=20,
-        sigma=0.5,
-        pass_rate=0.4,
-        overrides=SMALL,
-    )
+    workload, figures = _small_round(tmp)
     return tmp / "work" / "runs" / "math500-qwen3-1.7b", workload, figures
 
 
@@ -110,22 +105,7 @@ def test_streamed_stages_keep_the_engine_fuller_than_turn_by_turn_calls(measured
     """The same round generated turn by turn (`waves`: a `generate` call per turn and chunk, the path before
     streams) makes the same tokens in more decode steps: every call drains the engine at its end."""
     _, _, streamed = measured
-    train, test = _math(tmp_path / "train.jsonl", 60), _math(tmp_path / "test.jsonl", 10)
-    workload, waves = run(
-        ROOT / "configs" / "math500-qwen3-1.7b.yaml",
-        train,
-        test,
-        tmp_path / "work",
-        "tiny-qwen3",
-        train=24,
-        evaluate=8,
-        steps=4,
-        median_new=20,
-        sigma=0.5,
-        pass_rate=0.4,
-        overrides=SMALL,
-        waves=True,
-    )
+    workload, waves = _small_round(tmp_path, waves=True)
     assert workload["generation"] == "turn by turn (--waves)"
     for key in ("attempts_tokens", "eval_tokens", "first_attempts", "retries", "kept"):
         assert waves[key] == streamed[key], key  # the same work, the same records
@@ -161,38 +141,15 @@ def test_projection_scales_attempts_and_eval_not_training(measured):
 
 
 def test_a_bad_override_is_named(tmp_path):
-    train = _math(tmp_path / "t.jsonl", 10)
     with pytest.raises(ConfigError, match="training.nonsense"):
-        run(
-            ROOT / "configs" / "math500-qwen3-1.7b.yaml",
-            train,
-            train,
-            tmp_path / "w",
-            "tiny-qwen3",
-            train=4,
-            evaluate=2,
-            overrides=SMALL + ["training.nonsense=1"],
-        )
+        _small_round(tmp_path, 10, train=4, evaluate=2, overrides=SMALL + ["training.nonsense=1"])
 
 
 def test_a_round_that_keeps_nothing_is_named_not_a_traceback(tmp_path):
     """Every drawn length at the cap: every output is cut, nothing is kept, and the loop stops before the
     evaluation the benchmark measures; the error names the round and what to change."""
-    train = _math(tmp_path / "t.jsonl", 12)
     with pytest.raises(ConfigError, match="round_1.*ended before its evaluation"):
-        run(
-            ROOT / "configs" / "math500-qwen3-1.7b.yaml",
-            train,
-            train,
-            tmp_path / "w",
-            "tiny-qwen3",
-            train=6,
-            evaluate=2,
-            steps=2,
-            median_new=400,
-            sigma=0.1,
-            overrides=SMALL,
-        )
+        _small_round(tmp_path, 12, train=6, evaluate=2, steps=2, median_new=400, sigma=0.1)
 
 
 def test_the_benchmark_injects_its_components_and_patches_nothing():
