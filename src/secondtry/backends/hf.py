@@ -127,6 +127,13 @@ class HFSampler:
     def render(self, messages: Sequence[Message]) -> str:
         return render(self.tokenizer, messages, self.cfg.model.chat_template_kwargs)
 
+    def encode(self, conversations: Sequence[Sequence[Message]]) -> list[list[int]]:
+        """Each conversation's prompt token ids: its chat template rendered, no special tokens added."""
+        if not conversations:
+            return []
+        rendered = [self.render(c) for c in conversations]
+        return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
     def stream(
         self,
         params: Sequence[SamplingConfig],
@@ -152,8 +159,7 @@ class HFSampler:
         """`n` completions per conversation. Sample j of conversation i is seeded by (seed, keys[i], j);
         keys default to the positions, pass stable ids (problem ids) to make samples independent of them."""
         keys = [str(i) for i in range(len(conversations))] if keys is None else [str(k) for k in keys]
-        prompts = [self.render(c) for c in conversations]
-        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        ids = self.encode(conversations)
         if self.engine is not None:  # sample j of a problem is keyed by (seed, its key, j), as below
             from .engine import generate_completions
 
@@ -268,8 +274,7 @@ class EngineStream:
             raise ValueError(f"one engine session samples with one setting; got {sorted(sampled)}")
         self.setting = next(iter(sampled), (0.0, 0, 1.0))
         self.max_new = max(p.max_new_tokens for p in params)
-        rendered = [sampler.render(c) for c in first]
-        first_ids = sampler.tokenizer(rendered, add_special_tokens=False)["input_ids"] if rendered else []
+        first_ids = sampler.encode(first)
         self.first_ids = {tuple(c): ids for c, ids in zip(first, first_ids)}  # tokenized once: submit reuses
         longest = max(map(len, first_ids), default=0)
         # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
@@ -278,11 +283,6 @@ class EngineStream:
         temperature, top_k, top_p = self.setting
         self.engine.open(max(max_len, 2), self.max_new, temperature=temperature, top_k=top_k, top_p=top_p)
         self.requests: dict[int, tuple[Any, int, bool, list[Completion | None]]] = {}
-
-    def _ids(self, conversation: Sequence[Message]) -> list[int]:
-        return self.sampler.tokenizer(self.sampler.render(conversation), add_special_tokens=False)[
-            "input_ids"
-        ]
 
     def submit(
         self,
@@ -301,7 +301,7 @@ class EngineStream:
                 f"this session samples with {self.setting}; a request asked for "
                 f"{(params.temperature, params.top_k, params.top_p)}"
             )
-        ids = self.first_ids.pop(tuple(conversation), None) or self._ids(conversation)
+        ids = self.first_ids.pop(tuple(conversation), None) or self.sampler.encode([conversation])[0]
         r = self.engine.submit(
             ids,
             n=n,
