@@ -275,7 +275,8 @@ class EngineStream:
         self.setting = next(iter(sampled), (0.0, 0, 1.0))
         self.max_new = max(p.max_new_tokens for p in params)
         first_ids = sampler.encode(first)
-        self.first_ids = {tuple(c): ids for c, ids in zip(first, first_ids)}  # tokenized once: submit reuses
+        # tokenized once: every chain of a problem (greedy and sampled evaluation) reuses its first prompt's ids
+        self.first_ids = {tuple(c): ids for c, ids in zip(first, first_ids)}
         longest = max(map(len, first_ids), default=0)
         # first attempts and one retry turn fit; a longer chain's later turns may not, and wait for the rest
         # of the stage (scheduler.py): a cache for every turn's worst case would hold far fewer sequences
@@ -301,7 +302,7 @@ class EngineStream:
                 f"this session samples with {self.setting}; a request asked for "
                 f"{(params.temperature, params.top_k, params.top_p)}"
             )
-        ids = self.first_ids.pop(tuple(conversation), None) or self.sampler.encode([conversation])[0]
+        ids = self.first_ids.get(tuple(conversation)) or self.sampler.encode([conversation])[0]
         r = self.engine.submit(
             ids,
             n=n,
